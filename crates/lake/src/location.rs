@@ -1,0 +1,255 @@
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::aws::AmazonS3Builder;
+use object_store::path::Path as StorePath;
+use object_store::{ObjectStore, ObjectStoreExt};
+use parquet::file::reader::{ChunkReader, Length};
+
+use crate::{LakeError, Result};
+
+/// A directory (or a single file) on local disk or in an object store.
+#[derive(Clone)]
+pub enum Location {
+    Local(PathBuf),
+    Store {
+        url: String,
+        store: Arc<dyn ObjectStore>,
+        prefix: StorePath,
+    },
+}
+
+impl std::fmt::Debug for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.to_string())
+    }
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::Local(p) => write!(f, "{}", p.display()),
+            Location::Store { url, .. } => f.write_str(url),
+        }
+    }
+}
+
+/// One file found under a location.
+#[derive(Debug, Clone)]
+pub struct FileRef {
+    /// How the file is named to people: a local path or a full URL.
+    pub display: String,
+    pub size: u64,
+    source: Source,
+}
+
+#[derive(Debug, Clone)]
+enum Source {
+    Local(PathBuf),
+    Store(Arc<dyn ObjectStore>, StorePath),
+}
+
+/// An opened file that Parquet can read: a local file is read in place, an
+/// object is fetched whole (telemetry files are per day, so this bounds memory
+/// per file read at once).
+pub enum Input {
+    Local(File),
+    Remote(Bytes),
+}
+
+fn runtime() -> &'static tokio::runtime::Runtime {
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("pitwall-lake-io")
+            .enable_all()
+            .build()
+            .unwrap_or_else(|e| panic!("cannot start the I/O runtime: {e}"))
+    })
+}
+
+impl Location {
+    /// Parses a local path or an `s3://bucket/prefix` URL. S3 access uses the
+    /// standard AWS environment: region, credentials chain, `AWS_ENDPOINT_URL`
+    /// or `AWS_ENDPOINT_URL_S3` for emulators.
+    pub fn parse(s: &str) -> Result<Location> {
+        if let Some(rest) = s.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() {
+                return Err(LakeError::UnsupportedUrl(s.to_string()));
+            }
+            let endpoint = std::env::var("AWS_ENDPOINT_URL_S3").or_else(|_| std::env::var("AWS_ENDPOINT_URL")).ok();
+            let store = AmazonS3Builder::from_env()
+                .with_bucket_name(bucket)
+                .with_allow_http(endpoint.as_deref().is_some_and(|e| e.starts_with("http://")))
+                .build()
+                .map_err(|source| LakeError::ObjectStore { url: s.to_string(), source })?;
+            return Ok(Location::Store {
+                url: s.trim_end_matches('/').to_string(),
+                store: Arc::new(store),
+                prefix: StorePath::from(prefix.trim_end_matches('/')),
+            });
+        }
+        if s.contains("://") {
+            return Err(LakeError::UnsupportedUrl(s.to_string()));
+        }
+        Ok(Location::Local(PathBuf::from(s)))
+    }
+
+    /// Every file under this location (recursively) whose name ends with one
+    /// of `suffixes`, sorted by name so runs list files in a stable order.
+    /// A location that is itself a file lists as that file.
+    pub fn list(&self, suffixes: &[&str]) -> Result<Vec<FileRef>> {
+        let wanted = |name: &str| suffixes.iter().any(|s| name.ends_with(s));
+        let mut files = match self {
+            Location::Local(root) => list_local(root, &wanted)?,
+            Location::Store { url, store, prefix } => {
+                let objects: Vec<_> = runtime()
+                    .block_on(store.list(Some(prefix)).try_collect::<Vec<_>>())
+                    .map_err(|source| LakeError::ObjectStore { url: url.clone(), source })?;
+                let base = url.split_once("://").map_or("", |(_, r)| r.split('/').next().unwrap_or(""));
+                objects
+                    .into_iter()
+                    .filter(|o| wanted(o.location.as_ref()))
+                    .map(|o| FileRef {
+                        display: format!("s3://{base}/{}", o.location),
+                        size: o.size,
+                        source: Source::Store(store.clone(), o.location),
+                    })
+                    .collect()
+            }
+        };
+        files.sort_by(|a, b| a.display.cmp(&b.display));
+        Ok(files)
+    }
+
+    /// Reads a whole small file (e.g. a rentals CSV) into memory.
+    pub fn read_all(file: &FileRef) -> Result<Bytes> {
+        match Self::open(file)? {
+            Input::Remote(b) => Ok(b),
+            Input::Local(mut f) => {
+                let mut buf = Vec::new();
+                f.read_to_end(&mut buf).map_err(|source| LakeError::Io { path: file.display.clone(), source })?;
+                Ok(Bytes::from(buf))
+            }
+        }
+    }
+
+    pub fn open(file: &FileRef) -> Result<Input> {
+        match &file.source {
+            Source::Local(p) => File::open(p)
+                .map(Input::Local)
+                .map_err(|source| LakeError::Io { path: file.display.clone(), source }),
+            Source::Store(store, path) => runtime()
+                .block_on(async { store.get(path).await?.bytes().await })
+                .map(Input::Remote)
+                .map_err(|source| LakeError::ObjectStore { url: file.display.clone(), source }),
+        }
+    }
+}
+
+fn list_local(root: &Path, wanted: &dyn Fn(&str) -> bool) -> Result<Vec<FileRef>> {
+    let io_err = |path: &Path| {
+        let path = path.display().to_string();
+        move |source| LakeError::Io { path, source }
+    };
+    let meta = std::fs::metadata(root).map_err(io_err(root))?;
+    if meta.is_file() {
+        return Ok(vec![local_ref(root.to_path_buf(), meta.len())]);
+    }
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).map_err(io_err(&dir))? {
+            let entry = entry.map_err(io_err(&dir))?;
+            let path = entry.path();
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            // Hidden and in-progress files (".x", "_tmp") are not data.
+            if name.starts_with('.') || name.starts_with('_') {
+                continue;
+            }
+            let meta = entry.metadata().map_err(io_err(&path))?;
+            if meta.is_dir() {
+                stack.push(path);
+            } else if wanted(&name) {
+                out.push(local_ref(path, meta.len()));
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn local_ref(path: PathBuf, size: u64) -> FileRef {
+    FileRef {
+        display: path.display().to_string(),
+        size,
+        source: Source::Local(path),
+    }
+}
+
+impl Length for Input {
+    fn len(&self) -> u64 {
+        match self {
+            Input::Local(f) => f.len(),
+            Input::Remote(b) => b.len() as u64,
+        }
+    }
+}
+
+impl ChunkReader for Input {
+    type T = Box<dyn Read + Send>;
+
+    fn get_read(&self, start: u64) -> parquet::errors::Result<Self::T> {
+        Ok(match self {
+            Input::Local(f) => Box::new(f.get_read(start)?),
+            Input::Remote(b) => Box::new(b.get_read(start)?),
+        })
+    }
+
+    fn get_bytes(&self, start: u64, length: usize) -> parquet::errors::Result<Bytes> {
+        match self {
+            Input::Local(f) => f.get_bytes(start, length),
+            Input::Remote(b) => b.get_bytes(start, length),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lists_recursively_sorted_and_skips_hidden_files() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|source| LakeError::Io { path: "tmp".into(), source })?;
+        let d = dir.path();
+        for p in ["dt=2026-01-02/b.parquet", "dt=2026-01-01/a.parquet", "dt=2026-01-01/.a.parquet.tmp", "_SUCCESS", "x.csv"] {
+            let path = d.join(p);
+            std::fs::create_dir_all(path.parent().unwrap_or(d)).map_err(|source| LakeError::Io { path: p.into(), source })?;
+            std::fs::write(&path, b"x").map_err(|source| LakeError::Io { path: p.into(), source })?;
+        }
+        let loc = Location::parse(&d.display().to_string())?;
+        let names: Vec<String> = loc.list(&[".parquet"])?.into_iter().map(|f| f.display).collect();
+        assert_eq!(names.len(), 2);
+        assert!(names[0].ends_with("dt=2026-01-01/a.parquet"));
+        assert!(names[1].ends_with("dt=2026-01-02/b.parquet"));
+        Ok(())
+    }
+
+    #[test]
+    fn a_missing_path_is_an_error_naming_it() {
+        let err = Location::Local(PathBuf::from("/no/such/dir")).list(&[".parquet"]).err();
+        assert!(err.is_some_and(|e| e.to_string().contains("/no/such/dir")));
+    }
+
+    #[test]
+    fn unknown_schemes_are_refused() {
+        assert!(matches!(Location::parse("gs://b/x"), Err(LakeError::UnsupportedUrl(_))));
+        assert!(matches!(Location::parse("s3://"), Err(LakeError::UnsupportedUrl(_))));
+    }
+}

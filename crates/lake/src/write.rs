@@ -1,0 +1,69 @@
+use std::fs::File;
+use std::io::Write;
+use std::path::Path;
+
+use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+
+use crate::{LakeError, Result};
+
+#[derive(Debug, Clone)]
+pub struct ParquetOptions {
+    pub zstd_level: i32,
+    pub max_row_group_rows: usize,
+}
+
+impl Default for ParquetOptions {
+    fn default() -> Self {
+        ParquetOptions { zstd_level: 3, max_row_group_rows: 128 * 1024 }
+    }
+}
+
+impl ParquetOptions {
+    pub fn properties(&self) -> WriterProperties {
+        let level = ZstdLevel::try_new(self.zstd_level).unwrap_or_default();
+        WriterProperties::builder()
+            .set_compression(Compression::ZSTD(level))
+            .set_max_row_group_row_count(Some(self.max_row_group_rows))
+            .build()
+    }
+}
+
+/// Writes `path` so that readers see the old file or the whole new one,
+/// never a part: write to a hidden sibling, fsync, rename, fsync the dir.
+pub fn write_atomic(path: &Path, write: impl FnOnce(&mut File) -> Result<()>) -> Result<()> {
+    let io = |source| LakeError::Io { path: path.display().to_string(), source };
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let result = (|| {
+        let mut f = File::create(&tmp).map_err(io)?;
+        write(&mut f)?;
+        f.flush().map_err(io)?;
+        f.sync_all().map_err(io)?;
+        std::fs::rename(&tmp, path).map_err(io)?;
+        // The rename is durable only once the directory is.
+        File::open(dir).and_then(|d| d.sync_all()).map_err(io)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Writes record batches as one zstd Parquet file, atomically.
+pub fn write_parquet(path: &Path, schema: SchemaRef, batches: &[RecordBatch], opts: &ParquetOptions) -> Result<()> {
+    let pq = |source| LakeError::Parquet { path: path.display().to_string(), source };
+    write_atomic(path, |f| {
+        let mut w = ArrowWriter::try_new(f, schema, Some(opts.properties())).map_err(pq)?;
+        for b in batches {
+            w.write(b).map_err(pq)?;
+        }
+        w.close().map_err(pq)?;
+        Ok(())
+    })
+}

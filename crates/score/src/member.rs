@@ -1,0 +1,248 @@
+//! Member score over the latest rentals of the past year (spec: "Member score").
+
+use serde::Serialize;
+
+use crate::model::{Model, per_100km, round1, share_pct};
+use crate::rental::Status;
+
+const DAY_MS: i64 = 86_400_000;
+
+/// What the member score needs of one assessed rental.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RentalOutcome {
+    pub rental_id: String,
+    pub end_at: i64,
+    pub status: Status,
+    pub score: Option<f64>,
+    pub distance_km: f64,
+    pub moving_s: u32,
+    pub speeding_s: u32,
+    pub excess_speeding_s: u32,
+    pub harsh_accel_n: u32,
+    pub harsh_brake_n: u32,
+    pub unstable_stop_n: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MemberStatus {
+    Scored,
+    /// Below the total scored distance a member needs to be shown a score.
+    InsufficientDistance,
+    /// Eligible, but no scored rental ended in the window.
+    NoRecentRentals,
+}
+
+impl MemberStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MemberStatus::Scored => "scored",
+            MemberStatus::InsufficientDistance => "insufficient_distance",
+            MemberStatus::NoRecentRentals => "no_recent_rentals",
+        }
+    }
+}
+
+/// Event rates over the rentals used, pooled (sum of events over sum of distance).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct FactorRates {
+    pub harsh_accel_per_100km: f64,
+    pub harsh_brake_per_100km: f64,
+    pub unstable_stop_per_100km: f64,
+    pub speeding_pct: f64,
+    pub excess_speeding_pct: f64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MemberScore {
+    pub eligible: bool,
+    pub status: MemberStatus,
+    pub score: Option<f64>,
+    pub grade: Option<String>,
+    /// Rental ids used for the score, latest first.
+    pub rentals_used: Vec<String>,
+    pub rentals_12m: u32,
+    /// Distance of all scored rentals up to as_of (the eligibility measure).
+    pub distance_km_total: f64,
+    pub rates: FactorRates,
+}
+
+/// Scores one member from all their considered rentals (any order).
+pub fn member_score(rentals: &[RentalOutcome], as_of: i64, model: &Model) -> MemberScore {
+    let p = &model.member;
+    let window_start = as_of - p.window_days * DAY_MS;
+    let in_window = |r: &&RentalOutcome| r.end_at > window_start && r.end_at <= as_of;
+
+    let scored: Vec<&RentalOutcome> = rentals
+        .iter()
+        .filter(|r| r.status == Status::Scored && r.end_at <= as_of)
+        .collect();
+    let distance_km_total: f64 = sorted_sum(scored.iter().map(|r| r.distance_km));
+    let rentals_12m = rentals.iter().filter(in_window).count();
+
+    let mut recent: Vec<&RentalOutcome> = scored.iter().copied().filter(in_window).collect();
+    // Latest first; rental_id breaks ties so the choice never depends on input order.
+    recent.sort_by(|a, b| b.end_at.cmp(&a.end_at).then_with(|| a.rental_id.cmp(&b.rental_id)));
+    recent.truncate(p.latest_rentals);
+
+    let eligible = distance_km_total >= p.eligible_min_distance_km;
+    let status = if !eligible {
+        MemberStatus::InsufficientDistance
+    } else if recent.is_empty() {
+        MemberStatus::NoRecentRentals
+    } else {
+        MemberStatus::Scored
+    };
+    let score = (status == MemberStatus::Scored).then(|| weighted_mean_score(&recent)).flatten();
+    MemberScore {
+        eligible,
+        status,
+        score,
+        grade: score.map(|s| model.grade(s).grade.clone()),
+        rentals_used: recent.iter().map(|r| r.rental_id.clone()).collect(),
+        rentals_12m: u32::try_from(rentals_12m).unwrap_or(u32::MAX),
+        distance_km_total,
+        rates: pooled_rates(&recent),
+    }
+}
+
+/// Distance-weighted mean of the rental scores, rounded to one decimal.
+fn weighted_mean_score(used: &[&RentalOutcome]) -> Option<f64> {
+    let weight: f64 = used.iter().map(|r| r.distance_km).sum();
+    if weight <= 0.0 {
+        return None;
+    }
+    let total: f64 = used.iter().map(|r| r.score.unwrap_or(0.0) * r.distance_km).sum();
+    Some(round1(total / weight))
+}
+
+fn pooled_rates(used: &[&RentalOutcome]) -> FactorRates {
+    let sum = |f: fn(&RentalOutcome) -> u32| used.iter().map(|r| f(r)).sum::<u32>();
+    let distance: f64 = used.iter().map(|r| r.distance_km).sum();
+    let moving = sum(|r| r.moving_s);
+    FactorRates {
+        harsh_accel_per_100km: per_100km(sum(|r| r.harsh_accel_n), distance),
+        harsh_brake_per_100km: per_100km(sum(|r| r.harsh_brake_n), distance),
+        unstable_stop_per_100km: per_100km(sum(|r| r.unstable_stop_n), distance),
+        speeding_pct: share_pct(sum(|r| r.speeding_s), moving),
+        excess_speeding_pct: share_pct(sum(|r| r.excess_speeding_s), moving),
+    }
+}
+
+/// Float addition is not associative: sum in a fixed order so the total
+/// never depends on the order rentals were read in.
+fn sorted_sum(values: impl Iterator<Item = f64>) -> f64 {
+    let mut v: Vec<f64> = values.collect();
+    v.sort_by(f64::total_cmp);
+    v.iter().sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const AS_OF: i64 = 1_000 * DAY_MS;
+
+    fn scored(id: &str, days_before: i64, score: f64, km: f64) -> RentalOutcome {
+        RentalOutcome {
+            rental_id: id.into(),
+            end_at: AS_OF - days_before * DAY_MS,
+            status: Status::Scored,
+            score: Some(score),
+            distance_km: km,
+            moving_s: 100,
+            speeding_s: 0,
+            excess_speeding_s: 0,
+            harsh_accel_n: 0,
+            harsh_brake_n: 0,
+            unstable_stop_n: 0,
+        }
+    }
+
+    #[test]
+    fn uses_the_latest_10_scored_rentals_distance_weighted() {
+        let mut rentals: Vec<RentalOutcome> = (0..12).map(|i| scored(&format!("r{i:02}"), i, 90.0, 20.0)).collect();
+        // The two oldest would drag the mean down if used.
+        rentals[10].score = Some(0.0);
+        rentals[11].score = Some(0.0);
+        let m = member_score(&rentals, AS_OF, &Model::default());
+        assert_eq!(m.status, MemberStatus::Scored);
+        assert_eq!(m.rentals_used.len(), 10);
+        assert_eq!(m.rentals_used[0], "r00");
+        assert_eq!(m.score, Some(90.0));
+        assert_eq!(m.grade.as_deref(), Some("GOOD"));
+    }
+
+    #[test]
+    fn weights_by_distance() {
+        let rentals = vec![scored("a", 1, 100.0, 90.0), scored("b", 2, 50.0, 10.0)];
+        let m = member_score(&rentals, AS_OF, &Model::default());
+        assert_eq!(m.score, Some(95.0));
+    }
+
+    #[test]
+    fn window_is_365_days_open_at_the_start() {
+        let rentals = vec![scored("old", 365, 10.0, 200.0), scored("new", 364, 80.0, 5.0)];
+        let m = member_score(&rentals, AS_OF, &Model::default());
+        assert_eq!(m.rentals_used, vec!["new".to_string()]);
+        assert_eq!(m.rentals_12m, 1);
+        // The old rental still counts toward eligibility.
+        assert!(m.eligible);
+        assert_eq!(m.score, Some(80.0));
+    }
+
+    #[test]
+    fn eligibility_needs_100km_of_scored_rentals() {
+        let just = vec![scored("a", 1, 70.0, 60.0), scored("b", 2, 70.0, 40.0)];
+        assert!(member_score(&just, AS_OF, &Model::default()).eligible);
+        let short = vec![scored("a", 1, 70.0, 60.0), scored("b", 2, 70.0, 39.9)];
+        let m = member_score(&short, AS_OF, &Model::default());
+        assert!(!m.eligible);
+        assert_eq!(m.status, MemberStatus::InsufficientDistance);
+        assert_eq!((m.score, m.grade), (None, None));
+        // Their rentals are still listed.
+        assert_eq!(m.rentals_used.len(), 2);
+    }
+
+    #[test]
+    fn pending_and_unscorable_count_for_frequency_only() {
+        let mut pending = scored("p", 0, 0.0, 500.0);
+        pending.status = Status::Pending;
+        pending.score = None;
+        let rentals = vec![pending, scored("a", 1, 70.0, 120.0)];
+        let m = member_score(&rentals, AS_OF, &Model::default());
+        assert_eq!(m.rentals_12m, 2);
+        assert_eq!(m.rentals_used, vec!["a".to_string()]);
+        assert_eq!(m.distance_km_total, 120.0);
+    }
+
+    #[test]
+    fn eligible_without_recent_rentals_has_no_score() {
+        let rentals = vec![scored("old", 400, 70.0, 150.0)];
+        let m = member_score(&rentals, AS_OF, &Model::default());
+        assert_eq!(m.status, MemberStatus::NoRecentRentals);
+        assert_eq!(m.score, None);
+    }
+
+    #[test]
+    fn input_order_does_not_matter() {
+        let mut rentals: Vec<RentalOutcome> =
+            (0..15).map(|i| scored(&format!("r{i}"), i % 4, 50.0 + i as f64, 7.3 + i as f64)).collect();
+        let a = member_score(&rentals, AS_OF, &Model::default());
+        rentals.reverse();
+        let b = member_score(&rentals, AS_OF, &Model::default());
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn rates_are_pooled_over_used_rentals() {
+        let mut a = scored("a", 1, 70.0, 50.0);
+        a.harsh_brake_n = 3;
+        a.speeding_s = 10;
+        let mut b = scored("b", 2, 70.0, 50.0);
+        b.harsh_brake_n = 1;
+        let m = member_score(&[a, b], AS_OF, &Model::default());
+        assert_eq!(m.rates.harsh_brake_per_100km, 4.0);
+        assert_eq!(m.rates.speeding_pct, 5.0);
+    }
+}
