@@ -83,12 +83,21 @@ impl Location {
             if bucket.is_empty() {
                 return Err(LakeError::UnsupportedUrl(s.to_string()));
             }
-            let endpoint = std::env::var("AWS_ENDPOINT_URL_S3").or_else(|_| std::env::var("AWS_ENDPOINT_URL")).ok();
+            let endpoint = std::env::var("AWS_ENDPOINT_URL_S3")
+                .or_else(|_| std::env::var("AWS_ENDPOINT_URL"))
+                .ok();
             let store = AmazonS3Builder::from_env()
                 .with_bucket_name(bucket)
-                .with_allow_http(endpoint.as_deref().is_some_and(|e| e.starts_with("http://")))
+                .with_allow_http(
+                    endpoint
+                        .as_deref()
+                        .is_some_and(|e| e.starts_with("http://")),
+                )
                 .build()
-                .map_err(|source| LakeError::ObjectStore { url: s.to_string(), source })?;
+                .map_err(|source| LakeError::ObjectStore {
+                    url: s.to_string(),
+                    source,
+                })?;
             return Ok(Location::Store {
                 url: s.trim_end_matches('/').to_string(),
                 store: Arc::new(store),
@@ -111,8 +120,13 @@ impl Location {
             Location::Store { url, store, prefix } => {
                 let objects: Vec<_> = runtime()
                     .block_on(store.list(Some(prefix)).try_collect::<Vec<_>>())
-                    .map_err(|source| LakeError::ObjectStore { url: url.clone(), source })?;
-                let base = url.split_once("://").map_or("", |(_, r)| r.split('/').next().unwrap_or(""));
+                    .map_err(|source| LakeError::ObjectStore {
+                        url: url.clone(),
+                        source,
+                    })?;
+                let base = url
+                    .split_once("://")
+                    .map_or("", |(_, r)| r.split('/').next().unwrap_or(""));
                 objects
                     .into_iter()
                     .filter(|o| wanted(o.location.as_ref()))
@@ -134,7 +148,10 @@ impl Location {
             Input::Remote(b) => Ok(b),
             Input::Local(mut f) => {
                 let mut buf = Vec::new();
-                f.read_to_end(&mut buf).map_err(|source| LakeError::Io { path: file.display.clone(), source })?;
+                f.read_to_end(&mut buf).map_err(|source| LakeError::Io {
+                    path: file.display.clone(),
+                    source,
+                })?;
                 Ok(Bytes::from(buf))
             }
         }
@@ -144,11 +161,17 @@ impl Location {
         match &file.source {
             Source::Local(p) => File::open(p)
                 .map(Input::Local)
-                .map_err(|source| LakeError::Io { path: file.display.clone(), source }),
+                .map_err(|source| LakeError::Io {
+                    path: file.display.clone(),
+                    source,
+                }),
             Source::Store(store, path) => runtime()
                 .block_on(async { store.get(path).await?.bytes().await })
                 .map(Input::Remote)
-                .map_err(|source| LakeError::ObjectStore { url: file.display.clone(), source }),
+                .map_err(|source| LakeError::ObjectStore {
+                    url: file.display.clone(),
+                    source,
+                }),
         }
     }
 }
@@ -226,15 +249,36 @@ mod tests {
 
     #[test]
     fn lists_recursively_sorted_and_skips_hidden_files() -> Result<()> {
-        let dir = tempfile::tempdir().map_err(|source| LakeError::Io { path: "tmp".into(), source })?;
+        let dir = tempfile::tempdir().map_err(|source| LakeError::Io {
+            path: "tmp".into(),
+            source,
+        })?;
         let d = dir.path();
-        for p in ["dt=2026-01-02/b.parquet", "dt=2026-01-01/a.parquet", "dt=2026-01-01/.a.parquet.tmp", "_SUCCESS", "x.csv"] {
+        for p in [
+            "dt=2026-01-02/b.parquet",
+            "dt=2026-01-01/a.parquet",
+            "dt=2026-01-01/.a.parquet.tmp",
+            "_SUCCESS",
+            "x.csv",
+        ] {
             let path = d.join(p);
-            std::fs::create_dir_all(path.parent().unwrap_or(d)).map_err(|source| LakeError::Io { path: p.into(), source })?;
-            std::fs::write(&path, b"x").map_err(|source| LakeError::Io { path: p.into(), source })?;
+            std::fs::create_dir_all(path.parent().unwrap_or(d)).map_err(|source| {
+                LakeError::Io {
+                    path: p.into(),
+                    source,
+                }
+            })?;
+            std::fs::write(&path, b"x").map_err(|source| LakeError::Io {
+                path: p.into(),
+                source,
+            })?;
         }
         let loc = Location::parse(&d.display().to_string())?;
-        let names: Vec<String> = loc.list(&[".parquet"])?.into_iter().map(|f| f.display).collect();
+        let names: Vec<String> = loc
+            .list(&[".parquet"])?
+            .into_iter()
+            .map(|f| f.display)
+            .collect();
         assert_eq!(names.len(), 2);
         assert!(names[0].ends_with("dt=2026-01-01/a.parquet"));
         assert!(names[1].ends_with("dt=2026-01-02/b.parquet"));
@@ -243,13 +287,21 @@ mod tests {
 
     #[test]
     fn a_missing_path_is_an_error_naming_it() {
-        let err = Location::Local(PathBuf::from("/no/such/dir")).list(&[".parquet"]).err();
+        let err = Location::Local(PathBuf::from("/no/such/dir"))
+            .list(&[".parquet"])
+            .err();
         assert!(err.is_some_and(|e| e.to_string().contains("/no/such/dir")));
     }
 
     #[test]
     fn unknown_schemes_are_refused() {
-        assert!(matches!(Location::parse("gs://b/x"), Err(LakeError::UnsupportedUrl(_))));
-        assert!(matches!(Location::parse("s3://"), Err(LakeError::UnsupportedUrl(_))));
+        assert!(matches!(
+            Location::parse("gs://b/x"),
+            Err(LakeError::UnsupportedUrl(_))
+        ));
+        assert!(matches!(
+            Location::parse("s3://"),
+            Err(LakeError::UnsupportedUrl(_))
+        ));
     }
 }

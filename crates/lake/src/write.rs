@@ -18,7 +18,10 @@ pub struct ParquetOptions {
 
 impl Default for ParquetOptions {
     fn default() -> Self {
-        ParquetOptions { zstd_level: 3, max_row_group_rows: 128 * 1024 }
+        ParquetOptions {
+            zstd_level: 3,
+            max_row_group_rows: 128 * 1024,
+        }
     }
 }
 
@@ -35,10 +38,19 @@ impl ParquetOptions {
 /// Writes `path` so that readers see the old file or the whole new one,
 /// never a part: write to a hidden sibling, fsync, rename, fsync the dir.
 pub fn write_atomic(path: &Path, write: impl FnOnce(&mut File) -> Result<()>) -> Result<()> {
-    let io = |source| LakeError::Io { path: path.display().to_string(), source };
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let io = |source| LakeError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(io)?;
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let result = (|| {
         let mut f = File::create(&tmp).map_err(io)?;
@@ -56,8 +68,16 @@ pub fn write_atomic(path: &Path, write: impl FnOnce(&mut File) -> Result<()>) ->
 }
 
 /// Writes record batches as one zstd Parquet file, atomically.
-pub fn write_parquet(path: &Path, schema: SchemaRef, batches: &[RecordBatch], opts: &ParquetOptions) -> Result<()> {
-    let pq = |source| LakeError::Parquet { path: path.display().to_string(), source };
+pub fn write_parquet(
+    path: &Path,
+    schema: SchemaRef,
+    batches: &[RecordBatch],
+    opts: &ParquetOptions,
+) -> Result<()> {
+    let pq = |source| LakeError::Parquet {
+        path: path.display().to_string(),
+        source,
+    };
     write_atomic(path, |f| {
         let mut w = ArrowWriter::try_new(f, schema, Some(opts.properties())).map_err(pq)?;
         for b in batches {

@@ -1,1 +1,218 @@
+//! `pitwall score run`: rentals and telemetry in, scores, run.json and
+//! report.html out.
+//!
+//! ```text
+//! rentals ──read+check──► rentals ─┐
+//! telemetry ──read+check──► samples inside considered rentals ──spill by car──► buckets
+//! buckets ──per car: sort, dedup──► features ──► completeness ──► score ──► member score
+//!        ──► quality gates ──► rental_scores.parquet, member_scores.parquet, run.json, report.html
+//! ```
 
+mod members;
+mod outputs;
+mod rejects;
+mod rentals;
+mod report;
+mod run_json;
+mod scoring;
+mod spill;
+mod telemetry;
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use pitwall_lake::Location;
+use pitwall_score::Model;
+use pitwall_score::gates::GateConfig;
+
+pub use members::MemberRow;
+pub use run_json::{RunJson, RunStatus};
+
+/// Everything a score run needs; built by the binary from flags and files.
+#[derive(Debug, Clone)]
+pub struct JobConfig {
+    /// A rentals file, or a directory of them (`.parquet` or `.csv`); local or `s3://`.
+    pub rentals: String,
+    /// A directory of telemetry Parquet files (hive `dt=` folders allowed); local or `s3://`.
+    pub telemetry: String,
+    /// The run's "now" (ms since the epoch, UTC).
+    pub as_of: i64,
+    /// Local directory that receives the outputs.
+    pub out: PathBuf,
+    pub model: Model,
+    /// Where the model came from (a path, or "embedded").
+    pub model_source: String,
+    /// Grace period for late telemetry; overrides the model's when set.
+    pub grace_ms: Option<i64>,
+    pub gates: GateConfig,
+    /// The previous run's output directory, for the drift gates.
+    pub previous: Option<PathBuf>,
+    /// Worker threads for reading and scoring.
+    pub threads: usize,
+    /// Target size of one spill bucket; bounds memory per worker.
+    pub bucket_bytes: u64,
+}
+
+impl JobConfig {
+    pub fn new(rentals: String, telemetry: String, as_of: i64, out: PathBuf) -> Self {
+        JobConfig {
+            rentals,
+            telemetry,
+            as_of,
+            out,
+            model: Model::default(),
+            model_source: "embedded".into(),
+            grace_ms: None,
+            gates: GateConfig::default(),
+            previous: None,
+            threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            bucket_bytes: 32 << 20,
+        }
+    }
+
+    pub fn grace_ms(&self) -> i64 {
+        self.grace_ms
+            .unwrap_or(self.model.completeness.grace.as_millis() as i64)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error(transparent)]
+    Lake(#[from] pitwall_lake::LakeError),
+    #[error("{file}: {problem}")]
+    BadFile { file: String, problem: String },
+    #[error("no {what} found at {location}: expected {expected}")]
+    NoInput {
+        what: &'static str,
+        location: String,
+        expected: &'static str,
+    },
+    #[error("cannot use the spill directory for telemetry: {0}")]
+    Spill(#[source] std::io::Error),
+    #[error("cannot read the previous run at {path}: {problem}")]
+    Previous { path: String, problem: String },
+    #[error("cannot write {path}: {problem}")]
+    Write { path: String, problem: String },
+    #[error("a worker thread panicked; this is a bug in pitwall")]
+    WorkerPanicked,
+}
+
+/// Progress of long stages, shown by the binary when it runs in a terminal.
+pub trait Progress: Sync {
+    /// A new stage with `total` units of work (bytes or buckets).
+    fn stage(&self, _name: &str, _total: u64) {}
+    fn advance(&self, _n: u64) {}
+    fn finish(&self) {}
+}
+
+pub struct NoProgress;
+impl Progress for NoProgress {}
+
+/// Runs the job and writes every output; returns what run.json holds.
+/// A held run is a success here: the caller turns it into exit code 3.
+pub fn run(cfg: &JobConfig, progress: &dyn Progress) -> Result<RunJson, JobError> {
+    let started = Instant::now();
+    let mut timings = run_json::Timings::default();
+    std::fs::create_dir_all(&cfg.out).map_err(|e| JobError::Write {
+        path: cfg.out.display().to_string(),
+        problem: e.to_string(),
+    })?;
+
+    let t = Instant::now();
+    let rentals = rentals::read(&Location::parse(&cfg.rentals)?)?;
+    timings.read_rentals_ms = ms(t);
+
+    let t = Instant::now();
+    let considered = |r: &pitwall_score::Rental| pitwall_score::rental::is_considered(r, cfg.as_of);
+    let cars = telemetry::Cars::new(&rentals.rentals, considered);
+    let files = Location::parse(&cfg.telemetry)?.list(&[".parquet"])?;
+    if files.is_empty() {
+        return Err(JobError::NoInput {
+            what: "telemetry",
+            location: cfg.telemetry.clone(),
+            expected: ".parquet files",
+        });
+    }
+    let input_bytes: u64 = files.iter().map(|f| f.size).sum();
+    let spill = spill::Spill::new(&cfg.out, bucket_count(input_bytes, cfg.bucket_bytes))
+        .map_err(JobError::Spill)?;
+    progress.stage("reading telemetry", input_bytes);
+    let telemetry = telemetry::read_all(&files, &cars, &spill, cfg.threads, progress)?;
+    progress.finish();
+    timings.read_telemetry_ms = ms(t);
+
+    let t = Instant::now();
+    progress.stage("scoring rentals", spill.buckets() as u64);
+    let scoring = scoring::Scoring {
+        rentals: &rentals.rentals,
+        cars: &cars,
+        as_of: cfg.as_of,
+        grace_ms: cfg.grace_ms(),
+        model: &cfg.model,
+    };
+    let scored = scoring.run(&spill, cfg.threads, progress)?;
+    drop(spill);
+    progress.finish();
+    timings.score_rentals_ms = ms(t);
+
+    let t = Instant::now();
+    let members = members::score(&rentals.rentals, &scored.assessments, cfg.as_of, &cfg.model);
+    timings.score_members_ms = ms(t);
+
+    let previous = cfg
+        .previous
+        .as_deref()
+        .map(members::read_previous)
+        .transpose()?;
+    let mut run = run_json::build(
+        cfg,
+        &rentals,
+        &telemetry,
+        &scored,
+        &members,
+        previous,
+        files.len(),
+    );
+
+    let t = Instant::now();
+    outputs::write_all(cfg, &rentals, &telemetry, &scored, &members, &mut run)?;
+    timings.write_ms = ms(t);
+    timings.total_ms = ms(started);
+    run.timings_ms = timings;
+    run_json::write(&cfg.out, &run)?;
+    report::write(
+        &cfg.out,
+        &run,
+        &rentals.rentals,
+        &scored,
+        &members,
+        &cfg.model,
+    )?;
+    Ok(run)
+}
+
+fn ms(t: Instant) -> u64 {
+    t.elapsed().as_millis() as u64
+}
+
+/// Spilled records take ~28 bytes per row, and Parquet holds a row in
+/// roughly 4 bytes or more, so ~7× the input size bounds the spill.
+fn bucket_count(input_bytes: u64, bucket_bytes: u64) -> usize {
+    let spill = input_bytes.saturating_mul(7);
+    (spill / bucket_bytes.max(1) + 1).clamp(1, 4096) as usize
+}
+
+/// The file names a run writes into its output directory.
+pub mod names {
+    pub const RENTAL_SCORES: &str = "rental_scores.parquet";
+    pub const MEMBER_SCORES: &str = "member_scores.parquet";
+    pub const REJECTED_RENTALS: &str = "rejected_rentals.parquet";
+    pub const REJECTED_TELEMETRY: &str = "rejected_telemetry.parquet";
+    pub const RUN_JSON: &str = "run.json";
+    pub const REPORT: &str = "report.html";
+}
+
+pub fn output_path(out: &Path, name: &str) -> PathBuf {
+    out.join(name)
+}

@@ -24,6 +24,7 @@ pub enum TelemetryRule {
 pub enum RentalRule {
     RentalIdEmpty,
     RentalIdDuplicate,
+    DuplicateRow,
     MemberIdEmpty,
     CarIdEmpty,
     StartAtNull,
@@ -58,16 +59,32 @@ impl TelemetryRule {
             TelemetryRule::TsNull => "ts is null",
             TelemetryRule::SpeedNull => "speed_kmh is null",
             TelemetryRule::SpeedOutOfRange => "speed_kmh is outside 0..=300 or not a number",
-            TelemetryRule::SpeedLimitInvalid => "speed_limit_kmh is negative or not a number (null means unknown)",
+            TelemetryRule::SpeedLimitInvalid => {
+                "speed_limit_kmh is negative or not a number (null means unknown)"
+            }
         }
     }
 }
 
 impl RentalRule {
+    pub const ALL: [RentalRule; 10] = [
+        RentalRule::RentalIdEmpty,
+        RentalRule::RentalIdDuplicate,
+        RentalRule::DuplicateRow,
+        RentalRule::MemberIdEmpty,
+        RentalRule::CarIdEmpty,
+        RentalRule::StartAtNull,
+        RentalRule::EndAtNull,
+        RentalRule::TimestampUnparseable,
+        RentalRule::EndNotAfterStart,
+        RentalRule::LongerThan7Days,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             RentalRule::RentalIdEmpty => "rental_id_empty",
             RentalRule::RentalIdDuplicate => "rental_id_duplicate",
+            RentalRule::DuplicateRow => "duplicate_row",
             RentalRule::MemberIdEmpty => "member_id_empty",
             RentalRule::CarIdEmpty => "car_id_empty",
             RentalRule::StartAtNull => "start_at_null",
@@ -81,7 +98,10 @@ impl RentalRule {
     pub fn describe(self) -> &'static str {
         match self {
             RentalRule::RentalIdEmpty => "rental_id is null or empty",
-            RentalRule::RentalIdDuplicate => "rental_id appears on rows that differ; all of them are left out",
+            RentalRule::RentalIdDuplicate => {
+                "rental_id appears on rows that differ; all of them are left out"
+            }
+            RentalRule::DuplicateRow => "an identical copy of another row; one copy is kept",
             RentalRule::MemberIdEmpty => "member_id is null or empty",
             RentalRule::CarIdEmpty => "car_id is null or empty",
             RentalRule::StartAtNull => "start_at is null",
@@ -122,7 +142,9 @@ pub fn check_telemetry(
     match speed_kmh {
         None => return Err(TelemetryRule::SpeedNull),
         // NaN fails the range check too.
-        Some(v) if !(0.0..=MAX_SPEED_KMH).contains(&v) => return Err(TelemetryRule::SpeedOutOfRange),
+        Some(v) if !(0.0..=MAX_SPEED_KMH).contains(&v) => {
+            return Err(TelemetryRule::SpeedOutOfRange);
+        }
         Some(_) => {}
     }
     match limit_kmh {
@@ -171,17 +193,47 @@ mod tests {
     fn telemetry_rules() {
         let ok = check_telemetry(Some("c"), Some(0), Some(0.0), None);
         assert_eq!(ok, Ok(()));
-        assert_eq!(check_telemetry(Some("c"), Some(0), Some(300.0), Some(0.0)), Ok(()));
+        assert_eq!(
+            check_telemetry(Some("c"), Some(0), Some(300.0), Some(0.0)),
+            Ok(())
+        );
         use TelemetryRule::*;
-        assert_eq!(check_telemetry(None, Some(0), Some(1.0), None), Err(CarIdEmpty));
-        assert_eq!(check_telemetry(Some(""), Some(0), Some(1.0), None), Err(CarIdEmpty));
-        assert_eq!(check_telemetry(Some("c"), None, Some(1.0), None), Err(TsNull));
-        assert_eq!(check_telemetry(Some("c"), Some(0), None, None), Err(SpeedNull));
-        assert_eq!(check_telemetry(Some("c"), Some(0), Some(-0.1), None), Err(SpeedOutOfRange));
-        assert_eq!(check_telemetry(Some("c"), Some(0), Some(300.1), None), Err(SpeedOutOfRange));
-        assert_eq!(check_telemetry(Some("c"), Some(0), Some(f64::NAN), None), Err(SpeedOutOfRange));
-        assert_eq!(check_telemetry(Some("c"), Some(0), Some(1.0), Some(-5.0)), Err(SpeedLimitInvalid));
-        assert_eq!(check_telemetry(Some("c"), Some(0), Some(1.0), Some(f64::NAN)), Err(SpeedLimitInvalid));
+        assert_eq!(
+            check_telemetry(None, Some(0), Some(1.0), None),
+            Err(CarIdEmpty)
+        );
+        assert_eq!(
+            check_telemetry(Some(""), Some(0), Some(1.0), None),
+            Err(CarIdEmpty)
+        );
+        assert_eq!(
+            check_telemetry(Some("c"), None, Some(1.0), None),
+            Err(TsNull)
+        );
+        assert_eq!(
+            check_telemetry(Some("c"), Some(0), None, None),
+            Err(SpeedNull)
+        );
+        assert_eq!(
+            check_telemetry(Some("c"), Some(0), Some(-0.1), None),
+            Err(SpeedOutOfRange)
+        );
+        assert_eq!(
+            check_telemetry(Some("c"), Some(0), Some(300.1), None),
+            Err(SpeedOutOfRange)
+        );
+        assert_eq!(
+            check_telemetry(Some("c"), Some(0), Some(f64::NAN), None),
+            Err(SpeedOutOfRange)
+        );
+        assert_eq!(
+            check_telemetry(Some("c"), Some(0), Some(1.0), Some(-5.0)),
+            Err(SpeedLimitInvalid)
+        );
+        assert_eq!(
+            check_telemetry(Some("c"), Some(0), Some(1.0), Some(f64::NAN)),
+            Err(SpeedLimitInvalid)
+        );
     }
 
     #[test]
@@ -207,6 +259,9 @@ mod tests {
         assert_eq!(with(&|r| r.end_at = None), Err(EndAtNull));
         assert_eq!(with(&|r| r.end_at = Some(0)), Err(EndNotAfterStart));
         assert_eq!(with(&|r| r.end_at = Some(MAX_RENTAL_MS)), Ok(()));
-        assert_eq!(with(&|r| r.end_at = Some(MAX_RENTAL_MS + 1)), Err(LongerThan7Days));
+        assert_eq!(
+            with(&|r| r.end_at = Some(MAX_RENTAL_MS + 1)),
+            Err(LongerThan7Days)
+        );
     }
 }

@@ -114,7 +114,10 @@ pub fn rental_features(samples: &[Sample], start: i64, end: i64, p: &EventParams
             let dt_s = dt_ms as f64 / 1000.0;
             f.distance_km += (prev.speed_kmh + cur.speed_kmh) / 2.0 * dt_s / 3600.0;
             let rate = (cur.speed_kmh - prev.speed_kmh) / dt_s;
-            (rate >= p.harsh_accel_kmh_per_s, rate <= -p.harsh_brake_kmh_per_s)
+            (
+                rate >= p.harsh_accel_kmh_per_s,
+                rate <= -p.harsh_brake_kmh_per_s,
+            )
         } else {
             (false, false)
         };
@@ -211,7 +214,10 @@ mod tests {
         assert_eq!(f.coverage, 0.5);
         // Jittered clocks can deliver more samples than whole seconds.
         let jittered: Vec<Sample> = (0..12).map(|i| Sample::new(i * 900, 0.0, None)).collect();
-        assert_eq!(rental_features(&jittered, 0, 9_999, &params()).coverage, 1.0);
+        assert_eq!(
+            rental_features(&jittered, 0, 9_999, &params()).coverage,
+            1.0
+        );
     }
 
     #[test]
@@ -236,7 +242,7 @@ mod tests {
     #[test]
     fn speeding_needs_a_known_limit_and_strict_excess() {
         let s = vec![
-            Sample::new(0, 60.0, Some(50.0)),    // +10: not speeding
+            Sample::new(0, 60.0, Some(50.0)),     // +10: not speeding
             Sample::new(1_000, 60.1, Some(50.0)), // speeding
             Sample::new(2_000, 90.0, Some(50.0)), // +40: speeding, not excess
             Sample::new(3_000, 91.0, Some(50.0)), // excess

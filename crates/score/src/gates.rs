@@ -100,7 +100,11 @@ pub fn evaluate(cfg: &GateConfig, inp: &GateInputs) -> Vec<GateResult> {
 }
 
 fn ratio_gate(gate: &'static str, part: u64, whole: u64, threshold: f64, of: &str) -> GateResult {
-    let ratio = if whole == 0 { 0.0 } else { part as f64 / whole as f64 };
+    let ratio = if whole == 0 {
+        0.0
+    } else {
+        part as f64 / whole as f64
+    };
     GateResult {
         gate,
         evaluated: true,
@@ -122,12 +126,20 @@ fn days_gate(cfg: &GateConfig, days: &[String]) -> GateResult {
         detail: if days.is_empty() {
             "every day with rentals has telemetry".into()
         } else {
-            format!("days with rentals and no telemetry: {}{}", shown.join(", "), if days.len() > 10 { ", …" } else { "" })
+            format!(
+                "days with rentals and no telemetry: {}{}",
+                shown.join(", "),
+                if days.len() > 10 { ", …" } else { "" }
+            )
         },
     }
 }
 
-fn drift_gates(cfg: &GateConfig, prev: &HashMap<String, f64>, cur: &HashMap<String, f64>) -> Vec<GateResult> {
+fn drift_gates(
+    cfg: &GateConfig,
+    prev: &HashMap<String, f64>,
+    cur: &HashMap<String, f64>,
+) -> Vec<GateResult> {
     // Mean shift over members scored in both runs, in a fixed order.
     let mut common: Vec<(&String, f64)> = cur
         .iter()
@@ -147,7 +159,10 @@ fn drift_gates(cfg: &GateConfig, prev: &HashMap<String, f64>, cur: &HashMap<Stri
             passed: shift.abs() <= cfg.max_member_score_shift,
             observed: Some(shift),
             threshold: cfg.max_member_score_shift,
-            detail: format!("mean change {shift:+.2} points over {} members scored in both runs", common.len()),
+            detail: format!(
+                "mean change {shift:+.2} points over {} members scored in both runs",
+                common.len()
+            ),
         },
         GateResult {
             gate: "member_score_psi",
@@ -155,7 +170,11 @@ fn drift_gates(cfg: &GateConfig, prev: &HashMap<String, f64>, cur: &HashMap<Stri
             passed: psi <= cfg.max_member_score_psi,
             observed: Some(psi),
             threshold: cfg.max_member_score_psi,
-            detail: format!("PSI {psi:.4} over 10-point bins ({} previous, {} current members)", prev.len(), cur.len()),
+            detail: format!(
+                "PSI {psi:.4} over 10-point bins ({} previous, {} current members)",
+                prev.len(),
+                cur.len()
+            ),
         },
     ]
 }
@@ -207,24 +226,43 @@ mod tests {
     #[test]
     fn rejected_rows_above_1_percent_hold() {
         let cfg = GateConfig::default();
-        let ok = GateInputs { telemetry_rows: 1000, rejected_telemetry_rows: 10, ..Default::default() };
+        let ok = GateInputs {
+            telemetry_rows: 1000,
+            rejected_telemetry_rows: 10,
+            ..Default::default()
+        };
         assert!(gate(&evaluate(&cfg, &ok), "rejected_telemetry_rows").passed);
-        let bad = GateInputs { telemetry_rows: 1000, rejected_telemetry_rows: 11, ..Default::default() };
+        let bad = GateInputs {
+            telemetry_rows: 1000,
+            rejected_telemetry_rows: 11,
+            ..Default::default()
+        };
         assert!(!gate(&evaluate(&cfg, &bad), "rejected_telemetry_rows").passed);
     }
 
     #[test]
     fn pending_above_20_percent_holds() {
         let cfg = GateConfig::default();
-        let at = GateInputs { considered_rentals: 10, pending_rentals: 2, ..Default::default() };
+        let at = GateInputs {
+            considered_rentals: 10,
+            pending_rentals: 2,
+            ..Default::default()
+        };
         assert!(gate(&evaluate(&cfg, &at), "pending_rentals").passed);
-        let over = GateInputs { considered_rentals: 10, pending_rentals: 3, ..Default::default() };
+        let over = GateInputs {
+            considered_rentals: 10,
+            pending_rentals: 3,
+            ..Default::default()
+        };
         assert!(!gate(&evaluate(&cfg, &over), "pending_rentals").passed);
     }
 
     #[test]
     fn a_day_without_telemetry_holds_and_is_named() {
-        let inp = GateInputs { days_without_telemetry: vec!["2026-03-04".into()], ..Default::default() };
+        let inp = GateInputs {
+            days_without_telemetry: vec!["2026-03-04".into()],
+            ..Default::default()
+        };
         let r = evaluate(&GateConfig::default(), &inp);
         let g = gate(&r, "days_without_telemetry");
         assert!(!g.passed);
@@ -242,13 +280,27 @@ mod tests {
     fn mean_shift_above_3_points_holds() {
         let prev = scores(&[("a", 70.0), ("b", 80.0), ("gone", 10.0)]);
         let cur_ok = scores(&[("a", 73.0), ("b", 83.0), ("new", 99.0)]);
-        let inp = GateInputs { member_scores: cur_ok, previous_member_scores: Some(prev.clone()), ..Default::default() };
+        let inp = GateInputs {
+            member_scores: cur_ok,
+            previous_member_scores: Some(prev.clone()),
+            ..Default::default()
+        };
         let r = evaluate(&GateConfig::default(), &inp);
         assert_eq!(gate(&r, "member_score_shift").observed, Some(3.0));
         assert!(gate(&r, "member_score_shift").passed);
         let cur_bad = scores(&[("a", 66.0), ("b", 76.9)]);
-        let inp = GateInputs { member_scores: cur_bad, previous_member_scores: Some(prev), ..Default::default() };
-        assert!(!gate(&evaluate(&GateConfig::default(), &inp), "member_score_shift").passed);
+        let inp = GateInputs {
+            member_scores: cur_bad,
+            previous_member_scores: Some(prev),
+            ..Default::default()
+        };
+        assert!(
+            !gate(
+                &evaluate(&GateConfig::default(), &inp),
+                "member_score_shift"
+            )
+            .passed
+        );
     }
 
     #[test]

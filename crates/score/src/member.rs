@@ -82,7 +82,11 @@ pub fn member_score(rentals: &[RentalOutcome], as_of: i64, model: &Model) -> Mem
 
     let mut recent: Vec<&RentalOutcome> = scored.iter().copied().filter(in_window).collect();
     // Latest first; rental_id breaks ties so the choice never depends on input order.
-    recent.sort_by(|a, b| b.end_at.cmp(&a.end_at).then_with(|| a.rental_id.cmp(&b.rental_id)));
+    recent.sort_by(|a, b| {
+        b.end_at
+            .cmp(&a.end_at)
+            .then_with(|| a.rental_id.cmp(&b.rental_id))
+    });
     recent.truncate(p.latest_rentals);
 
     let eligible = distance_km_total >= p.eligible_min_distance_km;
@@ -93,7 +97,9 @@ pub fn member_score(rentals: &[RentalOutcome], as_of: i64, model: &Model) -> Mem
     } else {
         MemberStatus::Scored
     };
-    let score = (status == MemberStatus::Scored).then(|| weighted_mean_score(&recent)).flatten();
+    let score = (status == MemberStatus::Scored)
+        .then(|| weighted_mean_score(&recent))
+        .flatten();
     MemberScore {
         eligible,
         status,
@@ -112,7 +118,10 @@ fn weighted_mean_score(used: &[&RentalOutcome]) -> Option<f64> {
     if weight <= 0.0 {
         return None;
     }
-    let total: f64 = used.iter().map(|r| r.score.unwrap_or(0.0) * r.distance_km).sum();
+    let total: f64 = used
+        .iter()
+        .map(|r| r.score.unwrap_or(0.0) * r.distance_km)
+        .sum();
     Some(round1(total / weight))
 }
 
@@ -161,7 +170,9 @@ mod tests {
 
     #[test]
     fn uses_the_latest_10_scored_rentals_distance_weighted() {
-        let mut rentals: Vec<RentalOutcome> = (0..12).map(|i| scored(&format!("r{i:02}"), i, 90.0, 20.0)).collect();
+        let mut rentals: Vec<RentalOutcome> = (0..12)
+            .map(|i| scored(&format!("r{i:02}"), i, 90.0, 20.0))
+            .collect();
         // The two oldest would drag the mean down if used.
         rentals[10].score = Some(0.0);
         rentals[11].score = Some(0.0);
@@ -182,7 +193,10 @@ mod tests {
 
     #[test]
     fn window_is_365_days_open_at_the_start() {
-        let rentals = vec![scored("old", 365, 10.0, 200.0), scored("new", 364, 80.0, 5.0)];
+        let rentals = vec![
+            scored("old", 365, 10.0, 200.0),
+            scored("new", 364, 80.0, 5.0),
+        ];
         let m = member_score(&rentals, AS_OF, &Model::default());
         assert_eq!(m.rentals_used, vec!["new".to_string()]);
         assert_eq!(m.rentals_12m, 1);
@@ -226,8 +240,9 @@ mod tests {
 
     #[test]
     fn input_order_does_not_matter() {
-        let mut rentals: Vec<RentalOutcome> =
-            (0..15).map(|i| scored(&format!("r{i}"), i % 4, 50.0 + i as f64, 7.3 + i as f64)).collect();
+        let mut rentals: Vec<RentalOutcome> = (0..15)
+            .map(|i| scored(&format!("r{i}"), i % 4, 50.0 + i as f64, 7.3 + i as f64))
+            .collect();
         let a = member_score(&rentals, AS_OF, &Model::default());
         rentals.reverse();
         let b = member_score(&rentals, AS_OF, &Model::default());

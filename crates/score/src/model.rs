@@ -135,20 +135,28 @@ impl Model {
             .windows(2)
             .any(|w| w[0].min_score <= w[1].min_score)
         {
-            return Err(invalid("`grades` must be ordered by min_score, highest first"));
+            return Err(invalid(
+                "`grades` must be ordered by min_score, highest first",
+            ));
         }
         if self.grades.last().is_some_and(|g| g.min_score > 0.0) {
-            return Err(invalid("the last grade must have min_score <= 0 so every score gets a grade"));
+            return Err(invalid(
+                "the last grade must have min_score <= 0 so every score gets a grade",
+            ));
         }
         if self.events.adjacent_max_gap_ms <= 0 || self.events.stop_within_ms < 0 {
             return Err(invalid("event time windows must be positive"));
         }
         let c = &self.completeness;
-        if !(0.0..=1.0).contains(&c.scored_min_coverage) || !(0.0..=1.0).contains(&c.late_min_coverage) {
+        if !(0.0..=1.0).contains(&c.scored_min_coverage)
+            || !(0.0..=1.0).contains(&c.late_min_coverage)
+        {
             return Err(invalid("coverage thresholds must be within 0..=1"));
         }
         if self.member.latest_rentals == 0 || self.member.window_days <= 0 {
-            return Err(invalid("member window must hold at least one rental and one day"));
+            return Err(invalid(
+                "member window must hold at least one rental and one day",
+            ));
         }
         Ok(())
     }
@@ -249,7 +257,13 @@ mod tests {
         assert_eq!(m.id(), "psf-v1@1");
         assert_eq!(m.completeness.grace, Duration::from_secs(4 * 3600));
         assert_eq!(m.grades.len(), 6);
-        assert_eq!(m.score.unstable_stop, Factor { multiplier: 1.15, cap: 10.0 });
+        assert_eq!(
+            m.score.unstable_stop,
+            Factor {
+                multiplier: 1.15,
+                cap: 10.0
+            }
+        );
     }
 
     #[test]

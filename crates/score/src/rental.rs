@@ -109,7 +109,13 @@ pub struct Assessment {
     pub grade: Option<String>,
 }
 
-pub fn assess(features: Features, end_at: i64, as_of: i64, grace_ms: i64, model: &Model) -> Assessment {
+pub fn assess(
+    features: Features,
+    end_at: i64,
+    as_of: i64,
+    grace_ms: i64,
+    model: &Model,
+) -> Assessment {
     let (status, reason) = completeness(&features, end_at, as_of, grace_ms, model);
     let score = (status == Status::Scored).then(|| model.rental_score(&features));
     Assessment {
@@ -137,7 +143,13 @@ mod tests {
     }
 
     fn status(coverage: f64, distance_km: f64, as_of_after_end: i64) -> (Status, Option<Reason>) {
-        completeness(&f(coverage, distance_km), 0, as_of_after_end, GRACE, &Model::default())
+        completeness(
+            &f(coverage, distance_km),
+            0,
+            as_of_after_end,
+            GRACE,
+            &Model::default(),
+        )
     }
 
     #[test]
@@ -148,24 +160,42 @@ mod tests {
 
     #[test]
     fn low_coverage_waits_within_grace() {
-        assert_eq!(status(0.9499, 5.0, 0), (Status::Pending, Some(Reason::AwaitingTelemetry)));
-        assert_eq!(status(0.10, 5.0, GRACE - 1), (Status::Pending, Some(Reason::AwaitingTelemetry)));
+        assert_eq!(
+            status(0.9499, 5.0, 0),
+            (Status::Pending, Some(Reason::AwaitingTelemetry))
+        );
+        assert_eq!(
+            status(0.10, 5.0, GRACE - 1),
+            (Status::Pending, Some(Reason::AwaitingTelemetry))
+        );
     }
 
     #[test]
     fn grace_edge_is_past_the_grace() {
         // as_of == end_at + grace is no longer "as_of < end_at + grace".
         assert_eq!(status(0.60, 5.0, GRACE), (Status::Scored, None));
-        assert_eq!(status(0.5999, 5.0, GRACE), (Status::Unscorable, Some(Reason::InsufficientCoverage)));
+        assert_eq!(
+            status(0.5999, 5.0, GRACE),
+            (Status::Unscorable, Some(Reason::InsufficientCoverage))
+        );
     }
 
     #[test]
     fn too_short_applies_to_would_be_scored_rentals() {
-        assert_eq!(status(1.0, 0.999, 0), (Status::Unscorable, Some(Reason::TooShort)));
+        assert_eq!(
+            status(1.0, 0.999, 0),
+            (Status::Unscorable, Some(Reason::TooShort))
+        );
         assert_eq!(status(1.0, 1.0, 0), (Status::Scored, None));
-        assert_eq!(status(0.7, 0.5, GRACE), (Status::Unscorable, Some(Reason::TooShort)));
+        assert_eq!(
+            status(0.7, 0.5, GRACE),
+            (Status::Unscorable, Some(Reason::TooShort))
+        );
         // Pending stays pending even when short: more telemetry may come.
-        assert_eq!(status(0.5, 0.5, 0), (Status::Pending, Some(Reason::AwaitingTelemetry)));
+        assert_eq!(
+            status(0.5, 0.5, 0),
+            (Status::Pending, Some(Reason::AwaitingTelemetry))
+        );
     }
 
     #[test]

@@ -1,0 +1,58 @@
+//! The command-line interface: one module per command group.
+
+mod demo;
+mod gen_fleet;
+mod score;
+
+use clap::{Parser, Subcommand};
+
+/// pitwall — driving scores and log ingestion for a car-sharing data platform.
+///
+/// Exit codes: 0 ok, 1 error, 2 usage, 3 run held by a quality gate.
+#[derive(Debug, Parser)]
+#[command(
+    name = "pitwall",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    /// Write logs as JSON lines on stderr (level from PITWALL_LOG, default warn).
+    #[arg(long, global = true)]
+    pub log_json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Generate a sample fleet, score it and write the report: the whole job on embedded defaults.
+    Demo(demo::DemoArgs),
+    /// Generate synthetic inputs.
+    #[command(subcommand)]
+    Gen(GenCommand),
+    /// Driving scores: run the scorer, inspect the model.
+    #[command(subcommand)]
+    Score(score::ScoreCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum GenCommand {
+    /// Write a deterministic synthetic fleet: rentals.parquet and telemetry/dt=YYYY-MM-DD/*.parquet.
+    Fleet(gen_fleet::FleetArgs),
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<u8> {
+    match cli.command {
+        Command::Demo(a) => demo::run(a),
+        Command::Gen(GenCommand::Fleet(a)) => gen_fleet::run(a),
+        Command::Score(c) => score::run(c),
+    }
+}
+
+/// Parses an RFC 3339 time into ms since the epoch, for clap.
+pub fn parse_time(s: &str) -> Result<i64, String> {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .map(|t| t.timestamp_millis())
+        .map_err(|e| format!("{s:?} is not an RFC 3339 time such as 2026-11-01T00:00:00Z ({e})"))
+}

@@ -1,0 +1,151 @@
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use pitwall_score::Model;
+use pitwall_score::gates::GateConfig;
+use pitwall_score_job::{JobConfig, RunJson, RunStatus};
+
+use crate::exit;
+use crate::progress::TermProgress;
+
+#[derive(Debug, Subcommand)]
+pub enum ScoreCommand {
+    /// Score rentals at an as_of time: rental_scores.parquet, member_scores.parquet, run.json, report.html.
+    ///
+    /// Exits 3 when a quality gate holds the run (outputs are still written; run.json says why).
+    Run(RunArgs),
+    /// Print the embedded default model file (TOML), a starting point for --model.
+    Model,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Rentals: a Parquet or CSV file, or a directory of them; local path or s3://bucket/prefix.
+    #[arg(long)]
+    pub rentals: String,
+    /// Telemetry: a directory of Parquet files (dt=YYYY-MM-DD/ folders allowed); local path or s3://.
+    #[arg(long)]
+    pub telemetry: String,
+    /// The run's "now" (RFC 3339): rentals ended by then are considered.
+    #[arg(long, value_parser = super::parse_time)]
+    pub as_of: i64,
+    /// Output directory (local).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Model file (TOML); default: the embedded model (see `pitwall score model`).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Grace period for late telemetry, e.g. 4h or 90m; overrides the model's.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub grace: Option<Duration>,
+    /// Quality-gate thresholds (TOML); unspecified ones keep their defaults.
+    #[arg(long)]
+    pub gates: Option<PathBuf>,
+    /// The previous run's output directory, to check member-score drift.
+    #[arg(long)]
+    pub previous: Option<PathBuf>,
+    /// Worker threads (default: the machine's cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Print run.json on stdout instead of the human summary.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(c: ScoreCommand) -> anyhow::Result<u8> {
+    match c {
+        ScoreCommand::Model => {
+            print!("{}", pitwall_score::model::DEFAULT_MODEL_TOML);
+            Ok(exit::OK)
+        }
+        ScoreCommand::Run(a) => {
+            let json = a.json;
+            let cfg = job_config(a)?;
+            let run = pitwall_score_job::run(&cfg, &TermProgress::new())
+                .with_context(|| format!("score run into {}", cfg.out.display()))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&run)?);
+            } else {
+                print_summary(&run);
+            }
+            Ok(if run.status == RunStatus::Held {
+                exit::HELD
+            } else {
+                exit::OK
+            })
+        }
+    }
+}
+
+pub fn job_config(a: RunArgs) -> anyhow::Result<JobConfig> {
+    let mut cfg = JobConfig::new(a.rentals, a.telemetry, a.as_of, a.out);
+    if let Some(path) = &a.model {
+        cfg.model = load_model(path)?;
+        cfg.model_source = path.display().to_string();
+    }
+    cfg.grace_ms = a.grace.map(|g| g.as_millis() as i64);
+    if let Some(path) = &a.gates {
+        let text = read(path, "gates file")?;
+        cfg.gates = toml::from_str::<GateConfig>(&text).with_context(|| {
+            format!(
+                "gates file {} is not valid; keys are those of `GateConfig` in the README",
+                path.display()
+            )
+        })?;
+    }
+    cfg.previous = a.previous;
+    if let Some(t) = a.threads {
+        cfg.threads = t.max(1);
+    }
+    Ok(cfg)
+}
+
+fn read(path: &Path, what: &str) -> anyhow::Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("cannot read {what} {}", path.display()))
+}
+
+fn load_model(path: &Path) -> anyhow::Result<Model> {
+    let text = read(path, "model file")?;
+    Model::from_toml(&text).with_context(|| format!("model file {}", path.display()))
+}
+
+pub fn print_summary(run: &RunJson) {
+    let status = match run.status {
+        RunStatus::Ok => "ok",
+        RunStatus::Held => "HELD",
+    };
+    let by = |m: &std::collections::BTreeMap<&str, u64>| {
+        m.iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    println!("score run {} — {status}", run.run_id);
+    println!(
+        "  telemetry: {} rows in {} files, {} rejected, {} duplicates removed",
+        run.inputs.telemetry.rows,
+        run.inputs.telemetry.files,
+        run.inputs.telemetry.rejected,
+        run.inputs.telemetry_duplicates
+    );
+    println!(
+        "  rentals:   {} considered: {}",
+        run.rentals.considered,
+        by(&run.rentals.by_status)
+    );
+    println!(
+        "  members:   {} ({} eligible): {}",
+        run.members.total,
+        run.members.eligible,
+        by(&run.members.by_status)
+    );
+    for reason in &run.held_because {
+        println!("  held: {reason}");
+    }
+    println!("  took {:.1} s", run.timings_ms.total_ms as f64 / 1000.0);
+    if let Some(report) = run.outputs.get("report") {
+        println!("  report: {report}");
+    }
+}

@@ -1,0 +1,95 @@
+//! Member scores from the assessed rentals, and the previous run's scores
+//! for the drift gates.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::Float64Type;
+use arrow_array::{Array, RecordBatch};
+use arrow_schema::DataType;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use pitwall_score::member::{MemberScore, RentalOutcome, member_score};
+use pitwall_score::{Assessment, Model, Rental};
+
+use crate::{JobError, names};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MemberRow {
+    pub member_id: String,
+    pub score: MemberScore,
+}
+
+/// One row per member with at least one considered rental, by member_id.
+pub fn score(
+    rentals: &[Rental],
+    assessments: &[Option<Assessment>],
+    as_of: i64,
+    model: &Model,
+) -> Vec<MemberRow> {
+    let mut by_member: BTreeMap<&str, Vec<RentalOutcome>> = BTreeMap::new();
+    for (r, a) in rentals.iter().zip(assessments) {
+        let Some(a) = a else { continue };
+        let f = &a.features;
+        by_member
+            .entry(&r.member_id)
+            .or_default()
+            .push(RentalOutcome {
+                rental_id: r.rental_id.clone(),
+                end_at: r.end_at,
+                status: a.status,
+                score: a.score,
+                distance_km: f.distance_km,
+                moving_s: f.moving_s,
+                speeding_s: f.speeding_s,
+                excess_speeding_s: f.excess_speeding_s,
+                harsh_accel_n: f.harsh_accel_n,
+                harsh_brake_n: f.harsh_brake_n,
+                unstable_stop_n: f.unstable_stop_n,
+            });
+    }
+    by_member
+        .into_iter()
+        .map(|(m, list)| MemberRow {
+            member_id: m.to_string(),
+            score: member_score(&list, as_of, model),
+        })
+        .collect()
+}
+
+/// The scores of the previous run's scored members, by member_id.
+pub fn read_previous(dir: &Path) -> Result<HashMap<String, f64>, JobError> {
+    let path = dir.join(names::MEMBER_SCORES);
+    let err = |problem: String| JobError::Previous {
+        path: path.display().to_string(),
+        problem,
+    };
+    let file = std::fs::File::open(&path).map_err(|e| {
+        err(format!(
+            "{e}; --previous must be the output directory of an earlier `pitwall score run`"
+        ))
+    })?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+        .and_then(|b| b.build())
+        .map_err(|e| err(e.to_string()))?;
+    let mut out = HashMap::new();
+    for batch in reader {
+        let batch: RecordBatch = batch.map_err(|e| err(e.to_string()))?;
+        let (Some(ids), Some(scores)) = (
+            batch.column_by_name("member_id"),
+            batch.column_by_name("score"),
+        ) else {
+            return Err(err("it has no member_id or score column".into()));
+        };
+        let ids = arrow_cast::cast(ids, &DataType::Utf8).map_err(|e| err(e.to_string()))?;
+        let scores =
+            arrow_cast::cast(scores, &DataType::Float64).map_err(|e| err(e.to_string()))?;
+        let (ids, scores) = (ids.as_string::<i32>(), scores.as_primitive::<Float64Type>());
+        for i in 0..batch.num_rows() {
+            if ids.is_valid(i) && scores.is_valid(i) {
+                out.insert(ids.value(i).to_string(), scores.value(i));
+            }
+        }
+    }
+    Ok(out)
+}

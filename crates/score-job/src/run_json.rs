@@ -1,0 +1,291 @@
+//! run.json: what a run read, rejected, decided and wrote — the machine
+//! readable account an on-call engineer or a scheduler reads first.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use pitwall_score::contract::{RentalRule, TelemetryRule};
+use pitwall_score::gates::{self, GateInputs, GateResult};
+use serde::Serialize;
+
+use crate::members::MemberRow;
+use crate::rejects::RuleReport;
+use crate::rentals::RentalInput;
+use crate::scoring::Scored;
+use crate::telemetry::TelemetryStats;
+use crate::{JobConfig, JobError, names};
+
+const DAY_MS: i64 = 86_400_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Ok,
+    /// A quality gate failed: outputs are written but must not be published.
+    Held,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RunJson {
+    pub run_id: String,
+    pub status: RunStatus,
+    pub held_because: Vec<String>,
+    pub as_of: String,
+    pub pitwall_version: &'static str,
+    pub model: ModelInfo,
+    pub inputs: Inputs,
+    pub rejected: Rejections,
+    pub rentals: RentalCounts,
+    pub members: MemberCounts,
+    pub gates: Vec<GateResult>,
+    pub timings_ms: Timings,
+    pub outputs: BTreeMap<&'static str, String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ModelInfo {
+    pub id: String,
+    pub source: String,
+    pub grace: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Inputs {
+    pub rentals: InputCounts,
+    pub telemetry: InputCounts,
+    /// Valid telemetry rows inside a considered rental.
+    pub telemetry_in_rentals: u64,
+    /// Valid telemetry rows outside every considered rental (not used).
+    pub telemetry_outside_rentals: u64,
+    /// Repeated (car_id, ts) samples inside rentals, counted once.
+    pub telemetry_duplicates: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct InputCounts {
+    pub location: String,
+    pub files: usize,
+    pub rows: u64,
+    pub valid: u64,
+    pub rejected: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Rejections {
+    pub rentals: BTreeMap<&'static str, RuleReport>,
+    pub telemetry: BTreeMap<&'static str, RuleReport>,
+    /// Rejected rows beyond the per-file bound, counted but not kept.
+    pub rows_not_kept: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RentalCounts {
+    pub valid: usize,
+    pub considered: usize,
+    pub not_yet_ended: usize,
+    pub by_status: BTreeMap<&'static str, u64>,
+    pub by_reason: BTreeMap<&'static str, u64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct MemberCounts {
+    pub total: usize,
+    pub eligible: usize,
+    pub by_status: BTreeMap<&'static str, u64>,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Timings {
+    pub read_rentals_ms: u64,
+    pub read_telemetry_ms: u64,
+    pub score_rentals_ms: u64,
+    pub score_members_ms: u64,
+    pub write_ms: u64,
+    pub total_ms: u64,
+}
+
+pub fn build(
+    cfg: &JobConfig,
+    rentals: &RentalInput,
+    telemetry: &TelemetryStats,
+    scored: &Scored,
+    members: &[MemberRow],
+    previous: Option<HashMap<String, f64>>,
+    telemetry_files: usize,
+) -> RunJson {
+    let mut by_status = BTreeMap::new();
+    let mut by_reason = BTreeMap::new();
+    for a in scored.assessments.iter().flatten() {
+        *by_status.entry(a.status.as_str()).or_default() += 1;
+        if let Some(r) = a.reason {
+            *by_reason.entry(r.as_str()).or_default() += 1;
+        }
+    }
+    let considered = scored.assessments.iter().flatten().count();
+    let mut member_status = BTreeMap::new();
+    for m in members {
+        *member_status.entry(m.score.status.as_str()).or_default() += 1;
+    }
+    let gate_inputs = GateInputs {
+        telemetry_rows: telemetry.rows,
+        rejected_telemetry_rows: telemetry.rejects.total(),
+        considered_rentals: considered as u64,
+        pending_rentals: by_status.get("pending").copied().unwrap_or(0),
+        days_without_telemetry: days_without_telemetry(rentals, scored, &telemetry.days),
+        member_scores: members
+            .iter()
+            .filter_map(|m| m.score.score.map(|s| (m.member_id.clone(), s)))
+            .collect(),
+        previous_member_scores: previous,
+    };
+    let gates = gates::evaluate(&cfg.gates, &gate_inputs);
+    let held_because: Vec<String> = gates
+        .iter()
+        .filter(|g| !g.passed)
+        .map(|g| format!("{}: {}", g.gate, g.detail))
+        .collect();
+    RunJson {
+        run_id: run_id(cfg, telemetry_files, telemetry.rows),
+        status: if held_because.is_empty() {
+            RunStatus::Ok
+        } else {
+            RunStatus::Held
+        },
+        held_because,
+        as_of: rfc3339(cfg.as_of),
+        pitwall_version: env!("CARGO_PKG_VERSION"),
+        model: ModelInfo {
+            id: cfg.model.id(),
+            source: cfg.model_source.clone(),
+            grace: humantime_ms(cfg.grace_ms()),
+        },
+        inputs: Inputs {
+            rentals: InputCounts {
+                location: cfg.rentals.clone(),
+                files: rentals.files,
+                rows: rentals.rows,
+                valid: rentals.rentals.len() as u64,
+                rejected: rentals.rejects.total(),
+            },
+            telemetry: InputCounts {
+                location: cfg.telemetry.clone(),
+                files: telemetry.files,
+                rows: telemetry.rows,
+                valid: telemetry.valid,
+                rejected: telemetry.rejects.total(),
+            },
+            telemetry_in_rentals: telemetry.in_rentals,
+            telemetry_outside_rentals: telemetry.outside_rentals,
+            telemetry_duplicates: scored.duplicates,
+        },
+        rejected: Rejections {
+            rentals: rentals.rejects.report(describe_rental_rule),
+            telemetry: telemetry.rejects.report(describe_telemetry_rule),
+            rows_not_kept: rentals.rejects.not_kept + telemetry.rejects.not_kept,
+        },
+        rentals: RentalCounts {
+            valid: rentals.rentals.len(),
+            considered,
+            not_yet_ended: rentals.rentals.len() - considered,
+            by_status,
+            by_reason,
+        },
+        members: MemberCounts {
+            total: members.len(),
+            eligible: members.iter().filter(|m| m.score.eligible).count(),
+            by_status: member_status,
+        },
+        gates,
+        timings_ms: Timings::default(),
+        outputs: BTreeMap::new(),
+    }
+}
+
+fn describe_rental_rule(rule: &str) -> &'static str {
+    RentalRule::ALL
+        .iter()
+        .find(|r| r.as_str() == rule)
+        .map_or("", |r| r.describe())
+}
+
+fn describe_telemetry_rule(rule: &str) -> &'static str {
+    TelemetryRule::ALL
+        .iter()
+        .find(|r| r.as_str() == rule)
+        .map_or("", |r| r.describe())
+}
+
+/// Days touched by a considered rental on which no valid telemetry arrived at all.
+fn days_without_telemetry(
+    rentals: &RentalInput,
+    scored: &Scored,
+    days: &std::collections::BTreeSet<i64>,
+) -> Vec<String> {
+    let mut rental_days = std::collections::BTreeSet::new();
+    for (r, a) in rentals.rentals.iter().zip(&scored.assessments) {
+        if a.is_some() {
+            rental_days.extend(r.start_at.div_euclid(DAY_MS)..=r.end_at.div_euclid(DAY_MS));
+        }
+    }
+    rental_days
+        .difference(days)
+        .map(|&d| rfc3339(d * DAY_MS)[..10].to_string())
+        .collect()
+}
+
+/// Stable for the same inputs, model and as_of, so a re-run of the same
+/// work carries the same id (the publisher's ledger keys on it).
+fn run_id(cfg: &JobConfig, files: usize, rows: u64) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let key = format!(
+        "{}|{}|{}|{}|{}|{}|{}",
+        cfg.rentals,
+        cfg.telemetry,
+        cfg.as_of,
+        cfg.model.id(),
+        cfg.grace_ms(),
+        files,
+        rows
+    );
+    for b in key.bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    let stamp = chrono::DateTime::from_timestamp_millis(cfg.as_of)
+        .map_or_else(String::new, |t| t.format("%Y%m%dT%H%M%SZ").to_string());
+    format!("score-{stamp}-{:08x}", h as u32)
+}
+
+pub fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms).map_or_else(
+        || ms.to_string(),
+        |t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+    )
+}
+
+fn humantime_ms(ms: i64) -> String {
+    let s = ms / 1000;
+    if s % 3600 == 0 {
+        format!("{}h", s / 3600)
+    } else if s % 60 == 0 {
+        format!("{}m", s / 60)
+    } else {
+        format!("{s}s")
+    }
+}
+
+pub fn write(out: &Path, run: &RunJson) -> Result<(), JobError> {
+    let path = out.join(names::RUN_JSON);
+    let text = serde_json::to_vec_pretty(run).map_err(|e| JobError::Write {
+        path: path.display().to_string(),
+        problem: e.to_string(),
+    })?;
+    pitwall_lake::write_atomic(&path, |f| {
+        use std::io::Write;
+        f.write_all(&text)
+            .map_err(|source| pitwall_lake::LakeError::Io {
+                path: path.display().to_string(),
+                source,
+            })
+    })?;
+    Ok(())
+}

@@ -1,0 +1,104 @@
+//! The scoring pass: one spill bucket at a time per worker, samples grouped
+//! by car, sorted and deduplicated, then every considered rental of the car
+//! gets its features and assessment.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use pitwall_score::{Assessment, Model, Rental, assess, rental_features, rental_slice, sort_dedup};
+
+use crate::spill::Spill;
+use crate::telemetry::Cars;
+use crate::{JobError, Progress};
+
+pub struct Scored {
+    /// Per rental index: its assessment, for considered rentals.
+    pub assessments: Vec<Option<Assessment>>,
+    /// Duplicate samples (same car and ts) removed within rentals.
+    pub duplicates: u64,
+}
+
+pub struct Scoring<'a> {
+    pub rentals: &'a [Rental],
+    pub cars: &'a Cars,
+    pub as_of: i64,
+    pub grace_ms: i64,
+    pub model: &'a Model,
+}
+
+type BucketResult = Result<(Vec<(usize, Assessment)>, u64), JobError>;
+
+impl Scoring<'_> {
+    pub fn run(
+        &self,
+        spill: &Spill,
+        threads: usize,
+        progress: &dyn Progress,
+    ) -> Result<Scored, JobError> {
+        let next = AtomicUsize::new(0);
+        let results: Vec<BucketResult> = std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..threads.max(1))
+                .map(|_| {
+                    scope.spawn(|| {
+                        let mut out = Vec::new();
+                        let mut dups = 0;
+                        loop {
+                            let b = next.fetch_add(1, Ordering::Relaxed);
+                            if b >= spill.buckets() {
+                                break;
+                            }
+                            dups += self.bucket(spill, b, &mut out)?;
+                            progress.advance(1);
+                        }
+                        Ok((out, dups))
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .map(|w| w.join().unwrap_or_else(|_| Err(JobError::WorkerPanicked)))
+                .collect()
+        });
+        let mut scored = Scored {
+            assessments: vec![None; self.rentals.len()],
+            duplicates: 0,
+        };
+        for r in results {
+            let (list, dups) = r?;
+            scored.duplicates += dups;
+            for (i, a) in list {
+                scored.assessments[i] = Some(a);
+            }
+        }
+        Ok(scored)
+    }
+
+    fn bucket(
+        &self,
+        spill: &Spill,
+        b: usize,
+        out: &mut Vec<(usize, Assessment)>,
+    ) -> Result<u64, JobError> {
+        let mut by_car = spill.read(b).map_err(JobError::Spill)?;
+        let mut dups = 0;
+        // Every car of the bucket, including those without a single sample:
+        // their rentals still need a verdict.
+        for car in (b..self.cars.ids.len()).step_by(spill.buckets()) {
+            let mut samples = by_car.remove(&(car as u32)).unwrap_or_default();
+            dups += sort_dedup(&mut samples) as u64;
+            for &i in &self.cars.rentals[car] {
+                let r = &self.rentals[i];
+                let f = rental_features(
+                    rental_slice(&samples, r.start_at, r.end_at),
+                    r.start_at,
+                    r.end_at,
+                    &self.model.events,
+                );
+                out.push((
+                    i,
+                    assess(f, r.end_at, self.as_of, self.grace_ms, self.model),
+                ));
+            }
+        }
+        Ok(dups)
+    }
+}

@@ -1,0 +1,332 @@
+//! The telemetry pass: every file is read once, rows are checked against the
+//! contract, and samples inside a considered rental are spilled by car.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float64Type, Int32Type, TimestampMillisecondType};
+use arrow_array::{Array, ArrayRef, RecordBatch};
+use arrow_schema::{DataType, Field, Schema, TimeUnit};
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
+};
+use pitwall_lake::{FileRef, Input, Location};
+use pitwall_score::contract::check_telemetry;
+use pitwall_score::{Rental, Sample};
+
+use crate::rejects::{RejectLog, Rejected};
+use crate::spill::{Buffers, Spill};
+use crate::{JobError, Progress};
+
+pub const COLUMNS: [&str; 4] = ["car_id", "ts", "speed_kmh", "speed_limit_kmh"];
+/// The columns of `rejected_telemetry.parquet` after file, row and rule.
+pub const COLUMNS_REJECTED: [&str; 4] = ["car_id", "ts_ms", "speed_kmh", "speed_limit_kmh"];
+const DAY_MS: i64 = 86_400_000;
+
+/// The cars that have considered rentals, and when those rentals ran.
+pub struct Cars {
+    pub ids: Vec<String>,
+    index: HashMap<String, u32>,
+    /// Per car: disjoint, sorted [start, end] spans of its rentals.
+    spans: Vec<Vec<(i64, i64)>>,
+    /// Per car: indices into the rentals slice, by start.
+    pub rentals: Vec<Vec<usize>>,
+}
+
+impl Cars {
+    pub fn new(rentals: &[Rental], considered: impl Fn(&Rental) -> bool) -> Cars {
+        let mut ids: Vec<String> = rentals
+            .iter()
+            .filter(|r| considered(r))
+            .map(|r| r.car_id.clone())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        ids.shrink_to_fit();
+        let index: HashMap<String, u32> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.clone(), i as u32))
+            .collect();
+        let mut by_car: Vec<Vec<usize>> = vec![Vec::new(); ids.len()];
+        for (i, r) in rentals.iter().enumerate() {
+            if let (true, Some(&c)) = (considered(r), index.get(&r.car_id)) {
+                by_car[c as usize].push(i);
+            }
+        }
+        let mut spans = Vec::with_capacity(ids.len());
+        for list in &mut by_car {
+            list.sort_by_key(|&i| (rentals[i].start_at, rentals[i].end_at));
+            let mut merged: Vec<(i64, i64)> = Vec::new();
+            for &i in list.iter() {
+                let (s, e) = (rentals[i].start_at, rentals[i].end_at);
+                match merged.last_mut() {
+                    Some(last) if s <= last.1 => last.1 = last.1.max(e),
+                    _ => merged.push((s, e)),
+                }
+            }
+            spans.push(merged);
+        }
+        Cars {
+            ids,
+            index,
+            spans,
+            rentals: by_car,
+        }
+    }
+
+    fn covers(&self, car: u32, ts: i64) -> bool {
+        let spans = &self.spans[car as usize];
+        let i = spans.partition_point(|&(s, _)| s <= ts);
+        i > 0 && spans[i - 1].1 >= ts
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct TelemetryStats {
+    pub files: usize,
+    pub rows: u64,
+    pub valid: u64,
+    pub in_rentals: u64,
+    pub outside_rentals: u64,
+    /// Days (since the epoch) with at least one valid sample.
+    pub days: BTreeSet<i64>,
+    pub rejects: RejectLog,
+}
+
+impl TelemetryStats {
+    fn merge(&mut self, o: TelemetryStats) {
+        self.files += o.files;
+        self.rows += o.rows;
+        self.valid += o.valid;
+        self.in_rentals += o.in_rentals;
+        self.outside_rentals += o.outside_rentals;
+        self.days.extend(o.days);
+        self.rejects.merge(o.rejects);
+    }
+}
+
+/// Reads all files with `threads` workers, each taking the next file.
+pub fn read_all(
+    files: &[FileRef],
+    cars: &Cars,
+    spill: &Spill,
+    threads: usize,
+    progress: &dyn Progress,
+) -> Result<TelemetryStats, JobError> {
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let results: Vec<Result<TelemetryStats, JobError>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads.max(1))
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut stats = TelemetryStats::default();
+                    let mut buf = spill.buffers();
+                    while !failed.load(Ordering::Relaxed) {
+                        let Some(file) = files.get(next.fetch_add(1, Ordering::Relaxed)) else {
+                            break;
+                        };
+                        if let Err(e) = read_file(file, cars, spill, &mut buf, &mut stats) {
+                            failed.store(true, Ordering::Relaxed);
+                            return Err(e);
+                        }
+                        progress.advance(file.size);
+                    }
+                    spill.flush(&mut buf).map_err(JobError::Spill)?;
+                    Ok(stats)
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().unwrap_or_else(|_| Err(JobError::WorkerPanicked)))
+            .collect()
+    });
+    let mut total = TelemetryStats::default();
+    for r in results {
+        total.merge(r?);
+    }
+    spill.seal().map_err(JobError::Spill)?;
+    total.rejects.sort();
+    Ok(total)
+}
+
+fn bad(file: &FileRef, problem: impl std::fmt::Display) -> JobError {
+    JobError::BadFile {
+        file: file.display.clone(),
+        problem: problem.to_string(),
+    }
+}
+
+fn read_file(
+    file: &FileRef,
+    cars: &Cars,
+    spill: &Spill,
+    buf: &mut Buffers,
+    stats: &mut TelemetryStats,
+) -> Result<(), JobError> {
+    let input = Location::open(file)?;
+    let reader = open_reader(file, input)?;
+    let mut row = 0u64;
+    let mut kept = 0usize;
+    stats.files += 1;
+    for batch in reader {
+        let batch = batch.map_err(|e| bad(file, e))?;
+        read_batch(file, &batch, cars, spill, buf, stats, &mut row, &mut kept)?;
+    }
+    Ok(())
+}
+
+/// A reader of the four contract columns, asking Parquet for car_id as a
+/// dictionary: a car id is then looked up once per row group, not per row.
+fn open_reader(
+    file: &FileRef,
+    input: Input,
+) -> Result<parquet::arrow::arrow_reader::ParquetRecordBatchReader, JobError> {
+    let meta =
+        ArrowReaderMetadata::load(&input, ArrowReaderOptions::new()).map_err(|e| bad(file, e))?;
+    for c in COLUMNS {
+        if meta.schema().field_with_name(c).is_err() {
+            return Err(bad(
+                file,
+                format!("no column {c:?}; telemetry needs {}", COLUMNS.join(", ")),
+            ));
+        }
+    }
+    let hinted: Vec<Field> = meta
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| match (f.name().as_str(), f.data_type()) {
+            ("car_id", DataType::Utf8 | DataType::LargeUtf8) => Field::new(
+                "car_id",
+                DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)),
+                true,
+            ),
+            _ => f.as_ref().clone(),
+        })
+        .collect();
+    let options = ArrowReaderOptions::new().with_schema(Arc::new(Schema::new(hinted)));
+    let meta = ArrowReaderMetadata::try_new(meta.metadata().clone(), options).unwrap_or(meta);
+    let mask = ProjectionMask::columns(meta.metadata().file_metadata().schema_descr(), COLUMNS);
+    ParquetRecordBatchReaderBuilder::new_with_metadata(input, meta)
+        .with_projection(mask)
+        .with_batch_size(64 * 1024)
+        .build()
+        .map_err(|e| bad(file, e))
+}
+
+fn cast(
+    file: &FileRef,
+    batch: &RecordBatch,
+    name: &str,
+    to: &DataType,
+) -> Result<ArrayRef, JobError> {
+    let col = batch
+        .column_by_name(name)
+        .ok_or_else(|| bad(file, format!("no column {name:?}")))?;
+    let ok = match (name, col.data_type()) {
+        ("ts", DataType::Timestamp(..)) => true,
+        (
+            "car_id",
+            DataType::Dictionary(..) | DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View,
+        ) => true,
+        (_, t) if t.is_numeric() => name != "ts" && name != "car_id",
+        _ => false,
+    };
+    if !ok {
+        return Err(bad(
+            file,
+            format!(
+                "column {name} has type {}; the telemetry contract wants car_id string, ts timestamp, speeds float64",
+                col.data_type()
+            ),
+        ));
+    }
+    arrow_cast::cast(col, to).map_err(|e| bad(file, format!("column {name}: {e}")))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn read_batch(
+    file: &FileRef,
+    batch: &RecordBatch,
+    cars: &Cars,
+    spill: &Spill,
+    buf: &mut Buffers,
+    stats: &mut TelemetryStats,
+    row: &mut u64,
+    kept: &mut usize,
+) -> Result<(), JobError> {
+    let dict_type = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
+    let car = cast(file, batch, "car_id", &dict_type)?;
+    let ts = cast(
+        file,
+        batch,
+        "ts",
+        &DataType::Timestamp(TimeUnit::Millisecond, None),
+    )?;
+    let speed = cast(file, batch, "speed_kmh", &DataType::Float64)?;
+    let limit = cast(file, batch, "speed_limit_kmh", &DataType::Float64)?;
+    let car = car.as_dictionary::<Int32Type>();
+    let names = car.values().as_string::<i32>();
+    // Per distinct car id of the batch: its index among considered cars.
+    let lookup: Vec<Option<u32>> = (0..names.len())
+        .map(|k| {
+            names
+                .is_valid(k)
+                .then(|| cars.index.get(names.value(k)).copied())
+                .flatten()
+        })
+        .collect();
+    let keys = car.keys();
+    let ts = ts.as_primitive::<TimestampMillisecondType>();
+    let speed = speed.as_primitive::<Float64Type>();
+    let limit = limit.as_primitive::<Float64Type>();
+    let mut last_day = i64::MIN;
+    for i in 0..batch.num_rows() {
+        let row_no = *row;
+        *row += 1;
+        let key = keys.is_valid(i).then(|| keys.value(i) as usize);
+        let car_id = key.and_then(|k| names.is_valid(k).then(|| names.value(k)));
+        let t = ts.is_valid(i).then(|| ts.value(i));
+        let v = speed.is_valid(i).then(|| speed.value(i));
+        let l = limit.is_valid(i).then(|| limit.value(i));
+        if let Err(rule) = check_telemetry(car_id, t, v, l) {
+            let values = [
+                ("car_id", car_id.map(str::to_string)),
+                ("ts_ms", t.map(|x| x.to_string())),
+                ("speed_kmh", v.map(|x| x.to_string())),
+                ("speed_limit_kmh", l.map(|x| x.to_string())),
+            ];
+            let r = Rejected {
+                file: file.display.clone(),
+                row: row_no,
+                rule: rule.as_str(),
+                values: values.into_iter().collect(),
+            };
+            stats.rejects.push(r, kept);
+            continue;
+        }
+        let (t, v) = (t.unwrap_or_default(), v.unwrap_or_default());
+        stats.valid += 1;
+        let day = t.div_euclid(DAY_MS);
+        if day != last_day {
+            stats.days.insert(day);
+            last_day = day;
+        }
+        match key.and_then(|k| lookup[k]) {
+            Some(c) if cars.covers(c, t) => {
+                stats.in_rentals += 1;
+                spill
+                    .push(buf, c, Sample::new(t, v, l))
+                    .map_err(JobError::Spill)?;
+            }
+            _ => stats.outside_rentals += 1,
+        }
+    }
+    stats.rows += batch.num_rows() as u64;
+    Ok(())
+}
