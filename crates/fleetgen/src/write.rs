@@ -152,19 +152,22 @@ pub fn day_name(day: i64) -> String {
         .unwrap_or_else(|| format!("day{day}"))
 }
 
+/// rental_id, member_id, car_id, start_at, end_at; None is written as null.
+type RentalRow = (
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+    Option<i64>,
+);
+
 /// Writes the rentals and returns how many contract-breaking rows were added.
 pub fn rentals(
     path: &Path,
     plan: &[PlannedRental],
     rng: &mut ChaCha8Rng,
 ) -> Result<usize, GenError> {
-    let mut rows: Vec<(
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        Option<i64>,
-        Option<i64>,
-    )> = plan
+    let mut rows: Vec<RentalRow> = plan
         .iter()
         .map(|r| {
             let car = crate::schedule::car_id(r.car);
@@ -177,7 +180,7 @@ pub fn rentals(
             )
         })
         .collect();
-    let bad = (plan.len() / 500).max(1).min(5);
+    let bad = (plan.len() / 500).clamp(1, 5);
     for k in 0..bad {
         let base = &plan[rng.random_range(0..plan.len())];
         let id = Some(format!("X{k:07}"));

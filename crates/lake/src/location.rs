@@ -118,12 +118,16 @@ impl Location {
         let mut files = match self {
             Location::Local(root) => list_local(root, &wanted)?,
             Location::Store { url, store, prefix } => {
-                let objects: Vec<_> = runtime()
-                    .block_on(store.list(Some(prefix)).try_collect::<Vec<_>>())
-                    .map_err(|source| LakeError::ObjectStore {
-                        url: url.clone(),
-                        source,
-                    })?;
+                // A URL naming one object is that file, as a local file path is.
+                let objects: Vec<_> = match runtime().block_on(store.head(prefix)) {
+                    Ok(meta) if !prefix.as_ref().is_empty() => vec![meta],
+                    _ => runtime()
+                        .block_on(store.list(Some(prefix)).try_collect::<Vec<_>>())
+                        .map_err(|source| LakeError::ObjectStore {
+                            url: url.clone(),
+                            source,
+                        })?,
+                };
                 let base = url
                     .split_once("://")
                     .map_or("", |(_, r)| r.split('/').next().unwrap_or(""));

@@ -1,0 +1,181 @@
+//! The binary as a user meets it: help, exit codes, errors that say what,
+//! where and what to do.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+fn pitwall(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_pitwall"))
+        .args(args)
+        .env("PITWALL_LOG", "error")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot start pitwall: {e}"))
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn every_command_has_help() {
+    for args in [
+        vec!["--help"],
+        vec!["demo", "--help"],
+        vec!["gen", "fleet", "--help"],
+        vec!["score", "run", "--help"],
+        vec!["score", "model", "--help"],
+    ] {
+        let a = args.clone();
+        let o = pitwall(&a);
+        assert_eq!(o.status.code(), Some(0), "{a:?}: {}", text(&o));
+        assert!(text(&o).contains("Usage"), "{a:?}");
+    }
+    let o = pitwall(&["--help"]);
+    assert!(text(&o).contains("3 run held"), "exit codes are in --help");
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let o = pitwall(&["score", "run", "--rentals", "x"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let o = pitwall(&[
+        "score",
+        "run",
+        "--rentals",
+        "r",
+        "--telemetry",
+        "t",
+        "--out",
+        "o",
+        "--as-of",
+        "yesterday",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).contains("RFC 3339"), "{}", text(&o));
+}
+
+#[test]
+fn missing_input_exits_1_naming_the_path() {
+    let o = pitwall(&[
+        "score",
+        "run",
+        "--rentals",
+        "/no/such/rentals.parquet",
+        "--telemetry",
+        "/no/such/telemetry",
+        "--as-of",
+        "2026-11-01T00:00:00Z",
+        "--out",
+        "/tmp/pitwall-cli-missing",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let t = text(&o);
+    assert!(
+        t.starts_with("error:") && t.contains("/no/such/rentals.parquet"),
+        "{t}"
+    );
+}
+
+#[test]
+fn model_prints_the_embedded_model() {
+    let o = pitwall(&["score", "model"]);
+    assert_eq!(o.status.code(), Some(0));
+    let t = String::from_utf8_lossy(&o.stdout);
+    assert!(t.contains("name = \"psf-v1\"") && t.contains("[[grades]]"));
+}
+
+fn gen_fleet(dir: &Path, rentals: &str) -> TestResult {
+    let o = pitwall(&[
+        "gen",
+        "fleet",
+        "--out",
+        &dir.display().to_string(),
+        "--rentals",
+        rentals,
+        "--seed",
+        "5",
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let summary: serde_json::Value = serde_json::from_slice(&o.stdout)?;
+    assert!(summary["telemetry_rows"].as_u64().unwrap_or(0) > 0);
+    Ok(())
+}
+
+#[test]
+fn gen_is_deterministic_for_a_seed() -> TestResult {
+    let (a, b) = (tempfile::tempdir()?, tempfile::tempdir()?);
+    gen_fleet(a.path(), "30")?;
+    gen_fleet(b.path(), "30")?;
+    assert_eq!(
+        std::fs::read(a.path().join("rentals.parquet"))?,
+        std::fs::read(b.path().join("rentals.parquet"))?
+    );
+    let day = std::fs::read_dir(a.path().join("telemetry"))?
+        .next()
+        .ok_or("no day")??
+        .file_name();
+    let part = Path::new("telemetry").join(day).join("part-00000.parquet");
+    assert_eq!(
+        std::fs::read(a.path().join(&part))?,
+        std::fs::read(b.path().join(&part))?
+    );
+    Ok(())
+}
+
+#[test]
+fn score_run_json_and_held_exit_code() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    gen_fleet(dir.path(), "60")?;
+    let d = dir.path().display().to_string();
+    let base = [
+        "score",
+        "run",
+        "--rentals",
+        &format!("{d}/rentals.parquet"),
+        "--telemetry",
+        &format!("{d}/telemetry"),
+        "--as-of",
+        "2026-11-01T00:00:00Z",
+    ];
+    let out = format!("{d}/out");
+    let o = pitwall(&[&base[..], &["--out", &out, "--json"]].concat());
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let run: serde_json::Value = serde_json::from_slice(&o.stdout)?;
+    assert_eq!(run["status"], "ok");
+
+    // A gate at zero tolerance for pending rentals holds the run: exit 3, outputs written.
+    let gates = format!("{d}/gates.toml");
+    std::fs::write(&gates, "max_pending_ratio = 0.0\n")?;
+    let held = format!("{d}/held");
+    let o = pitwall(&[&base[..], &["--out", &held, "--gates", &gates]].concat());
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert!(text(&o).contains("held: pending_rentals"), "{}", text(&o));
+    let run: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(format!("{held}/run.json"))?)?;
+    assert_eq!(run["status"], "held");
+
+    // An unknown key in the gates file is refused, naming the file.
+    std::fs::write(&gates, "max_pending = 0.0\n")?;
+    let o = pitwall(&[&base[..], &["--out", &held, "--gates", &gates]].concat());
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).contains("gates.toml"), "{}", text(&o));
+    Ok(())
+}
+
+#[test]
+fn demo_runs_on_embedded_defaults() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let out = dir.path().join("demo").display().to_string();
+    let o = pitwall(&["demo", "--out", &out, "--rentals", "40"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("report:"));
+    assert!(dir.path().join("demo/run/report.html").exists());
+    Ok(())
+}

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Starts and stops the local servers the integration tests talk to.
+#
+#   scripts/services.sh start   # prints `export VAR=…` lines for the tests
+#   scripts/services.sh stop
+#
+# Services: moto (S3) on 127.0.0.1:${PITWALL_MOTO_PORT:-5055}.
+set -euo pipefail
+
+state="${PITWALL_SERVICES_DIR:-/tmp/pitwall-services}"
+moto_port="${PITWALL_MOTO_PORT:-5055}"
+mkdir -p "$state"
+
+wait_for_port() { # name port pid
+  for _ in $(seq 1 100); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$2") 2>/dev/null; then return 0; fi
+    if ! kill -0 "$3" 2>/dev/null; then
+      echo "error: $1 exited during start-up; its log is $state/$1.log:" >&2
+      tail -20 "$state/$1.log" >&2
+      return 1
+    fi
+    sleep 0.2
+  done
+  echo "error: $1 did not listen on 127.0.0.1:$2 within 20 s; see $state/$1.log" >&2
+  return 1
+}
+
+start() {
+  stop >/dev/null 2>&1 || true
+  moto_server -H 127.0.0.1 -p "$moto_port" >"$state/moto.log" 2>&1 &
+  echo $! >"$state/moto.pid"
+  wait_for_port moto "$moto_port" "$(cat "$state/moto.pid")"
+  local endpoint="http://127.0.0.1:$moto_port"
+  AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test python3 - "$endpoint" <<'PY'
+import sys, boto3
+boto3.client("s3", endpoint_url=sys.argv[1], region_name="us-east-1").create_bucket(Bucket="pitwall-test")
+PY
+  cat <<ENV
+export AWS_ENDPOINT_URL=$endpoint
+export AWS_ACCESS_KEY_ID=test
+export AWS_SECRET_ACCESS_KEY=test
+export AWS_REGION=us-east-1
+export PITWALL_TEST_S3_BUCKET=pitwall-test
+ENV
+}
+
+stop() {
+  for pidfile in "$state"/*.pid; do
+    [ -e "$pidfile" ] || continue
+    kill "$(cat "$pidfile")" 2>/dev/null || true
+    rm -f "$pidfile"
+  done
+}
+
+case "${1:-}" in
+  start) start ;;
+  stop) stop ;;
+  *) echo "usage: $0 start|stop" >&2; exit 2 ;;
+esac
