@@ -228,11 +228,11 @@ fn factors(h: &mut String, assessed: &[(&Rental, &Assessment)]) {
     let km: f64 = scored.iter().map(|a| a.features.distance_km).sum();
     let moving = sum(|a| a.features.moving_s);
     let labels = [
-        "harsh accel /100km",
-        "harsh brake /100km",
-        "unstable stop /100km",
+        "accel /100km",
+        "brake /100km",
+        "stops /100km",
         "speeding %",
-        "excess speeding %",
+        "excess %",
     ]
     .map(String::from);
     let values = [
@@ -244,7 +244,7 @@ fn factors(h: &mut String, assessed: &[(&Rental, &Assessment)]) {
     ];
     let _ = write!(
         h,
-        "<h2>Factor rates</h2><p class=muted>Pooled over {} scored rentals, {km:.0} km.</p>{}",
+        "<h2>Factor rates</h2><p class=muted>Pooled over {} scored rentals, {km:.0} km: harsh accelerations, harsh brakes and unstable stops per 100 km; speeding and excess speeding as % of moving seconds.</p>{}",
         scored.len(),
         bars(&labels, &values, "#c26a2d", 2)
     );
