@@ -179,3 +179,117 @@ fn demo_runs_on_embedded_defaults() -> TestResult {
     assert!(dir.path().join("demo/run/report.html").exists());
     Ok(())
 }
+
+#[test]
+fn schema_register_then_refuse_an_incompatible_change() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let reg = format!("file:{}", dir.path().join("registry").display());
+    let o = pitwall(&["schema", "register", "--registry", &reg, "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let out: serde_json::Value = serde_json::from_slice(&o.stdout)?;
+    assert_eq!(
+        (out["status"].as_str(), out["version"].as_u64()),
+        (Some("registered"), Some(1))
+    );
+    // Registering the same schema again is a no-op.
+    let o = pitwall(&["schema", "register", "--registry", &reg]);
+    assert!(
+        text(&o).contains("already registered as version 1"),
+        "{}",
+        text(&o)
+    );
+
+    // A v2 that adds a required field breaks BACKWARD: refused, naming the field.
+    let show = pitwall(&["schema", "show"]);
+    let v2 = String::from_utf8(show.stdout)?.replace(
+        r#"{"name": "run_id", "type": "string"},"#,
+        r#"{"name": "run_id", "type": "string"}, {"name": "region", "type": "string"},"#,
+    );
+    assert!(v2.contains("region"));
+    let path = dir.path().join("v2.avsc");
+    std::fs::write(&path, v2)?;
+    let o = pitwall(&[
+        "schema",
+        "check",
+        "--registry",
+        &reg,
+        "--schema",
+        &path.display().to_string(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let t = text(&o);
+    assert!(
+        t.contains("'region'") && t.contains("BACKWARD with version 1"),
+        "{t}"
+    );
+    Ok(())
+}
+
+#[test]
+fn score_run_publish_then_refuse_a_second_publication() -> TestResult {
+    let cluster = rdkafka::mocking::MockCluster::new(1)?;
+    cluster.create_topic("driving-score.member.v1", 2, 1)?;
+    let brokers = cluster.bootstrap_servers();
+    let dir = tempfile::tempdir()?;
+    gen_fleet(dir.path(), "40")?;
+    let d = dir.path().display().to_string();
+    let reg = format!("file:{d}/registry");
+    let o = pitwall(&[
+        "score",
+        "run",
+        "--rentals",
+        &format!("{d}/rentals.parquet"),
+        "--telemetry",
+        &format!("{d}/telemetry"),
+        "--as-of",
+        "2026-11-01T00:00:00Z",
+        "--out",
+        &format!("{d}/out"),
+        "--publish",
+        "--brokers",
+        &brokers,
+        "--registry",
+        &reg,
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("published run score-"), "{}", text(&o));
+
+    let again = [
+        "score",
+        "publish",
+        "--run",
+        &format!("{d}/out"),
+        "--brokers",
+        &brokers,
+        "--registry",
+        &reg,
+    ];
+    let o = pitwall(&again);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o).contains("already published") && text(&o).contains("--force"),
+        "{}",
+        text(&o)
+    );
+    let o = pitwall(&[&again[..], &["--force", "--json"]].concat());
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout)?;
+    assert_eq!(report["forced"], true);
+
+    // --publish without --brokers is a usage error.
+    let o = pitwall(&[
+        "score",
+        "run",
+        "--rentals",
+        "r",
+        "--telemetry",
+        "t",
+        "--as-of",
+        "2026-11-01T00:00:00Z",
+        "--out",
+        "o",
+        "--publish",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    Ok(())
+}

@@ -2,6 +2,8 @@
 
 mod demo;
 mod gen_fleet;
+mod publish;
+mod schema;
 mod score;
 
 use clap::{Parser, Subcommand};
@@ -34,6 +36,9 @@ enum Command {
     /// Driving scores: run the scorer, inspect the model.
     #[command(subcommand)]
     Score(score::ScoreCommand),
+    /// Avro schemas in a registry: check compatibility, register, show.
+    #[command(subcommand)]
+    Schema(schema::SchemaCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -47,6 +52,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Demo(a) => demo::run(a),
         Command::Gen(GenCommand::Fleet(a)) => gen_fleet::run(a),
         Command::Score(c) => score::run(c),
+        Command::Schema(c) => schema::run(c),
     }
 }
 

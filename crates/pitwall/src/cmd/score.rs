@@ -15,9 +15,23 @@ pub enum ScoreCommand {
     /// Score rentals at an as_of time: rental_scores.parquet, member_scores.parquet, run.json, report.html.
     ///
     /// Exits 3 when a quality gate holds the run (outputs are still written; run.json says why).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
+    /// Publish a run's member scores to Kafka: one transaction per run, once per topic (see the ledger).
+    Publish(Box<PublishCmd>),
     /// Print the embedded default model file (TOML), a starting point for --model.
     Model,
+}
+
+#[derive(Debug, Args)]
+pub struct PublishCmd {
+    /// The run's output directory (the --out of `score run`).
+    #[arg(long)]
+    pub run: PathBuf,
+    #[command(flatten)]
+    pub publish: super::publish::PublishArgs,
+    /// Print the outcome as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -52,6 +66,11 @@ pub struct RunArgs {
     /// Print run.json on stdout instead of the human summary.
     #[arg(long)]
     pub json: bool,
+    /// Publish the member scores when the run is not held (see `score publish` for the flags).
+    #[arg(long)]
+    pub publish: bool,
+    #[command(flatten)]
+    pub publish_args: super::publish::PublishArgs,
 }
 
 pub fn run(c: ScoreCommand) -> anyhow::Result<u8> {
@@ -60,27 +79,47 @@ pub fn run(c: ScoreCommand) -> anyhow::Result<u8> {
             print!("{}", pitwall_score::model::DEFAULT_MODEL_TOML);
             Ok(exit::OK)
         }
+        ScoreCommand::Publish(p) => {
+            let report = super::publish::run_publish(&p.run, &p.publish)?;
+            if p.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                super::publish::print_report(&report);
+            }
+            Ok(exit::OK)
+        }
         ScoreCommand::Run(a) => {
-            let json = a.json;
-            let cfg = job_config(a)?;
+            if a.publish && a.publish_args.brokers.is_none() {
+                eprintln!("error: --publish needs --brokers");
+                return Ok(exit::USAGE);
+            }
+            let cfg = job_config(&a)?;
             let run = pitwall_score_job::run(&cfg, &TermProgress::new())
                 .with_context(|| format!("score run into {}", cfg.out.display()))?;
-            if json {
+            if a.json {
                 println!("{}", serde_json::to_string_pretty(&run)?);
             } else {
                 print_summary(&run);
             }
-            Ok(if run.status == RunStatus::Held {
-                exit::HELD
-            } else {
-                exit::OK
-            })
+            let held = run.status == RunStatus::Held;
+            if a.publish && (!held || a.publish_args.force) {
+                let report = super::publish::run_publish(&cfg.out, &a.publish_args)?;
+                super::publish::print_report(&report);
+            } else if a.publish {
+                eprintln!("not publishing: the run is held (use --force to publish anyway)");
+            }
+            Ok(if held { exit::HELD } else { exit::OK })
         }
     }
 }
 
-pub fn job_config(a: RunArgs) -> anyhow::Result<JobConfig> {
-    let mut cfg = JobConfig::new(a.rentals, a.telemetry, a.as_of, a.out);
+pub fn job_config(a: &RunArgs) -> anyhow::Result<JobConfig> {
+    let mut cfg = JobConfig::new(
+        a.rentals.clone(),
+        a.telemetry.clone(),
+        a.as_of,
+        a.out.clone(),
+    );
     if let Some(path) = &a.model {
         cfg.model = load_model(path)?;
         cfg.model_source = path.display().to_string();
@@ -95,7 +134,7 @@ pub fn job_config(a: RunArgs) -> anyhow::Result<JobConfig> {
             )
         })?;
     }
-    cfg.previous = a.previous;
+    cfg.previous = a.previous.clone();
     if let Some(t) = a.threads {
         cfg.threads = t.max(1);
     }

@@ -1,0 +1,124 @@
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{ArgAction, Args, ValueEnum};
+use pitwall_publish::kafka::KafkaSettings;
+use pitwall_publish::registry::{RegistrySpec, WireFormat};
+use pitwall_publish::{PublishReport, PublishRequest, publish};
+
+use super::schema::{DEFAULT_SUBJECT, open_registry};
+
+/// Where and how to publish member scores. Shared by `score publish` and `score run --publish`.
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    /// Kafka bootstrap servers, host:port[,host:port] (required to publish).
+    #[arg(long)]
+    pub brokers: Option<String>,
+    /// The compacted topic, one per record version.
+    #[arg(long, default_value = "driving-score.member.v1")]
+    pub topic: String,
+    /// Schema registry: file:DIR (embedded), glue:REGISTRY_NAME or confluent:URL.
+    #[arg(long, default_value = "file:registry")]
+    pub registry: RegistrySpec,
+    /// Registry subject of the record value (Glue: the schema name).
+    #[arg(long, default_value = DEFAULT_SUBJECT)]
+    pub subject: String,
+    /// One transaction per run (a read_committed consumer sees all or nothing).
+    /// Use --transactional=false for brokers without transactions.
+    #[arg(long, default_value_t = true, action = ArgAction::Set)]
+    pub transactional: bool,
+    /// Publish even a held run or one already published; the ledger records it.
+    #[arg(long)]
+    pub force: bool,
+    /// Wire format of the records; default: the registry's (Glue for file: and glue:).
+    #[arg(long, value_enum)]
+    pub wire: Option<Wire>,
+    /// zlib-compress Glue-framed records (compression byte 5).
+    #[arg(long)]
+    pub zlib: bool,
+    /// Kafka security.protocol: plaintext, ssl, sasl_plaintext, sasl_ssl.
+    #[arg(long, default_value = "plaintext")]
+    pub security_protocol: String,
+    /// SASL mechanism, e.g. SCRAM-SHA-512; the password comes from PITWALL_KAFKA_PASSWORD.
+    #[arg(long)]
+    pub sasl_mechanism: Option<String>,
+    #[arg(long)]
+    pub sasl_username: Option<String>,
+    /// CA bundle for TLS.
+    #[arg(long)]
+    pub ssl_ca_location: Option<String>,
+    /// Extra librdkafka property, key=value; repeatable.
+    #[arg(long = "kafka-property", value_parser = parse_property)]
+    pub properties: Vec<(String, String)>,
+    /// Time limit for each broker interaction.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub kafka_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Wire {
+    Glue,
+    Confluent,
+}
+
+fn parse_property(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.trim().to_string(), v.to_string()))
+        .ok_or_else(|| format!("{s:?} is not key=value"))
+}
+
+pub fn run_publish(run_dir: &Path, a: &PublishArgs) -> anyhow::Result<PublishReport> {
+    let Some(brokers) = a.brokers.as_deref() else {
+        anyhow::bail!(
+            "--brokers is required to publish (host:port of the Kafka bootstrap servers)"
+        );
+    };
+    let mut kafka = KafkaSettings::new(brokers, &a.topic);
+    kafka.transactional = a.transactional;
+    kafka.security_protocol = a.security_protocol.clone();
+    kafka.sasl_mechanism = a.sasl_mechanism.clone();
+    kafka.sasl_username = a.sasl_username.clone();
+    kafka.sasl_password = std::env::var("PITWALL_KAFKA_PASSWORD").ok();
+    kafka.ssl_ca_location = a.ssl_ca_location.clone();
+    kafka.properties = a.properties.clone();
+    kafka.timeout = a.kafka_timeout;
+    let registry = open_registry(&a.registry)?;
+    let req = PublishRequest {
+        run_dir,
+        registry: registry.as_ref(),
+        subject: &a.subject,
+        kafka,
+        force: a.force,
+        zlib: a.zlib,
+        wire: a.wire.map(|w| match w {
+            Wire::Glue => WireFormat::Glue,
+            Wire::Confluent => WireFormat::Confluent,
+        }),
+    };
+    publish(&req).with_context(|| {
+        format!(
+            "publishing {} to {} on {brokers}",
+            run_dir.display(),
+            a.topic
+        )
+    })
+}
+
+pub fn print_report(r: &PublishReport) {
+    println!(
+        "published run {} to {}: {} records, schema {}@{}{}{} in {:.1} s",
+        r.run_id,
+        r.topic,
+        r.records,
+        r.schema_subject,
+        r.schema_version,
+        if r.transactional {
+            ", one transaction"
+        } else {
+            ", no transaction"
+        },
+        if r.forced { ", FORCED" } else { "" },
+        r.millis as f64 / 1000.0
+    );
+}

@@ -1,0 +1,381 @@
+//! The Kafka producer: idempotent, acks=all, compressed, and by default one
+//! transaction per run so a read_committed consumer sees all of a run's
+//! records or none. Delivery is counted per record.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use rdkafka::ClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+
+/// How to reach and write to the brokers. Secrets come from the environment.
+#[derive(Debug, Clone)]
+pub struct KafkaSettings {
+    /// Bootstrap servers, host:port[,host:port].
+    pub brokers: String,
+    pub topic: String,
+    /// One transaction per run (default). Off for brokers without transactions.
+    pub transactional: bool,
+    /// Stable per topic, so a re-run fences a crashed predecessor and aborts its open transaction.
+    pub transactional_id: String,
+    /// none, gzip, snappy, lz4 or zstd.
+    pub compression: String,
+    /// plaintext, ssl, sasl_plaintext or sasl_ssl.
+    pub security_protocol: String,
+    /// SCRAM-SHA-512, SCRAM-SHA-256 or PLAIN (MSK IAM would be OAUTHBEARER with a token callback).
+    pub sasl_mechanism: Option<String>,
+    pub sasl_username: Option<String>,
+    /// From PITWALL_KAFKA_PASSWORD, never from flags or files.
+    pub sasl_password: Option<String>,
+    pub ssl_ca_location: Option<String>,
+    /// Extra librdkafka properties (`--kafka-property key=value`), applied last.
+    pub properties: Vec<(String, String)>,
+    /// Bound on each broker interaction (metadata, transaction calls, flush).
+    pub timeout: Duration,
+}
+
+impl KafkaSettings {
+    pub fn new(brokers: &str, topic: &str) -> Self {
+        KafkaSettings {
+            brokers: brokers.into(),
+            topic: topic.into(),
+            transactional: true,
+            transactional_id: format!("pitwall-score-publish-{topic}"),
+            compression: "lz4".into(),
+            security_protocol: "plaintext".into(),
+            sasl_mechanism: None,
+            sasl_username: None,
+            sasl_password: None,
+            ssl_ca_location: None,
+            properties: Vec::new(),
+            timeout: Duration::from_secs(30),
+        }
+    }
+
+    pub fn client_config(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.brokers)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("compression.type", &self.compression)
+            .set("linger.ms", "20")
+            .set("batch.num.messages", "10000")
+            .set("queue.buffering.max.messages", "200000")
+            .set("message.timeout.ms", self.timeout.as_millis().to_string())
+            .set(
+                "socket.connection.setup.timeout.ms",
+                self.timeout.as_millis().min(30_000).to_string(),
+            )
+            .set("allow.auto.create.topics", "false")
+            .set("security.protocol", &self.security_protocol);
+        if self.transactional {
+            c.set("transactional.id", &self.transactional_id).set(
+                "transaction.timeout.ms",
+                (self.timeout.as_millis() * 4).max(60_000).to_string(),
+            );
+        }
+        for (k, v) in [
+            ("sasl.mechanism", &self.sasl_mechanism),
+            ("sasl.username", &self.sasl_username),
+            ("sasl.password", &self.sasl_password),
+            ("ssl.ca.location", &self.ssl_ca_location),
+        ] {
+            if let Some(v) = v {
+                c.set(k, v);
+            }
+        }
+        for (k, v) in &self.properties {
+            c.set(k, v);
+        }
+        c
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaFailure {
+    #[error(
+        "cannot create the Kafka producer: {0}; check --brokers, --security-protocol and --kafka-property values"
+    )]
+    Config(KafkaError),
+    #[error(
+        "cannot reach the brokers {brokers} within {timeout:?}: {error}; check the address, the network path and the security settings"
+    )]
+    Unreachable {
+        brokers: String,
+        timeout: Duration,
+        error: KafkaError,
+    },
+    #[error(
+        "topic {topic} does not exist on {brokers}; create it (cleanup.policy=compact) or name another with --topic"
+    )]
+    MissingTopic { topic: String, brokers: String },
+    #[error(
+        "the brokers refused transactions ({0}); this broker may not support them: publish with --transactional=false (the run ledger still prevents a second publication)"
+    )]
+    TransactionsUnsupported(KafkaError),
+    #[error(
+        "the brokers refused our credentials: {0}; check --sasl-username, PITWALL_KAFKA_PASSWORD and --sasl-mechanism"
+    )]
+    Auth(KafkaError),
+    #[error("{stage} failed: {error}")]
+    Broker {
+        stage: &'static str,
+        error: KafkaError,
+    },
+    #[error(
+        "the commit failed and the transaction was aborted: {0}; nothing of this run is visible, re-run the publication"
+    )]
+    CommitAborted(KafkaError),
+    #[error(
+        "the commit failed with a fatal error: {0}; the coordinator aborts the open transaction after transaction.timeout.ms, so nothing of this run becomes visible; re-run the publication"
+    )]
+    CommitFatal(KafkaError),
+    #[error(
+        "delivered {delivered} of {expected} records ({failed} failed, first error: {first_error}); the transaction was aborted, nothing is visible"
+    )]
+    Incomplete {
+        expected: u64,
+        delivered: u64,
+        failed: u64,
+        first_error: String,
+    },
+    #[error(
+        "delivered {delivered} of {expected} records ({failed} failed, first error: {first_error}); without a transaction some records may be visible: re-run the publication, keys make it idempotent on a compacted topic"
+    )]
+    IncompleteNonTransactional {
+        expected: u64,
+        delivered: u64,
+        failed: u64,
+        first_error: String,
+    },
+}
+
+/// Counts deliveries as librdkafka reports them.
+#[derive(Default)]
+pub struct DeliveryCounter {
+    delivered: AtomicU64,
+    failed: AtomicU64,
+    first_error: Mutex<Option<String>>,
+}
+
+impl ClientContext for DeliveryCounter {}
+
+impl ProducerContext for DeliveryCounter {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        match result {
+            Ok(_) => {
+                self.delivered.fetch_add(1, Ordering::Relaxed);
+            }
+            Err((e, _)) => {
+                self.failed.fetch_add(1, Ordering::Relaxed);
+                if let Ok(mut first) = self.first_error.lock() {
+                    first.get_or_insert_with(|| e.to_string());
+                }
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Produced {
+    pub records: u64,
+    pub millis: u64,
+}
+
+fn is_auth(e: &KafkaError) -> bool {
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::SaslAuthenticationFailed
+                | RDKafkaErrorCode::Authentication
+                | RDKafkaErrorCode::TopicAuthorizationFailed
+                | RDKafkaErrorCode::TransactionalIdAuthorizationFailed
+        )
+    )
+}
+
+/// Sends every (key, value) and makes them visible together (transactional)
+/// or as delivered (not). Returns only when every record is acknowledged.
+pub fn produce(s: &KafkaSettings, records: &[(String, Vec<u8>)]) -> Result<Produced, KafkaFailure> {
+    let started = Instant::now();
+    let producer: ThreadedProducer<DeliveryCounter> = s
+        .client_config()
+        .create_with_context(DeliveryCounter::default())
+        .map_err(KafkaFailure::Config)?;
+    check_topic(s, &producer)?;
+    if s.transactional {
+        producer.init_transactions(s.timeout).map_err(|e| {
+            if is_auth(&e) {
+                KafkaFailure::Auth(e)
+            } else if matches!(
+                e.rdkafka_error_code(),
+                Some(
+                    RDKafkaErrorCode::UnsupportedVersion
+                        | RDKafkaErrorCode::InvalidRequest
+                        | RDKafkaErrorCode::BrokerTransportFailure
+                        | RDKafkaErrorCode::CoordinatorNotAvailable
+                )
+            ) || e.to_string().contains("ransaction")
+            {
+                KafkaFailure::TransactionsUnsupported(e)
+            } else {
+                KafkaFailure::Broker {
+                    stage: "initialising transactions",
+                    error: e,
+                }
+            }
+        })?;
+        producer
+            .begin_transaction()
+            .map_err(|e| KafkaFailure::Broker {
+                stage: "beginning the transaction",
+                error: e,
+            })?;
+    }
+    let sent = send_all(s, &producer, records);
+    let flushed = sent.and_then(|()| {
+        producer.flush(s.timeout).map_err(|e| KafkaFailure::Broker {
+            stage: "flushing",
+            error: e,
+        })
+    });
+    let ctx = producer.context();
+    let (delivered, failed) = (
+        ctx.delivered.load(Ordering::Relaxed),
+        ctx.failed.load(Ordering::Relaxed),
+    );
+    let expected = records.len() as u64;
+    let first_error = ctx
+        .first_error
+        .lock()
+        .ok()
+        .and_then(|f| f.clone())
+        .unwrap_or_else(|| "none reported".into());
+    let complete = flushed.is_ok() && delivered == expected && failed == 0;
+    if s.transactional {
+        if !complete {
+            // Best effort: the coordinator aborts it on timeout or when a successor fences us.
+            let _ = producer.abort_transaction(s.timeout);
+            flushed?;
+            return Err(KafkaFailure::Incomplete {
+                expected,
+                delivered,
+                failed,
+                first_error,
+            });
+        }
+        commit(s, &producer)?;
+    } else if !complete {
+        flushed?;
+        return Err(KafkaFailure::IncompleteNonTransactional {
+            expected,
+            delivered,
+            failed,
+            first_error,
+        });
+    }
+    Ok(Produced {
+        records: delivered,
+        millis: started.elapsed().as_millis() as u64,
+    })
+}
+
+/// Commits by librdkafka's error classes: a retriable error (coordinator
+/// moving, a timeout) is retried, since giving up then could leave the
+/// commit to land after we reported failure; an abortable one is aborted; a
+/// fatal one leaves the transaction to the coordinator's timeout.
+fn commit(
+    s: &KafkaSettings,
+    producer: &ThreadedProducer<DeliveryCounter>,
+) -> Result<(), KafkaFailure> {
+    const ATTEMPTS: u32 = 5;
+    for attempt in 1..=ATTEMPTS {
+        match producer.commit_transaction(s.timeout) {
+            Ok(()) => return Ok(()),
+            Err(KafkaError::Transaction(e)) if e.is_retriable() && attempt < ATTEMPTS => {
+                tracing::warn!(attempt, error = %e, "Commit failed with a retriable error; retrying.");
+            }
+            Err(e) => {
+                let abortable = matches!(&e, KafkaError::Transaction(t) if t.txn_requires_abort());
+                if abortable {
+                    let _ = producer.abort_transaction(s.timeout);
+                    return Err(KafkaFailure::CommitAborted(e));
+                }
+                return Err(KafkaFailure::CommitFatal(e));
+            }
+        }
+    }
+    Err(KafkaFailure::Broker {
+        stage: "committing the transaction",
+        error: KafkaError::Canceled,
+    })
+}
+
+fn check_topic(
+    s: &KafkaSettings,
+    producer: &ThreadedProducer<DeliveryCounter>,
+) -> Result<(), KafkaFailure> {
+    let md = producer
+        .client()
+        .fetch_metadata(Some(&s.topic), s.timeout)
+        .map_err(|e| {
+            if is_auth(&e) {
+                KafkaFailure::Auth(e)
+            } else {
+                KafkaFailure::Unreachable {
+                    brokers: s.brokers.clone(),
+                    timeout: s.timeout,
+                    error: e,
+                }
+            }
+        })?;
+    let ok = md
+        .topics()
+        .iter()
+        .any(|t| t.name() == s.topic && t.error().is_none() && !t.partitions().is_empty());
+    if ok {
+        Ok(())
+    } else {
+        Err(KafkaFailure::MissingTopic {
+            topic: s.topic.clone(),
+            brokers: s.brokers.clone(),
+        })
+    }
+}
+
+fn send_all(
+    s: &KafkaSettings,
+    producer: &ThreadedProducer<DeliveryCounter>,
+    records: &[(String, Vec<u8>)],
+) -> Result<(), KafkaFailure> {
+    for (key, value) in records {
+        let mut record = BaseRecord::to(&s.topic)
+            .key(key.as_str())
+            .payload(value.as_slice());
+        let deadline = Instant::now() + s.timeout;
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                // The local queue is full: let the background thread drain it.
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r))
+                    if Instant::now() < deadline =>
+                {
+                    record = r;
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                Err((e, _)) => {
+                    return Err(KafkaFailure::Broker {
+                        stage: "queueing a record",
+                        error: e,
+                    });
+                }
+            }
+        }
+    }
+    Ok(())
+}

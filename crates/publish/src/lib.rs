@@ -1,0 +1,10 @@
+//! Publishing a score run: the member-score records built from a run's
+//! outputs, and the schema registries that give them a schema id.
+
+pub mod kafka;
+pub mod ledger;
+pub mod publish;
+pub mod record;
+pub mod registry;
+
+pub use publish::{PublishError, PublishReport, PublishRequest, publish};

@@ -1,0 +1,196 @@
+//! Publishing one score run: the policies that keep scores correct, in the
+//! order they are checked — a held run is not published, a run is published
+//! once per topic, the records must be exactly the eligible members the run
+//! computed, the schema must be compatible — then one transaction.
+
+use std::path::Path;
+
+use pitwall_contract::schemas::{self, MEMBER_SCORE_V1};
+use pitwall_contract::wire::{self, SchemaRef};
+
+use crate::kafka::{self, KafkaFailure, KafkaSettings};
+use crate::ledger::{Entry, Event, Ledger};
+use crate::record::{RecordError, encode, read_run};
+use crate::registry::{
+    Outcome, Registered, Registry, RegistryError, WireFormat, check_and_register,
+};
+
+pub struct PublishRequest<'a> {
+    pub run_dir: &'a Path,
+    pub registry: &'a dyn Registry,
+    pub subject: &'a str,
+    pub kafka: KafkaSettings,
+    /// Publish a held run, or a run already published to this topic; recorded in the ledger.
+    pub force: bool,
+    /// zlib-compress Glue frames (compression byte 5).
+    pub zlib: bool,
+    /// Wire format; default: what the registry's consumers expect.
+    pub wire: Option<WireFormat>,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct PublishReport {
+    pub run_id: String,
+    pub topic: String,
+    pub records: u64,
+    pub schema_subject: String,
+    pub schema_version: u32,
+    pub forced: bool,
+    pub transactional: bool,
+    pub millis: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error(transparent)]
+    Record(#[from] RecordError),
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error(
+        "run {run_id} is held by a quality gate (see its run.json); it is not published unless --force is given, which the ledger records"
+    )]
+    Held { run_id: String },
+    #[error(
+        "run {run_id} was already published to {topic} ({records} records); publishing it again needs --force"
+    )]
+    AlreadyPublished {
+        run_id: String,
+        topic: String,
+        records: u64,
+    },
+    #[error(
+        "delivery accounting: run.json counts {expected} eligible members but {found} records were built; the run's outputs are inconsistent, nothing was sent"
+    )]
+    Accounting { expected: u64, found: u64 },
+    #[error(
+        "registry {registry} gave no {format:?} id for the schema; choose the other --wire format"
+    )]
+    NoSchemaId {
+        registry: String,
+        format: WireFormat,
+    },
+    #[error("cannot write the publication ledger {path}: {source}")]
+    Ledger {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Kafka(#[from] KafkaFailure),
+}
+
+pub fn publish(req: &PublishRequest<'_>) -> Result<PublishReport, PublishError> {
+    let run = read_run(req.run_dir)?;
+    let topic = req.kafka.topic.clone();
+    if run.status == "held" && !req.force {
+        return Err(PublishError::Held { run_id: run.run_id });
+    }
+    let ledger = Ledger::at(req.run_dir);
+    let ledger_err = |source| PublishError::Ledger {
+        path: ledger.path().display().to_string(),
+        source,
+    };
+    if let Some(done) = ledger.committed(&run.run_id, &topic).map_err(ledger_err)?
+        && !req.force
+    {
+        return Err(PublishError::AlreadyPublished {
+            run_id: run.run_id,
+            topic,
+            records: done.records,
+        });
+    }
+    if run.records.len() as u64 != run.eligible_in_run {
+        return Err(PublishError::Accounting {
+            expected: run.eligible_in_run,
+            found: run.records.len() as u64,
+        });
+    }
+
+    let registered =
+        match check_and_register(req.registry, req.subject, MEMBER_SCORE_V1, None, true)? {
+            Outcome::AlreadyRegistered(r) | Outcome::Registered(r) => r,
+            Outcome::Compatible { .. } => {
+                let problem =
+                    "answered 'compatible' to a registration without registering".to_string();
+                return Err(RegistryError::Backend {
+                    registry: req.registry.name(),
+                    problem,
+                }
+                .into());
+            }
+        };
+    let frames = frame_all(req, &run.records, &registered)?;
+
+    let entry = |event, detail: Option<String>| Entry {
+        run_id: run.run_id.clone(),
+        topic: topic.clone(),
+        brokers: req.kafka.brokers.clone(),
+        event,
+        records: frames.len() as u64,
+        forced: req.force,
+        transactional: req.kafka.transactional,
+        at_ms: now_ms(),
+        schema: Some(format!("{}@{}", registered.subject, registered.version)),
+        detail,
+    };
+    ledger
+        .append(&entry(Event::Started, None))
+        .map_err(ledger_err)?;
+    match kafka::produce(&req.kafka, &frames) {
+        Ok(produced) => {
+            ledger
+                .append(&entry(Event::Committed, None))
+                .map_err(ledger_err)?;
+            Ok(PublishReport {
+                run_id: run.run_id.clone(),
+                topic,
+                records: produced.records,
+                schema_subject: registered.subject,
+                schema_version: registered.version,
+                forced: req.force,
+                transactional: req.kafka.transactional,
+                millis: produced.millis,
+            })
+        }
+        Err(e) => {
+            let event = if req.kafka.transactional {
+                Event::Aborted
+            } else {
+                Event::Failed
+            };
+            ledger
+                .append(&entry(event, Some(e.to_string())))
+                .map_err(ledger_err)?;
+            Err(e.into())
+        }
+    }
+}
+
+fn frame_all(
+    req: &PublishRequest<'_>,
+    records: &[crate::record::MemberRecord],
+    reg: &Registered,
+) -> Result<Vec<(String, Vec<u8>)>, PublishError> {
+    let format = req.wire.unwrap_or_else(|| req.registry.wire_format());
+    let schema_ref = reg.wire_ref(format).ok_or(PublishError::NoSchemaId {
+        registry: req.registry.name(),
+        format,
+    })?;
+    let schema = schemas::member_score_v1().map_err(RegistryError::from)?;
+    records
+        .iter()
+        .map(|r| {
+            let datum = encode(&schema, r)?;
+            let framed = match schema_ref {
+                SchemaRef::Glue(id) => wire::glue(id, &datum, req.zlib),
+                SchemaRef::Confluent(id) => wire::confluent(id, &datum),
+            };
+            Ok((r.member_id.clone(), framed))
+        })
+        .collect()
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
