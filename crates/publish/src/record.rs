@@ -1,8 +1,7 @@
 //! The member-score records of a run, built from its output directory:
-//! `member_scores.parquet` for the members, `rental_scores.parquet` for
-//! their recent rentals, `run.json` for the run id and status.
+//! `member_scores.parquet` (members with their recent rentals inline) and
+//! `run.json` (run id, status, eligible count).
 
-use std::collections::HashMap;
 use std::path::Path;
 
 use apache_avro::Schema;
@@ -43,13 +42,6 @@ pub struct MemberRecord {
     pub value: Value,
 }
 
-struct RecentRental {
-    end_at: i64,
-    distance_km: f64,
-    score: Option<f64>,
-    grade: Option<String>,
-}
-
 pub fn read_run(dir: &Path) -> Result<RunRecords, RecordError> {
     let run_json = dir.join("run.json");
     let text = std::fs::read_to_string(&run_json).map_err(|e| read_err(&run_json, e))?;
@@ -65,7 +57,6 @@ pub fn read_run(dir: &Path) -> Result<RunRecords, RecordError> {
         .as_u64()
         .ok_or_else(|| read_err(&run_json, "no members.eligible"))?;
 
-    let rentals = read_rentals(&dir.join("rental_scores.parquet"))?;
     let path = dir.join("member_scores.parquet");
     let mut records = Vec::new();
     let mut members_total = 0;
@@ -93,20 +84,13 @@ pub fn read_run(dir: &Path) -> Result<RunRecords, RecordError> {
         .iter()
         .map(|n| c.f64(n).map(|a| (*n, a)))
         .collect::<Result<_, _>>()?;
-        let used = c.col("rental_ids_used")?;
-        let used = used.as_list::<i32>();
+        let recent_col = c.col("recent_rentals")?;
+        let recent_list = recent_col.as_list::<i32>();
         for i in 0..b.num_rows() {
             if !eligible.value(i) {
                 continue;
             }
-            let ids_used = used.value(i);
-            let ids_used = ids_used.as_string::<i32>();
-            let recent: Vec<Value> = (0..ids_used.len())
-                .filter_map(|k| {
-                    let id = ids_used.value(k);
-                    rentals.get(id).map(|r| recent_value(id, r))
-                })
-                .collect();
+            let recent = recent_values(&c, &recent_list.value(i))?;
             let member_id = ids.value(i).to_string();
             let value = Value::Record(vec![
                 ("member_id".into(), Value::String(member_id.clone())),
@@ -164,14 +148,46 @@ pub fn encode(schema: &Schema, r: &MemberRecord) -> Result<Vec<u8>, RecordError>
     })
 }
 
-fn recent_value(id: &str, r: &RecentRental) -> Value {
-    Value::Record(vec![
-        ("rental_id".into(), Value::String(id.into())),
-        ("end_at".into(), Value::TimestampMillis(r.end_at)),
-        ("distance_km".into(), Value::Double(r.distance_km)),
-        ("score".into(), opt_double(r.score)),
-        ("grade".into(), opt_string(r.grade.clone())),
-    ])
+/// One member's `recent_rentals` (a struct array) as Avro values.
+fn recent_values(c: &Cols<'_>, rentals: &ArrayRef) -> Result<Vec<Value>, RecordError> {
+    let s = rentals.as_struct();
+    let col = |name: &str| {
+        s.column_by_name(name)
+            .cloned()
+            .ok_or_else(|| read_err(c.path, format!("recent_rentals has no field {name:?}")))
+    };
+    let cast = |name: &str, to: &DataType| {
+        arrow_cast::cast(&col(name)?, to)
+            .map_err(|e| read_err(c.path, format!("recent_rentals.{name}: {e}")))
+    };
+    let ids = cast("rental_id", &DataType::Utf8)?;
+    let grades = cast("grade", &DataType::Utf8)?;
+    let ends = cast("end_at", &DataType::Timestamp(TimeUnit::Millisecond, None))?;
+    let dist = cast("distance_km", &DataType::Float64)?;
+    let score = cast("score", &DataType::Float64)?;
+    let (ids, grades) = (ids.as_string::<i32>(), grades.as_string::<i32>());
+    let ends = ends.as_primitive::<TimestampMillisecondType>();
+    let (dist, score) = (
+        dist.as_primitive::<Float64Type>(),
+        score.as_primitive::<Float64Type>(),
+    );
+    Ok((0..s.len())
+        .map(|k| {
+            Value::Record(vec![
+                ("rental_id".into(), Value::String(ids.value(k).into())),
+                ("end_at".into(), Value::TimestampMillis(ends.value(k))),
+                ("distance_km".into(), Value::Double(dist.value(k))),
+                (
+                    "score".into(),
+                    opt_double(score.is_valid(k).then(|| score.value(k))),
+                ),
+                (
+                    "grade".into(),
+                    opt_string(grades.is_valid(k).then(|| grades.value(k).to_string())),
+                ),
+            ])
+        })
+        .collect())
 }
 
 fn opt_double(v: Option<f64>) -> Value {
@@ -240,30 +256,4 @@ impl Cols<'_> {
         let t = self.cast(name, &DataType::Timestamp(TimeUnit::Millisecond, None))?;
         Ok(t.as_primitive::<TimestampMillisecondType>().clone())
     }
-}
-
-fn read_rentals(path: &Path) -> Result<HashMap<String, RecentRental>, RecordError> {
-    let mut out = HashMap::new();
-    for b in batches(path)? {
-        let c = Cols { b: &b, path };
-        let (ids, grade, end, dist, score) = (
-            c.str("rental_id")?,
-            c.str("grade")?,
-            c.ts("end_at")?,
-            c.f64("distance_km")?,
-            c.f64("score")?,
-        );
-        for i in 0..b.num_rows() {
-            out.insert(
-                ids.value(i).to_string(),
-                RecentRental {
-                    end_at: end.value(i),
-                    distance_km: dist.value(i),
-                    score: score.is_valid(i).then(|| score.value(i)),
-                    grade: grade.is_valid(i).then(|| grade.value(i).to_string()),
-                },
-            );
-        }
-    }
-    Ok(out)
 }

@@ -1,14 +1,15 @@
 //! The Parquet outputs of a run: scores and the rows the contracts rejected.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use arrow_array::builder::{ListBuilder, StringBuilder};
 use arrow_array::{
-    ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray,
-    TimestampMillisecondArray, UInt64Array,
+    ArrayRef, BooleanArray, Float64Array, Int64Array, ListArray, RecordBatch, StringArray,
+    StructArray, TimestampMillisecondArray, UInt64Array,
 };
-use arrow_schema::{DataType, Field, Schema, TimeUnit};
+use arrow_buffer::OffsetBuffer;
+use arrow_schema::{DataType, Field, Fields, Schema, TimeUnit};
 use pitwall_lake::ParquetOptions;
 
 use crate::members::MemberRow;
@@ -38,7 +39,7 @@ pub fn write_all(
     write(
         out,
         names::MEMBER_SCORES,
-        member_scores(members, &model, cfg.as_of)?,
+        member_scores(members, rentals, scored, &model, cfg.as_of)?,
         run,
     )?;
     write(
@@ -170,17 +171,75 @@ fn rental_scores(
     batch(fields, cols)
 }
 
-fn member_scores(members: &[MemberRow], model: &str, as_of: i64) -> Result<RecordBatch, JobError> {
-    let mut used = ListBuilder::new(StringBuilder::new());
-    for m in members {
-        for id in &m.score.rentals_used {
-            used.values().append_value(id);
-        }
-        used.append(true);
-    }
+/// The fields of one recent rental inside `member_scores.recent_rentals`.
+fn recent_rental_fields() -> Fields {
+    Fields::from(vec![
+        Field::new("rental_id", DataType::Utf8, false),
+        ts_field("end_at", false),
+        Field::new("distance_km", DataType::Float64, false),
+        Field::new("score", DataType::Float64, true),
+        Field::new("grade", DataType::Utf8, true),
+    ])
+}
+
+/// Each member's used rentals, latest first, inline as a list of structs:
+/// a publisher then reads one file and needs no join against rental scores.
+fn recent_rentals(
+    members: &[MemberRow],
+    input: &RentalInput,
+    scored: &Scored,
+) -> Result<ArrayRef, JobError> {
+    let by_id: HashMap<&str, (&pitwall_score::Rental, &pitwall_score::Assessment)> = input
+        .rentals
+        .iter()
+        .zip(&scored.assessments)
+        .filter_map(|(r, a)| a.as_ref().map(|a| (r.rental_id.as_str(), (r, a))))
+        .collect();
+    let used: Vec<Vec<(&pitwall_score::Rental, &pitwall_score::Assessment)>> = members
+        .iter()
+        .map(|m| {
+            m.score
+                .rentals_used
+                .iter()
+                .filter_map(|id| by_id.get(id.as_str()).copied())
+                .collect()
+        })
+        .collect();
+    let flat: Vec<_> = used.iter().flatten().collect();
+    let children: Vec<ArrayRef> = vec![
+        strings(flat.iter().map(|(r, _)| Some(r.rental_id.as_str()))),
+        times(flat.iter().map(|(r, _)| r.end_at)),
+        floats(flat.iter().map(|(_, a)| Some(a.features.distance_km))),
+        floats(flat.iter().map(|(_, a)| a.score)),
+        strings(flat.iter().map(|(_, a)| a.grade.as_deref())),
+    ];
+    let err = |e: arrow_schema::ArrowError| JobError::Write {
+        path: "member_scores.recent_rentals".into(),
+        problem: e.to_string(),
+    };
+    let structs = StructArray::try_new(recent_rental_fields(), children, None).map_err(err)?;
+    let offsets = OffsetBuffer::from_lengths(used.iter().map(Vec::len));
+    let item = Arc::new(Field::new(
+        "item",
+        DataType::Struct(recent_rental_fields()),
+        false,
+    ));
+    Ok(Arc::new(
+        ListArray::try_new(item, offsets, Arc::new(structs), None).map_err(err)?,
+    ))
+}
+
+fn member_scores(
+    members: &[MemberRow],
+    input: &RentalInput,
+    scored: &Scored,
+    model: &str,
+    as_of: i64,
+) -> Result<RecordBatch, JobError> {
     let rate = |g: fn(&pitwall_score::member::FactorRates) -> f64| {
         floats(members.iter().map(move |m| Some(g(&m.score.rates))))
     };
+    let recent = recent_rentals(members, input, scored)?;
     let fields = vec![
         Field::new("member_id", DataType::Utf8, false),
         Field::new("eligible", DataType::Boolean, false),
@@ -188,11 +247,7 @@ fn member_scores(members: &[MemberRow], model: &str, as_of: i64) -> Result<Recor
         Field::new("score", DataType::Float64, true),
         Field::new("grade", DataType::Utf8, true),
         Field::new("rentals_used", DataType::Int64, false),
-        Field::new(
-            "rental_ids_used",
-            DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
-            false,
-        ),
+        Field::new("recent_rentals", recent.data_type().clone(), false),
         Field::new("rentals_12m", DataType::Int64, false),
         Field::new("distance_km_total", DataType::Float64, false),
         Field::new("harsh_accel_per_100km", DataType::Float64, false),
@@ -215,7 +270,7 @@ fn member_scores(members: &[MemberRow], model: &str, as_of: i64) -> Result<Recor
         floats(members.iter().map(|m| m.score.score)),
         strings(members.iter().map(|m| m.score.grade.as_deref())),
         ints(members.iter().map(|m| m.score.rentals_used.len() as i64)),
-        Arc::new(used.finish()),
+        recent,
         ints(members.iter().map(|m| i64::from(m.score.rentals_12m))),
         floats(members.iter().map(|m| Some(m.score.distance_km_total))),
         rate(|r| r.harsh_accel_per_100km),
@@ -226,16 +281,6 @@ fn member_scores(members: &[MemberRow], model: &str, as_of: i64) -> Result<Recor
         strings(members.iter().map(|_| Some(model))),
         times(members.iter().map(|_| as_of)),
     ];
-    let fields = fields
-        .into_iter()
-        .map(|f| {
-            if f.name() == "rental_ids_used" {
-                f.with_nullable(true)
-            } else {
-                f
-            }
-        })
-        .collect();
     batch(fields, cols)
 }
 
