@@ -4,12 +4,27 @@
 #   scripts/services.sh start   # prints `export VAR=…` lines for the tests
 #   scripts/services.sh stop
 #
-# Services: moto (S3) on 127.0.0.1:${PITWALL_MOTO_PORT:-5055}.
+# Services:
+#   moto (S3) on 127.0.0.1:${PITWALL_MOTO_PORT:-5055}
+#   tansu (Kafka protocol, in-memory, no transactions) on 127.0.0.1:${PITWALL_KAFKA_PORT:-19092};
+#   installed on first use with `cargo install` into ~/.cache/pitwall/tools (a debug
+#   build, ~5-8 min on 2 cores, serves tests well), outside the clone so it is built once.
 set -euo pipefail
 
 state="${PITWALL_SERVICES_DIR:-/tmp/pitwall-services}"
 moto_port="${PITWALL_MOTO_PORT:-5055}"
+kafka_port="${PITWALL_KAFKA_PORT:-19092}"
+tools="${PITWALL_TOOLS_DIR:-$HOME/.cache/pitwall/tools}"
+tansu="$tools/bin/tansu"
 mkdir -p "$state"
+
+install_tansu() {
+  [ -x "$tansu" ] && return 0
+  echo "installing tansu 0.6.0 (once; cached in $tools) ..." >&2
+  CARGO_TARGET_DIR="$tools/target" cargo install tansu --version 0.6.0 --locked \
+    --features dynostore --debug --root "$tools" >&2
+  rm -rf "$tools/target"
+}
 
 wait_for_port() { # name port pid
   for _ in $(seq 1 100); do
@@ -30,6 +45,12 @@ start() {
   moto_server -H 127.0.0.1 -p "$moto_port" >"$state/moto.log" 2>&1 &
   echo $! >"$state/moto.pid"
   wait_for_port moto "$moto_port" "$(cat "$state/moto.pid")"
+  install_tansu
+  "$tansu" broker --listener-url "tcp://127.0.0.1:$kafka_port" \
+    --advertised-listener-url "tcp://127.0.0.1:$kafka_port" \
+    --storage-engine "memory://tansu/" >"$state/tansu.log" 2>&1 &
+  echo $! >"$state/tansu.pid"
+  wait_for_port tansu "$kafka_port" "$(cat "$state/tansu.pid")"
   local endpoint="http://127.0.0.1:$moto_port"
   AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test python3 - "$endpoint" <<'PY'
 import sys, boto3
@@ -41,6 +62,7 @@ export AWS_ACCESS_KEY_ID=test
 export AWS_SECRET_ACCESS_KEY=test
 export AWS_REGION=us-east-1
 export PITWALL_TEST_S3_BUCKET=pitwall-test
+export PITWALL_TEST_KAFKA=127.0.0.1:$kafka_port
 ENV
 }
 

@@ -115,7 +115,7 @@ pub enum KafkaFailure {
     #[error(
         "the brokers refused transactions ({0}); this broker may not support them: publish with --transactional=false (the run ledger still prevents a second publication)"
     )]
-    TransactionsUnsupported(KafkaError),
+    TransactionsUnsupported(String),
     #[error(
         "the brokers refused our credentials: {0}; check --sasl-username, PITWALL_KAFKA_PASSWORD and --sasl-mechanism"
     )]
@@ -199,90 +199,139 @@ fn is_auth(e: &KafkaError) -> bool {
     )
 }
 
-/// Sends every (key, value) and makes them visible together (transactional)
-/// or as delivered (not). Returns only when every record is acknowledged.
-pub fn produce(s: &KafkaSettings, records: &[(String, Vec<u8>)]) -> Result<Produced, KafkaFailure> {
-    let started = Instant::now();
-    let producer: ThreadedProducer<DeliveryCounter> = s
-        .client_config()
-        .create_with_context(DeliveryCounter::default())
-        .map_err(KafkaFailure::Config)?;
-    check_topic(s, &producer)?;
-    if s.transactional {
-        producer.init_transactions(s.timeout).map_err(|e| {
-            if is_auth(&e) {
-                KafkaFailure::Auth(e)
-            } else if matches!(
-                e.rdkafka_error_code(),
-                Some(
-                    RDKafkaErrorCode::UnsupportedVersion
-                        | RDKafkaErrorCode::InvalidRequest
-                        | RDKafkaErrorCode::BrokerTransportFailure
-                        | RDKafkaErrorCode::CoordinatorNotAvailable
-                )
-            ) || e.to_string().contains("ransaction")
-            {
-                KafkaFailure::TransactionsUnsupported(e)
-            } else {
-                KafkaFailure::Broker {
-                    stage: "initialising transactions",
-                    error: e,
+/// One publication on the wire: opened (topic checked, transaction begun),
+/// fed batch by batch, then finished (flushed, counted, committed) or aborted.
+pub struct Session {
+    producer: ThreadedProducer<DeliveryCounter>,
+    settings: KafkaSettings,
+    started: Instant,
+}
+
+impl Session {
+    pub fn open(s: &KafkaSettings) -> Result<Session, KafkaFailure> {
+        let started = Instant::now();
+        let producer: ThreadedProducer<DeliveryCounter> = s
+            .client_config()
+            .create_with_context(DeliveryCounter::default())
+            .map_err(KafkaFailure::Config)?;
+        check_topic(s, &producer)?;
+        if s.transactional
+            && crate::api_versions::brokers_support_transactions(&s.brokers, s.timeout)
+                == Some(false)
+        {
+            let why = format!("{} does not implement EndTxn (KIP-98)", s.brokers);
+            return Err(KafkaFailure::TransactionsUnsupported(why));
+        }
+        if s.transactional {
+            producer.init_transactions(s.timeout).map_err(|e| {
+                if is_auth(&e) {
+                    KafkaFailure::Auth(e)
+                } else if matches!(
+                    e.rdkafka_error_code(),
+                    Some(
+                        RDKafkaErrorCode::UnsupportedVersion
+                            | RDKafkaErrorCode::InvalidRequest
+                            | RDKafkaErrorCode::BrokerTransportFailure
+                            | RDKafkaErrorCode::CoordinatorNotAvailable
+                    )
+                ) || e.to_string().contains("ransaction")
+                {
+                    KafkaFailure::TransactionsUnsupported(e.to_string())
+                } else {
+                    KafkaFailure::Broker {
+                        stage: "initialising transactions",
+                        error: e,
+                    }
                 }
-            }
-        })?;
-        producer
-            .begin_transaction()
-            .map_err(|e| KafkaFailure::Broker {
-                stage: "beginning the transaction",
-                error: e,
             })?;
-    }
-    let sent = send_all(s, &producer, records);
-    let flushed = sent.and_then(|()| {
-        producer.flush(s.timeout).map_err(|e| KafkaFailure::Broker {
-            stage: "flushing",
-            error: e,
+            producer
+                .begin_transaction()
+                .map_err(|e| KafkaFailure::Broker {
+                    stage: "beginning the transaction",
+                    error: e,
+                })?;
+        }
+        Ok(Session {
+            producer,
+            settings: s.clone(),
+            started,
         })
-    });
-    let ctx = producer.context();
-    let (delivered, failed) = (
-        ctx.delivered.load(Ordering::Relaxed),
-        ctx.failed.load(Ordering::Relaxed),
-    );
-    let expected = records.len() as u64;
-    let first_error = ctx
-        .first_error
-        .lock()
-        .ok()
-        .and_then(|f| f.clone())
-        .unwrap_or_else(|| "none reported".into());
-    let complete = flushed.is_ok() && delivered == expected && failed == 0;
-    if s.transactional {
-        if !complete {
-            // Best effort: the coordinator aborts it on timeout or when a successor fences us.
-            let _ = producer.abort_transaction(s.timeout);
+    }
+
+    /// Queues records; librdkafka's threads send them while the caller encodes the next batch.
+    pub fn send(&self, records: &[(String, Vec<u8>)]) -> Result<(), KafkaFailure> {
+        send_all(&self.settings, &self.producer, records)
+    }
+
+    /// Flushes, checks that exactly `expected` records were acknowledged, and
+    /// commits; anything short of that aborts (or, without a transaction, fails loudly).
+    pub fn finish(self, expected: u64) -> Result<Produced, KafkaFailure> {
+        let s = &self.settings;
+        let flushed = self
+            .producer
+            .flush(s.timeout)
+            .map_err(|e| KafkaFailure::Broker {
+                stage: "flushing",
+                error: e,
+            });
+        let ctx = self.producer.context();
+        let (delivered, failed) = (
+            ctx.delivered.load(Ordering::Relaxed),
+            ctx.failed.load(Ordering::Relaxed),
+        );
+        let first_error = ctx
+            .first_error
+            .lock()
+            .ok()
+            .and_then(|f| f.clone())
+            .unwrap_or_else(|| "none reported".into());
+        let complete = flushed.is_ok() && delivered == expected && failed == 0;
+        if s.transactional {
+            if !complete {
+                // Best effort: the coordinator aborts it on timeout or when a successor fences us.
+                let _ = self.producer.abort_transaction(s.timeout);
+                flushed?;
+                return Err(KafkaFailure::Incomplete {
+                    expected,
+                    delivered,
+                    failed,
+                    first_error,
+                });
+            }
+            commit(s, &self.producer)?;
+        } else if !complete {
             flushed?;
-            return Err(KafkaFailure::Incomplete {
+            return Err(KafkaFailure::IncompleteNonTransactional {
                 expected,
                 delivered,
                 failed,
                 first_error,
             });
         }
-        commit(s, &producer)?;
-    } else if !complete {
-        flushed?;
-        return Err(KafkaFailure::IncompleteNonTransactional {
-            expected,
-            delivered,
-            failed,
-            first_error,
-        });
+        Ok(Produced {
+            records: delivered,
+            millis: self.started.elapsed().as_millis() as u64,
+        })
     }
-    Ok(Produced {
-        records: delivered,
-        millis: started.elapsed().as_millis() as u64,
-    })
+
+    /// Gives up: aborts the open transaction (best effort).
+    pub fn abort(self) {
+        if self.settings.transactional {
+            let _ = self.producer.abort_transaction(self.settings.timeout);
+        }
+    }
+}
+
+/// Sends every (key, value) in one session.
+pub fn produce(s: &KafkaSettings, records: &[(String, Vec<u8>)]) -> Result<Produced, KafkaFailure> {
+    let session = Session::open(s)?;
+    match session.send(records) {
+        Ok(()) => session.finish(records.len() as u64),
+        Err(e) => {
+            session.abort();
+            Err(e)
+        }
+    }
 }
 
 /// Commits by librdkafka's error classes: a retriable error (coordinator

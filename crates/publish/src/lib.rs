@@ -1,6 +1,7 @@
 //! Publishing a score run: the member-score records built from a run's
 //! outputs, and the schema registries that give them a schema id.
 
+mod api_versions;
 pub mod kafka;
 pub mod ledger;
 pub mod publish;

@@ -8,12 +8,10 @@ use std::path::Path;
 use pitwall_contract::schemas::{self, MEMBER_SCORE_V1};
 use pitwall_contract::wire::{self, SchemaRef};
 
-use crate::kafka::{self, KafkaFailure, KafkaSettings};
+use crate::kafka::{KafkaFailure, KafkaSettings, Session};
 use crate::ledger::{Entry, Event, Ledger};
-use crate::record::{RecordError, encode, read_run};
-use crate::registry::{
-    Outcome, Registered, Registry, RegistryError, WireFormat, check_and_register,
-};
+use crate::record::{Encoder, MemberScore, RecordError, member_batches, read_run_info};
+use crate::registry::{Outcome, Registry, RegistryError, WireFormat, check_and_register};
 
 pub struct PublishRequest<'a> {
     pub run_dir: &'a Path,
@@ -33,6 +31,8 @@ pub struct PublishReport {
     pub run_id: String,
     pub topic: String,
     pub records: u64,
+    /// Framed value bytes sent (keys excluded).
+    pub bytes: u64,
     pub schema_subject: String,
     pub schema_version: u32,
     pub forced: bool,
@@ -79,7 +79,7 @@ pub enum PublishError {
 }
 
 pub fn publish(req: &PublishRequest<'_>) -> Result<PublishReport, PublishError> {
-    let run = read_run(req.run_dir)?;
+    let run = read_run_info(req.run_dir)?;
     let topic = req.kafka.topic.clone();
     if run.status == "held" && !req.force {
         return Err(PublishError::Held { run_id: run.run_id });
@@ -98,10 +98,10 @@ pub fn publish(req: &PublishRequest<'_>) -> Result<PublishReport, PublishError> 
             records: done.records,
         });
     }
-    if run.records.len() as u64 != run.eligible_in_run {
+    if run.eligible_rows != run.eligible_in_run {
         return Err(PublishError::Accounting {
             expected: run.eligible_in_run,
-            found: run.records.len() as u64,
+            found: run.eligible_rows,
         });
     }
 
@@ -118,14 +118,22 @@ pub fn publish(req: &PublishRequest<'_>) -> Result<PublishReport, PublishError> 
                 .into());
             }
         };
-    let frames = frame_all(req, &run.records, &registered)?;
+    let format = req.wire.unwrap_or_else(|| req.registry.wire_format());
+    let schema_ref = registered
+        .wire_ref(format)
+        .ok_or(PublishError::NoSchemaId {
+            registry: req.registry.name(),
+            format,
+        })?;
+    let schema = schemas::member_score_v1().map_err(RegistryError::from)?;
+    let encoder = Encoder::new(&schema)?;
 
     let entry = |event, detail: Option<String>| Entry {
         run_id: run.run_id.clone(),
         topic: topic.clone(),
         brokers: req.kafka.brokers.clone(),
         event,
-        records: frames.len() as u64,
+        records: run.eligible_rows,
         forced: req.force,
         transactional: req.kafka.transactional,
         at_ms: now_ms(),
@@ -135,58 +143,104 @@ pub fn publish(req: &PublishRequest<'_>) -> Result<PublishReport, PublishError> 
     ledger
         .append(&entry(Event::Started, None))
         .map_err(ledger_err)?;
-    match kafka::produce(&req.kafka, &frames) {
-        Ok(produced) => {
-            ledger
-                .append(&entry(Event::Committed, None))
-                .map_err(ledger_err)?;
-            Ok(PublishReport {
-                run_id: run.run_id.clone(),
-                topic,
-                records: produced.records,
-                schema_subject: registered.subject,
-                schema_version: registered.version,
-                forced: req.force,
-                transactional: req.kafka.transactional,
-                millis: produced.millis,
-            })
+    let failed = |e: PublishError| {
+        let event = if req.kafka.transactional {
+            Event::Aborted
+        } else {
+            Event::Failed
+        };
+        match ledger.append(&entry(event, Some(e.to_string()))) {
+            Ok(()) => e,
+            Err(source) => PublishError::Ledger {
+                path: ledger.path().display().to_string(),
+                source,
+            },
         }
-        Err(e) => {
-            let event = if req.kafka.transactional {
-                Event::Aborted
-            } else {
-                Event::Failed
-            };
-            ledger
-                .append(&entry(event, Some(e.to_string())))
-                .map_err(ledger_err)?;
-            Err(e.into())
+    };
+    let session = Session::open(&req.kafka).map_err(|e| failed(e.into()))?;
+    // Read, encode and send batch by batch: librdkafka sends one batch while the next is encoded.
+    let mut bytes = 0u64;
+    let sent = (|| -> Result<(), PublishError> {
+        for batch in member_batches(req.run_dir)? {
+            let batch = batch?;
+            let frames = frame_all(&encoder, schema_ref, req.zlib, &batch.records(&run.run_id))?;
+            bytes += frames.iter().map(|(_, v)| v.len() as u64).sum::<u64>();
+            session.send(&frames)?;
         }
+        Ok(())
+    })();
+    if let Err(e) = sent {
+        session.abort();
+        return Err(failed(e));
     }
+    let produced = session
+        .finish(run.eligible_rows)
+        .map_err(|e| failed(e.into()))?;
+    ledger
+        .append(&entry(Event::Committed, None))
+        .map_err(ledger_err)?;
+    Ok(PublishReport {
+        run_id: run.run_id.clone(),
+        topic,
+        records: produced.records,
+        bytes,
+        schema_subject: registered.subject,
+        schema_version: registered.version,
+        forced: req.force,
+        transactional: req.kafka.transactional,
+        millis: produced.millis,
+    })
 }
 
+/// Encodes and frames records, one chunk per core: encoding is CPU-bound
+/// and independent per record.
 fn frame_all(
-    req: &PublishRequest<'_>,
-    records: &[crate::record::MemberRecord],
-    reg: &Registered,
+    encoder: &Encoder<'_>,
+    schema_ref: SchemaRef,
+    zlib: bool,
+    records: &[MemberScore<'_>],
 ) -> Result<Vec<(String, Vec<u8>)>, PublishError> {
-    let format = req.wire.unwrap_or_else(|| req.registry.wire_format());
-    let schema_ref = reg.wire_ref(format).ok_or(PublishError::NoSchemaId {
-        registry: req.registry.name(),
-        format,
-    })?;
-    let schema = schemas::member_score_v1().map_err(RegistryError::from)?;
-    records
-        .iter()
-        .map(|r| {
-            let datum = encode(&schema, r)?;
+    let frame =
+        |r: &MemberScore<'_>, datum: &mut Vec<u8>| -> Result<(String, Vec<u8>), RecordError> {
+            datum.clear();
+            encoder.encode(r, datum)?;
             let framed = match schema_ref {
-                SchemaRef::Glue(id) => wire::glue(id, &datum, req.zlib),
-                SchemaRef::Confluent(id) => wire::confluent(id, &datum),
+                SchemaRef::Glue(id) => wire::glue(id, datum, zlib),
+                SchemaRef::Confluent(id) => wire::confluent(id, datum),
             };
-            Ok((r.member_id.clone(), framed))
-        })
-        .collect()
+            Ok((r.member_id.to_string(), framed))
+        };
+    let workers = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .max(1);
+    let chunk = records.len().div_ceil(workers).max(1);
+    let parts: Vec<Result<Vec<_>, RecordError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = records
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || {
+                    let mut datum = Vec::with_capacity(1024);
+                    part.iter().map(|r| frame(r, &mut datum)).collect()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(RecordError::Encode {
+                        member: "-".into(),
+                        problem: "an encoding thread panicked".into(),
+                    })
+                })
+            })
+            .collect()
+    });
+    let mut out = Vec::with_capacity(records.len());
+    for p in parts {
+        out.extend(p?);
+    }
+    Ok(out)
 }
 
 fn now_ms() -> i64 {

@@ -1,16 +1,22 @@
 //! The member-score records of a run, built from its output directory:
 //! `member_scores.parquet` (members with their recent rentals inline) and
 //! `run.json` (run id, status, eligible count).
+//!
+//! Records are plain serde structs that mirror
+//! `contracts/avro/member_score.v1.avsc`; apache-avro's schema-aware
+//! serializer writes them straight to Avro binary, checking each field
+//! against the schema as it goes.
 
 use std::path::Path;
 
 use apache_avro::Schema;
-use apache_avro::types::Value;
+use apache_avro::schema::ResolvedSchema;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, Int64Type, TimestampMillisecondType};
-use arrow_array::{Array, ArrayRef, RecordBatch};
+use arrow_array::{Array, ArrayRef, RecordBatch, StringArray};
 use arrow_schema::{DataType, TimeUnit};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use serde::Serialize;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {
@@ -22,27 +28,90 @@ pub enum RecordError {
     Encode { member: String, problem: String },
 }
 
-/// What a run offers for publication.
+/// What run.json says about a run, and how many records it offers.
 #[derive(Debug)]
-pub struct RunRecords {
+pub struct RunInfo {
     pub run_id: String,
     /// `ok` or `held`.
     pub status: String,
-    /// Eligible members: the records to publish.
-    pub records: Vec<MemberRecord>,
-    /// Members the run computed (eligible or not).
-    pub members_total: usize,
     /// Eligible members as run.json counts them: delivery accounting checks records against it.
     pub eligible_in_run: u64,
+    /// Eligible members in member_scores.parquet: the records to publish.
+    pub eligible_rows: u64,
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct MemberRecord {
-    pub member_id: String,
-    pub value: Value,
+/// `com.pitwall.driving_score.MemberScore`, field for field. Strings borrow
+/// from the Arrow arrays of the batch being published: a million members
+/// with ten rentals each cost no per-string allocation.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MemberScore<'a> {
+    pub member_id: &'a str,
+    pub eligible: bool,
+    pub status: &'a str,
+    pub score: Option<f64>,
+    pub grade: Option<&'a str>,
+    pub rentals_used: i32,
+    pub rentals_12m: i32,
+    pub distance_km_total: f64,
+    pub rates: FactorRates,
+    pub model: &'a str,
+    /// timestamp-millis
+    pub as_of: i64,
+    pub run_id: &'a str,
+    pub recent_rentals: Vec<RecentRental<'a>>,
 }
 
-pub fn read_run(dir: &Path) -> Result<RunRecords, RecordError> {
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FactorRates {
+    pub harsh_accel_per_100km: f64,
+    pub harsh_brake_per_100km: f64,
+    pub unstable_stop_per_100km: f64,
+    pub speeding_pct: f64,
+    pub excess_speeding_pct: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RecentRental<'a> {
+    pub rental_id: &'a str,
+    /// timestamp-millis
+    pub end_at: i64,
+    pub distance_km: f64,
+    pub score: Option<f64>,
+    pub grade: Option<&'a str>,
+}
+
+/// Encodes records against one schema; built once, used for every record.
+pub struct Encoder<'s> {
+    schema: &'s Schema,
+    resolved: ResolvedSchema<'s>,
+}
+
+impl<'s> Encoder<'s> {
+    pub fn new(schema: &'s Schema) -> Result<Self, RecordError> {
+        let resolved = ResolvedSchema::try_from(schema).map_err(|e| RecordError::Encode {
+            member: "-".into(),
+            problem: e.to_string(),
+        })?;
+        Ok(Encoder { schema, resolved })
+    }
+
+    /// The Avro binary datum of a record (no container, no framing).
+    pub fn encode(&self, r: &MemberScore<'_>, out: &mut Vec<u8>) -> Result<(), RecordError> {
+        apache_avro::write_avro_datum_ref(self.schema, self.resolved.get_names(), r, out)
+            .map(|_| ())
+            .map_err(|e| RecordError::Encode {
+                member: r.member_id.to_string(),
+                problem: e.to_string(),
+            })
+    }
+}
+
+pub fn member_scores_path(dir: &Path) -> std::path::PathBuf {
+    dir.join("member_scores.parquet")
+}
+
+/// Reads run.json and counts eligible rows (reading only that column).
+pub fn read_run_info(dir: &Path) -> Result<RunInfo, RecordError> {
     let run_json = dir.join("run.json");
     let text = std::fs::read_to_string(&run_json).map_err(|e| read_err(&run_json, e))?;
     let run: serde_json::Value = serde_json::from_str(&text).map_err(|e| read_err(&run_json, e))?;
@@ -56,151 +125,168 @@ pub fn read_run(dir: &Path) -> Result<RunRecords, RecordError> {
     let eligible_in_run = run["members"]["eligible"]
         .as_u64()
         .ok_or_else(|| read_err(&run_json, "no members.eligible"))?;
-
-    let path = dir.join("member_scores.parquet");
-    let mut records = Vec::new();
-    let mut members_total = 0;
-    for b in batches(&path)? {
-        members_total += b.num_rows();
-        let c = Cols { b: &b, path: &path };
-        let (ids, eligible, status_col, grade, model) = (
-            c.str("member_id")?,
-            c.col("eligible")?,
-            c.str("status")?,
-            c.str("grade")?,
-            c.str("model")?,
-        );
-        let eligible = eligible.as_boolean();
-        let (score, dist) = (c.f64("score")?, c.f64("distance_km_total")?);
-        let (used_n, r12) = (c.i64("rentals_used")?, c.i64("rentals_12m")?);
-        let as_of = c.ts("as_of")?;
-        let rates: Vec<_> = [
-            "harsh_accel_per_100km",
-            "harsh_brake_per_100km",
-            "unstable_stop_per_100km",
-            "speeding_pct",
-            "excess_speeding_pct",
-        ]
-        .iter()
-        .map(|n| c.f64(n).map(|a| (*n, a)))
-        .collect::<Result<_, _>>()?;
-        let recent_col = c.col("recent_rentals")?;
-        let recent_list = recent_col.as_list::<i32>();
-        for i in 0..b.num_rows() {
-            if !eligible.value(i) {
-                continue;
-            }
-            let recent = recent_values(&c, &recent_list.value(i))?;
-            let member_id = ids.value(i).to_string();
-            let value = Value::Record(vec![
-                ("member_id".into(), Value::String(member_id.clone())),
-                ("eligible".into(), Value::Boolean(true)),
-                ("status".into(), Value::String(status_col.value(i).into())),
-                (
-                    "score".into(),
-                    opt_double(score.is_valid(i).then(|| score.value(i))),
-                ),
-                (
-                    "grade".into(),
-                    opt_string(grade.is_valid(i).then(|| grade.value(i).to_string())),
-                ),
-                (
-                    "rentals_used".into(),
-                    Value::Int(used_n.value(i).clamp(0, i32::MAX as i64) as i32),
-                ),
-                (
-                    "rentals_12m".into(),
-                    Value::Int(r12.value(i).clamp(0, i32::MAX as i64) as i32),
-                ),
-                ("distance_km_total".into(), Value::Double(dist.value(i))),
-                (
-                    "rates".into(),
-                    Value::Record(
-                        rates
-                            .iter()
-                            .map(|(n, a)| (n.to_string(), Value::Double(a.value(i))))
-                            .collect(),
-                    ),
-                ),
-                ("model".into(), Value::String(model.value(i).into())),
-                ("as_of".into(), Value::TimestampMillis(as_of.value(i))),
-                ("run_id".into(), Value::String(run_id.clone())),
-                ("recent_rentals".into(), Value::Array(recent)),
-            ]);
-            records.push(MemberRecord { member_id, value });
-        }
+    let path = member_scores_path(dir);
+    let mut eligible_rows = 0;
+    for b in batches(&path, Some(&["eligible"]))? {
+        let b = b?;
+        let col = Cols { b: &b, path: &path }.col("eligible")?;
+        eligible_rows += col.as_boolean().true_count() as u64;
     }
-    Ok(RunRecords {
+    Ok(RunInfo {
         run_id,
         status,
-        records,
-        members_total,
         eligible_in_run,
+        eligible_rows,
     })
 }
 
-/// The Avro binary datum of a record (no container, no framing).
-pub fn encode(schema: &Schema, r: &MemberRecord) -> Result<Vec<u8>, RecordError> {
-    #[allow(deprecated)] // GenericDatumWriter is not in 0.22's stable API yet.
-    apache_avro::to_avro_datum(schema, r.value.clone()).map_err(|e| RecordError::Encode {
-        member: r.member_id.clone(),
-        problem: e.to_string(),
-    })
+/// One batch of member_scores with its columns cast, ready to lend records.
+pub struct MemberBatch {
+    rows: usize,
+    ids: StringArray,
+    status: StringArray,
+    grade: StringArray,
+    model: StringArray,
+    eligible: arrow_array::BooleanArray,
+    score: arrow_array::Float64Array,
+    dist: arrow_array::Float64Array,
+    used_n: arrow_array::Int64Array,
+    r12: arrow_array::Int64Array,
+    as_of: arrow_array::TimestampMillisecondArray,
+    rates: [arrow_array::Float64Array; 5],
+    recent: RecentColumns,
 }
 
-/// One member's `recent_rentals` (a struct array) as Avro values.
-fn recent_values(c: &Cols<'_>, rentals: &ArrayRef) -> Result<Vec<Value>, RecordError> {
-    let s = rentals.as_struct();
-    let col = |name: &str| {
-        s.column_by_name(name)
-            .cloned()
-            .ok_or_else(|| read_err(c.path, format!("recent_rentals has no field {name:?}")))
-    };
-    let cast = |name: &str, to: &DataType| {
-        arrow_cast::cast(&col(name)?, to)
-            .map_err(|e| read_err(c.path, format!("recent_rentals.{name}: {e}")))
-    };
-    let ids = cast("rental_id", &DataType::Utf8)?;
-    let grades = cast("grade", &DataType::Utf8)?;
-    let ends = cast("end_at", &DataType::Timestamp(TimeUnit::Millisecond, None))?;
-    let dist = cast("distance_km", &DataType::Float64)?;
-    let score = cast("score", &DataType::Float64)?;
-    let (ids, grades) = (ids.as_string::<i32>(), grades.as_string::<i32>());
-    let ends = ends.as_primitive::<TimestampMillisecondType>();
-    let (dist, score) = (
-        dist.as_primitive::<Float64Type>(),
-        score.as_primitive::<Float64Type>(),
-    );
-    Ok((0..s.len())
-        .map(|k| {
-            Value::Record(vec![
-                ("rental_id".into(), Value::String(ids.value(k).into())),
-                ("end_at".into(), Value::TimestampMillis(ends.value(k))),
-                ("distance_km".into(), Value::Double(dist.value(k))),
-                (
-                    "score".into(),
-                    opt_double(score.is_valid(k).then(|| score.value(k))),
-                ),
-                (
-                    "grade".into(),
-                    opt_string(grades.is_valid(k).then(|| grades.value(k).to_string())),
-                ),
-            ])
+/// Streams member_scores.parquet of a run directory, one cast batch at a time.
+pub fn member_batches(
+    dir: &Path,
+) -> Result<impl Iterator<Item = Result<MemberBatch, RecordError>>, RecordError> {
+    let path = member_scores_path(dir);
+    let it = batches(&path, None)?;
+    Ok(it.map(move |b| {
+        let b = b?;
+        MemberBatch::new(&Cols { b: &b, path: &path })
+    }))
+}
+
+impl MemberBatch {
+    /// Every column is cast once per batch; rows only index into them.
+    fn new(c: &Cols<'_>) -> Result<Self, RecordError> {
+        let eligible = c
+            .col("eligible")?
+            .as_boolean_opt()
+            .ok_or_else(|| read_err(c.path, "eligible is not boolean"))?
+            .clone();
+        Ok(MemberBatch {
+            rows: c.b.num_rows(),
+            ids: c.str("member_id")?,
+            status: c.str("status")?,
+            grade: c.str("grade")?,
+            model: c.str("model")?,
+            eligible,
+            score: c.f64("score")?,
+            dist: c.f64("distance_km_total")?,
+            used_n: c.i64("rentals_used")?,
+            r12: c.i64("rentals_12m")?,
+            as_of: c.ts("as_of")?,
+            rates: [
+                c.f64("harsh_accel_per_100km")?,
+                c.f64("harsh_brake_per_100km")?,
+                c.f64("unstable_stop_per_100km")?,
+                c.f64("speeding_pct")?,
+                c.f64("excess_speeding_pct")?,
+            ],
+            recent: RecentColumns::new(c)?,
         })
-        .collect())
-}
+    }
 
-fn opt_double(v: Option<f64>) -> Value {
-    match v {
-        Some(x) => Value::Union(1, Box::new(Value::Double(x))),
-        None => Value::Union(0, Box::new(Value::Null)),
+    /// The eligible members of the batch as records.
+    pub fn records<'a>(&'a self, run_id: &'a str) -> Vec<MemberScore<'a>> {
+        let int = |v: i64| v.clamp(0, i64::from(i32::MAX)) as i32;
+        let opt = |a: &'a StringArray, i: usize| a.is_valid(i).then(|| a.value(i));
+        (0..self.rows)
+            .filter(|&i| self.eligible.value(i))
+            .map(|i| MemberScore {
+                member_id: self.ids.value(i),
+                eligible: true,
+                status: self.status.value(i),
+                score: self.score.is_valid(i).then(|| self.score.value(i)),
+                grade: opt(&self.grade, i),
+                rentals_used: int(self.used_n.value(i)),
+                rentals_12m: int(self.r12.value(i)),
+                distance_km_total: self.dist.value(i),
+                rates: FactorRates {
+                    harsh_accel_per_100km: self.rates[0].value(i),
+                    harsh_brake_per_100km: self.rates[1].value(i),
+                    unstable_stop_per_100km: self.rates[2].value(i),
+                    speeding_pct: self.rates[3].value(i),
+                    excess_speeding_pct: self.rates[4].value(i),
+                },
+                model: self.model.value(i),
+                as_of: self.as_of.value(i),
+                run_id,
+                recent_rentals: self.recent.of_member(i),
+            })
+            .collect()
     }
 }
 
-fn opt_string(v: Option<String>) -> Value {
-    match v {
-        Some(x) => Value::Union(1, Box::new(Value::String(x))),
-        None => Value::Union(0, Box::new(Value::Null)),
+/// The `recent_rentals` list column, its struct fields cast once.
+struct RecentColumns {
+    offsets: Vec<i32>,
+    ids: StringArray,
+    grades: StringArray,
+    ends: arrow_array::TimestampMillisecondArray,
+    dist: arrow_array::Float64Array,
+    score: arrow_array::Float64Array,
+}
+
+impl RecentColumns {
+    fn new(c: &Cols<'_>) -> Result<Self, RecordError> {
+        let list = c.col("recent_rentals")?;
+        let list = list
+            .as_list_opt::<i32>()
+            .ok_or_else(|| read_err(c.path, "recent_rentals is not a list"))?;
+        let s = list
+            .values()
+            .as_struct_opt()
+            .ok_or_else(|| read_err(c.path, "recent_rentals items are not structs"))?;
+        let cast = |name: &str, to: &DataType| -> Result<ArrayRef, RecordError> {
+            let col = s
+                .column_by_name(name)
+                .ok_or_else(|| read_err(c.path, format!("recent_rentals has no field {name:?}")))?;
+            arrow_cast::cast(col, to)
+                .map_err(|e| read_err(c.path, format!("recent_rentals.{name}: {e}")))
+        };
+        Ok(RecentColumns {
+            offsets: list.offsets().to_vec(),
+            ids: cast("rental_id", &DataType::Utf8)?
+                .as_string::<i32>()
+                .clone(),
+            grades: cast("grade", &DataType::Utf8)?.as_string::<i32>().clone(),
+            ends: cast("end_at", &DataType::Timestamp(TimeUnit::Millisecond, None))?
+                .as_primitive::<TimestampMillisecondType>()
+                .clone(),
+            dist: cast("distance_km", &DataType::Float64)?
+                .as_primitive::<Float64Type>()
+                .clone(),
+            score: cast("score", &DataType::Float64)?
+                .as_primitive::<Float64Type>()
+                .clone(),
+        })
+    }
+
+    fn of_member(&self, i: usize) -> Vec<RecentRental<'_>> {
+        let (from, to) = (self.offsets[i] as usize, self.offsets[i + 1] as usize);
+        (from..to)
+            .map(|k| RecentRental {
+                rental_id: self.ids.value(k),
+                end_at: self.ends.value(k),
+                distance_km: self.dist.value(k),
+                score: self.score.is_valid(k).then(|| self.score.value(k)),
+                grade: self.grades.is_valid(k).then(|| self.grades.value(k)),
+            })
+            .collect()
     }
 }
 
@@ -211,13 +297,23 @@ fn read_err(path: &Path, e: impl std::fmt::Display) -> RecordError {
     }
 }
 
-fn batches(path: &Path) -> Result<Vec<RecordBatch>, RecordError> {
+/// Streams a Parquet file's batches, optionally only some columns.
+fn batches(
+    path: &Path,
+    columns: Option<&[&str]>,
+) -> Result<impl Iterator<Item = Result<RecordBatch, RecordError>> + use<>, RecordError> {
     let f = std::fs::File::open(path).map_err(|e| read_err(path, e))?;
-    ParquetRecordBatchReaderBuilder::try_new(f)
-        .and_then(|b| b.build())
+    let mut builder = ParquetRecordBatchReaderBuilder::try_new(f)
         .map_err(|e| read_err(path, e))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| read_err(path, e))
+        .with_batch_size(16 * 1024);
+    if let Some(cols) = columns {
+        let mask =
+            parquet::arrow::ProjectionMask::columns(builder.parquet_schema(), cols.iter().copied());
+        builder = builder.with_projection(mask);
+    }
+    let reader = builder.build().map_err(|e| read_err(path, e))?;
+    let p = path.to_path_buf();
+    Ok(reader.map(move |b| b.map_err(|e| read_err(&p, e))))
 }
 
 /// Typed column access with errors naming the file and column.
@@ -237,7 +333,7 @@ impl Cols<'_> {
         arrow_cast::cast(&self.col(name)?, to)
             .map_err(|e| read_err(self.path, format!("column {name}: {e}")))
     }
-    fn str(&self, name: &str) -> Result<arrow_array::StringArray, RecordError> {
+    fn str(&self, name: &str) -> Result<StringArray, RecordError> {
         Ok(self.cast(name, &DataType::Utf8)?.as_string::<i32>().clone())
     }
     fn f64(&self, name: &str) -> Result<arrow_array::Float64Array, RecordError> {
