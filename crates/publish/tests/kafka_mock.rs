@@ -8,6 +8,8 @@
 //! duplicated and that a failed run can be re-run — while invisibility of
 //! aborted records is the broker's guarantee.
 
+mod util;
+
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -23,8 +25,7 @@ use rdkafka::message::Message;
 use rdkafka::mocking::MockCluster;
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use rdkafka::{Offset, TopicPartitionList};
-
-type TestResult = Result<(), Box<dyn std::error::Error>>;
+use util::TestResult;
 
 const TOPIC: &str = "driving-score.member.v1";
 const SUBJECT: &str = "driving-score.member.v1-value";
@@ -38,25 +39,10 @@ struct Fixture {
 
 fn fixture() -> Result<Fixture, Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
-    let end = 1_780_000_000_000;
-    pitwall_fleetgen::generate(
-        &dir.path().join("fleet"),
-        &pitwall_fleetgen::FleetConfig::new(50, 8, end),
-    )?;
-    let mut cfg = pitwall_score_job::JobConfig::new(
-        dir.path()
-            .join("fleet/rentals.parquet")
-            .display()
-            .to_string(),
-        dir.path().join("fleet/telemetry").display().to_string(),
-        end,
-        dir.path().join("run"),
-    );
-    cfg.threads = 2;
-    let run = pitwall_score_job::run(&cfg, &pitwall_score_job::NoProgress)?;
+    let (run_dir, run) = util::scored_run(dir.path(), 50, 8)?;
     assert!(run.members.eligible > 0);
     Ok(Fixture {
-        run: dir.path().join("run"),
+        run: run_dir,
         registry: dir.path().join("registry"),
         eligible: run.members.eligible as u64,
         _dir: dir,

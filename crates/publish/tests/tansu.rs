@@ -3,6 +3,8 @@
 //! (transactional) publication must say so and name the flag, and
 //! `--transactional=false` must deliver every eligible member exactly once.
 
+mod util;
+
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
@@ -15,8 +17,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
-
-type TestResult = Result<(), Box<dyn std::error::Error>>;
+use util::TestResult;
 
 fn broker() -> Option<String> {
     match std::env::var("PITWALL_TEST_KAFKA") {
@@ -85,22 +86,7 @@ fn non_transactional_publication_to_a_real_broker_delivers_each_member_once() ->
         return Ok(());
     };
     let dir = tempfile::tempdir()?;
-    let end = 1_780_000_000_000;
-    pitwall_fleetgen::generate(
-        &dir.path().join("fleet"),
-        &pitwall_fleetgen::FleetConfig::new(60, 12, end),
-    )?;
-    let mut cfg = pitwall_score_job::JobConfig::new(
-        dir.path()
-            .join("fleet/rentals.parquet")
-            .display()
-            .to_string(),
-        dir.path().join("fleet/telemetry").display().to_string(),
-        end,
-        dir.path().join("run"),
-    );
-    cfg.threads = 2;
-    let run = pitwall_score_job::run(&cfg, &pitwall_score_job::NoProgress)?;
+    let (run_dir, run) = util::scored_run(dir.path(), 60, 12)?;
     let topic = format!("scores-{}", std::process::id());
     create_topic(&brokers, &topic)?;
     let reg = FileRegistry::new(dir.path().join("registry"));
@@ -109,7 +95,7 @@ fn non_transactional_publication_to_a_real_broker_delivers_each_member_once() ->
 
     // Transactions are refused, and the error says what to do.
     let req = PublishRequest {
-        run_dir: &cfg.out,
+        run_dir: &run_dir,
         registry: &reg,
         subject: "scores-value",
         kafka: kafka.clone(),

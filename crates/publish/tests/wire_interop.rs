@@ -2,6 +2,8 @@
 //! decoded by fastavro (scripts/test.sh installs it): the bytes are what
 //! other clients expect.
 
+mod util;
+
 use std::io::Write;
 use std::process::Command;
 
@@ -9,8 +11,7 @@ use pitwall_contract::schemas::{MEMBER_SCORE_V1, member_score_v1};
 use pitwall_contract::wire;
 use pitwall_publish::record::{Encoder, member_batches, read_run_info};
 use pitwall_publish::registry::{FileRegistry, Outcome, check_and_register};
-
-type TestResult = Result<(), Box<dyn std::error::Error>>;
+use util::TestResult;
 
 fn have_fastavro() -> bool {
     let ok = Command::new("python3")
@@ -30,26 +31,11 @@ fn fastavro_decodes_glue_and_confluent_frames_of_a_real_run() -> TestResult {
         return Ok(());
     }
     let dir = tempfile::tempdir()?;
-    let end = 1_780_000_000_000;
-    pitwall_fleetgen::generate(
-        &dir.path().join("fleet"),
-        &pitwall_fleetgen::FleetConfig::new(60, 4, end),
-    )?;
-    let mut cfg = pitwall_score_job::JobConfig::new(
-        dir.path()
-            .join("fleet/rentals.parquet")
-            .display()
-            .to_string(),
-        dir.path().join("fleet/telemetry").display().to_string(),
-        end,
-        dir.path().join("run"),
-    );
-    cfg.threads = 2;
-    let run = pitwall_score_job::run(&cfg, &pitwall_score_job::NoProgress)?;
-    let info = read_run_info(&dir.path().join("run"))?;
+    let (run_dir, run) = util::scored_run(dir.path(), 60, 4)?;
+    let info = read_run_info(&run_dir)?;
     assert_eq!(info.run_id, run.run_id);
     assert_eq!(info.eligible_rows, run.members.eligible as u64);
-    let batches = member_batches(&dir.path().join("run"))?.collect::<Result<Vec<_>, _>>()?;
+    let batches = member_batches(&run_dir)?.collect::<Result<Vec<_>, _>>()?;
     let records: Vec<_> = batches
         .iter()
         .flat_map(|b| b.records(&info.run_id))
