@@ -4,6 +4,7 @@
 //! emulators and some registries accept whatever they are sent.
 
 mod file;
+mod glue;
 
 use std::fmt;
 
@@ -13,6 +14,7 @@ use pitwall_contract::wire::SchemaRef;
 use uuid::Uuid;
 
 pub use file::FileRegistry;
+pub use glue::GlueRegistry;
 
 /// The compatibility a new subject gets when none is configured.
 pub const DEFAULT_COMPATIBILITY: Compatibility = Compatibility::Backward;
