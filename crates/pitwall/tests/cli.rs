@@ -90,6 +90,22 @@ fn model_prints_the_embedded_model() {
     assert!(t.contains("name = \"psf-v1\"") && t.contains("[[grades]]"));
 }
 
+/// `score run` on the fleet in `d`, at the fleet's "now", without --out.
+fn score_run_args(d: &str) -> Vec<String> {
+    [
+        "score",
+        "run",
+        "--rentals",
+        &format!("{d}/rentals.parquet"),
+        "--telemetry",
+        &format!("{d}/telemetry"),
+    ]
+    .into_iter()
+    .map(String::from)
+    .chain(["--as-of".into(), "2026-11-01T00:00:00Z".into()])
+    .collect()
+}
+
 fn gen_fleet(dir: &Path, rentals: &str) -> TestResult {
     let o = pitwall(&[
         "gen",
@@ -134,16 +150,8 @@ fn score_run_json_and_held_exit_code() -> TestResult {
     let dir = tempfile::tempdir()?;
     gen_fleet(dir.path(), "60")?;
     let d = dir.path().display().to_string();
-    let base = [
-        "score",
-        "run",
-        "--rentals",
-        &format!("{d}/rentals.parquet"),
-        "--telemetry",
-        &format!("{d}/telemetry"),
-        "--as-of",
-        "2026-11-01T00:00:00Z",
-    ];
+    let base = score_run_args(&d);
+    let base: Vec<&str> = base.iter().map(String::as_str).collect();
     let out = format!("{d}/out");
     let o = pitwall(&[&base[..], &["--out", &out, "--json"]].concat());
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
@@ -234,23 +242,23 @@ fn score_run_publish_then_refuse_a_second_publication() -> TestResult {
     gen_fleet(dir.path(), "40")?;
     let d = dir.path().display().to_string();
     let reg = format!("file:{d}/registry");
-    let o = pitwall(&[
-        "score",
-        "run",
-        "--rentals",
-        &format!("{d}/rentals.parquet"),
-        "--telemetry",
-        &format!("{d}/telemetry"),
-        "--as-of",
-        "2026-11-01T00:00:00Z",
-        "--out",
-        &format!("{d}/out"),
-        "--publish",
-        "--brokers",
-        &brokers,
-        "--registry",
-        &reg,
-    ]);
+    let run = score_run_args(&d);
+    let run: Vec<&str> = run.iter().map(String::as_str).collect();
+    let o = pitwall(
+        &[
+            &run[..],
+            &[
+                "--out",
+                &format!("{d}/out"),
+                "--publish",
+                "--brokers",
+                &brokers,
+                "--registry",
+                &reg,
+            ],
+        ]
+        .concat(),
+    );
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert!(text(&o).contains("published run score-"), "{}", text(&o));
 
