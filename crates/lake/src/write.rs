@@ -67,6 +67,16 @@ pub fn write_atomic(path: &Path, write: impl FnOnce(&mut File) -> Result<()>) ->
     result
 }
 
+/// Writes `bytes` as the whole content of `path`, atomically.
+pub fn write_bytes(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic(path, |f| {
+        f.write_all(bytes).map_err(|source| LakeError::Io {
+            path: path.display().to_string(),
+            source,
+        })
+    })
+}
+
 /// Writes record batches as one zstd Parquet file, atomically.
 pub fn write_parquet(
     path: &Path,

@@ -322,18 +322,6 @@ impl Session {
     }
 }
 
-/// Sends every (key, value) in one session.
-pub fn produce(s: &KafkaSettings, records: &[(String, Vec<u8>)]) -> Result<Produced, KafkaFailure> {
-    let session = Session::open(s)?;
-    match session.send(records) {
-        Ok(()) => session.finish(records.len() as u64),
-        Err(e) => {
-            session.abort();
-            Err(e)
-        }
-    }
-}
-
 /// Commits by librdkafka's error classes: a retriable error (coordinator
 /// moving, a timeout) is retried, since giving up then could leave the
 /// commit to land after we reported failure; an abortable one is aborted; a

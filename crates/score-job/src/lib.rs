@@ -18,7 +18,7 @@ mod scoring;
 mod spill;
 mod telemetry;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use pitwall_lake::Location;
@@ -211,8 +211,4 @@ pub mod names {
     pub const REJECTED_TELEMETRY: &str = "rejected_telemetry.parquet";
     pub const RUN_JSON: &str = "run.json";
     pub const REPORT: &str = "report.html";
-}
-
-pub fn output_path(out: &Path, name: &str) -> PathBuf {
-    out.join(name)
 }

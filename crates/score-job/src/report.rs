@@ -24,14 +24,7 @@ pub fn write(
 ) -> Result<(), JobError> {
     let html = render(run, rentals, scored, members, model);
     let path = out.join(names::REPORT);
-    pitwall_lake::write_atomic(&path, |f| {
-        use std::io::Write;
-        f.write_all(html.as_bytes())
-            .map_err(|source| pitwall_lake::LakeError::Io {
-                path: path.display().to_string(),
-                source,
-            })
-    })?;
+    pitwall_lake::write_bytes(&path, html.as_bytes())?;
     Ok(())
 }
 

@@ -279,13 +279,6 @@ pub fn write(out: &Path, run: &RunJson) -> Result<(), JobError> {
         path: path.display().to_string(),
         problem: e.to_string(),
     })?;
-    pitwall_lake::write_atomic(&path, |f| {
-        use std::io::Write;
-        f.write_all(&text)
-            .map_err(|source| pitwall_lake::LakeError::Io {
-                path: path.display().to_string(),
-                source,
-            })
-    })?;
+    pitwall_lake::write_bytes(&path, &text)?;
     Ok(())
 }
