@@ -30,7 +30,6 @@ pub fn score(
     let mut by_member: BTreeMap<&str, Vec<RentalOutcome>> = BTreeMap::new();
     for (r, a) in rentals.iter().zip(assessments) {
         let Some(a) = a else { continue };
-        let f = &a.features;
         by_member
             .entry(&r.member_id)
             .or_default()
@@ -39,13 +38,7 @@ pub fn score(
                 end_at: r.end_at,
                 status: a.status,
                 score: a.score,
-                distance_km: f.distance_km,
-                moving_s: f.moving_s,
-                speeding_s: f.speeding_s,
-                excess_speeding_s: f.excess_speeding_s,
-                harsh_accel_n: f.harsh_accel_n,
-                harsh_brake_n: f.harsh_brake_n,
-                unstable_stop_n: f.unstable_stop_n,
+                features: a.features,
             });
     }
     by_member

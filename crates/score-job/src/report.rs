@@ -4,8 +4,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use pitwall_score::model::per_100km;
-use pitwall_score::model::share_pct;
+use pitwall_score::member::pooled_rates;
 use pitwall_score::{Assessment, Model, Rental};
 
 use crate::members::MemberRow;
@@ -217,9 +216,8 @@ fn factors(h: &mut String, assessed: &[(&Rental, &Assessment)]) {
         .filter(|(_, a)| a.score.is_some())
         .map(|(_, a)| *a)
         .collect();
-    let sum = |g: fn(&Assessment) -> u32| scored.iter().map(|a| g(a)).sum::<u32>();
     let km: f64 = scored.iter().map(|a| a.features.distance_km).sum();
-    let moving = sum(|a| a.features.moving_s);
+    let r = pooled_rates(scored.iter().map(|a| &a.features));
     let labels = [
         "accel /100km",
         "brake /100km",
@@ -229,11 +227,11 @@ fn factors(h: &mut String, assessed: &[(&Rental, &Assessment)]) {
     ]
     .map(String::from);
     let values = [
-        per_100km(sum(|a| a.features.harsh_accel_n), km),
-        per_100km(sum(|a| a.features.harsh_brake_n), km),
-        per_100km(sum(|a| a.features.unstable_stop_n), km),
-        share_pct(sum(|a| a.features.speeding_s), moving),
-        share_pct(sum(|a| a.features.excess_speeding_s), moving),
+        r.harsh_accel_per_100km,
+        r.harsh_brake_per_100km,
+        r.unstable_stop_per_100km,
+        r.speeding_pct,
+        r.excess_speeding_pct,
     ];
     let _ = write!(
         h,

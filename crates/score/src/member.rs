@@ -2,6 +2,7 @@
 
 use serde::Serialize;
 
+use crate::features::Features;
 use crate::model::{Model, per_100km, round1, share_pct};
 use crate::rental::Status;
 
@@ -14,13 +15,7 @@ pub struct RentalOutcome {
     pub end_at: i64,
     pub status: Status,
     pub score: Option<f64>,
-    pub distance_km: f64,
-    pub moving_s: u32,
-    pub speeding_s: u32,
-    pub excess_speeding_s: u32,
-    pub harsh_accel_n: u32,
-    pub harsh_brake_n: u32,
-    pub unstable_stop_n: u32,
+    pub features: Features,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -77,7 +72,7 @@ pub fn member_score(rentals: &[RentalOutcome], as_of: i64, model: &Model) -> Mem
         .iter()
         .filter(|r| r.status == Status::Scored && r.end_at <= as_of)
         .collect();
-    let distance_km_total: f64 = sorted_sum(scored.iter().map(|r| r.distance_km));
+    let distance_km_total: f64 = sorted_sum(scored.iter().map(|r| r.features.distance_km));
     let rentals_12m = rentals.iter().filter(in_window).count();
 
     let mut recent: Vec<&RentalOutcome> = scored.iter().copied().filter(in_window).collect();
@@ -108,25 +103,28 @@ pub fn member_score(rentals: &[RentalOutcome], as_of: i64, model: &Model) -> Mem
         rentals_used: recent.iter().map(|r| r.rental_id.clone()).collect(),
         rentals_12m: u32::try_from(rentals_12m).unwrap_or(u32::MAX),
         distance_km_total,
-        rates: pooled_rates(&recent),
+        rates: pooled_rates(recent.iter().map(|r| &r.features)),
     }
 }
 
 /// Distance-weighted mean of the rental scores, rounded to one decimal.
 fn weighted_mean_score(used: &[&RentalOutcome]) -> Option<f64> {
-    let weight: f64 = used.iter().map(|r| r.distance_km).sum();
+    let weight: f64 = used.iter().map(|r| r.features.distance_km).sum();
     if weight <= 0.0 {
         return None;
     }
     let total: f64 = used
         .iter()
-        .map(|r| r.score.unwrap_or(0.0) * r.distance_km)
+        .map(|r| r.score.unwrap_or(0.0) * r.features.distance_km)
         .sum();
     Some(round1(total / weight))
 }
 
-fn pooled_rates(used: &[&RentalOutcome]) -> FactorRates {
-    let sum = |f: fn(&RentalOutcome) -> u32| used.iter().map(|r| f(r)).sum::<u32>();
+/// Event rates pooled over rentals: summed events over summed distance
+/// (per 100 km), summed speeding seconds over summed moving seconds (%).
+pub fn pooled_rates<'a>(rentals: impl IntoIterator<Item = &'a Features>) -> FactorRates {
+    let used: Vec<&Features> = rentals.into_iter().collect();
+    let sum = |f: fn(&Features) -> u32| used.iter().map(|r| f(r)).sum::<u32>();
     let distance: f64 = used.iter().map(|r| r.distance_km).sum();
     let moving = sum(|r| r.moving_s);
     FactorRates {
@@ -158,13 +156,11 @@ mod tests {
             end_at: AS_OF - days_before * DAY_MS,
             status: Status::Scored,
             score: Some(score),
-            distance_km: km,
-            moving_s: 100,
-            speeding_s: 0,
-            excess_speeding_s: 0,
-            harsh_accel_n: 0,
-            harsh_brake_n: 0,
-            unstable_stop_n: 0,
+            features: Features {
+                distance_km: km,
+                moving_s: 100,
+                ..Features::default()
+            },
         }
     }
 
@@ -252,10 +248,10 @@ mod tests {
     #[test]
     fn rates_are_pooled_over_used_rentals() {
         let mut a = scored("a", 1, 70.0, 50.0);
-        a.harsh_brake_n = 3;
-        a.speeding_s = 10;
+        a.features.harsh_brake_n = 3;
+        a.features.speeding_s = 10;
         let mut b = scored("b", 2, 70.0, 50.0);
-        b.harsh_brake_n = 1;
+        b.features.harsh_brake_n = 1;
         let m = member_score(&[a, b], AS_OF, &Model::default());
         assert_eq!(m.rates.harsh_brake_per_100km, 4.0);
         assert_eq!(m.rates.speeding_pct, 5.0);
