@@ -18,7 +18,7 @@ use serde::Serialize;
 
 use drive::{Driver, Style};
 use schedule::{DAY_MS, Delivery, MIN_MS, PlannedRental};
-pub use write::Row;
+pub use write::{RentalRow, Row, write_rentals, write_telemetry};
 
 #[derive(Debug, Clone)]
 pub struct FleetConfig {

@@ -109,17 +109,18 @@ impl DayWriter {
             }
             summary.telemetry_rows += part.len() as u64;
             summary.telemetry_files += 1;
-            let batch = telemetry_batch(&part)?;
-            pitwall_lake::write_parquet(
-                &dir.join(name),
-                telemetry_schema(),
-                &[batch],
-                &Default::default(),
-            )?;
+            write_telemetry(&dir.join(name), &part)?;
         }
         summary.days += 1;
         Ok(())
     }
+}
+
+/// Writes telemetry rows as one Parquet file in the input contract's layout.
+pub fn write_telemetry(path: &Path, rows: &[Row]) -> Result<(), GenError> {
+    let batch = telemetry_batch(rows)?;
+    pitwall_lake::write_parquet(path, telemetry_schema(), &[batch], &Default::default())?;
+    Ok(())
 }
 
 fn telemetry_batch(rows: &[Row]) -> Result<RecordBatch, GenError> {
@@ -153,7 +154,7 @@ pub fn day_name(day: i64) -> String {
 }
 
 /// rental_id, member_id, car_id, start_at, end_at; None is written as null.
-type RentalRow = (
+pub type RentalRow = (
     Option<String>,
     Option<String>,
     Option<String>,
@@ -223,6 +224,12 @@ pub fn rentals(
             Some(e),
         ));
     }
+    write_rentals(path, &rows)?;
+    Ok(rows.len() - plan.len())
+}
+
+/// Writes rental rows as one Parquet file in the input contract's layout.
+pub fn write_rentals(path: &Path, rows: &[RentalRow]) -> Result<(), GenError> {
     let schema = Arc::new(Schema::new(vec![
         Field::new("rental_id", DataType::Utf8, true),
         Field::new("member_id", DataType::Utf8, true),
@@ -249,5 +256,5 @@ pub fn rentals(
     ];
     let batch = RecordBatch::try_new(schema.clone(), cols)?;
     pitwall_lake::write_parquet(path, schema, &[batch], &Default::default())?;
-    Ok(rows.len() - plan.len())
+    Ok(())
 }

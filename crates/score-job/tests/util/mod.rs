@@ -4,14 +4,10 @@
 #![allow(dead_code)]
 
 use std::path::Path;
-use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, Int64Type};
-use arrow_array::{
-    Array, ArrayRef, Float64Array, RecordBatch, StringArray, TimestampMillisecondArray,
-};
-use arrow_schema::{DataType, Field, Schema, TimeUnit};
+use arrow_array::{Array, RecordBatch};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use pitwall_score_job::{JobConfig, NoProgress, RunJson};
 
@@ -23,61 +19,39 @@ pub const H: i64 = 3_600_000;
 /// (car_id, ts, speed, limit) with None for nulls.
 pub type Row = (Option<&'static str>, Option<i64>, Option<f64>, Option<f64>);
 
-pub fn ts_type() -> DataType {
-    DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()))
-}
-
+/// Writes telemetry with the fleet generator's writer: the contract's layout lives there once.
 pub fn write_telemetry(path: &Path, rows: &[Row]) -> TestResult {
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("car_id", DataType::Utf8, true),
-        Field::new("ts", ts_type(), true),
-        Field::new("speed_kmh", DataType::Float64, true),
-        Field::new("speed_limit_kmh", DataType::Float64, true),
-    ]));
-    let cols: Vec<ArrayRef> = vec![
-        Arc::new(rows.iter().map(|r| r.0).collect::<StringArray>()),
-        Arc::new(
-            rows.iter()
-                .map(|r| r.1)
-                .collect::<TimestampMillisecondArray>()
-                .with_timezone("UTC"),
-        ),
-        Arc::new(rows.iter().map(|r| r.2).collect::<Float64Array>()),
-        Arc::new(rows.iter().map(|r| r.3).collect::<Float64Array>()),
-    ];
-    let batch = RecordBatch::try_new(schema.clone(), cols)?;
-    pitwall_lake::write_parquet(path, schema, &[batch], &Default::default())?;
+    let rows: Vec<pitwall_fleetgen::Row> = rows
+        .iter()
+        .map(
+            |&(car_id, ts, speed_kmh, speed_limit_kmh)| pitwall_fleetgen::Row {
+                car_id: car_id.map(str::to_string),
+                ts,
+                speed_kmh,
+                speed_limit_kmh,
+                redelivered: false,
+            },
+        )
+        .collect();
+    pitwall_fleetgen::write_telemetry(path, &rows)?;
     Ok(())
 }
 
-/// (rental_id, member_id, car_id, start, end)
+/// (rental_id, member_id, car_id, start, end), written with the fleet generator's writer.
 pub fn write_rentals(path: &Path, rows: &[(&str, &str, &str, i64, i64)]) -> TestResult {
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("rental_id", DataType::Utf8, true),
-        Field::new("member_id", DataType::Utf8, true),
-        Field::new("car_id", DataType::Utf8, true),
-        Field::new("start_at", ts_type(), true),
-        Field::new("end_at", ts_type(), true),
-    ]));
-    let cols: Vec<ArrayRef> = vec![
-        Arc::new(rows.iter().map(|r| Some(r.0)).collect::<StringArray>()),
-        Arc::new(rows.iter().map(|r| Some(r.1)).collect::<StringArray>()),
-        Arc::new(rows.iter().map(|r| Some(r.2)).collect::<StringArray>()),
-        Arc::new(
-            rows.iter()
-                .map(|r| Some(r.3))
-                .collect::<TimestampMillisecondArray>()
-                .with_timezone("UTC"),
-        ),
-        Arc::new(
-            rows.iter()
-                .map(|r| Some(r.4))
-                .collect::<TimestampMillisecondArray>()
-                .with_timezone("UTC"),
-        ),
-    ];
-    let batch = RecordBatch::try_new(schema.clone(), cols)?;
-    pitwall_lake::write_parquet(path, schema, &[batch], &Default::default())?;
+    let rows: Vec<pitwall_fleetgen::RentalRow> = rows
+        .iter()
+        .map(|&(r, m, c, s, e)| {
+            (
+                Some(r.into()),
+                Some(m.into()),
+                Some(c.into()),
+                Some(s),
+                Some(e),
+            )
+        })
+        .collect();
+    pitwall_fleetgen::write_rentals(path, &rows)?;
     Ok(())
 }
 
