@@ -115,3 +115,32 @@ fn a_run_published_with_glue_carries_the_glue_version_id() -> TestResult {
     assert_eq!(schema_ref, SchemaRef::Glue(id));
     Ok(())
 }
+
+#[test]
+fn a_run_published_with_glue_is_decoded_by_aws_glue_schema_registry() -> TestResult {
+    let Some(brokers) = util::broker() else {
+        return Ok(());
+    };
+    let name = format!("pitwall-decode-{}", std::process::id());
+    let Some(_) = glue() else { return Ok(()) };
+    let reg = GlueRegistry::connect(&name)?;
+    let dir = tempfile::tempdir()?;
+    let (run_dir, _) = util::scored_run(dir.path(), 50, 32)?;
+    let topic = format!("glue-{}", std::process::id());
+    util::create_topic(&brokers, &topic)?;
+    let mut kafka = KafkaSettings::new(&brokers, &topic);
+    kafka.timeout = Duration::from_secs(15);
+    kafka.transactional = false;
+    publish(&PublishRequest {
+        run_dir: &run_dir,
+        registry: &reg,
+        subject: "member-score",
+        kafka,
+        force: false,
+        zlib: true,
+        wire: None,
+    })?;
+    let want = util::expected_scores(&run_dir)?.len();
+    let decoded = util::decode_topic(&brokers, &topic, &format!("glue:{name}"), want)?;
+    util::assert_decoded_matches_run(&decoded, &run_dir)
+}

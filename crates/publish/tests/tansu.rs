@@ -12,42 +12,10 @@ use pitwall_publish::kafka::KafkaSettings;
 use pitwall_publish::registry::FileRegistry;
 use pitwall_publish::{PublishRequest, publish};
 use rdkafka::ClientConfig;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
-use util::TestResult;
-
-fn broker() -> Option<String> {
-    match std::env::var("PITWALL_TEST_KAFKA") {
-        Ok(b) => Some(b),
-        Err(_) if std::env::var_os("PITWALL_REQUIRE_SERVICES").is_some() => {
-            panic!("PITWALL_TEST_KAFKA is not set: start the services with scripts/services.sh")
-        }
-        Err(_) => {
-            eprintln!("skipped: no Kafka broker (run scripts/test.sh, which starts tansu)");
-            None
-        }
-    }
-}
-
-fn create_topic(brokers: &str, topic: &str) -> TestResult {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let res = rt.block_on(admin.create_topics(
-        &[NewTopic::new(topic, 2, TopicReplication::Fixed(1))],
-        &AdminOptions::new(),
-    ))?;
-    for r in res {
-        r.map_err(|(t, e)| format!("creating {t}: {e}"))?;
-    }
-    Ok(())
-}
+use util::{TestResult, broker, create_topic};
 
 fn consume_keys(
     brokers: &str,

@@ -1,12 +1,10 @@
 use std::path::PathBuf;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::{Args, Subcommand};
 use pitwall_contract::Compatibility;
 use pitwall_contract::schemas::MEMBER_SCORE_V1;
-use pitwall_publish::registry::{
-    FileRegistry, Outcome, Registry, RegistrySpec, check_and_register,
-};
+use pitwall_publish::registry::{Outcome, Registry, RegistrySpec, check_and_register};
 
 use crate::exit;
 
@@ -44,12 +42,7 @@ pub struct SchemaArgs {
 }
 
 pub fn open_registry(spec: &RegistrySpec) -> anyhow::Result<Box<dyn Registry>> {
-    match spec {
-        RegistrySpec::File(dir) => Ok(Box::new(FileRegistry::new(dir))),
-        other => bail!(
-            "registry {other}: this build of pitwall supports only file:DIR registries so far; the Glue and Confluent backends are in progress (issue 3)"
-        ),
-    }
+    Ok(spec.open()?)
 }
 
 pub fn run(c: SchemaCommand) -> anyhow::Result<u8> {

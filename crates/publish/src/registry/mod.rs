@@ -3,6 +3,7 @@
 //! compatibility check runs here, locally, before anything is registered:
 //! emulators and some registries accept whatever they are sent.
 
+mod confluent;
 mod file;
 mod glue;
 
@@ -13,6 +14,7 @@ use pitwall_contract::schemas;
 use pitwall_contract::wire::SchemaRef;
 use uuid::Uuid;
 
+pub use confluent::ConfluentRegistry;
 pub use file::FileRegistry;
 pub use glue::GlueRegistry;
 
@@ -172,6 +174,17 @@ impl std::str::FromStr for RegistrySpec {
             }
             _ => Err(RegistryError::BadSpec(s.into())),
         }
+    }
+}
+
+impl RegistrySpec {
+    /// Connects to the registry the spec names (no network call yet).
+    pub fn open(&self) -> Result<Box<dyn Registry>, RegistryError> {
+        Ok(match self {
+            RegistrySpec::File(dir) => Box::new(FileRegistry::new(dir)),
+            RegistrySpec::Glue(name) => Box::new(GlueRegistry::connect(name)?),
+            RegistrySpec::Confluent(url) => Box::new(ConfluentRegistry::connect(url)?),
+        })
     }
 }
 
