@@ -40,6 +40,12 @@ pub enum WireError {
 /// Frames an Avro datum for the Glue deserializer.
 pub fn glue(schema_version: Uuid, datum: &[u8], zlib: bool) -> Vec<u8> {
     let mut out = Vec::with_capacity(18 + datum.len());
+    glue_into(schema_version, datum, zlib, &mut out);
+    out
+}
+
+/// [`glue`], appended to `out`: a publisher frames a whole batch into one buffer.
+pub fn glue_into(schema_version: Uuid, datum: &[u8], zlib: bool, out: &mut Vec<u8>) {
     out.push(GLUE_HEADER_VERSION);
     out.push(if zlib {
         GLUE_COMPRESSION_ZLIB
@@ -48,23 +54,27 @@ pub fn glue(schema_version: Uuid, datum: &[u8], zlib: bool) -> Vec<u8> {
     });
     out.extend_from_slice(schema_version.as_bytes());
     if zlib {
-        let mut z = ZlibEncoder::new(out, Compression::default());
+        let mut z = ZlibEncoder::new(&mut *out, Compression::default());
         // Writing into a Vec cannot fail.
         let _ = z.write_all(datum);
-        z.finish().unwrap_or_default()
+        let _ = z.finish();
     } else {
         out.extend_from_slice(datum);
-        out
     }
 }
 
 /// Frames an Avro datum for Confluent deserializers.
 pub fn confluent(schema_id: u32, datum: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(5 + datum.len());
+    confluent_into(schema_id, datum, &mut out);
+    out
+}
+
+/// [`confluent`], appended to `out`.
+pub fn confluent_into(schema_id: u32, datum: &[u8], out: &mut Vec<u8>) {
     out.push(CONFLUENT_MAGIC);
     out.extend_from_slice(&schema_id.to_be_bytes());
     out.extend_from_slice(datum);
-    out
 }
 
 /// Splits a framed record into its schema reference and the Avro datum.

@@ -259,7 +259,10 @@ impl Session {
     }
 
     /// Queues records; librdkafka's threads send them while the caller encodes the next batch.
-    pub fn send(&self, records: &[(String, Vec<u8>)]) -> Result<(), KafkaFailure> {
+    pub fn send<'r>(
+        &self,
+        records: impl IntoIterator<Item = (&'r str, &'r [u8])>,
+    ) -> Result<(), KafkaFailure> {
         send_all(&self.settings, &self.producer, records)
     }
 
@@ -385,15 +388,13 @@ fn check_topic(
     }
 }
 
-fn send_all(
+fn send_all<'r>(
     s: &KafkaSettings,
     producer: &ThreadedProducer<DeliveryCounter>,
-    records: &[(String, Vec<u8>)],
+    records: impl IntoIterator<Item = (&'r str, &'r [u8])>,
 ) -> Result<(), KafkaFailure> {
     for (key, value) in records {
-        let mut record = BaseRecord::to(&s.topic)
-            .key(key.as_str())
-            .payload(value.as_slice());
+        let mut record = BaseRecord::to(&s.topic).key(key).payload(value);
         let deadline = Instant::now() + s.timeout;
         loop {
             match producer.send(record) {

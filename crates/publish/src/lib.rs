@@ -2,6 +2,7 @@
 //! outputs, and the schema registries that give them a schema id.
 
 mod api_versions;
+mod avro;
 pub mod kafka;
 pub mod ledger;
 pub mod publish;

@@ -163,9 +163,11 @@ pub fn publish(req: &PublishRequest<'_>) -> Result<PublishReport, PublishError> 
     let sent = (|| -> Result<(), PublishError> {
         for batch in member_batches(req.run_dir)? {
             let batch = batch?;
-            let frames = frame_all(&encoder, schema_ref, req.zlib, &batch.records(&run.run_id))?;
-            bytes += frames.iter().map(|(_, v)| v.len() as u64).sum::<u64>();
-            session.send(&frames)?;
+            let records = batch.records(&run.run_id);
+            for framed in frame_all(&encoder, schema_ref, req.zlib, &records)? {
+                bytes += framed.bytes();
+                session.send(framed.iter())?;
+            }
         }
         Ok(())
     })();
@@ -192,37 +194,63 @@ pub fn publish(req: &PublishRequest<'_>) -> Result<PublishReport, PublishError> 
     })
 }
 
+/// Framed records in one buffer; keys borrow from the batch. One buffer per
+/// chunk instead of two allocations per record.
+pub(crate) struct Framed<'a> {
+    keys: Vec<&'a str>,
+    ends: Vec<usize>,
+    buf: Vec<u8>,
+}
+
+impl<'a> Framed<'a> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&'a str, &[u8])> + '_ {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        self.keys
+            .iter()
+            .zip(starts.zip(self.ends.iter().copied()))
+            .map(|(k, (s, e))| (*k, &self.buf[s..e]))
+    }
+
+    fn bytes(&self) -> u64 {
+        self.buf.len() as u64
+    }
+}
+
 /// Encodes and frames records, one chunk per core: encoding is CPU-bound
 /// and independent per record.
-fn frame_all(
-    encoder: &Encoder<'_>,
+fn frame_all<'a>(
+    encoder: &Encoder,
     schema_ref: SchemaRef,
     zlib: bool,
-    records: &[MemberScore<'_>],
-) -> Result<Vec<(String, Vec<u8>)>, PublishError> {
-    let frame =
-        |r: &MemberScore<'_>, datum: &mut Vec<u8>| -> Result<(String, Vec<u8>), RecordError> {
-            datum.clear();
-            encoder.encode(r, datum)?;
-            let framed = match schema_ref {
-                SchemaRef::Glue(id) => wire::glue(id, datum, zlib),
-                SchemaRef::Confluent(id) => wire::confluent(id, datum),
-            };
-            Ok((r.member_id.to_string(), framed))
+    records: &[MemberScore<'a>],
+) -> Result<Vec<Framed<'a>>, PublishError> {
+    let frame_chunk = |part: &[MemberScore<'a>]| -> Result<Framed<'a>, RecordError> {
+        let mut out = Framed {
+            keys: Vec::with_capacity(part.len()),
+            ends: Vec::with_capacity(part.len()),
+            buf: Vec::with_capacity(part.len() * 600),
         };
+        let mut datum = Vec::with_capacity(1024);
+        for r in part {
+            datum.clear();
+            encoder.encode(r, &mut datum)?;
+            match schema_ref {
+                SchemaRef::Glue(id) => wire::glue_into(id, &datum, zlib, &mut out.buf),
+                SchemaRef::Confluent(id) => wire::confluent_into(id, &datum, &mut out.buf),
+            }
+            out.keys.push(r.member_id);
+            out.ends.push(out.buf.len());
+        }
+        Ok(out)
+    };
     let workers = std::thread::available_parallelism()
         .map_or(2, |n| n.get())
         .max(1);
     let chunk = records.len().div_ceil(workers).max(1);
-    let parts: Vec<Result<Vec<_>, RecordError>> = std::thread::scope(|scope| {
+    let parts: Vec<Result<Framed<'a>, RecordError>> = std::thread::scope(|scope| {
         let handles: Vec<_> = records
             .chunks(chunk)
-            .map(|part| {
-                scope.spawn(move || {
-                    let mut datum = Vec::with_capacity(1024);
-                    part.iter().map(|r| frame(r, &mut datum)).collect()
-                })
-            })
+            .map(|part| scope.spawn(move || frame_chunk(part)))
             .collect();
         handles
             .into_iter()
@@ -236,11 +264,7 @@ fn frame_all(
             })
             .collect()
     });
-    let mut out = Vec::with_capacity(records.len());
-    for p in parts {
-        out.extend(p?);
-    }
-    Ok(out)
+    Ok(parts.into_iter().collect::<Result<_, _>>()?)
 }
 
 fn now_ms() -> i64 {

@@ -2,15 +2,12 @@
 //! `member_scores.parquet` (members with their recent rentals inline) and
 //! `run.json` (run id, status, eligible count).
 //!
-//! Records are plain serde structs that mirror
-//! `contracts/avro/member_score.v1.avsc`; apache-avro's schema-aware
-//! serializer writes them straight to Avro binary, checking each field
-//! against the schema as it goes.
+//! Records are plain structs that mirror `contracts/avro/member_score.v1.avsc`
+//! (serde-serializable, so apache-avro can check the hand encoder in tests).
 
 use std::path::Path;
 
 use apache_avro::Schema;
-use apache_avro::schema::ResolvedSchema;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, Int64Type, TimestampMillisecondType};
 use arrow_array::{Array, ArrayRef, RecordBatch, StringArray};
@@ -80,29 +77,31 @@ pub struct RecentRental<'a> {
     pub grade: Option<&'a str>,
 }
 
-/// Encodes records against one schema; built once, used for every record.
-pub struct Encoder<'s> {
-    schema: &'s Schema,
-    resolved: ResolvedSchema<'s>,
-}
+/// Encodes records of `member_score.v1`; refuses any other schema, since
+/// the encoder is written for that one (see `crate::avro`).
+pub struct Encoder;
 
-impl<'s> Encoder<'s> {
-    pub fn new(schema: &'s Schema) -> Result<Self, RecordError> {
-        let resolved = ResolvedSchema::try_from(schema).map_err(|e| RecordError::Encode {
+impl Encoder {
+    pub fn new(schema: &Schema) -> Result<Self, RecordError> {
+        let v1 = pitwall_contract::schemas::member_score_v1().map_err(|e| RecordError::Encode {
             member: "-".into(),
             problem: e.to_string(),
         })?;
-        Ok(Encoder { schema, resolved })
+        if schema.canonical_form() != v1.canonical_form() {
+            return Err(RecordError::Encode {
+                member: "-".into(),
+                problem:
+                    "the encoder writes member_score.v1 only; a new record version needs its own"
+                        .into(),
+            });
+        }
+        Ok(Encoder)
     }
 
-    /// The Avro binary datum of a record (no container, no framing).
+    /// Appends the Avro binary datum of a record (no container, no framing).
     pub fn encode(&self, r: &MemberScore<'_>, out: &mut Vec<u8>) -> Result<(), RecordError> {
-        apache_avro::write_avro_datum_ref(self.schema, self.resolved.get_names(), r, out)
-            .map(|_| ())
-            .map_err(|e| RecordError::Encode {
-                member: r.member_id.to_string(),
-                problem: e.to_string(),
-            })
+        crate::avro::write_member_score(r, out);
+        Ok(())
     }
 }
 
