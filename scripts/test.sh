@@ -2,7 +2,7 @@
 # The whole test suite, on a fresh machine or a warm one:
 #   1. installs the Python tools the tests use (scripts/requirements-test.txt),
 #   2. starts the local servers (scripts/services.sh) and stops them on exit,
-#   3. checks formatting and lints,
+#   3. checks formatting and lints, and the event contract with `datacontract lint`,
 #   4. cross-checks `pitwall score run` against the independent DuckDB
 #      implementation of the spec on a generated fleet,
 #   5. runs every Rust test.
@@ -17,6 +17,15 @@ step() { printf '\n== %s\n' "$*"; }
 
 step "installing test tools"
 PIP_ROOT_USER_ACTION=ignore python3 -m pip install --quiet --disable-pip-version-check -r scripts/requirements-test.txt
+
+step "datacontract lint (the event contract is valid ODCS)"
+# datacontract-cli pins many packages of its own: it gets a venv outside the clone.
+dc_venv="${PITWALL_TOOLS_DIR:-$HOME/.cache/pitwall/tools}/datacontract"
+if [ ! -x "$dc_venv/bin/datacontract" ]; then
+  python3 -m venv "$dc_venv"
+  "$dc_venv/bin/pip" install --quiet --disable-pip-version-check datacontract-cli==1.2.8
+fi
+"$dc_venv/bin/datacontract" lint contracts/server_log.api_request.odcs.yaml
 
 step "starting services"
 eval "$(scripts/services.sh start)"

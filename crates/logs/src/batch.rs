@@ -1,0 +1,168 @@
+//! Valid rows → Arrow record batches in the lake's column layout.
+
+use std::sync::Arc;
+
+use arrow_array::builder::{
+    BooleanBuilder, Float64Builder, Int32Builder, Int64Builder, StringBuilder,
+    TimestampMillisecondBuilder,
+};
+use arrow_array::{ArrayRef, RecordBatch};
+use arrow_schema::{ArrowError, SchemaRef};
+
+use crate::contract::{Contract, Kind};
+use crate::dlq::Position;
+use crate::validate::{Cell, Row};
+
+enum Column {
+    Str(StringBuilder),
+    Int(Int32Builder),
+    Float(Float64Builder),
+    Ts(TimestampMillisecondBuilder),
+    Bool(BooleanBuilder),
+}
+
+impl Column {
+    fn new(kind: Kind) -> Column {
+        match kind {
+            Kind::String | Kind::Json => Column::Str(StringBuilder::new()),
+            Kind::Integer => Column::Int(Int32Builder::new()),
+            Kind::Number => Column::Float(Float64Builder::new()),
+            Kind::Timestamp => Column::Ts(utc_ts()),
+            Kind::Boolean => Column::Bool(BooleanBuilder::new()),
+        }
+    }
+
+    fn push(&mut self, cell: &Cell<'_>) {
+        // The validator produced cells of the field's kind; a mismatch can
+        // only be a null.
+        match (self, cell) {
+            (Column::Str(b), Cell::Str(s)) => b.append_value(s),
+            (Column::Int(b), Cell::Int(v)) => b.append_value(*v),
+            (Column::Float(b), Cell::Float(v)) => b.append_value(*v),
+            (Column::Ts(b), Cell::Ts(v)) => b.append_value(*v),
+            (Column::Bool(b), Cell::Bool(v)) => b.append_value(*v),
+            (Column::Str(b), _) => b.append_null(),
+            (Column::Int(b), _) => b.append_null(),
+            (Column::Float(b), _) => b.append_null(),
+            (Column::Ts(b), _) => b.append_null(),
+            (Column::Bool(b), _) => b.append_null(),
+        }
+    }
+
+    fn finish(&mut self) -> ArrayRef {
+        match self {
+            Column::Str(b) => Arc::new(b.finish()),
+            Column::Int(b) => Arc::new(b.finish()),
+            Column::Float(b) => Arc::new(b.finish()),
+            Column::Ts(b) => Arc::new(b.finish()),
+            Column::Bool(b) => Arc::new(b.finish()),
+        }
+    }
+}
+
+fn utc_ts() -> TimestampMillisecondBuilder {
+    TimestampMillisecondBuilder::new().with_timezone("UTC")
+}
+
+/// Rows of one partition, in the order they were read.
+pub struct EventBatch {
+    schema: SchemaRef,
+    cols: Vec<Column>,
+    extra: StringBuilder,
+    shard: StringBuilder,
+    seq: StringBuilder,
+    sub: Int64Builder,
+    arrival: TimestampMillisecondBuilder,
+    rows: usize,
+    /// JSON bytes of the rows: what size-based rolling measures.
+    bytes: usize,
+}
+
+impl EventBatch {
+    pub fn new(contract: &Contract) -> EventBatch {
+        EventBatch {
+            schema: contract.arrow_schema(),
+            cols: contract
+                .fields
+                .iter()
+                .map(|f| Column::new(f.kind))
+                .collect(),
+            extra: StringBuilder::new(),
+            shard: StringBuilder::new(),
+            seq: StringBuilder::new(),
+            sub: Int64Builder::new(),
+            arrival: utc_ts(),
+            rows: 0,
+            bytes: 0,
+        }
+    }
+
+    pub fn push(&mut self, row: &Row<'_>, pos: &Position<'_>, json_len: usize) {
+        for (col, cell) in self.cols.iter_mut().zip(&row.cells) {
+            col.push(cell);
+        }
+        self.extra.append_option(row.extra.as_deref());
+        self.shard.append_value(pos.shard_id);
+        self.seq.append_value(pos.sequence_number);
+        self.sub.append_value(pos.sub_sequence as i64);
+        self.arrival.append_value(pos.arrival_ms);
+        self.rows += 1;
+        self.bytes += json_len;
+    }
+
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    pub fn json_bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Takes the rows so far as a record batch; the builder starts empty again.
+    pub fn finish(&mut self) -> Result<RecordBatch, ArrowError> {
+        let mut cols: Vec<ArrayRef> = self.cols.iter_mut().map(Column::finish).collect();
+        cols.push(Arc::new(self.extra.finish()));
+        cols.push(Arc::new(self.shard.finish()));
+        cols.push(Arc::new(self.seq.finish()));
+        cols.push(Arc::new(self.sub.finish()));
+        cols.push(Arc::new(self.arrival.finish()));
+        self.rows = 0;
+        self.bytes = 0;
+        RecordBatch::try_new(self.schema.clone(), cols)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Pii, Validator};
+
+    #[test]
+    fn rows_land_in_the_contract_layout() {
+        let c = Contract::embedded().expect("contract");
+        let v = Validator::new(&c, Pii::new(b"k"));
+        let mut b = EventBatch::new(&c);
+        let json = br#"{"event_id":"0b8e2f7a-1c2d-4e5f-8a9b-0c1d2e3f4a5b","ts":"2026-11-01T10:00:00Z","service":"s","env":"dev","level":"WARN","method":"POST","path":"/x","status":503,"latency_ms":1,"extra_field":true}"#;
+        let mut row = Row::default();
+        v.validate(json, &mut row).expect("valid");
+        let pos = Position {
+            shard_id: "shardId-1",
+            sequence_number: "42",
+            sub_sequence: 3,
+            line: 0,
+            arrival_ms: 7,
+        };
+        b.push(&row, &pos, json.len());
+        b.push(&row, &pos, json.len());
+        assert_eq!((b.rows(), b.json_bytes()), (2, 2 * json.len()));
+        let batch = b.finish().expect("batch");
+        assert_eq!(batch.num_rows(), 2);
+        assert_eq!(batch.schema(), c.arrow_schema());
+        assert_eq!(b.rows(), 0);
+        let extra = batch.column_by_name("_extra").expect("extra");
+        assert_eq!(
+            arrow_array::cast::AsArray::as_string::<i32>(extra).value(0),
+            r#"{"extra_field":true}"#
+        );
+    }
+}

@@ -1,0 +1,361 @@
+//! The event contract, read from an ODCS v3 YAML file: fields, their types,
+//! the rules each value must meet, and which fields are PII and how they are
+//! transformed. The lake's columns follow from it, so adding a field is an
+//! edit of the contract, not of the code.
+
+use std::sync::Arc;
+
+use arrow_schema::{DataType, Field as ArrowField, Schema, SchemaRef, TimeUnit};
+use regex::Regex;
+use serde::Deserialize;
+
+/// The contract that ships with pitwall: `contracts/server_log.api_request.odcs.yaml`.
+pub const SERVER_LOG_API_REQUEST: &str =
+    include_str!("../../../contracts/server_log.api_request.odcs.yaml");
+
+/// Columns every lake file has after the contract's own.
+pub const EXTRA: &str = "_extra";
+pub const SHARD_ID: &str = "_shard_id";
+pub const SEQUENCE_NUMBER: &str = "_sequence_number";
+pub const SUB_SEQUENCE_NUMBER: &str = "_sub_sequence_number";
+pub const ARRIVAL_TS: &str = "_arrival_ts";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ContractError {
+    #[error("the contract is not valid ODCS YAML: {0}")]
+    Yaml(#[from] serde_yaml::Error),
+    #[error("the contract has no schema object; it needs one `schema:` entry with `properties`")]
+    NoSchema,
+    #[error("contract field {field}: {problem}")]
+    Field { field: String, problem: String },
+}
+
+/// How a field's JSON value is read and stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    String,
+    /// JSON integer, stored as int32 (the contract's ranges bound it).
+    Integer,
+    /// JSON number, stored as float64.
+    Number,
+    /// RFC 3339 string with offset, stored as timestamp[ms, UTC].
+    Timestamp,
+    /// Any JSON object, kept as its JSON text.
+    Json,
+    Boolean,
+}
+
+/// How a PII field is made safe before it lands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PiiTransform {
+    /// HMAC-SHA256 with the key from `PITWALL_PII_KEY`, lowercase hex.
+    HmacSha256,
+    /// The address's /24 (IPv4) or /48 (IPv6) network.
+    IpNetwork,
+}
+
+#[derive(Debug, Clone)]
+pub struct FieldRule {
+    pub name: String,
+    pub kind: Kind,
+    pub required: bool,
+    pub valid_values: Option<Vec<String>>,
+    pub minimum: Option<f64>,
+    pub maximum: Option<f64>,
+    pub pattern: Option<Regex>,
+    pub pii: Option<PiiTransform>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Contract {
+    /// The dataset name: the lake directory under LAKE/.
+    pub dataset: String,
+    pub version: String,
+    pub fields: Vec<FieldRule>,
+    /// The field whose value partitions the lake (the event time).
+    pub time_field: usize,
+}
+
+// The subset of ODCS v3 pitwall reads; everything else in the file is
+// documentation for people and is ignored here.
+#[derive(Deserialize)]
+struct Doc {
+    #[serde(default)]
+    version: String,
+    #[serde(default)]
+    schema: Vec<SchemaObject>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SchemaObject {
+    name: String,
+    physical_name: Option<String>,
+    #[serde(default)]
+    properties: Vec<Property>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Property {
+    name: String,
+    logical_type: String,
+    #[serde(default)]
+    required: bool,
+    classification: Option<String>,
+    #[serde(default)]
+    logical_type_options: Options,
+    #[serde(default)]
+    quality: Vec<Quality>,
+    #[serde(default)]
+    custom_properties: Vec<CustomProperty>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct Options {
+    format: Option<String>,
+    pattern: Option<String>,
+    minimum: Option<f64>,
+    maximum: Option<f64>,
+}
+
+#[derive(Deserialize)]
+struct Quality {
+    metric: Option<String>,
+    arguments: Option<QualityArgs>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct QualityArgs {
+    valid_values: Option<Vec<serde_yaml::Value>>,
+}
+
+#[derive(Deserialize)]
+struct CustomProperty {
+    property: String,
+    value: serde_yaml::Value,
+}
+
+impl Contract {
+    /// The contract that ships with pitwall.
+    pub fn embedded() -> Result<Contract, ContractError> {
+        Contract::from_yaml(SERVER_LOG_API_REQUEST)
+    }
+
+    pub fn from_yaml(text: &str) -> Result<Contract, ContractError> {
+        let doc: Doc = serde_yaml::from_str(text)?;
+        let object = doc
+            .schema
+            .into_iter()
+            .next()
+            .ok_or(ContractError::NoSchema)?;
+        let fields = object
+            .properties
+            .into_iter()
+            .map(field_rule)
+            .collect::<Result<Vec<_>, _>>()?;
+        let time_field = fields
+            .iter()
+            .position(|f| f.kind == Kind::Timestamp && f.required)
+            .ok_or_else(|| ContractError::Field {
+                field: "-".into(),
+                problem: "no required date-time field to partition the lake by".into(),
+            })?;
+        Ok(Contract {
+            dataset: object.physical_name.unwrap_or(object.name),
+            version: doc.version,
+            fields,
+            time_field,
+        })
+    }
+
+    pub fn field_index(&self, name: &str) -> Option<usize> {
+        self.fields.iter().position(|f| f.name == name)
+    }
+
+    /// The lake's columns: the contract's fields, then `_extra` and the
+    /// stream position columns.
+    pub fn arrow_schema(&self) -> SchemaRef {
+        let mut cols: Vec<ArrowField> = self
+            .fields
+            .iter()
+            .map(|f| ArrowField::new(&f.name, arrow_type(f.kind), !f.required))
+            .collect();
+        cols.push(ArrowField::new(EXTRA, DataType::Utf8, true));
+        cols.push(ArrowField::new(SHARD_ID, DataType::Utf8, false));
+        cols.push(ArrowField::new(SEQUENCE_NUMBER, DataType::Utf8, false));
+        cols.push(ArrowField::new(SUB_SEQUENCE_NUMBER, DataType::Int64, false));
+        cols.push(ArrowField::new(ARRIVAL_TS, utc_millis(), false));
+        Arc::new(Schema::new(cols))
+    }
+}
+
+pub fn utc_millis() -> DataType {
+    DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()))
+}
+
+fn arrow_type(k: Kind) -> DataType {
+    match k {
+        Kind::String | Kind::Json => DataType::Utf8,
+        Kind::Integer => DataType::Int32,
+        Kind::Number => DataType::Float64,
+        Kind::Timestamp => utc_millis(),
+        Kind::Boolean => DataType::Boolean,
+    }
+}
+
+fn field_rule(p: Property) -> Result<FieldRule, ContractError> {
+    let bad = |problem: String| ContractError::Field {
+        field: p.name.clone(),
+        problem,
+    };
+    let opts = &p.logical_type_options;
+    let kind = match (p.logical_type.as_str(), opts.format.as_deref()) {
+        ("string", _) => Kind::String,
+        ("integer", _) => Kind::Integer,
+        ("number", _) => Kind::Number,
+        ("boolean", _) => Kind::Boolean,
+        ("date" | "timestamp", Some("date-time") | None) => Kind::Timestamp,
+        ("object", _) => Kind::Json,
+        (other, _) => return Err(bad(format!("logicalType {other:?} is not supported"))),
+    };
+    let pattern = opts
+        .pattern
+        .as_deref()
+        .map(Regex::new)
+        .transpose()
+        .map_err(|e| bad(format!("pattern does not compile: {e}")))?;
+    let mut valid_values = None;
+    for q in &p.quality {
+        if q.metric.as_deref() == Some("invalidValues")
+            && let Some(values) = q.arguments.as_ref().and_then(|a| a.valid_values.as_ref())
+        {
+            let values = values
+                .iter()
+                .map(|v| match v {
+                    serde_yaml::Value::String(s) => Ok(s.clone()),
+                    other => Err(bad(format!("validValues holds a non-string {other:?}"))),
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            valid_values = Some(values);
+        }
+    }
+    let pii = pii_transform(&p).map_err(bad)?;
+    Ok(FieldRule {
+        kind,
+        required: p.required,
+        valid_values,
+        minimum: opts.minimum,
+        maximum: opts.maximum,
+        pattern,
+        pii,
+        name: p.name,
+    })
+}
+
+/// A PII field must say how it is transformed: landing it in clear is not
+/// an option the contract can leave open.
+fn pii_transform(p: &Property) -> Result<Option<PiiTransform>, String> {
+    let declared = p
+        .custom_properties
+        .iter()
+        .find(|c| c.property == "pii_transform")
+        .map(|c| c.value.as_str().unwrap_or_default());
+    let is_pii = p.classification.as_deref() == Some("pii");
+    match (is_pii, declared) {
+        (false, None) => Ok(None),
+        (_, Some("hmac_sha256")) => Ok(Some(PiiTransform::HmacSha256)),
+        (_, Some("ip_network")) => Ok(Some(PiiTransform::IpNetwork)),
+        (_, Some(other)) => Err(format!(
+            "pii_transform {other:?} is unknown; use hmac_sha256 or ip_network"
+        )),
+        (true, None) => Err(
+            "classified pii but has no customProperties pii_transform (hmac_sha256 or ip_network)"
+                .into(),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_embedded_contract_reads_as_the_spec_says() {
+        let c = Contract::embedded().expect("embedded contract");
+        assert_eq!(c.dataset, "server_log.api_request");
+        let f = |n: &str| &c.fields[c.field_index(n).expect(n)];
+        assert_eq!(c.fields[c.time_field].name, "ts");
+        assert_eq!(f("status").kind, Kind::Integer);
+        assert_eq!(
+            (f("status").minimum, f("status").maximum),
+            (Some(100.0), Some(599.0))
+        );
+        assert_eq!(f("latency_ms").minimum, Some(0.0));
+        assert_eq!(
+            f("env").valid_values.as_deref(),
+            Some(&["prod".to_string(), "stage".into(), "dev".into()][..])
+        );
+        assert_eq!(f("phone").pii, Some(PiiTransform::HmacSha256));
+        assert_eq!(f("client_ip").pii, Some(PiiTransform::IpNetwork));
+        assert_eq!(f("attrs").kind, Kind::Json);
+        assert!(!f("member_id").required && f("event_id").required);
+        assert!(
+            f("path")
+                .pattern
+                .as_ref()
+                .is_some_and(|p| p.is_match("/v1"))
+        );
+        let schema = c.arrow_schema();
+        assert_eq!(schema.fields().len(), c.fields.len() + 5);
+        assert_eq!(
+            schema
+                .field_with_name("ts")
+                .map(|f| f.data_type().clone())
+                .ok(),
+            Some(utc_millis())
+        );
+    }
+
+    #[test]
+    fn a_pii_field_without_a_transform_is_refused() {
+        let text = SERVER_LOG_API_REQUEST.replace(
+            "        customProperties:\n          - property: pii_transform\n            value: hmac_sha256\n",
+            "",
+        );
+        assert_ne!(text, SERVER_LOG_API_REQUEST);
+        let err = Contract::from_yaml(&text)
+            .expect_err("must refuse")
+            .to_string();
+        assert!(
+            err.contains("phone") && err.contains("pii_transform"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_new_field_is_a_contract_change_only() {
+        let text = SERVER_LOG_API_REQUEST.replace(
+            "      - name: user_agent\n",
+            "      - name: region\n        logicalType: string\n        required: false\n      - name: user_agent\n",
+        );
+        let c = Contract::from_yaml(&text).expect("valid");
+        assert!(c.field_index("region").is_some());
+        assert!(c.arrow_schema().field_with_name("region").is_ok());
+    }
+
+    #[test]
+    fn bad_contracts_say_what_is_wrong() {
+        assert!(matches!(
+            Contract::from_yaml("kind: DataContract\n"),
+            Err(ContractError::NoSchema)
+        ));
+        let text = SERVER_LOG_API_REQUEST.replace("pattern: \"^/\"", "pattern: \"^(/\"");
+        let err = Contract::from_yaml(&text)
+            .expect_err("bad regex")
+            .to_string();
+        assert!(err.contains("path") && err.contains("pattern"), "{err}");
+    }
+}

@@ -1,0 +1,16 @@
+//! Server-log events, everything short of I/O: the data contract (ODCS),
+//! decoding Kinesis record data, validation with PII transforms, the Arrow
+//! batches the lake holds, and the DLQ entries for whatever is refused.
+
+pub mod batch;
+pub mod contract;
+pub mod decode;
+pub mod dlq;
+pub mod kpl;
+pub mod pii;
+pub mod validate;
+
+pub use contract::{Contract, ContractError};
+pub use dlq::{DlqEntry, Position, Reason};
+pub use pii::Pii;
+pub use validate::{Cell, Row, Validator};

@@ -1,0 +1,101 @@
+//! PII transforms: what a contract's PII fields become before they land.
+
+use std::net::IpAddr;
+
+use hmac::{KeyInit, Mac};
+
+use crate::contract::PiiTransform;
+
+/// The environment variable that holds the HMAC key for hashed PII.
+pub const KEY_ENV: &str = "PITWALL_PII_KEY";
+
+type HmacSha256 = hmac::Hmac<sha2::Sha256>;
+
+/// Keyed transforms; built once per worker from the secret.
+#[derive(Clone)]
+pub struct Pii {
+    mac: HmacSha256,
+}
+
+impl std::fmt::Debug for Pii {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Pii { key: <redacted> }")
+    }
+}
+
+impl Pii {
+    pub fn new(key: &[u8]) -> Pii {
+        Pii {
+            // HMAC accepts keys of any length.
+            mac: <HmacSha256 as KeyInit>::new_from_slice(key).unwrap_or_else(|_| unreachable!()),
+        }
+    }
+
+    /// The transformed value, or why the value cannot be transformed.
+    pub fn apply(&self, t: PiiTransform, value: &str) -> Result<String, &'static str> {
+        match t {
+            PiiTransform::HmacSha256 => Ok(self.hmac_hex(value)),
+            PiiTransform::IpNetwork => ip_network(value),
+        }
+    }
+
+    fn hmac_hex(&self, value: &str) -> String {
+        let mut mac = self.mac.clone();
+        mac.update(value.as_bytes());
+        let digest = mac.finalize().into_bytes();
+        let mut out = String::with_capacity(64);
+        for b in digest {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            out.push(HEX[usize::from(b >> 4)] as char);
+            out.push(HEX[usize::from(b & 15)] as char);
+        }
+        out
+    }
+}
+
+/// `a.b.c.d` → `a.b.c.0/24`; IPv6 → its /48 network.
+fn ip_network(value: &str) -> Result<String, &'static str> {
+    match value.parse::<IpAddr>() {
+        Ok(IpAddr::V4(v4)) => {
+            let [a, b, c, _] = v4.octets();
+            Ok(format!("{a}.{b}.{c}.0/24"))
+        }
+        Ok(IpAddr::V6(v6)) => {
+            let s = v6.segments();
+            let net = std::net::Ipv6Addr::new(s[0], s[1], s[2], 0, 0, 0, 0, 0);
+            Ok(format!("{net}/48"))
+        }
+        Err(_) => Err("not an IP address"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hmac_matches_rfc_4231_case_2() {
+        // RFC 4231 test case 2: key "Jefe", data "what do ya want for nothing?".
+        let p = Pii::new(b"Jefe");
+        assert_eq!(
+            p.apply(PiiTransform::HmacSha256, "what do ya want for nothing?"),
+            Ok("5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843".into())
+        );
+    }
+
+    #[test]
+    fn ip_addresses_become_their_networks() {
+        let p = Pii::new(b"k");
+        let net = |v| p.apply(PiiTransform::IpNetwork, v);
+        assert_eq!(net("203.0.113.77"), Ok("203.0.113.0/24".into()));
+        assert_eq!(net("2001:db8:abcd:12::1"), Ok("2001:db8:abcd::/48".into()));
+        assert_eq!(net("::1"), Ok("::/48".into()));
+        assert!(net("300.1.1.1").is_err());
+        assert!(net("phone").is_err());
+    }
+
+    #[test]
+    fn the_key_never_prints() {
+        assert!(!format!("{:?}", Pii::new(b"secret-key")).contains("secret"));
+    }
+}

@@ -1,0 +1,390 @@
+//! One event's JSON → the lake row the contract describes, or the reason it
+//! breaks the contract. Values are borrowed from the record's bytes where
+//! JSON allows (no escapes), so a valid event costs few allocations.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde_json::value::RawValue;
+
+use crate::contract::{Contract, FieldRule, Kind};
+use crate::dlq::Reason;
+use crate::pii::Pii;
+
+/// One column's value in a row.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cell<'a> {
+    Null,
+    Str(Cow<'a, str>),
+    Int(i32),
+    Float(f64),
+    /// Epoch milliseconds, UTC.
+    Ts(i64),
+    Bool(bool),
+}
+
+/// A valid event: one cell per contract field, then the unknown fields.
+#[derive(Debug, Default)]
+pub struct Row<'a> {
+    pub cells: Vec<Cell<'a>>,
+    /// Unknown fields as one JSON object, or None when there were none.
+    pub extra: Option<String>,
+    /// The event time (the contract's time field), epoch ms.
+    pub event_ms: i64,
+}
+
+pub struct Validator<'c> {
+    contract: &'c Contract,
+    pii: Pii,
+}
+
+impl<'c> Validator<'c> {
+    pub fn new(contract: &'c Contract, pii: Pii) -> Self {
+        Validator { contract, pii }
+    }
+
+    pub fn contract(&self) -> &'c Contract {
+        self.contract
+    }
+
+    /// Checks one event and fills `row`; on error `row` holds garbage.
+    pub fn validate<'a>(&self, json: &'a [u8], row: &mut Row<'a>) -> Result<(), Reason> {
+        let text = std::str::from_utf8(json).map_err(|_| Reason::NotUtf8)?;
+        if !text.starts_with('{') {
+            return Err(match serde_json::from_str::<de::IgnoredAny>(text) {
+                Ok(_) => Reason::NotAnObject,
+                Err(e) => Reason::InvalidJson(e.to_string()),
+            });
+        }
+        let fields = &self.contract.fields;
+        row.cells.clear();
+        row.cells.resize(fields.len(), Cell::Null);
+        row.extra = None;
+        let mut found: Vec<Option<&'a RawValue>> = vec![None; fields.len()];
+        let mut extra: Vec<(Cow<'a, str>, &'a RawValue)> = Vec::new();
+        let mut de = serde_json::Deserializer::from_str(text);
+        de.deserialize_map(Pairs {
+            contract: self.contract,
+            found: &mut found,
+            extra: &mut extra,
+        })
+        .and_then(|r| de.end().map(|_| r))
+        .map_err(|e| json_error(&e))??;
+
+        for (i, (rule, raw)) in fields.iter().zip(&found).enumerate() {
+            let cell = match raw {
+                Some(raw) if raw.get() != "null" => self.cell(rule, raw)?,
+                _ if rule.required => return Err(Reason::MissingField(rule.name.clone())),
+                _ => Cell::Null,
+            };
+            row.cells[i] = cell;
+        }
+        row.event_ms = match row.cells[self.contract.time_field] {
+            Cell::Ts(ms) => ms,
+            _ => {
+                return Err(Reason::MissingField(
+                    fields[self.contract.time_field].name.clone(),
+                ));
+            }
+        };
+        if !extra.is_empty() {
+            row.extra = Some(extra_json(&extra));
+        }
+        Ok(())
+    }
+
+    fn cell<'a>(&self, rule: &FieldRule, raw: &'a RawValue) -> Result<Cell<'a>, Reason> {
+        let text = raw.get();
+        let wrong = |expected| Reason::WrongType {
+            field: rule.name.clone(),
+            expected,
+        };
+        let invalid = |rule_text: String| Reason::InvalidValue {
+            field: rule.name.clone(),
+            rule: rule_text,
+        };
+        let cell = match rule.kind {
+            Kind::String => {
+                let s = json_str(text).ok_or_else(|| wrong("a string"))?;
+                check_string(rule, &s).map_err(invalid)?;
+                match rule.pii {
+                    Some(t) => Cell::Str(Cow::Owned(
+                        self.pii.apply(t, &s).map_err(|why| invalid(why.into()))?,
+                    )),
+                    None => Cell::Str(s),
+                }
+            }
+            Kind::Integer => {
+                let v: i64 = text.parse().map_err(|_| wrong("an integer"))?;
+                check_range(rule, v as f64).map_err(invalid)?;
+                Cell::Int(i32::try_from(v).map_err(|_| invalid("does not fit in 32 bits".into()))?)
+            }
+            Kind::Number => {
+                if !text.starts_with(|c: char| c == '-' || c.is_ascii_digit()) {
+                    return Err(wrong("a number"));
+                }
+                let v: f64 = text.parse().map_err(|_| wrong("a number"))?;
+                check_range(rule, v).map_err(invalid)?;
+                Cell::Float(v)
+            }
+            Kind::Timestamp => {
+                let s = json_str(text).ok_or_else(|| wrong("an RFC 3339 string"))?;
+                let t = chrono::DateTime::parse_from_rfc3339(&s)
+                    .map_err(|e| invalid(format!("is not RFC 3339 with an offset ({e})")))?;
+                Cell::Ts(t.timestamp_millis())
+            }
+            Kind::Json => {
+                if !text.starts_with('{') {
+                    return Err(wrong("an object"));
+                }
+                Cell::Str(Cow::Borrowed(text))
+            }
+            Kind::Boolean => match text {
+                "true" => Cell::Bool(true),
+                "false" => Cell::Bool(false),
+                _ => return Err(wrong("a boolean")),
+            },
+        };
+        Ok(cell)
+    }
+}
+
+/// A JSON string's value, borrowed when it has no escapes.
+fn json_str(text: &str) -> Option<Cow<'_, str>> {
+    if !text.starts_with('"') {
+        return None;
+    }
+    let inner = &text[1..text.len() - 1];
+    if !inner.contains('\\') {
+        return Some(Cow::Borrowed(inner));
+    }
+    serde_json::from_str::<String>(text).ok().map(Cow::Owned)
+}
+
+fn check_string(rule: &FieldRule, s: &str) -> Result<(), String> {
+    if let Some(values) = &rule.valid_values
+        && !values.iter().any(|v| v == s)
+    {
+        return Err(format!("is {s:?}, not one of {}", values.join(", ")));
+    }
+    if let Some(p) = &rule.pattern
+        && !p.is_match(s)
+    {
+        return Err(format!("does not match {}", p.as_str()));
+    }
+    Ok(())
+}
+
+fn check_range(rule: &FieldRule, v: f64) -> Result<(), String> {
+    if let Some(min) = rule.minimum
+        && v < min
+    {
+        return Err(format!("is {v}, below the minimum {min}"));
+    }
+    if let Some(max) = rule.maximum
+        && v > max
+    {
+        return Err(format!("is {v}, above the maximum {max}"));
+    }
+    if v.is_nan() {
+        return Err("is not a number".into());
+    }
+    Ok(())
+}
+
+fn extra_json(extra: &[(Cow<'_, str>, &RawValue)]) -> String {
+    let mut s = String::from("{");
+    for (i, (k, v)) in extra.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        // A str always serializes.
+        s.push_str(&serde_json::to_string(k).unwrap_or_default());
+        s.push(':');
+        s.push_str(v.get());
+    }
+    s.push('}');
+    s
+}
+
+fn json_error(e: &serde_json::Error) -> Reason {
+    if e.classify() == serde_json::error::Category::Data {
+        Reason::NotAnObject
+    } else {
+        Reason::InvalidJson(e.to_string())
+    }
+}
+
+/// Walks the top-level object once, sorting each pair into a known field's
+/// slot or the unknown list; values stay raw until their rule reads them.
+struct Pairs<'v, 'a> {
+    contract: &'v Contract,
+    found: &'v mut [Option<&'a RawValue>],
+    extra: &'v mut Vec<(Cow<'a, str>, &'a RawValue)>,
+}
+
+impl<'de, 'v> Visitor<'de> for Pairs<'v, 'de> {
+    type Value = Result<(), Reason>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
+        // The whole object is read even after a duplicate, so that the
+        // reason given is the duplicate and not the unread rest.
+        let mut duplicate = None;
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            let value: &'de RawValue = map.next_value()?;
+            match self.contract.field_index(&key) {
+                Some(i) if self.found[i].is_some() => duplicate = duplicate.or(Some(key)),
+                Some(i) => self.found[i] = Some(value),
+                None if self.extra.iter().any(|(k, _)| *k == key) => {
+                    duplicate = duplicate.or(Some(key));
+                }
+                None => self.extra.push((key, value)),
+            }
+        }
+        Ok(match duplicate {
+            Some(key) => Err(Reason::DuplicateField(key.into_owned())),
+            None => Ok(()),
+        })
+    }
+}
+
+impl<'de> de::DeserializeSeed<'de> for Pairs<'_, 'de> {
+    type Value = Result<(), Reason>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"{"event_id":"0b8e2f7a-1c2d-4e5f-8a9b-0c1d2e3f4a5b","ts":"2026-11-01T10:15:30.250+01:00","service":"rentals","env":"prod","level":"INFO","method":"GET","path":"/v1/cars","status":200,"latency_ms":12.5,"member_id":"M1","client_ip":"203.0.113.77","phone":"+4915112345678","user_agent":"app/1.0","attrs":{"k":[1,2]},"trace":"abc","n":1}"#;
+
+    fn check(json: &str) -> Result<(Vec<Cell<'_>>, Option<String>, i64), Reason> {
+        let c = Box::leak(Box::new(Contract::embedded().expect("contract")));
+        let v = Validator::new(c, Pii::new(b"test-key"));
+        let mut row = Row::default();
+        v.validate(json.as_bytes(), &mut row)?;
+        Ok((row.cells, row.extra, row.event_ms))
+    }
+
+    fn with(field: &str, value: &str) -> String {
+        let v: serde_json::Value = serde_json::from_str(GOOD).expect("json");
+        let mut m = v.as_object().expect("object").clone();
+        match value {
+            "<absent>" => {
+                m.remove(field);
+            }
+            _ => {
+                m.insert(field.into(), serde_json::from_str(value).expect("value"));
+            }
+        }
+        serde_json::to_string(&m).expect("json")
+    }
+
+    #[test]
+    fn a_good_event_becomes_a_row_with_pii_transformed_and_extras_kept() {
+        let (cells, extra, ms) = check(GOOD).expect("valid");
+        assert_eq!(ms, 1_793_524_530_250); // 09:15:30.250Z
+        assert_eq!(cells[7], Cell::Int(200));
+        assert_eq!(cells[8], Cell::Float(12.5));
+        assert_eq!(cells[10], Cell::Str("203.0.113.0/24".into()));
+        match &cells[11] {
+            Cell::Str(h) => assert!(h.len() == 64 && !h.contains("4915"), "{h}"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(cells[13], Cell::Str(r#"{"k":[1,2]}"#.into()));
+        assert_eq!(extra.as_deref(), Some(r#"{"trace":"abc","n":1}"#));
+    }
+
+    #[test]
+    fn optional_fields_may_be_absent_or_null_required_may_not() {
+        assert!(check(&with("phone", "<absent>")).is_ok());
+        assert!(check(&with("member_id", "null")).is_ok());
+        for f in [
+            "event_id",
+            "ts",
+            "service",
+            "env",
+            "level",
+            "method",
+            "path",
+            "status",
+            "latency_ms",
+        ] {
+            assert_eq!(
+                check(&with(f, "<absent>")).err(),
+                Some(Reason::MissingField(f.into())),
+                "{f}"
+            );
+            assert_eq!(
+                check(&with(f, "null")).err(),
+                Some(Reason::MissingField(f.into())),
+                "{f}"
+            );
+        }
+    }
+
+    #[test]
+    fn each_rule_of_the_contract_is_enforced() {
+        let code = |f: &str, v: &str| check(&with(f, v)).err().map(|r| r.code());
+        assert_eq!(code("env", r#""qa""#), Some("invalid_value"));
+        assert_eq!(code("level", r#""info""#), Some("invalid_value"));
+        assert_eq!(code("status", "99"), Some("invalid_value"));
+        assert_eq!(code("status", "600"), Some("invalid_value"));
+        assert_eq!(code("status", "100"), None);
+        assert_eq!(code("status", "599"), None);
+        assert_eq!(code("status", "200.5"), Some("wrong_type"));
+        assert_eq!(code("status", r#""200""#), Some("wrong_type"));
+        assert_eq!(code("latency_ms", "-0.1"), Some("invalid_value"));
+        assert_eq!(code("latency_ms", "0"), None);
+        assert_eq!(code("latency_ms", r#""5""#), Some("wrong_type"));
+        assert_eq!(code("path", r#""v1/cars""#), Some("invalid_value"));
+        assert_eq!(code("event_id", r#""not-a-uuid""#), Some("invalid_value"));
+        assert_eq!(
+            code("ts", r#""2026-11-01T10:15:30""#),
+            Some("invalid_value")
+        );
+        assert_eq!(code("ts", r#""yesterday""#), Some("invalid_value"));
+        assert_eq!(code("ts", "1761988530"), Some("wrong_type"));
+        assert_eq!(code("client_ip", r#""10.0.0""#), Some("invalid_value"));
+        assert_eq!(code("attrs", "[1]"), Some("wrong_type"));
+        assert_eq!(code("service", "5"), Some("wrong_type"));
+    }
+
+    #[test]
+    fn broken_payloads_are_named() {
+        let code = |s: &[u8]| {
+            let c = Box::leak(Box::new(Contract::embedded().expect("contract")));
+            let v = Validator::new(c, Pii::new(b"k"));
+            v.validate(s, &mut Row::default()).err().map(|r| r.code())
+        };
+        assert_eq!(code(b"{\"a\":"), Some("invalid_json"));
+        assert_eq!(code(b"[1,2]"), Some("not_an_object"));
+        assert_eq!(code(b"\"text\""), Some("not_an_object"));
+        assert_eq!(code(b"plain text"), Some("invalid_json"));
+        assert_eq!(code(b"{\"a\":\"\xff\"}"), Some("not_utf8"));
+        assert_eq!(
+            code(GOOD.replace('}', "} trailing").as_bytes()),
+            Some("invalid_json")
+        );
+        let dup = GOOD.replace(
+            "\"service\":\"rentals\"",
+            "\"service\":\"a\",\"service\":\"b\"",
+        );
+        assert_eq!(code(dup.as_bytes()), Some("duplicate_field"));
+    }
+
+    #[test]
+    fn escaped_strings_are_unescaped() {
+        let json = with("service", r#""r\u00e9nt\"als""#);
+        let (cells, _, _) = check(&json).expect("valid");
+        assert_eq!(cells[2], Cell::Str("rént\"als".into()));
+    }
+}
