@@ -8,7 +8,7 @@ mod location;
 mod write;
 
 pub use location::{FileRef, Input, Location};
-pub use write::{ParquetOptions, write_atomic, write_bytes, write_parquet};
+pub use write::{ParquetOptions, parquet_bytes, write_atomic, write_bytes, write_parquet};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LakeError {

@@ -146,6 +146,31 @@ impl Location {
         Ok(files)
     }
 
+    /// Writes `bytes` as `rel` (a `/`-separated path) under this location,
+    /// whole or not at all: a local file is written aside, fsynced and
+    /// renamed into place; an object is one PUT, visible only once complete.
+    /// Returns how the file is named to people.
+    pub fn put(&self, rel: &str, bytes: Bytes) -> Result<String> {
+        match self {
+            Location::Local(root) => {
+                let path = root.join(rel);
+                crate::write_bytes(&path, &bytes)?;
+                Ok(path.display().to_string())
+            }
+            Location::Store { url, store, prefix } => {
+                let key = StorePath::from(format!("{prefix}/{rel}").trim_start_matches('/'));
+                let display = format!("{url}/{rel}");
+                runtime()
+                    .block_on(store.put(&key, bytes.into()))
+                    .map_err(|source| LakeError::ObjectStore {
+                        url: display.clone(),
+                        source,
+                    })?;
+                Ok(display)
+            }
+        }
+    }
+
     /// Reads a whole small file (e.g. a rentals CSV) into memory.
     pub fn read_all(file: &FileRef) -> Result<Bytes> {
         match Self::open(file)? {

@@ -97,3 +97,20 @@ pub fn write_parquet(
         Ok(())
     })
 }
+
+/// Encodes record batches as one zstd Parquet file in memory, for [`crate::Location::put`].
+pub fn parquet_bytes(
+    schema: SchemaRef,
+    batches: &[RecordBatch],
+    opts: &ParquetOptions,
+) -> Result<Vec<u8>> {
+    let pq = |source| LakeError::Parquet {
+        path: "(in memory)".into(),
+        source,
+    };
+    let mut w = ArrowWriter::try_new(Vec::new(), schema, Some(opts.properties())).map_err(pq)?;
+    for b in batches {
+        w.write(b).map_err(pq)?;
+    }
+    w.into_inner().map_err(pq)
+}

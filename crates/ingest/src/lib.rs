@@ -1,0 +1,6 @@
+//! Log ingestion: records read from Kinesis shards (or archived files) go
+//! through the contract into the Parquet lake, exactly once.
+
+pub mod sink;
+
+pub use sink::{Committed, Counts, RawRecord, RollPolicy, ShardBuffer, SinkError};

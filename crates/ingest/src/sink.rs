@@ -1,0 +1,342 @@
+//! What one shard has read and not yet committed, and the commit that puts
+//! it in the lake.
+//!
+//! A commit writes every open partition of the shard (and its DLQ lines) at
+//! once, then the caller checkpoints the last record read. Files are named
+//! by the shard and the position of their *first* event. After a crash
+//! between the files and the checkpoint, reading resumes at the checkpoint,
+//! so each partition's next file starts at the same first event as the file
+//! the crash left behind and replaces it, whatever its length: every event
+//! is in the lake once, without a record of what was in flight.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use pitwall_lake::{Location, ParquetOptions};
+use pitwall_logs::batch::EventBatch;
+use pitwall_logs::decode::{Item, decode_record};
+use pitwall_logs::{Cell, Contract, DlqEntry, Position, Reason, Row, Validator};
+
+/// When a shard's buffer is committed.
+#[derive(Debug, Clone)]
+pub struct RollPolicy {
+    /// Event JSON bytes held for the shard (all partitions).
+    pub max_bytes: usize,
+    /// Age of the oldest event held.
+    pub max_age: Duration,
+}
+
+impl Default for RollPolicy {
+    fn default() -> Self {
+        RollPolicy {
+            max_bytes: 128 << 20,
+            max_age: Duration::from_secs(300),
+        }
+    }
+}
+
+/// One Kinesis record as read, whatever the source.
+#[derive(Debug, Clone, Copy)]
+pub struct RawRecord<'a> {
+    pub sequence_number: &'a str,
+    /// ApproximateArrivalTimestamp, epoch ms.
+    pub arrival_ms: i64,
+    pub data: &'a [u8],
+}
+
+/// Where a file starts: (sequence number, sub-sequence, line).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct First {
+    seq: String,
+    sub: u64,
+    line: u32,
+}
+
+struct OpenPartition {
+    batch: EventBatch,
+    first: First,
+}
+
+struct OpenDlq {
+    lines: String,
+    first: First,
+}
+
+/// What a shard read, counted.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Counts {
+    pub records: u64,
+    pub record_bytes: u64,
+    pub events: u64,
+    pub dlq: BTreeMap<&'static str, u64>,
+    pub control_messages: u64,
+}
+
+impl Counts {
+    pub fn add(&mut self, o: &Counts) {
+        self.records += o.records;
+        self.record_bytes += o.record_bytes;
+        self.events += o.events;
+        self.control_messages += o.control_messages;
+        for (k, v) in &o.dlq {
+            *self.dlq.entry(k).or_default() += v;
+        }
+    }
+
+    pub fn dlq_total(&self) -> u64 {
+        self.dlq.values().sum()
+    }
+}
+
+/// The result of a commit: what the caller checkpoints, and what was written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Committed {
+    /// The last record read; everything up to it is in the lake.
+    pub checkpoint: String,
+    pub files: Vec<String>,
+    pub bytes_written: u64,
+    pub events: u64,
+    pub dlq_events: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error(transparent)]
+    Lake(#[from] pitwall_lake::LakeError),
+    #[error("building a record batch: {0}")]
+    Arrow(#[from] arrow_schema::ArrowError),
+}
+
+pub struct ShardBuffer<'c> {
+    validator: &'c Validator<'c>,
+    shard_id: String,
+    partitions: BTreeMap<i64, OpenPartition>,
+    dlq: BTreeMap<String, OpenDlq>,
+    opened: Option<Instant>,
+    held_bytes: usize,
+    last_seq: Option<String>,
+    pub counts: Counts,
+    /// The row cells' allocation, kept across events of different lifetimes.
+    spare_cells: Vec<Cell<'static>>,
+}
+
+const HOUR_MS: i64 = 3_600_000;
+
+impl<'c> ShardBuffer<'c> {
+    pub fn new(validator: &'c Validator<'c>, shard_id: &str) -> Self {
+        ShardBuffer {
+            validator,
+            shard_id: shard_id.to_string(),
+            partitions: BTreeMap::new(),
+            dlq: BTreeMap::new(),
+            opened: None,
+            held_bytes: 0,
+            last_seq: None,
+            counts: Counts::default(),
+            spare_cells: Vec::new(),
+        }
+    }
+
+    fn contract(&self) -> &'c Contract {
+        self.validator.contract()
+    }
+
+    /// Reads one record: its events go to their hour's partition, anything
+    /// refused to the DLQ. Nothing is written until [`commit`](Self::commit).
+    pub fn add(&mut self, rec: RawRecord<'_>) -> Result<(), SinkError> {
+        self.opened.get_or_insert_with(Instant::now);
+        self.counts.records += 1;
+        self.counts.record_bytes += rec.data.len() as u64;
+        let mut failed = None;
+        decode_record(rec.data, &mut |item| {
+            if failed.is_none()
+                && let Err(e) = self.take(item, &rec)
+            {
+                failed = Some(e);
+            }
+        });
+        self.last_seq = Some(rec.sequence_number.to_string());
+        failed.map_or(Ok(()), Err)
+    }
+
+    fn take(&mut self, item: Item<'_>, rec: &RawRecord<'_>) -> Result<(), SinkError> {
+        let pos = |sub, line| Position {
+            shard_id: "",
+            sequence_number: rec.sequence_number,
+            sub_sequence: sub,
+            line,
+            arrival_ms: rec.arrival_ms,
+        };
+        match item {
+            Item::Control { .. } => self.counts.control_messages += 1,
+            Item::Bad {
+                sub,
+                line,
+                bytes,
+                reason,
+            } => self.refuse(&pos(sub, line), &reason, bytes),
+            Item::Event { sub, line, json } => {
+                let mut row = Row {
+                    cells: recycle(std::mem::take(&mut self.spare_cells)),
+                    ..Row::default()
+                };
+                let result = self.event(json, &mut row, pos(sub, line));
+                self.spare_cells = recycle(row.cells);
+                result?;
+            }
+        }
+        Ok(())
+    }
+
+    fn event<'j>(
+        &mut self,
+        json: &'j [u8],
+        row: &mut Row<'j>,
+        p: Position<'_>,
+    ) -> Result<(), SinkError> {
+        match self.validator.validate(json, row) {
+            Ok(()) => {
+                self.counts.events += 1;
+                self.held_bytes += json.len();
+                let hour = row.event_ms.div_euclid(HOUR_MS);
+                let contract = self.contract();
+                let open = self
+                    .partitions
+                    .entry(hour)
+                    .or_insert_with(|| OpenPartition {
+                        batch: EventBatch::new(contract),
+                        first: first(&p),
+                    });
+                let p = Position {
+                    shard_id: &self.shard_id,
+                    ..p
+                };
+                open.batch.push(row, &p, json.len());
+            }
+            Err(reason) => self.refuse(&p, &reason, json),
+        }
+        Ok(())
+    }
+
+    fn refuse(&mut self, p: &Position<'_>, reason: &Reason, bytes: &[u8]) {
+        *self.counts.dlq.entry(reason.code()).or_default() += 1;
+        self.held_bytes += bytes.len();
+        let p = Position {
+            shard_id: &self.shard_id,
+            ..p.clone()
+        };
+        let line = DlqEntry::new(&self.contract().dataset, &p, reason, bytes).to_line();
+        let dt = date_of(p.arrival_ms);
+        let open = self.dlq.entry(dt).or_insert_with(|| OpenDlq {
+            lines: String::new(),
+            first: first(&p),
+        });
+        open.lines.push_str(&line);
+    }
+
+    /// Is it time to commit?
+    pub fn due(&self, policy: &RollPolicy) -> bool {
+        self.held_bytes >= policy.max_bytes
+            || self.opened.is_some_and(|t| t.elapsed() >= policy.max_age)
+    }
+
+    /// Event and DLQ bytes held, for a worker-wide memory budget.
+    pub fn held_bytes(&self) -> usize {
+        self.held_bytes
+    }
+
+    /// The last record read, if any was read since the last commit.
+    pub fn pending(&self) -> Option<&str> {
+        self.last_seq.as_deref()
+    }
+
+    /// Writes every open partition and DLQ file, durably. On success the
+    /// caller checkpoints `Committed::checkpoint`; on error nothing is
+    /// checkpointed and the same records must be read again.
+    pub fn commit(
+        &mut self,
+        lake: &Location,
+        opts: &ParquetOptions,
+    ) -> Result<Option<Committed>, SinkError> {
+        let Some(checkpoint) = self.last_seq.clone() else {
+            return Ok(None);
+        };
+        let dataset = self.contract().dataset.clone();
+        let schema = self.contract().arrow_schema();
+        let mut done = Committed {
+            checkpoint,
+            files: Vec::new(),
+            bytes_written: 0,
+            events: 0,
+            dlq_events: 0,
+        };
+        for (hour, open) in &mut self.partitions {
+            let batch = open.batch.finish()?;
+            done.events += batch.num_rows() as u64;
+            let bytes = pitwall_lake::parquet_bytes(schema.clone(), &[batch], opts)?;
+            let rel = format!(
+                "{dataset}/{}/{}.parquet",
+                hour_partition(*hour),
+                file_stem(&self.shard_id, &open.first)
+            );
+            done.bytes_written += bytes.len() as u64;
+            done.files.push(lake.put(&rel, Bytes::from(bytes))?);
+        }
+        for (dt, open) in &self.dlq {
+            let rel = format!(
+                "_dlq/{dataset}/dt={dt}/{}.jsonl",
+                file_stem(&self.shard_id, &open.first)
+            );
+            done.dlq_events += open.lines.matches('\n').count() as u64;
+            done.bytes_written += open.lines.len() as u64;
+            done.files
+                .push(lake.put(&rel, Bytes::from(open.lines.clone().into_bytes()))?);
+        }
+        self.partitions.clear();
+        self.dlq.clear();
+        self.opened = None;
+        self.held_bytes = 0;
+        self.last_seq = None;
+        Ok(Some(done))
+    }
+}
+
+/// An emptied vector of cells with a new lifetime, reusing the allocation
+/// (collecting an empty iterator in place keeps the buffer).
+fn recycle<'b>(mut v: Vec<Cell<'_>>) -> Vec<Cell<'b>> {
+    v.clear();
+    v.into_iter().map(|_| Cell::Null).collect()
+}
+
+fn first(p: &Position<'_>) -> First {
+    First {
+        seq: p.sequence_number.to_string(),
+        sub: p.sub_sequence,
+        line: p.line,
+    }
+}
+
+/// `shardId-000000000001-49590338271490256608559692538361571095921575989136588898-0-0`
+fn file_stem(shard: &str, f: &First) -> String {
+    let mut s = String::with_capacity(shard.len() + f.seq.len() + 16);
+    let _ = write!(s, "{shard}-{}-{}-{}", f.seq, f.sub, f.line);
+    s
+}
+
+/// `dt=YYYY-MM-DD/hour=HH` of an hour number since the epoch (UTC).
+pub fn hour_partition(hour: i64) -> String {
+    match DateTime::<Utc>::from_timestamp_millis(hour.saturating_mul(HOUR_MS)) {
+        Some(t) => t.format("dt=%Y-%m-%d/hour=%H").to_string(),
+        None => format!("dt=invalid/hour={hour}"),
+    }
+}
+
+fn date_of(ms: i64) -> String {
+    match DateTime::<Utc>::from_timestamp_millis(ms) {
+        Some(t) => t.format("%Y-%m-%d").to_string(),
+        None => "invalid".into(),
+    }
+}
