@@ -14,7 +14,10 @@ type TestResult = Result<(), Box<dyn std::error::Error>>;
 
 /// `n` records of one to three events each, over three hours with late
 /// events; every seventh event breaks the contract.
-fn records(n: usize) -> (Vec<(String, Vec<u8>)>, Vec<String>, usize) {
+/// (sequence number, data) per record, the valid event ids sorted, the count of bad events.
+type Generated = (Vec<(String, Vec<u8>)>, Vec<String>, usize);
+
+fn records(n: usize) -> Generated {
     let mut out = Vec::new();
     let (mut good, mut bad) = (Vec::new(), 0);
     let mut k = 0u32;
@@ -24,7 +27,7 @@ fn records(n: usize) -> (Vec<(String, Vec<u8>)>, Vec<String>, usize) {
             k += 1;
             let id = format!("00000000-0000-4000-8000-{k:012}");
             let hour = [10, 11, 10, 12][k as usize % 4];
-            let status = if k % 7 == 0 { 700 } else { 200 };
+            let status = if k.is_multiple_of(7) { 700 } else { 200 };
             data.push_str(&format!(
                 r#"{{"event_id":"{id}","ts":"2026-11-01T{hour}:{:02}:00Z","service":"s","env":"prod","level":"INFO","method":"GET","path":"/p","status":{status},"latency_ms":1.5}}"#,
                 k % 60
