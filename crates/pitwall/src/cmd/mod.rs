@@ -2,6 +2,7 @@
 
 mod demo;
 mod gen_fleet;
+mod ingest;
 mod publish;
 mod schema;
 mod score;
@@ -39,6 +40,9 @@ enum Command {
     /// Avro schemas in a registry: check compatibility, register, show.
     #[command(subcommand)]
     Schema(schema::SchemaCommand),
+    /// Server logs into the Parquet lake, validated against the data contract.
+    #[command(subcommand)]
+    Ingest(ingest::IngestCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -53,6 +57,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Gen(GenCommand::Fleet(a)) => gen_fleet::run(a),
         Command::Score(c) => score::run(c),
         Command::Schema(c) => schema::run(c),
+        Command::Ingest(c) => ingest::run(c),
     }
 }
 

@@ -1,0 +1,119 @@
+#!/usr/bin/env python3
+"""Benchmark: pitwall's decode → validate (contract, PII hashing, DLQ
+routing) → Parquet path against DuckDB's read_json → COPY … (FORMAT parquet),
+both on 2 threads, on the same generated server-log events in the same run.
+
+    python3 bench/ingest_vs_duckdb.py [--events 2000000] [--files 16]
+
+The events are JSON lines of ~500 bytes, spread over files that stand in for
+shards; about 1 % break the contract in various ways (DuckDB reads them too,
+with ignore_errors). Prints MB/s for both and the ratio; exits 3 if pitwall
+is slower than DuckDB.
+"""
+import argparse
+import json
+import os
+import pathlib
+import random
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = pathlib.Path(__file__).resolve().parent
+
+SERVICES = ["rentals", "payments", "fleet", "members", "pricing", "auth"]
+PATHS = ["/v1/cars", "/v1/rentals", "/v1/rentals/{}/end", "/v1/members/{}", "/v1/pay", "/v1/auth/token"]
+AGENTS = ["carshare-ios/5.12.0 (iPhone15,2; iOS 18.1) CFNetwork/1568 Darwin/24.1.0",
+          "carshare-android/5.12.1 (Pixel 8; Android 15) okhttp/4.12.0",
+          "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36"]
+BAD = [
+    lambda e: e.update(status=700),
+    lambda e: e.pop("service"),
+    lambda e: e.update(env="qa"),
+    lambda e: e.update(ts="yesterday"),
+    lambda e: e.update(latency_ms="fast"),
+]
+
+
+def generate(out, events, files, seed=7):
+    out.mkdir(parents=True, exist_ok=True)
+    rnd = random.Random(seed)
+    per_file = events // files
+    base = 1793491200  # 2026-11-01T00:00:00Z
+    n = 0
+    for f in range(files):
+        lines = []
+        for i in range(per_file if f < files - 1 else events - per_file * (files - 1)):
+            n += 1
+            t = base + rnd.randrange(0, 6 * 3600)
+            ev = {
+                "event_id": "%08x-%04x-4%03x-8%03x-%012x" % (rnd.getrandbits(32), rnd.getrandbits(16), rnd.getrandbits(12), rnd.getrandbits(12), n),
+                "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + ".%03d+00:00" % rnd.randrange(1000),
+                "service": rnd.choice(SERVICES), "env": "prod", "level": rnd.choice(["INFO"] * 8 + ["WARN", "ERROR"]),
+                "method": rnd.choice(["GET", "GET", "POST", "PUT"]), "path": rnd.choice(PATHS).format(rnd.randrange(10**6)),
+                "status": rnd.choice([200] * 9 + [201, 404, 500]), "latency_ms": round(rnd.random() * 300, 2),
+                "member_id": "M%08d" % rnd.randrange(10**6), "client_ip": "%d.%d.%d.%d" % tuple(rnd.randrange(256) for _ in range(4)),
+                "phone": "+49151%07d" % rnd.randrange(10**7), "user_agent": rnd.choice(AGENTS),
+                "attrs": {"region": rnd.choice(["berlin", "hamburg", "munich"]), "app_build": rnd.randrange(9000), "flags": ["a", "b"]},
+                "trace_id": "%032x" % rnd.getrandbits(128),
+            }
+            if rnd.random() < 0.01:
+                rnd.choice(BAD)(ev)
+            lines.append(json.dumps(ev, separators=(",", ":")))
+        (out / f"shard-{f:03d}.jsonl").write_text("\n".join(lines) + "\n")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--events", type=int, default=2_000_000)
+    ap.add_argument("--files", type=int, default=16)
+    ap.add_argument("--pitwall", default=None)
+    ap.add_argument("--work", default=None)
+    a = ap.parse_args()
+    target = os.environ.get("CARGO_TARGET_DIR", str(HERE.parent / "target"))
+    pitwall = a.pitwall or os.path.join(target, "release", "pitwall")
+    work = pathlib.Path(a.work or tempfile.mkdtemp(prefix="pitwall-bench-ingest-"))
+    events = work / "events"
+    stamp = events / f".generated-{a.events}-{a.files}"
+    if not stamp.exists():
+        print(f"generating {a.events:,} events into {events} ...", file=sys.stderr)
+        generate(events, a.events, a.files)
+        stamp.write_text("ok")
+    size = sum(p.stat().st_size for p in events.glob("*.jsonl"))
+
+    lake = work / "lake"
+    subprocess.run(["rm", "-rf", str(lake)], check=True)
+    env = dict(os.environ, PITWALL_PII_KEY="bench-key")
+    t = time.perf_counter()
+    out = subprocess.run([pitwall, "ingest", "files", "--input", str(events), "--lake", str(lake),
+                          "--threads", "2", "--json"], capture_output=True, text=True, env=env)
+    pw_s = time.perf_counter() - t
+    if out.returncode != 0:
+        sys.exit(f"pitwall ingest files failed:\n{out.stderr}")
+    report = json.loads(out.stdout)
+    counts = report["counts"]
+    dlq = sum(counts["dlq"].values())
+    if counts["events"] + dlq != a.events:
+        sys.exit(f"pitwall accounted for {counts['events'] + dlq} events, generated {a.events}")
+
+    import duckdb
+    c = duckdb.connect()
+    c.execute("SET threads = 2")
+    t = time.perf_counter()
+    c.execute(f"""COPY (SELECT * FROM read_json('{events}/*.jsonl', format = 'newline_delimited', ignore_errors = true))
+                 TO '{work}/duckdb.parquet' (FORMAT parquet, COMPRESSION zstd)""")
+    dk_s = time.perf_counter() - t
+
+    mb = size / 1e6
+    print(f"input              : {a.events:,} events, {mb:,.0f} MB of JSON lines in {a.files} files")
+    print(f"pitwall ingest     : {pw_s:6.2f} s  {mb / pw_s:7.1f} MB/s  ({counts['events']:,} to the lake, {dlq:,} to the DLQ: {counts['dlq']})")
+    print(f"duckdb read_json   : {dk_s:6.2f} s  {mb / dk_s:7.1f} MB/s  (COPY to zstd Parquet, no validation)")
+    ratio = (mb / pw_s) / (mb / dk_s)
+    print(f"ratio pitwall/duckdb: {ratio:.2f}  (goal >= 1.0: {'met' if ratio >= 1 else 'MISSED'}); "
+          f"16 shards at 2 MB/s need 32 MB/s")
+    sys.exit(0 if ratio >= 1 else 3)
+
+
+if __name__ == "__main__":
+    main()
