@@ -6,6 +6,8 @@
 #
 # Services:
 #   moto (S3) on 127.0.0.1:${PITWALL_MOTO_PORT:-5055}
+#   kinesalite (Kinesis, in-memory; resharding like Kinesis) on 127.0.0.1:${PITWALL_KINESIS_PORT:-4567},
+#   installed with npm into ~/.cache/pitwall/tools on first use;
 #   tansu (Kafka protocol, in-memory, no transactions) on 127.0.0.1:${PITWALL_KAFKA_PORT:-19092};
 #   installed on first use with `cargo install` into ~/.cache/pitwall/tools (a debug
 #   build, ~5-8 min on 2 cores, serves tests well), outside the clone so it is built once.
@@ -14,6 +16,7 @@ set -euo pipefail
 state="${PITWALL_SERVICES_DIR:-/tmp/pitwall-services}"
 moto_port="${PITWALL_MOTO_PORT:-5055}"
 kafka_port="${PITWALL_KAFKA_PORT:-19092}"
+kinesis_port="${PITWALL_KINESIS_PORT:-4567}"
 tools="${PITWALL_TOOLS_DIR:-$HOME/.cache/pitwall/tools}"
 tansu="$tools/bin/tansu"
 mkdir -p "$state"
@@ -24,6 +27,13 @@ install_tansu() {
   CARGO_TARGET_DIR="$tools/target" cargo install tansu --version 0.6.0 --locked \
     --features dynostore --debug --root "$tools" >&2
   rm -rf "$tools/target"
+}
+
+install_kinesalite() {
+  [ -f "$tools/node_modules/kinesalite/cli.js" ] && return 0
+  echo "installing kinesalite 3.3.3 (once; cached in $tools) ..." >&2
+  mkdir -p "$tools"
+  npm install --silent --no-audit --no-fund --prefix "$tools" kinesalite@3.3.3 >&2
 }
 
 wait_for_port() { # name port pid
@@ -45,6 +55,12 @@ start() {
   moto_server -H 127.0.0.1 -p "$moto_port" >"$state/moto.log" 2>&1 &
   echo $! >"$state/moto.pid"
   wait_for_port moto "$moto_port" "$(cat "$state/moto.pid")"
+  install_kinesalite
+  # Streams become ACTIVE at once, and resharding finishes at once, as tests want.
+  node "$tools/node_modules/kinesalite/cli.js" --port "$kinesis_port" --createStreamMs 0 \
+    --deleteStreamMs 0 --updateStreamMs 0 --shardLimit 50 >"$state/kinesalite.log" 2>&1 &
+  echo $! >"$state/kinesalite.pid"
+  wait_for_port kinesalite "$kinesis_port" "$(cat "$state/kinesalite.pid")"
   install_tansu
   "$tansu" broker --listener-url "tcp://127.0.0.1:$kafka_port" \
     --advertised-listener-url "tcp://127.0.0.1:$kafka_port" \
@@ -63,6 +79,8 @@ export AWS_SECRET_ACCESS_KEY=test
 export AWS_REGION=us-east-1
 export PITWALL_TEST_S3_BUCKET=pitwall-test
 export PITWALL_TEST_KAFKA=127.0.0.1:$kafka_port
+export AWS_ENDPOINT_URL_KINESIS=http://127.0.0.1:$kinesis_port
+export PITWALL_TEST_KINESIS=http://127.0.0.1:$kinesis_port
 ENV
 }
 

@@ -1,8 +1,22 @@
 //! Log ingestion: records read from Kinesis shards (or archived files) go
 //! through the contract into the Parquet lake, exactly once.
+//!
+//! - [`sink`]: a shard's buffer of partitions and its commit (the
+//!   exactly-once argument is there);
+//! - [`lease`], [`lease_sqlite`]: KCL-style leases and checkpoints;
+//! - [`kinesis`], [`reader`], [`worker`]: the stream side;
+//! - [`files`]: archived records through the same path;
+//! - [`metrics`]: what the worker reports.
 
 pub mod files;
+pub mod kinesis;
+pub mod lease;
+pub mod lease_sqlite;
+pub mod metrics;
+pub mod reader;
 pub mod sink;
+pub mod worker;
 
 pub use files::{FilesJob, FilesReport, ingest_files};
 pub use sink::{Committed, Counts, RawRecord, RollPolicy, ShardBuffer, SinkError};
+pub use worker::{Shared, Worker, WorkerConfig, WorkerError};

@@ -96,6 +96,8 @@ impl Counts {
 pub struct Committed {
     /// The last record read; everything up to it is in the lake.
     pub checkpoint: String,
+    /// Its last sub-sequence number (user record of a KPL aggregate).
+    pub sub_sequence: u64,
     pub files: Vec<String>,
     pub bytes_written: u64,
     pub events: u64,
@@ -118,6 +120,8 @@ pub struct ShardBuffer<'c> {
     opened: Option<Instant>,
     held_bytes: usize,
     last_seq: Option<String>,
+    /// The highest sub-sequence number seen in the last record read.
+    last_sub: u64,
     pub counts: Counts,
     /// The row cells' allocation, kept across events of different lifetimes.
     spare_cells: Vec<Cell<'static>>,
@@ -135,6 +139,7 @@ impl<'c> ShardBuffer<'c> {
             opened: None,
             held_bytes: 0,
             last_seq: None,
+            last_sub: 0,
             counts: Counts::default(),
             spare_cells: Vec::new(),
         }
@@ -151,6 +156,7 @@ impl<'c> ShardBuffer<'c> {
         self.counts.records += 1;
         self.counts.record_bytes += rec.data.len() as u64;
         let mut failed = None;
+        self.last_sub = 0;
         decode_record(rec.data, &mut |item| {
             if failed.is_none()
                 && let Err(e) = self.take(item, &rec)
@@ -163,6 +169,10 @@ impl<'c> ShardBuffer<'c> {
     }
 
     fn take(&mut self, item: Item<'_>, rec: &RawRecord<'_>) -> Result<(), SinkError> {
+        let sub = match &item {
+            Item::Event { sub, .. } | Item::Bad { sub, .. } | Item::Control { sub } => *sub,
+        };
+        self.last_sub = self.last_sub.max(sub);
         let pos = |sub, line| Position {
             shard_id: "",
             sequence_number: rec.sequence_number,
@@ -268,6 +278,7 @@ impl<'c> ShardBuffer<'c> {
         let schema = self.contract().arrow_schema();
         let mut done = Committed {
             checkpoint,
+            sub_sequence: self.last_sub,
             files: Vec::new(),
             bytes_written: 0,
             events: 0,

@@ -13,6 +13,8 @@ use crate::progress::TermProgress;
 
 #[derive(Debug, Subcommand)]
 pub enum IngestCommand {
+    /// Run the ingestion service: read a Kinesis stream under leases, validate, write the lake.
+    Run(Box<super::ingest_run::RunArgs>),
     /// Ingest archived records from files (one record's data per line, plain or .gz) through the
     /// contract into the lake; the same files ingested again rewrite the same lake files.
     Files(FilesArgs),
@@ -53,6 +55,7 @@ pub struct FilesArgs {
 pub fn run(c: IngestCommand) -> anyhow::Result<u8> {
     match c {
         IngestCommand::Files(a) => files(a),
+        IngestCommand::Run(a) => super::ingest_run::run(*a),
     }
 }
 
@@ -134,7 +137,7 @@ fn files(a: FilesArgs) -> anyhow::Result<u8> {
 }
 
 /// `128MiB`, `64MB`, `1048576`.
-fn parse_bytes(s: &str) -> Result<usize, String> {
+pub fn parse_bytes(s: &str) -> Result<usize, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);

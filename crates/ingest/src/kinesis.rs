@@ -1,0 +1,261 @@
+//! The Kinesis calls the worker makes, through the official AWS SDK with
+//! its standard configuration (region, credentials chain, and endpoints
+//! from `AWS_ENDPOINT_URL` or `AWS_ENDPOINT_URL_KINESIS`).
+
+use std::time::Duration;
+
+use aws_sdk_kinesis::Client;
+use aws_sdk_kinesis::error::{DisplayErrorContext, SdkError};
+use aws_sdk_kinesis::primitives::DateTime;
+use aws_sdk_kinesis::types::ShardIteratorType;
+
+/// Where reading starts on a shard that has no checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartPosition {
+    TrimHorizon,
+    Latest,
+    /// Epoch milliseconds.
+    AtTimestamp(i64),
+}
+
+impl std::str::FromStr for StartPosition {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "TRIM_HORIZON" => Ok(StartPosition::TrimHorizon),
+            "LATEST" => Ok(StartPosition::Latest),
+            _ => match s
+                .strip_prefix("AT_TIMESTAMP=")
+                .or_else(|| s.strip_prefix("AT_TIMESTAMP:"))
+            {
+                Some(t) => chrono::DateTime::parse_from_rfc3339(t)
+                    .map(|t| StartPosition::AtTimestamp(t.timestamp_millis()))
+                    .map_err(|e| format!("{t:?} is not an RFC 3339 time: {e}")),
+                None => Err(format!(
+                    "{s:?}: use TRIM_HORIZON, LATEST or AT_TIMESTAMP=2026-11-01T00:00:00Z"
+                )),
+            },
+        }
+    }
+}
+
+/// Where to get a shard iterator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum From {
+    Start(StartPosition),
+    After(String),
+}
+
+/// A shard as ListShards describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardInfo {
+    pub shard_id: String,
+    pub parents: Vec<String>,
+    /// Closed by a reshard: it has an ending sequence number.
+    pub closed: bool,
+}
+
+pub struct Record {
+    pub sequence_number: String,
+    pub arrival_ms: i64,
+    pub data: Vec<u8>,
+}
+
+pub struct Batch {
+    pub records: Vec<Record>,
+    /// None: the shard is closed and was read to its end (SHARD_END).
+    pub next_iterator: Option<String>,
+    pub millis_behind: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KinesisError {
+    #[error(
+        "stream {stream} was not found: check --stream, AWS_REGION and AWS_ENDPOINT_URL(_KINESIS) ({detail})"
+    )]
+    NoStream { stream: String, detail: String },
+    #[error("Kinesis throttled the read (ProvisionedThroughputExceeded)")]
+    Throttled,
+    #[error("the shard iterator expired")]
+    ExpiredIterator,
+    #[error("Kinesis {call} on {stream}: {detail}; check the endpoint, region and credentials")]
+    Call {
+        call: &'static str,
+        stream: String,
+        detail: String,
+    },
+}
+
+#[derive(Clone)]
+pub struct Kinesis {
+    client: Client,
+    stream: String,
+}
+
+impl Kinesis {
+    pub async fn from_env(stream: &str) -> Kinesis {
+        let conf = aws_config::load_from_env().await;
+        let kconf = aws_sdk_kinesis::config::Builder::from(&conf)
+            .timeout_config(
+                aws_config::timeout::TimeoutConfig::builder()
+                    .operation_timeout(Duration::from_secs(30))
+                    .build(),
+            )
+            .build();
+        Kinesis {
+            client: Client::from_conf(kconf),
+            stream: stream.to_string(),
+        }
+    }
+
+    pub fn stream(&self) -> &str {
+        &self.stream
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    fn err<E, R>(&self, call: &'static str, e: SdkError<E, R>) -> KinesisError
+    where
+        E: std::error::Error + aws_sdk_kinesis::error::ProvideErrorMetadata + 'static,
+        R: std::fmt::Debug,
+    {
+        if e.as_service_error().and_then(|s| s.code()) == Some("ResourceNotFoundException") {
+            return KinesisError::NoStream {
+                stream: self.stream.clone(),
+                detail: e
+                    .as_service_error()
+                    .and_then(|s| s.message())
+                    .unwrap_or("not found")
+                    .to_string(),
+            };
+        }
+        KinesisError::Call {
+            call,
+            stream: self.stream.clone(),
+            detail: DisplayErrorContext(e).to_string(),
+        }
+    }
+
+    /// Every shard of the stream, open and closed, with its parents.
+    pub async fn list_shards(&self) -> Result<Vec<ShardInfo>, KinesisError> {
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let req = match &token {
+                Some(t) => self.client.list_shards().next_token(t),
+                None => self.client.list_shards().stream_name(&self.stream),
+            };
+            let res = req.send().await.map_err(|e| self.err("ListShards", e))?;
+            for s in res.shards() {
+                out.push(ShardInfo {
+                    shard_id: s.shard_id().to_string(),
+                    parents: s
+                        .parent_shard_id()
+                        .into_iter()
+                        .chain(s.adjacent_parent_shard_id())
+                        .map(str::to_string)
+                        .collect(),
+                    closed: s
+                        .sequence_number_range()
+                        .and_then(|r| r.ending_sequence_number())
+                        .is_some(),
+                });
+            }
+            match res.next_token() {
+                Some(t) => token = Some(t.to_string()),
+                None => return Ok(out),
+            }
+        }
+    }
+
+    pub async fn iterator(&self, shard: &str, from: &From) -> Result<String, KinesisError> {
+        let mut req = self
+            .client
+            .get_shard_iterator()
+            .stream_name(&self.stream)
+            .shard_id(shard);
+        req = match from {
+            From::After(seq) => req
+                .shard_iterator_type(ShardIteratorType::AfterSequenceNumber)
+                .starting_sequence_number(seq),
+            From::Start(StartPosition::TrimHorizon) => {
+                req.shard_iterator_type(ShardIteratorType::TrimHorizon)
+            }
+            From::Start(StartPosition::Latest) => {
+                req.shard_iterator_type(ShardIteratorType::Latest)
+            }
+            From::Start(StartPosition::AtTimestamp(ms)) => req
+                .shard_iterator_type(ShardIteratorType::AtTimestamp)
+                .timestamp(DateTime::from_millis(*ms)),
+        };
+        let res = req
+            .send()
+            .await
+            .map_err(|e| self.err("GetShardIterator", e))?;
+        res.shard_iterator()
+            .map(str::to_string)
+            .ok_or_else(|| KinesisError::Call {
+                call: "GetShardIterator",
+                stream: self.stream.clone(),
+                detail: format!("no iterator returned for {shard}"),
+            })
+    }
+
+    pub async fn get_records(&self, iterator: &str, limit: i32) -> Result<Batch, KinesisError> {
+        let res = self
+            .client
+            .get_records()
+            .shard_iterator(iterator)
+            .limit(limit)
+            .send()
+            .await;
+        let res = match res {
+            Ok(r) => r,
+            Err(e) => {
+                let svc = e.as_service_error();
+                if svc.is_some_and(|s| s.is_provisioned_throughput_exceeded_exception()) {
+                    return Err(KinesisError::Throttled);
+                }
+                if svc.is_some_and(|s| s.is_expired_iterator_exception()) {
+                    return Err(KinesisError::ExpiredIterator);
+                }
+                return Err(self.err("GetRecords", e));
+            }
+        };
+        let records = res
+            .records()
+            .iter()
+            .map(|r| Record {
+                sequence_number: r.sequence_number().to_string(),
+                arrival_ms: r
+                    .approximate_arrival_timestamp()
+                    .and_then(|t| t.to_millis().ok())
+                    .unwrap_or(0),
+                data: r.data().as_ref().to_vec(),
+            })
+            .collect();
+        Ok(Batch {
+            records,
+            next_iterator: res.next_shard_iterator().map(str::to_string),
+            millis_behind: res.millis_behind_latest().unwrap_or(0),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_positions_parse() {
+        assert_eq!("TRIM_HORIZON".parse(), Ok(StartPosition::TrimHorizon));
+        assert_eq!("LATEST".parse(), Ok(StartPosition::Latest));
+        assert_eq!(
+            "AT_TIMESTAMP=2026-11-01T00:00:00Z".parse(),
+            Ok(StartPosition::AtTimestamp(1_793_491_200_000))
+        );
+        assert!("EARLIEST".parse::<StartPosition>().is_err());
+    }
+}

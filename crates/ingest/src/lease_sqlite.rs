@@ -1,0 +1,207 @@
+//! The embedded lease store: one SQLite file, for a single worker (or
+//! several processes on one machine). Conditional updates are plain
+//! `UPDATE … WHERE counter = ?` statements.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::lease::{Checkpoint, Lease, LeaseError, LeaseStore};
+
+pub struct SqliteLeases {
+    path: PathBuf,
+    conn: Mutex<Connection>,
+}
+
+impl SqliteLeases {
+    pub fn open(path: &Path) -> Result<SqliteLeases, LeaseError> {
+        let err = |e: rusqlite::Error| LeaseError::Store {
+            store: format!("sqlite:{}", path.display()),
+            problem: format!("{e}; check that the directory exists and is writable"),
+        };
+        let conn = Connection::open(path).map_err(err)?;
+        // WAL lets a status reader look while the worker writes; a busy
+        // timeout rides over another process's short write.
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(err)?;
+        Ok(SqliteLeases {
+            path: path.to_path_buf(),
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, LeaseError> {
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        f(&conn).map_err(|e| LeaseError::Store {
+            store: self.name(),
+            problem: e.to_string(),
+        })
+    }
+}
+
+fn row_to_lease(r: &rusqlite::Row<'_>) -> rusqlite::Result<Lease> {
+    let cp: String = r.get(3)?;
+    let parents: String = r.get(4)?;
+    Ok(Lease {
+        shard_id: r.get(0)?,
+        owner: r.get(1)?,
+        counter: r.get::<_, i64>(2)? as u64,
+        checkpoint: Checkpoint::decode(&cp).unwrap_or(Checkpoint::Start),
+        parents: parents
+            .split(',')
+            .filter(|p| !p.is_empty())
+            .map(str::to_string)
+            .collect(),
+        owner_switches: r.get::<_, i64>(5)? as u64,
+    })
+}
+
+#[async_trait::async_trait]
+impl LeaseStore for SqliteLeases {
+    fn name(&self) -> String {
+        format!("sqlite:{}", self.path.display())
+    }
+
+    async fn prepare(&self) -> Result<(), LeaseError> {
+        self.with(|c| {
+            c.execute_batch(
+                "CREATE TABLE IF NOT EXISTS leases (
+                   shard_id TEXT PRIMARY KEY,
+                   owner TEXT,
+                   counter INTEGER NOT NULL,
+                   checkpoint TEXT NOT NULL,
+                   parents TEXT NOT NULL,
+                   owner_switches INTEGER NOT NULL
+                 )",
+            )
+        })
+    }
+
+    async fn list(&self) -> Result<Vec<Lease>, LeaseError> {
+        self.with(|c| {
+            let mut st = c.prepare(
+                "SELECT shard_id, owner, counter, checkpoint, parents, owner_switches
+                 FROM leases ORDER BY shard_id",
+            )?;
+            st.query_map([], row_to_lease)?.collect()
+        })
+    }
+
+    async fn create(&self, l: &Lease) -> Result<bool, LeaseError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT OR IGNORE INTO leases VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    l.shard_id,
+                    l.owner,
+                    l.counter as i64,
+                    l.checkpoint.encode(),
+                    l.parents.join(","),
+                    l.owner_switches as i64
+                ],
+            )
+            .map(|n| n == 1)
+        })
+    }
+
+    async fn claim(
+        &self,
+        shard: &str,
+        owner: &str,
+        seen_counter: u64,
+    ) -> Result<Option<u64>, LeaseError> {
+        self.with(|c| {
+            c.query_row(
+                "UPDATE leases SET
+                   owner_switches = owner_switches + (owner IS NOT ?2),
+                   owner = ?2, counter = counter + 1
+                 WHERE shard_id = ?1 AND counter = ?3
+                 RETURNING counter",
+                params![shard, owner, seen_counter as i64],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()
+            .map(|c| c.map(|c| c as u64))
+        })
+    }
+
+    async fn checkpoint(
+        &self,
+        shard: &str,
+        owner: &str,
+        cp: &Checkpoint,
+    ) -> Result<bool, LeaseError> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE leases SET checkpoint = ?3 WHERE shard_id = ?1 AND owner = ?2",
+                params![shard, owner, cp.encode()],
+            )
+            .map(|n| n == 1)
+        })
+    }
+
+    async fn release(&self, shard: &str, owner: &str) -> Result<bool, LeaseError> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE leases SET owner = NULL, counter = counter + 1
+                 WHERE shard_id = ?1 AND owner = ?2",
+                params![shard, owner],
+            )
+            .map(|n| n == 1)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rt() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime")
+    }
+
+    #[test]
+    fn claims_are_conditional_on_the_counter_seen() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let s = SqliteLeases::open(&dir.path().join("leases.db"))?;
+        rt().block_on(async {
+            s.prepare().await?;
+            assert!(
+                s.create(&Lease::new("shard-1", vec!["shard-0".into()]))
+                    .await?
+            );
+            assert!(
+                !s.create(&Lease::new("shard-1", vec![])).await?,
+                "exists already"
+            );
+            // Two workers saw counter 0; only one wins.
+            assert_eq!(s.claim("shard-1", "a", 0).await?, Some(1));
+            assert_eq!(s.claim("shard-1", "b", 0).await?, None);
+            // a renews; b, having seen 2 for the failover time, takes it.
+            assert_eq!(s.claim("shard-1", "a", 1).await?, Some(2));
+            assert_eq!(s.claim("shard-1", "b", 2).await?, Some(3));
+            // a lost it: its checkpoint is refused, b's is kept.
+            let cp = Checkpoint::Sequence {
+                sequence_number: "42".into(),
+                sub_sequence: 0,
+            };
+            assert!(!s.checkpoint("shard-1", "a", &cp).await?);
+            assert!(s.checkpoint("shard-1", "b", &cp).await?);
+            assert!(!s.release("shard-1", "a").await?);
+            assert!(s.release("shard-1", "b").await?);
+            let l = &s.list().await?[0];
+            assert_eq!(
+                (l.owner.as_deref(), l.counter, l.owner_switches),
+                (None, 4, 2)
+            );
+            assert_eq!(l.checkpoint, cp);
+            assert_eq!(l.parents, ["shard-0"]);
+            Ok(())
+        })
+    }
+}

@@ -1,0 +1,267 @@
+//! What a worker knows about itself: per-shard state shared between the
+//! worker and its readers, counters, and their Prometheus rendering.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::sink::Counts;
+
+/// One leased shard, as its reader and the worker see it.
+pub struct ShardState {
+    pub shard_id: String,
+    stop: AtomicBool,
+    lost: AtomicBool,
+    valid_until: Mutex<Instant>,
+    last_data: Mutex<Instant>,
+    caught_up: AtomicBool,
+    millis_behind: AtomicI64,
+    checkpointed: Mutex<Option<(Instant, String)>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl ShardState {
+    fn new(shard_id: &str) -> ShardState {
+        ShardState {
+            shard_id: shard_id.to_string(),
+            stop: AtomicBool::new(false),
+            lost: AtomicBool::new(false),
+            valid_until: Mutex::new(Instant::now()),
+            last_data: Mutex::new(Instant::now()),
+            caught_up: AtomicBool::new(false),
+            millis_behind: AtomicI64::new(0),
+            checkpointed: Mutex::new(None),
+        }
+    }
+
+    /// The lease was renewed: it is ours for the failover time, less a
+    /// margin for the store's latency, by our clock.
+    pub fn renewed(&self, failover: Duration) {
+        *lock(&self.valid_until) = Instant::now() + failover.mul_f32(0.8);
+    }
+
+    /// May the reader still write? (No renewal for most of the failover
+    /// time means another worker may already have taken the lease.)
+    pub fn lease_valid(&self) -> bool {
+        !self.lost.load(Ordering::Acquire) && Instant::now() < *lock(&self.valid_until)
+    }
+
+    pub fn lose(&self) {
+        self.lost.store(true, Ordering::Release);
+    }
+
+    pub fn is_lost(&self) -> bool {
+        self.lost.load(Ordering::Acquire)
+    }
+
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Release);
+    }
+
+    pub fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Acquire)
+    }
+
+    pub fn read(&self, records: usize, millis_behind: i64) {
+        self.millis_behind.store(millis_behind, Ordering::Relaxed);
+        if records > 0 {
+            *lock(&self.last_data) = Instant::now();
+        }
+        self.caught_up
+            .store(records == 0 && millis_behind == 0, Ordering::Relaxed);
+    }
+
+    /// Caught up with the stream and nothing arrived for `d`.
+    pub fn idle_for(&self, d: Duration) -> bool {
+        self.caught_up.load(Ordering::Relaxed) && lock(&self.last_data).elapsed() >= d
+    }
+
+    pub fn checkpointed(&self, at: &str) {
+        *lock(&self.checkpointed) = Some((Instant::now(), at.to_string()));
+    }
+
+    pub fn millis_behind(&self) -> i64 {
+        self.millis_behind.load(Ordering::Relaxed)
+    }
+
+    /// Seconds since the last checkpoint (None before the first) and where it is.
+    pub fn checkpoint(&self) -> Option<(f64, String)> {
+        lock(&self.checkpointed)
+            .as_ref()
+            .map(|(t, s)| (t.elapsed().as_secs_f64(), s.clone()))
+    }
+}
+
+#[derive(Default)]
+pub struct Metrics {
+    shards: Mutex<BTreeMap<String, Arc<ShardState>>>,
+    counts: Mutex<Counts>,
+    files_written: AtomicU64,
+    bytes_written: AtomicU64,
+    throttles: AtomicU64,
+    errors: AtomicU64,
+    leases: AtomicUsize,
+}
+
+impl Metrics {
+    pub fn shard(&self, shard_id: &str) -> Arc<ShardState> {
+        let s = Arc::new(ShardState::new(shard_id));
+        lock(&self.shards).insert(shard_id.to_string(), s.clone());
+        s
+    }
+
+    pub fn forget(&self, shard_id: &str) {
+        lock(&self.shards).remove(shard_id);
+    }
+
+    pub fn shards(&self) -> Vec<Arc<ShardState>> {
+        lock(&self.shards).values().cloned().collect()
+    }
+
+    pub fn add_counts(&self, c: &Counts) {
+        lock(&self.counts).add(c);
+    }
+
+    pub fn counts(&self) -> Counts {
+        lock(&self.counts).clone()
+    }
+
+    pub fn wrote(&self, files: usize, bytes: u64) {
+        self.files_written
+            .fetch_add(files as u64, Ordering::Relaxed);
+        self.bytes_written.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    pub fn bump_throttles(&self) {
+        self.throttles.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn bump_errors(&self) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn set_leases(&self, n: usize) {
+        self.leases.store(n, Ordering::Relaxed);
+    }
+
+    pub fn leases(&self) -> usize {
+        self.leases.load(Ordering::Relaxed)
+    }
+
+    /// The Prometheus text exposition format.
+    pub fn render(&self) -> String {
+        let c = self.counts();
+        let mut out = String::new();
+        let mut metric = |name: &str, kind: &str, help: &str, samples: &[(String, f64)]| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (labels, v) in samples {
+                let _ = writeln!(out, "{name}{labels} {v}");
+            }
+        };
+        let one = |v: f64| vec![(String::new(), v)];
+        metric(
+            "pitwall_ingest_records_total",
+            "counter",
+            "Kinesis records read.",
+            &one(c.records as f64),
+        );
+        metric(
+            "pitwall_ingest_record_bytes_total",
+            "counter",
+            "Bytes of Kinesis record data read.",
+            &one(c.record_bytes as f64),
+        );
+        metric(
+            "pitwall_ingest_events_total",
+            "counter",
+            "Events that passed the contract.",
+            &one(c.events as f64),
+        );
+        let dlq: Vec<_> = pitwall_logs::Reason::ALL_CODES
+            .iter()
+            .map(|r| {
+                (
+                    format!("{{reason=\"{r}\"}}"),
+                    c.dlq.get(r).copied().unwrap_or(0) as f64,
+                )
+            })
+            .collect();
+        metric(
+            "pitwall_ingest_dlq_events_total",
+            "counter",
+            "Events and records sent to the DLQ, by reason.",
+            &dlq,
+        );
+        metric(
+            "pitwall_ingest_control_messages_total",
+            "counter",
+            "CloudWatch Logs control messages skipped.",
+            &one(c.control_messages as f64),
+        );
+        metric(
+            "pitwall_ingest_files_written_total",
+            "counter",
+            "Lake and DLQ files written.",
+            &one(self.files_written.load(Ordering::Relaxed) as f64),
+        );
+        metric(
+            "pitwall_ingest_bytes_written_total",
+            "counter",
+            "Bytes written to the lake and DLQ.",
+            &one(self.bytes_written.load(Ordering::Relaxed) as f64),
+        );
+        metric(
+            "pitwall_ingest_throttles_total",
+            "counter",
+            "GetRecords calls throttled by Kinesis.",
+            &one(self.throttles.load(Ordering::Relaxed) as f64),
+        );
+        metric(
+            "pitwall_ingest_errors_total",
+            "counter",
+            "Reader or lease errors (retried).",
+            &one(self.errors.load(Ordering::Relaxed) as f64),
+        );
+        metric(
+            "pitwall_ingest_leases",
+            "gauge",
+            "Leases this worker holds.",
+            &one(self.leases() as f64),
+        );
+        let shards = self.shards();
+        let behind: Vec<_> = shards
+            .iter()
+            .map(|s| {
+                (
+                    format!("{{shard=\"{}\"}}", s.shard_id),
+                    s.millis_behind() as f64,
+                )
+            })
+            .collect();
+        metric(
+            "pitwall_ingest_millis_behind_latest",
+            "gauge",
+            "MillisBehindLatest of the last GetRecords, per shard.",
+            &behind,
+        );
+        let age: Vec<_> = shards
+            .iter()
+            .filter_map(|s| {
+                s.checkpoint()
+                    .map(|(a, _)| (format!("{{shard=\"{}\"}}", s.shard_id), a))
+            })
+            .collect();
+        metric(
+            "pitwall_ingest_checkpoint_age_seconds",
+            "gauge",
+            "Seconds since the shard's last checkpoint.",
+            &age,
+        );
+        out
+    }
+}

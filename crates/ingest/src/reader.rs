@@ -1,0 +1,183 @@
+//! One leased shard read: GetRecords within the service's limits, records
+//! through the shard's buffer, commits when due, checkpoints after them.
+
+use std::time::{Duration, Instant};
+
+use crate::kinesis::{From, KinesisError, Record};
+use crate::lease::Checkpoint;
+use crate::metrics::ShardState;
+use crate::sink::{RawRecord, ShardBuffer};
+use crate::worker::{Shared, WorkerError};
+
+/// Kinesis allows five GetRecords calls per second per shard.
+const MIN_CALL_GAP: Duration = Duration::from_millis(200);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// How a reader ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadEnd {
+    /// The shard was closed and read to its end; SHARD_END is checkpointed.
+    ShardEnd,
+    /// Asked to stop: what was read is committed and checkpointed.
+    Stopped,
+    /// The lease went to another worker: nothing uncommitted was written.
+    Lost,
+}
+
+pub async fn read_shard(
+    sh: Shared,
+    shard: String,
+    checkpoint: Checkpoint,
+    state: std::sync::Arc<ShardState>,
+) -> Result<ReadEnd, WorkerError> {
+    let start = match &checkpoint {
+        Checkpoint::ShardEnd => return Ok(ReadEnd::ShardEnd),
+        Checkpoint::Start => From::Start(sh.cfg.start),
+        Checkpoint::Sequence {
+            sequence_number, ..
+        } => From::After(sequence_number.clone()),
+    };
+    let mut iterator = sh.kinesis.iterator(&shard, &start).await?;
+    let mut buf = Some(ShardBuffer::new(sh.validator, &shard));
+    let mut last_read: Option<String> = None;
+    let mut backoff = MIN_CALL_GAP;
+    loop {
+        if state.is_lost() {
+            return Ok(ReadEnd::Lost);
+        }
+        if state.stopping() {
+            return match commit(&sh, &shard, &state, &mut buf).await? {
+                true => Ok(ReadEnd::Stopped),
+                false => Ok(ReadEnd::Lost),
+            };
+        }
+        let called = Instant::now();
+        let batch = match sh.kinesis.get_records(&iterator, sh.cfg.max_records).await {
+            Ok(b) => b,
+            Err(KinesisError::Throttled) => {
+                sh.metrics.bump_throttles();
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                continue;
+            }
+            Err(KinesisError::ExpiredIterator) => {
+                // Resume right after what is already in the buffer.
+                let from = last_read.clone().map_or(start.clone(), From::After);
+                iterator = sh.kinesis.iterator(&shard, &from).await?;
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        backoff = MIN_CALL_GAP;
+        state.read(batch.records.len(), batch.millis_behind);
+        if let Some(r) = batch.records.last() {
+            last_read = Some(r.sequence_number.clone());
+        }
+        let got = batch.records.len();
+        let due = add_records(&sh, &mut buf, batch.records).await?;
+        let end = batch.next_iterator.is_none();
+        if (due || end) && !commit(&sh, &shard, &state, &mut buf).await? {
+            return Ok(ReadEnd::Lost);
+        }
+        match batch.next_iterator {
+            None => {
+                if !sh
+                    .store
+                    .checkpoint(&shard, &sh.cfg.worker_id, &Checkpoint::ShardEnd)
+                    .await?
+                {
+                    return Ok(ReadEnd::Lost);
+                }
+                state.checkpointed("SHARD_END");
+                return Ok(ReadEnd::ShardEnd);
+            }
+            Some(next) => iterator = next,
+        }
+        let wait = if got == 0 {
+            sh.cfg.idle_poll
+        } else {
+            MIN_CALL_GAP.saturating_sub(called.elapsed())
+        };
+        tokio::time::sleep(wait).await;
+    }
+}
+
+/// Decodes and validates a batch on the blocking pool (it is CPU work);
+/// returns whether the buffer is due for a commit.
+async fn add_records(
+    sh: &Shared,
+    buf: &mut Option<ShardBuffer<'static>>,
+    records: Vec<Record>,
+) -> Result<bool, WorkerError> {
+    let Some(mut b) = buf.take() else {
+        return Ok(false);
+    };
+    let roll = sh.cfg.roll.clone();
+    let (b, res) = tokio::task::spawn_blocking(move || {
+        let mut res = Ok(());
+        for r in &records {
+            if let Err(e) = b.add(RawRecord {
+                sequence_number: &r.sequence_number,
+                arrival_ms: r.arrival_ms,
+                data: &r.data,
+            }) {
+                res = Err(e);
+                break;
+            }
+        }
+        let due = b.due(&roll);
+        (b, res.map(|()| due))
+    })
+    .await
+    .map_err(|e| WorkerError::Reader(format!("decoding task failed: {e}")))?;
+    *buf = Some(b);
+    res.map_err(|e| WorkerError::Reader(e.to_string()))
+}
+
+/// Writes the buffer to the lake and checkpoints it, if the lease is still
+/// ours. Returns false if the lease was lost (nothing is written then).
+async fn commit(
+    sh: &Shared,
+    shard: &str,
+    state: &ShardState,
+    buf: &mut Option<ShardBuffer<'static>>,
+) -> Result<bool, WorkerError> {
+    if !state.lease_valid() {
+        return Ok(false);
+    }
+    let Some(mut b) = buf.take() else {
+        return Ok(true);
+    };
+    let (lake, opts) = (sh.lake.clone(), sh.cfg.parquet.clone());
+    let (mut b, res) = tokio::task::spawn_blocking(move || {
+        let counts = std::mem::take(&mut b.counts);
+        let res = b.commit(&lake, &opts).map(|c| (c, counts));
+        (b, res)
+    })
+    .await
+    .map_err(|e| WorkerError::Reader(format!("commit task failed: {e}")))?;
+    let (done, counts) = match res {
+        Ok(x) => x,
+        Err(e) => {
+            // The records must be read again: the worker releases the lease.
+            return Err(WorkerError::Reader(format!("writing to the lake: {e}")));
+        }
+    };
+    b.counts = Default::default();
+    *buf = Some(b);
+    let Some(done) = done else {
+        return Ok(true);
+    };
+    let cp = Checkpoint::Sequence {
+        sequence_number: done.checkpoint.clone(),
+        sub_sequence: done.sub_sequence,
+    };
+    if !sh.store.checkpoint(shard, &sh.cfg.worker_id, &cp).await? {
+        return Ok(false);
+    }
+    sh.metrics.add_counts(&counts);
+    sh.metrics.wrote(done.files.len(), done.bytes_written);
+    state.checkpointed(&done.checkpoint);
+    tracing::debug!(shard, files = done.files.len(), events = done.events, checkpoint = %done.checkpoint, "committed");
+    Ok(true)
+}

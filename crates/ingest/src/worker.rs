@@ -1,0 +1,352 @@
+//! One ingestion worker: discovers shards, takes and renews leases (taking
+//! expired ones, stealing to balance), and runs one reader task per leased
+//! shard. Several workers share a stream through the lease store.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pitwall_lake::{Location, ParquetOptions};
+use pitwall_logs::Validator;
+use tokio::task::JoinHandle;
+
+use crate::kinesis::{Kinesis, KinesisError, StartPosition};
+use crate::lease::{Lease, LeaseError, LeaseStore, LeaseTimings};
+use crate::metrics::{Metrics, ShardState};
+use crate::reader::{ReadEnd, read_shard};
+use crate::sink::RollPolicy;
+
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    pub worker_id: String,
+    pub start: StartPosition,
+    pub timings: LeaseTimings,
+    pub roll: RollPolicy,
+    pub parquet: ParquetOptions,
+    /// How often ListShards looks for new shards (reshards).
+    pub discover_every: Duration,
+    /// Wait after a GetRecords that returned nothing.
+    pub idle_poll: Duration,
+    /// Records per GetRecords call (the service allows up to 10,000).
+    pub max_records: i32,
+    /// Exit once every shard is drained and nothing arrived for this long.
+    pub stop_when_idle: Option<Duration>,
+}
+
+impl WorkerConfig {
+    pub fn new(worker_id: &str) -> WorkerConfig {
+        WorkerConfig {
+            worker_id: worker_id.to_string(),
+            start: StartPosition::TrimHorizon,
+            timings: LeaseTimings::default(),
+            roll: RollPolicy::default(),
+            parquet: ParquetOptions::default(),
+            discover_every: Duration::from_secs(10),
+            idle_poll: Duration::from_secs(1),
+            max_records: 10_000,
+            stop_when_idle: None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error(transparent)]
+    Kinesis(#[from] KinesisError),
+    #[error(transparent)]
+    Lease(#[from] LeaseError),
+    #[error("{0}")]
+    Reader(String),
+}
+
+/// What the reader tasks share with the worker.
+#[derive(Clone)]
+pub struct Shared {
+    pub cfg: Arc<WorkerConfig>,
+    pub kinesis: Kinesis,
+    pub store: Arc<dyn LeaseStore>,
+    pub lake: Location,
+    pub validator: &'static Validator<'static>,
+    pub metrics: Arc<Metrics>,
+}
+
+struct Held {
+    counter: u64,
+    state: Arc<ShardState>,
+    task: JoinHandle<Result<ReadEnd, WorkerError>>,
+}
+
+pub struct Worker {
+    sh: Shared,
+    held: BTreeMap<String, Held>,
+    /// Each lease's counter as last seen, and when it last changed (our clock).
+    seen: HashMap<String, (u64, Instant)>,
+}
+
+impl Worker {
+    pub fn new(sh: Shared) -> Worker {
+        Worker {
+            sh,
+            held: BTreeMap::new(),
+            seen: HashMap::new(),
+        }
+    }
+
+    /// Runs until `shutdown` resolves (or, with `stop_when_idle`, until the
+    /// stream is drained), then commits, checkpoints and releases every lease.
+    pub async fn run(
+        mut self,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> Result<(), WorkerError> {
+        self.sh.store.prepare().await?;
+        // A missing stream is an error at once, not an empty worker.
+        self.discover().await?;
+        let t = &self.sh.cfg.timings;
+        let mut discover = tokio::time::interval(self.sh.cfg.discover_every);
+        let mut renew = tokio::time::interval(t.renew_every);
+        let mut take = tokio::time::interval(t.take_every);
+        let mut check = tokio::time::interval(Duration::from_millis(250));
+        tokio::pin!(shutdown);
+        let result = loop {
+            let step = tokio::select! {
+                _ = &mut shutdown => break Ok(()),
+                _ = discover.tick() => self.discover().await,
+                _ = renew.tick() => self.renew().await,
+                _ = take.tick() => self.take().await,
+                _ = check.tick() => Ok(()),
+            };
+            if let Err(e) = step {
+                // Store or stream trouble: keep the leases we hold until
+                // they can no longer be renewed, and say so.
+                tracing::warn!(error = %e, "lease or shard bookkeeping failed; retrying");
+                self.sh.metrics.bump_errors();
+            }
+            if let Err(e) = self.reap().await {
+                break Err(e);
+            }
+            if self.idle_enough().await {
+                tracing::info!("every shard drained and idle: stopping");
+                break Ok(());
+            }
+        };
+        self.shutdown().await;
+        result
+    }
+
+    async fn discover(&mut self) -> Result<(), WorkerError> {
+        let shards = self.sh.kinesis.list_shards().await?;
+        for s in shards {
+            if self
+                .sh
+                .store
+                .create(&Lease::new(&s.shard_id, s.parents))
+                .await?
+            {
+                tracing::info!(shard = %s.shard_id, "new shard: lease created");
+            }
+        }
+        Ok(())
+    }
+
+    async fn renew(&mut self) -> Result<(), WorkerError> {
+        let me = self.sh.cfg.worker_id.clone();
+        let mut lost = Vec::new();
+        for (shard, h) in &mut self.held {
+            match self.sh.store.claim(shard, &me, h.counter).await? {
+                Some(c) => {
+                    h.counter = c;
+                    h.state.renewed(self.sh.cfg.timings.failover);
+                }
+                None => lost.push(shard.clone()),
+            }
+        }
+        for shard in lost {
+            tracing::warn!(shard = %shard, "lease lost to another worker: reading stops, nothing uncommitted is written");
+            if let Some(h) = self.held.remove(&shard) {
+                h.state.lose();
+                self.sh.metrics.forget(&shard);
+            }
+        }
+        if self.held.is_empty() && !self.sh.metrics.shards().is_empty() {
+            self.sh.metrics.set_leases(0);
+        }
+        Ok(())
+    }
+
+    async fn take(&mut self) -> Result<(), WorkerError> {
+        let leases = self.sh.store.list().await?;
+        let now = Instant::now();
+        for l in &leases {
+            let e = self
+                .seen
+                .entry(l.shard_id.clone())
+                .or_insert((l.counter, now));
+            if e.0 != l.counter {
+                *e = (l.counter, now);
+            }
+        }
+        let failover = self.sh.cfg.timings.failover;
+        let me_owned = self.sh.cfg.worker_id.clone();
+        let me = me_owned.as_str();
+        let by_id: HashMap<&str, &Lease> =
+            leases.iter().map(|l| (l.shard_id.as_str(), l)).collect();
+        // Unowned, not renewed for the failover time, or ours from before a
+        // restart (same worker id, not held by this process).
+        let expired = |l: &Lease| {
+            l.owner.is_none()
+                || (l.owner.as_deref() == Some(me) && !self.held.contains_key(&l.shard_id))
+                || self
+                    .seen
+                    .get(&l.shard_id)
+                    .is_some_and(|(_, t)| t.elapsed() >= failover)
+        };
+        let parents_done = |l: &Lease| {
+            l.parents
+                .iter()
+                .all(|p| by_id.get(p.as_str()).is_none_or(|pl| pl.finished()))
+        };
+        let active: Vec<&Lease> = leases.iter().filter(|l| !l.finished()).collect();
+        let mut load: BTreeMap<&str, Vec<&Lease>> = BTreeMap::new();
+        for l in &active {
+            if let Some(o) = l.owner.as_deref()
+                && !expired(l)
+            {
+                load.entry(o).or_default().push(l);
+            }
+        }
+        let workers = load
+            .keys()
+            .copied()
+            .chain([me])
+            .collect::<BTreeSet<_>>()
+            .len();
+        let takeable = active.iter().filter(|l| parents_done(l)).count();
+        let target = takeable.div_ceil(workers.max(1));
+        let mut want = target.saturating_sub(self.held.len());
+        let mut chosen: Vec<&Lease> = Vec::new();
+        for l in &active {
+            if want == 0 {
+                break;
+            }
+            if !self.held.contains_key(&l.shard_id) && expired(l) && parents_done(l) {
+                chosen.push(l);
+                want -= 1;
+            }
+        }
+        if want > 0 && chosen.is_empty() {
+            // Steal one lease from the busiest worker, if it holds more than its share.
+            if let Some((owner, theirs)) = load
+                .iter()
+                .filter(|(o, _)| **o != me)
+                .max_by_key(|(_, v)| v.len())
+                && theirs.len() > target
+                && let Some(l) = theirs.iter().find(|l| parents_done(l))
+            {
+                tracing::info!(shard = %l.shard_id, from = %owner, "stealing a lease to balance");
+                chosen.push(l);
+            }
+        }
+        let chosen: Vec<Lease> = chosen.into_iter().cloned().collect();
+        for l in chosen {
+            if let Some(counter) = self.sh.store.claim(&l.shard_id, me, l.counter).await? {
+                self.start_reader(&l, counter);
+            }
+        }
+        self.sh.metrics.set_leases(self.held.len());
+        Ok(())
+    }
+
+    fn start_reader(&mut self, l: &Lease, counter: u64) {
+        tracing::info!(shard = %l.shard_id, checkpoint = %l.checkpoint.encode(), "lease taken: reading");
+        let state = self.sh.metrics.shard(&l.shard_id);
+        state.renewed(self.sh.cfg.timings.failover);
+        let task = tokio::spawn(read_shard(
+            self.sh.clone(),
+            l.shard_id.clone(),
+            l.checkpoint.clone(),
+            state.clone(),
+        ));
+        self.held.insert(
+            l.shard_id.clone(),
+            Held {
+                counter,
+                state,
+                task,
+            },
+        );
+    }
+
+    /// Collects reader tasks that ended: a shard read to its end, or a
+    /// reader that failed (its lease is released so it is retried).
+    async fn reap(&mut self) -> Result<(), WorkerError> {
+        let done: Vec<String> = self
+            .held
+            .iter()
+            .filter(|(_, h)| h.task.is_finished())
+            .map(|(s, _)| s.clone())
+            .collect();
+        for shard in done {
+            let Some(h) = self.held.remove(&shard) else {
+                continue;
+            };
+            match h.task.await {
+                Ok(Ok(end)) => tracing::info!(shard = %shard, ?end, "reader ended"),
+                Ok(Err(WorkerError::Kinesis(e @ KinesisError::NoStream { .. }))) => {
+                    return Err(e.into());
+                }
+                Ok(Err(e)) => {
+                    tracing::error!(shard = %shard, error = %e, "reader failed; releasing the lease to retry from the checkpoint");
+                    self.sh.metrics.bump_errors();
+                }
+                Err(e) => {
+                    tracing::error!(shard = %shard, error = %e, "reader panicked; releasing the lease");
+                    self.sh.metrics.bump_errors();
+                }
+            }
+            let _ = self.sh.store.release(&shard, &self.sh.cfg.worker_id).await;
+            self.sh.metrics.forget(&shard);
+        }
+        self.sh.metrics.set_leases(self.held.len());
+        Ok(())
+    }
+
+    async fn idle_enough(&self) -> bool {
+        let Some(quiet) = self.sh.cfg.stop_when_idle else {
+            return false;
+        };
+        if !self.held.values().all(|h| h.state.idle_for(quiet)) {
+            return false;
+        }
+        // Nothing left that someone (we) still has to read.
+        match self.sh.store.list().await {
+            Ok(leases) => leases
+                .iter()
+                .all(|l| l.finished() || self.held.contains_key(&l.shard_id)),
+            Err(_) => false,
+        }
+    }
+
+    /// Asks every reader to commit and checkpoint, waits, releases the leases.
+    async fn shutdown(&mut self) {
+        for h in self.held.values() {
+            h.state.stop();
+        }
+        let held = std::mem::take(&mut self.held);
+        for (shard, h) in held {
+            match h.task.await {
+                Ok(Ok(end)) => tracing::info!(shard = %shard, ?end, "reader stopped"),
+                Ok(Err(e)) => {
+                    tracing::error!(shard = %shard, error = %e, "reader failed while stopping")
+                }
+                Err(e) => {
+                    tracing::error!(shard = %shard, error = %e, "reader panicked while stopping")
+                }
+            }
+            if let Err(e) = self.sh.store.release(&shard, &self.sh.cfg.worker_id).await {
+                tracing::warn!(shard = %shard, error = %e, "could not release the lease; it expires after the failover time");
+            }
+            self.sh.metrics.forget(&shard);
+        }
+        self.sh.metrics.set_leases(0);
+    }
+}

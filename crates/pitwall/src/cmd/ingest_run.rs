@@ -1,0 +1,296 @@
+//! `pitwall ingest run`: the ingestion service. Settings come from a TOML
+//! file and flags (flags win); secrets only from the environment.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use pitwall_ingest::kinesis::{Kinesis, StartPosition};
+use pitwall_ingest::lease::{LeaseStore, LeaseTimings};
+use pitwall_ingest::lease_sqlite::SqliteLeases;
+use pitwall_ingest::metrics::Metrics;
+use pitwall_ingest::{RollPolicy, Shared, Worker, WorkerConfig};
+use pitwall_lake::{Location, ParquetOptions};
+use pitwall_logs::Validator;
+use serde::Deserialize;
+
+use super::ingest::{load_contract, parse_bytes, pii_from_env};
+use crate::exit;
+
+#[derive(Debug, Args, Default)]
+pub struct RunArgs {
+    /// A TOML file with any of the settings below (keys as the flags, with _ for -); flags win.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// The Kinesis data stream to read.
+    #[arg(long)]
+    pub stream: Option<String>,
+    /// The lake root: a local directory or s3://bucket/prefix.
+    #[arg(long)]
+    pub lake: Option<String>,
+    /// The ODCS data contract (YAML); default: the embedded server_log.api_request contract.
+    #[arg(long)]
+    pub contract: Option<PathBuf>,
+    /// Where leases and checkpoints live: sqlite:PATH (one worker) or dynamodb:TABLE (several).
+    #[arg(long)]
+    pub leases: Option<String>,
+    /// This worker's name in the lease table (default: $HOSTNAME, else pitwall-PID).
+    #[arg(long)]
+    pub worker_id: Option<String>,
+    /// Where shards without a checkpoint start: TRIM_HORIZON, LATEST or AT_TIMESTAMP=RFC3339.
+    #[arg(long)]
+    pub start_position: Option<String>,
+    /// Exit 0 once every shard is drained and nothing arrived for this long (tests, replays).
+    #[arg(long)]
+    pub stop_when_idle: Option<String>,
+    /// A lease not renewed for this long may be taken by another worker (default 10s).
+    #[arg(long)]
+    pub failover: Option<String>,
+    /// Commit a shard's open files once they hold this many bytes of events (default 128MiB).
+    #[arg(long)]
+    pub roll_bytes: Option<String>,
+    /// … or once their oldest event was read this long ago (default 5m).
+    #[arg(long)]
+    pub roll_age: Option<String>,
+    /// Serve /healthz, /readyz and /metrics here (default 127.0.0.1:9464; 0.0.0.0:9464 in a pod).
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// How often shards are listed to find new ones after a reshard (default 10s).
+    #[arg(long)]
+    pub discover_every: Option<String>,
+    /// Wait after a GetRecords call that returned nothing (default 1s).
+    #[arg(long)]
+    pub idle_poll: Option<String>,
+    /// Records per GetRecords call, at most 10000 (default 10000).
+    #[arg(long)]
+    pub max_records: Option<i32>,
+}
+
+/// The same settings, as the config file holds them.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    stream: Option<String>,
+    lake: Option<String>,
+    contract: Option<PathBuf>,
+    leases: Option<String>,
+    worker_id: Option<String>,
+    start_position: Option<String>,
+    stop_when_idle: Option<String>,
+    failover: Option<String>,
+    roll_bytes: Option<String>,
+    roll_age: Option<String>,
+    listen: Option<String>,
+    discover_every: Option<String>,
+    idle_poll: Option<String>,
+    max_records: Option<i32>,
+}
+
+impl RunArgs {
+    /// Flags over the config file.
+    fn merged(mut self) -> anyhow::Result<RunArgs> {
+        let Some(path) = self.config.clone() else {
+            return Ok(self);
+        };
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading the config file {}", path.display()))?;
+        let f: FileConfig = toml::from_str(&text)
+            .with_context(|| format!("in the config file {}", path.display()))?;
+        macro_rules! fill {
+            ($($k:ident),*) => { $( if self.$k.is_none() { self.$k = f.$k; } )* };
+        }
+        fill!(
+            stream,
+            lake,
+            contract,
+            leases,
+            worker_id,
+            start_position,
+            stop_when_idle,
+            failover,
+            roll_bytes,
+            roll_age,
+            listen,
+            discover_every,
+            idle_poll,
+            max_records
+        );
+        Ok(self)
+    }
+}
+
+fn duration(flag: &str, v: Option<&str>, default: &str) -> anyhow::Result<Duration> {
+    let s = v.unwrap_or(default);
+    humantime::parse_duration(s)
+        .with_context(|| format!("--{flag} {s:?} is not a duration such as 10s or 5m"))
+}
+
+fn required(flag: &str, v: Option<String>) -> anyhow::Result<String> {
+    v.ok_or_else(|| anyhow::anyhow!("--{flag} is required (as a flag or in --config)"))
+}
+
+pub fn run(a: RunArgs) -> anyhow::Result<u8> {
+    let a = a.merged()?;
+    let stream = required("stream", a.stream.clone())?;
+    let lake = Location::parse(&required("lake", a.lake.clone())?)?;
+    let leases = required("leases", a.leases.clone())?;
+    let contract: &'static _ = Box::leak(Box::new(load_contract(a.contract.as_ref())?));
+    let validator: &'static Validator<'static> =
+        Box::leak(Box::new(Validator::new(contract, pii_from_env()?)));
+    let mut cfg = WorkerConfig::new(&a.worker_id.clone().unwrap_or_else(default_worker_id));
+    if let Some(p) = &a.start_position {
+        cfg.start = p
+            .parse::<StartPosition>()
+            .map_err(anyhow::Error::msg)
+            .context("--start-position")?;
+    }
+    cfg.timings = LeaseTimings::new(duration("failover", a.failover.as_deref(), "10s")?);
+    cfg.roll = RollPolicy {
+        max_bytes: parse_bytes(a.roll_bytes.as_deref().unwrap_or("128MiB"))
+            .map_err(anyhow::Error::msg)?,
+        max_age: duration("roll-age", a.roll_age.as_deref(), "5m")?,
+    };
+    cfg.parquet = ParquetOptions::default();
+    cfg.discover_every = duration("discover-every", a.discover_every.as_deref(), "10s")?;
+    cfg.idle_poll = duration("idle-poll", a.idle_poll.as_deref(), "1s")?;
+    cfg.max_records = match a.max_records {
+        None => 10_000,
+        Some(n @ 1..=10_000) => n,
+        Some(n) => bail!("--max-records {n}: Kinesis allows 1 to 10000"),
+    };
+    cfg.stop_when_idle = a
+        .stop_when_idle
+        .as_deref()
+        .map(|s| duration("stop-when-idle", Some(s), ""))
+        .transpose()?;
+    let listen: SocketAddr = a
+        .listen
+        .as_deref()
+        .unwrap_or("127.0.0.1:9464")
+        .parse()
+        .context("--listen must be HOST:PORT")?;
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    rt.block_on(async move {
+        let store = open_leases(&leases).await?;
+        let metrics = Arc::new(Metrics::default());
+        serve(listen, metrics.clone()).await?;
+        tracing::info!(stream = %stream, worker = %cfg.worker_id, leases = %store.name(), lake = %lake, "ingesting");
+        let sh = Shared {
+            cfg: Arc::new(cfg),
+            kinesis: Kinesis::from_env(&stream).await,
+            store,
+            lake,
+            validator,
+            metrics: metrics.clone(),
+        };
+        Worker::new(sh).run(shutdown_signal()).await?;
+        let c = metrics.counts();
+        eprintln!(
+            "stopped: {} records, {} events to the lake, {} to the DLQ {:?}",
+            c.records,
+            c.events,
+            c.dlq_total(),
+            c.dlq
+        );
+        Ok::<_, anyhow::Error>(exit::OK)
+    })
+}
+
+fn default_worker_id() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| format!("pitwall-{}", std::process::id()))
+}
+
+async fn open_leases(spec: &str) -> anyhow::Result<Arc<dyn LeaseStore>> {
+    match spec.split_once(':') {
+        Some(("sqlite", path)) if !path.is_empty() => {
+            Ok(Arc::new(SqliteLeases::open(path.as_ref())?))
+        }
+        Some(("dynamodb", table)) if !table.is_empty() => {
+            bail!(
+                "--leases dynamodb:{table}: the DynamoDB lease store is not built yet; use sqlite:PATH for one worker"
+            )
+        }
+        _ => bail!("--leases {spec:?}: use sqlite:PATH or dynamodb:TABLE"),
+    }
+}
+
+/// SIGTERM (Kubernetes) or Ctrl-C: finish files, checkpoint, release leases.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+    tracing::info!("signal received: finishing open files, checkpointing, releasing leases");
+}
+
+/// /healthz (the process answers), /readyz (holds leases), /metrics (Prometheus).
+async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> anyhow::Result<()> {
+    use axum::http::StatusCode;
+    use axum::routing::get;
+    let app = axum::Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/readyz",
+            get(
+                |axum::extract::State(m): axum::extract::State<Arc<Metrics>>| async move {
+                    match m.leases() {
+                        0 => (
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "no leases held\n".to_string(),
+                        ),
+                        n => (StatusCode::OK, format!("reading {n} shards\n")),
+                    }
+                },
+            ),
+        )
+        .route(
+            "/metrics",
+            get(
+                |axum::extract::State(m): axum::extract::State<Arc<Metrics>>| async move {
+                    (
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            "text/plain; version=0.0.4",
+                        )],
+                        m.render(),
+                    )
+                },
+            ),
+        )
+        .with_state(metrics);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("--listen {addr}: cannot bind (in use? pick another port)"))?;
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "the metrics server stopped");
+        }
+    });
+    Ok(())
+}

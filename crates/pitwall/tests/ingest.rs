@@ -1,0 +1,402 @@
+//! `pitwall ingest run` against kinesalite (Kinesis, started by
+//! scripts/services.sh), with records put by boto3 and AWS's KPL aggregator
+//! (tests/kinesis_put.py), and the lake read back: every event exactly once,
+//! every bad record in the DLQ with its reason — across kill -9, resharding
+//! and an S3 lake on moto.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use arrow_array::cast::AsArray;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+type Error = Box<dyn std::error::Error>;
+
+fn have_kinesis() -> bool {
+    if std::env::var_os("PITWALL_TEST_KINESIS").is_some() {
+        return true;
+    }
+    if std::env::var_os("PITWALL_REQUIRE_SERVICES").is_some() {
+        panic!("PITWALL_TEST_KINESIS is not set: start the services with scripts/services.sh");
+    }
+    eprintln!("skipped: no Kinesis emulator (run scripts/test.sh)");
+    false
+}
+
+fn script(name: &str) -> String {
+    format!("{}/tests/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+fn python(args: &[&str]) -> Result<String, Error> {
+    let out = Command::new("python3").args(args).output()?;
+    if !out.status.success() {
+        return Err(format!("python3 {args:?}: {}", String::from_utf8_lossy(&out.stderr)).into());
+    }
+    Ok(String::from_utf8(out.stdout)?)
+}
+
+fn admin(args: &[&str]) -> Result<String, Error> {
+    let mut all = vec![script("kinesis_admin.py")];
+    all.extend(args.iter().map(|s| s.to_string()));
+    python(&all.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+/// What was put: the valid event ids, and how many things must reach the DLQ.
+#[derive(Debug, Default)]
+struct Put {
+    good: Vec<String>,
+    dlq: u64,
+    control: u64,
+}
+
+fn put(stream: &str, first: u64, count: u64, bad: bool) -> Result<Put, Error> {
+    let (f, c) = (first.to_string(), count.to_string());
+    let mut args = vec![script("kinesis_put.py"), stream.into(), f, c];
+    if bad {
+        args.push("--bad".into());
+    }
+    let out = python(&args.iter().map(String::as_str).collect::<Vec<_>>())?;
+    let v: serde_json::Value = serde_json::from_str(&out)?;
+    Ok(Put {
+        good: v["good"]
+            .as_array()
+            .ok_or("no good ids")?
+            .iter()
+            .filter_map(|x| x.as_str().map(str::to_string))
+            .collect(),
+        dlq: v["bad_events"].as_u64().unwrap_or(0) + v["bad_records"].as_u64().unwrap_or(0),
+        control: v["control"].as_u64().unwrap_or(0),
+    })
+}
+
+impl Put {
+    fn add(&mut self, o: Put) {
+        self.good.extend(o.good);
+        self.dlq += o.dlq;
+        self.control += o.control;
+    }
+}
+
+fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!("{prefix}-{}-{nanos}", std::process::id())
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_or(19_470, |a| a.port())
+}
+
+/// `pitwall ingest run` with test timings; extra flags after the common ones.
+fn ingest(stream: &str, lake: &str, leases: &Path, extra: &[&str]) -> Result<Child, Error> {
+    let port = free_port().to_string();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pitwall"));
+    cmd.args(["ingest", "run", "--stream", stream, "--lake", lake])
+        .arg("--leases")
+        .arg(format!("sqlite:{}", leases.display()))
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args([
+            "--failover",
+            "3s",
+            "--idle-poll",
+            "200ms",
+            "--discover-every",
+            "1s",
+        ])
+        .args(extra)
+        .env("PITWALL_PII_KEY", "test-key")
+        .env("PITWALL_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    Ok(cmd.spawn()?)
+}
+
+fn wait_ok(child: Child, within: Duration) -> TestResult {
+    let deadline = Instant::now() + within;
+    let mut child = child;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            let out = child.wait_with_output()?;
+            let log = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                status.success(),
+                "pitwall ingest run failed ({status}):\n{log}"
+            );
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output()?;
+            return Err(format!(
+                "pitwall ingest run did not stop within {within:?}:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+            .into());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Every event_id in the lake's Parquet files (sorted), with its shard, and
+/// the DLQ's reasons.
+struct Lake {
+    ids: Vec<String>,
+    shards: BTreeMap<String, usize>,
+    dlq: BTreeMap<String, u64>,
+}
+
+fn read_lake(root: &str) -> Result<Lake, Error> {
+    let loc = pitwall_lake::Location::parse(&format!("{root}/server_log.api_request"))?;
+    let mut lake = Lake {
+        ids: Vec::new(),
+        shards: BTreeMap::new(),
+        dlq: BTreeMap::new(),
+    };
+    for f in loc.list(&[".parquet"]).unwrap_or_default() {
+        let reader =
+            ParquetRecordBatchReaderBuilder::try_new(pitwall_lake::Location::open(&f)?)?.build()?;
+        for b in reader {
+            let b = b?;
+            let ids = b
+                .column_by_name("event_id")
+                .ok_or("no event_id")?
+                .as_string::<i32>();
+            let shards = b
+                .column_by_name("_shard_id")
+                .ok_or("no _shard_id")?
+                .as_string::<i32>();
+            let phones = b
+                .column_by_name("phone")
+                .ok_or("no phone")?
+                .as_string::<i32>();
+            for i in 0..b.num_rows() {
+                assert_eq!(phones.value(i).len(), 64, "phone is hashed");
+                lake.ids.push(ids.value(i).to_string());
+                *lake.shards.entry(shards.value(i).to_string()).or_default() += 1;
+            }
+        }
+    }
+    lake.ids.sort();
+    let dlq = pitwall_lake::Location::parse(&format!("{root}/_dlq/server_log.api_request"))?;
+    for f in dlq.list(&[".jsonl"]).unwrap_or_default() {
+        let text = String::from_utf8(pitwall_lake::Location::read_all(&f)?.to_vec())?;
+        for line in text.lines() {
+            let v: serde_json::Value = serde_json::from_str(line)?;
+            assert!(v["data_base64"].is_string(), "the original bytes are kept");
+            *lake
+                .dlq
+                .entry(v["reason"].as_str().unwrap_or("?").into())
+                .or_default() += 1;
+        }
+    }
+    Ok(lake)
+}
+
+fn assert_exactly_once(lake: &Lake, put: &Put) {
+    let mut want = put.good.clone();
+    want.sort();
+    let mut dups = lake.ids.clone();
+    dups.dedup();
+    assert_eq!(dups.len(), lake.ids.len(), "no event twice");
+    assert_eq!(lake.ids.len(), want.len(), "every event once");
+    assert_eq!(lake.ids, want);
+    assert_eq!(
+        lake.dlq.values().sum::<u64>(),
+        put.dlq,
+        "DLQ: {:?}",
+        lake.dlq
+    );
+}
+
+#[test]
+fn every_record_format_and_every_bad_record_lands_once() -> TestResult {
+    if !have_kinesis() {
+        return Ok(());
+    }
+    let dir = tempfile::tempdir()?;
+    let stream = unique("formats");
+    admin(&["create", &stream, "2"])?;
+    let put = put(&stream, 1, 400, true)?;
+    let lake = dir.path().join("lake").display().to_string();
+    let child = ingest(
+        &stream,
+        &lake,
+        &dir.path().join("leases.db"),
+        &["--stop-when-idle", "2s"],
+    )?;
+    wait_ok(child, Duration::from_secs(60))?;
+    let got = read_lake(&lake)?;
+    assert_exactly_once(&got, &put);
+    for reason in [
+        "invalid_value",
+        "not_utf8",
+        "invalid_json",
+        "kpl_md5_mismatch",
+        "gzip_invalid",
+        "empty",
+    ] {
+        assert!(got.dlq.contains_key(reason), "{reason} in {:?}", got.dlq);
+    }
+    // Run again: everything is checkpointed, nothing is read twice.
+    let child = ingest(
+        &stream,
+        &lake,
+        &dir.path().join("leases.db"),
+        &["--stop-when-idle", "1s"],
+    )?;
+    wait_ok(child, Duration::from_secs(30))?;
+    assert_exactly_once(&read_lake(&lake)?, &put);
+    Ok(())
+}
+
+#[test]
+fn kill_9_mid_file_then_restart_is_exactly_once() -> TestResult {
+    if !have_kinesis() {
+        return Ok(());
+    }
+    let dir = tempfile::tempdir()?;
+    let stream = unique("kill");
+    admin(&["create", &stream, "1"])?;
+    let put = put(&stream, 1, 3000, false)?;
+    let lake = dir.path().join("lake").display().to_string();
+    let leases = dir.path().join("leases.db");
+    // Small reads and small files: many commits, so the kill lands between them.
+    let small = ["--max-records", "40", "--roll-bytes", "20KiB"];
+    let mut child = ingest(&stream, &lake, &leases, &small)?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while count_files(&dir.path().join("lake")) < 6 {
+        assert!(Instant::now() < deadline, "no files written");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill()?; // SIGKILL: no shutdown, buffers lost, lease still held
+    child.wait()?;
+    let partial = read_lake(&lake)?;
+    assert!(partial.ids.len() < put.good.len(), "killed before the end");
+
+    let mut args = small.to_vec();
+    args.extend(["--stop-when-idle", "2s"]);
+    wait_ok(
+        ingest(&stream, &lake, &leases, &args)?,
+        Duration::from_secs(90),
+    )?;
+    assert_exactly_once(&read_lake(&lake)?, &put);
+    Ok(())
+}
+
+fn count_files(dir: &Path) -> usize {
+    let mut n = 0;
+    let mut stack = vec![PathBuf::from(dir)];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "parquet") {
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
+#[test]
+fn a_split_and_a_merge_while_consuming_lose_nothing() -> TestResult {
+    if !have_kinesis() {
+        return Ok(());
+    }
+    let dir = tempfile::tempdir()?;
+    let stream = unique("reshard");
+    admin(&["create", &stream, "2"])?;
+    let lake = dir.path().join("lake").display().to_string();
+    let leases = dir.path().join("leases.db");
+    let child = ingest(&stream, &lake, &leases, &["--stop-when-idle", "5s"])?;
+    let mut all = put(&stream, 1, 300, false)?;
+    std::thread::sleep(Duration::from_millis(1500));
+    admin(&["split", &stream, "shardId-000000000000"])?;
+    all.add(put(&stream, 1001, 300, false)?);
+    std::thread::sleep(Duration::from_millis(1500));
+    // Merge the two children of the split back into one.
+    let open: Vec<String> = serde_json::from_str(&admin(&["shards", &stream])?)?;
+    let children: Vec<&String> = open
+        .iter()
+        .filter(|s| s.as_str() > "shardId-000000000001")
+        .collect();
+    assert_eq!(children.len(), 2, "split made two children: {open:?}");
+    admin(&["merge", &stream, children[0], children[1]])?;
+    all.add(put(&stream, 2001, 300, false)?);
+    wait_ok(child, Duration::from_secs(90))?;
+    let got = read_lake(&lake)?;
+    assert_exactly_once(&got, &all);
+    // Events were read from the parent, the split's children and the merge's child.
+    assert!(got.shards.len() >= 4, "shards read: {:?}", got.shards);
+    // Every closed shard was read to its end and checkpointed so.
+    let conn = leases_table(&leases)?;
+    for closed in ["shardId-000000000000", children[0], children[1]] {
+        assert_eq!(
+            conn.get(closed).map(String::as_str),
+            Some("SHARD_END"),
+            "{closed}: {conn:?}"
+        );
+    }
+    Ok(())
+}
+
+/// shard → checkpoint, read with Python's sqlite3 (no SQLite in this crate's tests).
+fn leases_table(path: &Path) -> Result<BTreeMap<String, String>, Error> {
+    let out = python(&[
+        "-c",
+        "import json,sqlite3,sys; print(json.dumps(dict(sqlite3.connect(sys.argv[1]).execute('select shard_id, checkpoint from leases').fetchall())))",
+        &path.display().to_string(),
+    ])?;
+    Ok(serde_json::from_str(&out)?)
+}
+
+#[test]
+fn an_s3_lake_on_moto_holds_every_event_once() -> TestResult {
+    if !have_kinesis() {
+        return Ok(());
+    }
+    let bucket = std::env::var("PITWALL_TEST_S3_BUCKET")?;
+    let dir = tempfile::tempdir()?;
+    let stream = unique("s3");
+    admin(&["create", &stream, "1"])?;
+    let put = put(&stream, 1, 200, true)?;
+    let lake = format!("s3://{bucket}/{}", unique("lake"));
+    let child = ingest(
+        &stream,
+        &lake,
+        &dir.path().join("leases.db"),
+        &["--stop-when-idle", "2s"],
+    )?;
+    wait_ok(child, Duration::from_secs(60))?;
+    assert_exactly_once(&read_lake(&lake)?, &put);
+    Ok(())
+}
+
+#[test]
+fn a_missing_stream_is_a_clear_error() -> TestResult {
+    if !have_kinesis() {
+        return Ok(());
+    }
+    let dir = tempfile::tempdir()?;
+    let child = ingest(
+        "no-such-stream",
+        &dir.path().join("lake").display().to_string(),
+        &dir.path().join("l.db"),
+        &[],
+    )?;
+    let out = child.wait_with_output()?;
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no-such-stream") && err.contains("--stream"),
+        "{err}"
+    );
+    Ok(())
+}
