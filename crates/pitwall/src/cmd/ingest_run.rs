@@ -10,6 +10,7 @@ use anyhow::{Context, bail};
 use clap::Args;
 use pitwall_ingest::kinesis::{Kinesis, StartPosition};
 use pitwall_ingest::lease::{LeaseStore, LeaseTimings};
+use pitwall_ingest::lease_dynamodb::DynamoLeases;
 use pitwall_ingest::lease_sqlite::SqliteLeases;
 use pitwall_ingest::metrics::Metrics;
 use pitwall_ingest::{RollPolicy, Shared, Worker, WorkerConfig};
@@ -216,9 +217,7 @@ async fn open_leases(spec: &str) -> anyhow::Result<Arc<dyn LeaseStore>> {
             Ok(Arc::new(SqliteLeases::open(path.as_ref())?))
         }
         Some(("dynamodb", table)) if !table.is_empty() => {
-            bail!(
-                "--leases dynamodb:{table}: the DynamoDB lease store is not built yet; use sqlite:PATH for one worker"
-            )
+            Ok(Arc::new(DynamoLeases::from_env(table).await))
         }
         _ => bail!("--leases {spec:?}: use sqlite:PATH or dynamodb:TABLE"),
     }

@@ -1,0 +1,301 @@
+//! The shared lease store: a DynamoDB table, one item per shard, every
+//! change a conditional write — how several pods coordinate. Attribute names
+//! follow the KCL's lease table (leaseKey, leaseOwner, leaseCounter,
+//! checkpoint, checkpointSubSequenceNumber, parentShardId,
+//! ownerSwitchesSinceCheckpoint) so the table reads familiar.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
+    ScalarAttributeType, TableStatus,
+};
+
+use crate::lease::{Checkpoint, Lease, LeaseError, LeaseStore};
+
+pub struct DynamoLeases {
+    table: String,
+    client: Client,
+}
+
+type Item = HashMap<String, AttributeValue>;
+
+impl DynamoLeases {
+    /// A client from the standard AWS environment (region, credentials chain,
+    /// `AWS_ENDPOINT_URL` or `AWS_ENDPOINT_URL_DYNAMODB`).
+    pub async fn from_env(table: &str) -> DynamoLeases {
+        let conf = aws_config::load_from_env().await;
+        DynamoLeases {
+            table: table.to_string(),
+            client: Client::new(&conf),
+        }
+    }
+
+    fn err<E: std::error::Error + 'static, R: std::fmt::Debug>(
+        &self,
+        what: &str,
+        e: SdkError<E, R>,
+    ) -> LeaseError {
+        LeaseError::Store {
+            store: self.name(),
+            problem: format!(
+                "{what}: {}; check AWS_REGION, the credentials chain, AWS_ENDPOINT_URL(_DYNAMODB) and the table's permissions",
+                DisplayErrorContext(e)
+            ),
+        }
+    }
+
+    fn key(shard: &str) -> (String, AttributeValue) {
+        ("leaseKey".into(), AttributeValue::S(shard.into()))
+    }
+
+    async fn wait_active(&self) -> Result<(), LeaseError> {
+        for _ in 0..120 {
+            let d = self
+                .client
+                .describe_table()
+                .table_name(&self.table)
+                .send()
+                .await
+                .map_err(|e| self.err("describing the lease table", e))?;
+            if d.table().and_then(|t| t.table_status()) == Some(&TableStatus::Active) {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        Err(LeaseError::Store {
+            store: self.name(),
+            problem: "the lease table did not become ACTIVE within 60 s".into(),
+        })
+    }
+}
+
+fn n(v: u64) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn get_n(item: &Item, k: &str) -> u64 {
+    item.get(k)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+fn get_s<'a>(item: &'a Item, k: &str) -> Option<&'a str> {
+    item.get(k).and_then(|v| v.as_s().ok()).map(String::as_str)
+}
+
+fn checkpoint_attrs(cp: &Checkpoint) -> (AttributeValue, AttributeValue) {
+    match cp {
+        Checkpoint::Start => (AttributeValue::S("START".into()), n(0)),
+        Checkpoint::ShardEnd => (AttributeValue::S("SHARD_END".into()), n(0)),
+        Checkpoint::Sequence {
+            sequence_number,
+            sub_sequence,
+        } => (AttributeValue::S(sequence_number.clone()), n(*sub_sequence)),
+    }
+}
+
+fn lease_from(item: &Item) -> Option<Lease> {
+    let checkpoint = match get_s(item, "checkpoint")? {
+        "START" => Checkpoint::Start,
+        "SHARD_END" => Checkpoint::ShardEnd,
+        seq => Checkpoint::Sequence {
+            sequence_number: seq.to_string(),
+            sub_sequence: get_n(item, "checkpointSubSequenceNumber"),
+        },
+    };
+    let mut parents = item
+        .get("parentShardId")
+        .and_then(|v| v.as_ss().ok())
+        .cloned()
+        .unwrap_or_default();
+    parents.sort();
+    Some(Lease {
+        shard_id: get_s(item, "leaseKey")?.to_string(),
+        owner: get_s(item, "leaseOwner").map(str::to_string),
+        counter: get_n(item, "leaseCounter"),
+        checkpoint,
+        parents,
+        owner_switches: get_n(item, "ownerSwitchesSinceCheckpoint"),
+    })
+}
+
+/// Did the write lose to another worker's? (Then it is no error.)
+fn lost_race<E, R>(e: &SdkError<E, R>) -> bool
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata,
+{
+    e.as_service_error().and_then(|s| s.code()) == Some("ConditionalCheckFailedException")
+}
+
+#[async_trait::async_trait]
+impl LeaseStore for DynamoLeases {
+    fn name(&self) -> String {
+        format!("dynamodb:{}", self.table)
+    }
+
+    async fn prepare(&self) -> Result<(), LeaseError> {
+        let created = self
+            .client
+            .create_table()
+            .table_name(&self.table)
+            .key_schema(
+                KeySchemaElement::builder()
+                    .attribute_name("leaseKey")
+                    .key_type(KeyType::Hash)
+                    .build()
+                    .map_err(|e| LeaseError::Store {
+                        store: self.name(),
+                        problem: e.to_string(),
+                    })?,
+            )
+            .attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name("leaseKey")
+                    .attribute_type(ScalarAttributeType::S)
+                    .build()
+                    .map_err(|e| LeaseError::Store {
+                        store: self.name(),
+                        problem: e.to_string(),
+                    })?,
+            )
+            .billing_mode(BillingMode::PayPerRequest)
+            .send()
+            .await;
+        match created {
+            Ok(_) => {}
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_resource_in_use_exception()) => {}
+            Err(e) => return Err(self.err("creating the lease table", e)),
+        }
+        self.wait_active().await
+    }
+
+    async fn list(&self) -> Result<Vec<Lease>, LeaseError> {
+        let mut out = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let res = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| self.err("listing leases", e))?;
+            out.extend(res.items().iter().filter_map(lease_from));
+            match res.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => break,
+            }
+        }
+        out.sort_by(|a, b| a.shard_id.cmp(&b.shard_id));
+        Ok(out)
+    }
+
+    async fn create(&self, l: &Lease) -> Result<bool, LeaseError> {
+        let (cp, sub) = checkpoint_attrs(&l.checkpoint);
+        let mut req = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("leaseKey", AttributeValue::S(l.shard_id.clone()))
+            .item("leaseCounter", n(l.counter))
+            .item("checkpoint", cp)
+            .item("checkpointSubSequenceNumber", sub)
+            .item("ownerSwitchesSinceCheckpoint", n(l.owner_switches))
+            .condition_expression("attribute_not_exists(leaseKey)");
+        if !l.parents.is_empty() {
+            req = req.item("parentShardId", AttributeValue::Ss(l.parents.clone()));
+        }
+        match req.send().await {
+            Ok(_) => Ok(true),
+            Err(e) if lost_race(&e) => Ok(false),
+            Err(e) => Err(self.err("creating a lease", e)),
+        }
+    }
+
+    async fn claim(
+        &self,
+        shard: &str,
+        owner: &str,
+        seen_counter: u64,
+        take: bool,
+    ) -> Result<Option<u64>, LeaseError> {
+        let (k, v) = Self::key(shard);
+        let res = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(k, v)
+            .update_expression(
+                "SET leaseOwner = :o, leaseCounter = :next, \
+                 ownerSwitchesSinceCheckpoint = ownerSwitchesSinceCheckpoint + :sw",
+            )
+            .condition_expression("leaseCounter = :seen")
+            .expression_attribute_values(":o", AttributeValue::S(owner.into()))
+            .expression_attribute_values(":next", n(seen_counter + 1))
+            .expression_attribute_values(":seen", n(seen_counter))
+            .expression_attribute_values(":sw", n(u64::from(take)))
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(Some(seen_counter + 1)),
+            Err(e) if lost_race(&e) => Ok(None),
+            Err(e) => Err(self.err("claiming a lease", e)),
+        }
+    }
+
+    async fn checkpoint(
+        &self,
+        shard: &str,
+        owner: &str,
+        cp: &Checkpoint,
+    ) -> Result<bool, LeaseError> {
+        let (k, v) = Self::key(shard);
+        let (c, sub) = checkpoint_attrs(cp);
+        let res = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(k, v)
+            .update_expression("SET checkpoint = :c, checkpointSubSequenceNumber = :sub")
+            .condition_expression("leaseOwner = :o")
+            .expression_attribute_values(":c", c)
+            .expression_attribute_values(":sub", sub)
+            .expression_attribute_values(":o", AttributeValue::S(owner.into()))
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(true),
+            Err(e) if lost_race(&e) => Ok(false),
+            Err(e) => Err(self.err("checkpointing", e)),
+        }
+    }
+
+    async fn release(&self, shard: &str, owner: &str) -> Result<bool, LeaseError> {
+        let (k, v) = Self::key(shard);
+        let res = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(k, v)
+            .update_expression("REMOVE leaseOwner SET leaseCounter = leaseCounter + :one")
+            .condition_expression("leaseOwner = :o")
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":o", AttributeValue::S(owner.into()))
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(true),
+            Err(e) if lost_race(&e) => Ok(false),
+            Err(e) => Err(self.err("releasing a lease", e)),
+        }
+    }
+}

@@ -1,0 +1,87 @@
+//! Both lease stores keep the same promises: conditional claims, checkpoints
+//! only by the holder, releases visible to others. SQLite on a temp file;
+//! DynamoDB on moto (started by scripts/services.sh).
+
+use pitwall_ingest::lease::{Checkpoint, Lease, LeaseStore};
+use pitwall_ingest::lease_dynamodb::DynamoLeases;
+use pitwall_ingest::lease_sqlite::SqliteLeases;
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+async fn keeps_the_lease_protocol(s: &dyn LeaseStore) -> TestResult {
+    s.prepare().await?;
+    s.prepare().await?; // idempotent
+    assert!(
+        s.create(&Lease::new("shard-1", vec!["shard-0".into()]))
+            .await?
+    );
+    assert!(
+        !s.create(&Lease::new("shard-1", vec![])).await?,
+        "exists already"
+    );
+    assert!(s.create(&Lease::new("shard-0", vec![])).await?);
+    // Two workers saw counter 0; only one wins.
+    assert_eq!(s.claim("shard-1", "a", 0, true).await?, Some(1));
+    assert_eq!(s.claim("shard-1", "b", 0, true).await?, None);
+    // a renews; b, having seen counter 2 unchanged for the failover time, takes it.
+    assert_eq!(s.claim("shard-1", "a", 1, false).await?, Some(2));
+    assert_eq!(s.claim("shard-1", "b", 2, true).await?, Some(3));
+    // a lost it: its checkpoint is refused, b's is kept.
+    let cp = Checkpoint::Sequence {
+        sequence_number: "49590338271490256608559692538361571095921575989136588898".into(),
+        sub_sequence: 2,
+    };
+    assert!(!s.checkpoint("shard-1", "a", &cp).await?);
+    assert!(s.checkpoint("shard-1", "b", &cp).await?);
+    assert!(!s.release("shard-1", "a").await?);
+    assert!(s.release("shard-1", "b").await?);
+    let leases = s.list().await?;
+    assert_eq!(
+        leases
+            .iter()
+            .map(|l| l.shard_id.as_str())
+            .collect::<Vec<_>>(),
+        ["shard-0", "shard-1"]
+    );
+    let l = &leases[1];
+    assert_eq!(
+        (l.owner.as_deref(), l.counter, l.owner_switches),
+        (None, 4, 2)
+    );
+    assert_eq!(l.checkpoint, cp);
+    assert_eq!(l.parents, ["shard-0"]);
+    // SHARD_END is a checkpoint like any other.
+    assert_eq!(s.claim("shard-0", "a", 0, true).await?, Some(1));
+    assert!(s.checkpoint("shard-0", "a", &Checkpoint::ShardEnd).await?);
+    assert!(s.list().await?[0].finished());
+    Ok(())
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+#[test]
+fn sqlite_keeps_the_lease_protocol() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let store = SqliteLeases::open(&dir.path().join("leases.db"))?;
+    rt().block_on(keeps_the_lease_protocol(&store))
+}
+
+#[test]
+fn dynamodb_keeps_the_lease_protocol() -> TestResult {
+    if std::env::var_os("AWS_ENDPOINT_URL").is_none() {
+        if std::env::var_os("PITWALL_REQUIRE_SERVICES").is_some() {
+            panic!("AWS_ENDPOINT_URL is not set: start the services with scripts/services.sh");
+        }
+        eprintln!("skipped: no moto server (run scripts/test.sh)");
+        return Ok(());
+    }
+    rt().block_on(async {
+        let store = DynamoLeases::from_env(&format!("pitwall-leases-{}", std::process::id())).await;
+        keeps_the_lease_protocol(&store).await
+    })
+}
