@@ -93,9 +93,9 @@ fn ingest_file(
                 path: file.display.clone(),
                 source,
             })?;
-        out
+        bytes::Bytes::from(out)
     } else {
-        raw.to_vec()
+        raw
     };
     let shard = shard_name(&file.display);
     let arrival_ms = arrival_from_path(&file.display).unwrap_or(0);

@@ -20,5 +20,5 @@ pub mod sink;
 pub mod worker;
 
 pub use files::{FilesJob, FilesReport, ingest_files};
-pub use sink::{Committed, Counts, RawRecord, RollPolicy, ShardBuffer, SinkError};
+pub use sink::{Committed, Counts, RawRecord, RollPolicy, ShardBuffer, SinkError, lake_parquet};
 pub use worker::{Shared, Worker, WorkerConfig, WorkerError};

@@ -19,6 +19,8 @@ pub struct ShardState {
     caught_up: AtomicBool,
     millis_behind: AtomicI64,
     checkpointed: Mutex<Option<(Instant, String)>>,
+    /// Event bytes the shard's buffer holds, for the worker-wide budget.
+    held: AtomicUsize,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -36,6 +38,7 @@ impl ShardState {
             caught_up: AtomicBool::new(false),
             millis_behind: AtomicI64::new(0),
             checkpointed: Mutex::new(None),
+            held: AtomicUsize::new(0),
         }
     }
 
@@ -85,6 +88,14 @@ impl ShardState {
         *lock(&self.checkpointed) = Some((Instant::now(), at.to_string()));
     }
 
+    pub fn set_held(&self, bytes: usize) {
+        self.held.store(bytes, Ordering::Relaxed);
+    }
+
+    pub fn held(&self) -> usize {
+        self.held.load(Ordering::Relaxed)
+    }
+
     pub fn millis_behind(&self) -> i64 {
         self.millis_behind.load(Ordering::Relaxed)
     }
@@ -121,6 +132,15 @@ impl Metrics {
 
     pub fn shards(&self) -> Vec<Arc<ShardState>> {
         lock(&self.shards).values().cloned().collect()
+    }
+
+    /// Should the shard holding `mine` commit early? Yes when all shards
+    /// together hold more than `budget` and it holds the most: with one
+    /// hour open on many shards, memory stays near the budget and files
+    /// stay as large as the budget allows.
+    pub fn over_budget(&self, mine: usize, budget: usize) -> bool {
+        let held: Vec<usize> = self.shards().iter().map(|s| s.held()).collect();
+        over_budget(mine, &held, budget)
     }
 
     pub fn add_counts(&self, c: &Counts) {
@@ -263,5 +283,41 @@ impl Metrics {
             &age,
         );
         out
+    }
+}
+
+fn over_budget(mine: usize, all: &[usize], budget: usize) -> bool {
+    mine > 0 && all.iter().sum::<usize>() > budget && all.iter().all(|&h| h <= mine)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_largest_buffer_commits_when_the_budget_is_exceeded() {
+        assert!(!over_budget(40, &[40, 30, 20], 100), "within budget");
+        assert!(over_budget(50, &[50, 30, 30], 100), "largest, over budget");
+        assert!(!over_budget(30, &[50, 30, 30], 100), "not the largest");
+        assert!(!over_budget(0, &[0, 0], 0), "nothing held");
+    }
+
+    #[test]
+    fn metrics_render_in_prometheus_text_format() {
+        let m = Metrics::default();
+        let s = m.shard("shardId-000000000001");
+        s.read(3, 1500);
+        m.set_leases(1);
+        let text = m.render();
+        assert!(
+            text.contains("# TYPE pitwall_ingest_leases gauge\npitwall_ingest_leases 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "pitwall_ingest_millis_behind_latest{shard=\"shardId-000000000001\"} 1500"
+            )
+        );
+        assert!(text.contains("pitwall_ingest_dlq_events_total{reason=\"invalid_json\"} 0"));
     }
 }

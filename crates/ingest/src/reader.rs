@@ -74,7 +74,9 @@ pub async fn read_shard(
             last_read = Some(r.sequence_number.clone());
         }
         let got = batch.records.len();
-        let due = add_records(&sh, &mut buf, batch.records).await?;
+        let (due, held) = add_records(&sh, &mut buf, batch.records).await?;
+        state.set_held(held);
+        let due = due || sh.metrics.over_budget(held, sh.cfg.max_buffered);
         let end = batch.next_iterator.is_none();
         if (due || end) && !commit(&sh, &shard, &state, &mut buf).await? {
             return Ok(ReadEnd::Lost);
@@ -103,14 +105,14 @@ pub async fn read_shard(
 }
 
 /// Decodes and validates a batch on the blocking pool (it is CPU work);
-/// returns whether the buffer is due for a commit.
+/// returns whether the buffer is due for a commit, and the bytes it holds.
 async fn add_records(
     sh: &Shared,
     buf: &mut Option<ShardBuffer<'static>>,
     records: Vec<Record>,
-) -> Result<bool, WorkerError> {
+) -> Result<(bool, usize), WorkerError> {
     let Some(mut b) = buf.take() else {
-        return Ok(false);
+        return Ok((false, 0));
     };
     let roll = sh.cfg.roll.clone();
     let (b, res) = tokio::task::spawn_blocking(move || {
@@ -125,7 +127,7 @@ async fn add_records(
                 break;
             }
         }
-        let due = b.due(&roll);
+        let due = (b.due(&roll), b.held_bytes());
         (b, res.map(|()| due))
     })
     .await
@@ -165,6 +167,7 @@ async fn commit(
     };
     b.counts = Default::default();
     *buf = Some(b);
+    state.set_held(0);
     let Some(done) = done else {
         return Ok(true);
     };

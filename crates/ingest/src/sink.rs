@@ -38,6 +38,15 @@ impl Default for RollPolicy {
     }
 }
 
+/// How the lake's Parquet files are written for a contract: zstd, and no
+/// dictionary for near-unique columns.
+pub fn lake_parquet(contract: &Contract) -> ParquetOptions {
+    ParquetOptions {
+        no_dictionary: contract.high_cardinality_columns(),
+        ..ParquetOptions::default()
+    }
+}
+
 /// One Kinesis record as read, whatever the source.
 #[derive(Debug, Clone, Copy)]
 pub struct RawRecord<'a> {

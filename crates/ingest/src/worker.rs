@@ -31,6 +31,9 @@ pub struct WorkerConfig {
     pub max_records: i32,
     /// Exit once every shard is drained and nothing arrived for this long.
     pub stop_when_idle: Option<Duration>,
+    /// Event bytes all shards' buffers may hold together before the
+    /// largest commits early.
+    pub max_buffered: usize,
 }
 
 impl WorkerConfig {
@@ -45,6 +48,7 @@ impl WorkerConfig {
             idle_poll: Duration::from_secs(1),
             max_records: 10_000,
             stop_when_idle: None,
+            max_buffered: 512 << 20,
         }
     }
 }
@@ -233,6 +237,7 @@ impl Worker {
                 want -= 1;
             }
         }
+        let mut stolen = None;
         if want > 0 && chosen.is_empty() {
             // Steal one lease from the busiest worker, if it holds more than its share.
             if let Some((owner, theirs)) = load
@@ -243,6 +248,7 @@ impl Worker {
                 && let Some(l) = theirs.iter().find(|l| parents_done(l))
             {
                 tracing::info!(shard = %l.shard_id, from = %owner, "stealing a lease to balance");
+                stolen = Some(l.shard_id.clone());
                 chosen.push(l);
             }
         }
@@ -254,23 +260,33 @@ impl Worker {
                 .claim(&l.shard_id, me, l.counter, true)
                 .await?
             {
-                self.start_reader(&l, counter);
+                // The victim of a steal is alive and may be about to commit:
+                // wait until its own clock must have told it the lease is gone.
+                let delay = match stolen.as_deref() == Some(l.shard_id.as_str()) {
+                    true => failover,
+                    false => Duration::ZERO,
+                };
+                self.start_reader(&l, counter, delay);
             }
         }
         self.sh.metrics.set_leases(self.held.len());
         Ok(())
     }
 
-    fn start_reader(&mut self, l: &Lease, counter: u64) {
+    fn start_reader(&mut self, l: &Lease, counter: u64, delay: Duration) {
         tracing::info!(shard = %l.shard_id, checkpoint = %l.checkpoint.encode(), "lease taken: reading");
         let state = self.sh.metrics.shard(&l.shard_id);
         state.renewed(self.sh.cfg.timings.failover);
-        let task = tokio::spawn(read_shard(
+        let (sh, shard, cp, st) = (
             self.sh.clone(),
             l.shard_id.clone(),
             l.checkpoint.clone(),
             state.clone(),
-        ));
+        );
+        let task = tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            read_shard(sh, shard, cp, st).await
+        });
         self.held.insert(
             l.shard_id.clone(),
             Held {

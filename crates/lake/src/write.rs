@@ -7,6 +7,7 @@ use arrow_schema::SchemaRef;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
 
 use crate::{LakeError, Result};
 
@@ -14,6 +15,10 @@ use crate::{LakeError, Result};
 pub struct ParquetOptions {
     pub zstd_level: i32,
     pub max_row_group_rows: usize,
+    /// Columns written without dictionary encoding: ids, hashes, times and
+    /// other near-unique values, where a dictionary only costs hashing
+    /// before the writer gives up on it.
+    pub no_dictionary: Vec<String>,
 }
 
 impl Default for ParquetOptions {
@@ -21,6 +26,7 @@ impl Default for ParquetOptions {
         ParquetOptions {
             zstd_level: 3,
             max_row_group_rows: 128 * 1024,
+            no_dictionary: Vec::new(),
         }
     }
 }
@@ -28,10 +34,13 @@ impl Default for ParquetOptions {
 impl ParquetOptions {
     pub fn properties(&self) -> WriterProperties {
         let level = ZstdLevel::try_new(self.zstd_level).unwrap_or_default();
-        WriterProperties::builder()
+        let mut b = WriterProperties::builder()
             .set_compression(Compression::ZSTD(level))
-            .set_max_row_group_row_count(Some(self.max_row_group_rows))
-            .build()
+            .set_max_row_group_row_count(Some(self.max_row_group_rows));
+        for col in &self.no_dictionary {
+            b = b.set_column_dictionary_enabled(ColumnPath::from(col.as_str()), false);
+        }
+        b.build()
     }
 }
 

@@ -59,6 +59,8 @@ pub struct FieldRule {
     pub name: String,
     pub kind: Kind,
     pub required: bool,
+    /// Unique per event (ODCS `unique`).
+    pub unique: bool,
     pub valid_values: Option<Vec<String>>,
     pub minimum: Option<f64>,
     pub maximum: Option<f64>,
@@ -102,6 +104,8 @@ struct Property {
     logical_type: String,
     #[serde(default)]
     required: bool,
+    #[serde(default)]
+    unique: bool,
     classification: Option<String>,
     #[serde(default)]
     logical_type_options: Options,
@@ -175,6 +179,24 @@ impl Contract {
         self.fields.iter().position(|f| f.name == name)
     }
 
+    /// Columns whose values are (nearly) unique per event: unique fields,
+    /// times and numbers, hashed PII, free-form JSON, and the position
+    /// columns. Parquet writes them without a dictionary.
+    pub fn high_cardinality_columns(&self) -> Vec<String> {
+        let mut cols: Vec<String> = self
+            .fields
+            .iter()
+            .filter(|f| {
+                f.unique
+                    || matches!(f.kind, Kind::Timestamp | Kind::Number | Kind::Json)
+                    || f.pii == Some(PiiTransform::HmacSha256)
+            })
+            .map(|f| f.name.clone())
+            .collect();
+        cols.extend([EXTRA, SEQUENCE_NUMBER, SUB_SEQUENCE_NUMBER, ARRIVAL_TS].map(String::from));
+        cols
+    }
+
     /// The lake's columns: the contract's fields, then `_extra` and the
     /// stream position columns.
     pub fn arrow_schema(&self) -> SchemaRef {
@@ -246,6 +268,7 @@ fn field_rule(p: Property) -> Result<FieldRule, ContractError> {
     Ok(FieldRule {
         kind,
         required: p.required,
+        unique: p.unique,
         valid_values,
         minimum: opts.minimum,
         maximum: opts.maximum,

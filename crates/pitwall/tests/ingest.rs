@@ -107,17 +107,19 @@ fn ingest_with(
     extra: &[&str],
 ) -> Result<Child, Error> {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_pitwall"));
-    cmd.args(["ingest", "run", "--stream", stream, "--lake", lake])
-        .args(["--leases", leases])
+    cmd.args(["ingest", "run", "--stream", stream, "--lake", lake]);
+    // Test timings, unless the test sets its own (a flag may be given once).
+    for (flag, value) in [
+        ("--failover", "3s"),
+        ("--idle-poll", "200ms"),
+        ("--discover-every", "1s"),
+    ] {
+        if !extra.contains(&flag) {
+            cmd.args([flag, value]);
+        }
+    }
+    cmd.args(["--leases", leases])
         .args(["--listen", &format!("127.0.0.1:{port}")])
-        .args([
-            "--failover",
-            "3s",
-            "--idle-poll",
-            "200ms",
-            "--discover-every",
-            "1s",
-        ])
         .args(extra)
         .env("PITWALL_PII_KEY", "test-key")
         .env("PITWALL_LOG", "info")
@@ -377,13 +379,26 @@ fn an_s3_lake_on_moto_holds_every_event_once() -> TestResult {
     admin(&["create", &stream, "1"])?;
     let put = put(&stream, 1, 200, true)?;
     let lake = format!("s3://{bucket}/{}", unique("lake"));
-    let child = ingest(
-        &stream,
-        &lake,
-        &dir.path().join("leases.db"),
-        &["--stop-when-idle", "2s"],
+    // Settings from a config file; the flag wins over the file's 60s.
+    let config = dir.path().join("ingest.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "stream = \"{stream}\"\nlake = \"{lake}\"\nleases = \"sqlite:{}\"\nlisten = \"127.0.0.1:{}\"\n\
+             stop_when_idle = \"60s\"\nidle_poll = \"200ms\"\n",
+            dir.path().join("leases.db").display(),
+            free_port()
+        ),
     )?;
-    wait_ok(child, Duration::from_secs(60))?;
+    let child = Command::new(env!("CARGO_BIN_EXE_pitwall"))
+        .args(["ingest", "run", "--config"])
+        .arg(&config)
+        .args(["--stop-when-idle", "2s"])
+        .env("PITWALL_PII_KEY", "test-key")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    wait_ok(child, Duration::from_secs(40))?;
     assert_exactly_once(&read_lake(&lake)?, &put);
     Ok(())
 }
@@ -410,13 +425,22 @@ fn a_missing_stream_is_a_clear_error() -> TestResult {
     Ok(())
 }
 
-/// A metric's value from a worker's /metrics (plain HTTP/1.0, no client crate).
-fn metric(port: u16, name: &str) -> Option<f64> {
+/// GET a worker's endpoint (plain HTTP/1.0, no client crate): status and body.
+fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     use std::io::{Read, Write};
     let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    c.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").ok()?;
-    let mut body = String::new();
-    c.read_to_string(&mut body).ok()?;
+    c.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes())
+        .ok()?;
+    let mut res = String::new();
+    c.read_to_string(&mut res).ok()?;
+    let status = res.split(' ').nth(1)?.parse().ok()?;
+    let body = res.split_once("\r\n\r\n").map(|(_, b)| b.to_string())?;
+    Some((status, body))
+}
+
+/// A metric's value from a worker's /metrics.
+fn metric(port: u16, name: &str) -> Option<f64> {
+    let (_, body) = http_get(port, "/metrics")?;
     body.lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
 }
@@ -441,6 +465,12 @@ fn two_workers_share_a_stream_and_one_takes_over_when_the_other_dies() -> TestRe
         pa,
         &[&["--worker-id", "a"][..], &slow].concat(),
     )?;
+    // a alone takes every lease; b, started later, must steal its share.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while metric(pa, "pitwall_ingest_leases") != Some(4.0) {
+        assert!(Instant::now() < deadline, "a did not take all four leases");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let b = ingest_with(
         &stream,
         &lake,
@@ -448,7 +478,7 @@ fn two_workers_share_a_stream_and_one_takes_over_when_the_other_dies() -> TestRe
         pb,
         &[&["--worker-id", "b", "--stop-when-idle", "3s"][..], &slow].concat(),
     )?;
-    // They balance: two leases each.
+    // They balance by stealing, one lease per round: two each.
     let deadline = Instant::now() + Duration::from_secs(30);
     while !(metric(pa, "pitwall_ingest_leases") == Some(2.0)
         && metric(pb, "pitwall_ingest_leases") == Some(2.0))
@@ -456,6 +486,8 @@ fn two_workers_share_a_stream_and_one_takes_over_when_the_other_dies() -> TestRe
         assert!(Instant::now() < deadline, "workers did not balance 2/2");
         std::thread::sleep(Duration::from_millis(100));
     }
+    assert_eq!(http_get(pa, "/healthz").map(|r| r.0), Some(200));
+    assert_eq!(http_get(pa, "/readyz").map(|r| r.0), Some(200));
     a.kill()?; // kill -9: a's leases stay owned by a until they expire
     a.wait()?;
     let killed = Instant::now();
@@ -474,6 +506,63 @@ fn two_workers_share_a_stream_and_one_takes_over_when_the_other_dies() -> TestRe
     );
     all.add(put(&stream, 5001, 500, false)?);
     wait_ok(b, Duration::from_secs(90))?;
+    assert_exactly_once(&read_lake(&lake)?, &all);
+    Ok(())
+}
+
+#[test]
+fn sigterm_commits_checkpoints_and_hands_the_leases_over_at_once() -> TestResult {
+    if !have_kinesis() {
+        return Ok(());
+    }
+    let dir = tempfile::tempdir()?;
+    let stream = unique("term");
+    admin(&["create", &stream, "2"])?;
+    let lake = dir.path().join("lake").display().to_string();
+    let table = format!("dynamodb:{}", unique("leases"));
+    let all = put(&stream, 1, 600, false)?;
+    let pa = free_port();
+    // Long failover and roll age: only a graceful stop explains a quick handover and full files.
+    let slow = ["--failover", "30s", "--roll-age", "10m"];
+    let a = ingest_with(
+        &stream,
+        &lake,
+        &table,
+        pa,
+        &[&["--worker-id", "a"][..], &slow].concat(),
+    )?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while metric(pa, "pitwall_ingest_leases") != Some(2.0) {
+        assert!(Instant::now() < deadline, "a did not take both leases");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(2)); // a reads everything, commits nothing yet
+    assert_eq!(
+        count_files(&dir.path().join("lake")),
+        0,
+        "nothing committed before the signal"
+    );
+    let status = Command::new("kill")
+        .args(["-TERM", &a.id().to_string()])
+        .status()?;
+    assert!(status.success());
+    wait_ok(a, Duration::from_secs(20))?;
+    assert_exactly_once(&read_lake(&lake)?, &all);
+
+    // The leases were released: b takes them at once, not after 30s, and reads nothing twice.
+    let started = Instant::now();
+    let b = ingest_with(
+        &stream,
+        &lake,
+        &table,
+        free_port(),
+        &[&["--worker-id", "b", "--stop-when-idle", "1s"][..], &slow].concat(),
+    )?;
+    wait_ok(b, Duration::from_secs(20))?;
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "b waited for expiry"
+    );
     assert_exactly_once(&read_lake(&lake)?, &all);
     Ok(())
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use pitwall_ingest::{FilesJob, RollPolicy, ingest_files};
-use pitwall_lake::{Location, ParquetOptions};
+use pitwall_lake::Location;
 use pitwall_logs::{Contract, Pii};
 
 use crate::exit;
@@ -109,7 +109,7 @@ fn files(a: FilesArgs) -> anyhow::Result<u8> {
             max_bytes: a.lake.roll_bytes,
             max_age: a.lake.roll_age,
         },
-        parquet: ParquetOptions::default(),
+        parquet: pitwall_ingest::lake_parquet(&contract),
         threads: a
             .threads
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),

@@ -14,7 +14,7 @@ use pitwall_ingest::lease_dynamodb::DynamoLeases;
 use pitwall_ingest::lease_sqlite::SqliteLeases;
 use pitwall_ingest::metrics::Metrics;
 use pitwall_ingest::{RollPolicy, Shared, Worker, WorkerConfig};
-use pitwall_lake::{Location, ParquetOptions};
+use pitwall_lake::Location;
 use pitwall_logs::Validator;
 use serde::Deserialize;
 
@@ -68,6 +68,9 @@ pub struct RunArgs {
     /// Records per GetRecords call, at most 10000 (default 10000).
     #[arg(long)]
     pub max_records: Option<i32>,
+    /// Event bytes all shards may buffer together before the largest commits early (default 512MiB).
+    #[arg(long)]
+    pub max_buffered: Option<String>,
 }
 
 /// The same settings, as the config file holds them.
@@ -88,6 +91,7 @@ struct FileConfig {
     discover_every: Option<String>,
     idle_poll: Option<String>,
     max_records: Option<i32>,
+    max_buffered: Option<String>,
 }
 
 impl RunArgs {
@@ -117,7 +121,8 @@ impl RunArgs {
             listen,
             discover_every,
             idle_poll,
-            max_records
+            max_records,
+            max_buffered
         );
         Ok(self)
     }
@@ -154,9 +159,12 @@ pub fn run(a: RunArgs) -> anyhow::Result<u8> {
             .map_err(anyhow::Error::msg)?,
         max_age: duration("roll-age", a.roll_age.as_deref(), "5m")?,
     };
-    cfg.parquet = ParquetOptions::default();
+    cfg.parquet = pitwall_ingest::lake_parquet(contract);
     cfg.discover_every = duration("discover-every", a.discover_every.as_deref(), "10s")?;
     cfg.idle_poll = duration("idle-poll", a.idle_poll.as_deref(), "1s")?;
+    cfg.max_buffered = parse_bytes(a.max_buffered.as_deref().unwrap_or("512MiB"))
+        .map_err(anyhow::Error::msg)
+        .context("--max-buffered")?;
     cfg.max_records = match a.max_records {
         None => 10_000,
         Some(n @ 1..=10_000) => n,
