@@ -70,6 +70,7 @@ def main():
     ap.add_argument("--files", type=int, default=16)
     ap.add_argument("--pitwall", default=None)
     ap.add_argument("--work", default=None)
+    ap.add_argument("--zstd-level", type=int, default=3, help="zstd level for both sides")
     a = ap.parse_args()
     target = os.environ.get("CARGO_TARGET_DIR", str(HERE.parent / "target"))
     pitwall = a.pitwall or os.path.join(target, "release", "pitwall")
@@ -87,7 +88,7 @@ def main():
     env = dict(os.environ, PITWALL_PII_KEY="bench-key")
     t = time.perf_counter()
     out = subprocess.run([pitwall, "ingest", "files", "--input", str(events), "--lake", str(lake),
-                          "--threads", "2", "--json"], capture_output=True, text=True, env=env)
+                          "--threads", "2", "--zstd-level", str(a.zstd_level), "--json"], capture_output=True, text=True, env=env)
     pw_s = time.perf_counter() - t
     if out.returncode != 0:
         sys.exit(f"pitwall ingest files failed:\n{out.stderr}")
@@ -102,13 +103,14 @@ def main():
     c.execute("SET threads = 2")
     t = time.perf_counter()
     c.execute(f"""COPY (SELECT * FROM read_json('{events}/*.jsonl', format = 'newline_delimited', ignore_errors = true))
-                 TO '{work}/duckdb.parquet' (FORMAT parquet, COMPRESSION zstd)""")
+                 TO '{work}/duckdb.parquet' (FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL {a.zstd_level})""")
     dk_s = time.perf_counter() - t
 
     mb = size / 1e6
     print(f"input              : {a.events:,} events, {mb:,.0f} MB of JSON lines in {a.files} files")
     print(f"pitwall ingest     : {pw_s:6.2f} s  {mb / pw_s:7.1f} MB/s  ({counts['events']:,} to the lake, {dlq:,} to the DLQ: {counts['dlq']})")
     print(f"duckdb read_json   : {dk_s:6.2f} s  {mb / dk_s:7.1f} MB/s  (COPY to zstd Parquet, no validation)")
+    print(f"zstd level         : {a.zstd_level} on both sides")
     ratio = (mb / pw_s) / (mb / dk_s)
     print(f"ratio pitwall/duckdb: {ratio:.2f}  (goal >= 1.0: {'met' if ratio >= 1 else 'MISSED'}); "
           f"16 shards at 2 MB/s need 32 MB/s")

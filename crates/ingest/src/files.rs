@@ -109,7 +109,7 @@ fn ingest_file(
         Ok(())
     };
     let mut seq = String::new();
-    for (n, line) in text.split(|&b| b == b'\n').enumerate() {
+    for (n, line) in pitwall_logs::decode::lines(&text).enumerate() {
         if line.trim_ascii().is_empty() {
             continue;
         }

@@ -40,8 +40,9 @@ impl Default for RollPolicy {
 
 /// How the lake's Parquet files are written for a contract: zstd, and no
 /// dictionary for near-unique columns.
-pub fn lake_parquet(contract: &Contract) -> ParquetOptions {
+pub fn lake_parquet(contract: &Contract, zstd_level: i32) -> ParquetOptions {
     ParquetOptions {
+        zstd_level,
         no_dictionary: contract.high_cardinality_columns(),
         ..ParquetOptions::default()
     }

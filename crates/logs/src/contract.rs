@@ -76,6 +76,10 @@ pub struct Contract {
     pub fields: Vec<FieldRule>,
     /// The field whose value partitions the lake (the event time).
     pub time_field: usize,
+    /// (length, first byte) of each field name: every key of every event
+    /// is looked up, and these two reject almost every wrong field before
+    /// any string comparison.
+    name_keys: Vec<(usize, u8)>,
 }
 
 // The subset of ODCS v3 pitwall reads; everything else in the file is
@@ -167,16 +171,34 @@ impl Contract {
                 field: "-".into(),
                 problem: "no required date-time field to partition the lake by".into(),
             })?;
+        let mut names: Vec<&str> = fields.iter().map(|f| f.name.as_str()).collect();
+        names.sort_unstable();
+        if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
+            return Err(ContractError::Field {
+                field: w[0].to_string(),
+                problem: "is defined twice".into(),
+            });
+        }
+        let name_keys = fields
+            .iter()
+            .map(|f| (f.name.len(), f.name.bytes().next().unwrap_or(0)))
+            .collect();
         Ok(Contract {
             dataset: object.physical_name.unwrap_or(object.name),
             version: doc.version,
             fields,
             time_field,
+            name_keys,
         })
     }
 
     pub fn field_index(&self, name: &str) -> Option<usize> {
-        self.fields.iter().position(|f| f.name == name)
+        let key = (name.len(), name.bytes().next().unwrap_or(0));
+        self.name_keys
+            .iter()
+            .enumerate()
+            .find(|&(i, k)| *k == key && self.fields[i].name == name)
+            .map(|(i, _)| i)
     }
 
     /// Columns whose values are (nearly) unique per event: unique fields,
@@ -380,5 +402,13 @@ mod tests {
             .expect_err("bad regex")
             .to_string();
         assert!(err.contains("path") && err.contains("pattern"), "{err}");
+        let twice = SERVER_LOG_API_REQUEST.replace(
+            "      - name: user_agent\n",
+            "      - name: service\n        logicalType: string\n      - name: user_agent\n",
+        );
+        let err = Contract::from_yaml(&twice)
+            .expect_err("duplicate")
+            .to_string();
+        assert!(err.contains("service") && err.contains("twice"), "{err}");
     }
 }

@@ -35,6 +35,9 @@ pub struct LakeArgs {
     /// … or once their oldest event was read this long ago.
     #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
     pub roll_age: std::time::Duration,
+    /// zstd level of the lake's Parquet files (1 fastest … 22 smallest).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=22))]
+    pub zstd_level: i32,
 }
 
 #[derive(Debug, Args)]
@@ -109,7 +112,7 @@ fn files(a: FilesArgs) -> anyhow::Result<u8> {
             max_bytes: a.lake.roll_bytes,
             max_age: a.lake.roll_age,
         },
-        parquet: pitwall_ingest::lake_parquet(&contract),
+        parquet: pitwall_ingest::lake_parquet(&contract, a.lake.zstd_level),
         threads: a
             .threads
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),

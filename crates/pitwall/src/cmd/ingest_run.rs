@@ -71,6 +71,9 @@ pub struct RunArgs {
     /// Event bytes all shards may buffer together before the largest commits early (default 512MiB).
     #[arg(long)]
     pub max_buffered: Option<String>,
+    /// zstd level of the lake's Parquet files, 1 (fastest) to 22 (smallest); default 3.
+    #[arg(long)]
+    pub zstd_level: Option<i32>,
 }
 
 /// The same settings, as the config file holds them.
@@ -92,6 +95,7 @@ struct FileConfig {
     idle_poll: Option<String>,
     max_records: Option<i32>,
     max_buffered: Option<String>,
+    zstd_level: Option<i32>,
 }
 
 impl RunArgs {
@@ -122,7 +126,8 @@ impl RunArgs {
             discover_every,
             idle_poll,
             max_records,
-            max_buffered
+            max_buffered,
+            zstd_level
         );
         Ok(self)
     }
@@ -159,7 +164,11 @@ pub fn run(a: RunArgs) -> anyhow::Result<u8> {
             .map_err(anyhow::Error::msg)?,
         max_age: duration("roll-age", a.roll_age.as_deref(), "5m")?,
     };
-    cfg.parquet = pitwall_ingest::lake_parquet(contract);
+    let zstd_level = match a.zstd_level.unwrap_or(3) {
+        l @ 1..=22 => l,
+        l => bail!("--zstd-level {l}: use 1 (fastest) to 22 (smallest)"),
+    };
+    cfg.parquet = pitwall_ingest::lake_parquet(contract, zstd_level);
     cfg.discover_every = duration("discover-every", a.discover_every.as_deref(), "10s")?;
     cfg.idle_poll = duration("idle-poll", a.idle_poll.as_deref(), "1s")?;
     cfg.max_buffered = parse_bytes(a.max_buffered.as_deref().unwrap_or("512MiB"))
