@@ -30,6 +30,8 @@ fn every_command_has_help() {
         vec!["gen", "fleet", "--help"],
         vec!["score", "run", "--help"],
         vec!["score", "model", "--help"],
+        vec!["ingest", "run", "--help"],
+        vec!["ingest", "files", "--help"],
     ] {
         let a = args.clone();
         let o = pitwall(&a);
@@ -299,5 +301,79 @@ fn score_run_publish_then_refuse_a_second_publication() -> TestResult {
         "--publish",
     ]);
     assert_eq!(o.status.code(), Some(2));
+    Ok(())
+}
+
+#[test]
+fn ingest_files_lands_events_and_a_second_run_rewrites_the_same_files() -> TestResult {
+    use std::io::Write;
+    let dir = tempfile::tempdir()?;
+    let input = dir.path().join("legacy/2026/11/01/09");
+    std::fs::create_dir_all(&input)?;
+    let ev = |n: u32, status: u32| {
+        format!(
+            r#"{{"event_id":"00000000-0000-4000-8000-{n:012}","ts":"2026-11-01T09:{:02}:00Z","service":"s","env":"prod","level":"INFO","method":"GET","path":"/p","status":{status},"latency_ms":1,"phone":"+49151"}}"#,
+            n % 60
+        )
+    };
+    let plain: String = (1..=50).map(|n| ev(n, 200) + "\n").collect::<String>() + "{broken\n";
+    std::fs::write(input.join("a.jsonl"), plain)?;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    for n in 51..=80 {
+        gz.write_all((ev(n, if n == 60 { 700 } else { 200 }) + "\n").as_bytes())?;
+    }
+    std::fs::write(input.join("b.gz"), gz.finish()?)?;
+    let lake = dir.path().join("lake");
+    let run = || {
+        Command::new(env!("CARGO_BIN_EXE_pitwall"))
+            .args(["ingest", "files", "--json", "--input"])
+            .arg(dir.path().join("legacy"))
+            .arg("--lake")
+            .arg(&lake)
+            .env("PITWALL_PII_KEY", "k")
+            .output()
+    };
+    let listing = || -> Result<Vec<String>, Box<dyn std::error::Error>> {
+        let mut files: Vec<String> = pitwall_lake::Location::Local(lake.clone())
+            .list(&[".parquet"])?
+            .into_iter()
+            .map(|f| f.display)
+            .collect();
+        files.extend(
+            pitwall_lake::Location::Local(lake.join("_dlq"))
+                .list(&[".jsonl"])?
+                .into_iter()
+                .map(|f| f.display),
+        );
+        Ok(files)
+    };
+    let o = run()?;
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout)?;
+    assert_eq!(report["counts"]["events"], 79);
+    assert_eq!(report["counts"]["dlq"]["invalid_json"], 1);
+    assert_eq!(report["counts"]["dlq"]["invalid_value"], 1);
+    let first = listing()?;
+    // The DLQ is dated by the arrival hour in the Firehose-style path.
+    assert!(
+        first
+            .iter()
+            .any(|f| f.contains("_dlq/server_log.api_request/dt=2026-11-01/")),
+        "{first:?}"
+    );
+    let o = run()?;
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(listing()?, first, "the same files, rewritten, none added");
+
+    // Without the PII key nothing runs, and the message says what to set.
+    let o = Command::new(env!("CARGO_BIN_EXE_pitwall"))
+        .args(["ingest", "files", "--input"])
+        .arg(dir.path().join("legacy"))
+        .arg("--lake")
+        .arg(&lake)
+        .env_remove("PITWALL_PII_KEY")
+        .output()?;
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).contains("PITWALL_PII_KEY"), "{}", text(&o));
     Ok(())
 }
