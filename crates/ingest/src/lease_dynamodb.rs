@@ -48,6 +48,13 @@ impl DynamoLeases {
         }
     }
 
+    fn build_err(&self, e: aws_sdk_dynamodb::error::BuildError) -> LeaseError {
+        LeaseError::Store {
+            store: self.name(),
+            problem: e.to_string(),
+        }
+    }
+
     fn key(shard: &str) -> (String, AttributeValue) {
         ("leaseKey".into(), AttributeValue::S(shard.into()))
     }
@@ -148,20 +155,14 @@ impl LeaseStore for DynamoLeases {
                     .attribute_name("leaseKey")
                     .key_type(KeyType::Hash)
                     .build()
-                    .map_err(|e| LeaseError::Store {
-                        store: self.name(),
-                        problem: e.to_string(),
-                    })?,
+                    .map_err(|e| self.build_err(e))?,
             )
             .attribute_definitions(
                 AttributeDefinition::builder()
                     .attribute_name("leaseKey")
                     .attribute_type(ScalarAttributeType::S)
                     .build()
-                    .map_err(|e| LeaseError::Store {
-                        store: self.name(),
-                        problem: e.to_string(),
-                    })?,
+                    .map_err(|e| self.build_err(e))?,
             )
             .billing_mode(BillingMode::PayPerRequest)
             .send()

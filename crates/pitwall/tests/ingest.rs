@@ -80,6 +80,22 @@ impl Put {
     }
 }
 
+/// A temp dir, a new stream of `shards` shards, and a lake path in the dir;
+/// None (the test is skipped) without a Kinesis emulator.
+fn fixture(
+    prefix: &str,
+    shards: u32,
+) -> Result<Option<(tempfile::TempDir, String, String)>, Error> {
+    if !have_kinesis() {
+        return Ok(None);
+    }
+    let dir = tempfile::tempdir()?;
+    let stream = unique(prefix);
+    admin(&["create", &stream, &shards.to_string()])?;
+    let lake = dir.path().join("lake").display().to_string();
+    Ok(Some((dir, stream, lake)))
+}
+
 fn unique(prefix: &str) -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -227,14 +243,10 @@ fn assert_exactly_once(lake: &Lake, put: &Put) {
 
 #[test]
 fn every_record_format_and_every_bad_record_lands_once() -> TestResult {
-    if !have_kinesis() {
+    let Some((dir, stream, lake)) = fixture("formats", 2)? else {
         return Ok(());
-    }
-    let dir = tempfile::tempdir()?;
-    let stream = unique("formats");
-    admin(&["create", &stream, "2"])?;
+    };
     let put = put(&stream, 1, 400, true)?;
-    let lake = dir.path().join("lake").display().to_string();
     let child = ingest(
         &stream,
         &lake,
@@ -268,14 +280,10 @@ fn every_record_format_and_every_bad_record_lands_once() -> TestResult {
 
 #[test]
 fn kill_9_mid_file_then_restart_is_exactly_once() -> TestResult {
-    if !have_kinesis() {
+    let Some((dir, stream, lake)) = fixture("kill", 1)? else {
         return Ok(());
-    }
-    let dir = tempfile::tempdir()?;
-    let stream = unique("kill");
-    admin(&["create", &stream, "1"])?;
+    };
     let put = put(&stream, 1, 3000, false)?;
-    let lake = dir.path().join("lake").display().to_string();
     let leases = dir.path().join("leases.db");
     // Small reads and small files: many commits, so the kill lands between them.
     let small = ["--max-records", "40", "--roll-bytes", "20KiB"];
@@ -318,13 +326,9 @@ fn count_files(dir: &Path) -> usize {
 
 #[test]
 fn a_split_and_a_merge_while_consuming_lose_nothing() -> TestResult {
-    if !have_kinesis() {
+    let Some((dir, stream, lake)) = fixture("reshard", 2)? else {
         return Ok(());
-    }
-    let dir = tempfile::tempdir()?;
-    let stream = unique("reshard");
-    admin(&["create", &stream, "2"])?;
-    let lake = dir.path().join("lake").display().to_string();
+    };
     let leases = dir.path().join("leases.db");
     let child = ingest(&stream, &lake, &leases, &["--stop-when-idle", "5s"])?;
     let mut all = put(&stream, 1, 300, false)?;
@@ -447,13 +451,9 @@ fn metric(port: u16, name: &str) -> Option<f64> {
 
 #[test]
 fn two_workers_share_a_stream_and_one_takes_over_when_the_other_dies() -> TestResult {
-    if !have_kinesis() {
+    let Some((_dir, stream, lake)) = fixture("pair", 4)? else {
         return Ok(());
-    }
-    let dir = tempfile::tempdir()?;
-    let stream = unique("pair");
-    admin(&["create", &stream, "4"])?;
-    let lake = dir.path().join("lake").display().to_string();
+    };
     let table = format!("dynamodb:{}", unique("leases"));
     let mut all = put(&stream, 1, 2000, false)?;
     let (pa, pb) = (free_port(), free_port());
@@ -514,13 +514,9 @@ fn two_workers_share_a_stream_and_one_takes_over_when_the_other_dies() -> TestRe
 
 #[test]
 fn sigterm_commits_checkpoints_and_hands_the_leases_over_at_once() -> TestResult {
-    if !have_kinesis() {
+    let Some((dir, stream, lake)) = fixture("term", 2)? else {
         return Ok(());
-    }
-    let dir = tempfile::tempdir()?;
-    let stream = unique("term");
-    admin(&["create", &stream, "2"])?;
-    let lake = dir.path().join("lake").display().to_string();
+    };
     let table = format!("dynamodb:{}", unique("leases"));
     let all = put(&stream, 1, 600, false)?;
     let pa = free_port();
