@@ -564,3 +564,37 @@ fn sigterm_commits_checkpoints_and_hands_the_leases_over_at_once() -> TestResult
     assert_exactly_once(&read_lake(&lake)?, &all);
     Ok(())
 }
+
+#[test]
+fn a_worker_wide_buffer_budget_commits_the_largest_shard_early() -> TestResult {
+    let Some((dir, stream, lake)) = fixture("budget", 4)? else {
+        return Ok(());
+    };
+    let put = put(&stream, 1, 1200, false)?;
+    // Size and age never trigger a commit here; only the budget (and the stop) can.
+    let args = [
+        "--max-buffered",
+        "24KiB",
+        "--roll-bytes",
+        "1GiB",
+        "--roll-age",
+        "10m",
+        "--max-records",
+        "20",
+        "--stop-when-idle",
+        "2s",
+    ];
+    wait_ok(
+        ingest(&stream, &lake, &dir.path().join("leases.db"), &args)?,
+        Duration::from_secs(90),
+    )?;
+    assert_exactly_once(&read_lake(&lake)?, &put);
+    // Events fall in three hours: one commit per shard at the stop would give
+    // at most 4 × 3 files.
+    let files = count_files(&dir.path().join("lake"));
+    assert!(
+        files > 12,
+        "only {files} files: the budget never forced a commit"
+    );
+    Ok(())
+}
