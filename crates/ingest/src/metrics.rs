@@ -21,6 +21,8 @@ pub struct ShardState {
     checkpointed: Mutex<Option<(Instant, String)>>,
     /// Event bytes the shard's buffer holds, for the worker-wide budget.
     held: AtomicUsize,
+    /// When a GetRecords call last succeeded.
+    last_call: Mutex<Option<Instant>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -39,6 +41,7 @@ impl ShardState {
             millis_behind: AtomicI64::new(0),
             checkpointed: Mutex::new(None),
             held: AtomicUsize::new(0),
+            last_call: Mutex::new(None),
         }
     }
 
@@ -71,6 +74,7 @@ impl ShardState {
     }
 
     pub fn read(&self, records: usize, millis_behind: i64) {
+        *lock(&self.last_call) = Some(Instant::now());
         self.millis_behind.store(millis_behind, Ordering::Relaxed);
         if records > 0 {
             *lock(&self.last_data) = Instant::now();
@@ -171,6 +175,26 @@ impl Metrics {
 
     pub fn leases(&self) -> usize {
         self.leases.load(Ordering::Relaxed)
+    }
+
+    /// Ready: holds leases and at least one shard's GetRecords succeeded
+    /// within `within` (a worker whose reads all fail is not ready).
+    pub fn ready(&self, within: Duration) -> Result<String, String> {
+        if self.leases() == 0 {
+            return Err("no leases held".into());
+        }
+        let reading = self
+            .shards()
+            .iter()
+            .filter(|s| lock(&s.last_call).is_some_and(|t| t.elapsed() < within))
+            .count();
+        match reading {
+            0 => Err(format!(
+                "{} leases held, but no shard read in the last {within:?}",
+                self.leases()
+            )),
+            n => Ok(format!("reading {n} of {} leased shards", self.leases())),
+        }
     }
 
     /// The Prometheus text exposition format.
@@ -300,6 +324,23 @@ mod tests {
         assert!(over_budget(50, &[50, 30, 30], 100), "largest, over budget");
         assert!(!over_budget(30, &[50, 30, 30], 100), "not the largest");
         assert!(!over_budget(0, &[0, 0], 0), "nothing held");
+    }
+
+    #[test]
+    fn ready_means_leases_held_and_a_recent_read() {
+        let m = Metrics::default();
+        assert!(m.ready(Duration::from_secs(30)).is_err(), "no leases");
+        let s = m.shard("shard-1");
+        m.set_leases(1);
+        assert!(
+            m.ready(Duration::from_secs(30)).is_err(),
+            "leased, never read"
+        );
+        s.read(0, 0);
+        assert_eq!(
+            m.ready(Duration::from_secs(30)),
+            Ok("reading 1 of 1 leased shards".into())
+        );
     }
 
     #[test]

@@ -265,7 +265,7 @@ async fn shutdown_signal() {
     tracing::info!("signal received: finishing open files, checkpointing, releasing leases");
 }
 
-/// /healthz (the process answers), /readyz (holds leases), /metrics (Prometheus).
+/// /healthz (the process answers), /readyz (holds leases and reads), /metrics (Prometheus).
 async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> anyhow::Result<()> {
     use axum::http::StatusCode;
     use axum::routing::get;
@@ -275,12 +275,9 @@ async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> anyhow::Result<()> {
             "/readyz",
             get(
                 |axum::extract::State(m): axum::extract::State<Arc<Metrics>>| async move {
-                    match m.leases() {
-                        0 => (
-                            StatusCode::SERVICE_UNAVAILABLE,
-                            "no leases held\n".to_string(),
-                        ),
-                        n => (StatusCode::OK, format!("reading {n} shards\n")),
+                    match m.ready(Duration::from_secs(30)) {
+                        Ok(msg) => (StatusCode::OK, msg + "\n"),
+                        Err(msg) => (StatusCode::SERVICE_UNAVAILABLE, msg + "\n"),
                     }
                 },
             ),
