@@ -34,6 +34,10 @@ pub struct Row<'a> {
     pub event_ms: i64,
 }
 
+/// Contracts with up to this many fields need no allocation to sort an
+/// event's keys.
+const STACK_FIELDS: usize = 64;
+
 pub struct Validator<'c> {
     contract: &'c Contract,
     pii: Pii,
@@ -61,18 +65,27 @@ impl<'c> Validator<'c> {
         row.cells.clear();
         row.cells.resize(fields.len(), Cell::Null);
         row.extra = None;
-        let mut found: Vec<Option<&'a RawValue>> = vec![None; fields.len()];
+        // One slot per field, on the stack for any contract of a sane size:
+        // this runs once per event.
+        let mut on_stack = [None; STACK_FIELDS];
+        let mut on_heap = Vec::new();
+        let found: &mut [Option<&'a RawValue>] = if fields.len() <= STACK_FIELDS {
+            &mut on_stack[..fields.len()]
+        } else {
+            on_heap.resize(fields.len(), None);
+            &mut on_heap
+        };
         let mut extra: Vec<(Cow<'a, str>, &'a RawValue)> = Vec::new();
         let mut de = serde_json::Deserializer::from_str(text);
         de.deserialize_map(Pairs {
             contract: self.contract,
-            found: &mut found,
+            found,
             extra: &mut extra,
         })
         .and_then(|r| de.end().map(|_| r))
         .map_err(|e| json_error(&e))??;
 
-        for (i, (rule, raw)) in fields.iter().zip(&found).enumerate() {
+        for (i, (rule, raw)) in fields.iter().zip(found.iter()).enumerate() {
             let cell = match raw {
                 Some(raw) if raw.get() != "null" => self.cell(rule, raw)?,
                 _ if rule.required => return Err(Reason::MissingField(rule.name.clone())),
