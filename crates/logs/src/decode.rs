@@ -62,7 +62,7 @@ fn decode_user_record(data: &[u8], sub: u64, f: &mut dyn FnMut(Item<'_>)) {
     }
     let mut line = 0u32;
     for chunk in lines(data) {
-        let chunk = trim_ascii(chunk);
+        let chunk = chunk.trim_ascii();
         if chunk.is_empty() {
             continue;
         }
@@ -81,10 +81,6 @@ fn decode_user_record(data: &[u8], sub: u64, f: &mut dyn FnMut(Item<'_>)) {
             reason: Reason::Empty,
         });
     }
-}
-
-fn trim_ascii(b: &[u8]) -> &[u8] {
-    b.trim_ascii()
 }
 
 /// Splits at newlines with memchr: records are scanned for them once per
