@@ -4,6 +4,7 @@
 //! sequence number. Names stay deterministic, so ingesting the same files
 //! again rewrites the same lake files.
 
+use std::fmt::Write as _;
 use std::io::Read;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -115,7 +116,6 @@ fn ingest_file(
         }
         seq.clear();
         // Zero-padded so names sort in file order.
-        use std::fmt::Write as _;
         let _ = write!(seq, "{n:012}");
         buf.add(RawRecord {
             sequence_number: &seq,

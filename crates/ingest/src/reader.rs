@@ -151,7 +151,7 @@ async fn commit(
         return Ok(true);
     };
     let (lake, opts) = (sh.lake.clone(), sh.cfg.parquet.clone());
-    let (mut b, res) = tokio::task::spawn_blocking(move || {
+    let (b, res) = tokio::task::spawn_blocking(move || {
         let counts = std::mem::take(&mut b.counts);
         let res = b.commit(&lake, &opts).map(|c| (c, counts));
         (b, res)
@@ -165,7 +165,6 @@ async fn commit(
             return Err(WorkerError::Reader(format!("writing to the lake: {e}")));
         }
     };
-    b.counts = Default::default();
     *buf = Some(b);
     state.set_held(0);
     let Some(done) = done else {

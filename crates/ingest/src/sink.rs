@@ -306,15 +306,15 @@ impl<'c> ShardBuffer<'c> {
             done.bytes_written += bytes.len() as u64;
             done.files.push(lake.put(&rel, Bytes::from(bytes))?);
         }
-        for (dt, open) in &self.dlq {
+        for (dt, open) in &mut self.dlq {
             let rel = format!(
                 "_dlq/{dataset}/dt={dt}/{}.jsonl",
                 file_stem(&self.shard_id, &open.first)
             );
             done.dlq_events += open.lines.matches('\n').count() as u64;
             done.bytes_written += open.lines.len() as u64;
-            done.files
-                .push(lake.put(&rel, Bytes::from(open.lines.clone().into_bytes()))?);
+            let lines = std::mem::take(&mut open.lines);
+            done.files.push(lake.put(&rel, Bytes::from(lines))?);
         }
         self.partitions.clear();
         self.dlq.clear();

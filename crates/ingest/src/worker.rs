@@ -171,9 +171,7 @@ impl Worker {
                 self.sh.metrics.forget(&shard);
             }
         }
-        if self.held.is_empty() && !self.sh.metrics.shards().is_empty() {
-            self.sh.metrics.set_leases(0);
-        }
+        self.sh.metrics.set_leases(self.held.len());
         Ok(())
     }
 
