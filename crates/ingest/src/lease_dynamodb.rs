@@ -55,6 +55,29 @@ impl DynamoLeases {
         }
     }
 
+    /// A conditional write's outcome: true if it applied, false if it lost
+    /// to another worker's write (which is no error), else the error.
+    fn applied<T, E, R>(
+        &self,
+        what: &str,
+        res: Result<T, SdkError<E, R>>,
+    ) -> Result<bool, LeaseError>
+    where
+        E: std::error::Error + aws_sdk_dynamodb::error::ProvideErrorMetadata + 'static,
+        R: std::fmt::Debug,
+    {
+        match res {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error().and_then(|s| s.code())
+                    == Some("ConditionalCheckFailedException") =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(self.err(what, e)),
+        }
+    }
+
     fn key(shard: &str) -> (String, AttributeValue) {
         ("leaseKey".into(), AttributeValue::S(shard.into()))
     }
@@ -129,14 +152,6 @@ fn lease_from(item: &Item) -> Option<Lease> {
         parents,
         owner_switches: get_n(item, "ownerSwitchesSinceCheckpoint"),
     })
-}
-
-/// Did the write lose to another worker's? (Then it is no error.)
-fn lost_race<E, R>(e: &SdkError<E, R>) -> bool
-where
-    E: aws_sdk_dynamodb::error::ProvideErrorMetadata,
-{
-    e.as_service_error().and_then(|s| s.code()) == Some("ConditionalCheckFailedException")
 }
 
 #[async_trait::async_trait]
@@ -215,11 +230,7 @@ impl LeaseStore for DynamoLeases {
         if !l.parents.is_empty() {
             req = req.item("parentShardId", AttributeValue::Ss(l.parents.clone()));
         }
-        match req.send().await {
-            Ok(_) => Ok(true),
-            Err(e) if lost_race(&e) => Ok(false),
-            Err(e) => Err(self.err("creating a lease", e)),
-        }
+        self.applied("creating a lease", req.send().await)
     }
 
     async fn claim(
@@ -246,11 +257,9 @@ impl LeaseStore for DynamoLeases {
             .expression_attribute_values(":sw", n(u64::from(take)))
             .send()
             .await;
-        match res {
-            Ok(_) => Ok(Some(seen_counter + 1)),
-            Err(e) if lost_race(&e) => Ok(None),
-            Err(e) => Err(self.err("claiming a lease", e)),
-        }
+        Ok(self
+            .applied("claiming a lease", res)?
+            .then_some(seen_counter + 1))
     }
 
     async fn checkpoint(
@@ -273,11 +282,7 @@ impl LeaseStore for DynamoLeases {
             .expression_attribute_values(":o", AttributeValue::S(owner.into()))
             .send()
             .await;
-        match res {
-            Ok(_) => Ok(true),
-            Err(e) if lost_race(&e) => Ok(false),
-            Err(e) => Err(self.err("checkpointing", e)),
-        }
+        self.applied("checkpointing", res)
     }
 
     async fn release(&self, shard: &str, owner: &str) -> Result<bool, LeaseError> {
@@ -293,10 +298,6 @@ impl LeaseStore for DynamoLeases {
             .expression_attribute_values(":o", AttributeValue::S(owner.into()))
             .send()
             .await;
-        match res {
-            Ok(_) => Ok(true),
-            Err(e) if lost_race(&e) => Ok(false),
-            Err(e) => Err(self.err("releasing a lease", e)),
-        }
+        self.applied("releasing a lease", res)
     }
 }
