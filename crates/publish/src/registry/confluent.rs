@@ -161,6 +161,16 @@ impl ConfluentRegistry {
         }
     }
 
+    /// The subject's version numbers; none if the subject does not exist.
+    fn version_numbers(&self, subject: &str) -> Result<Vec<u32>, RegistryError> {
+        let path = format!("/subjects/{}/versions", path_segment(subject));
+        match self.call(Method::GET, &path, None) {
+            Ok(n) => Ok(n),
+            Err(e) if not_found(&e, &[SUBJECT_NOT_FOUND]) => Ok(Vec::new()),
+            Err(e) => Err(self.err(&format!("listing the versions of {subject}"), e)),
+        }
+    }
+
     fn global_compatibility(&self) -> Result<Compatibility, RegistryError> {
         let c: Config = self
             .call(Method::GET, "/config", None)
@@ -242,11 +252,7 @@ impl Registry for ConfluentRegistry {
 
     fn versions(&self, subject: &str) -> Result<Vec<Registered>, RegistryError> {
         let base = format!("/subjects/{}/versions", path_segment(subject));
-        let numbers: Vec<u32> = match self.call(Method::GET, &base, None) {
-            Ok(n) => n,
-            Err(e) if not_found(&e, &[SUBJECT_NOT_FOUND]) => return Ok(Vec::new()),
-            Err(e) => return Err(self.err(&format!("listing the versions of {subject}"), e)),
-        };
+        let numbers = self.version_numbers(subject)?;
         let mut out = Vec::with_capacity(numbers.len());
         for n in numbers {
             let v: Version = match self.call(Method::GET, &format!("{base}/{n}"), None) {
@@ -274,7 +280,8 @@ impl Registry for ConfluentRegistry {
         compatibility: Compatibility,
     ) -> Result<Registered, RegistryError> {
         let seg = path_segment(subject);
-        if self.versions(subject)?.is_empty() {
+        // A new subject: the listing alone says so, no version need be read.
+        if self.version_numbers(subject)?.is_empty() {
             if compatibility == Compatibility::Disabled {
                 return Err(RegistryError::Backend {
                     registry: self.name(),
