@@ -21,10 +21,13 @@ use serde::Deserialize;
 use super::ingest::{load_contract, parse_bytes, pii_from_env};
 use crate::exit;
 
-#[derive(Debug, Args, Default)]
+/// The flags, and also what a config file holds (same names, `_` for `-`).
+#[derive(Debug, Args, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RunArgs {
     /// A TOML file with any of the settings below (keys as the flags, with _ for -); flags win.
     #[arg(long)]
+    #[serde(skip)]
     pub config: Option<PathBuf>,
     /// The Kinesis data stream to read.
     #[arg(long)]
@@ -76,28 +79,6 @@ pub struct RunArgs {
     pub zstd_level: Option<i32>,
 }
 
-/// The same settings, as the config file holds them.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileConfig {
-    stream: Option<String>,
-    lake: Option<String>,
-    contract: Option<PathBuf>,
-    leases: Option<String>,
-    worker_id: Option<String>,
-    start_position: Option<String>,
-    stop_when_idle: Option<String>,
-    failover: Option<String>,
-    roll_bytes: Option<String>,
-    roll_age: Option<String>,
-    listen: Option<String>,
-    discover_every: Option<String>,
-    idle_poll: Option<String>,
-    max_records: Option<i32>,
-    max_buffered: Option<String>,
-    zstd_level: Option<i32>,
-}
-
 impl RunArgs {
     /// Flags over the config file.
     fn merged(mut self) -> anyhow::Result<RunArgs> {
@@ -106,10 +87,15 @@ impl RunArgs {
         };
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("reading the config file {}", path.display()))?;
-        let f: FileConfig = toml::from_str(&text)
+        let file: RunArgs = toml::from_str(&text)
             .with_context(|| format!("in the config file {}", path.display()))?;
+        // The destructuring is exhaustive: a new setting the list forgets
+        // does not compile, rather than being silently ignored in files.
         macro_rules! fill {
-            ($($k:ident),*) => { $( if self.$k.is_none() { self.$k = f.$k; } )* };
+            ($($k:ident),*) => {
+                let RunArgs { config: _, $($k),* } = file;
+                $( if self.$k.is_none() { self.$k = $k; } )*
+            };
         }
         fill!(
             stream,
