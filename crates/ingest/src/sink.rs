@@ -44,6 +44,8 @@ pub fn lake_parquet(contract: &Contract, zstd_level: i32) -> ParquetOptions {
     ParquetOptions {
         zstd_level,
         no_dictionary: contract.high_cardinality_columns(),
+        fast_columns: contract.random_text_columns(),
+        no_statistics: contract.unprunable_columns(),
         ..ParquetOptions::default()
     }
 }
@@ -134,7 +136,8 @@ pub struct ShardBuffer<'c> {
     last_sub: u64,
     pub counts: Counts,
     /// The row cells' allocation, kept across events of different lifetimes.
-    spare_cells: Vec<Cell<'static>>,
+    /// The last row's buffers, reused so that a row costs no allocation.
+    spare: (Vec<Cell<'static>>, String),
 }
 
 const HOUR_MS: i64 = 3_600_000;
@@ -151,7 +154,7 @@ impl<'c> ShardBuffer<'c> {
             last_seq: None,
             last_sub: 0,
             counts: Counts::default(),
-            spare_cells: Vec::new(),
+            spare: (Vec::new(), String::new()),
         }
     }
 
@@ -199,12 +202,14 @@ impl<'c> ShardBuffer<'c> {
                 reason,
             } => self.refuse(&pos(sub, line), &reason, bytes),
             Item::Event { sub, line, json } => {
+                let (cells, scratch) = std::mem::take(&mut self.spare);
                 let mut row = Row {
-                    cells: recycle(std::mem::take(&mut self.spare_cells)),
+                    cells: recycle(cells),
+                    scratch,
                     ..Row::default()
                 };
                 let result = self.event(json, &mut row, pos(sub, line));
-                self.spare_cells = recycle(row.cells);
+                self.spare = (recycle(row.cells), row.scratch);
                 result?;
             }
         }

@@ -176,7 +176,10 @@ impl Location {
         match Self::open(file)? {
             Input::Remote(b) => Ok(b),
             Input::Local(mut f) => {
-                let mut buf = Vec::new();
+                // Sized up front: growing by doubling copied each input
+                // about once more and faulted in twice the pages.
+                let len = f.metadata().map(|m| m.len() as usize).unwrap_or(0);
+                let mut buf = Vec::with_capacity(len.saturating_add(1));
                 f.read_to_end(&mut buf).map_err(|source| LakeError::Io {
                     path: file.display.clone(),
                     source,

@@ -6,7 +6,7 @@ use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::properties::WriterProperties;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
 use crate::{LakeError, Result};
@@ -19,6 +19,13 @@ pub struct ParquetOptions {
     /// other near-unique values, where a dictionary only costs hashing
     /// before the writer gives up on it.
     pub no_dictionary: Vec<String>,
+    /// Columns compressed at zstd level 1 whatever `zstd_level` says:
+    /// random ids and hashes, where higher levels only cost time.
+    pub fast_columns: Vec<String>,
+    /// Columns written without min/max statistics: values no query prunes
+    /// by (hashes, random ids, free-form JSON), where comparing every value
+    /// is pure cost.
+    pub no_statistics: Vec<String>,
 }
 
 impl Default for ParquetOptions {
@@ -27,6 +34,8 @@ impl Default for ParquetOptions {
             zstd_level: 3,
             max_row_group_rows: 128 * 1024,
             no_dictionary: Vec::new(),
+            fast_columns: Vec::new(),
+            no_statistics: Vec::new(),
         }
     }
 }
@@ -39,6 +48,18 @@ impl ParquetOptions {
             .set_max_row_group_row_count(Some(self.max_row_group_rows));
         for col in &self.no_dictionary {
             b = b.set_column_dictionary_enabled(ColumnPath::from(col.as_str()), false);
+        }
+        for col in &self.no_statistics {
+            b = b.set_column_statistics_enabled(
+                ColumnPath::from(col.as_str()),
+                EnabledStatistics::None,
+            );
+        }
+        for col in &self.fast_columns {
+            b = b.set_column_compression(
+                ColumnPath::from(col.as_str()),
+                Compression::ZSTD(ZstdLevel::try_new(1).unwrap_or_default()),
+            );
         }
         b.build()
     }
@@ -122,4 +143,39 @@ pub fn parquet_bytes(
         w.write(b).map_err(pq)?;
     }
     w.into_inner().map_err(pq)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow_array::{ArrayRef, StringArray};
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+
+    use super::*;
+
+    #[test]
+    fn per_column_options_reach_the_file() {
+        let col = |v: &[&str]| Arc::new(StringArray::from(v.to_vec())) as ArrayRef;
+        let batch = RecordBatch::try_from_iter([
+            ("hash", col(&["9f", "0a", "c3"])),
+            ("service", col(&["rentals", "fleet", "rentals"])),
+        ])
+        .expect("batch");
+        let opts = ParquetOptions {
+            no_dictionary: vec!["hash".into()],
+            fast_columns: vec!["hash".into()],
+            no_statistics: vec!["hash".into()],
+            ..ParquetOptions::default()
+        };
+        let bytes = parquet_bytes(batch.schema(), &[batch], &opts).expect("parquet");
+        let reader = SerializedFileReader::new(bytes::Bytes::from(bytes)).expect("reader");
+        let rg = reader.metadata().row_group(0);
+        let (hash, service) = (rg.column(0), rg.column(1));
+        assert!(hash.statistics().is_none());
+        assert!(service.statistics().is_some());
+        assert!(hash.dictionary_page_offset().is_none());
+        assert!(service.dictionary_page_offset().is_some());
+        assert_eq!(hash.compression(), Compression::ZSTD(ZstdLevel::default()));
+    }
 }

@@ -32,11 +32,12 @@ impl Column {
         }
     }
 
-    fn push(&mut self, cell: &Cell<'_>) {
+    fn push(&mut self, cell: &Cell<'_>, row: &Row<'_>) {
         // The validator produced cells of the field's kind; a mismatch can
         // only be a null.
         match (self, cell) {
             (Column::Str(b), Cell::Str(s)) => b.append_value(s),
+            (Column::Str(b), Cell::Made(_)) => b.append_option(row.text(cell)),
             (Column::Int(b), Cell::Int(v)) => b.append_value(*v),
             (Column::Float(b), Cell::Float(v)) => b.append_value(*v),
             (Column::Ts(b), Cell::Ts(v)) => b.append_value(*v),
@@ -99,9 +100,9 @@ impl EventBatch {
 
     pub fn push(&mut self, row: &Row<'_>, pos: &Position<'_>, json_len: usize) {
         for (col, cell) in self.cols.iter_mut().zip(&row.cells) {
-            col.push(cell);
+            col.push(cell, row);
         }
-        self.extra.append_option(row.extra.as_deref());
+        self.extra.append_option(row.extra());
         self.shard.append_value(pos.shard_id);
         self.seq.append_value(pos.sequence_number);
         self.sub.append_value(pos.sub_sequence as i64);

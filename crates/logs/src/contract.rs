@@ -219,6 +219,32 @@ impl Contract {
         cols
     }
 
+    /// Columns of random-looking text: unique string fields (random ids)
+    /// and hashed PII. zstd finds no repeats in them, only entropy to
+    /// code, so a higher level than 1 costs time and saves nothing.
+    pub fn random_text_columns(&self) -> Vec<String> {
+        self.fields
+            .iter()
+            .filter(|f| {
+                (f.unique && f.kind == Kind::String) || f.pii == Some(PiiTransform::HmacSha256)
+            })
+            .map(|f| f.name.clone())
+            .collect()
+    }
+
+    /// Columns no query prunes by min/max: random text and free-form JSON.
+    pub fn unprunable_columns(&self) -> Vec<String> {
+        let mut cols = self.random_text_columns();
+        cols.extend(
+            self.fields
+                .iter()
+                .filter(|f| f.kind == Kind::Json)
+                .map(|f| f.name.clone()),
+        );
+        cols.push(EXTRA.to_string());
+        cols
+    }
+
     /// The lake's columns: the contract's fields, then `_extra` and the
     /// stream position columns.
     pub fn arrow_schema(&self) -> SchemaRef {
@@ -326,6 +352,17 @@ fn pii_transform(p: &Property) -> Result<Option<PiiTransform>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn random_text_and_unprunable_columns_come_from_the_rules() {
+        let c = Contract::embedded().expect("contract");
+        assert_eq!(c.random_text_columns(), ["event_id", "phone"]);
+        let unprunable = c.unprunable_columns();
+        for col in ["event_id", "phone", "attrs", EXTRA] {
+            assert!(unprunable.iter().any(|c| c == col), "{col}: {unprunable:?}");
+        }
+        assert!(!unprunable.iter().any(|c| c == "ts" || c == "service"));
+    }
 
     #[test]
     fn the_embedded_contract_reads_as_the_spec_says() {

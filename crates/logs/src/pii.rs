@@ -33,40 +33,58 @@ impl Pii {
 
     /// The transformed value, or why the value cannot be transformed.
     pub fn apply(&self, t: PiiTransform, value: &str) -> Result<String, &'static str> {
+        let mut out = String::new();
+        self.apply_into(t, value, &mut out)?;
+        Ok(out)
+    }
+
+    /// Appends the transformed value to `out`: the hot path, which reuses
+    /// one buffer for every event.
+    pub fn apply_into(
+        &self,
+        t: PiiTransform,
+        value: &str,
+        out: &mut String,
+    ) -> Result<(), &'static str> {
         match t {
-            PiiTransform::HmacSha256 => Ok(self.hmac_hex(value)),
-            PiiTransform::IpNetwork => ip_network(value),
+            PiiTransform::HmacSha256 => {
+                self.hmac_hex(value, out);
+                Ok(())
+            }
+            PiiTransform::IpNetwork => ip_network(value, out),
         }
     }
 
-    fn hmac_hex(&self, value: &str) -> String {
+    fn hmac_hex(&self, value: &str, out: &mut String) {
         let mut mac = self.mac.clone();
         mac.update(value.as_bytes());
         let digest = mac.finalize().into_bytes();
-        let mut out = String::with_capacity(64);
+        out.reserve(64);
         for b in digest {
             const HEX: &[u8; 16] = b"0123456789abcdef";
             out.push(HEX[usize::from(b >> 4)] as char);
             out.push(HEX[usize::from(b & 15)] as char);
         }
-        out
     }
 }
 
 /// `a.b.c.d` → `a.b.c.0/24`; IPv6 → its /48 network.
-fn ip_network(value: &str) -> Result<String, &'static str> {
-    match value.parse::<IpAddr>() {
+fn ip_network(value: &str, out: &mut String) -> Result<(), &'static str> {
+    use std::fmt::Write as _;
+    // Writing to a String cannot fail.
+    let _ = match value.parse::<IpAddr>() {
         Ok(IpAddr::V4(v4)) => {
             let [a, b, c, _] = v4.octets();
-            Ok(format!("{a}.{b}.{c}.0/24"))
+            write!(out, "{a}.{b}.{c}.0/24")
         }
         Ok(IpAddr::V6(v6)) => {
             let s = v6.segments();
             let net = std::net::Ipv6Addr::new(s[0], s[1], s[2], 0, 0, 0, 0, 0);
-            Ok(format!("{net}/48"))
+            write!(out, "{net}/48")
         }
-        Err(_) => Err("not an IP address"),
-    }
+        Err(_) => return Err("not an IP address"),
+    };
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,12 +1,17 @@
 //! One event's JSON → the lake row the contract describes, or the reason it
 //! breaks the contract. Values are borrowed from the record's bytes where
-//! JSON allows (no escapes), so a valid event costs few allocations.
+//! JSON allows (no escapes); what must be made (PII transforms, `_extra`)
+//! goes into the row's reused scratch text, so a valid event usually costs
+//! no allocation at all.
 
 use std::borrow::Cow;
 use std::fmt;
 
+use std::ops::Range;
+
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
+use smallvec::SmallVec;
 
 use crate::contract::{Contract, FieldRule, Kind};
 use crate::dlq::Reason;
@@ -17,6 +22,8 @@ use crate::pii::Pii;
 pub enum Cell<'a> {
     Null,
     Str(Cow<'a, str>),
+    /// Text made by the validator, at this range of [`Row::scratch`].
+    Made(Range<u32>),
     Int(i32),
     Float(f64),
     /// Epoch milliseconds, UTC.
@@ -28,11 +35,41 @@ pub enum Cell<'a> {
 #[derive(Debug, Default)]
 pub struct Row<'a> {
     pub cells: Vec<Cell<'a>>,
-    /// Unknown fields as one JSON object, or None when there were none.
-    pub extra: Option<String>,
+    /// Unknown fields as one JSON object (a range of `scratch`), or None
+    /// when there were none.
+    pub extra: Option<Range<u32>>,
     /// The event time (the contract's time field), epoch ms.
     pub event_ms: i64,
+    /// Text the validator made for this row; kept between rows so that its
+    /// capacity is reused.
+    pub scratch: String,
 }
+
+impl Row<'_> {
+    /// A cell's text, wherever it lives; None for non-text cells.
+    pub fn text<'s>(&'s self, cell: &'s Cell<'_>) -> Option<&'s str> {
+        match cell {
+            Cell::Str(s) => Some(s),
+            Cell::Made(r) => self.scratch.get(r.start as usize..r.end as usize),
+            _ => None,
+        }
+    }
+
+    pub fn extra(&self) -> Option<&str> {
+        let r = self.extra.as_ref()?;
+        self.scratch.get(r.start as usize..r.end as usize)
+    }
+
+    /// Appends to `scratch` and returns where the appended text lies.
+    fn make(&mut self, write: impl FnOnce(&mut String)) -> Range<u32> {
+        let start = self.scratch.len() as u32;
+        write(&mut self.scratch);
+        start..self.scratch.len() as u32
+    }
+}
+
+/// Unknown fields an event may carry before their list needs the heap.
+type Extras<'a> = SmallVec<[(Cow<'a, str>, &'a RawValue); 8]>;
 
 /// Contracts with up to this many fields need no allocation to sort an
 /// event's keys.
@@ -65,6 +102,7 @@ impl<'c> Validator<'c> {
         row.cells.clear();
         row.cells.resize(fields.len(), Cell::Null);
         row.extra = None;
+        row.scratch.clear();
         // One slot per field, on the stack for any contract of a sane size:
         // this runs once per event.
         let mut on_stack = [None; STACK_FIELDS];
@@ -75,7 +113,7 @@ impl<'c> Validator<'c> {
             on_heap.resize(fields.len(), None);
             &mut on_heap
         };
-        let mut extra: Vec<(Cow<'a, str>, &'a RawValue)> = Vec::new();
+        let mut extra = Extras::new();
         let mut de = serde_json::Deserializer::from_str(text);
         de.deserialize_map(Pairs {
             contract: self.contract,
@@ -87,7 +125,7 @@ impl<'c> Validator<'c> {
 
         for (i, (rule, raw)) in fields.iter().zip(found.iter()).enumerate() {
             let cell = match raw {
-                Some(raw) if raw.get() != "null" => self.cell(rule, raw)?,
+                Some(raw) if raw.get() != "null" => self.cell(rule, raw, row)?,
                 _ if rule.required => return Err(Reason::MissingField(rule.name.clone())),
                 _ => Cell::Null,
             };
@@ -102,12 +140,17 @@ impl<'c> Validator<'c> {
             }
         };
         if !extra.is_empty() {
-            row.extra = Some(extra_json(&extra));
+            row.extra = Some(row.make(|s| extra_json(&extra, s)));
         }
         Ok(())
     }
 
-    fn cell<'a>(&self, rule: &FieldRule, raw: &'a RawValue) -> Result<Cell<'a>, Reason> {
+    fn cell<'a>(
+        &self,
+        rule: &FieldRule,
+        raw: &'a RawValue,
+        row: &mut Row<'a>,
+    ) -> Result<Cell<'a>, Reason> {
         let text = raw.get();
         let wrong = |expected| Reason::WrongType {
             field: rule.name.clone(),
@@ -122,9 +165,14 @@ impl<'c> Validator<'c> {
                 let s = json_str(text).ok_or_else(|| wrong("a string"))?;
                 check_string(rule, &s).map_err(invalid)?;
                 match rule.pii {
-                    Some(t) => Cell::Str(Cow::Owned(
-                        self.pii.apply(t, &s).map_err(|why| invalid(why.into()))?,
-                    )),
+                    Some(t) => {
+                        let mut why = None;
+                        let made = row.make(|out| why = self.pii.apply_into(t, &s, out).err());
+                        match why {
+                            Some(why) => return Err(invalid(why.into())),
+                            None => Cell::Made(made),
+                        }
+                    }
                     None => Cell::Str(s),
                 }
             }
@@ -206,19 +254,24 @@ fn check_range(rule: &FieldRule, v: f64) -> Result<(), String> {
     Ok(())
 }
 
-fn extra_json(extra: &[(Cow<'_, str>, &RawValue)]) -> String {
-    let mut s = String::from("{");
+fn extra_json(extra: &[(Cow<'_, str>, &RawValue)], s: &mut String) {
+    s.push('{');
     for (i, (k, v)) in extra.iter().enumerate() {
         if i > 0 {
             s.push(',');
         }
-        // A str always serializes.
-        s.push_str(&serde_json::to_string(k).unwrap_or_default());
+        if k.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+            s.push('"');
+            s.push_str(k);
+            s.push('"');
+        } else {
+            // A str always serializes.
+            s.push_str(&serde_json::to_string(k).unwrap_or_default());
+        }
         s.push(':');
         s.push_str(v.get());
     }
     s.push('}');
-    s
 }
 
 fn json_error(e: &serde_json::Error) -> Reason {
@@ -234,7 +287,7 @@ fn json_error(e: &serde_json::Error) -> Reason {
 struct Pairs<'v, 'a> {
     contract: &'v Contract,
     found: &'v mut [Option<&'a RawValue>],
-    extra: &'v mut Vec<(Cow<'a, str>, &'a RawValue)>,
+    extra: &'v mut Extras<'a>,
 }
 
 impl<'de, 'v> Visitor<'de> for Pairs<'v, 'de> {
@@ -279,12 +332,21 @@ mod tests {
 
     const GOOD: &str = r#"{"event_id":"0b8e2f7a-1c2d-4e5f-8a9b-0c1d2e3f4a5b","ts":"2026-11-01T10:15:30.250+01:00","service":"rentals","env":"prod","level":"INFO","method":"GET","path":"/v1/cars","status":200,"latency_ms":12.5,"member_id":"M1","client_ip":"203.0.113.77","phone":"+4915112345678","user_agent":"app/1.0","attrs":{"k":[1,2]},"trace":"abc","n":1}"#;
 
+    /// The row's cells with made text resolved, its `_extra` and its time.
     fn check(json: &str) -> Result<(Vec<Cell<'_>>, Option<String>, i64), Reason> {
         let c = Box::leak(Box::new(Contract::embedded().expect("contract")));
         let v = Validator::new(c, Pii::new(b"test-key"));
         let mut row = Row::default();
         v.validate(json.as_bytes(), &mut row)?;
-        Ok((row.cells, row.extra, row.event_ms))
+        let cells = row
+            .cells
+            .iter()
+            .map(|c| match c {
+                Cell::Made(_) => Cell::Str(Cow::Owned(row.text(c).unwrap_or("?").into())),
+                other => other.clone(),
+            })
+            .collect();
+        Ok((cells, row.extra().map(String::from), row.event_ms))
     }
 
     fn with(field: &str, value: &str) -> String {
@@ -399,5 +461,41 @@ mod tests {
         let json = with("service", r#""r\u00e9nt\"als""#);
         let (cells, _, _) = check(&json).expect("valid");
         assert_eq!(cells[2], Cell::Str("rént\"als".into()));
+    }
+
+    #[test]
+    fn many_unknown_fields_are_all_kept_in_order_and_duplicates_among_them_refused() {
+        let mut json = GOOD.trim_end_matches('}').to_string();
+        for i in 0..12 {
+            json.push_str(&format!(",\"x{i}\":{i}"));
+        }
+        json.push_str(",\"q\\\"k\":true}");
+        let (_, extra, _) = check(&json).expect("valid");
+        let extra: serde_json::Value = serde_json::from_str(&extra.expect("extra")).expect("json");
+        let keys: Vec<&String> = extra.as_object().expect("object").keys().collect();
+        assert_eq!(keys.len(), 2 + 12 + 1, "{keys:?}");
+        assert_eq!(extra["x11"], 11);
+        assert_eq!(extra["q\"k"], true);
+        let dup = json.replace("}", ",\"x3\":0}");
+        assert_eq!(check(&dup).err(), Some(Reason::DuplicateField("x3".into())));
+    }
+
+    #[test]
+    fn one_row_buffer_serves_many_events_without_leaking_text_between_them() {
+        let c = Contract::embedded().expect("contract");
+        let v = Validator::new(&c, Pii::new(b"k"));
+        let mut row = Row::default();
+        let other = with("client_ip", r#""2001:db8::1""#);
+        for json in [GOOD, other.as_str(), GOOD] {
+            v.validate(json.as_bytes(), &mut row).expect("valid");
+            let ip = row.text(&row.cells[10]).expect("text").to_string();
+            let want = if json == GOOD {
+                "203.0.113.0/24"
+            } else {
+                "2001:db8::/48"
+            };
+            assert_eq!(ip, want);
+            assert_eq!(row.text(&row.cells[11]).map(str::len), Some(64));
+        }
     }
 }
