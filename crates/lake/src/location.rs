@@ -110,6 +110,19 @@ impl Location {
         Ok(Location::Local(PathBuf::from(s)))
     }
 
+    /// The location `rel` (a `/`-separated path) below this one.
+    pub fn join(&self, rel: &str) -> Location {
+        let rel = rel.trim_matches('/');
+        match self {
+            Location::Local(root) => Location::Local(root.join(rel)),
+            Location::Store { url, store, prefix } => Location::Store {
+                url: format!("{url}/{rel}"),
+                store: store.clone(),
+                prefix: StorePath::from(format!("{prefix}/{rel}").trim_start_matches('/')),
+            },
+        }
+    }
+
     /// Every file under this location (recursively) whose name ends with one
     /// of `suffixes`, sorted by name so runs list files in a stable order.
     /// A location that is itself a file lists as that file.

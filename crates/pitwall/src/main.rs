@@ -15,6 +15,8 @@ pub mod exit {
     pub const USAGE: u8 = 2;
     /// A quality gate held the run: outputs are written, nothing may be published.
     pub const HELD: u8 = 3;
+    /// A reconciliation found an hour beyond its tolerance.
+    pub const BEYOND_TOLERANCE: u8 = 4;
 }
 
 fn main() -> ExitCode {

@@ -5,6 +5,7 @@ mod gen_fleet;
 mod ingest;
 mod ingest_run;
 mod publish;
+mod reconcile;
 mod schema;
 mod score;
 
@@ -12,7 +13,7 @@ use clap::{Parser, Subcommand};
 
 /// pitwall — driving scores and log ingestion for a car-sharing data platform.
 ///
-/// Exit codes: 0 ok, 1 error, 2 usage, 3 run held by a quality gate.
+/// Exit codes: 0 ok, 1 error, 2 usage, 3 run held by a quality gate, 4 reconciliation beyond tolerance.
 #[derive(Debug, Parser)]
 #[command(
     name = "pitwall",
@@ -44,6 +45,8 @@ enum Command {
     /// Server logs into the Parquet lake, validated against the data contract.
     #[command(subcommand)]
     Ingest(ingest::IngestCommand),
+    /// Compare the legacy log output with the lake, hour by hour (exit 4 beyond tolerance).
+    Reconcile(Box<reconcile::ReconcileArgs>),
 }
 
 #[derive(Debug, Subcommand)]
@@ -59,6 +62,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Score(c) => score::run(c),
         Command::Schema(c) => schema::run(c),
         Command::Ingest(c) => ingest::run(c),
+        Command::Reconcile(a) => reconcile::run(*a),
     }
 }
 

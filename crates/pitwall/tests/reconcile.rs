@@ -1,0 +1,223 @@
+//! `pitwall reconcile` on a legacy output and a lake built from it by
+//! `pitwall ingest files`: agreement exits 0; a lake missing, adding and
+//! changing events exits 4 and names them; locally and on S3 (moto).
+
+use std::io::Write as _;
+use std::path::Path;
+use std::process::{Command, Output};
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+type Error = Box<dyn std::error::Error>;
+
+const KEY: &str = "test-key";
+/// 2026-11-01T10:00:00Z
+const T0: i64 = 1_793_527_200;
+
+fn id(n: u64) -> String {
+    format!("00000000-0000-4000-8000-{n:012x}")
+}
+
+fn event(n: u64, ts: i64, service: &str) -> serde_json::Value {
+    let t = chrono::DateTime::from_timestamp(ts, 0).map(|t| t.to_rfc3339());
+    serde_json::json!({
+        "event_id": id(n), "ts": t, "service": service, "env": "prod", "level": "INFO",
+        "method": "GET", "path": "/v1/cars", "status": 200, "latency_ms": 3.5,
+        "client_ip": "203.0.113.9", "phone": format!("+49151{n:07}"), "attrs": {"n": n},
+    })
+}
+
+/// Legacy files by arrival hour: 3 event hours from T0, each event arriving
+/// 0–25 minutes after its time (so some sit in the next hour's folder); every
+/// 40th event breaks the contract. `edit` may change, drop or add lines.
+fn write_legacy(root: &Path, edit: &dyn Fn(u64, &mut Vec<String>)) -> Result<Vec<String>, Error> {
+    let mut by_arrival: std::collections::BTreeMap<i64, Vec<String>> = Default::default();
+    let mut good = Vec::new();
+    for n in 1..=300u64 {
+        let ts = T0 + (n as i64 * 36) % (3 * 3600);
+        let arrival = ts + (n as i64 * 7) % 1500;
+        let mut e = event(n, ts, "rentals");
+        if n % 40 == 0 {
+            e["status"] = 700.into();
+        } else {
+            good.push(id(n));
+        }
+        let mut lines = vec![e.to_string()];
+        edit(n, &mut lines);
+        by_arrival.entry(arrival / 3600).or_default().extend(lines);
+    }
+    for (hour, lines) in by_arrival {
+        let t = chrono::DateTime::from_timestamp(hour * 3600, 0).ok_or("time")?;
+        let dir = root.join(t.format("%Y/%m/%d/%H").to_string());
+        std::fs::create_dir_all(&dir)?;
+        let path = dir.join(format!("legacy-1-{}.gz", t.format("%Y-%m-%d-%H-00-00")));
+        let mut gz = flate2::write::GzEncoder::new(
+            std::fs::File::create(path)?,
+            flate2::Compression::fast(),
+        );
+        gz.write_all((lines.join("\n") + "\n").as_bytes())?;
+        gz.finish()?;
+    }
+    Ok(good)
+}
+
+fn pitwall(args: &[&str]) -> Result<Output, Error> {
+    Ok(Command::new(env!("CARGO_BIN_EXE_pitwall"))
+        .args(args)
+        .env("PITWALL_PII_KEY", KEY)
+        .output()?)
+}
+
+fn ingest(input: &str, lake: &str) -> TestResult {
+    let out = pitwall(&["ingest", "files", "--input", input, "--lake", lake])?;
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into());
+    }
+    Ok(())
+}
+
+fn reconcile(legacy: &str, lake: &str, extra: &[&str]) -> Result<(i32, serde_json::Value), Error> {
+    let mut args = vec![
+        "reconcile",
+        "--legacy",
+        legacy,
+        "--lake",
+        lake,
+        "--from",
+        "2026-11-01T10:00:00Z",
+        "--to",
+        "2026-11-01T13:00:00Z",
+        "--json",
+    ];
+    args.extend(extra);
+    let out = pitwall(&args)?;
+    let code = out.status.code().ok_or("killed")?;
+    let report = serde_json::from_slice(&out.stdout)
+        .map_err(|e| format!("{e}: {}", String::from_utf8_lossy(&out.stderr)))?;
+    Ok((code, report))
+}
+
+#[test]
+fn a_lake_built_from_the_legacy_output_agrees_with_it() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let legacy = dir.path().join("legacy");
+    let good = write_legacy(&legacy, &|_, _| {})?;
+    let lake = dir.path().join("lake");
+    let (legacy, lake) = (legacy.display().to_string(), lake.display().to_string());
+    ingest(&legacy, &lake)?;
+    let html = dir.path().join("report");
+    let (code, r) = reconcile(&legacy, &lake, &["--out", &html.display().to_string()])?;
+    assert_eq!(code, 0, "{r:#}");
+    let t = &r["totals"];
+    assert_eq!(t["legacy"], good.len());
+    assert_eq!(t["matched"], good.len());
+    assert_eq!(
+        (
+            t["missing"].as_u64(),
+            t["extra"].as_u64(),
+            t["differing"].as_u64()
+        ),
+        (Some(0), Some(0), Some(0))
+    );
+    // The refused events are in the DLQ, found there by id.
+    assert_eq!(t["legacy_refused"], 300 - good.len());
+    assert_eq!(t["refused_in_dlq"], 300 - good.len());
+    assert_eq!(r["hours"].as_array().map(Vec::len), Some(3));
+    let page = std::fs::read_to_string(html.join("reconcile.html"))?;
+    assert!(page.contains("Within tolerance") && !page.contains("src=\"http"));
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(html.join("reconcile.json"))?)?;
+    assert_eq!(saved["totals"], r["totals"]);
+    Ok(())
+}
+
+#[test]
+fn missing_extra_and_changed_events_are_named_and_exit_4() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let legacy = dir.path().join("legacy");
+    write_legacy(&legacy, &|_, _| {})?;
+    // The "new path" saw a different stream: event 7 lost, event 9 changed,
+    // an event the legacy path never had, and event 40 (refused) not in its DLQ.
+    let new = dir.path().join("new");
+    write_legacy(&new, &|n, lines| match n {
+        7 | 40 => lines.clear(),
+        9 => lines[0] = event(9, T0 + 9 * 36, "fleet").to_string(),
+        11 => lines.push(event(999, T0 + 60, "rentals").to_string()),
+        _ => {}
+    })?;
+    let lake = dir.path().join("lake");
+    let (legacy, lake) = (legacy.display().to_string(), lake.display().to_string());
+    ingest(&new.display().to_string(), &lake)?;
+    let html = dir.path().join("report");
+    let (code, r) = reconcile(&legacy, &lake, &["--out", &html.display().to_string()])?;
+    assert_eq!(code, 4, "{r:#}");
+    let h = &r["hours"][0];
+    assert_eq!(h["hour"], "2026-11-01T10:00:00Z");
+    assert_eq!(h["missing_sample"], serde_json::json!([id(7)]));
+    assert_eq!(h["extra_sample"], serde_json::json!([id(999)]));
+    assert_eq!(h["differing_sample"][0]["event_id"], id(9));
+    assert_eq!(
+        h["differing_sample"][0]["fields"],
+        serde_json::json!(["service"])
+    );
+    assert_eq!(h["refused_not_in_dlq_sample"], serde_json::json!([id(40)]));
+    assert_eq!(h["within_tolerance"], false);
+    assert_eq!(
+        r["hours"][1]["within_tolerance"], true,
+        "{:#}",
+        r["hours"][1]
+    );
+    assert_eq!(r["totals"]["hours_beyond_tolerance"], 1);
+    let page = std::fs::read_to_string(html.join("reconcile.html"))?;
+    assert!(page.contains("Beyond tolerance") && page.contains(&id(7)));
+    // 4 problems out of ~100 events in the hour: a 5 % tolerance passes it.
+    let (code, _) = reconcile(&legacy, &lake, &["--tolerance", "0.05"])?;
+    assert_eq!(code, 0);
+    Ok(())
+}
+
+#[test]
+fn legacy_and_lake_on_s3_reconcile() -> TestResult {
+    let Ok(bucket) = std::env::var("PITWALL_TEST_S3_BUCKET") else {
+        if std::env::var_os("PITWALL_REQUIRE_SERVICES").is_some() {
+            panic!(
+                "PITWALL_TEST_S3_BUCKET is not set: start the services with scripts/services.sh"
+            );
+        }
+        return Ok(());
+    };
+    let dir = tempfile::tempdir()?;
+    let local = dir.path().join("legacy");
+    let good = write_legacy(&local, &|_, _| {})?;
+    let prefix = format!("reconcile-{}", std::process::id());
+    let upload = Command::new("python3")
+        .args([
+            "-c",
+            UPLOAD,
+            &local.display().to_string(),
+            &bucket,
+            &format!("{prefix}/legacy"),
+        ])
+        .output()?;
+    assert!(
+        upload.status.success(),
+        "{}",
+        String::from_utf8_lossy(&upload.stderr)
+    );
+    let legacy = format!("s3://{bucket}/{prefix}/legacy");
+    let lake = format!("s3://{bucket}/{prefix}/lake");
+    ingest(&legacy, &lake)?;
+    let (code, r) = reconcile(&legacy, &lake, &[])?;
+    assert_eq!(code, 0, "{r:#}");
+    assert_eq!(r["totals"]["matched"], good.len());
+    Ok(())
+}
+
+const UPLOAD: &str = r#"
+import os, sys, boto3
+root, bucket, prefix = sys.argv[1:4]
+s3 = boto3.client("s3", region_name=os.environ.get("AWS_REGION", "us-east-1"))
+for d, _, files in os.walk(root):
+    for f in files:
+        p = os.path.join(d, f)
+        s3.upload_file(p, bucket, prefix + "/" + os.path.relpath(p, root))
+"#;
