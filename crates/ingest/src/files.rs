@@ -131,7 +131,9 @@ fn ingest_file(
     Ok(report)
 }
 
-/// A file's stand-in shard id: its name without extensions, made path-safe.
+/// A file's stand-in shard id: its name without extensions, made path-safe,
+/// after its Firehose hour when it has one — hour folders may hold files of
+/// the same name, and their lake files must not overwrite each other.
 fn shard_name(display: &str) -> String {
     let name = display.rsplit('/').next().unwrap_or(display);
     let stem = name.split('.').next().unwrap_or(name);
@@ -145,7 +147,10 @@ fn shard_name(display: &str) -> String {
             }
         })
         .collect();
-    format!("file-{safe}")
+    match arrival_from_path(display).and_then(chrono::DateTime::from_timestamp_millis) {
+        Some(hour) => format!("file-{}-{safe}", hour.format("%Y%m%d%H")),
+        None => format!("file-{safe}"),
+    }
 }
 
 /// Firehose-style `…/YYYY/MM/DD/HH/…`: the hour the records arrived.
@@ -179,5 +184,13 @@ mod tests {
     #[test]
     fn shard_names_are_path_safe() {
         assert_eq!(shard_name("/x/events 01.jsonl.gz"), "file-events_01");
+        assert_eq!(
+            shard_name("s3://b/legacy/2026/11/01/09/part-1.gz"),
+            "file-2026110109-part-1"
+        );
+        assert_ne!(
+            shard_name("/l/2026/11/01/09/part-1.gz"),
+            shard_name("/l/2026/11/01/10/part-1.gz")
+        );
     }
 }

@@ -5,7 +5,10 @@ use std::collections::BTreeMap;
 use std::io::Read as _;
 
 use arrow_array::cast::AsArray;
-use arrow_array::types::{Float64Type, Int32Type, TimestampMillisecondType};
+use arrow_array::types::{
+    Float64Type, Int32Type, Int64Type, TimestampMicrosecondType, TimestampMillisecondType,
+    TimestampNanosecondType, TimestampSecondType,
+};
 use arrow_array::{Array, RecordBatch};
 use arrow_schema::{DataType, TimeUnit};
 use parquet::arrow::ProjectionMask;
@@ -187,7 +190,8 @@ enum Col<'a> {
     Str(&'a arrow_array::StringArray),
     Int(&'a arrow_array::Int32Array),
     Float(&'a arrow_array::Float64Array),
-    Ts(&'a arrow_array::TimestampMillisecondArray),
+    /// Timestamps of any unit, as their i64 values and unit.
+    Ts(arrow_array::Int64Array, TimeUnit),
     Bool(&'a arrow_array::BooleanArray),
 }
 
@@ -197,7 +201,7 @@ impl Col<'_> {
             Col::Str(a) => a.is_null(i),
             Col::Int(a) => a.is_null(i),
             Col::Float(a) => a.is_null(i),
-            Col::Ts(a) => a.is_null(i),
+            Col::Ts(a, _) => a.is_null(i),
             Col::Bool(a) => a.is_null(i),
         };
         if null {
@@ -207,9 +211,35 @@ impl Col<'_> {
             Col::Str(a) => Value::Str(a.value(i)),
             Col::Int(a) => Value::Int(i64::from(a.value(i))),
             Col::Float(a) => Value::Float(a.value(i)),
-            Col::Ts(a) => Value::Ts(a.value(i)),
+            Col::Ts(a, unit) => Value::Ts(to_ms(a.value(i), unit)),
             Col::Bool(a) => Value::Bool(a.value(i)),
         }
+    }
+}
+
+fn timestamps(a: &dyn Array, unit: &TimeUnit) -> arrow_array::Int64Array {
+    match unit {
+        TimeUnit::Second => a
+            .as_primitive::<TimestampSecondType>()
+            .reinterpret_cast::<Int64Type>(),
+        TimeUnit::Millisecond => a
+            .as_primitive::<TimestampMillisecondType>()
+            .reinterpret_cast::<Int64Type>(),
+        TimeUnit::Microsecond => a
+            .as_primitive::<TimestampMicrosecondType>()
+            .reinterpret_cast::<Int64Type>(),
+        TimeUnit::Nanosecond => a
+            .as_primitive::<TimestampNanosecondType>()
+            .reinterpret_cast::<Int64Type>(),
+    }
+}
+
+fn to_ms(v: i64, unit: &TimeUnit) -> i64 {
+    match unit {
+        TimeUnit::Second => v.saturating_mul(1000),
+        TimeUnit::Millisecond => v,
+        TimeUnit::Microsecond => v.div_euclid(1000),
+        TimeUnit::Nanosecond => v.div_euclid(1_000_000),
     }
 }
 
@@ -227,9 +257,8 @@ fn push_batch(
                 DataType::Utf8 => Col::Str(a.as_string::<i32>()),
                 DataType::Int32 => Col::Int(a.as_primitive::<Int32Type>()),
                 DataType::Float64 => Col::Float(a.as_primitive::<Float64Type>()),
-                DataType::Timestamp(TimeUnit::Millisecond, _) => {
-                    Col::Ts(a.as_primitive::<TimestampMillisecondType>())
-                }
+                // Another writer (a DuckDB or Spark rewrite) may use another unit.
+                DataType::Timestamp(unit, _) => Col::Ts(timestamps(a.as_ref(), unit), *unit),
                 DataType::Boolean => Col::Bool(a.as_boolean()),
                 _ => return Err(n.to_string()),
             })
