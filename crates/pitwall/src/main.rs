@@ -1,6 +1,7 @@
 //! The `pitwall` binary: parses arguments, wires library crates together,
 //! and turns outcomes into exit codes. Business rules live in the crates.
 
+mod alerts;
 mod cmd;
 mod progress;
 

@@ -221,3 +221,102 @@ for d, _, files in os.walk(root):
         p = os.path.join(d, f)
         s3.upload_file(p, bucket, prefix + "/" + os.path.relpath(p, root))
 "#;
+
+/// A recorder of HTTP requests (request line and body), answering 202.
+fn recorder() -> Result<(String, std::sync::mpsc::Receiver<(String, String)>), Error> {
+    use std::io::{BufRead, BufReader, Read};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for mut conn in listener.incoming().flatten() {
+            let mut r = BufReader::new(match conn.try_clone() {
+                Ok(c) => c,
+                Err(_) => continue,
+            });
+            let (mut line, mut len) = (String::new(), 0usize);
+            let _ = r.read_line(&mut line);
+            loop {
+                let mut h = String::new();
+                if r.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
+                    break;
+                }
+                if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; len];
+            let _ = r.read_exact(&mut body);
+            let _ = conn.write_all(
+                b"HTTP/1.1 202 Accepted\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+            );
+            let _ = tx.send((
+                line.trim().to_string(),
+                String::from_utf8_lossy(&body).into_owned(),
+            ));
+        }
+    });
+    Ok((format!("http://{addr}"), rx))
+}
+
+#[test]
+fn a_mismatch_alerts_slack_and_opsgenie_and_agreement_closes_the_alert() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let legacy = dir.path().join("legacy");
+    write_legacy(&legacy, &|_, _| {})?;
+    let new = dir.path().join("new");
+    write_legacy(&new, &|n, lines| {
+        if n == 7 {
+            lines.clear()
+        }
+    })?;
+    let (bad_lake, good_lake) = (dir.path().join("bad"), dir.path().join("good"));
+    let legacy = legacy.display().to_string();
+    ingest(&new.display().to_string(), &bad_lake.display().to_string())?;
+    ingest(&legacy, &good_lake.display().to_string())?;
+    let (base, rx) = recorder()?;
+    let run = |lake: &Path| -> Result<i32, Error> {
+        let out = Command::new(env!("CARGO_BIN_EXE_pitwall"))
+            .args([
+                "reconcile",
+                "--legacy",
+                &legacy,
+                "--lake",
+                &lake.display().to_string(),
+            ])
+            .args([
+                "--from",
+                "2026-11-01T10:00:00Z",
+                "--to",
+                "2026-11-01T13:00:00Z",
+            ])
+            .env("PITWALL_PII_KEY", KEY)
+            .env(
+                "PITWALL_SLACK_WEBHOOK_URL",
+                format!("{base}/services/T1/B1/SECRETHOOK"),
+            )
+            .env("PITWALL_OPSGENIE_API_KEY", "SECRETKEY")
+            .env("PITWALL_OPSGENIE_URL", &base)
+            .output()?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("SECRET"), "{stderr}");
+        Ok(out.status.code().ok_or("killed")?)
+    };
+    let recv = || rx.recv_timeout(std::time::Duration::from_secs(10));
+    assert_eq!(run(&bad_lake)?, 4);
+    let (slack, opsgenie) = (recv()?, recv()?);
+    assert_eq!(slack.0, "POST /services/T1/B1/SECRETHOOK HTTP/1.1");
+    assert!(slack.1.contains("1 missing"), "{}", slack.1);
+    assert_eq!(opsgenie.0, "POST /v2/alerts HTTP/1.1");
+    let body: serde_json::Value = serde_json::from_str(&opsgenie.1)?;
+    assert_eq!(body["alias"], "reconcile/server_log.api_request");
+    assert_eq!(body["details"]["missing"], "1");
+    assert_eq!(run(&good_lake)?, 0);
+    let (slack, opsgenie) = (recv()?, recv()?);
+    assert!(slack.1.contains("resolved"));
+    assert_eq!(
+        opsgenie.0,
+        "POST /v2/alerts/reconcile%2Fserver_log.api_request/close?identifierType=alias HTTP/1.1"
+    );
+    Ok(())
+}

@@ -77,6 +77,12 @@ pub struct RunArgs {
     /// zstd level of the lake's Parquet files, 1 (fastest) to 22 (smallest); default 3.
     #[arg(long)]
     pub zstd_level: Option<i32>,
+    /// Alert when the furthest-behind shard lags the stream by more than this (default 5m).
+    #[arg(long)]
+    pub alert_lag: Option<String>,
+    /// Alert when more than this share of an interval's events goes to the DLQ (default 0.05).
+    #[arg(long)]
+    pub alert_dlq_rate: Option<f64>,
 }
 
 impl RunArgs {
@@ -113,7 +119,9 @@ impl RunArgs {
             idle_poll,
             max_records,
             max_buffered,
-            zstd_level
+            zstd_level,
+            alert_lag,
+            alert_dlq_rate
         );
         Ok(self)
     }
@@ -177,6 +185,10 @@ pub fn run(a: RunArgs) -> anyhow::Result<u8> {
         .parse()
         .context("--listen must be HOST:PORT")?;
 
+    let thresholds = super::ingest_alerts::Thresholds {
+        lag: duration("alert-lag", a.alert_lag.as_deref(), "5m")?,
+        dlq_rate: a.alert_dlq_rate.unwrap_or(0.05),
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -185,6 +197,13 @@ pub fn run(a: RunArgs) -> anyhow::Result<u8> {
         let store = open_leases(&leases).await?;
         let metrics = Arc::new(Metrics::default());
         serve(listen, metrics.clone()).await?;
+        tokio::spawn(super::ingest_alerts::watch(
+            metrics.clone(),
+            stream.clone(),
+            cfg.worker_id.clone(),
+            thresholds,
+            Duration::from_secs(30),
+        ));
         tracing::info!(stream = %stream, worker = %cfg.worker_id, leases = %store.name(), lake = %lake, "ingesting");
         let sh = Shared {
             cfg: Arc::new(cfg),

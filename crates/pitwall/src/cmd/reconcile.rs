@@ -86,6 +86,7 @@ pub fn run(a: ReconcileArgs) -> anyhow::Result<u8> {
         write("reconcile.json", &json)?;
         write("reconcile.html", &report.to_html())?;
     }
+    alert_on(&report, a.out.as_deref());
     let t = &report.totals;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -135,4 +136,44 @@ fn hour_line(h: &HourReport) -> String {
         h.legacy_refused.values().sum::<u64>(),
         h.refused_not_in_dlq,
     )
+}
+
+fn alert_on(r: &pitwall_reconcile::Report, out: Option<&std::path::Path>) {
+    let key = format!("reconcile/{}", r.dataset);
+    let source = "pitwall reconcile";
+    let t = &r.totals;
+    let problem = (!r.within_tolerance).then(|| pitwall_alert::Alert {
+        key: key.clone(),
+        summary: format!(
+            "{}: legacy and lake disagree in {} hours ({} missing, {} extra, {} differing)",
+            r.dataset, t.hours_beyond_tolerance, t.missing, t.extra, t.differing
+        ),
+        description: format!(
+            "Event hours {} to {}, tolerance {}. Report: {}. Missing events can be re-ingested with \
+             `pitwall ingest files --input <legacy hour folder>`.",
+            r.from,
+            r.to,
+            r.tolerance,
+            out.map_or("rerun with --out DIR".into(), |d| d.join("reconcile.html").display().to_string())
+        ),
+        severity: pitwall_alert::Severity::Critical,
+        details: [
+            ("legacy", t.legacy),
+            ("lake", t.lake),
+            ("missing", t.missing),
+            ("extra", t.extra),
+            ("differing", t.differing),
+            ("refused_not_in_dlq", t.refused_not_in_dlq),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect(),
+        source: source.into(),
+    });
+    crate::alerts::outcome(
+        &key,
+        source,
+        problem,
+        "legacy and lake agree within tolerance",
+    );
 }

@@ -80,7 +80,20 @@ pub fn run(c: ScoreCommand) -> anyhow::Result<u8> {
             Ok(exit::OK)
         }
         ScoreCommand::Publish(p) => {
-            let report = super::publish::run_publish(&p.run, &p.publish)?;
+            let result = super::publish::run_publish(&p.run, &p.publish);
+            let source = "pitwall score publish";
+            match &result {
+                Ok(_) => crate::alerts::clear("score/publish", "published", source),
+                Err(e) => crate::alerts::raise(&pitwall_alert::Alert {
+                    key: "score/publish".into(),
+                    summary: "driving-score publication failed: the app sees stale scores".into(),
+                    description: format!("{e:#}"),
+                    severity: pitwall_alert::Severity::Critical,
+                    details: [("run".to_string(), p.run.display().to_string())].into(),
+                    source: source.into(),
+                }),
+            }
+            let report = result?;
             if p.json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
@@ -89,28 +102,59 @@ pub fn run(c: ScoreCommand) -> anyhow::Result<u8> {
             Ok(exit::OK)
         }
         ScoreCommand::Run(a) => {
-            if a.publish && a.publish_args.brokers.is_none() {
-                eprintln!("error: --publish needs --brokers");
-                return Ok(exit::USAGE);
-            }
-            let cfg = job_config(&a)?;
-            let run = pitwall_score_job::run(&cfg, &TermProgress::new())
-                .with_context(|| format!("score run into {}", cfg.out.display()))?;
-            if a.json {
-                println!("{}", serde_json::to_string_pretty(&run)?);
-            } else {
-                print_summary(&run);
-            }
-            let held = run.status == RunStatus::Held;
-            if a.publish && (!held || a.publish_args.force) {
-                let report = super::publish::run_publish(&cfg.out, &a.publish_args)?;
-                super::publish::print_report(&report);
-            } else if a.publish {
-                eprintln!("not publishing: the run is held (use --force to publish anyway)");
-            }
-            Ok(if held { exit::HELD } else { exit::OK })
+            let result = score_run(&a);
+            alert_on(&a, &result);
+            result
         }
     }
+}
+
+/// A held or failed run, or a failed publication, raises `score/run`; a
+/// clean run clears it.
+fn alert_on(a: &RunArgs, result: &anyhow::Result<u8>) {
+    let source = "pitwall score run";
+    let (summary, description) = match result {
+        Ok(code) if *code == exit::HELD => (
+            "driving-score run held by a quality gate: nothing was published".to_string(),
+            format!(
+                "Outputs are in {}; its report.json says which gate held it.",
+                a.out.display()
+            ),
+        ),
+        Ok(_) => return crate::alerts::clear("score/run", "the score run passed", source),
+        Err(e) => ("driving-score run failed".to_string(), format!("{e:#}")),
+    };
+    crate::alerts::raise(&pitwall_alert::Alert {
+        key: "score/run".into(),
+        summary,
+        description,
+        severity: pitwall_alert::Severity::Critical,
+        details: [("out".to_string(), a.out.display().to_string())].into(),
+        source: source.into(),
+    });
+}
+
+fn score_run(a: &RunArgs) -> anyhow::Result<u8> {
+    if a.publish && a.publish_args.brokers.is_none() {
+        eprintln!("error: --publish needs --brokers");
+        return Ok(exit::USAGE);
+    }
+    let cfg = job_config(a)?;
+    let run = pitwall_score_job::run(&cfg, &TermProgress::new())
+        .with_context(|| format!("score run into {}", cfg.out.display()))?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&run)?);
+    } else {
+        print_summary(&run);
+    }
+    let held = run.status == RunStatus::Held;
+    if a.publish && (!held || a.publish_args.force) {
+        let report = super::publish::run_publish(&cfg.out, &a.publish_args)?;
+        super::publish::print_report(&report);
+    } else if a.publish {
+        eprintln!("not publishing: the run is held (use --force to publish anyway)");
+    }
+    Ok(if held { exit::HELD } else { exit::OK })
 }
 
 pub fn job_config(a: &RunArgs) -> anyhow::Result<JobConfig> {

@@ -1,0 +1,227 @@
+//! What the ingestion service alerts on, judged from its metrics once per
+//! interval: lag above a threshold, a DLQ rate above a threshold, and a
+//! worker that held leases and lost them all. Each condition fires once when
+//! it starts and resolves once when it ends.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use pitwall_alert::{Alert, Notifier, Severity};
+use pitwall_ingest::metrics::Metrics;
+
+/// One look at the metrics.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Snapshot {
+    pub max_lag_ms: i64,
+    pub events: u64,
+    pub dlq: u64,
+    pub leases: usize,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Thresholds {
+    pub lag: Duration,
+    /// Share of the interval's events that went to the DLQ.
+    pub dlq_rate: f64,
+}
+
+#[derive(Debug, PartialEq)]
+pub enum Action {
+    Fire(&'static str, String),
+    Resolve(&'static str, String),
+}
+
+/// The conditions' state between looks.
+#[derive(Debug, Default)]
+pub struct Watch {
+    last: Snapshot,
+    firing: BTreeMap<&'static str, bool>,
+    held_leases: bool,
+}
+
+impl Watch {
+    pub fn step(&mut self, now: Snapshot, t: &Thresholds) -> Vec<Action> {
+        let events = now.events.saturating_sub(self.last.events);
+        let dlq = now.dlq.saturating_sub(self.last.dlq);
+        let rate = dlq as f64 / (events + dlq).max(1) as f64;
+        self.held_leases |= now.leases > 0;
+        let lag = Duration::from_millis(now.max_lag_ms.max(0) as u64);
+        let conditions = [
+            (
+                "lag",
+                lag > t.lag,
+                format!("ingestion is {} behind the stream (threshold {})", human(lag), human(t.lag)),
+            ),
+            (
+                "dlq-rate",
+                dlq > 0 && rate > t.dlq_rate,
+                format!(
+                    "{:.1} % of the last interval's events went to the DLQ ({dlq} of {}; threshold {:.1} %)",
+                    rate * 100.0,
+                    events + dlq,
+                    t.dlq_rate * 100.0
+                ),
+            ),
+            (
+                "leases-lost",
+                self.held_leases && now.leases == 0,
+                "this worker held leases and now holds none: is it partitioned from the lease table, or are its renewals failing?".to_string(),
+            ),
+        ];
+        self.last = now;
+        let mut actions = Vec::new();
+        for (name, bad, text) in conditions {
+            let was = self.firing.insert(name, bad).unwrap_or(false);
+            match (was, bad) {
+                (false, true) => actions.push(Action::Fire(name, text)),
+                (true, false) => {
+                    actions.push(Action::Resolve(name, format!("{name} is back to normal")))
+                }
+                _ => {}
+            }
+        }
+        actions
+    }
+}
+
+fn human(d: Duration) -> String {
+    humantime::format_duration(Duration::from_secs(d.as_secs())).to_string()
+}
+
+pub fn snapshot(m: &Metrics) -> Snapshot {
+    let c = m.counts();
+    Snapshot {
+        max_lag_ms: m
+            .shards()
+            .iter()
+            .map(|s| s.millis_behind())
+            .max()
+            .unwrap_or(0),
+        events: c.events,
+        dlq: c.dlq_total(),
+        leases: m.leases(),
+    }
+}
+
+/// Looks at the metrics every `every` and tells the sinks; runs until the
+/// process ends. Does nothing when no sink is configured.
+pub async fn watch(
+    metrics: Arc<Metrics>,
+    stream: String,
+    worker: String,
+    t: Thresholds,
+    every: Duration,
+) {
+    let Ok(n) = Notifier::from_env() else { return };
+    if n.sinks().is_empty() {
+        return;
+    }
+    let mut w = Watch::default();
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        for action in w.step(snapshot(&metrics), &t) {
+            let (name, text, fire) = match action {
+                Action::Fire(n, t) => (n, t, true),
+                Action::Resolve(n, t) => (n, t, false),
+            };
+            let key = if name == "leases-lost" {
+                format!("ingest/{name}/{stream}/{worker}")
+            } else {
+                format!("ingest/{name}/{stream}")
+            };
+            if fire {
+                let a = Alert {
+                    key,
+                    summary: format!("pitwall ingest on {stream}: {text}"),
+                    description: format!(
+                        "Worker {worker}. See its /metrics and /status, and the lake's _dlq for refused events."
+                    ),
+                    severity: if name == "dlq-rate" {
+                        Severity::Warning
+                    } else {
+                        Severity::Critical
+                    },
+                    details: BTreeMap::from([
+                        ("stream".into(), stream.clone()),
+                        ("worker".into(), worker.clone()),
+                    ]),
+                    source: "pitwall ingest run".into(),
+                };
+                n.fire(&a).await;
+            } else {
+                n.resolve(&key, &text, "pitwall ingest run").await;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: Thresholds = Thresholds {
+        lag: Duration::from_secs(300),
+        dlq_rate: 0.05,
+    };
+
+    fn snap(lag_s: i64, events: u64, dlq: u64, leases: usize) -> Snapshot {
+        Snapshot {
+            max_lag_ms: lag_s * 1000,
+            events,
+            dlq,
+            leases,
+        }
+    }
+
+    #[test]
+    fn lag_fires_once_when_it_crosses_and_resolves_once_when_back() {
+        let mut w = Watch::default();
+        assert!(w.step(snap(10, 0, 0, 2), &T).is_empty());
+        let a = w.step(snap(301, 0, 0, 2), &T);
+        assert!(
+            matches!(&a[..], [Action::Fire("lag", t)] if t.contains("5m 1s")),
+            "{a:?}"
+        );
+        assert!(w.step(snap(900, 0, 0, 2), &T).is_empty());
+        assert_eq!(
+            w.step(snap(2, 0, 0, 2), &T),
+            [Action::Resolve("lag", "lag is back to normal".into())]
+        );
+    }
+
+    #[test]
+    fn the_dlq_rate_is_judged_per_interval_not_since_start() {
+        let mut w = Watch::default();
+        assert!(w.step(snap(0, 1000, 10, 1), &T).is_empty());
+        // 60 of the next 160 events refused: 37.5 %.
+        assert!(matches!(
+            &w.step(snap(0, 1100, 70, 1), &T)[..],
+            [Action::Fire("dlq-rate", _)]
+        ));
+        // A clean interval after it, though the total stays high.
+        assert!(matches!(
+            &w.step(snap(0, 2100, 70, 1), &T)[..],
+            [Action::Resolve("dlq-rate", _)]
+        ));
+    }
+
+    #[test]
+    fn losing_every_lease_fires_only_after_holding_some() {
+        let mut w = Watch::default();
+        assert!(
+            w.step(snap(0, 0, 0, 0), &T).is_empty(),
+            "a starting worker holds none yet"
+        );
+        assert!(w.step(snap(0, 0, 0, 3), &T).is_empty());
+        assert!(matches!(
+            &w.step(snap(0, 0, 0, 0), &T)[..],
+            [Action::Fire("leases-lost", _)]
+        ));
+        assert!(matches!(
+            &w.step(snap(0, 0, 0, 1), &T)[..],
+            [Action::Resolve("leases-lost", _)]
+        ));
+    }
+}
