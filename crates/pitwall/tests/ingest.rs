@@ -288,11 +288,9 @@ fn kill_9_mid_file_then_restart_is_exactly_once() -> TestResult {
     // Small reads and small files: many commits, so the kill lands between them.
     let small = ["--max-records", "40", "--roll-bytes", "20KiB"];
     let mut child = ingest(&stream, &lake, &leases, &small)?;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while count_files(&dir.path().join("lake")) < 6 {
-        assert!(Instant::now() < deadline, "no files written");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for("no files written", || {
+        count_files(&dir.path().join("lake")) >= 6
+    });
     child.kill()?; // SIGKILL: no shutdown, buffers lost, lease still held
     child.wait()?;
     let partial = read_lake(&lake)?;
@@ -443,6 +441,15 @@ fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
 }
 
 /// A metric's value from a worker's /metrics.
+/// Polls `done` for up to 30 s; fails the test with `what` if it never holds.
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !done() {
+        assert!(Instant::now() < deadline, "{what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn metric(port: u16, name: &str) -> Option<f64> {
     let (_, body) = http_get(port, "/metrics")?;
     body.lines()
@@ -466,11 +473,9 @@ fn two_workers_share_a_stream_and_one_takes_over_when_the_other_dies() -> TestRe
         &[&["--worker-id", "a"][..], &slow].concat(),
     )?;
     // a alone takes every lease; b, started later, must steal its share.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while metric(pa, "pitwall_ingest_leases") != Some(4.0) {
-        assert!(Instant::now() < deadline, "a did not take all four leases");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for("a did not take all four leases", || {
+        metric(pa, "pitwall_ingest_leases") == Some(4.0)
+    });
     let b = ingest_with(
         &stream,
         &lake,
@@ -479,13 +484,10 @@ fn two_workers_share_a_stream_and_one_takes_over_when_the_other_dies() -> TestRe
         &[&["--worker-id", "b", "--stop-when-idle", "3s"][..], &slow].concat(),
     )?;
     // They balance by stealing, one lease per round: two each.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !(metric(pa, "pitwall_ingest_leases") == Some(2.0)
-        && metric(pb, "pitwall_ingest_leases") == Some(2.0))
-    {
-        assert!(Instant::now() < deadline, "workers did not balance 2/2");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for("workers did not balance 2/2", || {
+        metric(pa, "pitwall_ingest_leases") == Some(2.0)
+            && metric(pb, "pitwall_ingest_leases") == Some(2.0)
+    });
     assert_eq!(http_get(pa, "/healthz").map(|r| r.0), Some(200));
     assert_eq!(http_get(pa, "/readyz").map(|r| r.0), Some(200));
     a.kill()?; // kill -9: a's leases stay owned by a until they expire
@@ -529,11 +531,9 @@ fn sigterm_commits_checkpoints_and_hands_the_leases_over_at_once() -> TestResult
         pa,
         &[&["--worker-id", "a"][..], &slow].concat(),
     )?;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while metric(pa, "pitwall_ingest_leases") != Some(2.0) {
-        assert!(Instant::now() < deadline, "a did not take both leases");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for("a did not take both leases", || {
+        metric(pa, "pitwall_ingest_leases") == Some(2.0)
+    });
     std::thread::sleep(Duration::from_secs(2)); // a reads everything, commits nothing yet
     assert_eq!(
         count_files(&dir.path().join("lake")),
