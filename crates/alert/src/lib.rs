@@ -193,6 +193,24 @@ impl Notifier {
     }
 }
 
+/// POSTs `body` as JSON; `auth` is the Authorization header, when the sink
+/// takes one.
+pub(crate) async fn post_json(
+    client: &reqwest::Client,
+    url: &str,
+    auth: Option<String>,
+    body: &serde_json::Value,
+) -> Result<reqwest::Response, reqwest::Error> {
+    let mut req = client
+        .post(url)
+        .header("Content-Type", "application/json")
+        .body(body.to_string());
+    if let Some(a) = auth {
+        req = req.header("Authorization", a);
+    }
+    req.send().await
+}
+
 fn block_on(f: impl std::future::Future<Output = Vec<AlertError>>) -> Vec<AlertError> {
     match tokio::runtime::Builder::new_current_thread()
         .enable_all()

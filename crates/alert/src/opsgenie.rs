@@ -24,13 +24,8 @@ pub async fn create(
         "source": a.source,
         "tags": ["pitwall"],
     });
-    client
-        .post(format!("{base}/v2/alerts"))
-        .header("Authorization", format!("GenieKey {}", key.expose()))
-        .header("Content-Type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
+    let url = format!("{base}/v2/alerts");
+    crate::post_json(client, &url, Some(genie(key)), &body).await
 }
 
 pub async fn close(
@@ -42,15 +37,13 @@ pub async fn close(
     source: &str,
 ) -> Result<reqwest::Response, reqwest::Error> {
     let alias = encode(&truncate(alias, 512));
-    client
-        .post(format!(
-            "{base}/v2/alerts/{alias}/close?identifierType=alias"
-        ))
-        .header("Authorization", format!("GenieKey {}", key.expose()))
-        .header("Content-Type", "application/json")
-        .body(json!({"source": source, "note": note}).to_string())
-        .send()
-        .await
+    let url = format!("{base}/v2/alerts/{alias}/close?identifierType=alias");
+    let body = json!({"source": source, "note": note});
+    crate::post_json(client, &url, Some(genie(key)), &body).await
+}
+
+fn genie(key: &Secret) -> String {
+    format!("GenieKey {}", key.expose())
 }
 
 fn truncate(s: &str, max: usize) -> String {

@@ -32,12 +32,7 @@ pub async fn fire(
         "text": format!("{icon} {}", a.summary),
         "blocks": blocks,
     });
-    client
-        .post(webhook.expose())
-        .header("Content-Type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
+    crate::post_json(client, webhook.expose(), None, &body).await
 }
 
 pub async fn resolve(
@@ -47,10 +42,5 @@ pub async fn resolve(
     note: &str,
 ) -> Result<reqwest::Response, reqwest::Error> {
     let body = json!({"text": format!(":white_check_mark: resolved `{key}`: {note}")});
-    client
-        .post(webhook.expose())
-        .header("Content-Type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
+    crate::post_json(client, webhook.expose(), None, &body).await
 }
