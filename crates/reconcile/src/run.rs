@@ -119,17 +119,11 @@ impl Run<'_> {
         r.legacy_unreadable_sample
             .extend(file.unreadable_sample.into_iter().take(room));
         for (h, events) in file.by_hour {
-            let (side, _) = self
-                .pending
-                .entry(h)
-                .or_insert_with(|| (Side::new(n), Refused::default()));
+            let (side, _) = self.pending.entry(h).or_insert_with(|| empty(n));
             side.absorb(events, self.job.sample);
         }
         for (h, more) in file.refused {
-            let (_, refused) = self
-                .pending
-                .entry(h)
-                .or_insert_with(|| (Side::new(n), Refused::default()));
+            let (_, refused) = self.pending.entry(h).or_insert_with(|| empty(n));
             for (reason, c) in more.by_reason {
                 *refused.by_reason.entry(reason).or_default() += c;
             }
@@ -141,10 +135,7 @@ impl Run<'_> {
 
     fn compare(&mut self, hour: i64, on_hour: &(dyn Fn(&HourReport) + Sync)) -> Result<()> {
         let n = self.fields.len();
-        let (legacy, refused) = self
-            .pending
-            .remove(&hour)
-            .unwrap_or_else(|| (Side::new(n), Refused::default()));
+        let (legacy, refused) = self.pending.remove(&hour).unwrap_or_else(|| empty(n));
         let dir = self.job.lake.join(&format!(
             "{}/dt={}/hour={}",
             self.job.contract.dataset,
@@ -172,6 +163,11 @@ impl Run<'_> {
         self.report.hours.push(h);
         Ok(())
     }
+}
+
+/// An hour with nothing read yet.
+fn empty(n_fields: usize) -> (Side, Refused) {
+    (Side::new(n_fields), Refused::default())
 }
 
 fn empty_report(job: &Job<'_>, from_h: i64, to_h: i64) -> Report {

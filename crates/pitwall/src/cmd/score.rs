@@ -82,17 +82,15 @@ pub fn run(c: ScoreCommand) -> anyhow::Result<u8> {
         ScoreCommand::Publish(p) => {
             let result = super::publish::run_publish(&p.run, &p.publish);
             let source = "pitwall score publish";
-            match &result {
-                Ok(_) => crate::alerts::clear("score/publish", "published", source),
-                Err(e) => crate::alerts::raise(&pitwall_alert::Alert {
-                    key: "score/publish".into(),
-                    summary: "driving-score publication failed: the app sees stale scores".into(),
-                    description: format!("{e:#}"),
-                    severity: pitwall_alert::Severity::Critical,
-                    details: [("run".to_string(), p.run.display().to_string())].into(),
-                    source: source.into(),
-                }),
-            }
+            let problem = result.as_ref().err().map(|e| pitwall_alert::Alert {
+                key: "score/publish".into(),
+                summary: "driving-score publication failed: the app sees stale scores".into(),
+                description: format!("{e:#}"),
+                severity: pitwall_alert::Severity::Critical,
+                details: [("run".to_string(), p.run.display().to_string())].into(),
+                source: source.into(),
+            });
+            crate::alerts::outcome("score/publish", source, problem, "published");
             let report = result?;
             if p.json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
@@ -113,18 +111,18 @@ pub fn run(c: ScoreCommand) -> anyhow::Result<u8> {
 /// clean run clears it.
 fn alert_on(a: &RunArgs, result: &anyhow::Result<u8>) {
     let source = "pitwall score run";
-    let (summary, description) = match result {
-        Ok(code) if *code == exit::HELD => (
+    let problem = match result {
+        Ok(code) if *code == exit::HELD => Some((
             "driving-score run held by a quality gate: nothing was published".to_string(),
             format!(
                 "Outputs are in {}; its report.json says which gate held it.",
                 a.out.display()
             ),
-        ),
-        Ok(_) => return crate::alerts::clear("score/run", "the score run passed", source),
-        Err(e) => ("driving-score run failed".to_string(), format!("{e:#}")),
+        )),
+        Ok(_) => None,
+        Err(e) => Some(("driving-score run failed".to_string(), format!("{e:#}"))),
     };
-    crate::alerts::raise(&pitwall_alert::Alert {
+    let problem = problem.map(|(summary, description)| pitwall_alert::Alert {
         key: "score/run".into(),
         summary,
         description,
@@ -132,6 +130,7 @@ fn alert_on(a: &RunArgs, result: &anyhow::Result<u8>) {
         details: [("out".to_string(), a.out.display().to_string())].into(),
         source: source.into(),
     });
+    crate::alerts::outcome("score/run", source, problem, "the score run passed");
 }
 
 fn score_run(a: &RunArgs) -> anyhow::Result<u8> {
