@@ -1,7 +1,7 @@
 //! Archived records from files, through the same decode → validate → lake
-//! path as the stream: each line of a file is one record's data (plain or
-//! `.gz`), the file stands in for a shard and the line number for the
-//! sequence number. Names stay deterministic, so ingesting the same files
+//! path as the stream: each line of a file is one record (its data, or a DLQ
+//! entry holding it), the file stands in for a shard and the line number for
+//! the sequence number. Names stay deterministic, so ingesting the same files
 //! again rewrites the same lake files.
 
 use std::fmt::Write as _;
@@ -13,7 +13,20 @@ use std::time::Instant;
 use pitwall_lake::{FileRef, Location, ParquetOptions};
 use pitwall_logs::{Contract, Pii, Validator};
 
-use crate::sink::{Counts, RawRecord, RollPolicy, ShardBuffer, SinkError};
+use base64::Engine as _;
+
+use crate::sink::{Counts, Landed, RawRecord, RollPolicy, ShardBuffer, SinkError};
+
+/// What each line of an archived file is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Archive {
+    /// One record's data (legacy Firehose output, an export of the stream).
+    #[default]
+    Records,
+    /// A line of the lake's DLQ: its original bytes are read again (after a
+    /// contract fix); what is still refused is counted, and stays where it is.
+    Dlq,
+}
 
 pub struct FilesJob<'a> {
     pub inputs: Vec<FileRef>,
@@ -23,7 +36,13 @@ pub struct FilesJob<'a> {
     pub roll: RollPolicy,
     pub parquet: ParquetOptions,
     pub threads: usize,
+    pub archive: Archive,
+    /// For a replay: leave out events the lake holds (key field index).
+    pub landed: Option<(&'a dyn Landed, usize)>,
 }
+
+/// At most this many unreadable lines are named in a report.
+const UNREADABLE_SAMPLES: usize = 20;
 
 #[derive(Debug, Default, serde::Serialize)]
 pub struct FilesReport {
@@ -32,6 +51,28 @@ pub struct FilesReport {
     pub files_written: usize,
     pub bytes_written: u64,
     pub millis: u64,
+    /// DLQ lines that hold no record to replay (not a DLQ entry, bad base64);
+    /// they stay in their file.
+    pub unreadable_lines: u64,
+    /// `file:line: why`, for the first few.
+    pub unreadable: Vec<String>,
+    /// Every file written, as named by [`Location::put`].
+    #[serde(skip)]
+    pub written: Vec<String>,
+}
+
+impl FilesReport {
+    fn add(&mut self, one: FilesReport) {
+        self.files_read += 1;
+        self.counts.add(&one.counts);
+        self.files_written += one.files_written;
+        self.bytes_written += one.bytes_written;
+        self.unreadable_lines += one.unreadable_lines;
+        let room = UNREADABLE_SAMPLES.saturating_sub(self.unreadable.len());
+        self.unreadable
+            .extend(one.unreadable.into_iter().take(room));
+        self.written.extend(one.written);
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -60,11 +101,7 @@ pub fn ingest_files(
         while let Some(file) = job.inputs.get(next.fetch_add(1, Ordering::Relaxed)) {
             let one = ingest_file(job, &validator, file)?;
             on_file(file);
-            let mut t = total.lock().unwrap_or_else(|p| p.into_inner());
-            t.files_read += 1;
-            t.counts.add(&one.counts);
-            t.files_written += one.files_written;
-            t.bytes_written += one.bytes_written;
+            total.lock().unwrap_or_else(|p| p.into_inner()).add(one);
         }
         Ok(())
     };
@@ -98,16 +135,23 @@ fn ingest_file(
     } else {
         raw
     };
-    let shard = shard_name(&file.display);
-    let arrival_ms = arrival_from_path(&file.display).unwrap_or(0);
+    let shard = shard_name(&file.display, job.archive);
+    let path_arrival_ms = arrival_from_path(&file.display).unwrap_or(0);
     let mut buf = ShardBuffer::new(validator, &shard);
+    if let Some((landed, key_field)) = job.landed {
+        buf = buf.skipping_landed(landed, key_field);
+    }
+    if job.archive == Archive::Dlq {
+        buf = buf.without_dlq_writes();
+    }
     let mut report = FilesReport::default();
-    let mut commit = |buf: &mut ShardBuffer<'_>| -> Result<(), FilesError> {
+    let commit = |buf: &mut ShardBuffer<'_>, report: &mut FilesReport| {
         if let Some(done) = buf.commit(job.lake, &job.parquet)? {
             report.files_written += done.files.len();
             report.bytes_written += done.bytes_written;
+            report.written.extend(done.files);
         }
-        Ok(())
+        Ok::<_, FilesError>(())
     };
     let mut seq = String::new();
     for (n, line) in pitwall_logs::decode::lines(&text).enumerate() {
@@ -117,24 +161,54 @@ fn ingest_file(
         seq.clear();
         // Zero-padded so names sort in file order.
         let _ = write!(seq, "{n:012}");
+        let (data, arrival_ms) = match job.archive {
+            Archive::Records => (std::borrow::Cow::Borrowed(line), path_arrival_ms),
+            Archive::Dlq => match dlq_record(line) {
+                Ok((data, arrival)) => (std::borrow::Cow::Owned(data), arrival),
+                Err(why) => {
+                    report.unreadable_lines += 1;
+                    if report.unreadable.len() < UNREADABLE_SAMPLES {
+                        report
+                            .unreadable
+                            .push(format!("{}:{}: {why}", file.display, n + 1));
+                    }
+                    continue;
+                }
+            },
+        };
         buf.add(RawRecord {
             sequence_number: &seq,
             arrival_ms,
-            data: line,
+            data: &data,
         })?;
         if buf.due(&job.roll) {
-            commit(&mut buf)?;
+            commit(&mut buf, &mut report)?;
         }
     }
-    commit(&mut buf)?;
+    commit(&mut buf, &mut report)?;
     report.counts = buf.counts.clone();
     Ok(report)
 }
 
+/// A DLQ line's original bytes and arrival time.
+fn dlq_record(line: &[u8]) -> Result<(Vec<u8>, i64), String> {
+    #[derive(serde::Deserialize)]
+    struct Entry {
+        data_base64: String,
+        arrival_ts_ms: i64,
+    }
+    let e: Entry = serde_json::from_slice(line).map_err(|e| format!("not a DLQ entry ({e})"))?;
+    let data = base64::engine::general_purpose::STANDARD
+        .decode(e.data_base64.as_bytes())
+        .map_err(|e| format!("data_base64 does not decode ({e})"))?;
+    Ok((data, e.arrival_ts_ms))
+}
+
 /// A file's stand-in shard id: its name without extensions, made path-safe,
 /// after its Firehose hour when it has one — hour folders may hold files of
-/// the same name, and their lake files must not overwrite each other.
-fn shard_name(display: &str) -> String {
+/// the same name, and their lake files must not overwrite each other. DLQ
+/// files are named after their first position already, so they are unique.
+pub fn shard_name(display: &str, archive: Archive) -> String {
     let name = display.rsplit('/').next().unwrap_or(display);
     let stem = name.split('.').next().unwrap_or(name);
     let safe: String = stem
@@ -147,6 +221,9 @@ fn shard_name(display: &str) -> String {
             }
         })
         .collect();
+    if archive == Archive::Dlq {
+        return format!("dlq-{safe}");
+    }
     match arrival_from_path(display).and_then(chrono::DateTime::from_timestamp_millis) {
         Some(hour) => format!("file-{}-{safe}", hour.format("%Y%m%d%H")),
         None => format!("file-{safe}"),
@@ -183,14 +260,34 @@ mod tests {
 
     #[test]
     fn shard_names_are_path_safe() {
-        assert_eq!(shard_name("/x/events 01.jsonl.gz"), "file-events_01");
+        let r = Archive::Records;
+        assert_eq!(shard_name("/x/events 01.jsonl.gz", r), "file-events_01");
         assert_eq!(
-            shard_name("s3://b/legacy/2026/11/01/09/part-1.gz"),
+            shard_name("s3://b/legacy/2026/11/01/09/part-1.gz", r),
             "file-2026110109-part-1"
         );
         assert_ne!(
-            shard_name("/l/2026/11/01/09/part-1.gz"),
-            shard_name("/l/2026/11/01/10/part-1.gz")
+            shard_name("/l/2026/11/01/09/part-1.gz", r),
+            shard_name("/l/2026/11/01/10/part-1.gz", r)
         );
+        assert_eq!(
+            shard_name(
+                "/lake/_dlq/ds/dt=2026-11-01/shardId-1-4959-0-3.jsonl",
+                Archive::Dlq
+            ),
+            "dlq-shardId-1-4959-0-3"
+        );
+    }
+
+    #[test]
+    fn dlq_lines_give_back_their_bytes_or_say_why_not() {
+        let line = br#"{"reason":"missing_field","arrival_ts_ms":1700000000000,"data_base64":"eyJhIjoxfQ=="}"#;
+        assert_eq!(
+            dlq_record(line),
+            Ok((b"{\"a\":1}".to_vec(), 1_700_000_000_000))
+        );
+        assert!(dlq_record(b"{oops").is_err_and(|e| e.contains("not a DLQ entry")));
+        let bad = br#"{"arrival_ts_ms":1,"data_base64":"***"}"#;
+        assert!(dlq_record(bad).is_err_and(|e| e.contains("does not decode")));
     }
 }

@@ -6,19 +6,22 @@
 //! - [`lease`], [`lease_sqlite`], [`lease_dynamodb`]: KCL-style leases and
 //!   checkpoints, embedded or shared;
 //! - [`kinesis`], [`reader`], [`worker`]: the stream side;
-//! - [`files`]: archived records through the same path;
+//! - [`files`]: archived records through the same path; [`replay`] and
+//!   [`landed`]: re-ingesting them without doubling what the lake holds;
 //! - [`metrics`]: what the worker reports.
 
 pub mod files;
 pub mod kinesis;
+pub mod landed;
 pub mod lease;
 pub mod lease_dynamodb;
 pub mod lease_sqlite;
 pub mod metrics;
 pub mod reader;
+pub mod replay;
 pub mod sink;
 pub mod worker;
 
-pub use files::{FilesJob, FilesReport, ingest_files};
+pub use files::{Archive, FilesJob, FilesReport, ingest_files};
 pub use sink::{Committed, Counts, RawRecord, RollPolicy, ShardBuffer, SinkError, lake_parquet};
 pub use worker::{Shared, Worker, WorkerConfig, WorkerError};

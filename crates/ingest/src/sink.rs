@@ -85,6 +85,8 @@ pub struct Counts {
     pub events: u64,
     pub dlq: BTreeMap<&'static str, u64>,
     pub control_messages: u64,
+    /// Valid events a replay left out because the lake already held them.
+    pub already_landed: u64,
 }
 
 impl Counts {
@@ -93,6 +95,7 @@ impl Counts {
         self.record_bytes += o.record_bytes;
         self.events += o.events;
         self.control_messages += o.control_messages;
+        self.already_landed += o.already_landed;
         for (k, v) in &o.dlq {
             *self.dlq.entry(k).or_default() += v;
         }
@@ -122,6 +125,19 @@ pub enum SinkError {
     Lake(#[from] pitwall_lake::LakeError),
     #[error("building a record batch: {0}")]
     Arrow(#[from] arrow_schema::ArrowError),
+    #[error("cannot read the lake file {path}: {source}")]
+    Parquet {
+        path: String,
+        source: parquet::errors::ParquetError,
+    },
+    #[error("the lake file {path} has no text column {column:?}: is it the lake of this contract?")]
+    Column { path: String, column: String },
+}
+
+/// What the lake already holds, asked by a replay before it adds an event.
+pub trait Landed: Sync {
+    /// Is an event with this key in the lake's partition of `hour`?
+    fn contains(&self, hour: i64, key: &str) -> Result<bool, SinkError>;
 }
 
 pub struct ShardBuffer<'c> {
@@ -138,6 +154,11 @@ pub struct ShardBuffer<'c> {
     /// The row cells' allocation, kept across events of different lifetimes.
     /// The last row's buffers, reused so that a row costs no allocation.
     spare: (Vec<Cell<'static>>, String),
+    /// A replay's check against the lake, with the key field's index.
+    landed: Option<(&'c dyn Landed, usize)>,
+    /// False when the input is the DLQ itself: what is still refused is
+    /// already there and must not be added again.
+    write_dlq: bool,
 }
 
 const HOUR_MS: i64 = 3_600_000;
@@ -155,7 +176,21 @@ impl<'c> ShardBuffer<'c> {
             last_sub: 0,
             counts: Counts::default(),
             spare: (Vec::new(), String::new()),
+            landed: None,
+            write_dlq: true,
         }
+    }
+
+    /// Leaves out valid events whose key (field `key_field`) the lake holds.
+    pub fn skipping_landed(mut self, landed: &'c dyn Landed, key_field: usize) -> Self {
+        self.landed = Some((landed, key_field));
+        self
+    }
+
+    /// Counts refused events without writing them to the DLQ.
+    pub fn without_dlq_writes(mut self) -> Self {
+        self.write_dlq = false;
+        self
     }
 
     fn contract(&self) -> &'c Contract {
@@ -224,9 +259,16 @@ impl<'c> ShardBuffer<'c> {
     ) -> Result<(), SinkError> {
         match self.validator.validate(json, row) {
             Ok(()) => {
+                let hour = row.event_ms.div_euclid(HOUR_MS);
+                if let Some((landed, key_field)) = self.landed
+                    && let Some(key) = row.cells.get(key_field).and_then(|c| row.text(c))
+                    && landed.contains(hour, key)?
+                {
+                    self.counts.already_landed += 1;
+                    return Ok(());
+                }
                 self.counts.events += 1;
                 self.held_bytes += json.len();
-                let hour = row.event_ms.div_euclid(HOUR_MS);
                 let contract = self.contract();
                 let open = self
                     .partitions
@@ -248,6 +290,9 @@ impl<'c> ShardBuffer<'c> {
 
     fn refuse(&mut self, p: &Position<'_>, reason: &Reason, bytes: &[u8]) {
         *self.counts.dlq.entry(reason.code()).or_default() += 1;
+        if !self.write_dlq {
+            return;
+        }
         self.held_bytes += bytes.len();
         let p = Position {
             shard_id: &self.shard_id,
@@ -352,6 +397,18 @@ fn file_stem(shard: &str, f: &First) -> String {
     s
 }
 
+/// The shard a lake or DLQ file was written for, from the file's name: its
+/// stem without the `-sequence-sub-line` that [`file_stem`] appends.
+pub fn shard_of_file(name: &str) -> Option<&str> {
+    let name = name.rsplit('/').next().unwrap_or(name);
+    let stem = name
+        .strip_suffix(".parquet")
+        .or_else(|| name.strip_suffix(".jsonl"))?;
+    let mut parts = stem.rsplitn(4, '-');
+    let (_line, _sub, _seq) = (parts.next()?, parts.next()?, parts.next()?);
+    parts.next()
+}
+
 /// `dt=YYYY-MM-DD/hour=HH` of an hour number since the epoch (UTC).
 pub fn hour_partition(hour: i64) -> String {
     match DateTime::<Utc>::from_timestamp_millis(hour.saturating_mul(HOUR_MS)) {
@@ -364,5 +421,30 @@ fn date_of(ms: i64) -> String {
     match DateTime::<Utc>::from_timestamp_millis(ms) {
         Some(t) => t.format("%Y-%m-%d").to_string(),
         None => "invalid".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_files_shard_is_its_name_without_the_position() {
+        let first = First {
+            seq: "4959".into(),
+            sub: 2,
+            line: 7,
+        };
+        let name = format!("{}.parquet", file_stem("file-2026110109-part-1", &first));
+        assert_eq!(
+            shard_of_file(&format!("/lake/ds/dt=x/{name}")),
+            Some("file-2026110109-part-1")
+        );
+        assert_eq!(
+            shard_of_file("shardId-000000000001-4959-0-0.jsonl"),
+            Some("shardId-000000000001")
+        );
+        assert_eq!(shard_of_file("a-1-2.parquet"), None);
+        assert_eq!(shard_of_file("notes.txt"), None);
     }
 }

@@ -159,6 +159,35 @@ impl Location {
         Ok(files)
     }
 
+    /// Like [`list`](Self::list), but a local directory that does not exist
+    /// holds no files (an hour nothing was written for) instead of an error.
+    pub fn list_if_exists(&self, suffixes: &[&str]) -> Result<Vec<FileRef>> {
+        match self {
+            Location::Local(p) if !p.exists() => Ok(Vec::new()),
+            _ => self.list(suffixes),
+        }
+    }
+
+    /// Deletes a file found by [`list`](Self::list); one already gone is fine.
+    pub fn remove(file: &FileRef) -> Result<()> {
+        match &file.source {
+            Source::Local(p) => match std::fs::remove_file(p) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(LakeError::Io {
+                    path: file.display.clone(),
+                    source: e,
+                }),
+                _ => Ok(()),
+            },
+            Source::Store(store, path) => match runtime().block_on(store.delete(path)) {
+                Err(object_store::Error::NotFound { .. }) | Ok(()) => Ok(()),
+                Err(source) => Err(LakeError::ObjectStore {
+                    url: file.display.clone(),
+                    source,
+                }),
+            },
+        }
+    }
+
     /// Writes `bytes` as `rel` (a `/`-separated path) under this location,
     /// whole or not at all: a local file is written aside, fsynced and
     /// renamed into place; an object is one PUT, visible only once complete.

@@ -6,6 +6,7 @@ pub mod batch;
 pub mod contract;
 pub mod decode;
 pub mod dlq;
+pub mod keys;
 pub mod kpl;
 pub mod pii;
 pub mod validate;

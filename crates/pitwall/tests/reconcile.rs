@@ -4,68 +4,11 @@
 
 use std::io::Write as _;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
-type TestResult = Result<(), Box<dyn std::error::Error>>;
-type Error = Box<dyn std::error::Error>;
+mod common;
 
-const KEY: &str = "test-key";
-/// 2026-11-01T10:00:00Z
-const T0: i64 = 1_793_527_200;
-
-fn id(n: u64) -> String {
-    format!("00000000-0000-4000-8000-{n:012x}")
-}
-
-fn event(n: u64, ts: i64, service: &str) -> serde_json::Value {
-    let t = chrono::DateTime::from_timestamp(ts, 0).map(|t| t.to_rfc3339());
-    serde_json::json!({
-        "event_id": id(n), "ts": t, "service": service, "env": "prod", "level": "INFO",
-        "method": "GET", "path": "/v1/cars", "status": 200, "latency_ms": 3.5,
-        "client_ip": "203.0.113.9", "phone": format!("+49151{n:07}"), "attrs": {"n": n},
-    })
-}
-
-/// Legacy files by arrival hour: 3 event hours from T0, each event arriving
-/// 0–25 minutes after its time (so some sit in the next hour's folder); every
-/// 40th event breaks the contract. `edit` may change, drop or add lines.
-fn write_legacy(root: &Path, edit: &dyn Fn(u64, &mut Vec<String>)) -> Result<Vec<String>, Error> {
-    let mut by_arrival: std::collections::BTreeMap<i64, Vec<String>> = Default::default();
-    let mut good = Vec::new();
-    for n in 1..=300u64 {
-        let ts = T0 + (n as i64 * 36) % (3 * 3600);
-        let arrival = ts + (n as i64 * 7) % 1500;
-        let mut e = event(n, ts, "rentals");
-        if n % 40 == 0 {
-            e["status"] = 700.into();
-        } else {
-            good.push(id(n));
-        }
-        let mut lines = vec![e.to_string()];
-        edit(n, &mut lines);
-        by_arrival.entry(arrival / 3600).or_default().extend(lines);
-    }
-    for (hour, lines) in by_arrival {
-        let t = chrono::DateTime::from_timestamp(hour * 3600, 0).ok_or("time")?;
-        let dir = root.join(t.format("%Y/%m/%d/%H").to_string());
-        std::fs::create_dir_all(&dir)?;
-        let path = dir.join(format!("legacy-1-{}.gz", t.format("%Y-%m-%d-%H-00-00")));
-        let mut gz = flate2::write::GzEncoder::new(
-            std::fs::File::create(path)?,
-            flate2::Compression::fast(),
-        );
-        gz.write_all((lines.join("\n") + "\n").as_bytes())?;
-        gz.finish()?;
-    }
-    Ok(good)
-}
-
-fn pitwall(args: &[&str]) -> Result<Output, Error> {
-    Ok(Command::new(env!("CARGO_BIN_EXE_pitwall"))
-        .args(args)
-        .env("PITWALL_PII_KEY", KEY)
-        .output()?)
-}
+use common::{Error, KEY, T0, TestResult, event, id, pitwall, s3_bucket, upload, write_legacy};
 
 fn ingest(input: &str, lake: &str) -> TestResult {
     let out = pitwall(&["ingest", "files", "--input", input, "--lake", lake])?;
@@ -177,32 +120,14 @@ fn missing_extra_and_changed_events_are_named_and_exit_4() -> TestResult {
 
 #[test]
 fn legacy_and_lake_on_s3_reconcile() -> TestResult {
-    let Ok(bucket) = std::env::var("PITWALL_TEST_S3_BUCKET") else {
-        if std::env::var_os("PITWALL_REQUIRE_SERVICES").is_some() {
-            panic!(
-                "PITWALL_TEST_S3_BUCKET is not set: start the services with scripts/services.sh"
-            );
-        }
+    let Some(bucket) = s3_bucket() else {
         return Ok(());
     };
     let dir = tempfile::tempdir()?;
     let local = dir.path().join("legacy");
     let good = write_legacy(&local, &|_, _| {})?;
     let prefix = format!("reconcile-{}", std::process::id());
-    let upload = Command::new("python3")
-        .args([
-            "-c",
-            UPLOAD,
-            &local.display().to_string(),
-            &bucket,
-            &format!("{prefix}/legacy"),
-        ])
-        .output()?;
-    assert!(
-        upload.status.success(),
-        "{}",
-        String::from_utf8_lossy(&upload.stderr)
-    );
+    upload(&local, &bucket, &format!("{prefix}/legacy"))?;
     let legacy = format!("s3://{bucket}/{prefix}/legacy");
     let lake = format!("s3://{bucket}/{prefix}/lake");
     ingest(&legacy, &lake)?;
@@ -211,16 +136,6 @@ fn legacy_and_lake_on_s3_reconcile() -> TestResult {
     assert_eq!(r["totals"]["matched"], good.len());
     Ok(())
 }
-
-const UPLOAD: &str = r#"
-import os, sys, boto3
-root, bucket, prefix = sys.argv[1:4]
-s3 = boto3.client("s3", region_name=os.environ.get("AWS_REGION", "us-east-1"))
-for d, _, files in os.walk(root):
-    for f in files:
-        p = os.path.join(d, f)
-        s3.upload_file(p, bucket, prefix + "/" + os.path.relpath(p, root))
-"#;
 
 /// A recorder of HTTP requests (request line and body), answering 202.
 fn recorder() -> Result<(String, std::sync::mpsc::Receiver<(String, String)>), Error> {

@@ -11,11 +11,12 @@
 
 mod dlq;
 mod html;
-mod keys;
 mod read;
 mod report;
 mod run;
 mod side;
+
+use pitwall_logs::keys;
 
 pub use report::{HourReport, Report, Totals};
 pub use run::{Job, reconcile};

@@ -194,12 +194,7 @@ fn empty_report(job: &Job<'_>, from_h: i64, to_h: i64) -> Report {
 /// Files under `dir` ending with `suffix`; a directory that isn't there
 /// holds none (an hour with no traffic has no directory).
 pub(crate) fn list(dir: &Location, suffix: &str) -> Result<Vec<FileRef>> {
-    if let Location::Local(p) = dir
-        && !p.exists()
-    {
-        return Ok(Vec::new());
-    }
-    Ok(dir.list(&[suffix])?)
+    Ok(dir.list_if_exists(&[suffix])?)
 }
 
 /// `f` over `files` on `threads` threads, results in file order (so that

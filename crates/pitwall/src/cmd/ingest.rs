@@ -18,6 +18,10 @@ pub enum IngestCommand {
     /// Ingest archived records from files (one record's data per line, plain or .gz) through the
     /// contract into the lake; the same files ingested again rewrite the same lake files.
     Files(FilesArgs),
+    /// Re-ingest archived records for a time range — the legacy Firehose output, or the lake's DLQ
+    /// after a contract fix — leaving out events the lake already holds; replaying twice leaves
+    /// the lake as after once.
+    Replay(super::ingest_replay::ReplayArgs),
 }
 
 /// What every ingestion shares: the lake, the contract, the PII key.
@@ -59,6 +63,7 @@ pub fn run(c: IngestCommand) -> anyhow::Result<u8> {
     match c {
         IngestCommand::Files(a) => files(a),
         IngestCommand::Run(a) => super::ingest_run::run(*a),
+        IngestCommand::Replay(a) => super::ingest_replay::run(a),
     }
 }
 
@@ -108,14 +113,11 @@ fn files(a: FilesArgs) -> anyhow::Result<u8> {
         lake: &lake,
         contract: &contract,
         pii,
-        roll: RollPolicy {
-            max_bytes: a.lake.roll_bytes,
-            max_age: a.lake.roll_age,
-        },
+        roll: a.lake.roll(),
         parquet: pitwall_ingest::lake_parquet(&contract, a.lake.zstd_level),
-        threads: a
-            .threads
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
+        threads: a.threads.unwrap_or_else(default_threads),
+        archive: pitwall_ingest::Archive::Records,
+        landed: None,
     };
     let report = ingest_files(&job, &|_| progress.advance(1))?;
     progress.finish();
@@ -137,6 +139,19 @@ fn files(a: FilesArgs) -> anyhow::Result<u8> {
         );
     }
     Ok(exit::OK)
+}
+
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
+impl LakeArgs {
+    pub fn roll(&self) -> RollPolicy {
+        RollPolicy {
+            max_bytes: self.roll_bytes,
+            max_age: self.roll_age,
+        }
+    }
 }
 
 /// `128MiB`, `64MB`, `1048576`.

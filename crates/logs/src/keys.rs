@@ -1,4 +1,4 @@
-//! Event ids as 128-bit keys: a UUID is its own 128 bits (and prints back
+//! Event ids as 128-bit keys (for reconciliation and replays): a UUID is its own 128 bits (and prints back
 //! exactly), anything else is hashed and its text kept for the report. Tens
 //! of millions of ids fit in memory this way, where strings would not.
 
@@ -31,6 +31,11 @@ impl Names {
     pub fn absorb(&mut self, other: Names) {
         self.0.extend(other.0);
     }
+}
+
+/// An id's key, when its text need not be kept.
+pub fn key_of(id: &str) -> Key {
+    uuid_bits(id).unwrap_or_else(|| hash128(id.as_bytes()))
 }
 
 /// Two seeded 64-bit hashes: a collision with another id, or with a UUID's

@@ -1,0 +1,112 @@
+//! What the reconcile and replay tests share: a legacy Firehose output of
+//! known events, and the binary run with a PII key.
+#![allow(dead_code)]
+
+use std::io::Write as _;
+use std::path::Path;
+use std::process::{Command, Output};
+
+pub type TestResult = Result<(), Box<dyn std::error::Error>>;
+pub type Error = Box<dyn std::error::Error>;
+
+pub const KEY: &str = "test-key";
+/// 2026-11-01T10:00:00Z
+pub const T0: i64 = 1_793_527_200;
+
+pub fn id(n: u64) -> String {
+    format!("00000000-0000-4000-8000-{n:012x}")
+}
+
+pub fn event(n: u64, ts: i64, service: &str) -> serde_json::Value {
+    let t = chrono::DateTime::from_timestamp(ts, 0).map(|t| t.to_rfc3339());
+    serde_json::json!({
+        "event_id": id(n), "ts": t, "service": service, "env": "prod", "level": "INFO",
+        "method": "GET", "path": "/v1/cars", "status": 200, "latency_ms": 3.5,
+        "client_ip": "203.0.113.9", "phone": format!("+49151{n:07}"), "attrs": {"n": n},
+    })
+}
+
+/// Event `n` of the legacy output and its arrival time: events span 3 hours
+/// from T0 and arrive 0–25 minutes late; every 40th breaks the contract
+/// (status 700).
+pub fn legacy_event(n: u64) -> (serde_json::Value, i64) {
+    let ts = T0 + (n as i64 * 36) % (3 * 3600);
+    let mut e = event(n, ts, "rentals");
+    if n.is_multiple_of(40) {
+        e["status"] = 700.into();
+    }
+    (e, ts + (n as i64 * 7) % 1500)
+}
+
+/// Legacy files by arrival hour: 3 event hours from T0, each event arriving
+/// 0–25 minutes after its time (so some sit in the next hour's folder); every
+/// 40th event breaks the contract. `edit` may change, drop or add lines.
+pub fn write_legacy(
+    root: &Path,
+    edit: &dyn Fn(u64, &mut Vec<String>),
+) -> Result<Vec<String>, Error> {
+    let mut by_arrival: std::collections::BTreeMap<i64, Vec<String>> = Default::default();
+    let mut good = Vec::new();
+    for n in 1..=300u64 {
+        let (e, arrival) = legacy_event(n);
+        if !n.is_multiple_of(40) {
+            good.push(id(n));
+        }
+        let mut lines = vec![e.to_string()];
+        edit(n, &mut lines);
+        by_arrival.entry(arrival / 3600).or_default().extend(lines);
+    }
+    for (hour, lines) in by_arrival {
+        let t = chrono::DateTime::from_timestamp(hour * 3600, 0).ok_or("time")?;
+        let dir = root.join(t.format("%Y/%m/%d/%H").to_string());
+        std::fs::create_dir_all(&dir)?;
+        let path = dir.join(format!("legacy-1-{}.gz", t.format("%Y-%m-%d-%H-00-00")));
+        let mut gz = flate2::write::GzEncoder::new(
+            std::fs::File::create(path)?,
+            flate2::Compression::fast(),
+        );
+        gz.write_all((lines.join("\n") + "\n").as_bytes())?;
+        gz.finish()?;
+    }
+    Ok(good)
+}
+
+pub fn pitwall(args: &[&str]) -> Result<Output, Error> {
+    Ok(Command::new(env!("CARGO_BIN_EXE_pitwall"))
+        .args(args)
+        .env("PITWALL_PII_KEY", KEY)
+        .output()?)
+}
+
+/// The test bucket on moto, or None when the services are not running (a
+/// plain `cargo test`); under scripts/test.sh their absence is a failure.
+pub fn s3_bucket() -> Option<String> {
+    match std::env::var("PITWALL_TEST_S3_BUCKET") {
+        Ok(b) => Some(b),
+        Err(_) if std::env::var_os("PITWALL_REQUIRE_SERVICES").is_some() => {
+            panic!("PITWALL_TEST_S3_BUCKET is not set: start the services with scripts/services.sh")
+        }
+        Err(_) => None,
+    }
+}
+
+/// Copies a local directory tree to `s3://bucket/prefix/` with boto3.
+pub fn upload(root: &Path, bucket: &str, prefix: &str) -> Result<(), Error> {
+    let out = Command::new("python3")
+        .args(["-c", UPLOAD, &root.display().to_string(), bucket, prefix])
+        .output()?;
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into());
+    }
+    Ok(())
+}
+
+const UPLOAD: &str = r#"
+import os, sys, boto3
+root, bucket, prefix = sys.argv[1:4]
+s3 = boto3.client("s3", region_name=os.environ.get("AWS_REGION", "us-east-1"))
+for d, _, files in os.walk(root):
+    for f in files:
+        p = os.path.join(d, f)
+        s3.upload_file(p, bucket, prefix + "/" + os.path.relpath(p, root))
+"#;
