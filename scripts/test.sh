@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine or a warm one:
-#   1. installs the Python tools the tests use (scripts/requirements-test.txt),
+#   1. installs the Python tools the tests use (scripts/requirements-test.txt)
+#      and Debian's chromium (the status page test),
 #   2. starts the local servers (scripts/services.sh) and stops them on exit,
 #   3. checks formatting and lints, and the event contract with `datacontract lint`,
 #   4. cross-checks `pitwall score run` against the independent DuckDB
@@ -28,6 +29,14 @@ if [ ! -x "$dc_venv/bin/datacontract" ]; then
   "$dc_venv/bin/pip" install --quiet --disable-pip-version-check datacontract-cli==1.2.8
 fi
 "$dc_venv/bin/datacontract" lint contracts/server_log.api_request.odcs.yaml
+
+if ! command -v chromium >/dev/null 2>&1; then
+  step "installing chromium (the status page is tested in headless Chromium)"
+  sudo_=""; [ "$(id -u)" -eq 0 ] || sudo_="sudo"
+  $sudo_ apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq --no-install-recommends \
+    chromium fonts-liberation >/dev/null
+fi
 
 step "starting services"
 eval "$(scripts/services.sh start)"

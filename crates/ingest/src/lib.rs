@@ -8,7 +8,8 @@
 //! - [`kinesis`], [`reader`], [`worker`]: the stream side;
 //! - [`files`]: archived records through the same path; [`replay`] and
 //!   [`landed`]: re-ingesting them without doubling what the lake holds;
-//! - [`metrics`]: what the worker reports.
+//! - [`metrics`]: what the worker reports; [`status`]: the same, and the
+//!   lease table, for the status page.
 
 pub mod files;
 pub mod kinesis;
@@ -20,6 +21,7 @@ pub mod metrics;
 pub mod reader;
 pub mod replay;
 pub mod sink;
+pub mod status;
 pub mod worker;
 
 pub use files::{Archive, FilesJob, FilesReport, ingest_files};

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering}
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::sink::Counts;
+use crate::sink::{Committed, Counts};
 
 /// One leased shard, as its reader and the worker see it.
 pub struct ShardState {
@@ -23,6 +23,8 @@ pub struct ShardState {
     held: AtomicUsize,
     /// When a GetRecords call last succeeded.
     last_call: Mutex<Option<Instant>>,
+    /// Records read since the lease was taken, for the status page's rates.
+    records: AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -42,6 +44,7 @@ impl ShardState {
             checkpointed: Mutex::new(None),
             held: AtomicUsize::new(0),
             last_call: Mutex::new(None),
+            records: AtomicU64::new(0),
         }
     }
 
@@ -75,6 +78,7 @@ impl ShardState {
 
     pub fn read(&self, records: usize, millis_behind: i64) {
         *lock(&self.last_call) = Some(Instant::now());
+        self.records.fetch_add(records as u64, Ordering::Relaxed);
         self.millis_behind.store(millis_behind, Ordering::Relaxed);
         if records > 0 {
             *lock(&self.last_data) = Instant::now();
@@ -100,6 +104,10 @@ impl ShardState {
         self.held.load(Ordering::Relaxed)
     }
 
+    pub fn records(&self) -> u64 {
+        self.records.load(Ordering::Relaxed)
+    }
+
     pub fn millis_behind(&self) -> i64 {
         self.millis_behind.load(Ordering::Relaxed)
     }
@@ -116,11 +124,13 @@ impl ShardState {
 pub struct Metrics {
     shards: Mutex<BTreeMap<String, Arc<ShardState>>>,
     counts: Mutex<Counts>,
-    files_written: AtomicU64,
-    bytes_written: AtomicU64,
-    throttles: AtomicU64,
-    errors: AtomicU64,
+    pub(crate) files_written: AtomicU64,
+    pub(crate) bytes_written: AtomicU64,
+    pub(crate) throttles: AtomicU64,
+    pub(crate) errors: AtomicU64,
     leases: AtomicUsize,
+    /// Recent commits and rate samples, for the status page.
+    pub activity: crate::status::Activity,
 }
 
 impl Metrics {
@@ -155,10 +165,12 @@ impl Metrics {
         lock(&self.counts).clone()
     }
 
-    pub fn wrote(&self, files: usize, bytes: u64) {
+    pub fn committed(&self, shard_id: &str, done: &Committed) {
         self.files_written
-            .fetch_add(files as u64, Ordering::Relaxed);
-        self.bytes_written.fetch_add(bytes, Ordering::Relaxed);
+            .fetch_add(done.files.len() as u64, Ordering::Relaxed);
+        self.bytes_written
+            .fetch_add(done.bytes_written, Ordering::Relaxed);
+        self.activity.committed(shard_id, done);
     }
 
     pub fn bump_throttles(&self) {

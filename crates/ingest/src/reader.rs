@@ -178,7 +178,7 @@ async fn commit(
         return Ok(false);
     }
     sh.metrics.add_counts(&counts);
-    sh.metrics.wrote(done.files.len(), done.bytes_written);
+    sh.metrics.committed(shard, &done);
     state.checkpointed(&done.checkpoint);
     tracing::debug!(shard, files = done.files.len(), events = done.events, checkpoint = %done.checkpoint, "committed");
     Ok(true)

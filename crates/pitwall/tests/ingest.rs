@@ -6,169 +6,19 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use arrow_array::cast::AsArray;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-type TestResult = Result<(), Box<dyn std::error::Error>>;
-type Error = Box<dyn std::error::Error>;
+mod common;
 
-fn have_kinesis() -> bool {
-    if std::env::var_os("PITWALL_TEST_KINESIS").is_some() {
-        return true;
-    }
-    if std::env::var_os("PITWALL_REQUIRE_SERVICES").is_some() {
-        panic!("PITWALL_TEST_KINESIS is not set: start the services with scripts/services.sh");
-    }
-    eprintln!("skipped: no Kinesis emulator (run scripts/test.sh)");
-    false
-}
-
-fn script(name: &str) -> String {
-    format!("{}/tests/{name}", env!("CARGO_MANIFEST_DIR"))
-}
-
-fn python(args: &[&str]) -> Result<String, Error> {
-    let out = Command::new("python3").args(args).output()?;
-    if !out.status.success() {
-        return Err(format!("python3 {args:?}: {}", String::from_utf8_lossy(&out.stderr)).into());
-    }
-    Ok(String::from_utf8(out.stdout)?)
-}
-
-fn admin(args: &[&str]) -> Result<String, Error> {
-    let mut all = vec![script("kinesis_admin.py")];
-    all.extend(args.iter().map(|s| s.to_string()));
-    python(&all.iter().map(String::as_str).collect::<Vec<_>>())
-}
-
-/// What was put: the valid event ids, and how many things must reach the DLQ.
-#[derive(Debug, Default)]
-struct Put {
-    good: Vec<String>,
-    dlq: u64,
-    control: u64,
-}
-
-fn put(stream: &str, first: u64, count: u64, bad: bool) -> Result<Put, Error> {
-    let (f, c) = (first.to_string(), count.to_string());
-    let mut args = vec![script("kinesis_put.py"), stream.into(), f, c];
-    if bad {
-        args.push("--bad".into());
-    }
-    let out = python(&args.iter().map(String::as_str).collect::<Vec<_>>())?;
-    let v: serde_json::Value = serde_json::from_str(&out)?;
-    Ok(Put {
-        good: v["good"]
-            .as_array()
-            .ok_or("no good ids")?
-            .iter()
-            .filter_map(|x| x.as_str().map(str::to_string))
-            .collect(),
-        dlq: v["bad_events"].as_u64().unwrap_or(0) + v["bad_records"].as_u64().unwrap_or(0),
-        control: v["control"].as_u64().unwrap_or(0),
-    })
-}
-
-impl Put {
-    fn add(&mut self, o: Put) {
-        self.good.extend(o.good);
-        self.dlq += o.dlq;
-        self.control += o.control;
-    }
-}
-
-/// A temp dir, a new stream of `shards` shards, and a lake path in the dir;
-/// None (the test is skipped) without a Kinesis emulator.
-fn fixture(
-    prefix: &str,
-    shards: u32,
-) -> Result<Option<(tempfile::TempDir, String, String)>, Error> {
-    if !have_kinesis() {
-        return Ok(None);
-    }
-    let dir = tempfile::tempdir()?;
-    let stream = unique(prefix);
-    admin(&["create", &stream, &shards.to_string()])?;
-    let lake = dir.path().join("lake").display().to_string();
-    Ok(Some((dir, stream, lake)))
-}
-
-fn unique(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    format!("{prefix}-{}-{nanos}", std::process::id())
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map_or(19_470, |a| a.port())
-}
-
-/// `pitwall ingest run` with test timings and SQLite leases; extra flags after the common ones.
-fn ingest(stream: &str, lake: &str, leases: &Path, extra: &[&str]) -> Result<Child, Error> {
-    let spec = format!("sqlite:{}", leases.display());
-    ingest_with(stream, lake, &spec, free_port(), extra)
-}
-
-fn ingest_with(
-    stream: &str,
-    lake: &str,
-    leases: &str,
-    port: u16,
-    extra: &[&str],
-) -> Result<Child, Error> {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pitwall"));
-    cmd.args(["ingest", "run", "--stream", stream, "--lake", lake]);
-    // Test timings, unless the test sets its own (a flag may be given once).
-    for (flag, value) in [
-        ("--failover", "3s"),
-        ("--idle-poll", "200ms"),
-        ("--discover-every", "1s"),
-    ] {
-        if !extra.contains(&flag) {
-            cmd.args([flag, value]);
-        }
-    }
-    cmd.args(["--leases", leases])
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .args(extra)
-        .env("PITWALL_PII_KEY", "test-key")
-        .env("PITWALL_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    Ok(cmd.spawn()?)
-}
-
-fn wait_ok(child: Child, within: Duration) -> TestResult {
-    let deadline = Instant::now() + within;
-    let mut child = child;
-    loop {
-        if let Some(status) = child.try_wait()? {
-            let out = child.wait_with_output()?;
-            let log = String::from_utf8_lossy(&out.stderr);
-            assert!(
-                status.success(),
-                "pitwall ingest run failed ({status}):\n{log}"
-            );
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let out = child.wait_with_output()?;
-            return Err(format!(
-                "pitwall ingest run did not stop within {within:?}:\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            )
-            .into());
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
+use common::kinesis::{
+    Put, admin, fixture, free_port, have_kinesis, http_get, ingest, ingest_with, metric, put,
+    python, unique, wait_for, wait_ok,
+};
+use common::{Error, TestResult};
 
 /// Every event_id in the lake's Parquet files (sorted), with its shard, and
 /// the DLQ's reasons.
@@ -425,35 +275,6 @@ fn a_missing_stream_is_a_clear_error() -> TestResult {
         "{err}"
     );
     Ok(())
-}
-
-/// GET a worker's endpoint (plain HTTP/1.0, no client crate): status and body.
-fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
-    use std::io::{Read, Write};
-    let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    c.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes())
-        .ok()?;
-    let mut res = String::new();
-    c.read_to_string(&mut res).ok()?;
-    let status = res.split(' ').nth(1)?.parse().ok()?;
-    let body = res.split_once("\r\n\r\n").map(|(_, b)| b.to_string())?;
-    Some((status, body))
-}
-
-/// A metric's value from a worker's /metrics.
-/// Polls `done` for up to 30 s; fails the test with `what` if it never holds.
-fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !done() {
-        assert!(Instant::now() < deadline, "{what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn metric(port: u16, name: &str) -> Option<f64> {
-    let (_, body) = http_get(port, "/metrics")?;
-    body.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
 }
 
 #[test]

@@ -59,7 +59,8 @@ pub struct RunArgs {
     /// … or once their oldest event was read this long ago (default 5m).
     #[arg(long)]
     pub roll_age: Option<String>,
-    /// Serve /healthz, /readyz and /metrics here (default 127.0.0.1:9464; 0.0.0.0:9464 in a pod).
+    /// Serve the status page (/), /healthz, /readyz and /metrics here (default 127.0.0.1:9464;
+    /// 0.0.0.0:9464 in a pod).
     #[arg(long)]
     pub listen: Option<String>,
     /// How often shards are listed to find new ones after a reshard (default 10s).
@@ -83,6 +84,10 @@ pub struct RunArgs {
     /// Alert when more than this share of an interval's events goes to the DLQ (default 0.05).
     #[arg(long)]
     pub alert_dlq_rate: Option<f64>,
+    /// List the score runs of this directory (a `score run --out`, or a directory of them) on the
+    /// status page.
+    #[arg(long)]
+    pub score_runs: Option<PathBuf>,
 }
 
 impl RunArgs {
@@ -121,7 +126,8 @@ impl RunArgs {
             max_buffered,
             zstd_level,
             alert_lag,
-            alert_dlq_rate
+            alert_dlq_rate,
+            score_runs
         );
         Ok(self)
     }
@@ -196,7 +202,17 @@ pub fn run(a: RunArgs) -> anyhow::Result<u8> {
     rt.block_on(async move {
         let store = open_leases(&leases).await?;
         let metrics = Arc::new(Metrics::default());
-        serve(listen, metrics.clone()).await?;
+        super::ingest_http::serve(
+            listen,
+            super::ingest_http::Http {
+                metrics: metrics.clone(),
+                store: store.clone(),
+                stream: stream.clone(),
+                worker_id: cfg.worker_id.clone(),
+                score_runs: a.score_runs.clone(),
+            },
+        )
+        .await?;
         tokio::spawn(super::ingest_alerts::watch(
             metrics.clone(),
             stream.clone(),
@@ -268,47 +284,4 @@ async fn shutdown_signal() {
         let _ = ctrl_c.await;
     }
     tracing::info!("signal received: finishing open files, checkpointing, releasing leases");
-}
-
-/// /healthz (the process answers), /readyz (holds leases and reads), /metrics (Prometheus).
-async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> anyhow::Result<()> {
-    use axum::http::StatusCode;
-    use axum::routing::get;
-    let app = axum::Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route(
-            "/readyz",
-            get(
-                |axum::extract::State(m): axum::extract::State<Arc<Metrics>>| async move {
-                    match m.ready(Duration::from_secs(30)) {
-                        Ok(msg) => (StatusCode::OK, msg + "\n"),
-                        Err(msg) => (StatusCode::SERVICE_UNAVAILABLE, msg + "\n"),
-                    }
-                },
-            ),
-        )
-        .route(
-            "/metrics",
-            get(
-                |axum::extract::State(m): axum::extract::State<Arc<Metrics>>| async move {
-                    (
-                        [(
-                            axum::http::header::CONTENT_TYPE,
-                            "text/plain; version=0.0.4",
-                        )],
-                        m.render(),
-                    )
-                },
-            ),
-        )
-        .with_state(metrics);
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("--listen {addr}: cannot bind (in use? pick another port)"))?;
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::error!(error = %e, "the metrics server stopped");
-        }
-    });
-    Ok(())
 }

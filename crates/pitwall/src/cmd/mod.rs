@@ -4,6 +4,7 @@ mod demo;
 mod gen_fleet;
 mod ingest;
 mod ingest_alerts;
+mod ingest_http;
 mod ingest_replay;
 mod ingest_run;
 mod publish;

@@ -2,6 +2,8 @@
 //! known events, and the binary run with a PII key.
 #![allow(dead_code)]
 
+pub mod kinesis;
+
 use std::io::Write as _;
 use std::path::Path;
 use std::process::{Command, Output};
