@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine or a warm one:
 #   1. installs the Python tools the tests use (scripts/requirements-test.txt)
-#      and Debian's chromium (the status page test),
-#   2. starts the local servers (scripts/services.sh) and stops them on exit,
-#   3. checks formatting and lints, and the event contract with `datacontract lint`,
-#   4. cross-checks `pitwall score run` against the independent DuckDB
+#      and the Debian packages of the checks (chromium, Go),
+#   2. checks the event contract with `datacontract lint`,
+#   3. checks the deployment files: Helm chart, Dockerfile, Airflow DAG,
+#   4. starts the local servers (scripts/services.sh) and stops them on exit,
+#   5. checks formatting and lints,
+#   6. cross-checks `pitwall score run` against the independent DuckDB
 #      implementation of the spec on a generated fleet,
-#   5. runs every Rust test.
+#   7. runs every Rust test.
 # Builds go to $CARGO_TARGET_DIR (default ~/.cache/pitwall/target), outside
 # the clone, so later runs are warm.
 set -euo pipefail
@@ -30,13 +32,38 @@ if [ ! -x "$dc_venv/bin/datacontract" ]; then
 fi
 "$dc_venv/bin/datacontract" lint contracts/server_log.api_request.odcs.yaml
 
-if ! command -v chromium >/dev/null 2>&1; then
-  step "installing chromium (the status page is tested in headless Chromium)"
+# Debian packages the checks need: chromium (the status page test), Go with
+# Sprig and yaml.v3 (the Helm chart is rendered by Go templates, as helm does).
+debs=()
+command -v chromium >/dev/null 2>&1 || debs+=(chromium fonts-liberation)
+command -v go >/dev/null 2>&1 || debs+=(golang-go)
+[ -d /usr/share/gocode/src/github.com/Masterminds/sprig ] || debs+=(golang-github-masterminds-sprig-dev)
+[ -d /usr/share/gocode/src/gopkg.in/yaml.v3 ] || debs+=(golang-gopkg-yaml.v3-dev)
+if [ ${#debs[@]} -gt 0 ]; then
+  step "installing ${debs[*]}"
   sudo_=""; [ "$(id -u)" -eq 0 ] || sudo_="sudo"
   $sudo_ apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq --no-install-recommends \
-    chromium fonts-liberation >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq --no-install-recommends "${debs[@]}" >/dev/null
 fi
+
+step "deployment: the Helm chart renders to valid Kubernetes objects, the Dockerfile, the Airflow DAG"
+tools="${PITWALL_TOOLS_DIR:-$HOME/.cache/pitwall/tools}"
+mkdir -p "$tools"
+GO111MODULE=off GOPATH=/usr/share/gocode GOCACHE="$tools/go-cache" \
+  go build -o "$tools/helm-render" deploy/helm/render/main.go
+python3 deploy/check_chart.py --render "$tools/helm-render"
+# Airflow pins hundreds of packages: a venv of its own, outside the clone.
+af_venv="$tools/airflow"
+if ! "$af_venv/bin/python" -c "import airflow.providers.cncf.kubernetes" >/dev/null 2>&1; then
+  python3 -m venv "$af_venv"
+  "$af_venv/bin/pip" install --quiet --disable-pip-version-check \
+    apache-airflow==3.1.3 apache-airflow-providers-cncf-kubernetes==10.25.0
+fi
+af_home="$(mktemp -d)"
+if ! AIRFLOW_HOME="$af_home" "$af_venv/bin/python" deploy/check_dag.py >"$af_home/check.log" 2>&1; then
+  cat "$af_home/check.log"; exit 1
+fi
+tail -n 1 "$af_home/check.log"
 
 step "starting services"
 eval "$(scripts/services.sh start)"

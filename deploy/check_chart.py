@@ -1,0 +1,242 @@
+"""Checks the deployment files without a cluster:
+
+- the Helm chart renders (Go text/template + Sprig, as `helm template` does:
+  deploy/helm/render) with its defaults and with every ci/*-values.yaml;
+- every rendered object is valid Kubernetes (kubernetes-validate, strict:
+  unknown fields are errors) and has no duplicate keys;
+- what the ingestion and score workloads need holds: probes on /healthz and
+  /readyz, a grace period longer than a flush, a PDB matching the pods,
+  scrape annotations or a ServiceMonitor, a non-root read-only pod, the
+  contract ConfigMap equal to contracts/, the score CronJob's shell line
+  producing a valid as_of;
+- the Dockerfile is multi-stage and its runtime stage runs as a numeric
+  non-root user.
+
+    python3 deploy/check_chart.py --render BIN
+
+Exits 1 naming every failed check.
+"""
+
+import argparse
+import glob
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+import kubernetes_validate
+import yaml
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CHART = os.path.join(ROOT, "deploy", "helm", "pitwall")
+CONTRACT = os.path.join(ROOT, "contracts", "server_log.api_request.odcs.yaml")
+K8S_VERSION = "1.30"
+
+failures = []
+
+
+def check(ok, what):
+    if not ok:
+        failures.append(what)
+    return ok
+
+
+class StrictLoader(yaml.SafeLoader):
+    """A loader that refuses duplicate keys (PyYAML keeps the last silently)."""
+
+
+def _no_duplicates(loader, node, deep=False):
+    seen = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r}", key_node.start_mark)
+        seen.add(key)
+    return loader.construct_mapping(node, deep)
+
+
+StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _no_duplicates)
+
+
+def render(binary, values=(), expect_error=False):
+    cmd = [binary]
+    for v in values:
+        cmd += ["-f", v]
+    cmd.append(CHART)
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if expect_error:
+        return r.returncode, r.stderr
+    if r.returncode != 0:
+        sys.exit(f"rendering {values or 'the defaults'} failed: {r.stderr}")
+    docs = [d for d in yaml.load_all(r.stdout, Loader=StrictLoader) if d]
+    return docs
+
+
+def by_kind(docs):
+    out = {}
+    for d in docs:
+        out.setdefault(d["kind"], []).append(d)
+    return out
+
+
+def validate(docs, label):
+    for d in docs:
+        name = f"{label}: {d.get('kind')}/{d.get('metadata', {}).get('name')}"
+        if d.get("apiVersion", "").startswith("monitoring.coreos.com/"):
+            continue  # a CRD: checked by hand below
+        try:
+            kubernetes_validate.validate(d, K8S_VERSION, strict=True)
+        except kubernetes_validate.ValidationError as e:
+            check(False, f"{name} is not valid Kubernetes {K8S_VERSION}: {e.message} at {list(e.path)}")
+
+
+def container(pod_spec, name):
+    return next(c for c in pod_spec["containers"] if c["name"] == name)
+
+
+def check_ingest(k, label, values):
+    dep = next(d for d in k["Deployment"] if d["metadata"]["name"].endswith("-ingest"))
+    pod = dep["spec"]["template"]
+    spec = pod["spec"]
+    c = container(spec, "ingest")
+    port = next(p for p in c["ports"] if p["name"] == "http")["containerPort"]
+    check(c["livenessProbe"]["httpGet"]["path"] == "/healthz", f"{label}: liveness probe is not /healthz")
+    check(c["readinessProbe"]["httpGet"]["path"] == "/readyz", f"{label}: readiness probe is not /readyz")
+    check(f"--listen=0.0.0.0:{port}" in c["args"], f"{label}: the container does not listen on its http port")
+    grace = spec["terminationGracePeriodSeconds"]
+    failover = int(re.match(r"(\d+)s$", values["ingest"]["failover"]).group(1))
+    check(grace >= 60 and grace > failover * 3,
+          f"{label}: terminationGracePeriodSeconds {grace} leaves no time to flush files")
+    check(spec["securityContext"].get("runAsNonRoot") is True, f"{label}: ingest pod may run as root")
+    check(c["securityContext"].get("readOnlyRootFilesystem") is True, f"{label}: root filesystem is writable")
+    check(c["securityContext"].get("allowPrivilegeEscalation") is False, f"{label}: privilege escalation allowed")
+    check(spec["serviceAccountName"] in {s["metadata"]["name"] for s in k.get("ServiceAccount", [])}
+          or not values["serviceAccount"]["create"],
+          f"{label}: the pods' service account is not in the chart")
+    env = {e["name"]: e for e in c["env"]}
+    check("secretKeyRef" in env.get("PITWALL_PII_KEY", {}).get("valueFrom", {}),
+          f"{label}: PITWALL_PII_KEY does not come from a Secret")
+    for e in c["env"]:
+        check("value" not in e or not re.search(r"(?i)secret|key|token|webhook", e["name"]) or e["name"] == "AWS_REGION",
+              f"{label}: {e['name']} is a literal value, not a Secret reference")
+    labels = pod["metadata"]["labels"]
+    selector = dep["spec"]["selector"]["matchLabels"]
+    check(all(labels.get(k2) == v for k2, v in selector.items()), f"{label}: Deployment selector misses its pods")
+    pdbs = k.get("PodDisruptionBudget", [])
+    check(len(pdbs) == 1, f"{label}: no PodDisruptionBudget")
+    for pdb in pdbs:
+        check(pdb["spec"]["selector"]["matchLabels"] == selector, f"{label}: the PDB selects other pods")
+    svc = next(s for s in k["Service"] if s["metadata"]["name"].endswith("-ingest"))
+    check(all(labels.get(k2) == v for k2, v in svc["spec"]["selector"].items()), f"{label}: the Service misses the pods")
+    ann = pod["metadata"].get("annotations", {})
+    monitors = k.get("ServiceMonitor", [])
+    check(ann.get("prometheus.io/scrape") == "true" or monitors, f"{label}: nothing tells Prometheus to scrape")
+    if ann.get("prometheus.io/scrape") == "true":
+        check(ann.get("prometheus.io/port") == str(port) and ann.get("prometheus.io/path") == "/metrics",
+              f"{label}: scrape annotations point elsewhere than /metrics on {port}")
+    for m in monitors:
+        svc_labels = svc["metadata"]["labels"]
+        check(all(svc_labels.get(k2) == v for k2, v in m["spec"]["selector"]["matchLabels"].items())
+              and m["spec"]["endpoints"][0]["port"] == "http"
+              and m["spec"]["endpoints"][0]["path"] == "/metrics",
+              f"{label}: the ServiceMonitor does not select the Service's http port")
+    cm_name = next(v["configMap"]["name"] for v in spec["volumes"] if v["name"] == "contract")
+    cm = next(m for m in k["ConfigMap"] if m["metadata"]["name"] == cm_name)
+    with open(CONTRACT) as f:
+        shipped = f.read()
+    check(cm["data"]["server_log.api_request.odcs.yaml"].strip() == shipped.strip(),
+          f"{label}: the chart's contract (deploy/helm/pitwall/files/) differs from contracts/")
+    mount = next(m for m in c["volumeMounts"] if m["name"] == "contract")["mountPath"]
+    check(f"--contract={mount}/server_log.api_request.odcs.yaml" in c["args"],
+          f"{label}: --contract does not name the mounted contract")
+
+
+def check_score(k, label):
+    cron = next(d for d in k["CronJob"] if d["metadata"]["name"].endswith("-score"))
+    check(cron["spec"]["concurrencyPolicy"] == "Forbid", f"{label}: score runs may overlap")
+    spec = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    check(spec["restartPolicy"] == "Never", f"{label}: a failed score pod restarts in place")
+    check(spec["securityContext"].get("runAsNonRoot") is True, f"{label}: score pod may run as root")
+    c = container(spec, "score")
+    line = c["args"][0]
+    # The container's shell line, run with a stand-in pitwall that prints its arguments.
+    with tempfile.TemporaryDirectory() as d:
+        stub = os.path.join(d, "pitwall")
+        with open(stub, "w") as f:
+            f.write('#!/bin/sh\nfor a in "$@"; do echo "$a"; done\n')
+        os.chmod(stub, 0o755)
+        r = subprocess.run(["/bin/sh", "-c", line], capture_output=True, text=True,
+                           env={"PATH": d + ":/usr/bin:/bin"})
+    check(r.returncode == 0, f"{label}: the score command fails in sh: {r.stderr}")
+    args = r.stdout.split("\n")
+    check(args[:2] == ["score", "run"], f"{label}: the score container does not run `score run`: {args}")
+    as_of = next((a.split("=", 1)[1] for a in args if a.startswith("--as-of=")), "")
+    out = next((a.split("=", 1)[1] for a in args if a.startswith("--out=")), "")
+    check(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:00:00Z", as_of), f"{label}: --as-of {as_of!r} is not an hour")
+    check(out == "/runs/" + as_of.replace("-", "").replace(":", ""),
+          f"{label}: the run directory {out!r} is not named after as_of {as_of!r}")
+    check("PITWALL_PII_KEY" not in {e["name"] for e in c.get("env", [])},
+          f"{label}: the score job gets the PII key it does not need")
+
+
+def check_dockerfile():
+    with open(os.path.join(ROOT, "Dockerfile")) as f:
+        lines = [ln.strip() for ln in f if ln.strip() and not ln.lstrip().startswith("#")]
+    froms = [ln for ln in lines if ln.upper().startswith("FROM ")]
+    check(len(froms) >= 2, "Dockerfile: not multi-stage")
+    check(all(":" in f.split()[1] and not f.split()[1].endswith(":latest") for f in froms),
+          "Dockerfile: a base image is not pinned to a tag")
+    final = lines[lines.index(froms[-1]):]
+    users = [ln.split()[1] for ln in final if ln.upper().startswith("USER ")]
+    check(users and re.fullmatch(r"[1-9]\d*(:\d+)?", users[-1]) is not None,
+          "Dockerfile: the runtime stage does not run as a numeric non-root user")
+    check(any(ln.startswith("COPY --from=") for ln in final), "Dockerfile: the runtime stage does not copy the build")
+    check(any("cargo build --release --locked --bin pitwall" in ln for ln in lines),
+          "Dockerfile: the binary is not built with --locked")
+    check(any(ln.startswith("ENTRYPOINT") and "pitwall" in ln for ln in final), "Dockerfile: no pitwall entrypoint")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--render", required=True, help="the deploy/helm/render binary")
+    a = ap.parse_args()
+    with open(os.path.join(CHART, "values.yaml")) as f:
+        defaults = yaml.safe_load(f)
+    scenarios = [("defaults", [])] + [
+        (os.path.basename(p), [p]) for p in sorted(glob.glob(os.path.join(CHART, "ci", "*-values.yaml")))]
+    for label, files in scenarios:
+        values = defaults
+        for p in files:
+            with open(p) as f:
+                values = merge(values, yaml.safe_load(f))
+        docs = render(a.render, files)
+        validate(docs, label)
+        k = by_kind(docs)
+        if values["ingest"]["enabled"]:
+            check_ingest(k, label, values)
+        if values["score"]["enabled"]:
+            check_score(k, label)
+        print(f"{label}: {len(docs)} objects: " + ", ".join(sorted(f"{d['kind']}/{d['metadata']['name']}" for d in docs)))
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml") as bad:
+        bad.write("ingest:\n  terminationGracePeriodSeconds: 20\n")
+        bad.flush()
+        code, err = render(a.render, [bad.name], expect_error=True)
+        check(code != 0 and "at least 60" in err, "a grace period shorter than a flush is not refused")
+    check_dockerfile()
+    if failures:
+        print("\n".join(["FAILED:"] + failures), file=sys.stderr)
+        sys.exit(1)
+    print("chart, manifests and Dockerfile: all checks passed")
+
+
+def merge(base, over):
+    out = dict(base)
+    for k, v in (over or {}).items():
+        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+if __name__ == "__main__":
+    main()
