@@ -129,14 +129,34 @@ fn checkpoint_attrs(cp: &Checkpoint) -> (AttributeValue, AttributeValue) {
     }
 }
 
+/// A lease item, or None (logged) when it is not one: restarting a shard
+/// whose checkpoint is unreadable could write its events twice, so it is
+/// left alone until someone fixes the item.
 fn lease_from(item: &Item) -> Option<Lease> {
-    let checkpoint = match get_s(item, "checkpoint")? {
-        "START" => Checkpoint::Start,
+    let shard = get_s(item, "leaseKey").unwrap_or("(no leaseKey)");
+    let Some(stored) = get_s(item, "checkpoint") else {
+        tracing::error!(
+            shard,
+            "lease item without a checkpoint attribute: the shard is not read"
+        );
+        return None;
+    };
+    let checkpoint = match stored {
+        // The KCL's sentinels for "nothing read yet" mean the same here.
+        "START" | "TRIM_HORIZON" | "LATEST" | "AT_TIMESTAMP" => Checkpoint::Start,
         "SHARD_END" => Checkpoint::ShardEnd,
-        seq => Checkpoint::Sequence {
+        seq if !seq.is_empty() && seq.bytes().all(|b| b.is_ascii_digit()) => Checkpoint::Sequence {
             sequence_number: seq.to_string(),
             sub_sequence: get_n(item, "checkpointSubSequenceNumber"),
         },
+        other => {
+            tracing::error!(
+                shard,
+                checkpoint = other,
+                "unreadable checkpoint in the lease table: the shard is not read until it holds a sequence number, START or SHARD_END"
+            );
+            return None;
+        }
     };
     let mut parents = item
         .get("parentShardId")
@@ -299,5 +319,45 @@ impl LeaseStore for DynamoLeases {
             .send()
             .await;
         self.applied("releasing a lease", res)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(checkpoint: &str) -> Item {
+        [
+            ("leaseKey", AttributeValue::S("shard-1".into())),
+            ("checkpoint", AttributeValue::S(checkpoint.into())),
+            ("checkpointSubSequenceNumber", AttributeValue::N("3".into())),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
+
+    #[test]
+    fn checkpoints_are_read_as_the_kcl_writes_them() {
+        let cp = |s| lease_from(&item(s)).map(|l| l.checkpoint);
+        assert_eq!(
+            cp("4959"),
+            Some(Checkpoint::Sequence {
+                sequence_number: "4959".into(),
+                sub_sequence: 3
+            })
+        );
+        assert_eq!(cp("SHARD_END"), Some(Checkpoint::ShardEnd));
+        assert_eq!(cp("TRIM_HORIZON"), Some(Checkpoint::Start));
+        assert_eq!(cp("START"), Some(Checkpoint::Start));
+    }
+
+    #[test]
+    fn an_unreadable_checkpoint_leaves_its_shard_alone() {
+        assert_eq!(lease_from(&item("garbage")), None);
+        assert_eq!(lease_from(&item("")), None);
+        let mut no_checkpoint = item("1");
+        no_checkpoint.remove("checkpoint");
+        assert_eq!(lease_from(&no_checkpoint), None);
     }
 }

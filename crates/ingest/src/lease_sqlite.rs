@@ -42,21 +42,33 @@ impl SqliteLeases {
     }
 }
 
-fn row_to_lease(r: &rusqlite::Row<'_>) -> rusqlite::Result<Lease> {
+/// A stored lease, or None (logged) when its checkpoint is unreadable:
+/// restarting that shard from the start position could write its events
+/// twice, so it is left alone until someone fixes the row.
+fn row_to_lease(r: &rusqlite::Row<'_>) -> rusqlite::Result<Option<Lease>> {
+    let shard_id: String = r.get(0)?;
     let cp: String = r.get(3)?;
+    let Some(checkpoint) = Checkpoint::decode(&cp) else {
+        tracing::error!(
+            shard = %shard_id,
+            checkpoint = %cp,
+            "unreadable checkpoint in the lease table: the shard is not read until the row holds START, SHARD_END or SEQ:<sequence>:<sub>"
+        );
+        return Ok(None);
+    };
     let parents: String = r.get(4)?;
-    Ok(Lease {
-        shard_id: r.get(0)?,
+    Ok(Some(Lease {
+        shard_id,
         owner: r.get(1)?,
         counter: r.get::<_, i64>(2)? as u64,
-        checkpoint: Checkpoint::decode(&cp).unwrap_or(Checkpoint::Start),
+        checkpoint,
         parents: parents
             .split(',')
             .filter(|p| !p.is_empty())
             .map(str::to_string)
             .collect(),
         owner_switches: r.get::<_, i64>(5)? as u64,
-    })
+    }))
 }
 
 #[async_trait::async_trait]
@@ -86,7 +98,9 @@ impl LeaseStore for SqliteLeases {
                 "SELECT shard_id, owner, counter, checkpoint, parents, owner_switches
                  FROM leases ORDER BY shard_id",
             )?;
-            st.query_map([], row_to_lease)?.collect()
+            let rows: Vec<Option<Lease>> =
+                st.query_map([], row_to_lease)?.collect::<Result<_, _>>()?;
+            Ok(rows.into_iter().flatten().collect())
         })
     }
 

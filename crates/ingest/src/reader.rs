@@ -61,7 +61,9 @@ pub async fn read_shard(
                 continue;
             }
             Err(KinesisError::ExpiredIterator) => {
-                // Resume right after what is already in the buffer.
+                // Resume right after what is already in the buffer (the
+                // checkpoint, when the buffer is empty), as the KCL does.
+                tracing::info!(shard = %shard, "shard iterator expired; resuming after the last record read");
                 let from = last_read.clone().map_or(start.clone(), From::After);
                 iterator = sh.kinesis.iterator(&shard, &from).await?;
                 continue;

@@ -72,6 +72,34 @@ fn sqlite_keeps_the_lease_protocol() -> TestResult {
 }
 
 #[test]
+fn an_unreadable_sqlite_checkpoint_leaves_its_shard_alone() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("leases.db");
+    let store = SqliteLeases::open(&path)?;
+    let rt = rt();
+    rt.block_on(async {
+        store.prepare().await?;
+        store.create(&Lease::new("shard-1", vec![])).await?;
+        store.create(&Lease::new("shard-2", vec![])).await
+    })?;
+    rusqlite::Connection::open(&path)?.execute(
+        "UPDATE leases SET checkpoint = 'garbage' WHERE shard_id = 'shard-1'",
+        [],
+    )?;
+    let listed: Vec<String> = rt
+        .block_on(store.list())?
+        .into_iter()
+        .map(|l| l.shard_id)
+        .collect();
+    assert_eq!(listed, ["shard-2"]);
+    assert!(
+        !rt.block_on(store.create(&Lease::new("shard-1", vec![])))?,
+        "nor is it created again from the start"
+    );
+    Ok(())
+}
+
+#[test]
 fn dynamodb_keeps_the_lease_protocol() -> TestResult {
     if std::env::var_os("AWS_ENDPOINT_URL").is_none() {
         if std::env::var_os("PITWALL_REQUIRE_SERVICES").is_some() {

@@ -15,8 +15,8 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 mod common;
 
 use common::kinesis::{
-    Put, admin, fixture, free_port, have_kinesis, http_get, ingest, ingest_with, metric, put,
-    python, unique, wait_for, wait_ok,
+    Put, admin, fixture, free_port, have_kinesis, http_get, ingest, ingest_command, ingest_with,
+    metric, put, python, script, unique, wait_for, wait_ok,
 };
 use common::{Error, TestResult};
 
@@ -124,6 +124,51 @@ fn every_record_format_and_every_bad_record_lands_once() -> TestResult {
         &["--stop-when-idle", "1s"],
     )?;
     wait_ok(child, Duration::from_secs(30))?;
+    assert_exactly_once(&read_lake(&lake)?, &put);
+    Ok(())
+}
+
+#[test]
+fn expired_iterators_resume_after_the_last_record_read() -> TestResult {
+    let Some((dir, stream, lake)) = fixture("expire", 2)? else {
+        return Ok(());
+    };
+    let upstream = std::env::var("PITWALL_TEST_KINESIS")?;
+    // Every third GetRecords answers ExpiredIteratorException.
+    let mut proxy = Command::new("python3")
+        .args([&script("kinesis_expiring_proxy.py"), &upstream, "3"])
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let mut out = std::io::BufReader::new(proxy.stdout.take().ok_or("proxy stdout")?);
+    let mut port = String::new();
+    std::io::BufRead::read_line(&mut out, &mut port)?;
+    let put = put(&stream, 1, 400, false)?;
+    let leases = format!("sqlite:{}", dir.path().join("leases.db").display());
+    let mut cmd = ingest_command(
+        &stream,
+        &lake,
+        &leases,
+        free_port(),
+        &["--stop-when-idle", "2s", "--max-records", "20"],
+    );
+    cmd.env(
+        "AWS_ENDPOINT_URL_KINESIS",
+        format!("http://127.0.0.1:{}", port.trim()),
+    );
+    let done = wait_ok(cmd.spawn()?, Duration::from_secs(90));
+    let _ = Command::new("kill")
+        .args(["-TERM", &proxy.id().to_string()])
+        .status();
+    let _ = proxy.wait();
+    let mut report = String::new();
+    std::io::Read::read_to_string(&mut out, &mut report)?;
+    done?;
+    let expired: u32 = report
+        .split_whitespace()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| format!("proxy said {report:?}"))?;
+    assert!(expired >= 3, "only {expired} iterators expired: {report}");
     assert_exactly_once(&read_lake(&lake)?, &put);
     Ok(())
 }

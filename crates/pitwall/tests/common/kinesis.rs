@@ -115,6 +115,17 @@ pub fn ingest_with(
     port: u16,
     extra: &[&str],
 ) -> Result<Child, Error> {
+    Ok(ingest_command(stream, lake, leases, port, extra).spawn()?)
+}
+
+/// The `pitwall ingest run` command of [`ingest_with`], not yet started.
+pub fn ingest_command(
+    stream: &str,
+    lake: &str,
+    leases: &str,
+    port: u16,
+    extra: &[&str],
+) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_pitwall"));
     cmd.args(["ingest", "run", "--stream", stream, "--lake", lake]);
     // Test timings, unless the test sets its own (a flag may be given once).
@@ -134,7 +145,7 @@ pub fn ingest_with(
         .env("PITWALL_LOG", "info")
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
-    Ok(cmd.spawn()?)
+    cmd
 }
 
 pub fn wait_ok(child: Child, within: Duration) -> TestResult {
