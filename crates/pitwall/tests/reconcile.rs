@@ -8,7 +8,9 @@ use std::process::Command;
 
 mod common;
 
-use common::{Error, KEY, T0, TestResult, event, id, pitwall, s3_bucket, upload, write_legacy};
+use common::{
+    Error, KEY, T0, TestResult, event, id, pitwall, reconcile, s3_bucket, upload, write_legacy,
+};
 
 fn ingest(input: &str, lake: &str) -> TestResult {
     let out = pitwall(&["ingest", "files", "--input", input, "--lake", lake])?;
@@ -16,27 +18,6 @@ fn ingest(input: &str, lake: &str) -> TestResult {
         return Err(String::from_utf8_lossy(&out.stderr).into());
     }
     Ok(())
-}
-
-fn reconcile(legacy: &str, lake: &str, extra: &[&str]) -> Result<(i32, serde_json::Value), Error> {
-    let mut args = vec![
-        "reconcile",
-        "--legacy",
-        legacy,
-        "--lake",
-        lake,
-        "--from",
-        "2026-11-01T10:00:00Z",
-        "--to",
-        "2026-11-01T13:00:00Z",
-        "--json",
-    ];
-    args.extend(extra);
-    let out = pitwall(&args)?;
-    let code = out.status.code().ok_or("killed")?;
-    let report = serde_json::from_slice(&out.stdout)
-        .map_err(|e| format!("{e}: {}", String::from_utf8_lossy(&out.stderr)))?;
-    Ok((code, report))
 }
 
 #[test]

@@ -7,7 +7,9 @@ use std::path::Path;
 
 mod common;
 
-use common::{Error, TestResult, legacy_event, pitwall, s3_bucket, upload, write_legacy};
+use common::{
+    Error, TestResult, legacy_event, pitwall, reconcile, s3_bucket, upload, write_legacy,
+};
 
 /// Every file under the lake, by relative path, with its bytes.
 fn snapshot(root: &Path) -> Result<BTreeMap<String, Vec<u8>>, Error> {
@@ -72,27 +74,6 @@ fn replay_legacy(legacy: &str, lake: &str) -> Result<serde_json::Value, Error> {
         "2026-11-01T14:00:00Z",
         "--json",
     ])
-}
-
-fn reconcile(legacy: &str, lake: &str, extra: &[&str]) -> Result<(i32, serde_json::Value), Error> {
-    let mut args = vec![
-        "reconcile",
-        "--legacy",
-        legacy,
-        "--lake",
-        lake,
-        "--from",
-        "2026-11-01T10:00:00Z",
-        "--to",
-        "2026-11-01T13:00:00Z",
-        "--json",
-    ];
-    args.extend(extra);
-    let out = pitwall(&args)?;
-    Ok((
-        out.status.code().ok_or("killed")?,
-        serde_json::from_slice(&out.stdout)?,
-    ))
 }
 
 #[test]

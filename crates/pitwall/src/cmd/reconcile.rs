@@ -65,9 +65,7 @@ pub fn run(a: ReconcileArgs) -> anyhow::Result<u8> {
         arrival_slack_hours: a.arrival_slack.as_secs().div_ceil(3600) as i64,
         tolerance: a.tolerance,
         sample: a.samples,
-        threads: a
-            .threads
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
+        threads: a.threads.unwrap_or_else(super::ingest::default_threads),
     };
     let quiet = a.json;
     let report = reconcile(&job, &|h: &HourReport| {

@@ -80,6 +80,33 @@ pub fn pitwall(args: &[&str]) -> Result<Output, Error> {
         .output()?)
 }
 
+/// `pitwall reconcile --json` over the legacy output's three event hours:
+/// the exit code and the report.
+pub fn reconcile(
+    legacy: &str,
+    lake: &str,
+    extra: &[&str],
+) -> Result<(i32, serde_json::Value), Error> {
+    let mut args = vec![
+        "reconcile",
+        "--legacy",
+        legacy,
+        "--lake",
+        lake,
+        "--from",
+        "2026-11-01T10:00:00Z",
+        "--to",
+        "2026-11-01T13:00:00Z",
+        "--json",
+    ];
+    args.extend(extra);
+    let out = pitwall(&args)?;
+    let code = out.status.code().ok_or("killed")?;
+    let report = serde_json::from_slice(&out.stdout)
+        .map_err(|e| format!("{e}: {}", String::from_utf8_lossy(&out.stderr)))?;
+    Ok((code, report))
+}
+
 /// The test bucket on moto, or None when the services are not running (a
 /// plain `cargo test`); under scripts/test.sh their absence is a failure.
 pub fn s3_bucket() -> Option<String> {
