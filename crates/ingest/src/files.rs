@@ -98,8 +98,9 @@ pub fn ingest_files(
     let total = Mutex::new(FilesReport::default());
     let validator = Validator::new(job.contract, job.pii.clone());
     let worker = || -> Result<(), FilesError> {
+        let mut bufs = Buffers::default();
         while let Some(file) = job.inputs.get(next.fetch_add(1, Ordering::Relaxed)) {
-            let one = ingest_file(job, &validator, file)?;
+            let one = ingest_file(job, &validator, file, &mut bufs)?;
             on_file(file);
             total.lock().unwrap_or_else(|p| p.into_inner()).add(one);
         }
@@ -117,23 +118,32 @@ pub fn ingest_files(
     Ok(report)
 }
 
+/// A worker's file buffers, reused from file to file.
+#[derive(Default)]
+struct Buffers {
+    raw: Vec<u8>,
+    unzipped: Vec<u8>,
+}
+
 fn ingest_file(
     job: &FilesJob<'_>,
     validator: &Validator<'_>,
     file: &FileRef,
+    bufs: &mut Buffers,
 ) -> Result<FilesReport, FilesError> {
-    let raw = Location::read_all(file)?;
-    let text = if file.display.ends_with(".gz") {
-        let mut out = Vec::with_capacity(raw.len() * 8);
-        flate2::read::MultiGzDecoder::new(&raw[..])
-            .read_to_end(&mut out)
+    Location::read_into(file, &mut bufs.raw)?;
+    let text: &[u8] = if file.display.ends_with(".gz") {
+        bufs.unzipped.clear();
+        bufs.unzipped.reserve(bufs.raw.len() * 8);
+        flate2::read::MultiGzDecoder::new(&bufs.raw[..])
+            .read_to_end(&mut bufs.unzipped)
             .map_err(|source| FilesError::Gzip {
                 path: file.display.clone(),
                 source,
             })?;
-        bytes::Bytes::from(out)
+        &bufs.unzipped
     } else {
-        raw
+        &bufs.raw
     };
     let shard = shard_name(&file.display, job.archive);
     let path_arrival_ms = arrival_from_path(&file.display).unwrap_or(0);
@@ -154,7 +164,7 @@ fn ingest_file(
         Ok::<_, FilesError>(())
     };
     let mut seq = String::new();
-    for (n, line) in pitwall_logs::decode::lines(&text).enumerate() {
+    for (n, line) in pitwall_logs::decode::lines(text).enumerate() {
         if line.trim_ascii().is_empty() {
             continue;
         }

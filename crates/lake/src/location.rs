@@ -231,6 +231,25 @@ impl Location {
         }
     }
 
+    /// Reads a whole file into `buf` (cleared first). A worker that reads
+    /// many large files through one buffer maps its pages once, instead of
+    /// faulting in fresh zeroed pages for every file.
+    pub fn read_into(file: &FileRef, buf: &mut Vec<u8>) -> Result<()> {
+        buf.clear();
+        match Self::open(file)? {
+            Input::Remote(b) => buf.extend_from_slice(&b),
+            Input::Local(mut f) => {
+                let len = f.metadata().map(|m| m.len() as usize).unwrap_or(0);
+                buf.reserve(len.saturating_add(1));
+                f.read_to_end(buf).map_err(|source| LakeError::Io {
+                    path: file.display.clone(),
+                    source,
+                })?;
+            }
+        }
+        Ok(())
+    }
+
     pub fn open(file: &FileRef) -> Result<Input> {
         match &file.source {
             Source::Local(p) => File::open(p)

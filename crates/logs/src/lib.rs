@@ -9,6 +9,7 @@ pub mod dlq;
 pub mod keys;
 pub mod kpl;
 pub mod pii;
+mod scan;
 pub mod validate;
 
 pub use contract::{Contract, ContractError};

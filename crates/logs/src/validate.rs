@@ -69,7 +69,7 @@ impl Row<'_> {
 }
 
 /// Unknown fields an event may carry before their list needs the heap.
-type Extras<'a> = SmallVec<[(Cow<'a, str>, &'a RawValue); 8]>;
+type Extras<'a> = SmallVec<[(Cow<'a, str>, &'a str); 8]>;
 
 /// Contracts with up to this many fields need no allocation to sort an
 /// event's keys.
@@ -107,25 +107,45 @@ impl<'c> Validator<'c> {
         // this runs once per event.
         let mut on_stack = [None; STACK_FIELDS];
         let mut on_heap = Vec::new();
-        let found: &mut [Option<&'a RawValue>] = if fields.len() <= STACK_FIELDS {
+        let found: &mut [Option<&'a str>] = if fields.len() <= STACK_FIELDS {
             &mut on_stack[..fields.len()]
         } else {
             on_heap.resize(fields.len(), None);
             &mut on_heap
         };
         let mut extra = Extras::new();
-        let mut de = serde_json::Deserializer::from_str(text);
-        de.deserialize_map(Pairs {
-            contract: self.contract,
-            found,
-            extra: &mut extra,
-        })
-        .and_then(|r| de.end().map(|_| r))
-        .map_err(|e| json_error(&e))??;
+        let mut duplicate = None;
+        let scanned = crate::scan::object(text, |key, value| {
+            let mut pairs = Pairs {
+                contract: self.contract,
+                found: &mut *found,
+                extra: &mut extra,
+                duplicate: &mut duplicate,
+            };
+            pairs.sort(Cow::Borrowed(key), value);
+        });
+        if scanned.is_none() {
+            // The scanner gave up: serde_json reads it again and names any error.
+            found.fill(None);
+            extra.clear();
+            duplicate = None;
+            let mut de = serde_json::Deserializer::from_str(text);
+            de.deserialize_map(Pairs {
+                contract: self.contract,
+                found: &mut *found,
+                extra: &mut extra,
+                duplicate: &mut duplicate,
+            })
+            .and_then(|()| de.end())
+            .map_err(|e| json_error(&e))?;
+        }
+        if let Some(key) = duplicate {
+            return Err(Reason::DuplicateField(key.into_owned()));
+        }
 
         for (i, (rule, raw)) in fields.iter().zip(found.iter()).enumerate() {
             let cell = match raw {
-                Some(raw) if raw.get() != "null" => self.cell(rule, raw, row)?,
+                Some(raw) if *raw != "null" => self.cell(rule, raw, row)?,
                 _ if rule.required => return Err(Reason::MissingField(rule.name.clone())),
                 _ => Cell::Null,
             };
@@ -148,10 +168,9 @@ impl<'c> Validator<'c> {
     fn cell<'a>(
         &self,
         rule: &FieldRule,
-        raw: &'a RawValue,
+        text: &'a str,
         row: &mut Row<'a>,
     ) -> Result<Cell<'a>, Reason> {
-        let text = raw.get();
         let wrong = |expected| Reason::WrongType {
             field: rule.name.clone(),
             expected,
@@ -254,7 +273,7 @@ fn check_range(rule: &FieldRule, v: f64) -> Result<(), String> {
     Ok(())
 }
 
-fn extra_json(extra: &[(Cow<'_, str>, &RawValue)], s: &mut String) {
+fn extra_json(extra: &[(Cow<'_, str>, &str)], s: &mut String) {
     s.push('{');
     for (i, (k, v)) in extra.iter().enumerate() {
         if i > 0 {
@@ -269,7 +288,7 @@ fn extra_json(extra: &[(Cow<'_, str>, &RawValue)], s: &mut String) {
             s.push_str(&serde_json::to_string(k).unwrap_or_default());
         }
         s.push(':');
-        s.push_str(v.get());
+        s.push_str(v);
     }
     s.push('}');
 }
@@ -282,47 +301,45 @@ fn json_error(e: &serde_json::Error) -> Reason {
     }
 }
 
-/// Walks the top-level object once, sorting each pair into a known field's
-/// slot or the unknown list; values stay raw until their rule reads them.
+/// Sorts each member of the top-level object into a known field's slot or
+/// the unknown list; values stay raw until their rule reads them. The first
+/// repeated key is kept, and the whole object is still read, so that the
+/// reason given is the duplicate and not the unread rest.
 struct Pairs<'v, 'a> {
     contract: &'v Contract,
-    found: &'v mut [Option<&'a RawValue>],
+    found: &'v mut [Option<&'a str>],
     extra: &'v mut Extras<'a>,
+    duplicate: &'v mut Option<Cow<'a, str>>,
+}
+
+impl<'a> Pairs<'_, 'a> {
+    fn sort(&mut self, key: Cow<'a, str>, value: &'a str) {
+        match self.contract.field_index(&key) {
+            Some(i) if self.found[i].is_some() => {
+                self.duplicate.get_or_insert(key);
+            }
+            Some(i) => self.found[i] = Some(value),
+            None if self.extra.iter().any(|(k, _)| *k == key) => {
+                self.duplicate.get_or_insert(key);
+            }
+            None => self.extra.push((key, value)),
+        }
+    }
 }
 
 impl<'de, 'v> Visitor<'de> for Pairs<'v, 'de> {
-    type Value = Result<(), Reason>;
+    type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JSON object")
     }
 
-    fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
-        // The whole object is read even after a duplicate, so that the
-        // reason given is the duplicate and not the unread rest.
-        let mut duplicate = None;
+    fn visit_map<M: MapAccess<'de>>(mut self, mut map: M) -> Result<(), M::Error> {
         while let Some(key) = map.next_key::<Cow<'de, str>>()? {
             let value: &'de RawValue = map.next_value()?;
-            match self.contract.field_index(&key) {
-                Some(i) if self.found[i].is_some() => duplicate = duplicate.or(Some(key)),
-                Some(i) => self.found[i] = Some(value),
-                None if self.extra.iter().any(|(k, _)| *k == key) => {
-                    duplicate = duplicate.or(Some(key));
-                }
-                None => self.extra.push((key, value)),
-            }
+            self.sort(key, value.get());
         }
-        Ok(match duplicate {
-            Some(key) => Err(Reason::DuplicateField(key.into_owned())),
-            None => Ok(()),
-        })
-    }
-}
-
-impl<'de> de::DeserializeSeed<'de> for Pairs<'_, 'de> {
-    type Value = Result<(), Reason>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_map(self)
+        Ok(())
     }
 }
 
