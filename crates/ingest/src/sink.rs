@@ -46,6 +46,7 @@ pub fn lake_parquet(contract: &Contract, zstd_level: i32) -> ParquetOptions {
         no_dictionary: contract.high_cardinality_columns(),
         fast_columns: contract.random_text_columns(),
         no_statistics: contract.unprunable_columns(),
+        delta_columns: contract.delta_columns(),
         ..ParquetOptions::default()
     }
 }

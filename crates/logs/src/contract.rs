@@ -232,6 +232,18 @@ impl Contract {
             .collect()
     }
 
+    /// Times and positions, which rise within a file: delta-encoded.
+    pub fn delta_columns(&self) -> Vec<String> {
+        let mut cols: Vec<String> = self
+            .fields
+            .iter()
+            .filter(|f| f.kind == Kind::Timestamp)
+            .map(|f| f.name.clone())
+            .collect();
+        cols.extend([SUB_SEQUENCE_NUMBER, ARRIVAL_TS].map(String::from));
+        cols
+    }
+
     /// Columns no query prunes by min/max: random text and free-form JSON.
     pub fn unprunable_columns(&self) -> Vec<String> {
         let mut cols = self.random_text_columns();

@@ -9,6 +9,7 @@ pub mod dlq;
 pub mod keys;
 pub mod kpl;
 pub mod pii;
+mod rfc3339;
 mod scan;
 pub mod validate;
 

@@ -115,29 +115,20 @@ impl<'c> Validator<'c> {
         };
         let mut extra = Extras::new();
         let mut duplicate = None;
-        let scanned = crate::scan::object(text, |key, value| {
-            let mut pairs = Pairs {
-                contract: self.contract,
-                found: &mut *found,
-                extra: &mut extra,
-                duplicate: &mut duplicate,
-            };
-            pairs.sort(Cow::Borrowed(key), value);
-        });
-        if scanned.is_none() {
+        let mut pairs = Pairs {
+            contract: self.contract,
+            found,
+            extra: &mut extra,
+            duplicate: &mut duplicate,
+            next: 0,
+        };
+        if crate::scan::object(text, |key, value| pairs.sort(Cow::Borrowed(key), value)).is_none() {
             // The scanner gave up: serde_json reads it again and names any error.
-            found.fill(None);
-            extra.clear();
-            duplicate = None;
+            pairs.reset();
             let mut de = serde_json::Deserializer::from_str(text);
-            de.deserialize_map(Pairs {
-                contract: self.contract,
-                found: &mut *found,
-                extra: &mut extra,
-                duplicate: &mut duplicate,
-            })
-            .and_then(|()| de.end())
-            .map_err(|e| json_error(&e))?;
+            de.deserialize_map(pairs)
+                .and_then(|()| de.end())
+                .map_err(|e| json_error(&e))?;
         }
         if let Some(key) = duplicate {
             return Err(Reason::DuplicateField(key.into_owned()));
@@ -210,9 +201,13 @@ impl<'c> Validator<'c> {
             }
             Kind::Timestamp => {
                 let s = json_str(text).ok_or_else(|| wrong("an RFC 3339 string"))?;
-                let t = chrono::DateTime::parse_from_rfc3339(&s)
-                    .map_err(|e| invalid(format!("is not RFC 3339 with an offset ({e})")))?;
-                Cell::Ts(t.timestamp_millis())
+                let ms = match crate::rfc3339::fast_millis(&s) {
+                    Some(ms) => ms,
+                    None => chrono::DateTime::parse_from_rfc3339(&s)
+                        .map_err(|e| invalid(format!("is not RFC 3339 with an offset ({e})")))?
+                        .timestamp_millis(),
+                };
+                Cell::Ts(ms)
             }
             Kind::Json => {
                 if !text.starts_with('{') {
@@ -310,11 +305,22 @@ struct Pairs<'v, 'a> {
     found: &'v mut [Option<&'a str>],
     extra: &'v mut Extras<'a>,
     duplicate: &'v mut Option<Cow<'a, str>>,
+    /// The field after the last one found: producers mostly write fields
+    /// in the contract's order, so this is usually the next key.
+    next: usize,
 }
 
 impl<'a> Pairs<'_, 'a> {
     fn sort(&mut self, key: Cow<'a, str>, value: &'a str) {
-        match self.contract.field_index(&key) {
+        let fields = &self.contract.fields;
+        let index = match fields.get(self.next) {
+            Some(f) if f.name == *key => Some(self.next),
+            _ => self.contract.field_index(&key),
+        };
+        if let Some(i) = index {
+            self.next = i + 1;
+        }
+        match index {
             Some(i) if self.found[i].is_some() => {
                 self.duplicate.get_or_insert(key);
             }
@@ -324,6 +330,13 @@ impl<'a> Pairs<'_, 'a> {
             }
             None => self.extra.push((key, value)),
         }
+    }
+
+    fn reset(&mut self) {
+        self.found.fill(None);
+        self.extra.clear();
+        *self.duplicate = None;
+        self.next = 0;
     }
 }
 
