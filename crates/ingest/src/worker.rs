@@ -188,79 +188,29 @@ impl Worker {
             }
         }
         let failover = self.sh.cfg.timings.failover;
-        let me_owned = self.sh.cfg.worker_id.clone();
-        let me = me_owned.as_str();
-        let by_id: HashMap<&str, &Lease> =
-            leases.iter().map(|l| (l.shard_id.as_str(), l)).collect();
+        let me = self.sh.cfg.worker_id.clone();
         // Unowned, not renewed for the failover time, or ours from before a
         // restart (same worker id, not held by this process).
         let expired = |l: &Lease| {
             l.owner.is_none()
-                || (l.owner.as_deref() == Some(me) && !self.held.contains_key(&l.shard_id))
+                || (l.owner.as_deref() == Some(me.as_str()) && !self.held.contains_key(&l.shard_id))
                 || self
                     .seen
                     .get(&l.shard_id)
                     .is_some_and(|(_, t)| t.elapsed() >= failover)
         };
-        let parents_done = |l: &Lease| {
-            l.parents
-                .iter()
-                .all(|p| by_id.get(p.as_str()).is_none_or(|pl| pl.finished()))
-        };
-        let active: Vec<&Lease> = leases.iter().filter(|l| !l.finished()).collect();
-        let mut load: BTreeMap<&str, Vec<&Lease>> = BTreeMap::new();
-        for l in &active {
-            if let Some(o) = l.owner.as_deref()
-                && !expired(l)
-            {
-                load.entry(o).or_default().push(l);
-            }
-        }
-        let workers = load
-            .keys()
-            .copied()
-            .chain([me])
-            .collect::<BTreeSet<_>>()
-            .len();
-        let takeable = active.iter().filter(|l| parents_done(l)).count();
-        let target = takeable.div_ceil(workers.max(1));
-        let mut want = target.saturating_sub(self.held.len());
-        let mut chosen: Vec<&Lease> = Vec::new();
-        for l in &active {
-            if want == 0 {
-                break;
-            }
-            if !self.held.contains_key(&l.shard_id) && expired(l) && parents_done(l) {
-                chosen.push(l);
-                want -= 1;
-            }
-        }
-        let mut stolen = None;
-        if want > 0 && chosen.is_empty() {
-            // Steal one lease from the busiest worker, if it holds more than its share.
-            if let Some((owner, theirs)) = load
-                .iter()
-                .filter(|(o, _)| **o != me)
-                .max_by_key(|(_, v)| v.len())
-                && theirs.len() > target
-                && let Some(l) = theirs.iter().find(|l| parents_done(l))
-            {
-                tracing::info!(shard = %l.shard_id, from = %owner, "stealing a lease to balance");
-                stolen = Some(l.shard_id.clone());
-                chosen.push(l);
-            }
-        }
-        let chosen: Vec<Lease> = chosen.into_iter().cloned().collect();
-        for l in chosen {
+        let held = |shard: &str| self.held.contains_key(shard);
+        let plan = plan(&leases, &me, self.held.len(), &held, &expired);
+        for l in plan.take {
             if let Some(counter) = self
                 .sh
                 .store
-                .claim(&l.shard_id, me, l.counter, true)
+                .claim(&l.shard_id, &me, l.counter, true)
                 .await?
             {
                 // The victim of a steal is alive and may be about to commit:
                 // wait until its own clock must have told it the lease is gone.
-                let delay = match stolen.as_deref() == Some(l.shard_id.as_str()) {
+                let delay = match plan.steal.as_deref() == Some(l.shard_id.as_str()) {
                     true => failover,
                     false => Duration::ZERO,
                 };
@@ -367,5 +317,160 @@ impl Worker {
             self.sh.metrics.forget(&shard);
         }
         self.sh.metrics.set_leases(0);
+    }
+}
+
+/// What one round of taking leases decides.
+#[derive(Debug, PartialEq)]
+struct Plan {
+    take: Vec<Lease>,
+    /// The one lease taken from a busier worker, if any.
+    steal: Option<String>,
+}
+
+/// The KCL's balancing, without I/O: aim for an even share of the leases
+/// whose parents are done; take expired ones first, and only when none is
+/// free steal one from the busiest worker holding more than its share.
+fn plan(
+    leases: &[Lease],
+    me: &str,
+    held_count: usize,
+    held: &dyn Fn(&str) -> bool,
+    expired: &dyn Fn(&Lease) -> bool,
+) -> Plan {
+    let by_id: HashMap<&str, &Lease> = leases.iter().map(|l| (l.shard_id.as_str(), l)).collect();
+    let parents_done = |l: &Lease| {
+        l.parents
+            .iter()
+            .all(|p| by_id.get(p.as_str()).is_none_or(|pl| pl.finished()))
+    };
+    let active: Vec<&Lease> = leases.iter().filter(|l| !l.finished()).collect();
+    let mut load: BTreeMap<&str, Vec<&Lease>> = BTreeMap::new();
+    for l in &active {
+        if let Some(o) = l.owner.as_deref()
+            && !expired(l)
+        {
+            load.entry(o).or_default().push(l);
+        }
+    }
+    let workers = load
+        .keys()
+        .copied()
+        .chain([me])
+        .collect::<BTreeSet<_>>()
+        .len();
+    let takeable = active.iter().filter(|l| parents_done(l)).count();
+    let target = takeable.div_ceil(workers.max(1));
+    let want = target.saturating_sub(held_count);
+    let take: Vec<Lease> = active
+        .iter()
+        .filter(|l| !held(&l.shard_id) && expired(l) && parents_done(l))
+        .take(want)
+        .map(|l| (*l).clone())
+        .collect();
+    if want == 0 || !take.is_empty() {
+        return Plan { take, steal: None };
+    }
+    let busiest = load
+        .iter()
+        .filter(|(o, _)| **o != me)
+        .max_by_key(|(_, v)| v.len());
+    match busiest {
+        Some((owner, theirs)) if theirs.len() > target => {
+            match theirs.iter().find(|l| parents_done(l)) {
+                Some(l) => {
+                    tracing::info!(shard = %l.shard_id, from = %owner, "stealing a lease to balance");
+                    Plan {
+                        take: vec![(*l).clone()],
+                        steal: Some(l.shard_id.clone()),
+                    }
+                }
+                None => Plan { take, steal: None },
+            }
+        }
+        _ => Plan { take, steal: None },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lease::Checkpoint;
+
+    fn lease(id: &str, owner: Option<&str>, parents: &[&str]) -> Lease {
+        let mut l = Lease::new(id, parents.iter().map(|p| p.to_string()).collect());
+        l.owner = owner.map(String::from);
+        l
+    }
+
+    fn ids(p: &Plan) -> Vec<&str> {
+        p.take.iter().map(|l| l.shard_id.as_str()).collect()
+    }
+
+    /// Unowned leases are expired; owned ones are alive.
+    fn unowned(l: &Lease) -> bool {
+        l.owner.is_none()
+    }
+
+    #[test]
+    fn a_new_worker_takes_its_share_of_free_leases() {
+        let leases: Vec<Lease> = (0..4)
+            .map(|i| lease(&format!("s-{i}"), None, &[]))
+            .collect();
+        let p = plan(&leases, "a", 0, &|_| false, &unowned);
+        assert_eq!(ids(&p), ["s-0", "s-1", "s-2", "s-3"], "alone, it takes all");
+        let mut shared = leases.clone();
+        shared[0].owner = Some("b".into());
+        let p = plan(&shared, "a", 0, &|_| false, &unowned);
+        assert_eq!(ids(&p), ["s-1", "s-2"], "two workers: two each");
+        assert_eq!(p.steal, None);
+    }
+
+    #[test]
+    fn children_wait_for_every_parent_to_finish() {
+        let mut parent = lease("p", Some("b"), &[]);
+        let child = lease("c", None, &["p"]);
+        let p = plan(
+            &[parent.clone(), child.clone()],
+            "a",
+            0,
+            &|_| false,
+            &unowned,
+        );
+        assert!(p.take.is_empty(), "{p:?}");
+        parent.checkpoint = Checkpoint::ShardEnd;
+        let p = plan(&[parent, child], "a", 0, &|_| false, &unowned);
+        assert_eq!(ids(&p), ["c"]);
+    }
+
+    #[test]
+    fn one_lease_is_stolen_from_a_worker_above_its_share() {
+        let leases: Vec<Lease> = (0..4)
+            .map(|i| lease(&format!("s-{i}"), Some("b"), &[]))
+            .collect();
+        let p = plan(&leases, "a", 0, &|_| false, &unowned);
+        assert_eq!(ids(&p), ["s-0"]);
+        assert_eq!(p.steal.as_deref(), Some("s-0"));
+        let even = [lease("s-0", Some("b"), &[]), lease("s-1", Some("a"), &[])];
+        let p = plan(&even, "a", 1, &|s| s == "s-1", &unowned);
+        assert_eq!(
+            p,
+            Plan {
+                take: vec![],
+                steal: None
+            },
+            "balanced: nothing to do"
+        );
+    }
+
+    #[test]
+    fn finished_and_held_leases_are_not_taken() {
+        let mut done = lease("s-0", None, &[]);
+        done.checkpoint = Checkpoint::ShardEnd;
+        let mine = lease("s-1", Some("a"), &[]);
+        let p = plan(&[done, mine], "a", 1, &|s| s == "s-1", &|l| {
+            l.owner.is_none() || l.shard_id == "s-1"
+        });
+        assert!(p.take.is_empty(), "{p:?}");
     }
 }
