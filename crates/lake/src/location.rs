@@ -217,15 +217,9 @@ impl Location {
     pub fn read_all(file: &FileRef) -> Result<Bytes> {
         match Self::open(file)? {
             Input::Remote(b) => Ok(b),
-            Input::Local(mut f) => {
-                // Sized up front: growing by doubling copied each input
-                // about once more and faulted in twice the pages.
-                let len = f.metadata().map(|m| m.len() as usize).unwrap_or(0);
-                let mut buf = Vec::with_capacity(len.saturating_add(1));
-                f.read_to_end(&mut buf).map_err(|source| LakeError::Io {
-                    path: file.display.clone(),
-                    source,
-                })?;
+            Input::Local(f) => {
+                let mut buf = Vec::new();
+                read_local(f, file, &mut buf)?;
                 Ok(Bytes::from(buf))
             }
         }
@@ -238,14 +232,7 @@ impl Location {
         buf.clear();
         match Self::open(file)? {
             Input::Remote(b) => buf.extend_from_slice(&b),
-            Input::Local(mut f) => {
-                let len = f.metadata().map(|m| m.len() as usize).unwrap_or(0);
-                buf.reserve(len.saturating_add(1));
-                f.read_to_end(buf).map_err(|source| LakeError::Io {
-                    path: file.display.clone(),
-                    source,
-                })?;
-            }
+            Input::Local(f) => read_local(f, file, buf)?,
         }
         Ok(())
     }
@@ -267,6 +254,18 @@ impl Location {
                 }),
         }
     }
+}
+
+/// Appends a local file to `buf`, sized up front: growing by doubling
+/// copied each input about once more and faulted in twice the pages.
+fn read_local(mut f: File, file: &FileRef, buf: &mut Vec<u8>) -> Result<()> {
+    let len = f.metadata().map(|m| m.len() as usize).unwrap_or(0);
+    buf.reserve(len.saturating_add(1));
+    f.read_to_end(buf).map_err(|source| LakeError::Io {
+        path: file.display.clone(),
+        source,
+    })?;
+    Ok(())
 }
 
 fn list_local(root: &Path, wanted: &dyn Fn(&str) -> bool) -> Result<Vec<FileRef>> {
