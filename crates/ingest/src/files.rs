@@ -48,7 +48,6 @@ const UNREADABLE_SAMPLES: usize = 20;
 pub struct FilesReport {
     pub files_read: usize,
     pub counts: Counts,
-    pub files_written: usize,
     pub bytes_written: u64,
     pub millis: u64,
     /// DLQ lines that hold no record to replay (not a DLQ entry, bad base64);
@@ -56,16 +55,20 @@ pub struct FilesReport {
     pub unreadable_lines: u64,
     /// `file:line: why`, for the first few.
     pub unreadable: Vec<String>,
-    /// Every file written, as named by [`Location::put`].
-    #[serde(skip)]
+    /// Every file written, as named by [`Location::put`]; the JSON report
+    /// gives their number.
+    #[serde(rename = "files_written", serialize_with = "count")]
     pub written: Vec<String>,
+}
+
+fn count<S: serde::Serializer>(v: &[String], s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(v.len() as u64)
 }
 
 impl FilesReport {
     fn add(&mut self, one: FilesReport) {
         self.files_read += 1;
         self.counts.add(&one.counts);
-        self.files_written += one.files_written;
         self.bytes_written += one.bytes_written;
         self.unreadable_lines += one.unreadable_lines;
         let room = UNREADABLE_SAMPLES.saturating_sub(self.unreadable.len());
@@ -157,7 +160,6 @@ fn ingest_file(
     let mut report = FilesReport::default();
     let commit = |buf: &mut ShardBuffer<'_>, report: &mut FilesReport| {
         if let Some(done) = buf.commit(job.lake, &job.parquet)? {
-            report.files_written += done.files.len();
             report.bytes_written += done.bytes_written;
             report.written.extend(done.files);
         }

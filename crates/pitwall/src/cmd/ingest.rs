@@ -135,7 +135,7 @@ fn files(a: FilesArgs) -> anyhow::Result<u8> {
             lake,
             report.counts.dlq_total(),
             report.counts.dlq,
-            report.files_written,
+            report.written.len(),
         );
     }
     Ok(exit::OK)

@@ -85,7 +85,7 @@ fn summary(r: &ReplayReport, lake: &Location) -> String {
         c.already_landed,
         c.dlq_total(),
         c.dlq,
-        r.files.files_written,
+        r.files.written.len(),
     );
     if !r.stale_removed.is_empty() {
         s += &format!(
