@@ -152,8 +152,8 @@ pub struct ShardBuffer<'c> {
     /// The highest sub-sequence number seen in the last record read.
     last_sub: u64,
     pub counts: Counts,
-    /// The row cells' allocation, kept across events of different lifetimes.
-    /// The last row's buffers, reused so that a row costs no allocation.
+    /// The last row's cells and scratch text, reused (across events of
+    /// different lifetimes) so that a row costs no allocation.
     spare: (Vec<Cell<'static>>, String),
     /// A replay's check against the lake, with the key field's index.
     landed: Option<(&'c dyn Landed, usize)>,
