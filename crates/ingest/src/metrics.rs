@@ -120,6 +120,9 @@ impl ShardState {
     }
 }
 
+/// A worker is ready while some shard's GetRecords succeeded this recently.
+pub const READY_WITHIN: Duration = Duration::from_secs(30);
+
 #[derive(Default)]
 pub struct Metrics {
     shards: Mutex<BTreeMap<String, Arc<ShardState>>>,

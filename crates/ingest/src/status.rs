@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 
 use crate::lease::{Lease, LeaseError};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, READY_WITHIN};
 use crate::sink::Committed;
 
 /// Commits kept for the page.
@@ -123,6 +123,23 @@ pub struct ShardView {
     pub records_per_s: Option<f64>,
 }
 
+impl ShardView {
+    /// A shard with nothing known yet but its owner.
+    fn new(shard_id: &str, owner: Option<String>) -> ShardView {
+        ShardView {
+            shard_id: shard_id.to_string(),
+            owner,
+            mine: false,
+            checkpoint: String::new(),
+            parents: Vec::new(),
+            finished: false,
+            millis_behind: None,
+            checkpoint_age_s: None,
+            records_per_s: None,
+        }
+    }
+}
+
 #[derive(Debug, Serialize)]
 pub struct Status {
     pub stream: String,
@@ -156,7 +173,7 @@ pub fn status(
 ) -> Status {
     let c = m.counts();
     let samples: Vec<Sample> = lock(&m.activity.samples).iter().cloned().collect();
-    let (ready, ready_detail) = match m.ready(Duration::from_secs(30)) {
+    let (ready, ready_detail) = match m.ready(READY_WITHIN) {
         Ok(s) => (true, s),
         Err(s) => (false, s),
     };
@@ -220,44 +237,26 @@ fn shard_rate(samples: &[Sample], shard: &str) -> Option<f64> {
 /// Every shard in the lease table, plus any this worker reads that the
 /// table (unreadable, or not yet listing it) does not show.
 fn shard_views(m: &Metrics, leases: &[Lease], samples: &[Sample], me: &str) -> Vec<ShardView> {
-    let mine: BTreeMap<String, _> = m
-        .shards()
-        .into_iter()
-        .map(|s| (s.shard_id.clone(), s))
-        .collect();
     let mut views: BTreeMap<String, ShardView> = leases
         .iter()
         .map(|l| {
             let view = ShardView {
-                shard_id: l.shard_id.clone(),
-                owner: l.owner.clone(),
-                mine: false,
                 checkpoint: l.checkpoint.encode(),
                 parents: l.parents.clone(),
                 finished: l.finished(),
-                millis_behind: None,
-                checkpoint_age_s: None,
-                records_per_s: None,
+                ..ShardView::new(&l.shard_id, l.owner.clone())
             };
             (l.shard_id.clone(), view)
         })
         .collect();
-    for (id, s) in &mine {
-        let v = views.entry(id.clone()).or_insert_with(|| ShardView {
-            shard_id: id.clone(),
-            owner: Some(me.to_string()),
-            mine: true,
-            checkpoint: String::new(),
-            parents: Vec::new(),
-            finished: false,
-            millis_behind: None,
-            checkpoint_age_s: None,
-            records_per_s: None,
-        });
+    for s in m.shards() {
+        let v = views
+            .entry(s.shard_id.clone())
+            .or_insert_with(|| ShardView::new(&s.shard_id, Some(me.to_string())));
         v.mine = true;
         v.millis_behind = Some(s.millis_behind());
         v.checkpoint_age_s = s.checkpoint().map(|(age, _)| age);
-        v.records_per_s = shard_rate(samples, id);
+        v.records_per_s = shard_rate(samples, &s.shard_id);
     }
     views.into_values().collect()
 }

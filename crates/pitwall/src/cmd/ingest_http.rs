@@ -5,7 +5,6 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use axum::extract::{Path as UrlPath, State};
@@ -13,7 +12,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use pitwall_ingest::lease::LeaseStore;
-use pitwall_ingest::metrics::Metrics;
+use pitwall_ingest::metrics::{Metrics, READY_WITHIN};
 use pitwall_ingest::status::{SAMPLE_EVERY, status};
 
 const PAGE: &str = include_str!("status.html");
@@ -61,7 +60,7 @@ pub async fn serve(addr: SocketAddr, http: Http) -> anyhow::Result<()> {
 }
 
 async fn readyz(State(h): State<Arc<Http>>) -> (StatusCode, String) {
-    match h.metrics.ready(Duration::from_secs(30)) {
+    match h.metrics.ready(READY_WITHIN) {
         Ok(msg) => (StatusCode::OK, msg + "\n"),
         Err(msg) => (StatusCode::SERVICE_UNAVAILABLE, msg + "\n"),
     }
@@ -114,17 +113,20 @@ async fn runs_json(State(h): State<Arc<Http>>) -> Response {
             runs: Vec::new(),
         });
     };
-    let runs = tokio::task::spawn_blocking(move || list_runs(&root))
-        .await
-        .unwrap_or_default();
+    let dir = root.display().to_string();
+    // Listing the directory and reading each run.json is blocking I/O.
+    let runs = tokio::task::spawn_blocking(move || {
+        list_runs(&root)
+            .iter()
+            .map(|(name, dir)| run_view(name, dir))
+            .collect()
+    })
+    .await
+    .unwrap_or_default();
     json(&RunsView {
         enabled: true,
-        dir: h
-            .score_runs
-            .as_ref()
-            .map(|p| p.display().to_string())
-            .unwrap_or_default(),
-        runs: runs.iter().map(|(name, dir)| run_view(name, dir)).collect(),
+        dir,
+        runs,
     })
 }
 
