@@ -16,7 +16,9 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use pitwall_lake::{FileRef, Location};
 use pitwall_logs::keys::{Key, key_of};
 
-use crate::sink::{Landed, SinkError, hour_partition, shard_of_file};
+use pitwall_logs::layout::hour_dir;
+
+use crate::sink::{Landed, SinkError, shard_of_file};
 
 /// The lake's event keys, loaded one hour partition at a time as events of
 /// that hour turn up (so memory follows the hours a replay touches).
@@ -47,9 +49,7 @@ impl<'a> LakeIndex<'a> {
         if let Some(keys) = hours.get(&hour) {
             return Ok(keys.clone());
         }
-        let dir = self
-            .lake
-            .join(&format!("{}/{}", self.dataset, hour_partition(hour)));
+        let dir = self.lake.join(&hour_dir(&self.dataset, hour));
         let mut keys = HashSet::new();
         for file in dir.list_if_exists(&[".parquet"])? {
             if shard_of_file(&file.display).is_some_and(|s| self.own.contains(s)) {

@@ -14,14 +14,14 @@
 use std::collections::HashSet;
 
 use pitwall_lake::{FileRef, Location, ParquetOptions};
+use pitwall_logs::layout::{
+    DAY_MS, HOUR_MS, ceil_units, date_of, dlq_day_dir, dlq_root, firehose_hour_dir, hour_of,
+};
 use pitwall_logs::{Contract, Pii};
 
 use crate::files::{Archive, FilesError, FilesJob, FilesReport, ingest_files, shard_name};
 use crate::landed::LakeIndex;
 use crate::sink::{RollPolicy, shard_of_file};
-
-const HOUR_MS: i64 = 3_600_000;
-const DAY_MS: i64 = 24 * HOUR_MS;
 
 /// Where the archived records are.
 #[derive(Debug, Clone)]
@@ -127,32 +127,24 @@ pub fn replay(
 
 /// The archive folders the range covers.
 fn folders(job: &ReplayJob<'_>) -> (Vec<Location>, Archive) {
-    let fmt = |ms: i64, f: &str| {
-        chrono::DateTime::from_timestamp_millis(ms).map(|t| t.format(f).to_string())
-    };
     match &job.source {
         ReplaySource::Legacy(prefix) => {
-            let hours = job.from_ms.div_euclid(HOUR_MS)..ceil_div(job.to_ms, HOUR_MS);
+            let hours = hour_of(job.from_ms)..ceil_units(job.to_ms, HOUR_MS);
             let dirs = hours
-                .filter_map(|h| fmt(h * HOUR_MS, "%Y/%m/%d/%H"))
+                .filter_map(firehose_hour_dir)
                 .map(|rel| prefix.join(&rel))
                 .collect();
             (dirs, Archive::Records)
         }
         ReplaySource::Dlq => {
-            let root = job.lake.join(&format!("_dlq/{}", job.contract.dataset));
-            let days = job.from_ms.div_euclid(DAY_MS)..ceil_div(job.to_ms, DAY_MS);
+            let dataset = &job.contract.dataset;
+            let days = job.from_ms.div_euclid(DAY_MS)..ceil_units(job.to_ms, DAY_MS);
             let dirs = days
-                .filter_map(|d| fmt(d * DAY_MS, "dt=%Y-%m-%d"))
-                .map(|rel| root.join(&rel))
+                .map(|d| job.lake.join(&dlq_day_dir(dataset, &date_of(d * DAY_MS))))
                 .collect();
             (dirs, Archive::Dlq)
         }
     }
-}
-
-fn ceil_div(ms: i64, unit: i64) -> i64 {
-    ms.div_euclid(unit) + i64::from(ms.rem_euclid(unit) != 0)
 }
 
 /// Removes the files of `own` shards that this replay did not write.
@@ -168,10 +160,7 @@ fn remove_stale(
         .join(dataset)
         .list_if_exists(&[".parquet"])?
         .into_iter()
-        .chain(
-            lake.join(&format!("_dlq/{dataset}"))
-                .list_if_exists(&[".jsonl"])?,
-        );
+        .chain(lake.join(&dlq_root(dataset)).list_if_exists(&[".jsonl"])?);
     for file in found {
         let ours = shard_of_file(&file.display).is_some_and(|s| own.contains(s));
         if ours && !written.contains(file.display.as_str()) {

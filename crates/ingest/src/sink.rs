@@ -14,10 +14,10 @@ use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use chrono::{DateTime, Utc};
 use pitwall_lake::{Location, ParquetOptions};
 use pitwall_logs::batch::EventBatch;
 use pitwall_logs::decode::{Item, decode_record};
+use pitwall_logs::layout::{date_of, dlq_day_dir, hour_dir, hour_of};
 use pitwall_logs::{Cell, Contract, DlqEntry, Position, Reason, Row, Validator};
 
 /// When a shard's buffer is committed.
@@ -162,8 +162,6 @@ pub struct ShardBuffer<'c> {
     write_dlq: bool,
 }
 
-const HOUR_MS: i64 = 3_600_000;
-
 impl<'c> ShardBuffer<'c> {
     pub fn new(validator: &'c Validator<'c>, shard_id: &str) -> Self {
         ShardBuffer {
@@ -260,7 +258,7 @@ impl<'c> ShardBuffer<'c> {
     ) -> Result<(), SinkError> {
         match self.validator.validate(json, row) {
             Ok(()) => {
-                let hour = row.event_ms.div_euclid(HOUR_MS);
+                let hour = hour_of(row.event_ms);
                 if let Some((landed, key_field)) = self.landed
                     && let Some(key) = row.cells.get(key_field).and_then(|c| row.text(c))
                     && landed.contains(hour, key)?
@@ -350,8 +348,8 @@ impl<'c> ShardBuffer<'c> {
             done.events += batch.num_rows() as u64;
             let bytes = pitwall_lake::parquet_bytes(schema.clone(), &[batch], opts)?;
             let rel = format!(
-                "{dataset}/{}/{}.parquet",
-                hour_partition(*hour),
+                "{}/{}.parquet",
+                hour_dir(&dataset, *hour),
                 file_stem(&self.shard_id, &open.first)
             );
             done.bytes_written += bytes.len() as u64;
@@ -359,7 +357,8 @@ impl<'c> ShardBuffer<'c> {
         }
         for (dt, open) in &mut self.dlq {
             let rel = format!(
-                "_dlq/{dataset}/dt={dt}/{}.jsonl",
+                "{}/{}.jsonl",
+                dlq_day_dir(&dataset, dt),
                 file_stem(&self.shard_id, &open.first)
             );
             done.dlq_events += open.lines.matches('\n').count() as u64;
@@ -408,21 +407,6 @@ pub fn shard_of_file(name: &str) -> Option<&str> {
     let mut parts = stem.rsplitn(4, '-');
     let (_line, _sub, _seq) = (parts.next()?, parts.next()?, parts.next()?);
     parts.next()
-}
-
-/// `dt=YYYY-MM-DD/hour=HH` of an hour number since the epoch (UTC).
-pub fn hour_partition(hour: i64) -> String {
-    match DateTime::<Utc>::from_timestamp_millis(hour.saturating_mul(HOUR_MS)) {
-        Some(t) => t.format("dt=%Y-%m-%d/hour=%H").to_string(),
-        None => format!("dt=invalid/hour={hour}"),
-    }
-}
-
-fn date_of(ms: i64) -> String {
-    match DateTime::<Utc>::from_timestamp_millis(ms) {
-        Some(t) => t.format("%Y-%m-%d").to_string(),
-        None => "invalid".into(),
-    }
 }
 
 #[cfg(test)]

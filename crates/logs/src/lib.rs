@@ -8,6 +8,7 @@ pub mod decode;
 pub mod dlq;
 pub mod keys;
 pub mod kpl;
+pub mod layout;
 pub mod pii;
 mod rfc3339;
 mod scan;

@@ -42,4 +42,4 @@ pub enum ReconcileError {
 
 pub type Result<T, E = ReconcileError> = std::result::Result<T, E>;
 
-pub(crate) const HOUR_MS: i64 = 3_600_000;
+pub(crate) use pitwall_logs::layout::HOUR_MS;

@@ -19,7 +19,9 @@ use serde::Serialize;
 
 use crate::keys::{Key, Names};
 use crate::side::{Events, Value};
-use crate::{HOUR_MS, ReconcileError, Result};
+use pitwall_logs::layout::hour_of;
+
+use crate::{ReconcileError, Result};
 
 /// Where a legacy line could not be used, for the report.
 #[derive(Debug, Clone, Serialize)]
@@ -84,7 +86,7 @@ impl LegacyReader<'_> {
             out.lines += 1;
             match self.validator.validate(line, &mut row) {
                 Ok(()) => {
-                    let hour = row.event_ms.div_euclid(HOUR_MS);
+                    let hour = hour_of(row.event_ms);
                     if !self.hours.contains(&hour) {
                         out.outside += 1;
                         continue;
@@ -153,7 +155,7 @@ fn place(line: &[u8], contract: &Contract, key_field: usize) -> (Option<i64>, Op
         .get(time)
         .and_then(|v| v.as_str())
         .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
-        .map(|t| t.timestamp_millis().div_euclid(HOUR_MS));
+        .map(|t| hour_of(t.timestamp_millis()));
     let id = m
         .get(&contract.fields[key_field].name)
         .and_then(|v| v.as_str())

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use pitwall_lake::{FileRef, Location};
+use pitwall_logs::layout::{ceil_units, date_of, firehose_hour_dir, hour_dir, hour_of};
 use pitwall_logs::{Contract, Pii, Validator};
 
 use crate::dlq::{Dlq, read_dlq};
@@ -40,7 +41,7 @@ pub struct Job<'a> {
 /// Compares the range hour by hour; `on_hour` sees each hour as it is done.
 pub fn reconcile(job: &Job<'_>, on_hour: &(dyn Fn(&HourReport) + Sync)) -> Result<Report> {
     let started = Instant::now();
-    let (from_h, to_h) = (job.from_ms.div_euclid(HOUR_MS), ceil_hour(job.to_ms));
+    let (from_h, to_h) = (hour_of(job.from_ms), ceil_units(job.to_ms, HOUR_MS));
     if to_h <= from_h {
         return Err(ReconcileError::EmptyRange {
             from: hour_text(from_h),
@@ -73,8 +74,10 @@ pub fn reconcile(job: &Job<'_>, on_hour: &(dyn Fn(&HourReport) + Sync)) -> Resul
     };
     let mut next = from_h;
     for arrival in from_h - slack..to_h + slack {
-        let dir = job.legacy.join(&chrono_fmt(arrival, "%Y/%m/%d/%H"));
-        let files = list(&dir, "")?;
+        let files = match firehose_hour_dir(arrival) {
+            Some(rel) => list(&job.legacy.join(&rel), "")?,
+            None => Vec::new(),
+        };
         run.report.legacy_files += files.len();
         for file in parallel(&files, job.threads, |f| reader.read(f))? {
             run.take_legacy(file);
@@ -136,12 +139,10 @@ impl Run<'_> {
     fn compare(&mut self, hour: i64, on_hour: &(dyn Fn(&HourReport) + Sync)) -> Result<()> {
         let n = self.fields.len();
         let (legacy, refused) = self.pending.remove(&hour).unwrap_or_else(|| empty(n));
-        let dir = self.job.lake.join(&format!(
-            "{}/dt={}/hour={}",
-            self.job.contract.dataset,
-            date_text(hour),
-            chrono_fmt(hour, "%H")
-        ));
+        let dir = self
+            .job
+            .lake
+            .join(&hour_dir(&self.job.contract.dataset, hour));
         let files = list(&dir, ".parquet")?;
         self.report.lake_files += files.len();
         let (contract, key) = (self.job.contract, self.key_field);
@@ -225,20 +226,12 @@ fn parallel<T: Send>(
         .collect()
 }
 
-fn ceil_hour(ms: i64) -> i64 {
-    ms.div_euclid(HOUR_MS) + i64::from(ms.rem_euclid(HOUR_MS) != 0)
-}
-
-fn chrono_fmt(hour: i64, fmt: &str) -> String {
+fn hour_text(hour: i64) -> String {
     chrono::DateTime::from_timestamp_millis(hour * HOUR_MS)
-        .map(|t| t.format(fmt).to_string())
+        .map(|t| t.format("%Y-%m-%dT%H:00:00Z").to_string())
         .unwrap_or_default()
 }
 
-fn hour_text(hour: i64) -> String {
-    chrono_fmt(hour, "%Y-%m-%dT%H:00:00Z")
-}
-
 fn date_text(hour: i64) -> String {
-    chrono_fmt(hour, "%Y-%m-%d")
+    date_of(hour * HOUR_MS)
 }
