@@ -31,7 +31,7 @@ pub fn read_dlq(lake: &Location, dataset: &str, dates: &[String], key: &str) -> 
     let mut names = Names::default();
     for dt in dates {
         let dir = lake.join(&pitwall_logs::layout::dlq_day_dir(dataset, dt));
-        for file in crate::run::list(&dir, ".jsonl")? {
+        for file in dir.list_if_exists(&[".jsonl"])? {
             let bytes = Location::read_all(&file)?;
             for line in pitwall_logs::decode::lines(&bytes) {
                 if line.trim_ascii().is_empty() {

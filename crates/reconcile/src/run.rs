@@ -75,7 +75,7 @@ pub fn reconcile(job: &Job<'_>, on_hour: &(dyn Fn(&HourReport) + Sync)) -> Resul
     let mut next = from_h;
     for arrival in from_h - slack..to_h + slack {
         let files = match firehose_hour_dir(arrival) {
-            Some(rel) => list(&job.legacy.join(&rel), "")?,
+            Some(rel) => job.legacy.join(&rel).list_if_exists(&[""])?,
             None => Vec::new(),
         };
         run.report.legacy_files += files.len();
@@ -143,7 +143,7 @@ impl Run<'_> {
             .job
             .lake
             .join(&hour_dir(&self.job.contract.dataset, hour));
-        let files = list(&dir, ".parquet")?;
+        let files = dir.list_if_exists(&[".parquet"])?;
         self.report.lake_files += files.len();
         let (contract, key) = (self.job.contract, self.key_field);
         let mut lake = Side::new(n);
@@ -190,12 +190,6 @@ fn empty_report(job: &Job<'_>, from_h: i64, to_h: i64) -> Report {
         lake_files: 0,
         millis: 0,
     }
-}
-
-/// Files under `dir` ending with `suffix`; a directory that isn't there
-/// holds none (an hour with no traffic has no directory).
-pub(crate) fn list(dir: &Location, suffix: &str) -> Result<Vec<FileRef>> {
-    Ok(dir.list_if_exists(&[suffix])?)
 }
 
 /// `f` over `files` on `threads` threads, results in file order (so that
