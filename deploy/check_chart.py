@@ -119,7 +119,7 @@ def check_ingest(k, label, values):
     check("secretKeyRef" in env.get("PITWALL_PII_KEY", {}).get("valueFrom", {}),
           f"{label}: PITWALL_PII_KEY does not come from a Secret")
     for e in c["env"]:
-        check("value" not in e or not re.search(r"(?i)secret|key|token|webhook", e["name"]) or e["name"] == "AWS_REGION",
+        check("value" not in e or not re.search(r"(?i)secret|key|token|webhook", e["name"]),
               f"{label}: {e['name']} is a literal value, not a Secret reference")
     labels = pod["metadata"]["labels"]
     selector = dep["spec"]["selector"]["matchLabels"]
