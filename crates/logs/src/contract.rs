@@ -6,8 +6,9 @@
 use std::sync::Arc;
 
 use arrow_schema::{DataType, Field as ArrowField, Schema, SchemaRef, TimeUnit};
-use regex::Regex;
 use serde::Deserialize;
+
+use crate::pattern::Pattern;
 
 /// The contract that ships with pitwall: `contracts/server_log.api_request.odcs.yaml`.
 pub const SERVER_LOG_API_REQUEST: &str =
@@ -64,7 +65,7 @@ pub struct FieldRule {
     pub valid_values: Option<Vec<String>>,
     pub minimum: Option<f64>,
     pub maximum: Option<f64>,
-    pub pattern: Option<Regex>,
+    pub pattern: Option<Pattern>,
     pub pii: Option<PiiTransform>,
 }
 
@@ -197,7 +198,7 @@ impl Contract {
         self.name_keys
             .iter()
             .enumerate()
-            .find(|&(i, k)| *k == key && self.fields[i].name == name)
+            .find(|&(i, k)| *k == key && same_text(&self.fields[i].name, name))
             .map(|(i, _)| i)
     }
 
@@ -306,7 +307,7 @@ fn field_rule(p: Property) -> Result<FieldRule, ContractError> {
     let pattern = opts
         .pattern
         .as_deref()
-        .map(Regex::new)
+        .map(Pattern::new)
         .transpose()
         .map_err(|e| bad(format!("pattern does not compile: {e}")))?;
     let mut valid_values = None;
@@ -361,9 +362,47 @@ fn pii_transform(p: &Property) -> Result<Option<PiiTransform>, String> {
     }
 }
 
+/// `a == b` for the short texts of field names and enum values, compared
+/// as two overlapping 8-byte words where they fit: every key of every event
+/// is compared at least once, and a call into `memcmp` costs more than the
+/// comparison itself.
+#[inline]
+pub(crate) fn same_text(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let word = |s: &[u8], at: usize| {
+        s.get(at..at + 8)
+            .and_then(|w| <[u8; 8]>::try_from(w).ok())
+            .map(u64::from_le_bytes)
+    };
+    match a.len() {
+        0..8 => a.iter().zip(b).all(|(x, y)| x == y),
+        n @ 8..=16 => word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8),
+        _ => a == b,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn same_text_is_equality_at_every_length() {
+        let long = "abcdefghijklmnopqrstuvwxyz";
+        for n in 0..=long.len() {
+            let a = &long[..n];
+            assert!(same_text(a, a), "{a}");
+            let mut b = a.to_string();
+            for i in 0..n {
+                b.replace_range(i..i + 1, "_");
+                assert!(!same_text(a, &b), "{a} vs {b}");
+                b.replace_range(i..i + 1, &a[i..i + 1]);
+            }
+            assert!(!same_text(a, &long[..(n + 1).min(long.len())]) || n == long.len());
+        }
+    }
 
     #[test]
     fn random_text_and_unprunable_columns_come_from_the_rules() {

@@ -9,6 +9,7 @@ pub mod dlq;
 pub mod keys;
 pub mod kpl;
 pub mod layout;
+pub mod pattern;
 pub mod pii;
 mod rfc3339;
 mod scan;

@@ -59,12 +59,14 @@ impl Pii {
         let mut mac = self.mac.clone();
         mac.update(value.as_bytes());
         let digest = mac.finalize().into_bytes();
-        out.reserve(64);
-        for b in digest {
-            const HEX: &[u8; 16] = b"0123456789abcdef";
-            out.push(HEX[usize::from(b >> 4)] as char);
-            out.push(HEX[usize::from(b & 15)] as char);
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        // Written whole, not char by char: one capacity check instead of 64.
+        let mut hex = [0u8; 64];
+        for (pair, b) in hex.chunks_exact_mut(2).zip(digest) {
+            pair[0] = HEX[usize::from(b >> 4)];
+            pair[1] = HEX[usize::from(b & 15)];
         }
+        out.push_str(std::str::from_utf8(&hex).unwrap_or_default());
     }
 }
 

@@ -13,7 +13,7 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 use smallvec::SmallVec;
 
-use crate::contract::{Contract, FieldRule, Kind};
+use crate::contract::{Contract, FieldRule, Kind, same_text};
 use crate::dlq::Reason;
 use crate::pii::Pii;
 
@@ -239,7 +239,7 @@ fn json_str(text: &str) -> Option<Cow<'_, str>> {
 
 fn check_string(rule: &FieldRule, s: &str) -> Result<(), String> {
     if let Some(values) = &rule.valid_values
-        && !values.iter().any(|v| v == s)
+        && !values.iter().any(|v| same_text(v, s))
     {
         return Err(format!("is {s:?}, not one of {}", values.join(", ")));
     }
@@ -314,7 +314,7 @@ impl<'a> Pairs<'_, 'a> {
     fn sort(&mut self, key: Cow<'a, str>, value: &'a str) {
         let fields = &self.contract.fields;
         let index = match fields.get(self.next) {
-            Some(f) if f.name == *key => Some(self.next),
+            Some(f) if same_text(&f.name, &key) => Some(self.next),
             _ => self.contract.field_index(&key),
         };
         if let Some(i) = index {
