@@ -81,7 +81,7 @@ fn string(b: &[u8], i: usize) -> Option<usize> {
 /// time: a string's bytes are read once (not by `memchr` for the quote and
 /// again for control characters), and the short strings of log events end
 /// before a vector search would have paid for its setup.
-fn special(b: &[u8], mut i: usize) -> Option<usize> {
+pub(crate) fn special(b: &[u8], mut i: usize) -> Option<usize> {
     const ONES: u64 = u64::from_le_bytes([1; 8]);
     const HIGH: u64 = u64::from_le_bytes([0x80; 8]);
     // The high bit of each byte of `x` below `n` (n <= 0x80): exact for the
