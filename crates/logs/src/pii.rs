@@ -75,9 +75,13 @@ fn ip_network(value: &str, out: &mut String) -> Result<(), &'static str> {
     use std::fmt::Write as _;
     // Writing to a String cannot fail.
     let _ = match value.parse::<IpAddr>() {
-        Ok(IpAddr::V4(v4)) => {
-            let [a, b, c, _] = v4.octets();
-            write!(out, "{a}.{b}.{c}.0/24")
+        // The parser takes only canonical dotted quads (no leading zeros,
+        // no spaces), so the text up to the last dot is the network's.
+        Ok(IpAddr::V4(_)) => {
+            let net = value.rfind('.').map_or("", |dot| &value[..=dot]);
+            out.push_str(net);
+            out.push_str("0/24");
+            Ok(())
         }
         Ok(IpAddr::V6(v6)) => {
             let s = v6.segments();
@@ -92,6 +96,32 @@ fn ip_network(value: &str, out: &mut String) -> Result<(), &'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn ipv4_networks_are_the_first_three_octets(ip in any::<u32>()) {
+            let v4 = std::net::Ipv4Addr::from(ip);
+            let [a, b, c, _] = v4.octets();
+            let mut out = String::new();
+            ip_network(&v4.to_string(), &mut out).map_err(TestCaseError::fail)?;
+            prop_assert_eq!(out, format!("{a}.{b}.{c}.0/24"));
+        }
+    }
+
+    #[test]
+    fn addresses_in_other_spellings_are_refused() {
+        for bad in [
+            "01.2.3.4",
+            " 1.2.3.4",
+            "1.2.3",
+            "1.2.3.4.5",
+            "1.2.3.256",
+            "",
+        ] {
+            assert!(ip_network(bad, &mut String::new()).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn hmac_matches_rfc_4231_case_2() {
