@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use pitwall_lake::{FileRef, Location, ParquetOptions};
+use pitwall_logs::batch::Capacity;
 use pitwall_logs::{Contract, Pii, Validator};
 
 use base64::Engine as _;
@@ -125,6 +126,8 @@ pub fn ingest_files(
 struct Buffers {
     raw: Vec<u8>,
     unzipped: Vec<u8>,
+    /// The size of the last batch written, for the next file's partitions.
+    capacity: Capacity,
 }
 
 fn ingest_file(
@@ -149,7 +152,8 @@ fn ingest_file(
     };
     let shard = shard_name(&file.display, job.archive);
     let path_arrival_ms = arrival_from_path(&file.display).unwrap_or(0);
-    let mut buf = ShardBuffer::new(validator, &shard);
+    let mut buf =
+        ShardBuffer::new(validator, &shard).sized_like(std::mem::take(&mut bufs.capacity));
     if let Some((landed, key_field)) = job.landed {
         buf = buf.skipping_landed(landed, key_field);
     }
@@ -199,6 +203,7 @@ fn ingest_file(
     }
     commit(&mut buf, &mut report)?;
     report.counts = buf.counts.clone();
+    bufs.capacity = buf.capacity().clone();
     Ok(report)
 }
 

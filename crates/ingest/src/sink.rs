@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use pitwall_lake::{Location, ParquetOptions};
-use pitwall_logs::batch::EventBatch;
+use pitwall_logs::batch::{Capacity, EventBatch};
 use pitwall_logs::decode::{Item, decode_record};
 use pitwall_logs::layout::{date_of, dlq_day_dir, hour_dir, hour_of};
 use pitwall_logs::{Cell, Contract, DlqEntry, Position, Reason, Row, Validator};
@@ -160,6 +160,8 @@ pub struct ShardBuffer<'c> {
     /// False when the input is the DLQ itself: what is still refused is
     /// already there and must not be added again.
     write_dlq: bool,
+    /// The size of the last batch written: where new partitions start.
+    capacity: Capacity,
 }
 
 impl<'c> ShardBuffer<'c> {
@@ -177,7 +179,20 @@ impl<'c> ShardBuffer<'c> {
             spare: (Vec::new(), String::new()),
             landed: None,
             write_dlq: true,
+            capacity: Capacity::default(),
         }
+    }
+
+    /// Starts new partitions at the size of `like` (the last batch of the
+    /// buffer before, for a worker reading file after file).
+    pub fn sized_like(mut self, like: Capacity) -> Self {
+        self.capacity = like;
+        self
+    }
+
+    /// The size new partitions start at: the last batch written.
+    pub fn capacity(&self) -> &Capacity {
+        &self.capacity
     }
 
     /// Leaves out valid events whose key (field `key_field`) the lake holds.
@@ -269,11 +284,12 @@ impl<'c> ShardBuffer<'c> {
                 self.counts.events += 1;
                 self.held_bytes += json.len();
                 let contract = self.contract();
+                let capacity = &self.capacity;
                 let open = self
                     .partitions
                     .entry(hour)
                     .or_insert_with(|| OpenPartition {
-                        batch: EventBatch::new(contract),
+                        batch: EventBatch::with_capacity(contract, capacity),
                         first: first(&p),
                     });
                 let p = Position {
@@ -344,6 +360,7 @@ impl<'c> ShardBuffer<'c> {
             dlq_events: 0,
         };
         for (hour, open) in &mut self.partitions {
+            self.capacity = open.batch.capacity();
             let batch = open.batch.finish()?;
             done.events += batch.num_rows() as u64;
             let bytes = pitwall_lake::parquet_bytes(schema.clone(), &[batch], opts)?;

@@ -22,13 +22,21 @@ enum Column {
 }
 
 impl Column {
-    fn new(kind: Kind) -> Column {
+    /// A column with room for `rows` values and `text` bytes of text.
+    fn new(kind: Kind, rows: usize, text: usize) -> Column {
         match kind {
-            Kind::String | Kind::Json => Column::Str(StringBuilder::new()),
-            Kind::Integer => Column::Int(Int32Builder::new()),
-            Kind::Number => Column::Float(Float64Builder::new()),
-            Kind::Timestamp => Column::Ts(utc_ts()),
-            Kind::Boolean => Column::Bool(BooleanBuilder::new()),
+            Kind::String | Kind::Json => Column::Str(StringBuilder::with_capacity(rows, text)),
+            Kind::Integer => Column::Int(Int32Builder::with_capacity(rows)),
+            Kind::Number => Column::Float(Float64Builder::with_capacity(rows)),
+            Kind::Timestamp => Column::Ts(utc_ts(rows)),
+            Kind::Boolean => Column::Bool(BooleanBuilder::with_capacity(rows)),
+        }
+    }
+
+    fn text_bytes(&self) -> usize {
+        match self {
+            Column::Str(b) => b.values_slice().len(),
+            _ => 0,
         }
     }
 
@@ -61,8 +69,30 @@ impl Column {
     }
 }
 
-fn utc_ts() -> TimestampMillisecondBuilder {
-    TimestampMillisecondBuilder::new().with_timezone("UTC")
+fn utc_ts(rows: usize) -> TimestampMillisecondBuilder {
+    TimestampMillisecondBuilder::with_capacity(rows).with_timezone("UTC")
+}
+
+/// How large a finished batch had grown: its rows and the text bytes of
+/// each column. The next batch of a shard starts at that size (and a
+/// little more), so its columns are allocated once instead of doubling
+/// their way up, copying at every step.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Capacity {
+    rows: usize,
+    /// The contract's columns, then `_extra`, `_shard_id`, `_sequence_number`.
+    text: Vec<usize>,
+}
+
+impl Capacity {
+    fn text(&self, i: usize) -> usize {
+        self.text.get(i).copied().unwrap_or(0)
+    }
+}
+
+/// Room beyond the last size: the next batch is often a little larger.
+fn with_headroom(n: usize) -> usize {
+    n + n / 8
 }
 
 /// Rows of one partition, in the order they were read.
@@ -81,20 +111,43 @@ pub struct EventBatch {
 
 impl EventBatch {
     pub fn new(contract: &Contract) -> EventBatch {
+        EventBatch::with_capacity(contract, &Capacity::default())
+    }
+
+    /// A batch with room for what a batch of `like`'s size holds.
+    pub fn with_capacity(contract: &Contract, like: &Capacity) -> EventBatch {
+        let rows = with_headroom(like.rows);
+        let text = |i| with_headroom(like.text(i));
+        let n = contract.fields.len();
         EventBatch {
             schema: contract.arrow_schema(),
             cols: contract
                 .fields
                 .iter()
-                .map(|f| Column::new(f.kind))
+                .enumerate()
+                .map(|(i, f)| Column::new(f.kind, rows, text(i)))
                 .collect(),
-            extra: StringBuilder::new(),
-            shard: StringBuilder::new(),
-            seq: StringBuilder::new(),
-            sub: Int64Builder::new(),
-            arrival: utc_ts(),
+            extra: StringBuilder::with_capacity(rows, text(n)),
+            shard: StringBuilder::with_capacity(rows, text(n + 1)),
+            seq: StringBuilder::with_capacity(rows, text(n + 2)),
+            sub: Int64Builder::with_capacity(rows),
+            arrival: utc_ts(rows),
             rows: 0,
             bytes: 0,
+        }
+    }
+
+    /// The size of the rows held so far, for [`with_capacity`](Self::with_capacity).
+    pub fn capacity(&self) -> Capacity {
+        let own = [&self.extra, &self.shard, &self.seq].map(|b| b.values_slice().len());
+        Capacity {
+            rows: self.rows,
+            text: self
+                .cols
+                .iter()
+                .map(Column::text_bytes)
+                .chain(own)
+                .collect(),
         }
     }
 
@@ -156,7 +209,16 @@ mod tests {
         b.push(&row, &pos, json.len());
         b.push(&row, &pos, json.len());
         assert_eq!((b.rows(), b.json_bytes()), (2, 2 * json.len()));
+        let size = b.capacity();
+        assert_eq!(size.rows, 2);
+        assert_eq!(size.text(0), 2 * 36, "two event ids");
+        assert_eq!(size.text(c.fields.len() + 1), 2 * "shardId-1".len());
+        // A batch made to that size holds the same rows the same way.
+        let mut sized = EventBatch::with_capacity(&c, &size);
+        sized.push(&row, &pos, json.len());
+        sized.push(&row, &pos, json.len());
         let batch = b.finish().expect("batch");
+        assert_eq!(sized.finish().expect("batch"), batch);
         assert_eq!(batch.num_rows(), 2);
         assert_eq!(batch.schema(), c.arrow_schema());
         assert_eq!(b.rows(), 0);
