@@ -326,6 +326,7 @@ impl<'c> ShardBuffer<'c> {
     pub fn due(&self, policy: &RollPolicy) -> bool {
         self.held_bytes >= policy.max_bytes
             || self.opened.is_some_and(|t| t.elapsed() >= policy.max_age)
+            || self.partitions.values().any(|p| p.batch.near_full())
     }
 
     /// Event and DLQ bytes held, for a worker-wide memory budget.

@@ -73,6 +73,9 @@ fn utc_ts(rows: usize) -> TimestampMillisecondBuilder {
     TimestampMillisecondBuilder::with_capacity(rows).with_timezone("UTC")
 }
 
+/// Text bytes in one column at which a batch asks to be written.
+const NEAR_FULL: usize = 1 << 30;
+
 /// How large a finished batch had grown: its rows and the text bytes of
 /// each column. The next batch of a shard starts at that size (and a
 /// little more), so its columns are allocated once instead of doubling
@@ -172,6 +175,24 @@ impl EventBatch {
         self.bytes
     }
 
+    /// Whether a text column holds half of the 2 GiB that Arrow's 32-bit
+    /// offsets allow: time to commit, whatever the roll policy says. (PII
+    /// hashes make text longer than the JSON it came from, so the size a
+    /// roll policy counts does not bound a column.)
+    pub fn near_full(&self) -> bool {
+        self.holds_text(NEAR_FULL)
+    }
+
+    /// Whether some text column holds `bytes` or more.
+    fn holds_text(&self, bytes: usize) -> bool {
+        let own = [&self.extra, &self.shard, &self.seq].map(|b| b.values_slice().len());
+        self.cols
+            .iter()
+            .map(Column::text_bytes)
+            .chain(own)
+            .any(|n| n >= bytes)
+    }
+
     /// Takes the rows so far as a record batch; the builder starts empty again.
     pub fn finish(&mut self) -> Result<RecordBatch, ArrowError> {
         let mut cols: Vec<ArrayRef> = self.cols.iter_mut().map(Column::finish).collect();
@@ -217,7 +238,11 @@ mod tests {
         let mut sized = EventBatch::with_capacity(&c, &size);
         sized.push(&row, &pos, json.len());
         sized.push(&row, &pos, json.len());
+        // The longest column is the event ids': two of 36 bytes.
+        assert!(b.holds_text(72) && !b.holds_text(73));
+        assert!(!b.near_full());
         let batch = b.finish().expect("batch");
+        assert!(!b.holds_text(1));
         assert_eq!(sized.finish().expect("batch"), batch);
         assert_eq!(batch.num_rows(), 2);
         assert_eq!(batch.schema(), c.arrow_schema());
