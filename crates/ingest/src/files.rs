@@ -15,7 +15,7 @@ use pitwall_logs::{Contract, Pii, Validator};
 
 use base64::Engine as _;
 
-use crate::sink::{Counts, Landed, RawRecord, RollPolicy, ShardBuffer, SinkError};
+use crate::sink::{Counts, InDlq, Landed, RawRecord, RollPolicy, ShardBuffer, SinkError};
 
 /// What each line of an archived file is.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -39,6 +39,8 @@ pub struct FilesJob<'a> {
     pub archive: Archive,
     /// For a replay: leave out events the lake holds (key field index).
     pub landed: Option<(&'a dyn Landed, usize)>,
+    /// For a replay: leave out of the DLQ refused events it holds.
+    pub in_dlq: Option<&'a dyn InDlq>,
 }
 
 /// At most this many unreadable lines are named in a report.
@@ -157,6 +159,9 @@ fn ingest_file(
     if let Some((landed, key_field)) = job.landed {
         buf = buf.skipping_landed(landed, key_field);
     }
+    if let Some(in_dlq) = job.in_dlq {
+        buf = buf.skipping_refused(in_dlq);
+    }
     if job.archive == Archive::Dlq {
         buf = buf.without_dlq_writes();
     }
@@ -227,7 +232,7 @@ fn push_line_number(out: &mut String, n: usize) {
 }
 
 /// A DLQ line's original bytes and arrival time.
-fn dlq_record(line: &[u8]) -> Result<(Vec<u8>, i64), String> {
+pub(crate) fn dlq_record(line: &[u8]) -> Result<(Vec<u8>, i64), String> {
     #[derive(serde::Deserialize)]
     struct Entry {
         data_base64: String,

@@ -1,6 +1,8 @@
 //! What the lake already holds, by event key and hour: the check that keeps
 //! a replay from adding a second copy of an event the stream path (or an
-//! earlier replay of other files) already landed.
+//! earlier replay of other files) already landed. And what its DLQ holds,
+//! by the original bytes and arrival day: the same check for events the
+//! contract refuses.
 //!
 //! A replay's own earlier output is left out of the index on purpose: its
 //! files are rewritten under the same names, so counting them as "landed"
@@ -14,11 +16,11 @@ use arrow_array::cast::AsArray;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use pitwall_lake::{FileRef, Location};
-use pitwall_logs::keys::{Key, key_of};
+use pitwall_logs::keys::{Key, key_of, key_of_bytes};
+use pitwall_logs::layout::{DAY_MS, date_of, dlq_day_dir, hour_dir};
 
-use pitwall_logs::layout::hour_dir;
-
-use crate::sink::{Landed, SinkError, shard_of_file};
+use crate::files::dlq_record;
+use crate::sink::{InDlq, Landed, SinkError, shard_of_file};
 
 /// The lake's event keys, loaded one hour partition at a time as events of
 /// that hour turn up (so memory follows the hours a replay touches).
@@ -69,6 +71,66 @@ impl Landed for LakeIndex<'_> {
     }
 }
 
+/// The DLQ's entries, as keys of their original bytes, loaded one arrival
+/// day at a time as refused events turn up.
+pub struct DlqIndex<'a> {
+    lake: &'a Location,
+    dataset: String,
+    /// Shards whose files are not counted (the replay's own).
+    own: HashSet<String>,
+    days: Mutex<HashMap<String, Arc<HashSet<Key>>>>,
+}
+
+impl<'a> DlqIndex<'a> {
+    pub fn new(lake: &'a Location, dataset: &str, own: HashSet<String>) -> Self {
+        DlqIndex {
+            lake,
+            dataset: dataset.to_string(),
+            own,
+            days: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn day(&self, date: String) -> Result<Arc<HashSet<Key>>, SinkError> {
+        let mut days = self.days.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(keys) = days.get(&date) {
+            return Ok(keys.clone());
+        }
+        let dir = self.lake.join(&dlq_day_dir(&self.dataset, &date));
+        let mut keys = HashSet::new();
+        for file in dir.list_if_exists(&[".jsonl"])? {
+            if shard_of_file(&file.display).is_some_and(|s| self.own.contains(s)) {
+                continue;
+            }
+            let text = Location::read_all(&file)?;
+            // A line that holds no entry holds nothing to match: replaying
+            // the DLQ reports such lines; here they are passed over.
+            keys.extend(
+                text.split(|&b| b == b'\n')
+                    .filter_map(|line| dlq_record(line).ok())
+                    .map(|(data, _)| key_of_bytes(&data)),
+            );
+        }
+        let keys = Arc::new(keys);
+        days.insert(date, keys.clone());
+        Ok(keys)
+    }
+}
+
+impl InDlq for DlqIndex<'_> {
+    /// The legacy path's arrival hour and the stream's arrival time can
+    /// fall on either side of midnight: the days around are asked too.
+    fn holds(&self, arrival_ms: i64, bytes: &[u8]) -> Result<bool, SinkError> {
+        let key = key_of_bytes(bytes);
+        for ms in [arrival_ms, arrival_ms - DAY_MS, arrival_ms + DAY_MS] {
+            if self.day(date_of(ms))?.contains(&key) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+}
+
 /// Adds one lake file's keys (only that column is read).
 fn read_keys(file: &FileRef, column: &str, keys: &mut HashSet<Key>) -> Result<(), SinkError> {
     let pq = |source| SinkError::Parquet {
@@ -95,4 +157,45 @@ fn read_keys(file: &FileRef, column: &str, keys: &mut HashSet<Key>) -> Result<()
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pitwall_logs::{DlqEntry, Position, Reason};
+
+    const DAY1: i64 = 1_793_491_200_000; // 2026-11-01T00:00:00Z
+
+    fn dlq_file(lake: &Location, shard: &str, arrival_ms: i64, data: &[u8]) {
+        let pos = Position {
+            shard_id: shard,
+            sequence_number: "7",
+            sub_sequence: 0,
+            line: 0,
+            arrival_ms,
+        };
+        let line = DlqEntry::new("ds", &pos, &Reason::NotAnObject, data).to_line();
+        let rel = format!(
+            "{}/{shard}-7-0-0.jsonl",
+            dlq_day_dir("ds", &date_of(arrival_ms))
+        );
+        lake.put(&rel, bytes::Bytes::from(line + "not an entry\n"))
+            .expect("put");
+    }
+
+    #[test]
+    fn the_dlq_index_finds_entries_by_bytes_on_the_days_around_arrival() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let lake = Location::Local(dir.path().to_path_buf());
+        // The stream's entry arrived just before midnight.
+        dlq_file(&lake, "shardId-1", DAY1 - 60_000, b"[1]");
+        dlq_file(&lake, "file-2026110100-legacy", DAY1, b"[2]");
+        let own = HashSet::from(["file-2026110100-legacy".to_string()]);
+        let index = DlqIndex::new(&lake, "ds", own);
+        let holds = |ms, b: &[u8]| index.holds(ms, b).expect("holds");
+        assert!(holds(DAY1 + 30 * 60_000, b"[1]"), "the day before is asked");
+        assert!(!holds(DAY1 + 3 * 86_400_000, b"[1]"), "days later are not");
+        assert!(!holds(DAY1, b"[3]"));
+        assert!(!holds(DAY1, b"[2]"), "the replay's own files do not count");
+    }
 }

@@ -8,6 +8,8 @@
 //!   so a second replay rewrites the same names;
 //! - an event another writer already landed (the stream path, or a replay
 //!   of other files) is left out, found by key in that hour's partition;
+//! - a refused event whose bytes the DLQ already holds (the stream path
+//!   refused it too) is counted, not written to the DLQ again;
 //! - files a previous replay of the same archives wrote and this one did
 //!   not (because the lake gained some of their events since) are removed.
 
@@ -20,7 +22,7 @@ use pitwall_logs::layout::{
 use pitwall_logs::{Contract, Pii};
 
 use crate::files::{Archive, FilesError, FilesJob, FilesReport, ingest_files, shard_name};
-use crate::landed::LakeIndex;
+use crate::landed::{DlqIndex, LakeIndex};
 use crate::sink::{RollPolicy, shard_of_file};
 
 /// Where the archived records are.
@@ -103,6 +105,12 @@ pub fn replay(
         .collect();
     let dataset = &job.contract.dataset;
     let index = LakeIndex::new(job.lake, dataset, job.key, own.clone());
+    // A DLQ replay writes no DLQ lines at all.
+    let dlq_index = DlqIndex::new(job.lake, dataset, own.clone());
+    let in_dlq = match job.source {
+        ReplaySource::Legacy(_) => Some(&dlq_index as &dyn crate::sink::InDlq),
+        ReplaySource::Dlq => None,
+    };
     let files = ingest_files(
         &FilesJob {
             inputs,
@@ -114,6 +122,7 @@ pub fn replay(
             threads: job.threads,
             archive,
             landed: Some((&index, key_field)),
+            in_dlq,
         },
         on_file,
     )?;

@@ -88,6 +88,9 @@ pub struct Counts {
     pub control_messages: u64,
     /// Valid events a replay left out because the lake already held them.
     pub already_landed: u64,
+    /// Refused events (counted in `dlq` by reason) a replay did not write
+    /// to the DLQ again because it already held them.
+    pub already_in_dlq: u64,
 }
 
 impl Counts {
@@ -97,6 +100,7 @@ impl Counts {
         self.events += o.events;
         self.control_messages += o.control_messages;
         self.already_landed += o.already_landed;
+        self.already_in_dlq += o.already_in_dlq;
         for (k, v) in &o.dlq {
             *self.dlq.entry(k).or_default() += v;
         }
@@ -141,6 +145,14 @@ pub trait Landed: Sync {
     fn contains(&self, hour: i64, key: &str) -> Result<bool, SinkError>;
 }
 
+/// What the lake's DLQ already holds, asked by a replay before it adds a
+/// refused event: the stream path refused the same bytes before.
+pub trait InDlq: Sync {
+    /// Does the DLQ hold an entry with these original bytes, for a record
+    /// that arrived around `arrival_ms`?
+    fn holds(&self, arrival_ms: i64, bytes: &[u8]) -> Result<bool, SinkError>;
+}
+
 pub struct ShardBuffer<'c> {
     validator: &'c Validator<'c>,
     shard_id: String,
@@ -157,6 +169,8 @@ pub struct ShardBuffer<'c> {
     spare: (Vec<Cell<'static>>, String),
     /// A replay's check against the lake, with the key field's index.
     landed: Option<(&'c dyn Landed, usize)>,
+    /// A replay's check against the DLQ.
+    in_dlq: Option<&'c dyn InDlq>,
     /// False when the input is the DLQ itself: what is still refused is
     /// already there and must not be added again.
     write_dlq: bool,
@@ -178,6 +192,7 @@ impl<'c> ShardBuffer<'c> {
             counts: Counts::default(),
             spare: (Vec::new(), String::new()),
             landed: None,
+            in_dlq: None,
             write_dlq: true,
             capacity: Capacity::default(),
         }
@@ -198,6 +213,12 @@ impl<'c> ShardBuffer<'c> {
     /// Leaves out valid events whose key (field `key_field`) the lake holds.
     pub fn skipping_landed(mut self, landed: &'c dyn Landed, key_field: usize) -> Self {
         self.landed = Some((landed, key_field));
+        self
+    }
+
+    /// Leaves out of the DLQ refused events it already holds.
+    pub fn skipping_refused(mut self, in_dlq: &'c dyn InDlq) -> Self {
+        self.in_dlq = Some(in_dlq);
         self
     }
 
@@ -249,7 +270,7 @@ impl<'c> ShardBuffer<'c> {
                 line,
                 bytes,
                 reason,
-            } => self.refuse(&pos(sub, line), &reason, bytes),
+            } => self.refuse(&pos(sub, line), &reason, bytes)?,
             Item::Event { sub, line, json } => {
                 let (cells, scratch) = std::mem::take(&mut self.spare);
                 let mut row = Row {
@@ -298,15 +319,21 @@ impl<'c> ShardBuffer<'c> {
                 };
                 open.batch.push(row, &p, json.len());
             }
-            Err(reason) => self.refuse(&p, &reason, json),
+            Err(reason) => self.refuse(&p, &reason, json)?,
         }
         Ok(())
     }
 
-    fn refuse(&mut self, p: &Position<'_>, reason: &Reason, bytes: &[u8]) {
+    fn refuse(&mut self, p: &Position<'_>, reason: &Reason, bytes: &[u8]) -> Result<(), SinkError> {
         *self.counts.dlq.entry(reason.code()).or_default() += 1;
         if !self.write_dlq {
-            return;
+            return Ok(());
+        }
+        if let Some(in_dlq) = self.in_dlq
+            && in_dlq.holds(p.arrival_ms, bytes)?
+        {
+            self.counts.already_in_dlq += 1;
+            return Ok(());
         }
         self.held_bytes += bytes.len();
         let p = Position {
@@ -320,6 +347,7 @@ impl<'c> ShardBuffer<'c> {
             first: first(&p),
         });
         open.lines.push_str(&line);
+        Ok(())
     }
 
     /// Is it time to commit?

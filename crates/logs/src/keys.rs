@@ -38,6 +38,11 @@ pub fn key_of(id: &str) -> Key {
     uuid_bits(id).unwrap_or_else(|| hash128(id.as_bytes()))
 }
 
+/// The key of a record's bytes (a DLQ entry's original data).
+pub fn key_of_bytes(b: &[u8]) -> Key {
+    hash128(b)
+}
+
 /// Two seeded 64-bit hashes: a collision with another id, or with a UUID's
 /// own bits, is a 2^-128 event per pair.
 fn hash128(b: &[u8]) -> Key {

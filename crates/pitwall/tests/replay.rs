@@ -43,14 +43,17 @@ fn run_json(args: &[&str]) -> Result<serde_json::Value, Error> {
 }
 
 /// The stream path's landing of events `ns`, as an export of their records
-/// ingested under a shard of its own.
+/// ingested under a shard of its own, arriving in the range's first hour
+/// (so what it refuses is in the DLQ of that day, as the stream's would be).
 fn stream_lands(
     dir: &Path,
     name: &str,
     ns: std::ops::RangeInclusive<u64>,
     lake: &str,
 ) -> TestResult {
-    let path = dir.join(format!("{name}.jsonl"));
+    let hour = dir.join("stream/2026/11/01/10");
+    std::fs::create_dir_all(&hour)?;
+    let path = hour.join(format!("{name}.jsonl"));
     let lines: Vec<String> = ns.map(|n| legacy_event(n).0.to_string()).collect();
     std::fs::write(&path, lines.join("\n") + "\n")?;
     let input = path.display().to_string();
@@ -154,10 +157,13 @@ fn fills_the_gap_idempotently(
     assert_eq!(first["counts"]["already_landed"], 98, "{first:#}");
     assert_eq!(first["counts"]["events"], good - 98);
     assert_eq!(first["counts"]["dlq"]["invalid_value"], 7);
+    // 40 and 80 are in the DLQ already: the stream path refused them.
+    assert_eq!(first["counts"]["already_in_dlq"], 2, "{first:#}");
     let (code, r) = reconcile(legacy, lake, &[])?;
     assert_eq!(code, 0, "{r:#}");
     assert_eq!(r["totals"]["matched"], good);
     assert_eq!(r["totals"]["lake_duplicates"], 0);
+    assert_eq!(dlq_entries(&r), 7, "each refused event once: {r:#}");
 
     let after_once = snap()?;
     let second = replay_legacy(legacy, lake)?;
@@ -168,6 +174,7 @@ fn fills_the_gap_idempotently(
     let third = replay_legacy(legacy, lake)?;
     // 120, 160 and 200 are refused.
     assert_eq!(third["counts"]["already_landed"], 98 + 97, "{third:#}");
+    assert_eq!(third["counts"]["already_in_dlq"], 5, "{third:#}");
     assert!(
         third["stale_removed"]
             .as_array()
@@ -178,10 +185,23 @@ fn fills_the_gap_idempotently(
     assert_eq!(code, 0, "{r:#}");
     assert_eq!(r["totals"]["matched"], good);
     assert_eq!(r["totals"]["lake_duplicates"], 0);
+    assert_eq!(dlq_entries(&r), 7, "each refused event once: {r:#}");
     let after_third = snap()?;
     replay_legacy(legacy, lake)?;
     assert_eq!(snap()?, after_third);
     Ok(())
+}
+
+/// The lake's DLQ entries, as a reconcile report counts them.
+fn dlq_entries(report: &serde_json::Value) -> u64 {
+    report["dlq_by_date"]
+        .as_object()
+        .into_iter()
+        .flat_map(|dates| dates.values())
+        .filter_map(serde_json::Value::as_object)
+        .flat_map(|reasons| reasons.values())
+        .filter_map(serde_json::Value::as_u64)
+        .sum()
 }
 
 #[test]

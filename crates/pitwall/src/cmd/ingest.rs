@@ -118,6 +118,7 @@ fn files(a: FilesArgs) -> anyhow::Result<u8> {
         threads: a.threads.unwrap_or_else(default_threads),
         archive: pitwall_ingest::Archive::Records,
         landed: None,
+        in_dlq: None,
     };
     let report = ingest_files(&job, &|_| progress.advance(1))?;
     progress.finish();

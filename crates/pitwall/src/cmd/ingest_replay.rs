@@ -76,7 +76,7 @@ fn summary(r: &ReplayReport, lake: &Location) -> String {
     let c = &r.files.counts;
     let mut s = format!(
         "replayed {} files from {} folders: {} records; {} events to {}, {} already there (left out), \
-         {} refused {:?}; wrote {} files",
+         {} refused {:?} ({} of them already in the DLQ, not written again); wrote {} files",
         r.files.files_read,
         r.folders.len(),
         c.records,
@@ -85,6 +85,7 @@ fn summary(r: &ReplayReport, lake: &Location) -> String {
         c.already_landed,
         c.dlq_total(),
         c.dlq,
+        c.already_in_dlq,
         r.files.written.len(),
     );
     if !r.stale_removed.is_empty() {
