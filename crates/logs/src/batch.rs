@@ -142,16 +142,16 @@ impl EventBatch {
 
     /// The size of the rows held so far, for [`with_capacity`](Self::with_capacity).
     pub fn capacity(&self) -> Capacity {
-        let own = [&self.extra, &self.shard, &self.seq].map(|b| b.values_slice().len());
         Capacity {
             rows: self.rows,
-            text: self
-                .cols
-                .iter()
-                .map(Column::text_bytes)
-                .chain(own)
-                .collect(),
+            text: self.text_bytes().collect(),
         }
+    }
+
+    /// Text bytes per column, in [`Capacity::text`]'s order.
+    fn text_bytes(&self) -> impl Iterator<Item = usize> + '_ {
+        let own = [&self.extra, &self.shard, &self.seq].map(|b| b.values_slice().len());
+        self.cols.iter().map(Column::text_bytes).chain(own)
     }
 
     pub fn push(&mut self, row: &Row<'_>, pos: &Position<'_>, json_len: usize) {
@@ -185,12 +185,7 @@ impl EventBatch {
 
     /// Whether some text column holds `bytes` or more.
     fn holds_text(&self, bytes: usize) -> bool {
-        let own = [&self.extra, &self.shard, &self.seq].map(|b| b.values_slice().len());
-        self.cols
-            .iter()
-            .map(Column::text_bytes)
-            .chain(own)
-            .any(|n| n >= bytes)
+        self.text_bytes().any(|n| n >= bytes)
     }
 
     /// Takes the rows so far as a record batch; the builder starts empty again.
