@@ -22,15 +22,58 @@ use pitwall_logs::layout::{DAY_MS, date_of, dlq_day_dir, hour_dir};
 use crate::files::dlq_record;
 use crate::sink::{InDlq, Landed, SinkError, shard_of_file};
 
+/// Keys loaded once per partition of the lake (an hour of events, a day of
+/// the DLQ) from the files other writers put there: a replay's own earlier
+/// files are left out (see the module docs).
+struct KeyCache {
+    /// Shards whose files are not counted (the replay's own).
+    own: HashSet<String>,
+    /// By hour or day number, whichever the index partitions by.
+    loaded: Mutex<HashMap<i64, Arc<HashSet<Key>>>>,
+}
+
+impl KeyCache {
+    fn new(own: HashSet<String>) -> Self {
+        KeyCache {
+            own,
+            loaded: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The keys of partition `n` (directory `dir`), reading each of its
+    /// `suffix` files with `read` the first time it is asked for.
+    fn get(
+        &self,
+        n: i64,
+        dir: impl FnOnce() -> Location,
+        suffix: &str,
+        read: impl Fn(&FileRef, &mut HashSet<Key>) -> Result<(), SinkError>,
+    ) -> Result<Arc<HashSet<Key>>, SinkError> {
+        // Held while loading: threads replaying the same partition wait for
+        // one load instead of each reading it.
+        let mut loaded = self.loaded.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(keys) = loaded.get(&n) {
+            return Ok(keys.clone());
+        }
+        let mut keys = HashSet::new();
+        for file in dir().list_if_exists(&[suffix])? {
+            if !shard_of_file(&file.display).is_some_and(|s| self.own.contains(s)) {
+                read(&file, &mut keys)?;
+            }
+        }
+        let keys = Arc::new(keys);
+        loaded.insert(n, keys.clone());
+        Ok(keys)
+    }
+}
+
 /// The lake's event keys, loaded one hour partition at a time as events of
 /// that hour turn up (so memory follows the hours a replay touches).
 pub struct LakeIndex<'a> {
     lake: &'a Location,
     dataset: String,
     key_column: String,
-    /// Shards whose files are not counted (the replay's own).
-    own: HashSet<String>,
-    hours: Mutex<HashMap<i64, Arc<HashSet<Key>>>>,
+    hours: KeyCache,
 }
 
 impl<'a> LakeIndex<'a> {
@@ -39,35 +82,18 @@ impl<'a> LakeIndex<'a> {
             lake,
             dataset: dataset.to_string(),
             key_column: key_column.to_string(),
-            own,
-            hours: Mutex::new(HashMap::new()),
+            hours: KeyCache::new(own),
         }
-    }
-
-    fn hour(&self, hour: i64) -> Result<Arc<HashSet<Key>>, SinkError> {
-        // Held while loading: threads replaying the same hour wait for one
-        // load instead of each reading the partition.
-        let mut hours = self.hours.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(keys) = hours.get(&hour) {
-            return Ok(keys.clone());
-        }
-        let dir = self.lake.join(&hour_dir(&self.dataset, hour));
-        let mut keys = HashSet::new();
-        for file in dir.list_if_exists(&[".parquet"])? {
-            if shard_of_file(&file.display).is_some_and(|s| self.own.contains(s)) {
-                continue;
-            }
-            read_keys(&file, &self.key_column, &mut keys)?;
-        }
-        let keys = Arc::new(keys);
-        hours.insert(hour, keys.clone());
-        Ok(keys)
     }
 }
 
 impl Landed for LakeIndex<'_> {
     fn contains(&self, hour: i64, key: &str) -> Result<bool, SinkError> {
-        Ok(self.hour(hour)?.contains(&key_of(key)))
+        let dir = || self.lake.join(&hour_dir(&self.dataset, hour));
+        let keys = self.hours.get(hour, dir, ".parquet", |file, keys| {
+            read_keys(file, &self.key_column, keys)
+        })?;
+        Ok(keys.contains(&key_of(key)))
     }
 }
 
@@ -76,9 +102,7 @@ impl Landed for LakeIndex<'_> {
 pub struct DlqIndex<'a> {
     lake: &'a Location,
     dataset: String,
-    /// Shards whose files are not counted (the replay's own).
-    own: HashSet<String>,
-    days: Mutex<HashMap<String, Arc<HashSet<Key>>>>,
+    days: KeyCache,
 }
 
 impl<'a> DlqIndex<'a> {
@@ -86,34 +110,8 @@ impl<'a> DlqIndex<'a> {
         DlqIndex {
             lake,
             dataset: dataset.to_string(),
-            own,
-            days: Mutex::new(HashMap::new()),
+            days: KeyCache::new(own),
         }
-    }
-
-    fn day(&self, date: String) -> Result<Arc<HashSet<Key>>, SinkError> {
-        let mut days = self.days.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(keys) = days.get(&date) {
-            return Ok(keys.clone());
-        }
-        let dir = self.lake.join(&dlq_day_dir(&self.dataset, &date));
-        let mut keys = HashSet::new();
-        for file in dir.list_if_exists(&[".jsonl"])? {
-            if shard_of_file(&file.display).is_some_and(|s| self.own.contains(s)) {
-                continue;
-            }
-            let text = Location::read_all(&file)?;
-            // A line that holds no entry holds nothing to match: replaying
-            // the DLQ reports such lines; here they are passed over.
-            keys.extend(
-                text.split(|&b| b == b'\n')
-                    .filter_map(|line| dlq_record(line).ok())
-                    .map(|(data, _)| key_of_bytes(&data)),
-            );
-        }
-        let keys = Arc::new(keys);
-        days.insert(date, keys.clone());
-        Ok(keys)
     }
 }
 
@@ -122,13 +120,35 @@ impl InDlq for DlqIndex<'_> {
     /// fall on either side of midnight: the days around are asked too.
     fn holds(&self, arrival_ms: i64, bytes: &[u8]) -> Result<bool, SinkError> {
         let key = key_of_bytes(bytes);
-        for ms in [arrival_ms, arrival_ms - DAY_MS, arrival_ms + DAY_MS] {
-            if self.day(date_of(ms))?.contains(&key) {
+        let today = arrival_ms.div_euclid(DAY_MS);
+        for day in [today, today - 1, today + 1] {
+            let dir = || {
+                self.lake
+                    .join(&dlq_day_dir(&self.dataset, &date_of(day * DAY_MS)))
+            };
+            if self
+                .days
+                .get(day, dir, ".jsonl", read_dlq_keys)?
+                .contains(&key)
+            {
                 return Ok(true);
             }
         }
         Ok(false)
     }
+}
+
+/// Adds the keys of one DLQ file's entries. A line that holds no entry holds
+/// nothing to match: replaying the DLQ reports such lines; here they are
+/// passed over.
+fn read_dlq_keys(file: &FileRef, keys: &mut HashSet<Key>) -> Result<(), SinkError> {
+    let text = Location::read_all(file)?;
+    keys.extend(
+        text.split(|&b| b == b'\n')
+            .filter_map(|line| dlq_record(line).ok())
+            .map(|(data, _)| key_of_bytes(&data)),
+    );
+    Ok(())
 }
 
 /// Adds one lake file's keys (only that column is read).
