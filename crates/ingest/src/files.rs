@@ -202,7 +202,7 @@ fn ingest_file(
         })?;
         // The age check reads the clock: every 256th line is often enough
         // for a policy counted in minutes; the size check runs every line.
-        if buf.held_bytes() >= job.roll.max_bytes || (n % 256 == 0 && buf.due(&job.roll)) {
+        if buf.full(&job.roll) || (n % 256 == 0 && buf.due(&job.roll)) {
             commit(&mut buf, &mut report)?;
         }
     }

@@ -352,9 +352,15 @@ impl<'c> ShardBuffer<'c> {
 
     /// Is it time to commit?
     pub fn due(&self, policy: &RollPolicy) -> bool {
-        self.held_bytes >= policy.max_bytes
+        self.full(policy)
             || self.opened.is_some_and(|t| t.elapsed() >= policy.max_age)
             || self.partitions.values().any(|p| p.batch.near_full())
+    }
+
+    /// The cheap part of [`due`](Self::due), for a check on every record:
+    /// the policy's size is reached.
+    pub fn full(&self, policy: &RollPolicy) -> bool {
+        self.held_bytes >= policy.max_bytes
     }
 
     /// Event and DLQ bytes held, for a worker-wide memory budget.
