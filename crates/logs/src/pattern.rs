@@ -34,8 +34,9 @@ impl Pattern {
         self.regex.as_str()
     }
 
-    /// Whether the fast path serves this pattern (for tests).
-    pub fn is_simple(&self) -> bool {
+    /// Whether the fast path serves this pattern.
+    #[cfg(test)]
+    fn is_simple(&self) -> bool {
         self.row.is_some()
     }
 }
