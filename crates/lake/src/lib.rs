@@ -4,10 +4,15 @@
 //! Reading is synchronous for callers: object-store calls run on a small
 //! runtime owned here, so the CPU-bound readers above need no async.
 
+pub mod hive;
 mod location;
+mod prune;
+mod small;
 mod write;
 
-pub use location::{FileRef, Input, Location};
+pub use hive::Span;
+pub use location::{FileRef, Input, Listing, Location};
+pub use small::Created;
 pub use write::{ParquetOptions, parquet_bytes, write_atomic, write_bytes, write_parquet};
 
 #[derive(Debug, thiserror::Error)]

@@ -10,6 +10,7 @@ use object_store::path::Path as StorePath;
 use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::file::reader::{ChunkReader, Length};
 
+use crate::hive::Span;
 use crate::{LakeError, Result};
 
 /// A directory (or a single file) on local disk or in an object store.
@@ -44,11 +45,24 @@ pub struct FileRef {
     /// How the file is named to people: a local path or a full URL.
     pub display: String,
     pub size: u64,
-    source: Source,
+    /// The time its hive partition folders (`dt=`, `hour=`) can hold; all
+    /// time when found by [`Location::list`] or outside such folders.
+    pub span: Span,
+    pub(crate) source: Source,
+}
+
+/// What [`Location::list_pruned`] found, and what it left out unlisted.
+#[derive(Debug, Default)]
+pub struct Listing {
+    pub files: Vec<FileRef>,
+    /// Folders listed (the root included).
+    pub folders_listed: u64,
+    /// Time-partition folders left out because `keep` refused their span.
+    pub partitions_skipped: u64,
 }
 
 #[derive(Debug, Clone)]
-enum Source {
+pub(crate) enum Source {
     Local(PathBuf),
     Store(Arc<dyn ObjectStore>, StorePath),
 }
@@ -61,7 +75,7 @@ pub enum Input {
     Remote(Bytes),
 }
 
-fn runtime() -> &'static tokio::runtime::Runtime {
+pub(crate) fn runtime() -> &'static tokio::runtime::Runtime {
     static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
     RT.get_or_init(|| {
         tokio::runtime::Builder::new_multi_thread()
@@ -150,6 +164,7 @@ impl Location {
                     .map(|o| FileRef {
                         display: format!("s3://{base}/{}", o.location),
                         size: o.size,
+                        span: Span::ALL,
                         source: Source::Store(store.clone(), o.location),
                     })
                     .collect()
@@ -304,7 +319,18 @@ fn local_ref(path: PathBuf, size: u64) -> FileRef {
     FileRef {
         display: path.display().to_string(),
         size,
+        span: Span::ALL,
         source: Source::Local(path),
+    }
+}
+
+impl Input {
+    /// A second handle on the same file or bytes, for another reader.
+    pub fn try_clone(&self) -> std::io::Result<Input> {
+        Ok(match self {
+            Input::Local(f) => Input::Local(f.try_clone()?),
+            Input::Remote(b) => Input::Remote(b.clone()),
+        })
     }
 }
 

@@ -8,8 +8,10 @@
 //!        ──► quality gates ──► rental_scores.parquet, member_scores.parquet, run.json, report.html
 //! ```
 
+mod incremental;
 mod members;
 mod outputs;
+mod plan;
 mod rejects;
 mod rentals;
 mod report;
@@ -25,7 +27,8 @@ use pitwall_lake::Location;
 use pitwall_score::Model;
 use pitwall_score::gates::GateConfig;
 
-pub use members::MemberRow;
+pub use incremental::StateOptions;
+pub use pitwall_score_state::MemberRecord;
 pub use run_json::{RunJson, RunStatus};
 
 /// Everything a score run needs; built by the binary from flags and files.
@@ -51,6 +54,8 @@ pub struct JobConfig {
     pub threads: usize,
     /// Target size of one spill bucket; bounds memory per worker.
     pub bucket_bytes: u64,
+    /// With a score state: an incremental run (`score-state.md`).
+    pub state: Option<StateOptions>,
 }
 
 impl JobConfig {
@@ -67,6 +72,7 @@ impl JobConfig {
             previous: None,
             threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             bucket_bytes: 32 << 20,
+            state: None,
         }
     }
 
@@ -80,6 +86,8 @@ impl JobConfig {
 pub enum JobError {
     #[error(transparent)]
     Lake(#[from] pitwall_lake::LakeError),
+    #[error(transparent)]
+    State(#[from] pitwall_score_state::StateError),
     #[error("{file}: {problem}")]
     BadFile { file: String, problem: String },
     #[error("no {what} found at {location}: expected {expected}")]
@@ -94,6 +102,8 @@ pub enum JobError {
     Previous { path: String, problem: String },
     #[error("cannot write {path}: {problem}")]
     Write { path: String, problem: String },
+    #[error("cannot run on the score state at {state}: {problem}")]
+    StateRefused { state: String, problem: String },
     #[error("a worker thread panicked; this is a bug in pitwall")]
     WorkerPanicked,
 }
@@ -112,12 +122,12 @@ impl Progress for NoProgress {}
 /// Runs the job and writes every output; returns what run.json holds.
 /// A held run is a success here: the caller turns it into exit code 3.
 pub fn run(cfg: &JobConfig, progress: &dyn Progress) -> Result<RunJson, JobError> {
+    if let Some(state) = &cfg.state {
+        return incremental::run(cfg, state, progress);
+    }
     let started = Instant::now();
     let mut timings = run_json::Timings::default();
-    std::fs::create_dir_all(&cfg.out).map_err(|e| JobError::Write {
-        path: cfg.out.display().to_string(),
-        problem: e.to_string(),
-    })?;
+    create_out(cfg)?;
 
     let t = Instant::now();
     let rentals = rentals::read(&Location::parse(&cfg.rentals)?)?;
@@ -138,7 +148,14 @@ pub fn run(cfg: &JobConfig, progress: &dyn Progress) -> Result<RunJson, JobError
     let spill = spill::Spill::new(&cfg.out, bucket_count(input_bytes, cfg.bucket_bytes))
         .map_err(JobError::Spill)?;
     progress.stage("reading telemetry", input_bytes);
-    let telemetry = telemetry::read_all(&files, &cars, &spill, cfg.threads, progress)?;
+    let telemetry = telemetry::read_all(
+        &files,
+        &cars,
+        &plan::ReadPlan::everything(),
+        &spill,
+        cfg.threads,
+        progress,
+    )?;
     progress.finish();
     timings.read_telemetry_ms = ms(t);
 
@@ -165,18 +182,25 @@ pub fn run(cfg: &JobConfig, progress: &dyn Progress) -> Result<RunJson, JobError
         .as_deref()
         .map(members::read_previous)
         .transpose()?;
-    let mut run = run_json::build(
+    let mut run = run_json::build(run_json::Facts {
         cfg,
-        &rentals,
-        &telemetry,
-        &scored,
-        &members,
+        input: &rentals,
+        rentals: &rentals.rentals,
+        scored: &scored,
+        telemetry: &telemetry,
+        members: &members,
         previous,
-        files.len(),
-    );
+        state: None,
+    });
 
     let t = Instant::now();
-    outputs::write_all(cfg, &rentals, &telemetry, &scored, &members, &mut run)?;
+    let outputs = outputs::Outputs {
+        input: &rentals,
+        rentals: &rentals.rentals,
+        scored: &scored,
+        members: &members,
+    };
+    outputs::write_all(cfg, &outputs, &telemetry, &mut run)?;
     timings.write_ms = ms(t);
     timings.total_ms = ms(started);
     run.timings_ms = timings;
@@ -190,6 +214,13 @@ pub fn run(cfg: &JobConfig, progress: &dyn Progress) -> Result<RunJson, JobError
         &cfg.model,
     )?;
     Ok(run)
+}
+
+fn create_out(cfg: &JobConfig) -> Result<(), JobError> {
+    std::fs::create_dir_all(&cfg.out).map_err(|e| JobError::Write {
+        path: cfg.out.display().to_string(),
+        problem: e.to_string(),
+    })
 }
 
 fn ms(t: Instant) -> u64 {
@@ -207,6 +238,8 @@ fn bucket_count(input_bytes: u64, bucket_bytes: u64) -> usize {
 pub mod names {
     pub const RENTAL_SCORES: &str = "rental_scores.parquet";
     pub const MEMBER_SCORES: &str = "member_scores.parquet";
+    /// With a state: the members whose record changed in this run, or is new.
+    pub const MEMBER_CHANGES: &str = "member_changes.parquet";
     pub const REJECTED_RENTALS: &str = "rejected_rentals.parquet";
     pub const REJECTED_TELEMETRY: &str = "rejected_telemetry.parquet";
     pub const RUN_JSON: &str = "run.json";

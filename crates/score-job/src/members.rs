@@ -9,43 +9,56 @@ use arrow_array::types::Float64Type;
 use arrow_array::{Array, RecordBatch};
 use arrow_schema::DataType;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use pitwall_score::member::{MemberScore, RentalOutcome, member_score};
+use pitwall_score::member::{RentalOutcome, member_score};
 use pitwall_score::{Assessment, Model, Rental};
+use pitwall_score_state::{MemberRecord, RecentRental};
 
 use crate::{JobError, names};
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct MemberRow {
-    pub member_id: String,
-    pub score: MemberScore,
-}
-
-/// One row per member with at least one considered rental, by member_id.
+/// One record per member with at least one considered rental, by member_id.
 pub fn score(
     rentals: &[Rental],
     assessments: &[Option<Assessment>],
     as_of: i64,
     model: &Model,
-) -> Vec<MemberRow> {
-    let mut by_member: BTreeMap<&str, Vec<RentalOutcome>> = BTreeMap::new();
+) -> Vec<MemberRecord> {
+    let mut by_member: BTreeMap<&str, Vec<(&Rental, &Assessment)>> = BTreeMap::new();
     for (r, a) in rentals.iter().zip(assessments) {
-        let Some(a) = a else { continue };
-        by_member
-            .entry(&r.member_id)
-            .or_default()
-            .push(RentalOutcome {
-                rental_id: r.rental_id.clone(),
-                end_at: r.end_at,
-                status: a.status,
-                score: a.score,
-                features: a.features,
-            });
+        if let Some(a) = a {
+            by_member.entry(&r.member_id).or_default().push((r, a));
+        }
     }
     by_member
         .into_iter()
-        .map(|(m, list)| MemberRow {
-            member_id: m.to_string(),
-            score: member_score(&list, as_of, model),
+        .map(|(m, list)| {
+            let outcomes: Vec<RentalOutcome> = list
+                .iter()
+                .map(|(r, a)| RentalOutcome {
+                    rental_id: r.rental_id.clone(),
+                    end_at: r.end_at,
+                    status: a.status,
+                    score: a.score,
+                    features: a.features,
+                })
+                .collect();
+            let score = member_score(&outcomes, as_of, model);
+            let recent = score
+                .rentals_used
+                .iter()
+                .filter_map(|id| list.iter().find(|(r, _)| &r.rental_id == id))
+                .map(|(r, a)| RecentRental {
+                    rental_id: r.rental_id.clone(),
+                    end_at: r.end_at,
+                    distance_km: a.features.distance_km,
+                    score: a.score,
+                    grade: a.grade.clone(),
+                })
+                .collect();
+            MemberRecord {
+                member_id: m.to_string(),
+                score,
+                recent,
+            }
         })
         .collect()
 }

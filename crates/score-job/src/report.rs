@@ -7,18 +7,18 @@ use std::path::Path;
 use pitwall_score::member::pooled_rates;
 use pitwall_score::{Assessment, Model, Rental};
 
-use crate::members::MemberRow;
 use crate::rejects::RuleReport;
 use crate::run_json::{RunJson, RunStatus};
 use crate::scoring::Scored;
 use crate::{JobError, names};
+use pitwall_score_state::MemberRecord;
 
 pub fn write(
     out: &Path,
     run: &RunJson,
     rentals: &[Rental],
     scored: &Scored,
-    members: &[MemberRow],
+    members: &[MemberRecord],
     model: &Model,
 ) -> Result<(), JobError> {
     let html = render(run, rentals, scored, members, model);
@@ -44,7 +44,7 @@ pub fn render(
     run: &RunJson,
     rentals: &[Rental],
     scored: &Scored,
-    members: &[MemberRow],
+    members: &[MemberRecord],
     model: &Model,
 ) -> String {
     let mut h = String::new();

@@ -8,11 +8,13 @@ use pitwall_score::contract::{RentalRule, TelemetryRule};
 use pitwall_score::gates::{self, GateInputs, GateResult};
 use serde::Serialize;
 
-use crate::members::MemberRow;
+use pitwall_score::Rental;
+use pitwall_score_state::MemberRecord;
+
 use crate::rejects::RuleReport;
 use crate::rentals::RentalInput;
 use crate::scoring::Scored;
-use crate::telemetry::TelemetryStats;
+use crate::telemetry::{ReadCounts, TelemetryStats};
 use crate::{JobConfig, JobError, names};
 
 const DAY_MS: i64 = 86_400_000;
@@ -38,8 +40,27 @@ pub struct RunJson {
     pub rentals: RentalCounts,
     pub members: MemberCounts,
     pub gates: Vec<GateResult>,
+    /// With `--state`: what the run evaluated, made final and committed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state: Option<StateReport>,
     pub timings_ms: Timings,
     pub outputs: BTreeMap<&'static str, String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct StateReport {
+    pub location: String,
+    /// The committed run this one started from (None: an empty state).
+    pub parent_seq: Option<u64>,
+    /// This run's seq in the run log, once committed.
+    pub seq: Option<u64>,
+    pub committed: bool,
+    /// Why not, when the run was not committed.
+    pub not_committed_because: Option<String>,
+    pub forced: bool,
+    pub rescore: Option<(String, String)>,
+    pub model_change: Option<String>,
+    pub counts: pitwall_score_state::Counts,
 }
 
 #[derive(Debug, Serialize)]
@@ -59,6 +80,8 @@ pub struct Inputs {
     pub telemetry_outside_rentals: u64,
     /// Repeated (car_id, ts) samples inside rentals, counted once.
     pub telemetry_duplicates: u64,
+    /// What the telemetry pass listed, opened and left out.
+    pub telemetry_read: ReadCounts,
 }
 
 #[derive(Debug, Serialize)]
@@ -104,15 +127,39 @@ pub struct Timings {
     pub total_ms: u64,
 }
 
-pub fn build(
-    cfg: &JobConfig,
-    rentals: &RentalInput,
-    telemetry: &TelemetryStats,
-    scored: &Scored,
-    members: &[MemberRow],
-    previous: Option<HashMap<String, f64>>,
-    telemetry_files: usize,
-) -> RunJson {
+/// What run.json is built from.
+pub struct Facts<'a> {
+    pub cfg: &'a JobConfig,
+    pub input: &'a RentalInput,
+    /// The rentals assessed, and their assessments.
+    pub rentals: &'a [Rental],
+    pub scored: &'a Scored,
+    pub telemetry: &'a TelemetryStats,
+    pub members: &'a [MemberRecord],
+    pub previous: Option<HashMap<String, f64>>,
+    /// With a state: the gate inputs only a state run has.
+    pub state: Option<StateGates>,
+}
+
+/// Gate inputs of a state run.
+#[derive(Debug, Clone, Copy)]
+pub struct StateGates {
+    /// (pending, assessed) among the rentals that ended over an hour
+    /// before as_of: the newest are always still arriving.
+    pub pending: (u64, u64),
+    /// (made final, of those insufficient_coverage).
+    pub made_final: (u64, u64),
+}
+
+pub fn build(f: Facts<'_>) -> RunJson {
+    let Facts {
+        cfg,
+        input: rentals,
+        telemetry,
+        scored,
+        members,
+        ..
+    } = f;
     let mut by_status = BTreeMap::new();
     let mut by_reason = BTreeMap::new();
     for a in scored.assessments.iter().flatten() {
@@ -126,17 +173,25 @@ pub fn build(
     for m in members {
         *member_status.entry(m.score.status.as_str()).or_default() += 1;
     }
+    let (pending, judged) = f.state.map_or(
+        (
+            by_status.get("pending").copied().unwrap_or(0),
+            considered as u64,
+        ),
+        |s| s.pending,
+    );
     let gate_inputs = GateInputs {
         telemetry_rows: telemetry.rows,
         rejected_telemetry_rows: telemetry.rejects.total(),
-        considered_rentals: considered as u64,
-        pending_rentals: by_status.get("pending").copied().unwrap_or(0),
-        days_without_telemetry: days_without_telemetry(rentals, scored, &telemetry.days),
+        considered_rentals: judged,
+        pending_rentals: pending,
+        days_without_telemetry: days_without_telemetry(f.rentals, scored, &telemetry.days),
         member_scores: members
             .iter()
             .filter_map(|m| m.score.score.map(|s| (m.member_id.clone(), s)))
             .collect(),
-        previous_member_scores: previous,
+        previous_member_scores: f.previous,
+        made_final: f.state.map(|s| s.made_final),
     };
     let gates = gates::evaluate(&cfg.gates, &gate_inputs);
     let held_because: Vec<String> = gates
@@ -145,7 +200,7 @@ pub fn build(
         .map(|g| format!("{}: {}", g.gate, g.detail))
         .collect();
     RunJson {
-        run_id: run_id(cfg, telemetry_files, telemetry.rows),
+        run_id: run_id(cfg, telemetry.read.files_listed as usize, telemetry.rows),
         status: if held_because.is_empty() {
             RunStatus::Ok
         } else {
@@ -177,6 +232,7 @@ pub fn build(
             telemetry_in_rentals: telemetry.in_rentals,
             telemetry_outside_rentals: telemetry.outside_rentals,
             telemetry_duplicates: scored.duplicates,
+            telemetry_read: telemetry.read.clone(),
         },
         rejected: Rejections {
             rentals: rentals.rejects.report(describe_rental_rule),
@@ -186,7 +242,11 @@ pub fn build(
         rentals: RentalCounts {
             valid: rentals.rentals.len(),
             considered,
-            not_yet_ended: rentals.rentals.len() - considered,
+            not_yet_ended: rentals
+                .rentals
+                .iter()
+                .filter(|r| !pitwall_score::rental::is_considered(r, cfg.as_of))
+                .count(),
             by_status,
             by_reason,
         },
@@ -196,6 +256,7 @@ pub fn build(
             by_status: member_status,
         },
         gates,
+        state: None,
         timings_ms: Timings::default(),
         outputs: BTreeMap::new(),
     }
@@ -217,12 +278,12 @@ fn describe_telemetry_rule(rule: &str) -> &'static str {
 
 /// Days touched by a considered rental on which no valid telemetry arrived at all.
 fn days_without_telemetry(
-    rentals: &RentalInput,
+    rentals: &[Rental],
     scored: &Scored,
     days: &std::collections::BTreeSet<i64>,
 ) -> Vec<String> {
     let mut rental_days = std::collections::BTreeSet::new();
-    for (r, a) in rentals.rentals.iter().zip(&scored.assessments) {
+    for (r, a) in rentals.iter().zip(&scored.assessments) {
         if a.is_some() {
             rental_days.extend(r.start_at.div_euclid(DAY_MS)..=r.end_at.div_euclid(DAY_MS));
         }
@@ -235,7 +296,7 @@ fn days_without_telemetry(
 
 /// Stable for the same inputs, model and as_of, so a re-run of the same
 /// work carries the same id (the publisher's ledger keys on it).
-fn run_id(cfg: &JobConfig, files: usize, rows: u64) -> String {
+pub(crate) fn run_id(cfg: &JobConfig, files: usize, rows: u64) -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     let key = format!(
         "{}|{}|{}|{}|{}|{}|{}",

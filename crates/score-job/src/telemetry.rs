@@ -17,6 +17,7 @@ use pitwall_lake::{FileRef, Input, Location};
 use pitwall_score::contract::check_telemetry;
 use pitwall_score::{Rental, Sample};
 
+use crate::plan::{ReadPlan, latest_in, ts_unit};
 use crate::rejects::{RejectLog, Rejected};
 use crate::spill::{Buffers, Spill};
 use crate::{JobError, Progress};
@@ -78,6 +79,17 @@ impl Cars {
         }
     }
 
+    /// Whether a car id in `[lo, hi]` has rentals here (ids are sorted).
+    pub fn any_between(&self, lo: &str, hi: &str) -> bool {
+        let i = self.ids.partition_point(|c| c.as_str() < lo);
+        self.ids.get(i).is_some_and(|c| c.as_str() <= hi)
+    }
+
+    /// Every rental span, for the reading plan.
+    pub fn spans(&self) -> Vec<(i64, i64)> {
+        self.spans.iter().flatten().copied().collect()
+    }
+
     fn covers(&self, car: u32, ts: i64) -> bool {
         let spans = &self.spans[car as usize];
         let i = spans.partition_point(|&(s, _)| s <= ts);
@@ -95,6 +107,39 @@ pub struct TelemetryStats {
     /// Days (since the epoch) with at least one valid sample.
     pub days: BTreeSet<i64>,
     pub rejects: RejectLog,
+    /// Valid samples for recently final rentals, in files new to the state.
+    pub late_for_final: u64,
+    pub read: ReadCounts,
+    /// Files read or known, as (name, size, latest instant they can hold).
+    pub files_seen: Vec<(String, u64, i64)>,
+}
+
+/// What the telemetry pass opened and what it left out, for run.json.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct ReadCounts {
+    pub files_listed: u64,
+    pub folders_listed: u64,
+    pub partitions_skipped: u64,
+    /// Files whose partition holds no evaluated rental, already read by earlier runs.
+    pub files_skipped_by_partition: u64,
+    /// Files opened (their footer read).
+    pub files_opened: u64,
+    /// Opened files none of whose row groups can meet the plan.
+    pub files_skipped_by_statistics: u64,
+    pub row_groups: u64,
+    pub row_groups_read: u64,
+    pub rows_skipped_by_statistics: u64,
+}
+
+impl ReadCounts {
+    fn merge(&mut self, o: &ReadCounts) {
+        self.files_skipped_by_partition += o.files_skipped_by_partition;
+        self.files_opened += o.files_opened;
+        self.files_skipped_by_statistics += o.files_skipped_by_statistics;
+        self.row_groups += o.row_groups;
+        self.row_groups_read += o.row_groups_read;
+        self.rows_skipped_by_statistics += o.rows_skipped_by_statistics;
+    }
 }
 
 impl TelemetryStats {
@@ -106,6 +151,9 @@ impl TelemetryStats {
         self.outside_rentals += o.outside_rentals;
         self.days.extend(o.days);
         self.rejects.merge(o.rejects);
+        self.late_for_final += o.late_for_final;
+        self.read.merge(&o.read);
+        self.files_seen.extend(o.files_seen);
     }
 }
 
@@ -113,6 +161,7 @@ impl TelemetryStats {
 pub fn read_all(
     files: &[FileRef],
     cars: &Cars,
+    plan: &ReadPlan<'_>,
     spill: &Spill,
     threads: usize,
     progress: &dyn Progress,
@@ -129,7 +178,8 @@ pub fn read_all(
                         let Some(file) = files.get(next.fetch_add(1, Ordering::Relaxed)) else {
                             break;
                         };
-                        if let Err(e) = read_file(file, cars, spill, &mut buf, &mut stats) {
+                        let pass = Pass { cars, plan, spill };
+                        if let Err(e) = pass.file(file, &mut buf, &mut stats) {
                             failed.store(true, Ordering::Relaxed);
                             return Err(e);
                         }
@@ -151,6 +201,8 @@ pub fn read_all(
     }
     spill.seal().map_err(JobError::Spill)?;
     total.rejects.sort();
+    total.files_seen.sort();
+    total.read.files_listed = files.len() as u64;
     Ok(total)
 }
 
@@ -161,33 +213,89 @@ fn bad(file: &FileRef, problem: impl std::fmt::Display) -> JobError {
     }
 }
 
-fn read_file(
-    file: &FileRef,
-    cars: &Cars,
-    spill: &Spill,
-    buf: &mut Buffers,
-    stats: &mut TelemetryStats,
-) -> Result<(), JobError> {
-    let input = Location::open(file)?;
-    let reader = open_reader(file, input)?;
-    let mut row = 0u64;
-    let mut kept = 0usize;
-    stats.files += 1;
-    for batch in reader {
-        let batch = batch.map_err(|e| bad(file, e))?;
-        read_batch(file, &batch, cars, spill, buf, stats, &mut row, &mut kept)?;
-    }
-    Ok(())
+/// One worker's view of the pass.
+struct Pass<'a> {
+    cars: &'a Cars,
+    plan: &'a ReadPlan<'a>,
+    spill: &'a Spill,
 }
 
-/// A reader of the four contract columns, asking Parquet for car_id as a
-/// dictionary: a car id is then looked up once per row group, not per row.
-fn open_reader(
-    file: &FileRef,
-    input: Input,
-) -> Result<parquet::arrow::arrow_reader::ParquetRecordBatchReader, JobError> {
+impl Pass<'_> {
+    fn file(
+        &self,
+        file: &FileRef,
+        buf: &mut Buffers,
+        stats: &mut TelemetryStats,
+    ) -> Result<(), JobError> {
+        let new = self.plan.is_new(file);
+        if !self.plan.opens(file, new) {
+            stats.read.files_skipped_by_partition += 1;
+            stats
+                .files_seen
+                .push((file.display.clone(), file.size, latest_in(file, None)));
+            return Ok(());
+        }
+        let input = Location::open(file)?;
+        let meta = metadata(file, &input)?;
+        stats.read.files_opened += 1;
+        stats.files += 1;
+        let unit = meta
+            .schema()
+            .field_with_name("ts")
+            .ok()
+            .and_then(|f| ts_unit(f.data_type()))
+            .unwrap_or(arrow_schema::TimeUnit::Millisecond);
+        let pq = meta.metadata().clone();
+        stats.files_seen.push((
+            file.display.clone(),
+            file.size,
+            latest_in(file, Some((&pq, unit))),
+        ));
+        let groups = self.plan.row_groups(&pq, unit, self.cars, new);
+        stats.read.row_groups += pq.num_row_groups() as u64;
+        stats.read.row_groups_read += groups.len() as u64;
+        let all_rows: i64 = pq.row_groups().iter().map(|g| g.num_rows()).sum();
+        let read_rows: i64 = groups.iter().map(|&g| pq.row_group(g).num_rows()).sum();
+        stats.read.rows_skipped_by_statistics += (all_rows - read_rows).max(0) as u64;
+        if groups.is_empty() {
+            stats.read.files_skipped_by_statistics += 1;
+            return Ok(());
+        }
+        let late = self.plan.late.as_ref().filter(|_| new).map(|(c, _)| *c);
+        let mut kept = 0usize;
+        let first_rows: Vec<u64> = pq
+            .row_groups()
+            .iter()
+            .scan(0u64, |acc, g| {
+                let at = *acc;
+                *acc += g.num_rows().max(0) as u64;
+                Some(at)
+            })
+            .collect();
+        for g in groups {
+            let mut row = first_rows[g];
+            for batch in reader(file, &input, meta.clone(), g)? {
+                let batch = batch.map_err(|e| bad(file, e))?;
+                let mut b = Batch {
+                    file,
+                    batch: &batch,
+                    late,
+                    buf: &mut *buf,
+                    row: &mut row,
+                    kept: &mut kept,
+                };
+                self.batch(&mut b, stats)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A file's footer, with car_id asked for as a dictionary: a car id is
+/// then looked up once per row group, not per row.
+fn metadata(file: &FileRef, input: &Input) -> Result<ArrowReaderMetadata, JobError> {
     let meta =
-        ArrowReaderMetadata::load(&input, ArrowReaderOptions::new()).map_err(|e| bad(file, e))?;
+        ArrowReaderMetadata::load(input, ArrowReaderOptions::new()).map_err(|e| bad(file, e))?;
     for c in COLUMNS {
         if meta.schema().field_with_name(c).is_err() {
             return Err(bad(
@@ -210,13 +318,26 @@ fn open_reader(
         })
         .collect();
     let options = ArrowReaderOptions::new().with_schema(Arc::new(Schema::new(hinted)));
-    let meta = ArrowReaderMetadata::try_new(meta.metadata().clone(), options).unwrap_or(meta);
+    Ok(ArrowReaderMetadata::try_new(meta.metadata().clone(), options).unwrap_or(meta))
+}
+
+/// A reader of the contract columns of one row group.
+fn reader(
+    file: &FileRef,
+    input: &Input,
+    meta: ArrowReaderMetadata,
+    group: usize,
+) -> Result<parquet::arrow::arrow_reader::ParquetRecordBatchReader, JobError> {
     let mask = ProjectionMask::columns(meta.metadata().file_metadata().schema_descr(), COLUMNS);
-    ParquetRecordBatchReaderBuilder::new_with_metadata(input, meta)
-        .with_projection(mask)
-        .with_batch_size(64 * 1024)
-        .build()
-        .map_err(|e| bad(file, e))
+    ParquetRecordBatchReaderBuilder::new_with_metadata(
+        input.try_clone().map_err(|e| bad(file, e))?,
+        meta,
+    )
+    .with_projection(mask)
+    .with_row_groups(vec![group])
+    .with_batch_size(64 * 1024)
+    .build()
+    .map_err(|e| bad(file, e))
 }
 
 fn cast(
@@ -249,84 +370,98 @@ fn cast(
     arrow_cast::cast(col, to).map_err(|e| bad(file, format!("column {name}: {e}")))
 }
 
-#[allow(clippy::too_many_arguments)]
-fn read_batch(
-    file: &FileRef,
-    batch: &RecordBatch,
-    cars: &Cars,
-    spill: &Spill,
-    buf: &mut Buffers,
-    stats: &mut TelemetryStats,
-    row: &mut u64,
-    kept: &mut usize,
-) -> Result<(), JobError> {
-    let dict_type = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
-    let car = cast(file, batch, "car_id", &dict_type)?;
-    let ts = cast(
-        file,
-        batch,
-        "ts",
-        &DataType::Timestamp(TimeUnit::Millisecond, None),
-    )?;
-    let speed = cast(file, batch, "speed_kmh", &DataType::Float64)?;
-    let limit = cast(file, batch, "speed_limit_kmh", &DataType::Float64)?;
-    let car = car.as_dictionary::<Int32Type>();
-    let names = car.values().as_string::<i32>();
-    // Per distinct car id of the batch: its index among considered cars.
-    let lookup: Vec<Option<u32>> = (0..names.len())
+/// One decoded batch of a file, and where the worker keeps its place.
+struct Batch<'a> {
+    file: &'a FileRef,
+    batch: &'a RecordBatch,
+    /// The recently final rentals, when the file is new to the state.
+    late: Option<&'a Cars>,
+    buf: &'a mut Buffers,
+    row: &'a mut u64,
+    kept: &'a mut usize,
+}
+
+/// Per distinct car id of a dictionary: its index among `cars`.
+fn lookup(names: &arrow_array::StringArray, cars: &Cars) -> Vec<Option<u32>> {
+    (0..names.len())
         .map(|k| {
             names
                 .is_valid(k)
                 .then(|| cars.index.get(names.value(k)).copied())
                 .flatten()
         })
-        .collect();
-    let keys = car.keys();
-    let ts = ts.as_primitive::<TimestampMillisecondType>();
-    let speed = speed.as_primitive::<Float64Type>();
-    let limit = limit.as_primitive::<Float64Type>();
-    let mut last_day = i64::MIN;
-    for i in 0..batch.num_rows() {
-        let row_no = *row;
-        *row += 1;
-        let key = keys.is_valid(i).then(|| keys.value(i) as usize);
-        let car_id = key.and_then(|k| names.is_valid(k).then(|| names.value(k)));
-        let t = ts.is_valid(i).then(|| ts.value(i));
-        let v = speed.is_valid(i).then(|| speed.value(i));
-        let l = limit.is_valid(i).then(|| limit.value(i));
-        if let Err(rule) = check_telemetry(car_id, t, v, l) {
-            let values = [
-                ("car_id", car_id.map(str::to_string)),
-                ("ts_ms", t.map(|x| x.to_string())),
-                ("speed_kmh", v.map(|x| x.to_string())),
-                ("speed_limit_kmh", l.map(|x| x.to_string())),
-            ];
-            let r = Rejected {
-                file: file.display.clone(),
-                row: row_no,
-                rule: rule.as_str(),
-                values: values.into_iter().collect(),
-            };
-            stats.rejects.push(r, kept);
-            continue;
-        }
-        let (t, v) = (t.unwrap_or_default(), v.unwrap_or_default());
-        stats.valid += 1;
-        let day = t.div_euclid(DAY_MS);
-        if day != last_day {
-            stats.days.insert(day);
-            last_day = day;
-        }
-        match key.and_then(|k| lookup[k]) {
-            Some(c) if cars.covers(c, t) => {
-                stats.in_rentals += 1;
-                spill
-                    .push(buf, c, Sample::new(t, v, l))
-                    .map_err(JobError::Spill)?;
+        .collect()
+}
+
+impl Pass<'_> {
+    fn batch(&self, b: &mut Batch<'_>, stats: &mut TelemetryStats) -> Result<(), JobError> {
+        let (file, batch) = (b.file, b.batch);
+        let dict_type = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
+        let car = cast(file, batch, "car_id", &dict_type)?;
+        let ts = cast(
+            file,
+            batch,
+            "ts",
+            &DataType::Timestamp(TimeUnit::Millisecond, None),
+        )?;
+        let speed = cast(file, batch, "speed_kmh", &DataType::Float64)?;
+        let limit = cast(file, batch, "speed_limit_kmh", &DataType::Float64)?;
+        let car = car.as_dictionary::<Int32Type>();
+        let names = car.values().as_string::<i32>();
+        let wanted = lookup(names, self.cars);
+        let late = b.late.map(|c| (c, lookup(names, c)));
+        let keys = car.keys();
+        let ts = ts.as_primitive::<TimestampMillisecondType>();
+        let speed = speed.as_primitive::<Float64Type>();
+        let limit = limit.as_primitive::<Float64Type>();
+        let mut last_day = i64::MIN;
+        for i in 0..batch.num_rows() {
+            let row_no = *b.row;
+            *b.row += 1;
+            let key = keys.is_valid(i).then(|| keys.value(i) as usize);
+            let car_id = key.and_then(|k| names.is_valid(k).then(|| names.value(k)));
+            let t = ts.is_valid(i).then(|| ts.value(i));
+            let v = speed.is_valid(i).then(|| speed.value(i));
+            let l = limit.is_valid(i).then(|| limit.value(i));
+            if let Err(rule) = check_telemetry(car_id, t, v, l) {
+                let values = [
+                    ("car_id", car_id.map(str::to_string)),
+                    ("ts_ms", t.map(|x| x.to_string())),
+                    ("speed_kmh", v.map(|x| x.to_string())),
+                    ("speed_limit_kmh", l.map(|x| x.to_string())),
+                ];
+                let r = Rejected {
+                    file: file.display.clone(),
+                    row: row_no,
+                    rule: rule.as_str(),
+                    values: values.into_iter().collect(),
+                };
+                stats.rejects.push(r, b.kept);
+                continue;
             }
-            _ => stats.outside_rentals += 1,
+            let (t, v) = (t.unwrap_or_default(), v.unwrap_or_default());
+            stats.valid += 1;
+            let day = t.div_euclid(DAY_MS);
+            if day != last_day {
+                stats.days.insert(day);
+                last_day = day;
+            }
+            match key.and_then(|k| wanted[k]) {
+                Some(c) if self.cars.covers(c, t) => {
+                    stats.in_rentals += 1;
+                    self.spill
+                        .push(b.buf, c, Sample::new(t, v, l))
+                        .map_err(JobError::Spill)?;
+                }
+                _ => match (&late, key) {
+                    (Some((cars, ids)), Some(k)) if ids[k].is_some_and(|c| cars.covers(c, t)) => {
+                        stats.late_for_final += 1;
+                    }
+                    _ => stats.outside_rentals += 1,
+                },
+            }
         }
+        stats.rows += batch.num_rows() as u64;
+        Ok(())
     }
-    stats.rows += batch.num_rows() as u64;
-    Ok(())
 }

@@ -20,6 +20,9 @@ pub struct GateConfig {
     pub max_member_score_shift: f64,
     /// Largest tolerated population stability index of member scores against the previous run.
     pub max_member_score_psi: f64,
+    /// With a state: largest tolerated share of the rentals a run makes final
+    /// that are `insufficient_coverage` (telemetry lost at the source).
+    pub max_final_insufficient_coverage_ratio: f64,
 }
 
 impl Default for GateConfig {
@@ -30,6 +33,7 @@ impl Default for GateConfig {
             max_days_without_telemetry: 0,
             max_member_score_shift: 3.0,
             max_member_score_psi: 0.2,
+            max_final_insufficient_coverage_ratio: 0.05,
         }
     }
 }
@@ -58,6 +62,9 @@ pub struct GateInputs {
     pub member_scores: HashMap<String, f64>,
     /// Member scores of the previous run, when one was given.
     pub previous_member_scores: Option<HashMap<String, f64>>,
+    /// With a state: rentals made final by the run, and how many of them
+    /// were `insufficient_coverage`.
+    pub made_final: Option<(u64, u64)>,
 }
 
 pub fn evaluate(cfg: &GateConfig, inp: &GateInputs) -> Vec<GateResult> {
@@ -78,6 +85,23 @@ pub fn evaluate(cfg: &GateConfig, inp: &GateInputs) -> Vec<GateResult> {
         ),
         days_gate(cfg, &inp.days_without_telemetry),
     ];
+    out.push(match inp.made_final {
+        Some((total, lost)) => ratio_gate(
+            "final_insufficient_coverage",
+            lost,
+            total,
+            cfg.max_final_insufficient_coverage_ratio,
+            "rentals made final insufficient_coverage",
+        ),
+        None => GateResult {
+            gate: "final_insufficient_coverage",
+            evaluated: false,
+            passed: true,
+            observed: None,
+            threshold: cfg.max_final_insufficient_coverage_ratio,
+            detail: "only runs with --state make rentals final".into(),
+        },
+    });
     match &inp.previous_member_scores {
         Some(prev) => out.extend(drift_gates(cfg, prev, &inp.member_scores)),
         None => {
@@ -221,6 +245,23 @@ mod tests {
 
     fn gate<'a>(r: &'a [GateResult], name: &str) -> &'a GateResult {
         r.iter().find(|g| g.gate == name).expect("gate present")
+    }
+
+    #[test]
+    fn lost_telemetry_in_more_than_5_percent_of_final_rentals_holds() {
+        let cfg = GateConfig::default();
+        let with = |made_final| GateInputs {
+            made_final,
+            ..Default::default()
+        };
+        let g =
+            |inp: &GateInputs| gate(&evaluate(&cfg, inp), "final_insufficient_coverage").clone();
+        assert!(g(&with(Some((100, 5)))).passed);
+        let held = g(&with(Some((100, 6))));
+        assert!(held.evaluated && !held.passed);
+        let full_run = g(&with(None));
+        assert!(!full_run.evaluated && full_run.passed);
+        assert!(g(&with(Some((0, 0)))).passed);
     }
 
     #[test]

@@ -127,9 +127,36 @@ pub fn assess(
     }
 }
 
+/// Whether an assessment is final (`score-state.md`, "Finality"): scored
+/// with full coverage, past the grace period, or too short a drive. A final
+/// rental is never evaluated again, but by a rescore.
+pub fn is_final(a: &Assessment, end_at: i64, as_of: i64, grace_ms: i64, model: &Model) -> bool {
+    let full =
+        a.status == Status::Scored && a.features.coverage >= model.completeness.scored_min_coverage;
+    full || as_of >= end_at.saturating_add(grace_ms) || a.reason == Some(Reason::TooShort)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn finality_follows_the_three_rules() {
+        let m = Model::default();
+        let at = |coverage: f64, km: f64, after_end: i64| {
+            let a = assess(f(coverage, km), 0, after_end, GRACE, &m);
+            is_final(&a, 0, after_end, GRACE, &m)
+        };
+        // 1. scored with coverage >= 0.95, at once.
+        assert!(at(0.95, 5.0, 0));
+        // Pending within grace is open.
+        assert!(!at(0.94, 5.0, GRACE - 1));
+        // 2. at end + grace, whatever the outcome.
+        assert!(at(0.70, 5.0, GRACE));
+        assert!(at(0.10, 5.0, GRACE));
+        // 3. too short (coverage was enough to judge the distance).
+        assert!(at(1.0, 0.5, 0));
+    }
 
     const H: i64 = 3_600_000;
     const GRACE: i64 = 4 * H;

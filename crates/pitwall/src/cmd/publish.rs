@@ -28,7 +28,8 @@ pub struct PublishArgs {
     /// Use --transactional=false for brokers without transactions.
     #[arg(long, default_value_t = true, action = ArgAction::Set)]
     pub transactional: bool,
-    /// Publish even a held run or one already published; the ledger records it.
+    /// Accept a held run: publish it (or one already published; the ledger records it),
+    /// and with `score run --state`, commit it to the state (the run log records it).
     #[arg(long)]
     pub force: bool,
     /// Wire format of the records; default: the registry's (Glue for file: and glue:).

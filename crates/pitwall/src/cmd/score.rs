@@ -20,6 +20,49 @@ pub enum ScoreCommand {
     Publish(Box<PublishCmd>),
     /// Print the embedded default model file (TOML), a starting point for --model.
     Model,
+    /// Look into a score state, export it, or seed one from earlier results.
+    #[command(subcommand)]
+    State(StateCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StateCommand {
+    /// Write DIR/rental_results.parquet (final and open rentals, a `final` column) and DIR/member_scores.parquet.
+    Export {
+        /// The state: a local directory or s3://bucket/prefix.
+        #[arg(long)]
+        state: String,
+        /// Output directory (local).
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the last committed run, final rentals by status, open rentals and members.
+    Show {
+        #[arg(long)]
+        state: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Seed an empty state from rental results computed elsewhere (a full run's rental_scores.parquet).
+    ///
+    /// Scored and unscorable rows become final; pending rows are left for the next run.
+    Import {
+        #[arg(long)]
+        state: String,
+        /// A rental_scores.parquet (or a directory of files in its columns).
+        #[arg(long)]
+        rental_results: PathBuf,
+        /// The as_of of the seeded member snapshot (default: the latest end_at).
+        #[arg(long, value_parser = super::parse_time)]
+        as_of: Option<i64>,
+        /// The model the results were made with (default: the embedded model).
+        #[arg(long)]
+        model: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -57,9 +100,22 @@ pub struct RunArgs {
     /// Quality-gate thresholds (TOML); unspecified ones keep their defaults.
     #[arg(long)]
     pub gates: Option<PathBuf>,
-    /// The previous run's output directory, to check member-score drift.
-    #[arg(long)]
+    /// The previous run's output directory, to check member-score drift (a state run compares with its snapshot).
+    #[arg(long, conflicts_with = "state")]
     pub previous: Option<PathBuf>,
+    /// Score state (local directory or s3://bucket/prefix): evaluate only the open rentals, those ended
+    /// since the last run and a rescore's range, read only their telemetry, and commit to the state.
+    #[arg(long)]
+    pub state: Option<String>,
+    /// With --state: evaluate again the final rentals that ended in [FROM, TO), after a source fix.
+    #[arg(long, value_parser = super::parse_time, requires_all = ["state", "rescore_to"])]
+    pub rescore_from: Option<i64>,
+    /// End (exclusive) of the rescore range.
+    #[arg(long, value_parser = super::parse_time, requires_all = ["state", "rescore_from"])]
+    pub rescore_to: Option<i64>,
+    /// With --state: go on with a model other than the state's (recorded in the run log).
+    #[arg(long, requires = "state")]
+    pub model_change: bool,
     /// Worker threads (default: the machine's cores).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -99,6 +155,7 @@ pub fn run(c: ScoreCommand) -> anyhow::Result<u8> {
             }
             Ok(exit::OK)
         }
+        ScoreCommand::State(c) => state_command(c),
         ScoreCommand::Run(a) => {
             let result = score_run(&a);
             alert_on(&a, &result);
@@ -146,7 +203,8 @@ fn score_run(a: &RunArgs) -> anyhow::Result<u8> {
     } else {
         print_summary(&run);
     }
-    let held = run.status == RunStatus::Held;
+    let forced = run.state.as_ref().is_some_and(|s| s.committed);
+    let held = run.status == RunStatus::Held && !forced;
     if a.publish && (!held || a.publish_args.force) {
         let report = super::publish::run_publish(&cfg.out, &a.publish_args)?;
         super::publish::print_report(&report);
@@ -178,6 +236,19 @@ pub fn job_config(a: &RunArgs) -> anyhow::Result<JobConfig> {
         })?;
     }
     cfg.previous = a.previous.clone();
+    if let Some(location) = &a.state {
+        if let (Some(from), Some(to)) = (a.rescore_from, a.rescore_to)
+            && from >= to
+        {
+            anyhow::bail!("--rescore-from must be before --rescore-to");
+        }
+        cfg.state = Some(pitwall_score_job::StateOptions {
+            location: location.clone(),
+            rescore: a.rescore_from.zip(a.rescore_to),
+            model_change: a.model_change,
+            force: a.publish_args.force,
+        });
+    }
     if let Some(t) = a.threads {
         cfg.threads = t.max(1);
     }
@@ -223,6 +294,36 @@ pub fn print_summary(run: &RunJson) {
         run.members.eligible,
         by(&run.members.by_status)
     );
+    if let Some(st) = &run.state {
+        let c = &st.counts;
+        println!(
+            "  state:     evaluated {}, made final {}, open {}, member changes {}, late samples for final rentals {}",
+            c.evaluated, c.made_final, c.open, c.member_changes, c.late_for_final
+        );
+        let r = &run.inputs.telemetry_read;
+        println!(
+            "  read:      {} of {} listed files opened, {} partitions and {} files skipped by partition, {} files and {} rows by statistics",
+            r.files_opened,
+            r.files_listed,
+            r.partitions_skipped,
+            r.files_skipped_by_partition,
+            r.files_skipped_by_statistics,
+            r.rows_skipped_by_statistics
+        );
+        match (st.seq, &st.not_committed_because) {
+            (Some(seq), _) => println!(
+                "  committed: {} run {seq}{}",
+                st.location,
+                if st.forced {
+                    " (FORCED past held gates)"
+                } else {
+                    ""
+                }
+            ),
+            (None, Some(why)) => println!("  not committed: {why}"),
+            (None, None) => {}
+        }
+    }
     for reason in &run.held_because {
         println!("  held: {reason}");
     }
@@ -230,4 +331,99 @@ pub fn print_summary(run: &RunJson) {
     if let Some(report) = run.outputs.get("report") {
         println!("  report: {report}");
     }
+}
+
+fn state_command(c: StateCommand) -> anyhow::Result<u8> {
+    use pitwall_score_state::{State, ops};
+    match c {
+        StateCommand::Export { state, out, json } => {
+            let s = State::open(&state)?;
+            std::fs::create_dir_all(&out)
+                .with_context(|| format!("cannot create {}", out.display()))?;
+            let done = ops::export(&s, &out).with_context(|| format!("export of {state}"))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&done)?);
+            } else {
+                println!(
+                    "exported {} final and {} open rentals to {}, {} members to {}",
+                    done.final_rentals,
+                    done.open_rentals,
+                    done.rental_results,
+                    done.members,
+                    done.member_scores
+                );
+            }
+        }
+        StateCommand::Show { state, json } => {
+            let s = State::open(&state)?;
+            let summary = ops::summary(&s).with_context(|| format!("state {state}"))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&summary)?);
+            } else {
+                print_state(&summary);
+            }
+        }
+        StateCommand::Import {
+            state,
+            rental_results,
+            as_of,
+            model,
+            json,
+        } => {
+            let model = match &model {
+                Some(p) => load_model(p)?,
+                None => Model::default(),
+            };
+            let done = ops::import(&state, &rental_results, as_of, &model)
+                .with_context(|| format!("import of {} into {state}", rental_results.display()))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&done)?);
+            } else {
+                println!(
+                    "seeded {state}: {} final rentals ({} pending rows left for the next run), {} members at {} with {}",
+                    done.final_rentals, done.left_open, done.members, done.as_of, done.model
+                );
+            }
+        }
+    }
+    Ok(exit::OK)
+}
+
+fn print_state(s: &pitwall_score_state::ops::Summary) {
+    println!("score state {}", s.state);
+    match &s.last_run {
+        None => println!("  empty: no run committed yet"),
+        Some(e) => {
+            println!(
+                "  last run: {} (seq {}, {:?}) as_of {} with {}, committed {}{}",
+                e.run_id,
+                e.seq,
+                e.kind,
+                e.as_of,
+                e.model,
+                e.committed_at,
+                if e.forced {
+                    ", FORCED past held gates"
+                } else {
+                    ""
+                }
+            );
+            let c = &e.counts;
+            println!(
+                "    evaluated {}, made final {}, late samples for final rentals {}, member changes {}",
+                c.evaluated, c.made_final, c.late_for_final, c.member_changes
+            );
+        }
+    }
+    let by: Vec<String> = s
+        .final_by_status
+        .iter()
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect();
+    println!("  final rentals: {} ({})", s.final_rentals, by.join(", "));
+    println!("  open rentals:  {}", s.open_rentals);
+    println!(
+        "  members:       {} ({} with a score)",
+        s.members, s.members_scored
+    );
 }

@@ -1,0 +1,206 @@
+//! Small files addressed by name under a location: read whole if present,
+//! and created only if absent. A create that loses a race reports it instead
+//! of overwriting, which is what a commit log needs: locally an exclusive
+//! link of a fully written file, on S3 a conditional PUT (`If-None-Match`).
+
+use std::fs::File;
+use std::io::Write;
+use std::path::Path;
+
+use bytes::Bytes;
+use object_store::path::Path as StorePath;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions};
+
+use crate::location::runtime;
+use crate::{LakeError, Location, Result};
+
+/// What a create-if-absent write found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Created {
+    /// The file is ours, whole.
+    Yes,
+    /// Someone else's file was already there; ours was not written.
+    AlreadyExists,
+}
+
+impl Location {
+    /// The bytes of `rel` below this location, or None when there is no such file.
+    pub fn get(&self, rel: &str) -> Result<Option<Bytes>> {
+        match self {
+            Location::Local(root) => {
+                let path = root.join(rel);
+                match std::fs::read(&path) {
+                    Ok(b) => Ok(Some(Bytes::from(b))),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                    Err(source) => Err(LakeError::Io {
+                        path: path.display().to_string(),
+                        source,
+                    }),
+                }
+            }
+            Location::Store { url, store, prefix } => {
+                let key = key(prefix, rel);
+                let got = runtime().block_on(async { store.get(&key).await?.bytes().await });
+                match got {
+                    Ok(b) => Ok(Some(b)),
+                    Err(object_store::Error::NotFound { .. }) => Ok(None),
+                    Err(source) => Err(LakeError::ObjectStore {
+                        url: format!("{url}/{rel}"),
+                        source,
+                    }),
+                }
+            }
+        }
+    }
+
+    /// Writes `bytes` as `rel` only if no file of that name exists, whole or
+    /// not at all. Readers never see a part of it.
+    pub fn put_if_absent(&self, rel: &str, bytes: Bytes) -> Result<Created> {
+        match self {
+            Location::Local(root) => create_local(&root.join(rel), &bytes),
+            Location::Store { url, store, prefix } => {
+                let opts = PutOptions {
+                    mode: PutMode::Create,
+                    ..PutOptions::default()
+                };
+                let put = runtime().block_on(store.put_opts(&key(prefix, rel), bytes.into(), opts));
+                match put {
+                    Ok(_) => Ok(Created::Yes),
+                    Err(object_store::Error::AlreadyExists { .. })
+                    | Err(object_store::Error::Precondition { .. }) => Ok(Created::AlreadyExists),
+                    Err(source) => Err(LakeError::ObjectStore {
+                        url: format!("{url}/{rel}"),
+                        source,
+                    }),
+                }
+            }
+        }
+    }
+
+    /// The names (last path part) directly below `rel`, files and folders,
+    /// sorted; an absent folder has none.
+    pub fn names(&self, rel: &str) -> Result<Vec<String>> {
+        let mut names = match self {
+            Location::Local(root) => {
+                let dir = root.join(rel);
+                match std::fs::read_dir(&dir) {
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+                    Err(source) => {
+                        return Err(LakeError::Io {
+                            path: dir.display().to_string(),
+                            source,
+                        });
+                    }
+                    Ok(entries) => entries
+                        .filter_map(|e| e.ok())
+                        .map(|e| e.file_name().to_string_lossy().into_owned())
+                        .collect(),
+                }
+            }
+            Location::Store { url, store, prefix } => {
+                let dir = key(prefix, rel);
+                let found = runtime()
+                    .block_on(store.list_with_delimiter(Some(&dir)))
+                    .map_err(|source| LakeError::ObjectStore {
+                        url: format!("{url}/{rel}"),
+                        source,
+                    })?;
+                let last = |p: &StorePath| p.as_ref().rsplit('/').next().unwrap_or("").to_string();
+                found
+                    .common_prefixes
+                    .iter()
+                    .map(last)
+                    .chain(found.objects.iter().map(|o| last(&o.location)))
+                    .collect()
+            }
+        };
+        names.sort();
+        Ok(names)
+    }
+
+    /// Deletes `rel` and everything below it; absent is fine.
+    pub fn remove_tree(&self, rel: &str) -> Result<()> {
+        match self {
+            Location::Local(root) => {
+                let path = root.join(rel);
+                match std::fs::remove_dir_all(&path) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(LakeError::Io {
+                        path: path.display().to_string(),
+                        source: e,
+                    }),
+                    _ => Ok(()),
+                }
+            }
+            Location::Store { .. } => {
+                for f in self.join(rel).list_if_exists(&[""])? {
+                    Location::remove(&f)?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+fn key(prefix: &StorePath, rel: &str) -> StorePath {
+    StorePath::from(format!("{prefix}/{}", rel.trim_matches('/')).trim_start_matches('/'))
+}
+
+/// Writes a hidden sibling whole and fsynced, then hard-links it to the
+/// name: the link fails if the name exists, so the file appears complete or
+/// not at all, and never replaces another.
+fn create_local(path: &Path, bytes: &[u8]) -> Result<Created> {
+    let io = |source| LakeError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.{}.new", std::process::id()));
+    let result = (|| {
+        let mut f = File::create(&tmp).map_err(io)?;
+        f.write_all(bytes).map_err(io)?;
+        f.sync_all().map_err(io)?;
+        match std::fs::hard_link(&tmp, path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Ok(Created::AlreadyExists);
+            }
+            Err(e) => return Err(io(e)),
+        }
+        File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
+        Ok(Created::Yes)
+    })();
+    let _ = std::fs::remove_file(&tmp);
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_create_finds_the_first_and_leaves_it() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|source| LakeError::Io {
+            path: "tmp".into(),
+            source,
+        })?;
+        let loc = Location::Local(dir.path().to_path_buf());
+        assert_eq!(loc.get("log/1.json")?, None);
+        assert_eq!(
+            loc.put_if_absent("log/1.json", Bytes::from_static(b"first"))?,
+            Created::Yes
+        );
+        assert_eq!(
+            loc.put_if_absent("log/1.json", Bytes::from_static(b"second"))?,
+            Created::AlreadyExists
+        );
+        assert_eq!(loc.get("log/1.json")?, Some(Bytes::from_static(b"first")));
+        assert_eq!(loc.names("log")?, vec!["1.json".to_string()]);
+        assert!(loc.names("nothing")?.is_empty());
+        Ok(())
+    }
+}

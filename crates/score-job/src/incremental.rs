@@ -1,0 +1,439 @@
+//! `score run --state`: one incremental step of `score-state.md`. The run
+//! evaluates the open rentals, those that ended since, and a rescore's
+//! range; reads only the telemetry that can hold their samples; merges what
+//! became final into the state; recomputes every member from the final
+//! results; and commits by one create-if-absent log entry.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Instant;
+
+use pitwall_lake::Location;
+use pitwall_score::rental::{is_considered, is_final};
+use pitwall_score::{Reason, Rental, Status};
+use pitwall_score_state::{
+    Counts, Entry, EntryKind, FinalTable, Finality, MemberRecord, ModelChange, ResultRow, State,
+};
+
+use crate::plan::{ReadPlan, Spans};
+use crate::run_json::{self, RunJson, RunStatus, StateGates, StateReport, rfc3339};
+use crate::scoring::{Scored, Scoring};
+use crate::telemetry::{Cars, TelemetryStats};
+use crate::{JobConfig, JobError, Progress, names, outputs, rentals, report, spill, telemetry};
+
+const HOUR_MS: i64 = 3_600_000;
+const DAY_MS: i64 = 24 * HOUR_MS;
+/// How far back a run looks for samples arriving for final rentals: a
+/// rental lasts at most 7 days, and the grace period is hours.
+const LATE_LOOKBACK_MS: i64 = 8 * DAY_MS;
+/// Final-result files a state holds before a run rewrites them as one.
+const MAX_FINAL_FILES: usize = 24;
+
+/// What `--state` and its companions ask for.
+#[derive(Debug, Clone)]
+pub struct StateOptions {
+    pub location: String,
+    /// `[from, to)`: final rentals that ended then are evaluated again.
+    pub rescore: Option<(i64, i64)>,
+    /// Accept a model other than the state's, and record the change.
+    pub model_change: bool,
+    /// Commit a run the quality gates held, and record that.
+    pub force: bool,
+}
+
+/// The rentals a run evaluates, and the final ones it watches for late samples.
+struct Work {
+    evaluated: Vec<Rental>,
+    rescored: HashSet<String>,
+    recently_final: Vec<Rental>,
+}
+
+pub fn run(
+    cfg: &JobConfig,
+    opts: &StateOptions,
+    progress: &dyn Progress,
+) -> Result<RunJson, JobError> {
+    let started = Instant::now();
+    let mut timings = run_json::Timings::default();
+    crate::create_out(cfg)?;
+    let state = State::open(&opts.location)?;
+    let head = state.head().cloned();
+    let mut table = state.load_final()?;
+    let model_change = check(cfg, opts, head.as_ref(), &table)?;
+    let seen = state.load_seen()?;
+    let previous = head.as_ref().map(|_| state.load_members()).transpose()?;
+
+    let t = Instant::now();
+    let input = rentals::read(&Location::parse(&cfg.rentals)?)?;
+    let work = work(cfg, opts, &input.rentals, &table)?;
+    timings.read_rentals_ms = crate::ms(t);
+
+    let cars = Cars::new(&work.evaluated, |_| true);
+    let late = Cars::new(&work.recently_final, |_| true);
+    let plan = ReadPlan {
+        wanted: Spans::new(cars.spans()),
+        late: Some((&late, Spans::new(late.spans()))),
+        seen: Some(&seen),
+    };
+    let (telemetry, scored) =
+        read_and_score(cfg, &work.evaluated, &cars, &plan, progress, &mut timings)?;
+
+    let t = Instant::now();
+    let seq = state.begin().seq();
+    let run_id = run_json::run_id(cfg, telemetry.read.files_listed as usize, telemetry.rows);
+    let finality = Finality {
+        seq,
+        run_id: run_id.clone(),
+        as_of: cfg.as_of,
+    };
+    let (mut made_final, mut open) = split(cfg, &work.evaluated, &scored, &finality);
+    let compact = opts.rescore.is_some() || table.files() >= MAX_FINAL_FILES;
+    let new_base = if compact {
+        let base = table.compacted(&made_final, &work.rescored)?;
+        table = FinalTable::new(vec![base.clone()])?;
+        Some(base)
+    } else {
+        made_final.sort_by(|a, b| a.rental.rental_id.cmp(&b.rental.rental_id));
+        if !made_final.is_empty() {
+            table.push(pitwall_score_state::results::to_batch(&made_final, true)?)?;
+        }
+        None
+    };
+    let members = pitwall_score_state::table::members(&table, &open, cfg.as_of, &cfg.model)?;
+    let changes = changed(&members, previous.as_deref());
+    timings.score_members_ms = crate::ms(t);
+
+    let counts = Counts {
+        evaluated: work.evaluated.len() as u64,
+        made_final: made_final.len() as u64,
+        final_total: table.len() as u64,
+        open: open.len() as u64,
+        members: members.len() as u64,
+        member_changes: changes.len() as u64,
+        late_for_final: telemetry.late_for_final,
+    };
+    let mut run = run_json::build(run_json::Facts {
+        cfg,
+        input: &input,
+        rentals: &work.evaluated,
+        scored: &scored,
+        telemetry: &telemetry,
+        members: &members,
+        previous: previous.as_ref().map(|p| scores_of(p)),
+        state: Some(gates(cfg, &work.evaluated, &scored, &made_final)),
+    });
+    run.state = Some(StateReport {
+        location: state.url().to_string(),
+        parent_seq: head.as_ref().map(|h| h.seq),
+        seq: None,
+        committed: false,
+        not_committed_because: None,
+        forced: false,
+        rescore: opts.rescore.map(|(a, b)| (rfc3339(a), rfc3339(b))),
+        model_change: model_change
+            .as_ref()
+            .map(|c| format!("{} -> {}", c.from, c.to)),
+        counts: counts.clone(),
+    });
+
+    let t = Instant::now();
+    let o = outputs::Outputs {
+        input: &input,
+        rentals: &work.evaluated,
+        scored: &scored,
+        members: &members,
+    };
+    outputs::write_all(cfg, &o, &telemetry, &mut run)?;
+    let change_batch =
+        pitwall_score_state::snapshot::to_batch(&changes, &cfg.model.id(), cfg.as_of)?;
+    outputs::write(&cfg.out, names::MEMBER_CHANGES, change_batch, &mut run)?;
+    run_json::write(&cfg.out, &run)?;
+
+    let held = run.status == RunStatus::Held;
+    if held && !opts.force {
+        if let Some(s) = run.state.as_mut() {
+            s.not_committed_because = Some(format!(
+                "held by a quality gate: the state stays at run {}; fix the cause and run again, or commit it with --force",
+                head.as_ref()
+                    .map_or_else(|| "none (empty)".to_string(), |h| h.seq.to_string())
+            ));
+        }
+    } else {
+        let mut seen = seen;
+        for (name, size, latest) in &telemetry.files_seen {
+            seen.insert(name.clone(), *size, *latest);
+        }
+        seen.forget_before(cfg.as_of - LATE_LOOKBACK_MS - 7 * DAY_MS);
+        let draft = state.begin();
+        let mut files = head.as_ref().map(|h| h.files.clone()).unwrap_or_default();
+        match new_base {
+            Some(base) => {
+                files.final_results = vec![draft.write_results_batch("final.parquet", base)?]
+            }
+            None if !made_final.is_empty() => files
+                .final_results
+                .push(draft.write_results("final.parquet", &mut made_final)?),
+            None => {}
+        }
+        files.open = Some(draft.write_results("open.parquet", &mut open)?);
+        files.members = Some(draft.write_members(&members, &cfg.model.id(), cfg.as_of)?);
+        files.seen = Some(draft.write_seen(&seen)?);
+        let entry = Entry {
+            format: 0,
+            seq: 0,
+            kind: EntryKind::Run,
+            run_id: run_id.clone(),
+            as_of_ms: cfg.as_of,
+            as_of: rfc3339(cfg.as_of),
+            model: cfg.model.id(),
+            grace_ms: cfg.grace_ms(),
+            pitwall_version: env!("CARGO_PKG_VERSION").to_string(),
+            committed_at: rfc3339(now_ms()),
+            forced: held,
+            held_because: run.held_because.clone(),
+            rescore: opts.rescore,
+            model_change,
+            files,
+            counts,
+            inputs: serde_json::to_value(&run.inputs).unwrap_or_default(),
+        };
+        let committed = draft.commit(entry)?;
+        if let Some(s) = run.state.as_mut() {
+            s.committed = true;
+            s.seq = Some(committed.seq);
+            s.forced = committed.forced;
+        }
+    }
+    timings.write_ms = crate::ms(t);
+    timings.total_ms = crate::ms(started);
+    run.timings_ms = timings;
+    run_json::write(&cfg.out, &run)?;
+    report::write(
+        &cfg.out,
+        &run,
+        &work.evaluated,
+        &scored,
+        &members,
+        &cfg.model,
+    )?;
+    Ok(run)
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn refused(opts: &StateOptions, problem: String) -> JobError {
+    JobError::StateRefused {
+        state: opts.location.clone(),
+        problem,
+    }
+}
+
+/// Refuses a run the state cannot take: an as_of before its last run, or
+/// another model without a rescore of everything or `--model-change`.
+fn check(
+    cfg: &JobConfig,
+    opts: &StateOptions,
+    head: Option<&Entry>,
+    table: &FinalTable,
+) -> Result<Option<ModelChange>, JobError> {
+    let Some(head) = head else { return Ok(None) };
+    if cfg.as_of < head.as_of_ms {
+        return Err(refused(
+            opts,
+            format!(
+                "--as-of {} is before the state's last run ({}, as_of {}): a state moves forward only; \
+                 use a later --as-of, or --rescore-from/--rescore-to to evaluate the past again",
+                rfc3339(cfg.as_of),
+                head.run_id,
+                head.as_of
+            ),
+        ));
+    }
+    let model = cfg.model.id();
+    if model == head.model {
+        return Ok(None);
+    }
+    let change = ModelChange {
+        from: head.model.clone(),
+        to: model.clone(),
+    };
+    if opts.model_change || rescores_everything(opts.rescore, table)? {
+        return Ok(Some(change));
+    }
+    Err(refused(
+        opts,
+        format!(
+            "its final results were made with model {} and this run uses {model}: mixing them would \
+             rank members by two formulas. Pass --model-change to go on with the new model for new \
+             rentals (recorded in the run log), or rescore everything (--rescore-from/--rescore-to \
+             around all final rentals), or use --model with the state's model",
+            head.model
+        ),
+    ))
+}
+
+fn rescores_everything(rescore: Option<(i64, i64)>, table: &FinalTable) -> Result<bool, JobError> {
+    let Some((from, to)) = rescore else {
+        return Ok(false);
+    };
+    let mut all = true;
+    table.for_each(|c, i| {
+        let end = c.end_at.value(i);
+        all &= end >= from && end < to;
+        Ok(())
+    })?;
+    Ok(all)
+}
+
+/// The rentals to evaluate and the recently final ones to watch.
+fn work(
+    cfg: &JobConfig,
+    opts: &StateOptions,
+    input: &[Rental],
+    table: &FinalTable,
+) -> Result<Work, JobError> {
+    let mut evaluated = Vec::new();
+    for r in input.iter().filter(|r| is_considered(r, cfg.as_of)) {
+        if !table.contains(&r.rental_id)? {
+            evaluated.push(r.clone());
+        }
+    }
+    let rescored_rows = match opts.rescore {
+        Some((from, to)) => table.ended_in(from, to)?,
+        None => Vec::new(),
+    };
+    let rescored: HashSet<String> = rescored_rows
+        .iter()
+        .map(|r| r.rental.rental_id.clone())
+        .collect();
+    evaluated.extend(rescored_rows.into_iter().map(|r| r.rental));
+    evaluated.sort_by(|a, b| a.rental_id.cmp(&b.rental_id));
+    let horizon = cfg.as_of - LATE_LOOKBACK_MS;
+    let mut recently_final = Vec::new();
+    table.for_each(|c, i| {
+        if c.end_at.value(i) >= horizon && !rescored.contains(c.rental_id.value(i)) {
+            recently_final.push(c.row(i)?.rental);
+        }
+        Ok(())
+    })?;
+    Ok(Work {
+        evaluated,
+        rescored,
+        recently_final,
+    })
+}
+
+fn read_and_score(
+    cfg: &JobConfig,
+    evaluated: &[Rental],
+    cars: &Cars,
+    plan: &ReadPlan<'_>,
+    progress: &dyn Progress,
+    timings: &mut run_json::Timings,
+) -> Result<(TelemetryStats, Scored), JobError> {
+    let t = Instant::now();
+    let listing =
+        Location::parse(&cfg.telemetry)?.list_pruned(&[".parquet"], &|p| plan.lists(p))?;
+    let input_bytes: u64 = listing
+        .files
+        .iter()
+        .filter(|f| plan.wanted.meets_partition(f.span))
+        .map(|f| f.size)
+        .sum();
+    let spill = spill::Spill::new(&cfg.out, crate::bucket_count(input_bytes, cfg.bucket_bytes))
+        .map_err(JobError::Spill)?;
+    progress.stage(
+        "reading telemetry",
+        listing.files.iter().map(|f| f.size).sum(),
+    );
+    let mut stats = telemetry::read_all(&listing.files, cars, plan, &spill, cfg.threads, progress)?;
+    progress.finish();
+    stats.read.folders_listed = listing.folders_listed;
+    stats.read.partitions_skipped = listing.partitions_skipped;
+    timings.read_telemetry_ms = crate::ms(t);
+    let t = Instant::now();
+    progress.stage("scoring rentals", spill.buckets() as u64);
+    let scoring = Scoring {
+        rentals: evaluated,
+        cars,
+        as_of: cfg.as_of,
+        grace_ms: cfg.grace_ms(),
+        model: &cfg.model,
+    };
+    let scored = scoring.run(&spill, cfg.threads, progress)?;
+    progress.finish();
+    timings.score_rentals_ms = crate::ms(t);
+    Ok((stats, scored))
+}
+
+/// Evaluated rentals as rows: those the rules make final, and the open rest.
+fn split(
+    cfg: &JobConfig,
+    evaluated: &[Rental],
+    scored: &Scored,
+    finality: &Finality,
+) -> (Vec<ResultRow>, Vec<ResultRow>) {
+    let model = cfg.model.id();
+    let (mut done, mut open) = (Vec::new(), Vec::new());
+    for (r, a) in evaluated.iter().zip(&scored.assessments) {
+        let Some(a) = a else { continue };
+        let is = is_final(a, r.end_at, cfg.as_of, cfg.grace_ms(), &cfg.model);
+        let row = ResultRow {
+            rental: r.clone(),
+            assessment: a.clone(),
+            model: model.clone(),
+            finality: is.then(|| finality.clone()),
+        };
+        if is { done.push(row) } else { open.push(row) }
+    }
+    (done, open)
+}
+
+/// The members whose record differs from the previous snapshot, or is new.
+fn changed(members: &[MemberRecord], previous: Option<&[MemberRecord]>) -> Vec<MemberRecord> {
+    let before: HashMap<&str, &MemberRecord> = previous
+        .unwrap_or_default()
+        .iter()
+        .map(|m| (m.member_id.as_str(), m))
+        .collect();
+    members
+        .iter()
+        .filter(|m| before.get(m.member_id.as_str()) != Some(m))
+        .cloned()
+        .collect()
+}
+
+fn scores_of(records: &[MemberRecord]) -> HashMap<String, f64> {
+    records
+        .iter()
+        .filter_map(|m| m.score.score.map(|s| (m.member_id.clone(), s)))
+        .collect()
+}
+
+/// The pending gate judges rentals that ended over an hour ago; the
+/// coverage gate, the rentals this run made final.
+fn gates(
+    cfg: &JobConfig,
+    evaluated: &[Rental],
+    scored: &Scored,
+    made_final: &[ResultRow],
+) -> StateGates {
+    let (mut pending, mut judged) = (0, 0);
+    for (r, a) in evaluated.iter().zip(&scored.assessments) {
+        if let Some(a) = a.as_ref().filter(|_| r.end_at <= cfg.as_of - HOUR_MS) {
+            judged += 1;
+            pending += u64::from(a.status == Status::Pending);
+        }
+    }
+    let lost = made_final
+        .iter()
+        .filter(|r| r.assessment.reason == Some(Reason::InsufficientCoverage))
+        .count();
+    StateGates {
+        pending: (pending, judged),
+        made_final: (made_final.len() as u64, lost as u64),
+    }
+}

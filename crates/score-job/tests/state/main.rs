@@ -1,0 +1,485 @@
+//! `score run --state`: a chain of incremental runs equals one full run,
+//! late samples change nothing, and a run the state cannot take leaves it
+//! as it was.
+
+mod s3;
+mod sim;
+
+use std::path::Path;
+
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use pitwall_score_job::{JobError, RunStatus};
+use pitwall_score_state::results::Columns;
+use pitwall_score_state::{MemberRecord, ResultRow, State, ops, snapshot};
+use proptest::prelude::*;
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use sim::*;
+
+type TestResult = Result<(), Error>;
+
+fn batches(path: &Path) -> Result<Vec<arrow_array::RecordBatch>, Error> {
+    let f = std::fs::File::open(path)?;
+    Ok(ParquetRecordBatchReaderBuilder::try_new(f)?
+        .build()?
+        .collect::<Result<Vec<_>, _>>()?)
+}
+
+/// Rental results of a file, finality left out, by rental_id.
+fn results(path: &Path) -> Result<Vec<ResultRow>, Error> {
+    let mut rows = Vec::new();
+    for b in batches(path)? {
+        let c = Columns::of(&b)?;
+        for i in 0..b.num_rows() {
+            let mut r = c.row(i)?;
+            r.finality = None;
+            rows.push(r);
+        }
+    }
+    rows.sort_by(|a, b| a.rental.rental_id.cmp(&b.rental.rental_id));
+    Ok(rows)
+}
+
+fn members(path: &Path) -> Result<Vec<MemberRecord>, Error> {
+    Ok(snapshot::from_batches(&batches(path)?)?)
+}
+
+/// Runs the chain at `as_ofs` with uploads arriving in between, then one
+/// full run at the last as_of, and compares them value for value.
+fn chain_equals_full_run(seed: u64, n: usize, as_ofs: &[i64]) -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let d = Dirs {
+        root: dir.path().to_path_buf(),
+    };
+    let fleet = Fleet::generate(seed, n);
+    fleet.write_rentals(&d.rentals())?;
+    std::fs::create_dir_all(d.telemetry())?;
+    let state = d.state();
+    // A full run needs some telemetry: the chain ends once some has arrived.
+    let first = fleet
+        .uploads
+        .iter()
+        .map(|u| u.arrival)
+        .min()
+        .ok_or("no uploads")?;
+    let mut as_ofs = as_ofs.to_vec();
+    if as_ofs.last().is_some_and(|&l| l < first) {
+        as_ofs.push(first);
+    }
+    for (k, &as_of) in as_ofs.iter().enumerate() {
+        fleet.arrive(&d.telemetry(), as_of)?;
+        let run = d.run(as_of, &format!("run-{k}"), Some(&state))?;
+        let s = run.state.ok_or("no state section")?;
+        assert!(
+            s.committed,
+            "run {k} not committed: {:?}",
+            s.not_committed_because
+        );
+        assert_eq!(s.seq, Some(k as u64 + 1));
+    }
+    let last = *as_ofs.last().ok_or("no runs")?;
+    let full = d.run(last, "full", None)?;
+    assert!(full.state.is_none());
+    let export = d.root.join("export");
+    std::fs::create_dir_all(&export)?;
+    ops::export(&State::open(&state)?, &export)?;
+
+    let chained = results(&export.join("rental_results.parquet"))?;
+    let once = results(&d.root.join("full/rental_scores.parquet"))?;
+    assert_eq!(chained.len(), once.len(), "considered rentals differ");
+    for (a, b) in chained.iter().zip(&once) {
+        assert_eq!(a, b, "rental {} differs", a.rental.rental_id);
+    }
+    let chained = members(&export.join("member_scores.parquet"))?;
+    let once = members(&d.root.join("full/member_scores.parquet"))?;
+    assert_eq!(chained, once);
+    // The last run's snapshot in --out is the same snapshot.
+    let out = d
+        .root
+        .join(format!("run-{}/member_scores.parquet", as_ofs.len() - 1));
+    assert_eq!(members(&out)?, once);
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, .. ProptestConfig::default() })]
+
+    #[test]
+    fn a_chain_of_state_runs_equals_one_full_run(seed in any::<u64>(), n in 6usize..28, runs in 2usize..6) {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed);
+        let mut as_ofs: Vec<i64> = (0..runs)
+            .map(|_| BASE + rng.random_range(0..84 * HOUR))
+            .collect();
+        as_ofs.sort_unstable();
+        let r = chain_equals_full_run(seed, n, &as_ofs);
+        prop_assert!(r.is_ok(), "{:?}", r.err().map(|e| e.to_string()));
+    }
+}
+
+#[test]
+fn a_chain_of_hourly_runs_equals_one_full_run() -> TestResult {
+    let as_ofs: Vec<i64> = (1..=90).step_by(3).map(|h| BASE + h * HOUR).collect();
+    chain_equals_full_run(7, 40, &as_ofs)
+}
+
+/// One 10-minute drive of `car` from `start`, arriving whole.
+fn one_drive(d: &Dirs, id: &str, car: &str, start: i64, speed: f64) -> TestResult {
+    let rows: Vec<pitwall_fleetgen::Row> = (0..=600)
+        .map(|k| pitwall_fleetgen::Row::new(car, start + k * 1000, speed, Some(50.0)))
+        .collect();
+    let t = chrono::DateTime::from_timestamp_millis(start).ok_or("time")?;
+    let path = d
+        .telemetry()
+        .join(t.format("dt=%Y-%m-%d/hour=%H").to_string())
+        .join(format!("{id}.parquet"));
+    std::fs::create_dir_all(path.parent().ok_or("parent")?)?;
+    pitwall_fleetgen::write_telemetry(&path, &rows)?;
+    Ok(())
+}
+
+fn two_rentals(d: &Dirs) -> TestResult {
+    let rentals = vec![
+        (
+            "a".to_string(),
+            "m".to_string(),
+            "c1".to_string(),
+            BASE,
+            BASE + 600_000,
+        ),
+        (
+            "b".to_string(),
+            "m".to_string(),
+            "c2".to_string(),
+            BASE + 2 * HOUR,
+            BASE + 2 * HOUR + 600_000,
+        ),
+    ];
+    Fleet {
+        rentals,
+        uploads: Vec::new(),
+    }
+    .write_rentals(&d.rentals())?;
+    one_drive(d, "a", "c1", BASE, 40.0)?;
+    one_drive(d, "b", "c2", BASE + 2 * HOUR, 45.0)
+}
+
+#[test]
+fn samples_after_finality_are_counted_and_change_nothing() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let d = Dirs {
+        root: dir.path().to_path_buf(),
+    };
+    two_rentals(&d)?;
+    let state = d.state();
+    let first = d.run(BASE + HOUR, "run-1", Some(&state))?;
+    assert_eq!(first.state.as_ref().map(|s| s.counts.made_final), Some(1));
+    let before = results(&d.root.join("run-1/rental_scores.parquet"))?;
+
+    // A late upload for the final rental "a": harsh braking it never had.
+    let late: Vec<pitwall_fleetgen::Row> = (0..100)
+        .map(|k| pitwall_fleetgen::Row::new("c1", BASE + 500 + k * 1000, 0.0, Some(50.0)))
+        .collect();
+    let t = chrono::DateTime::from_timestamp_millis(BASE).ok_or("time")?;
+    let path = d
+        .telemetry()
+        .join(t.format("dt=%Y-%m-%d/hour=%H").to_string())
+        .join("a-late.parquet");
+    pitwall_fleetgen::write_telemetry(&path, &late)?;
+
+    let second = d.run(BASE + 3 * HOUR, "run-2", Some(&state))?;
+    let s = second.state.ok_or("no state")?;
+    assert_eq!(s.counts.late_for_final, 100);
+    assert_eq!(s.counts.evaluated, 1, "only b is evaluated");
+    let export = d.root.join("export");
+    std::fs::create_dir_all(&export)?;
+    ops::export(&State::open(&state)?, &export)?;
+    let after = results(&export.join("rental_results.parquet"))?;
+    assert_eq!(
+        after.iter().find(|r| r.rental.rental_id == "a"),
+        before.first()
+    );
+    // The file read once is not late again in the next run.
+    let third = d.run(BASE + 4 * HOUR, "run-3", Some(&state))?;
+    assert_eq!(third.state.map(|s| s.counts.late_for_final), Some(0));
+    assert_eq!(third.inputs.telemetry_read.files_opened, 0);
+    Ok(())
+}
+
+#[test]
+fn a_run_reads_only_the_partitions_of_what_it_evaluates() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let d = Dirs {
+        root: dir.path().to_path_buf(),
+    };
+    // Twenty days of one drive a day, then a new one.
+    let mut rentals = Vec::new();
+    for day in 0..21i64 {
+        let start = BASE + day * 24 * HOUR;
+        let id = format!("r{day:02}");
+        rentals.push((
+            id.clone(),
+            "m".to_string(),
+            "c".to_string(),
+            start,
+            start + 600_000,
+        ));
+        one_drive(&d, &id, "c", start, 30.0 + day as f64)?;
+    }
+    let last = rentals.pop().ok_or("none")?;
+    Fleet {
+        rentals: rentals.clone(),
+        uploads: Vec::new(),
+    }
+    .write_rentals(&d.rentals())?;
+    let state = d.state();
+    let first = d.run(BASE + 20 * 24 * HOUR - HOUR, "run-1", Some(&state))?;
+    assert_eq!(first.inputs.telemetry_read.files_opened, 20);
+    rentals.push(last);
+    Fleet {
+        rentals,
+        uploads: Vec::new(),
+    }
+    .write_rentals(&d.rentals())?;
+    let second = d.run(BASE + 20 * 24 * HOUR + HOUR, "run-2", Some(&state))?;
+    let read = &second.inputs.telemetry_read;
+    assert_eq!(read.files_opened, 1, "{read:?}");
+    // Days beyond the late-sample lookback are not even listed.
+    assert!(read.partitions_skipped >= 11, "{read:?}");
+    assert!(read.files_skipped_by_partition >= 1, "{read:?}");
+    assert_eq!(second.state.map(|s| s.counts.evaluated), Some(1));
+    Ok(())
+}
+
+#[test]
+fn row_group_statistics_skip_what_an_unpartitioned_file_cannot_hold() -> TestResult {
+    use std::sync::Arc;
+    let dir = tempfile::tempdir()?;
+    let d = Dirs {
+        root: dir.path().to_path_buf(),
+    };
+    two_rentals(&d)?;
+    // One flat file of both drives, sorted by ts, in row groups of 100 rows.
+    std::fs::remove_dir_all(d.telemetry())?;
+    let mut rows = Vec::new();
+    for (car, start, speed) in [("c1", BASE, 40.0), ("c2", BASE + 2 * HOUR, 45.0)] {
+        for k in 0..=600 {
+            rows.push((car, start + k * 1000, speed));
+        }
+    }
+    let cols: Vec<arrow_array::ArrayRef> = vec![
+        Arc::new(arrow_array::StringArray::from_iter_values(
+            rows.iter().map(|r| r.0),
+        )),
+        Arc::new(
+            arrow_array::TimestampMillisecondArray::from_iter_values(rows.iter().map(|r| r.1))
+                .with_timezone("UTC"),
+        ),
+        Arc::new(arrow_array::Float64Array::from_iter_values(
+            rows.iter().map(|r| r.2),
+        )),
+        Arc::new(arrow_array::Float64Array::from_iter_values(
+            rows.iter().map(|_| 50.0),
+        )),
+    ];
+    let batch = arrow_array::RecordBatch::try_from_iter(
+        ["car_id", "ts", "speed_kmh", "speed_limit_kmh"]
+            .into_iter()
+            .zip(cols),
+    )?;
+    let opts = pitwall_lake::ParquetOptions {
+        max_row_group_rows: 100,
+        ..Default::default()
+    };
+    let flat = d.telemetry().join("all.parquet");
+    pitwall_lake::write_parquet(&flat, batch.schema(), &[batch], &opts)?;
+    let state = d.state();
+    let first = d.run(BASE + HOUR, "run-1", Some(&state))?;
+    let read = &first.inputs.telemetry_read;
+    // "a" is in the first 601 rows: 7 row groups of 100; the 6 of "b" only are skipped.
+    assert_eq!((read.row_groups, read.row_groups_read), (13, 7), "{read:?}");
+    assert_eq!(read.rows_skipped_by_statistics, 502, "{read:?}");
+    let rows = results(&d.root.join("run-1/rental_scores.parquet"))?;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].assessment.features.samples, 601);
+    Ok(())
+}
+
+fn head_seq(state: &str) -> Result<Option<u64>, Error> {
+    Ok(State::open(state)?.head().map(|h| h.seq))
+}
+
+#[test]
+fn a_held_run_does_not_commit_and_force_commits_it_on_record() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let d = Dirs {
+        root: dir.path().to_path_buf(),
+    };
+    two_rentals(&d)?;
+    // "b" has no telemetry yet: pending, and over an hour old at as_of.
+    std::fs::remove_dir_all(d.telemetry().join("dt=2026-06-01/hour=02"))?;
+    let state = d.state();
+    let mut cfg = d.config(BASE + 4 * HOUR, "held", Some(&state));
+    cfg.gates = pitwall_score::gates::GateConfig::default();
+    let run = pitwall_score_job::run(&cfg, &pitwall_score_job::NoProgress)?;
+    assert_eq!(run.status, RunStatus::Held);
+    let s = run.state.ok_or("no state")?;
+    assert!(!s.committed && s.not_committed_because.is_some());
+    assert_eq!(head_seq(&state)?, None);
+
+    if let Some(o) = cfg.state.as_mut() {
+        o.force = true;
+    }
+    cfg.out = d.root.join("forced");
+    let run = pitwall_score_job::run(&cfg, &pitwall_score_job::NoProgress)?;
+    assert_eq!(run.status, RunStatus::Held);
+    let s = run.state.ok_or("no state")?;
+    assert!(s.committed && s.forced);
+    let head = State::open(&state)?.head().cloned().ok_or("no head")?;
+    assert!(head.forced && !head.held_because.is_empty());
+    Ok(())
+}
+
+#[test]
+fn the_pending_gate_leaves_out_the_rentals_of_the_last_hour() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let d = Dirs {
+        root: dir.path().to_path_buf(),
+    };
+    two_rentals(&d)?;
+    std::fs::remove_dir_all(d.telemetry().join("dt=2026-06-01/hour=02"))?;
+    let state = d.state();
+    // "b" ended 30 minutes ago and is pending: it is still arriving.
+    let mut cfg = d.config(BASE + 2 * HOUR + 40 * MIN, "run", Some(&state));
+    cfg.gates = pitwall_score::gates::GateConfig::default();
+    let run = pitwall_score_job::run(&cfg, &pitwall_score_job::NoProgress)?;
+    assert_eq!(run.status, RunStatus::Ok, "{:?}", run.held_because);
+    assert_eq!(run.rentals.by_status.get("pending"), Some(&1));
+    Ok(())
+}
+
+#[test]
+fn a_run_the_state_cannot_take_leaves_it_untouched() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let d = Dirs {
+        root: dir.path().to_path_buf(),
+    };
+    two_rentals(&d)?;
+    let state = d.state();
+    d.run(BASE + HOUR, "run-1", Some(&state))?;
+    let refused = |e: &JobError, words: &[&str]| {
+        let msg = e.to_string();
+        words.iter().all(|w| msg.contains(w)) || panic!("{msg}")
+    };
+
+    // An as_of before the last run.
+    let back = pitwall_score_job::run(
+        &d.config(BASE, "back", Some(&state)),
+        &pitwall_score_job::NoProgress,
+    );
+    assert!(back.is_err_and(|e| refused(&e, &["before the state's last run", &state])));
+
+    // Another model, without --model-change.
+    let mut cfg = d.config(BASE + 3 * HOUR, "model", Some(&state));
+    cfg.model.version = "2".into();
+    let other = pitwall_score_job::run(&cfg, &pitwall_score_job::NoProgress);
+    assert!(other.is_err_and(|e| refused(&e, &["--model-change", "psf-v1@1"])));
+    assert_eq!(head_seq(&state)?, Some(1));
+
+    // An unreadable telemetry file in a partition the run needs.
+    let bad = d.telemetry().join("dt=2026-06-01/hour=02/broken.parquet");
+    std::fs::write(&bad, b"not parquet")?;
+    let broken = pitwall_score_job::run(
+        &d.config(BASE + 3 * HOUR, "broken", Some(&state)),
+        &pitwall_score_job::NoProgress,
+    );
+    assert!(broken.is_err_and(|e| refused(&e, &["broken.parquet"])));
+    assert_eq!(head_seq(&state)?, Some(1));
+    std::fs::remove_file(&bad)?;
+
+    // With --model-change the run goes on, and the log says so.
+    if let Some(o) = cfg.state.as_mut() {
+        o.model_change = true;
+    }
+    pitwall_score_job::run(&cfg, &pitwall_score_job::NoProgress)?;
+    let head = State::open(&state)?.head().cloned().ok_or("no head")?;
+    assert_eq!(head.seq, 2);
+    assert!(head.model_change.is_some_and(|c| c.to.ends_with("@2")));
+    Ok(())
+}
+
+#[test]
+fn damaged_or_newer_run_log_entries_are_refused_by_path() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let d = Dirs {
+        root: dir.path().to_path_buf(),
+    };
+    two_rentals(&d)?;
+    let state = d.state();
+    d.run(BASE + HOUR, "run-1", Some(&state))?;
+    let entry = d.root.join("state/log/000000000001.json");
+    let text = std::fs::read_to_string(&entry)?;
+
+    std::fs::write(&entry, text.replace("\"format\": 1", "\"format\": 99"))?;
+    let newer = State::open(&state)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        newer.contains("newer pitwall") && newer.contains("000000000001.json"),
+        "{newer}"
+    );
+
+    std::fs::write(&entry, &text[..text.len() / 2])?;
+    let run = pitwall_score_job::run(
+        &d.config(BASE + 2 * HOUR, "x", Some(&state)),
+        &pitwall_score_job::NoProgress,
+    );
+    let msg = run.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(
+        msg.contains("000000000001.json") && msg.contains("move it aside"),
+        "{msg}"
+    );
+    Ok(())
+}
+
+#[test]
+fn import_seeds_a_state_that_the_next_run_continues() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let d = Dirs {
+        root: dir.path().to_path_buf(),
+    };
+    let fleet = Fleet::generate(3, 20);
+    fleet.write_rentals(&d.rentals())?;
+    std::fs::create_dir_all(d.telemetry())?;
+    let mid = BASE + 40 * HOUR;
+    let end = BASE + 84 * HOUR;
+    fleet.arrive(&d.telemetry(), mid)?;
+    d.run(mid, "old-job", None)?;
+    let state = d.state();
+    let model = pitwall_score::Model::default();
+    let done = ops::import(
+        &state,
+        &d.root.join("old-job/rental_scores.parquet"),
+        Some(mid),
+        &model,
+    )?;
+    assert_eq!(done.seq, 1);
+    assert!(
+        ops::import(
+            &state,
+            &d.root.join("old-job/rental_scores.parquet"),
+            None,
+            &model
+        )
+        .is_err()
+    );
+    fleet.arrive(&d.telemetry(), end)?;
+    let next = d.run(end, "next", Some(&state))?;
+    assert_eq!(next.state.and_then(|s| s.seq), Some(2));
+    // Rentals final at the import are not evaluated again.
+    assert_eq!(
+        next.rentals.considered as u64,
+        results(&d.root.join("next/rental_scores.parquet"))?.len() as u64
+    );
+    Ok(())
+}

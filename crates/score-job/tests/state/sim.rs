@@ -1,0 +1,192 @@
+//! A small fleet whose telemetry arrives over time, as uploads do: each
+//! rental's samples land in event-hour partitions (`dt=/hour=`) as files
+//! that appear at their arrival time, in one piece, in two (the first too
+//! thin to be final), with a lost tail, or twice (a redelivery).
+
+use std::path::{Path, PathBuf};
+
+use pitwall_fleetgen::Row;
+use pitwall_score::gates::GateConfig;
+use pitwall_score_job::{JobConfig, NoProgress, RunJson, StateOptions};
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+pub type Error = Box<dyn std::error::Error>;
+
+/// 2026-06-01T00:00:00Z: partitions start on whole hours.
+pub const BASE: i64 = 1_780_272_000_000;
+pub const MIN: i64 = 60_000;
+pub const HOUR: i64 = 60 * MIN;
+const GRACE: i64 = 4 * HOUR;
+
+pub struct Upload {
+    pub arrival: i64,
+    pub rows: Vec<Row>,
+    pub name: String,
+}
+
+pub struct Fleet {
+    pub rentals: Vec<(String, String, String, i64, i64)>,
+    pub uploads: Vec<Upload>,
+}
+
+fn samples(rng: &mut ChaCha8Rng, car: &str, start: i64, end: i64) -> Vec<Row> {
+    let mut speed: f64 = 0.0;
+    let limit = [Some(50.0), Some(100.0), None][rng.random_range(0..3)];
+    (0..=(end - start) / 1000)
+        .map(|k| {
+            speed = (speed + rng.random_range(-12.0..12.0)).clamp(0.0, 140.0);
+            Row::new(car, start + k * 1000, (speed * 10.0).round() / 10.0, limit)
+        })
+        .collect()
+}
+
+impl Fleet {
+    pub fn generate(seed: u64, rentals: usize) -> Fleet {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut fleet = Fleet {
+            rentals: Vec::new(),
+            uploads: Vec::new(),
+        };
+        // A car is in one rental at a time: rentals of a car never overlap.
+        let mut free_at = [BASE; 5];
+        for i in 0..rentals {
+            let c = rng.random_range(0..5);
+            let car = format!("car-{c}");
+            let member = format!("m-{}", rng.random_range(0..6));
+            let wanted = BASE + rng.random_range(0..72 * HOUR) / 1000 * 1000;
+            let start = wanted.max(free_at[c] + MIN);
+            let end = start + rng.random_range(3 * MIN..40 * MIN) / 1000 * 1000;
+            free_at[c] = end;
+            let id = format!("r-{i:03}");
+            fleet
+                .rentals
+                .push((id.clone(), member, car.clone(), start, end));
+            let rows = samples(&mut rng, &car, start, end);
+            let first = end + rng.random_range(0..GRACE - 30 * MIN);
+            match rng.random_range(0..4) {
+                0 => fleet.add(&id, 0, first, rows),
+                1 => {
+                    // The first piece is too thin to be final: the rest follows within grace.
+                    let cut = rows.len() * rng.random_range(30..85) / 100;
+                    let second = first + rng.random_range(MIN..25 * MIN);
+                    fleet.add(&id, 0, first, rows[..cut].to_vec());
+                    fleet.add(&id, 1, second, rows[cut..].to_vec());
+                }
+                2 => {
+                    let keep = rows.len() * rng.random_range(40..99) / 100;
+                    fleet.add(&id, 0, first, rows[..keep].to_vec());
+                }
+                _ => {
+                    let again = first + rng.random_range(0..2 * GRACE);
+                    fleet.add(&id, 0, first, rows.clone());
+                    fleet.add(&id, 9, again, rows);
+                }
+            }
+        }
+        fleet
+    }
+
+    /// An upload's rows, split into files by event hour as the lake writes them.
+    fn add(&mut self, rental: &str, piece: u32, arrival: i64, rows: Vec<Row>) {
+        let mut by_hour: std::collections::BTreeMap<i64, Vec<Row>> = Default::default();
+        for r in rows {
+            by_hour
+                .entry(r.ts.unwrap_or(0).div_euclid(HOUR))
+                .or_default()
+                .push(r);
+        }
+        for (hour, rows) in by_hour {
+            let t = chrono::DateTime::from_timestamp_millis(hour * HOUR).unwrap_or_default();
+            self.uploads.push(Upload {
+                arrival,
+                rows,
+                name: format!(
+                    "{}/{rental}-p{piece}.parquet",
+                    t.format("dt=%Y-%m-%d/hour=%H")
+                ),
+            });
+        }
+    }
+
+    pub fn write_rentals(&self, path: &Path) -> Result<(), Error> {
+        let rows: Vec<pitwall_fleetgen::RentalRow> = self
+            .rentals
+            .iter()
+            .map(|(r, m, c, s, e)| {
+                (
+                    Some(r.clone()),
+                    Some(m.clone()),
+                    Some(c.clone()),
+                    Some(*s),
+                    Some(*e),
+                )
+            })
+            .collect();
+        pitwall_fleetgen::write_rentals(path, &rows)?;
+        Ok(())
+    }
+
+    /// Writes the uploads that have arrived by `as_of` and are not there yet.
+    pub fn arrive(&self, telemetry: &Path, as_of: i64) -> Result<(), Error> {
+        for u in self.uploads.iter().filter(|u| u.arrival <= as_of) {
+            let path = telemetry.join(&u.name);
+            if !path.exists() {
+                std::fs::create_dir_all(path.parent().ok_or("no parent")?)?;
+                pitwall_fleetgen::write_telemetry(&path, &u.rows)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Gates that hold nothing: these tests are about equivalence, not policy.
+pub fn open_gates() -> GateConfig {
+    GateConfig {
+        max_rejected_telemetry_ratio: 1.0,
+        max_pending_ratio: 1.0,
+        max_days_without_telemetry: 10_000,
+        max_member_score_shift: 1000.0,
+        max_member_score_psi: 1000.0,
+        max_final_insufficient_coverage_ratio: 1.0,
+    }
+}
+
+pub struct Dirs {
+    pub root: PathBuf,
+}
+
+impl Dirs {
+    pub fn rentals(&self) -> PathBuf {
+        self.root.join("rentals.parquet")
+    }
+    pub fn telemetry(&self) -> PathBuf {
+        self.root.join("telemetry")
+    }
+    pub fn state(&self) -> String {
+        self.root.join("state").display().to_string()
+    }
+    pub fn config(&self, as_of: i64, out: &str, state: Option<&str>) -> JobConfig {
+        let mut cfg = JobConfig::new(
+            self.rentals().display().to_string(),
+            self.telemetry().display().to_string(),
+            as_of,
+            self.root.join(out),
+        );
+        cfg.threads = 2;
+        cfg.gates = open_gates();
+        cfg.state = state.map(|s| StateOptions {
+            location: s.to_string(),
+            rescore: None,
+            model_change: false,
+            force: false,
+        });
+        cfg
+    }
+    pub fn run(&self, as_of: i64, out: &str, state: Option<&str>) -> Result<RunJson, Error> {
+        Ok(pitwall_score_job::run(
+            &self.config(as_of, out, state),
+            &NoProgress,
+        )?)
+    }
+}

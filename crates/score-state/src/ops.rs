@@ -1,0 +1,249 @@
+//! `score state export | show | import`: the state for people and other engines.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use arrow_array::RecordBatch;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use pitwall_lake::{Location, ParquetOptions};
+use pitwall_score::{Model, Status};
+use serde::Serialize;
+
+use crate::log::{Counts, Entry, EntryKind, FORMAT, Files};
+use crate::results::{self, Columns, Finality, ResultRow};
+use crate::seen::SeenFiles;
+use crate::snapshot;
+use crate::table::{self, FinalTable};
+use crate::{State, StateError};
+
+/// What `state export` wrote.
+#[derive(Debug, Serialize)]
+pub struct Exported {
+    pub rental_results: String,
+    pub member_scores: String,
+    pub final_rentals: u64,
+    pub open_rentals: u64,
+    pub members: u64,
+}
+
+/// Writes `DIR/rental_results.parquet` (final and open, a `final` column
+/// telling which) and `DIR/member_scores.parquet` (the snapshot).
+pub fn export(state: &State, dir: &Path) -> Result<Exported, StateError> {
+    let table = state.load_final()?;
+    let mut rows: Vec<ResultRow> = Vec::with_capacity(table.len());
+    table.for_each(|c, i| {
+        rows.push(c.row(i)?);
+        Ok(())
+    })?;
+    let final_rentals = rows.len() as u64;
+    let open = state.load_open()?;
+    let open_rentals = open.len() as u64;
+    rows.extend(open);
+    rows.sort_by(|a, b| a.rental.rental_id.cmp(&b.rental.rental_id));
+    let results_path = dir.join("rental_results.parquet");
+    let batch = results::to_batch(&rows, true)?;
+    pitwall_lake::write_parquet(
+        &results_path,
+        batch.schema(),
+        &[batch],
+        &ParquetOptions::default(),
+    )?;
+    let members = state.load_members()?;
+    let (model, as_of) = state
+        .head()
+        .map_or((String::new(), 0), |h| (h.model.clone(), h.as_of_ms));
+    let members_path = dir.join("member_scores.parquet");
+    let batch = snapshot::to_batch(&members, &model, as_of)?;
+    pitwall_lake::write_parquet(
+        &members_path,
+        batch.schema(),
+        &[batch],
+        &ParquetOptions::default(),
+    )?;
+    Ok(Exported {
+        rental_results: results_path.display().to_string(),
+        member_scores: members_path.display().to_string(),
+        final_rentals,
+        open_rentals,
+        members: members.len() as u64,
+    })
+}
+
+/// What `state show` prints.
+#[derive(Debug, Serialize)]
+pub struct Summary {
+    pub state: String,
+    pub last_run: Option<Entry>,
+    pub final_rentals: u64,
+    pub final_by_status: BTreeMap<String, u64>,
+    pub open_rentals: u64,
+    pub members: u64,
+    pub members_scored: u64,
+}
+
+pub fn summary(state: &State) -> Result<Summary, StateError> {
+    let table = state.load_final()?;
+    let mut by_status = BTreeMap::new();
+    table.for_each(|c, i| {
+        *by_status.entry(c.status.value(i).to_string()).or_default() += 1;
+        Ok(())
+    })?;
+    let members = state.load_members()?;
+    Ok(Summary {
+        state: state.url().to_string(),
+        last_run: state.head().cloned(),
+        final_rentals: table.len() as u64,
+        final_by_status: by_status,
+        open_rentals: state.load_open()?.len() as u64,
+        members: members.len() as u64,
+        members_scored: members.iter().filter(|m| m.score.score.is_some()).count() as u64,
+    })
+}
+
+/// What `state import` did.
+#[derive(Debug, Serialize)]
+pub struct Imported {
+    pub seq: u64,
+    pub final_rentals: u64,
+    /// Pending rows are not final: the next run evaluates them from the rentals input.
+    pub left_open: u64,
+    pub members: u64,
+    pub model: String,
+    pub as_of: String,
+}
+
+/// Seeds an empty state from rental results computed elsewhere (an earlier
+/// full run's `rental_scores.parquet`, or another pipeline's output in the
+/// same columns). Scored and unscorable rows become final; pending ones are
+/// left for the next run. The members are computed at `as_of` (default: the
+/// latest end_at), with `model` (which must be the rows' model).
+pub fn import(
+    url: &str,
+    file: &Path,
+    as_of: Option<i64>,
+    model: &Model,
+) -> Result<Imported, StateError> {
+    let state = State::open(url)?;
+    if let Some(h) = state.head() {
+        return Err(StateError::Table {
+            what: format!("state {url}"),
+            problem: format!(
+                "it already holds runs (the last is {}, seq {}): import seeds an empty state only; \
+                 choose a new --state location",
+                h.run_id, h.seq
+            ),
+        });
+    }
+    let batches = read_results(file)?;
+    let model_id = model.id();
+    let mut rows = Vec::new();
+    let mut left_open = 0u64;
+    for b in &batches {
+        let c = Columns::of(b)?;
+        for i in 0..b.num_rows() {
+            let row = c.row(i)?;
+            if row.model != model_id {
+                return Err(StateError::Table {
+                    what: file.display().to_string(),
+                    problem: format!(
+                        "row {i} was scored with model {}, but the state is seeded for {model_id}: \
+                         pass the file's model with --model",
+                        row.model
+                    ),
+                });
+            }
+            if row.assessment.status == Status::Pending {
+                left_open += 1;
+            } else {
+                rows.push(row);
+            }
+        }
+    }
+    let as_of = as_of.unwrap_or_else(|| rows.iter().map(|r| r.rental.end_at).max().unwrap_or(0));
+    let draft = state.begin();
+    let run_id = format!("import-{}", draft.seq());
+    for r in &mut rows {
+        r.finality = Some(Finality {
+            seq: draft.seq(),
+            run_id: run_id.clone(),
+            as_of,
+        });
+    }
+    rows.sort_by(|a, b| a.rental.rental_id.cmp(&b.rental.rental_id));
+    rows.dedup_by(|a, b| a.rental.rental_id == b.rental.rental_id);
+    let table = FinalTable::new(vec![results::to_batch(&rows, true)?])?;
+    let members = table::members(&table, &[], as_of, model)?;
+    let files = Files {
+        final_results: vec![draft.write_results("final.parquet", &mut rows)?],
+        open: Some(draft.write_results("open.parquet", &mut [])?),
+        members: Some(draft.write_members(&members, &model_id, as_of)?),
+        seen: Some(draft.write_seen(&SeenFiles::default())?),
+    };
+    let counts = Counts {
+        made_final: rows.len() as u64,
+        final_total: rows.len() as u64,
+        members: members.len() as u64,
+        member_changes: members.len() as u64,
+        ..Counts::default()
+    };
+    let entry = Entry {
+        format: FORMAT,
+        seq: draft.seq(),
+        kind: EntryKind::Import,
+        run_id,
+        as_of_ms: as_of,
+        as_of: rfc3339(as_of),
+        model: model_id.clone(),
+        grace_ms: model.completeness.grace.as_millis() as i64,
+        pitwall_version: env!("CARGO_PKG_VERSION").to_string(),
+        committed_at: rfc3339(now_ms()),
+        forced: false,
+        held_because: Vec::new(),
+        rescore: None,
+        model_change: None,
+        files,
+        counts,
+        inputs: serde_json::json!({ "rental_results": file.display().to_string() }),
+    };
+    let entry = draft.commit(entry)?;
+    Ok(Imported {
+        seq: entry.seq,
+        final_rentals: rows.len() as u64,
+        left_open,
+        members: members.len() as u64,
+        model: model_id,
+        as_of: entry.as_of,
+    })
+}
+
+fn read_results(file: &Path) -> Result<Vec<RecordBatch>, StateError> {
+    let bad = |e: &dyn std::fmt::Display| StateError::Parquet {
+        path: file.display().to_string(),
+        problem: e.to_string(),
+    };
+    let loc = Location::parse(&file.display().to_string())?;
+    let mut out = Vec::new();
+    for f in loc.list(&[".parquet"])? {
+        let bytes = Location::read_all(&f)?;
+        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
+            .and_then(|b| b.build())
+            .map_err(|e| bad(&e))?;
+        for b in reader {
+            out.push(results::normalize(&b.map_err(|e| bad(&e))?, false)?);
+        }
+    }
+    Ok(out)
+}
+
+pub fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms).map_or_else(
+        || ms.to_string(),
+        |t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+    )
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
