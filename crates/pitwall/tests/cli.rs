@@ -30,6 +30,9 @@ fn every_command_has_help() {
         vec!["gen", "fleet", "--help"],
         vec!["score", "run", "--help"],
         vec!["score", "model", "--help"],
+        vec!["score", "state", "show", "--help"],
+        vec!["score", "state", "export", "--help"],
+        vec!["score", "state", "import", "--help"],
         vec!["ingest", "run", "--help"],
         vec!["ingest", "files", "--help"],
     ] {

@@ -483,3 +483,63 @@ fn import_seeds_a_state_that_the_next_run_continues() -> TestResult {
     );
     Ok(())
 }
+
+#[test]
+fn a_rescore_after_a_source_fix_evaluates_final_rentals_again() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let d = Dirs {
+        root: dir.path().to_path_buf(),
+    };
+    two_rentals(&d)?;
+    // "a" lost its second half at the source.
+    let hour = d.telemetry().join("dt=2026-06-01/hour=00");
+    let half: Vec<pitwall_fleetgen::Row> = (0..=300)
+        .map(|k| pitwall_fleetgen::Row::new("c1", BASE + k * 1000, 40.0, Some(50.0)))
+        .collect();
+    pitwall_fleetgen::write_telemetry(&hour.join("a.parquet"), &half)?;
+    let state = d.state();
+    let first = d.run(BASE + 5 * HOUR, "run-1", Some(&state))?;
+    assert_eq!(first.state.map(|s| s.counts.made_final), Some(2));
+    let lost = results(&d.root.join("run-1/rental_scores.parquet"))?;
+    assert_eq!(
+        lost[0].assessment.reason,
+        Some(pitwall_score::Reason::InsufficientCoverage)
+    );
+
+    // The source is repaired: the missing half arrives.
+    let rest: Vec<pitwall_fleetgen::Row> = (301..=600)
+        .map(|k| pitwall_fleetgen::Row::new("c1", BASE + k * 1000, 40.0, Some(50.0)))
+        .collect();
+    pitwall_fleetgen::write_telemetry(&hour.join("a-repaired.parquet"), &rest)?;
+    let plain = d.run(BASE + 6 * HOUR, "run-2", Some(&state))?;
+    assert_eq!(
+        plain
+            .state
+            .map(|s| (s.counts.evaluated, s.counts.late_for_final)),
+        Some((0, 300))
+    );
+
+    let mut cfg = d.config(BASE + 7 * HOUR, "rescore", Some(&state));
+    if let Some(o) = cfg.state.as_mut() {
+        o.rescore = Some((BASE, BASE + HOUR));
+    }
+    let run = pitwall_score_job::run(&cfg, &pitwall_score_job::NoProgress)?;
+    let s = run.state.ok_or("no state")?;
+    assert_eq!((s.counts.evaluated, s.counts.made_final), (1, 1));
+    assert!(s.rescore.is_some());
+    let again = results(&d.root.join("rescore/rental_scores.parquet"))?;
+    assert_eq!(again[0].rental.rental_id, "a");
+    assert_eq!(again[0].assessment.status, pitwall_score::Status::Scored);
+    assert_eq!(again[0].assessment.features.samples, 601);
+    // "b" kept its result; the member now counts "a".
+    assert_eq!(s.counts.final_total, 2);
+    assert_eq!(s.counts.member_changes, 1);
+    let head = State::open(&state)?.head().cloned().ok_or("no head")?;
+    assert_eq!(head.rescore, Some((BASE, BASE + HOUR)));
+    assert_eq!(
+        head.files.final_results.len(),
+        1,
+        "a rescore rewrites the table once"
+    );
+    Ok(())
+}
