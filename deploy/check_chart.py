@@ -153,7 +153,7 @@ def check_ingest(k, label, values):
           f"{label}: --contract does not name the mounted contract")
 
 
-def check_score(k, label):
+def check_score(k, label, values):
     cron = next(d for d in k["CronJob"] if d["metadata"]["name"].endswith("-score"))
     check(cron["spec"]["concurrencyPolicy"] == "Forbid", f"{label}: score runs may overlap")
     spec = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
@@ -179,6 +179,12 @@ def check_score(k, label):
           f"{label}: the run directory {out!r} is not named after as_of {as_of!r}")
     check("PITWALL_PII_KEY" not in {e["name"] for e in c.get("env", [])},
           f"{label}: the score job gets the PII key it does not need")
+    state = [a.split("=", 1)[1] for a in args if a.startswith("--state=")]
+    wanted = values["score"].get("state") or ""
+    check(state == ([wanted] if wanted else []),
+          f"{label}: the score job's --state {state} is not score.state {wanted!r}")
+    check(not wanted or wanted.startswith("s3://"),
+          f"{label}: score.state {wanted!r} is not on S3: pods come and go, the state must outlive them")
 
 
 def check_dockerfile():
@@ -217,7 +223,7 @@ def main():
         if values["ingest"]["enabled"]:
             check_ingest(k, label, values)
         if values["score"]["enabled"]:
-            check_score(k, label)
+            check_score(k, label, values)
         print(f"{label}: {len(docs)} objects: " + ", ".join(sorted(f"{d['kind']}/{d['metadata']['name']}" for d in docs)))
     with tempfile.NamedTemporaryFile("w", suffix=".yaml") as bad:
         bad.write("ingest:\n  terminationGracePeriodSeconds: 20\n")

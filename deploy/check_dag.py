@@ -34,6 +34,8 @@ expect = {
     "the run directory is named after the interval": any(
         a.startswith("--out=") and "data_interval_end" in a for a in args),
     "the scores are published": "--publish" in args,
+    "the runs share a score state on S3": any(
+        a.startswith("--state=") and "s3://" in a for a in args),
     "the pod runs as non-root": task.security_context.run_as_non_root is True,
 }
 # The as_of and run directory of the 10:00–11:00 interval, rendered as the worker would.

@@ -7,6 +7,12 @@ end of each data interval, then published to Kafka.
   missed hours run in order (`airflow dags backfill` works the same way);
 - runs never overlap (max_active_runs=1): a member's score depends on the
   previous hour's;
+- the runs share a score state on S3 (`--state`): each evaluates only the
+  rentals that can still change and reads only the telemetry partitions that
+  can hold them. A state moves forward only, so catchup runs the missed hours
+  in order; to score a past day again after a source fix, run one task with
+  `--rescore-from/--rescore-to` instead of clearing old task instances (an
+  as_of before the state's last run exits 1);
 - exit 3 from pitwall means "held by a quality gate" (late or missing data):
   the task fails and retries later, when the late data may have arrived.
   Exit 1 (an error) retries the same way; the last failure alerts through
@@ -67,6 +73,7 @@ with DAG(
             "--telemetry=" + setting("telemetry", "s3://company-lake/telemetry/"),
             "--as-of={{ data_interval_end.strftime('%Y-%m-%dT%H:%M:%SZ') }}",
             "--out=/runs/{{ data_interval_end.strftime('%Y%m%dT%H%M%SZ') }}",
+            "--state=" + setting("state", "s3://company-lake/score-state/"),
             "--publish",
             "--brokers=" + setting("brokers", "b-1.msk.example.internal:9094"),
             "--security-protocol=ssl",

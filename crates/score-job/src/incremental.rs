@@ -72,7 +72,7 @@ pub fn run(
     let plan = ReadPlan {
         wanted: Spans::new(cars.spans()),
         late: Some((&late, Spans::new(late.spans()))),
-        seen: Some(&seen),
+        seen: seen.as_ref(),
     };
     let (telemetry, scored) =
         read_and_score(cfg, &work.evaluated, &cars, &plan, progress, &mut timings)?;
@@ -158,7 +158,7 @@ pub fn run(
             ));
         }
     } else {
-        let mut seen = seen;
+        let mut seen = seen.unwrap_or_default();
         for (name, size, latest) in &telemetry.files_seen {
             seen.insert(name.clone(), *size, *latest);
         }

@@ -60,7 +60,7 @@ pub struct ReadPlan<'a> {
     /// Recently final rentals: samples for them in files new to the state
     /// are counted as late, and never used.
     pub late: Option<(&'a Cars, Spans)>,
-    /// Files committed runs have read.
+    /// Files committed runs have read; None when unknown (no late counting).
     pub seen: Option<&'a SeenFiles>,
 }
 
@@ -74,9 +74,11 @@ impl ReadPlan<'_> {
         }
     }
 
+    /// Whether a file is new to the state; never when the state does not
+    /// know which files it has read.
     pub fn is_new(&self, file: &FileRef) -> bool {
         self.seen
-            .is_none_or(|s| !s.contains(&file.display, file.size))
+            .is_some_and(|s| !s.contains(&file.display, file.size))
     }
 
     /// Whether a folder of this span must be listed.

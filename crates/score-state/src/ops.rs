@@ -11,7 +11,6 @@ use serde::Serialize;
 
 use crate::log::{Counts, Entry, EntryKind, FORMAT, Files};
 use crate::results::{self, Columns, Finality, ResultRow};
-use crate::seen::SeenFiles;
 use crate::snapshot;
 use crate::table::{self, FinalTable};
 use crate::{State, StateError};
@@ -177,7 +176,8 @@ pub fn import(
         final_results: vec![draft.write_results("final.parquet", &mut rows)?],
         open: Some(draft.write_results("open.parquet", &mut [])?),
         members: Some(draft.write_members(&members, &model_id, as_of)?),
-        seen: Some(draft.write_seen(&SeenFiles::default())?),
+        // Which telemetry files exist is unknown here: the next run records them.
+        seen: None,
     };
     let counts = Counts {
         made_final: rows.len() as u64,

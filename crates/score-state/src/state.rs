@@ -165,10 +165,13 @@ impl State {
         }
     }
 
-    pub fn load_seen(&self) -> Result<SeenFiles, StateError> {
+    /// The telemetry files committed runs have read; None when the state
+    /// does not know (empty, or seeded by an import): late samples are then
+    /// not counted until a run has recorded what is there.
+    pub fn load_seen(&self) -> Result<Option<SeenFiles>, StateError> {
         match self.head.as_ref().and_then(|h| h.files.seen.clone()) {
-            Some(rel) => SeenFiles::from_batches(&self.parquet(&rel)?),
-            None => Ok(SeenFiles::default()),
+            Some(rel) => SeenFiles::from_batches(&self.parquet(&rel)?).map(Some),
+            None => Ok(None),
         }
     }
 
