@@ -208,6 +208,22 @@ fn state_commands_print_json_and_exit_codes() -> TestResult {
     let o = pitwall(&args.iter().map(String::as_str).collect::<Vec<_>>())?;
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
 
+    // A publication needs a run or a state to publish.
+    let o = pitwall(&["score", "publish", "--brokers", "127.0.0.1:1"])?;
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    // An empty state has nothing to publish: exit 1, saying what to run first.
+    let empty = dir.path().join("empty").display().to_string();
+    let o = pitwall(&[
+        "score",
+        "publish",
+        "--state",
+        &empty,
+        "--brokers",
+        "127.0.0.1:1",
+    ])?;
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("no committed run"), "{}", text(&o));
+
     // Import refuses a state that holds runs, and seeds an empty one.
     let results = dir
         .path()

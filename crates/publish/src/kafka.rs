@@ -8,8 +8,11 @@ use std::time::{Duration, Instant};
 
 use rdkafka::ClientContext;
 use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::{Offset, TopicPartitionList};
 
 /// How to reach and write to the brokers. Secrets come from the environment.
 #[derive(Debug, Clone)]
@@ -205,6 +208,8 @@ pub struct Session {
     producer: ThreadedProducer<DeliveryCounter>,
     settings: KafkaSettings,
     started: Instant,
+    /// A header every record carries (a publication's id), when set.
+    header: Option<(String, Vec<u8>)>,
 }
 
 impl Session {
@@ -255,7 +260,13 @@ impl Session {
             producer,
             settings: s.clone(),
             started,
+            header: None,
         })
+    }
+
+    /// Every record sent from now on carries the header `name: value`.
+    pub fn set_header(&mut self, name: &str, value: &[u8]) {
+        self.header = Some((name.to_string(), value.to_vec()));
     }
 
     /// Queues records; librdkafka's threads send them while the caller encodes the next batch.
@@ -263,7 +274,12 @@ impl Session {
         &self,
         records: impl IntoIterator<Item = (&'r str, &'r [u8])>,
     ) -> Result<(), KafkaFailure> {
-        send_all(&self.settings, &self.producer, records)
+        send_all(
+            &self.settings,
+            &self.producer,
+            self.header.as_ref(),
+            records,
+        )
     }
 
     /// Flushes, checks that exactly `expected` records were acknowledged, and
@@ -391,10 +407,17 @@ fn check_topic(
 fn send_all<'r>(
     s: &KafkaSettings,
     producer: &ThreadedProducer<DeliveryCounter>,
+    header: Option<&(String, Vec<u8>)>,
     records: impl IntoIterator<Item = (&'r str, &'r [u8])>,
 ) -> Result<(), KafkaFailure> {
     for (key, value) in records {
         let mut record = BaseRecord::to(&s.topic).key(key).payload(value);
+        if let Some((name, v)) = header {
+            record = record.headers(OwnedHeaders::new().insert(Header {
+                key: name,
+                value: Some(v.as_slice()),
+            }));
+        }
         let deadline = Instant::now() + s.timeout;
         loop {
             match producer.send(record) {
@@ -416,4 +439,126 @@ fn send_all<'r>(
         }
     }
     Ok(())
+}
+
+/// Each partition of the topic and its end offset (high watermark) now.
+pub fn end_offsets(s: &KafkaSettings) -> Result<Vec<(i32, i64)>, KafkaFailure> {
+    let consumer: BaseConsumer = s
+        .client_config()
+        .set("group.id", "pitwall-offsets")
+        .create()
+        .map_err(KafkaFailure::Config)?;
+    let unreachable = |error| KafkaFailure::Unreachable {
+        brokers: s.brokers.clone(),
+        timeout: s.timeout,
+        error,
+    };
+    let md = consumer
+        .fetch_metadata(Some(&s.topic), s.timeout)
+        .map_err(unreachable)?;
+    let topic = md
+        .topics()
+        .iter()
+        .find(|t| t.name() == s.topic && t.error().is_none() && !t.partitions().is_empty())
+        .ok_or_else(|| KafkaFailure::MissingTopic {
+            topic: s.topic.clone(),
+            brokers: s.brokers.clone(),
+        })?;
+    let mut out = Vec::new();
+    for p in topic.partitions() {
+        let (_, high) = consumer
+            .fetch_watermarks(&s.topic, p.id(), s.timeout)
+            .map_err(unreachable)?;
+        out.push((p.id(), high));
+    }
+    out.sort_unstable();
+    Ok(out)
+}
+
+/// With transactions: a producer of our transactional id, initialised and
+/// dropped, so a transaction a crashed predecessor left open is finished
+/// (committed if its commit reached the coordinator, else aborted) before
+/// anyone reads what it wrote.
+pub fn fence(s: &KafkaSettings) -> Result<(), KafkaFailure> {
+    if !s.transactional {
+        return Ok(());
+    }
+    let producer: ThreadedProducer<DeliveryCounter> = s
+        .client_config()
+        .create_with_context(DeliveryCounter::default())
+        .map_err(KafkaFailure::Config)?;
+    producer
+        .init_transactions(s.timeout)
+        .map_err(|e| KafkaFailure::Broker {
+            stage: "fencing the previous publisher",
+            error: e,
+        })
+}
+
+/// The keys of the committed records after `start` (partition → offset)
+/// whose header `name` is `value`: what of one publication is on the topic.
+pub fn keys_with_header(
+    s: &KafkaSettings,
+    start: &[(i32, i64)],
+    name: &str,
+    value: &[u8],
+) -> Result<std::collections::HashSet<String>, KafkaFailure> {
+    let consumer: BaseConsumer = s
+        .client_config()
+        .set("group.id", "pitwall-publication-check")
+        .set("isolation.level", "read_committed")
+        .set("enable.auto.commit", "false")
+        .create()
+        .map_err(KafkaFailure::Config)?;
+    let end = end_offsets(s)?;
+    let mut tpl = TopicPartitionList::new();
+    for &(p, _) in &end {
+        let from = start.iter().find(|x| x.0 == p).map_or(0, |x| x.1);
+        tpl.add_partition_offset(&s.topic, p, Offset::Offset(from))
+            .map_err(|e| KafkaFailure::Broker {
+                stage: "assigning partitions",
+                error: e,
+            })?;
+    }
+    let mut found = std::collections::HashSet::new();
+    consumer.assign(&tpl).map_err(|e| KafkaFailure::Broker {
+        stage: "assigning partitions",
+        error: e,
+    })?;
+    // Read until every partition is past the end offset seen at the start
+    // and then the topic stays quiet for a second: some brokers (tansu)
+    // report end offsets that lag behind what they serve.
+    let deadline = Instant::now() + s.timeout;
+    let mut quiet_since = Instant::now();
+    while Instant::now() < deadline {
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(m) => {
+                let m = m.map_err(|e| KafkaFailure::Broker {
+                    stage: "reading the topic back",
+                    error: e,
+                })?;
+                let ours = m.headers().is_some_and(|h| {
+                    h.iter()
+                        .any(|x| x.key == name && x.value.is_some_and(|v| v == value))
+                });
+                if ours {
+                    found.insert(String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned());
+                }
+                quiet_since = Instant::now();
+            }
+            None => {
+                let past_end = consumer.position().is_ok_and(|t| {
+                    end.iter().all(|(p, high)| {
+                        t.find_partition(&s.topic, *p)
+                            .and_then(|e| e.offset().to_raw())
+                            .is_none_or(|o| o >= *high)
+                    })
+                });
+                if past_end && quiet_since.elapsed() >= Duration::from_secs(1) {
+                    break;
+                }
+            }
+        }
+    }
+    Ok(found)
 }

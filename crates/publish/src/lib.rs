@@ -3,6 +3,7 @@
 
 mod api_versions;
 mod avro;
+pub mod catchup;
 pub mod kafka;
 pub mod ledger;
 pub mod publish;

@@ -76,6 +76,12 @@ pub enum PublishError {
     },
     #[error(transparent)]
     Kafka(#[from] KafkaFailure),
+    #[error(transparent)]
+    State(#[from] pitwall_score_state::StateError),
+    #[error(
+        "the score state {state} has no committed run: run `pitwall score run --state {state}` first"
+    )]
+    EmptyState { state: String },
 }
 
 pub fn publish(req: &PublishRequest<'_>) -> Result<PublishReport, PublishError> {

@@ -11,6 +11,7 @@
 
 pub mod log;
 pub mod ops;
+pub mod published;
 pub mod results;
 pub mod seen;
 pub mod snapshot;
@@ -51,6 +52,11 @@ pub enum StateError {
          restore the file, or rebuild the state with `pitwall score state import`"
     )]
     MissingFile { path: String },
+    #[error(
+        "another publisher began the same publication first ({path}); nothing was sent. \
+         Run `score publish --state` again: it resolves that one and publishes what is left"
+    )]
+    PublicationRace { path: String },
     #[error(
         "another run committed state run {seq} first: {winner} (as_of {winner_as_of}, committed \
          {committed_at}); nothing of this run was committed. Run it again: it starts from that state"

@@ -3,6 +3,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{ArgAction, Args, ValueEnum};
+use pitwall_publish::catchup::{StatePublishReport, StatePublishRequest, publish_state};
 use pitwall_publish::kafka::KafkaSettings;
 use pitwall_publish::registry::{RegistrySpec, WireFormat};
 use pitwall_publish::{PublishReport, PublishRequest, publish};
@@ -69,7 +70,7 @@ fn parse_property(s: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("{s:?} is not key=value"))
 }
 
-pub fn run_publish(run_dir: &Path, a: &PublishArgs) -> anyhow::Result<PublishReport> {
+fn kafka_settings(a: &PublishArgs) -> anyhow::Result<KafkaSettings> {
     let Some(brokers) = a.brokers.as_deref() else {
         anyhow::bail!(
             "--brokers is required to publish (host:port of the Kafka bootstrap servers)"
@@ -84,6 +85,19 @@ pub fn run_publish(run_dir: &Path, a: &PublishArgs) -> anyhow::Result<PublishRep
     kafka.ssl_ca_location = a.ssl_ca_location.clone();
     kafka.properties = a.properties.clone();
     kafka.timeout = a.kafka_timeout;
+    Ok(kafka)
+}
+
+fn wire(a: &PublishArgs) -> Option<WireFormat> {
+    a.wire.map(|w| match w {
+        Wire::Glue => WireFormat::Glue,
+        Wire::Confluent => WireFormat::Confluent,
+    })
+}
+
+pub fn run_publish(run_dir: &Path, a: &PublishArgs) -> anyhow::Result<PublishReport> {
+    let kafka = kafka_settings(a)?;
+    let brokers = kafka.brokers.clone();
     let registry = open_registry(&a.registry)?;
     let req = PublishRequest {
         run_dir,
@@ -92,10 +106,7 @@ pub fn run_publish(run_dir: &Path, a: &PublishArgs) -> anyhow::Result<PublishRep
         kafka,
         force: a.force,
         zlib: a.zlib,
-        wire: a.wire.map(|w| match w {
-            Wire::Glue => WireFormat::Glue,
-            Wire::Confluent => WireFormat::Confluent,
-        }),
+        wire: wire(a),
     };
     publish(&req).with_context(|| {
         format!(
@@ -122,4 +133,58 @@ pub fn print_report(r: &PublishReport) {
         if r.forced { ", FORCED" } else { "" },
         r.millis as f64 / 1000.0
     );
+}
+
+/// `score publish --state`: the members whose record differs from the one
+/// last published to the topic, in one transaction.
+pub fn run_publish_state(state: &str, a: &PublishArgs) -> anyhow::Result<StatePublishReport> {
+    let kafka = kafka_settings(a)?;
+    let brokers = kafka.brokers.clone();
+    let registry = open_registry(&a.registry)?;
+    let state_ = pitwall_score_state::State::open(state)?;
+    let req = StatePublishRequest {
+        state: &state_,
+        registry: registry.as_ref(),
+        subject: &a.subject,
+        kafka,
+        zlib: a.zlib,
+        wire: wire(a),
+    };
+    publish_state(&req)
+        .with_context(|| format!("publishing the state {state} to {} on {brokers}", a.topic))
+}
+
+pub fn print_state_report(r: &StatePublishReport) {
+    if let Some(x) = &r.resolved {
+        println!(
+            "resolved publication {} left without an outcome: {} of its {} records were on the topic{}",
+            x.pseq,
+            x.found,
+            x.of,
+            if x.found == x.of {
+                " (committed: not sent again)"
+            } else {
+                " (the rest are sent now)"
+            }
+        );
+    }
+    match r.pseq {
+        None => println!(
+            "{} is up to date with state run {} ({}): no member's record changed",
+            r.topic, r.state_seq, r.run_id
+        ),
+        Some(p) => println!(
+            "published {} changed members of state run {} ({}) to {} as publication {p}{} in {:.1} s",
+            r.records,
+            r.state_seq,
+            r.run_id,
+            r.topic,
+            if r.transactional {
+                ", one transaction"
+            } else {
+                ", no transaction"
+            },
+            r.millis as f64 / 1000.0
+        ),
+    }
 }

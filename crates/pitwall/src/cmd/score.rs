@@ -66,10 +66,14 @@ pub enum StateCommand {
 }
 
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["run", "state"])))]
 pub struct PublishCmd {
-    /// The run's output directory (the --out of `score run`).
+    /// The run's output directory (the --out of `score run`): its whole snapshot, once.
     #[arg(long)]
-    pub run: PathBuf,
+    pub run: Option<PathBuf>,
+    /// A score state: the members whose record differs from the one last published to the topic (catch-up).
+    #[arg(long)]
+    pub state: Option<String>,
     #[command(flatten)]
     pub publish: super::publish::PublishArgs,
     /// Print the outcome as JSON.
@@ -135,15 +139,37 @@ pub fn run(c: ScoreCommand) -> anyhow::Result<u8> {
             print!("{}", pitwall_score::model::DEFAULT_MODEL_TOML);
             Ok(exit::OK)
         }
+        ScoreCommand::Publish(p) if p.state.is_some() => {
+            let state = p.state.clone().unwrap_or_default();
+            let result = super::publish::run_publish_state(&state, &p.publish);
+            let source = "pitwall score publish";
+            let problem = result.as_ref().err().map(|e| pitwall_alert::Alert {
+                key: "score/publish".into(),
+                summary: "driving-score publication failed: the app sees stale scores until the next one catches up".into(),
+                description: format!("{e:#}"),
+                severity: pitwall_alert::Severity::Critical,
+                details: [("state".to_string(), state.clone())].into(),
+                source: source.into(),
+            });
+            crate::alerts::outcome("score/publish", source, problem, "published");
+            let report = result?;
+            if p.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                super::publish::print_state_report(&report);
+            }
+            Ok(exit::OK)
+        }
         ScoreCommand::Publish(p) => {
-            let result = super::publish::run_publish(&p.run, &p.publish);
+            let run = p.run.clone().unwrap_or_default();
+            let result = super::publish::run_publish(&run, &p.publish);
             let source = "pitwall score publish";
             let problem = result.as_ref().err().map(|e| pitwall_alert::Alert {
                 key: "score/publish".into(),
                 summary: "driving-score publication failed: the app sees stale scores".into(),
                 description: format!("{e:#}"),
                 severity: pitwall_alert::Severity::Critical,
-                details: [("run".to_string(), p.run.display().to_string())].into(),
+                details: [("run".to_string(), run.display().to_string())].into(),
                 source: source.into(),
             });
             crate::alerts::outcome("score/publish", source, problem, "published");
@@ -206,8 +232,17 @@ fn score_run(a: &RunArgs) -> anyhow::Result<u8> {
     let forced = run.state.as_ref().is_some_and(|s| s.committed);
     let held = run.status == RunStatus::Held && !forced;
     if a.publish && (!held || a.publish_args.force) {
-        let report = super::publish::run_publish(&cfg.out, &a.publish_args)?;
-        super::publish::print_report(&report);
+        match (&a.state, run.state.as_ref().is_some_and(|s| s.committed)) {
+            (Some(state), true) => {
+                let report = super::publish::run_publish_state(state, &a.publish_args)?;
+                super::publish::print_state_report(&report);
+            }
+            (Some(_), false) => eprintln!("not publishing: the run was not committed to the state"),
+            (None, _) => {
+                let report = super::publish::run_publish(&cfg.out, &a.publish_args)?;
+                super::publish::print_report(&report);
+            }
+        }
     } else if a.publish {
         eprintln!("not publishing: the run is held (use --force to publish anyway)");
     }

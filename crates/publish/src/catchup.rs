@@ -1,0 +1,292 @@
+//! `score publish --state`: catch-up publication. One transaction sends
+//! every eligible member whose record differs from the one last published
+//! to the topic, so a failed or skipped publication is made up by the next
+//! and an unchanged member is never sent again.
+//!
+//! Two phases, so a crash between them is never guessed at:
+//! 1. [`start`]: resolve an earlier attempt left without an outcome, compute
+//!    the changes, write the intent (create-if-absent), send, commit;
+//! 2. [`Started::record`]: write the outcome.
+//!
+//! A process that dies after the broker's commit and before the outcome
+//! leaves an intent alone. The next publisher fences the transactional id
+//! (finishing whatever the coordinator still held open), then reads the
+//! topic back from the intent's start offsets with read_committed and counts
+//! the records carrying the intent's publication-id header: all of them
+//! means it committed (nothing is sent again), none means it did not (its
+//! members are still in the difference and are sent now).
+
+use std::collections::HashSet;
+use std::time::Instant;
+
+use pitwall_contract::schemas::{self, MEMBER_SCORE_V1};
+use pitwall_contract::wire;
+use pitwall_score_state::published::{self, Intent, Outcome, Publications};
+use pitwall_score_state::{MemberRecord, State};
+
+use crate::PublishError;
+use crate::kafka::{self, KafkaSettings, Session};
+use crate::record::{Encoder, FactorRates, MemberScore, RecentRental};
+use crate::registry::{
+    Outcome as Registered, Registry, RegistryError, WireFormat, check_and_register,
+};
+
+/// The header that names a publication on each of its records.
+pub const PUBLICATION_HEADER: &str = "pitwall-publication";
+
+pub struct StatePublishRequest<'a> {
+    pub state: &'a State,
+    pub registry: &'a dyn Registry,
+    pub subject: &'a str,
+    pub kafka: KafkaSettings,
+    pub zlib: bool,
+    pub wire: Option<WireFormat>,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Resolution {
+    pub pseq: u64,
+    /// Records of that attempt found on the topic, of how many it sent.
+    pub found: u64,
+    pub of: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct StatePublishReport {
+    pub topic: String,
+    /// The committed state run whose snapshot was published.
+    pub state_seq: u64,
+    pub run_id: String,
+    /// This publication's number, None when there was nothing to send.
+    pub pseq: Option<u64>,
+    pub records: u64,
+    pub bytes: u64,
+    /// An earlier attempt left without an outcome, and what the topic said of it.
+    pub resolved: Option<Resolution>,
+    pub transactional: bool,
+    pub millis: u64,
+}
+
+/// Sent and committed; the outcome is not recorded yet.
+pub struct Started<'a> {
+    pubs: Publications<'a>,
+    report: StatePublishReport,
+}
+
+impl Started<'_> {
+    /// Records the outcome: the publication is part of the topic's view.
+    pub fn record(self) -> Result<StatePublishReport, PublishError> {
+        if let Some(pseq) = self.report.pseq {
+            let outcome = Outcome::Committed {
+                at: pitwall_score_state::ops::rfc3339(now_ms()),
+                millis: self.report.millis,
+            };
+            self.pubs.finish(pseq, &outcome)?;
+        }
+        Ok(self.report)
+    }
+}
+
+pub fn publish_state(req: &StatePublishRequest<'_>) -> Result<StatePublishReport, PublishError> {
+    start(req)?.record()
+}
+
+/// Phase one: everything up to the broker's commit.
+pub fn start<'a>(req: &StatePublishRequest<'a>) -> Result<Started<'a>, PublishError> {
+    let t = Instant::now();
+    let head = req.state.head().cloned().ok_or(PublishError::EmptyState {
+        state: req.state.url().to_string(),
+    })?;
+    let topic = req.kafka.topic.clone();
+    let pubs = req.state.publications(&topic);
+    let resolved = resolve_last(&pubs, &req.kafka)?;
+    let (base, view) = pubs.view()?;
+    let snapshot = req.state.load_members()?;
+    let changes = published::changes(&snapshot, &view);
+    let mut report = StatePublishReport {
+        topic: topic.clone(),
+        state_seq: head.seq,
+        run_id: head.run_id.clone(),
+        pseq: None,
+        records: 0,
+        bytes: 0,
+        resolved,
+        transactional: req.kafka.transactional,
+        millis: 0,
+    };
+    if changes.is_empty() {
+        report.millis = t.elapsed().as_millis() as u64;
+        return Ok(Started { pubs, report });
+    }
+    let schema_ref = register(req)?;
+    let pseq = pubs.last()?.map_or(1, |(i, _)| i.pseq + 1);
+    let intent = Intent {
+        pseq,
+        topic: topic.clone(),
+        state_seq: head.seq,
+        run_id: head.run_id.clone(),
+        base_pseq: base,
+        publication_id: format!("{}-{pseq}-{:x}", head.run_id, now_ms()),
+        records: changes.len() as u64,
+        start_offsets: kafka::end_offsets(&req.kafka)?,
+        transactional: req.kafka.transactional,
+        transactional_id: req.kafka.transactional_id.clone(),
+        started_at: pitwall_score_state::ops::rfc3339(now_ms()),
+    };
+    pubs.begin(&intent, &changes, &published::overlay(&view, &changes))?;
+    match send(req, &intent, &changes, &head, schema_ref) {
+        Ok(bytes) => {
+            report.pseq = Some(pseq);
+            report.records = changes.len() as u64;
+            report.bytes = bytes;
+        }
+        Err(e) => {
+            let outcome = Outcome::Aborted {
+                at: pitwall_score_state::ops::rfc3339(now_ms()),
+                reason: e.to_string(),
+            };
+            // Without a transaction some records may have landed: leave the
+            // intent open, so the next publisher counts them on the topic.
+            if req.kafka.transactional {
+                pubs.finish(pseq, &outcome)?;
+            }
+            return Err(e);
+        }
+    }
+    report.millis = t.elapsed().as_millis() as u64;
+    Ok(Started { pubs, report })
+}
+
+/// An attempt without an outcome: what does the topic hold of it?
+fn resolve_last(
+    pubs: &Publications<'_>,
+    settings: &KafkaSettings,
+) -> Result<Option<Resolution>, PublishError> {
+    let Some((intent, None)) = pubs.last()? else {
+        return Ok(None);
+    };
+    let mut s = settings.clone();
+    s.transactional_id = intent.transactional_id.clone();
+    s.transactional = intent.transactional;
+    kafka::fence(&s)?;
+    let found: HashSet<String> = kafka::keys_with_header(
+        &s,
+        &intent.start_offsets,
+        PUBLICATION_HEADER,
+        intent.publication_id.as_bytes(),
+    )?;
+    tracing::warn!(
+        pseq = intent.pseq,
+        found = found.len(),
+        of = intent.records,
+        "resolved a publication left without an outcome"
+    );
+    let outcome = pubs.resolve(&intent, &found)?;
+    pubs.finish(intent.pseq, &outcome)?;
+    Ok(Some(Resolution {
+        pseq: intent.pseq,
+        found: found.len() as u64,
+        of: intent.records,
+    }))
+}
+
+fn register(req: &StatePublishRequest<'_>) -> Result<wire::SchemaRef, PublishError> {
+    let registered =
+        match check_and_register(req.registry, req.subject, MEMBER_SCORE_V1, None, true)? {
+            Registered::AlreadyRegistered(r) | Registered::Registered(r) => r,
+            Registered::Compatible { .. } => {
+                return Err(RegistryError::Backend {
+                    registry: req.registry.name(),
+                    problem: "answered 'compatible' to a registration without registering".into(),
+                }
+                .into());
+            }
+        };
+    let format = req.wire.unwrap_or_else(|| req.registry.wire_format());
+    registered
+        .wire_ref(format)
+        .ok_or_else(|| PublishError::NoSchemaId {
+            registry: req.registry.name(),
+            format,
+        })
+}
+
+/// Sends the changes in one transaction; returns the framed bytes sent.
+fn send(
+    req: &StatePublishRequest<'_>,
+    intent: &Intent,
+    changes: &[MemberRecord],
+    head: &pitwall_score_state::Entry,
+    schema_ref: wire::SchemaRef,
+) -> Result<u64, PublishError> {
+    let schema = schemas::member_score_v1().map_err(RegistryError::from)?;
+    let encoder = Encoder::new(&schema)?;
+    let mut session = Session::open(&req.kafka)?;
+    session.set_header(PUBLICATION_HEADER, intent.publication_id.as_bytes());
+    let mut bytes = 0u64;
+    let mut datum = Vec::with_capacity(1024);
+    let mut framed = Vec::with_capacity(1024);
+    let result = (|| -> Result<(), PublishError> {
+        for m in changes {
+            datum.clear();
+            framed.clear();
+            encoder.encode(&record(m, head), &mut datum)?;
+            match schema_ref {
+                wire::SchemaRef::Glue(id) => wire::glue_into(id, &datum, req.zlib, &mut framed),
+                wire::SchemaRef::Confluent(id) => wire::confluent_into(id, &datum, &mut framed),
+            }
+            bytes += framed.len() as u64;
+            session.send([(m.member_id.as_str(), framed.as_slice())])?;
+        }
+        Ok(())
+    })();
+    if let Err(e) = result {
+        session.abort();
+        return Err(e);
+    }
+    session.finish(changes.len() as u64)?;
+    Ok(bytes)
+}
+
+/// A member record as the Avro record of `member_score.v1`.
+fn record<'a>(m: &'a MemberRecord, head: &'a pitwall_score_state::Entry) -> MemberScore<'a> {
+    let int = |v: usize| i32::try_from(v).unwrap_or(i32::MAX);
+    let r = &m.score.rates;
+    MemberScore {
+        member_id: &m.member_id,
+        eligible: m.score.eligible,
+        status: m.score.status.as_str(),
+        score: m.score.score,
+        grade: m.score.grade.as_deref(),
+        rentals_used: int(m.score.rentals_used.len()),
+        rentals_12m: i32::try_from(m.score.rentals_12m).unwrap_or(i32::MAX),
+        distance_km_total: m.score.distance_km_total,
+        rates: FactorRates {
+            harsh_accel_per_100km: r.harsh_accel_per_100km,
+            harsh_brake_per_100km: r.harsh_brake_per_100km,
+            unstable_stop_per_100km: r.unstable_stop_per_100km,
+            speeding_pct: r.speeding_pct,
+            excess_speeding_pct: r.excess_speeding_pct,
+        },
+        model: &head.model,
+        as_of: head.as_of_ms,
+        run_id: &head.run_id,
+        recent_rentals: m
+            .recent
+            .iter()
+            .map(|x| RecentRental {
+                rental_id: &x.rental_id,
+                end_at: x.end_at,
+                distance_km: x.distance_km,
+                score: x.score,
+                grade: x.grade.as_deref(),
+            })
+            .collect(),
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}

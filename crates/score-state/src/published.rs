@@ -1,0 +1,333 @@
+//! What the state remembers of publication to a topic: for each attempt an
+//! intent written create-if-absent before anything is sent, and an outcome
+//! written after; and the view the topic holds (every member's record as
+//! last published) after each successful one.
+//!
+//! ```text
+//! STATE/published/<topic>/000000000007.json           intent: what publication 7 sends, from which run
+//! STATE/published/<topic>/000000000007.changes.parquet the records it sends
+//! STATE/published/<topic>/000000000007.view.parquet    the topic's records once it committed
+//! STATE/published/<topic>/000000000007.outcome.json   committed | aborted | resolved after a crash
+//! ```
+//!
+//! An intent without an outcome is a publication whose process died: the
+//! next publisher resolves it from the topic before doing anything else.
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use pitwall_lake::{Created, Location, ParquetOptions};
+use serde::{Deserialize, Serialize};
+
+use crate::snapshot::{self, MemberRecord};
+use crate::{State, StateError};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Intent {
+    pub pseq: u64,
+    pub topic: String,
+    /// The committed run whose snapshot is published.
+    pub state_seq: u64,
+    pub run_id: String,
+    /// The publication whose view this one is a difference from (None: the first).
+    pub base_pseq: Option<u64>,
+    /// Sent as a record header, so the records of this publication can be
+    /// told apart on the topic.
+    pub publication_id: String,
+    pub records: u64,
+    /// Partition → the end offset before anything was sent: the records of
+    /// this publication can only lie after it.
+    pub start_offsets: Vec<(i32, i64)>,
+    pub transactional: bool,
+    pub transactional_id: String,
+    pub started_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "outcome")]
+pub enum Outcome {
+    /// The broker committed; the view is the intent's.
+    Committed { at: String, millis: u64 },
+    /// Nothing of it is on the topic: the next publication sends it again.
+    Aborted { at: String, reason: String },
+    /// Found after a crash: `found` of the intent's records are on the topic
+    /// (all of them, none, or — without transactions — some), and the view
+    /// file says what the topic holds.
+    Resolved {
+        at: String,
+        found: u64,
+        view: Option<String>,
+    },
+}
+
+/// The publications of one topic in a state.
+pub struct Publications<'a> {
+    loc: Location,
+    url: String,
+    state: &'a State,
+}
+
+fn topic_dir(topic: &str) -> String {
+    let safe: String = topic
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("published/{safe}")
+}
+
+impl State {
+    pub fn publications(&self, topic: &str) -> Publications<'_> {
+        let rel = topic_dir(topic);
+        Publications {
+            loc: self.location().join(&rel),
+            url: format!("{}/{rel}", self.url()),
+            state: self,
+        }
+    }
+}
+
+impl Publications<'_> {
+    fn name(pseq: u64, what: &str) -> String {
+        format!("{pseq:012}.{what}")
+    }
+
+    fn json<T: serde::de::DeserializeOwned>(&self, name: &str) -> Result<Option<T>, StateError> {
+        let Some(bytes) = self.loc.get(name)? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| StateError::Corrupt {
+                path: format!("{}/{name}", self.url),
+                problem: e.to_string(),
+            })
+    }
+
+    /// The newest publication attempt and its outcome, if any.
+    pub fn last(&self) -> Result<Option<(Intent, Option<Outcome>)>, StateError> {
+        let newest = self
+            .loc
+            .names("")?
+            .iter()
+            .filter_map(|n| n.strip_suffix(".json")?.parse::<u64>().ok())
+            .max();
+        let Some(pseq) = newest else { return Ok(None) };
+        let intent: Intent =
+            self.json(&Self::name(pseq, "json"))?
+                .ok_or_else(|| StateError::Corrupt {
+                    path: format!("{}/{}", self.url, Self::name(pseq, "json")),
+                    problem: "the intent is missing".into(),
+                })?;
+        let outcome = self.json(&Self::name(pseq, "outcome.json"))?;
+        Ok(Some((intent, outcome)))
+    }
+
+    /// The publication the topic's view comes from, and that view: the
+    /// newest one that committed (or was found on the topic after a crash).
+    pub fn view(&self) -> Result<(Option<u64>, Vec<MemberRecord>), StateError> {
+        let mut next = self.last()?.map(|(i, _)| i.pseq);
+        while let Some(pseq) = next {
+            let intent: Option<Intent> = self.json(&Self::name(pseq, "json"))?;
+            let outcome: Option<Outcome> = self.json(&Self::name(pseq, "outcome.json"))?;
+            let file = match outcome {
+                Some(Outcome::Committed { .. }) => Some(Self::name(pseq, "view.parquet")),
+                Some(Outcome::Resolved { view, .. }) => view,
+                _ => None,
+            };
+            if let Some(file) = file {
+                return Ok((Some(pseq), self.records(&file)?));
+            }
+            next = intent.and_then(|i| i.base_pseq);
+        }
+        Ok((None, Vec::new()))
+    }
+
+    fn records(&self, name: &str) -> Result<Vec<MemberRecord>, StateError> {
+        let path = format!("{}/{name}", self.url);
+        let bytes = self
+            .loc
+            .get(name)?
+            .ok_or(StateError::MissingFile { path: path.clone() })?;
+        let bad = |e: &dyn std::fmt::Display| StateError::Parquet {
+            path: path.clone(),
+            problem: e.to_string(),
+        };
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
+            .and_then(|b| b.build())
+            .map_err(|e| bad(&e))?;
+        let batches = reader.collect::<Result<Vec<_>, _>>().map_err(|e| bad(&e))?;
+        snapshot::from_batches(&batches)
+    }
+
+    /// The records an intent sends.
+    pub fn changes(&self, intent: &Intent) -> Result<Vec<MemberRecord>, StateError> {
+        self.records(&Self::name(intent.pseq, "changes.parquet"))
+    }
+
+    fn put_records(
+        &self,
+        name: &str,
+        records: &[MemberRecord],
+        model: &str,
+        as_of: i64,
+    ) -> Result<String, StateError> {
+        let batch = snapshot::to_batch(records, model, as_of)?;
+        let bytes =
+            pitwall_lake::parquet_bytes(batch.schema(), &[batch], &ParquetOptions::default())?;
+        self.loc.put(name, Bytes::from(bytes))?;
+        Ok(name.to_string())
+    }
+
+    /// Writes the changes and the view they lead to, then the intent,
+    /// create-if-absent: a second publisher of the same pseq fails here,
+    /// before sending anything.
+    pub fn begin(
+        &self,
+        intent: &Intent,
+        changes: &[MemberRecord],
+        view: &[MemberRecord],
+    ) -> Result<(), StateError> {
+        let (model, as_of) = self
+            .state
+            .head()
+            .map_or((String::new(), 0), |h| (h.model.clone(), h.as_of_ms));
+        self.put_records(
+            &Self::name(intent.pseq, "changes.parquet"),
+            changes,
+            &model,
+            as_of,
+        )?;
+        self.put_records(
+            &Self::name(intent.pseq, "view.parquet"),
+            view,
+            &model,
+            as_of,
+        )?;
+        let bytes = serde_json::to_vec_pretty(intent).map_err(|e| StateError::Table {
+            what: "publication intent".into(),
+            problem: e.to_string(),
+        })?;
+        let name = Self::name(intent.pseq, "json");
+        match self.loc.put_if_absent(&name, Bytes::from(bytes))? {
+            Created::Yes => Ok(()),
+            Created::AlreadyExists => Err(StateError::PublicationRace {
+                path: format!("{}/{name}", self.url),
+            }),
+        }
+    }
+
+    /// Records how a publication ended; the first outcome written stands.
+    pub fn finish(&self, pseq: u64, outcome: &Outcome) -> Result<(), StateError> {
+        let bytes = serde_json::to_vec_pretty(outcome).map_err(|e| StateError::Table {
+            what: "publication outcome".into(),
+            problem: e.to_string(),
+        })?;
+        self.loc
+            .put_if_absent(&Self::name(pseq, "outcome.json"), Bytes::from(bytes))?;
+        Ok(())
+    }
+
+    /// After a crash: the view once the records found on the topic are counted in.
+    pub fn resolve(
+        &self,
+        intent: &Intent,
+        found: &std::collections::HashSet<String>,
+    ) -> Result<Outcome, StateError> {
+        let at = crate::ops::rfc3339(now_ms());
+        if found.len() as u64 == intent.records {
+            return Ok(Outcome::Resolved {
+                at,
+                found: intent.records,
+                view: Some(Self::name(intent.pseq, "view.parquet")),
+            });
+        }
+        if found.is_empty() {
+            return Ok(Outcome::Resolved {
+                at,
+                found: 0,
+                view: None,
+            });
+        }
+        // Some landed (no transaction): the view is the base with those.
+        let (_, base) = self.view_of(intent.base_pseq)?;
+        let mut by_id: HashMap<String, MemberRecord> =
+            base.into_iter().map(|m| (m.member_id.clone(), m)).collect();
+        for m in self.changes(intent)? {
+            if found.contains(&m.member_id) {
+                by_id.insert(m.member_id.clone(), m);
+            }
+        }
+        let mut view: Vec<MemberRecord> = by_id.into_values().collect();
+        view.sort_by(|a, b| a.member_id.cmp(&b.member_id));
+        let (model, as_of) = self
+            .state
+            .head()
+            .map_or((String::new(), 0), |h| (h.model.clone(), h.as_of_ms));
+        let name = self.put_records(
+            &Self::name(intent.pseq, "resolved-view.parquet"),
+            &view,
+            &model,
+            as_of,
+        )?;
+        Ok(Outcome::Resolved {
+            at,
+            found: found.len() as u64,
+            view: Some(name),
+        })
+    }
+
+    fn view_of(&self, pseq: Option<u64>) -> Result<(Option<u64>, Vec<MemberRecord>), StateError> {
+        let Some(pseq) = pseq else {
+            return Ok((None, Vec::new()));
+        };
+        let outcome: Option<Outcome> = self.json(&Self::name(pseq, "outcome.json"))?;
+        let file = match outcome {
+            Some(Outcome::Committed { .. }) => Some(Self::name(pseq, "view.parquet")),
+            Some(Outcome::Resolved { view, .. }) => view,
+            _ => None,
+        };
+        match file {
+            Some(f) => Ok((Some(pseq), self.records(&f)?)),
+            None => {
+                let intent: Option<Intent> = self.json(&Self::name(pseq, "json"))?;
+                self.view_of(intent.and_then(|i| i.base_pseq))
+            }
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// The eligible members whose record differs from the view, or is new to
+/// it: what a publication sends.
+pub fn changes(snapshot: &[MemberRecord], view: &[MemberRecord]) -> Vec<MemberRecord> {
+    let before: HashMap<&str, &MemberRecord> =
+        view.iter().map(|m| (m.member_id.as_str(), m)).collect();
+    snapshot
+        .iter()
+        .filter(|m| m.score.eligible && before.get(m.member_id.as_str()) != Some(m))
+        .cloned()
+        .collect()
+}
+
+/// The view after `changes` land on `view`.
+pub fn overlay(view: &[MemberRecord], changes: &[MemberRecord]) -> Vec<MemberRecord> {
+    let mut by_id: HashMap<&str, &MemberRecord> =
+        view.iter().map(|m| (m.member_id.as_str(), m)).collect();
+    for m in changes {
+        by_id.insert(m.member_id.as_str(), m);
+    }
+    let mut out: Vec<MemberRecord> = by_id.into_values().cloned().collect();
+    out.sort_by(|a, b| a.member_id.cmp(&b.member_id));
+    out
+}
