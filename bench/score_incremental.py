@@ -63,7 +63,7 @@ def generate(work, rentals, cars, new):
     c.sql(f"""
       CREATE TABLE results AS
       WITH g AS (
-        SELECT i, {NEW_HOUR_MS} - 1000 - (hash(i, 'end') % (365 * {DAY_MS}))::BIGINT AS e,
+        SELECT i, {NEW_HOUR_MS} - 1000 - (hash(i, 'end') % {365 * DAY_MS})::BIGINT AS e,
                (300 + hash(i, 'len') % 3300)::BIGINT AS secs,
                hash(i, 'st') % 100 AS st, (hash(i, 'sc') % 1000) / 10.0 AS sc
         FROM range({rentals}) t(i)
@@ -112,7 +112,7 @@ def generate(work, rentals, cars, new):
         SELECT rental_id, member_id, car_id, start_at, end_at FROM results
         WHERE epoch_ms(end_at) >= {NEW_HOUR_MS - 7 * DAY_MS}
       ) TO '{work / "rentals.parquet"}' (FORMAT parquet)""")
-    samples = c.sql("SELECT count(*) FROM samples").fetchone()[0]
+    samples = c.sql("SELECT count(*) FROM samples").fetchall()[0][0]
     (work / "generated.json").write_text(json.dumps({"rentals": rentals, "cars": cars, "new": new,
                                                      "samples": samples}))
 
@@ -237,7 +237,7 @@ def compare(pw, dd):
     return duckdb.connect().sql(f"""
         SELECT count(*), count(*) FILTER (p.eligible IS DISTINCT FROM d.eligible),
                count(*) FILTER (abs(coalesce(p.score, -1) - coalesce(d.score, -1)) > 0.1 + 1e-9)
-        FROM '{pw}/member_scores.parquet' p FULL JOIN '{dd}/member_scores.parquet' d USING (member_id)""").fetchone()
+        FROM '{pw}/member_scores.parquet' p FULL JOIN '{dd}/member_scores.parquet' d USING (member_id)""").fetchall()[0]
 
 
 def main():

@@ -21,6 +21,7 @@ use std::time::Instant;
 
 use pitwall_contract::schemas::{self, MEMBER_SCORE_V1};
 use pitwall_contract::wire;
+use pitwall_score_state::ops::now_ms;
 use pitwall_score_state::published::{self, Intent, Outcome, Publications};
 use pitwall_score_state::{MemberRecord, State};
 
@@ -283,10 +284,4 @@ fn record<'a>(m: &'a MemberRecord, head: &'a pitwall_score_state::Entry) -> Memb
             })
             .collect(),
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }

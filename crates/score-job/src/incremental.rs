@@ -187,7 +187,7 @@ pub fn run(
             model: cfg.model.id(),
             grace_ms: cfg.grace_ms(),
             pitwall_version: env!("CARGO_PKG_VERSION").to_string(),
-            committed_at: rfc3339(now_ms()),
+            committed_at: rfc3339(pitwall_score_state::ops::now_ms()),
             forced: held,
             held_because: run.held_because.clone(),
             rescore: opts.rescore,
@@ -216,12 +216,6 @@ pub fn run(
         &cfg.model,
     )?;
     Ok(run)
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 fn refused(opts: &StateOptions, problem: String) -> JobError {

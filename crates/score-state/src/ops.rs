@@ -242,7 +242,8 @@ pub fn rfc3339(ms: i64) -> String {
     )
 }
 
-fn now_ms() -> i64 {
+/// Wall-clock ms, for the times people read in the log (never for decisions).
+pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)

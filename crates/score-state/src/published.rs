@@ -239,7 +239,7 @@ impl Publications<'_> {
         intent: &Intent,
         found: &std::collections::HashSet<String>,
     ) -> Result<Outcome, StateError> {
-        let at = crate::ops::rfc3339(now_ms());
+        let at = crate::ops::rfc3339(crate::ops::now_ms());
         if found.len() as u64 == intent.records {
             return Ok(Outcome::Resolved {
                 at,
@@ -302,12 +302,6 @@ impl Publications<'_> {
     }
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
 /// The eligible members whose record differs from the view, or is new to
 /// it: what a publication sends.
 pub fn changes(snapshot: &[MemberRecord], view: &[MemberRecord]) -> Vec<MemberRecord> {
@@ -330,4 +324,105 @@ pub fn overlay(view: &[MemberRecord], changes: &[MemberRecord]) -> Vec<MemberRec
     let mut out: Vec<MemberRecord> = by_id.into_values().cloned().collect();
     out.sort_by(|a, b| a.member_id.cmp(&b.member_id));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pitwall_score::member::{FactorRates, MemberScore, MemberStatus};
+
+    fn record(id: &str, score: f64, eligible: bool) -> MemberRecord {
+        MemberRecord {
+            member_id: id.into(),
+            score: MemberScore {
+                eligible,
+                status: MemberStatus::Scored,
+                score: Some(score),
+                grade: None,
+                rentals_used: Vec::new(),
+                rentals_12m: 1,
+                distance_km_total: 150.0,
+                rates: FactorRates::default(),
+            },
+            recent: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn only_eligible_members_whose_record_differs_are_sent() {
+        let view = vec![record("a", 70.0, true), record("b", 80.0, true)];
+        let now = vec![
+            record("a", 70.0, true),
+            record("b", 81.0, true),
+            record("c", 60.0, true),
+            record("d", 50.0, false),
+        ];
+        let sent: Vec<String> = changes(&now, &view)
+            .into_iter()
+            .map(|m| m.member_id)
+            .collect();
+        assert_eq!(sent, vec!["b", "c"]);
+        let after = overlay(&view, &changes(&now, &view));
+        assert_eq!(after.len(), 3);
+        assert!(changes(&now, &after).is_empty(), "nothing is sent twice");
+    }
+
+    fn intent(pseq: u64, base: Option<u64>, records: u64) -> Intent {
+        Intent {
+            pseq,
+            topic: "t".into(),
+            state_seq: 1,
+            run_id: "run".into(),
+            base_pseq: base,
+            publication_id: format!("p{pseq}"),
+            records,
+            start_offsets: vec![(0, 0)],
+            transactional: false,
+            transactional_id: "tx".into(),
+            started_at: "now".into(),
+        }
+    }
+
+    #[test]
+    fn a_partly_landed_publication_counts_exactly_what_landed() -> Result<(), StateError> {
+        let dir = tempfile::tempdir().map_err(|source| pitwall_lake::LakeError::Io {
+            path: "tmp".into(),
+            source,
+        })?;
+        let state = State::open(&dir.path().display().to_string())?;
+        let pubs = state.publications("driving-score.member.v1");
+        let first = vec![record("a", 70.0, true)];
+        pubs.begin(&intent(1, None, 1), &first, &first)?;
+        pubs.finish(
+            1,
+            &Outcome::Committed {
+                at: "t".into(),
+                millis: 1,
+            },
+        )?;
+        assert_eq!(pubs.view()?, (Some(1), first.clone()));
+        // Publication 2 sends b and c; only b landed before the crash.
+        let sent = vec![record("b", 80.0, true), record("c", 60.0, true)];
+        let i2 = intent(2, Some(1), 2);
+        pubs.begin(&i2, &sent, &overlay(&first, &sent))?;
+        assert!(
+            pubs.begin(&i2, &sent, &sent).is_err(),
+            "one publisher per pseq"
+        );
+        assert!(matches!(pubs.last()?, Some((_, None))));
+        let found: std::collections::HashSet<String> = ["b".to_string()].into();
+        let outcome = pubs.resolve(&i2, &found)?;
+        pubs.finish(2, &outcome)?;
+        let (_, view) = pubs.view()?;
+        let ids: Vec<&str> = view.iter().map(|m| m.member_id.as_str()).collect();
+        assert_eq!(ids, vec!["a", "b"]);
+        // What is left to send is c alone.
+        let now = vec![first[0].clone(), sent[0].clone(), sent[1].clone()];
+        let left: Vec<String> = changes(&now, &view)
+            .into_iter()
+            .map(|m| m.member_id)
+            .collect();
+        assert_eq!(left, vec!["c"]);
+        Ok(())
+    }
 }

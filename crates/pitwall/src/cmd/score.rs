@@ -139,48 +139,31 @@ pub fn run(c: ScoreCommand) -> anyhow::Result<u8> {
             print!("{}", pitwall_score::model::DEFAULT_MODEL_TOML);
             Ok(exit::OK)
         }
-        ScoreCommand::Publish(p) if p.state.is_some() => {
-            let state = p.state.clone().unwrap_or_default();
-            let result = super::publish::run_publish_state(&state, &p.publish);
-            let source = "pitwall score publish";
-            let problem = result.as_ref().err().map(|e| pitwall_alert::Alert {
-                key: "score/publish".into(),
-                summary: "driving-score publication failed: the app sees stale scores until the next one catches up".into(),
-                description: format!("{e:#}"),
-                severity: pitwall_alert::Severity::Critical,
-                details: [("state".to_string(), state.clone())].into(),
-                source: source.into(),
-            });
-            crate::alerts::outcome("score/publish", source, problem, "published");
-            let report = result?;
-            if p.json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                super::publish::print_state_report(&report);
+        ScoreCommand::Publish(p) => match (&p.state, &p.run) {
+            (Some(state), _) => {
+                let result = super::publish::run_publish_state(state, &p.publish);
+                alert_publication(&result, ("state", state.clone()));
+                let report = result?;
+                if p.json {
+                    println!("{}", serde_json::to_string_pretty(&report)?);
+                } else {
+                    super::publish::print_state_report(&report);
+                }
+                Ok(exit::OK)
             }
-            Ok(exit::OK)
-        }
-        ScoreCommand::Publish(p) => {
-            let run = p.run.clone().unwrap_or_default();
-            let result = super::publish::run_publish(&run, &p.publish);
-            let source = "pitwall score publish";
-            let problem = result.as_ref().err().map(|e| pitwall_alert::Alert {
-                key: "score/publish".into(),
-                summary: "driving-score publication failed: the app sees stale scores".into(),
-                description: format!("{e:#}"),
-                severity: pitwall_alert::Severity::Critical,
-                details: [("run".to_string(), run.display().to_string())].into(),
-                source: source.into(),
-            });
-            crate::alerts::outcome("score/publish", source, problem, "published");
-            let report = result?;
-            if p.json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                super::publish::print_report(&report);
+            (None, run) => {
+                let run = run.clone().unwrap_or_default();
+                let result = super::publish::run_publish(&run, &p.publish);
+                alert_publication(&result, ("run", run.display().to_string()));
+                let report = result?;
+                if p.json {
+                    println!("{}", serde_json::to_string_pretty(&report)?);
+                } else {
+                    super::publish::print_report(&report);
+                }
+                Ok(exit::OK)
             }
-            Ok(exit::OK)
-        }
+        },
         ScoreCommand::State(c) => state_command(c),
         ScoreCommand::Run(a) => {
             let result = score_run(&a);
@@ -188,6 +171,21 @@ pub fn run(c: ScoreCommand) -> anyhow::Result<u8> {
             result
         }
     }
+}
+
+/// A failed publication raises `score/publish`; a successful one clears it.
+fn alert_publication<T>(result: &anyhow::Result<T>, what: (&str, String)) {
+    let source = "pitwall score publish";
+    let problem = result.as_ref().err().map(|e| pitwall_alert::Alert {
+        key: "score/publish".into(),
+        summary: "driving-score publication failed: the app sees stale scores until one succeeds"
+            .into(),
+        description: format!("{e:#}"),
+        severity: pitwall_alert::Severity::Critical,
+        details: [(what.0.to_string(), what.1)].into(),
+        source: source.into(),
+    });
+    crate::alerts::outcome("score/publish", source, problem, "published");
 }
 
 /// A held or failed run, or a failed publication, raises `score/run`; a

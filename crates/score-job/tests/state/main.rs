@@ -47,10 +47,7 @@ fn members(path: &Path) -> Result<Vec<MemberRecord>, Error> {
 /// Runs the chain at `as_ofs` with uploads arriving in between, then one
 /// full run at the last as_of, and compares them value for value.
 fn chain_equals_full_run(seed: u64, n: usize, as_ofs: &[i64]) -> TestResult {
-    let dir = tempfile::tempdir()?;
-    let d = Dirs {
-        root: dir.path().to_path_buf(),
-    };
+    let d = Dirs::new()?;
     let fleet = Fleet::generate(seed, n);
     fleet.write_rentals(&d.rentals())?;
     std::fs::create_dir_all(d.telemetry())?;
@@ -165,10 +162,7 @@ fn two_rentals(d: &Dirs) -> TestResult {
 
 #[test]
 fn samples_after_finality_are_counted_and_change_nothing() -> TestResult {
-    let dir = tempfile::tempdir()?;
-    let d = Dirs {
-        root: dir.path().to_path_buf(),
-    };
+    let d = Dirs::new()?;
     two_rentals(&d)?;
     let state = d.state();
     let first = d.run(BASE + HOUR, "run-1", Some(&state))?;
@@ -207,10 +201,7 @@ fn samples_after_finality_are_counted_and_change_nothing() -> TestResult {
 
 #[test]
 fn a_run_reads_only_the_partitions_of_what_it_evaluates() -> TestResult {
-    let dir = tempfile::tempdir()?;
-    let d = Dirs {
-        root: dir.path().to_path_buf(),
-    };
+    let d = Dirs::new()?;
     // Twenty days of one drive a day, then a new one.
     let mut rentals = Vec::new();
     for day in 0..21i64 {
@@ -253,10 +244,7 @@ fn a_run_reads_only_the_partitions_of_what_it_evaluates() -> TestResult {
 #[test]
 fn row_group_statistics_skip_what_an_unpartitioned_file_cannot_hold() -> TestResult {
     use std::sync::Arc;
-    let dir = tempfile::tempdir()?;
-    let d = Dirs {
-        root: dir.path().to_path_buf(),
-    };
+    let d = Dirs::new()?;
     two_rentals(&d)?;
     // One flat file of both drives, sorted by ts, in row groups of 100 rows.
     std::fs::remove_dir_all(d.telemetry())?;
@@ -310,10 +298,7 @@ fn head_seq(state: &str) -> Result<Option<u64>, Error> {
 
 #[test]
 fn a_held_run_does_not_commit_and_force_commits_it_on_record() -> TestResult {
-    let dir = tempfile::tempdir()?;
-    let d = Dirs {
-        root: dir.path().to_path_buf(),
-    };
+    let d = Dirs::new()?;
     two_rentals(&d)?;
     // "b" has no telemetry yet: pending, and over an hour old at as_of.
     std::fs::remove_dir_all(d.telemetry().join("dt=2026-06-01/hour=02"))?;
@@ -341,10 +326,7 @@ fn a_held_run_does_not_commit_and_force_commits_it_on_record() -> TestResult {
 
 #[test]
 fn the_pending_gate_leaves_out_the_rentals_of_the_last_hour() -> TestResult {
-    let dir = tempfile::tempdir()?;
-    let d = Dirs {
-        root: dir.path().to_path_buf(),
-    };
+    let d = Dirs::new()?;
     two_rentals(&d)?;
     std::fs::remove_dir_all(d.telemetry().join("dt=2026-06-01/hour=02"))?;
     let state = d.state();
@@ -359,10 +341,7 @@ fn the_pending_gate_leaves_out_the_rentals_of_the_last_hour() -> TestResult {
 
 #[test]
 fn a_run_the_state_cannot_take_leaves_it_untouched() -> TestResult {
-    let dir = tempfile::tempdir()?;
-    let d = Dirs {
-        root: dir.path().to_path_buf(),
-    };
+    let d = Dirs::new()?;
     two_rentals(&d)?;
     let state = d.state();
     d.run(BASE + HOUR, "run-1", Some(&state))?;
@@ -409,10 +388,7 @@ fn a_run_the_state_cannot_take_leaves_it_untouched() -> TestResult {
 
 #[test]
 fn damaged_or_newer_run_log_entries_are_refused_by_path() -> TestResult {
-    let dir = tempfile::tempdir()?;
-    let d = Dirs {
-        root: dir.path().to_path_buf(),
-    };
+    let d = Dirs::new()?;
     two_rentals(&d)?;
     let state = d.state();
     d.run(BASE + HOUR, "run-1", Some(&state))?;
@@ -444,10 +420,7 @@ fn damaged_or_newer_run_log_entries_are_refused_by_path() -> TestResult {
 
 #[test]
 fn import_seeds_a_state_that_the_next_run_continues() -> TestResult {
-    let dir = tempfile::tempdir()?;
-    let d = Dirs {
-        root: dir.path().to_path_buf(),
-    };
+    let d = Dirs::new()?;
     let fleet = Fleet::generate(3, 20);
     fleet.write_rentals(&d.rentals())?;
     std::fs::create_dir_all(d.telemetry())?;
@@ -486,10 +459,7 @@ fn import_seeds_a_state_that_the_next_run_continues() -> TestResult {
 
 #[test]
 fn a_rescore_after_a_source_fix_evaluates_final_rentals_again() -> TestResult {
-    let dir = tempfile::tempdir()?;
-    let d = Dirs {
-        root: dir.path().to_path_buf(),
-    };
+    let d = Dirs::new()?;
     two_rentals(&d)?;
     // "a" lost its second half at the source.
     let hour = d.telemetry().join("dt=2026-06-01/hour=00");

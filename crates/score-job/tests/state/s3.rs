@@ -33,10 +33,7 @@ fn a_state_on_s3_gives_what_a_local_state_gives() -> TestResult {
     let Some(bucket) = bucket() else {
         return Ok(());
     };
-    let dir = tempfile::tempdir()?;
-    let d = Dirs {
-        root: dir.path().to_path_buf(),
-    };
+    let d = Dirs::new()?;
     let fleet = Fleet::generate(21, 24);
     fleet.write_rentals(&d.rentals())?;
     std::fs::create_dir_all(d.telemetry())?;
@@ -70,10 +67,7 @@ fn on_s3_two_runs_from_one_state_cannot_both_commit() -> TestResult {
     let Some(bucket) = bucket() else {
         return Ok(());
     };
-    let dir = tempfile::tempdir()?;
-    let d = Dirs {
-        root: dir.path().to_path_buf(),
-    };
+    let d = Dirs::new()?;
     let fleet = Fleet::generate(5, 10);
     fleet.write_rentals(&d.rentals())?;
     std::fs::create_dir_all(d.telemetry())?;

@@ -154,9 +154,19 @@ pub fn open_gates() -> GateConfig {
 
 pub struct Dirs {
     pub root: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
 }
 
 impl Dirs {
+    /// A fresh temporary directory, removed when dropped.
+    pub fn new() -> Result<Dirs, Error> {
+        let tmp = tempfile::tempdir()?;
+        Ok(Dirs {
+            root: tmp.path().to_path_buf(),
+            _tmp: Some(tmp),
+        })
+    }
+
     pub fn rentals(&self) -> PathBuf {
         self.root.join("rentals.parquet")
     }
