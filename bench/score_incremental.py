@@ -73,7 +73,7 @@ def generate(work, rentals, cars, new):
              make_timestamptz((e - secs * 1000) * 1000) AS start_at, make_timestamptz(e * 1000) AS end_at,
              CASE WHEN st < 95 THEN 'scored' ELSE 'unscorable' END AS status,
              CASE WHEN st < 95 THEN NULL WHEN st < 98 THEN 'insufficient_coverage' ELSE 'too_short' END AS reason,
-             secs + 1 AS samples, 1.0::DOUBLE AS coverage, (secs / 3600.0 * 45)::DOUBLE AS distance_km,
+             secs + 1 AS samples, 1.0::DOUBLE AS coverage, (secs / 3600.0 * 45 * (1 + (hash(i, 'd') % 1000) / 7919.0))::DOUBLE AS distance_km,
              (secs * 0.8)::BIGINT AS moving_s, (hash(i, 'sp') % 60)::BIGINT AS speeding_s,
              (hash(i, 'xs') % 5)::BIGINT AS excess_speeding_s, (hash(i, 'ha') % 4)::BIGINT AS harsh_accel_n,
              (hash(i, 'hb') % 4)::BIGINT AS harsh_brake_n, (hash(i, 'us') % 3)::BIGINT AS unstable_stop_n,

@@ -98,7 +98,18 @@ pub fn run(
         }
         None
     };
-    let members = pitwall_score_state::table::members(&table, &open, cfg.as_of, &cfg.model)?;
+    let prior_open = state.load_open()?;
+    let members = snapshot(
+        cfg,
+        &Recompute {
+            table: &table,
+            open: &open,
+            evaluated: &work.evaluated,
+            prior_open: &prior_open,
+            previous: previous.as_deref().filter(|_| model_change.is_none()),
+            previous_as_of: head.as_ref().map_or(cfg.as_of, |h| h.as_of_ms),
+        },
+    )?;
     let changes = changed(&members, previous.as_deref());
     timings.score_members_ms = crate::ms(t);
 
@@ -384,6 +395,53 @@ fn split(
         if is { done.push(row) } else { open.push(row) }
     }
     (done, open)
+}
+
+/// What the member snapshot is recomputed from.
+struct Recompute<'a> {
+    table: &'a FinalTable,
+    open: &'a [ResultRow],
+    evaluated: &'a [Rental],
+    prior_open: &'a [ResultRow],
+    /// The previous snapshot; None recomputes every member (a first run, a model change).
+    previous: Option<&'a [MemberRecord]>,
+    previous_as_of: i64,
+}
+
+/// Every member's record at as_of. Only the members whose record can have
+/// changed are recomputed from their rentals: those with a rental evaluated
+/// now or open before, and those with a rental leaving the 365-day window
+/// since the previous run. Every other record is the previous one: nothing
+/// it depends on moved (the equivalence test holds the two ways equal).
+fn snapshot(cfg: &JobConfig, r: &Recompute<'_>) -> Result<Vec<MemberRecord>, JobError> {
+    let Some(previous) = r.previous else {
+        return Ok(pitwall_score_state::table::members(
+            r.table, r.open, cfg.as_of, &cfg.model,
+        )?);
+    };
+    let mut affected = pitwall_score_state::table::leaving_window(
+        r.table,
+        r.previous_as_of,
+        cfg.as_of,
+        cfg.model.member.window_days,
+    )?;
+    affected.extend(r.evaluated.iter().map(|x| x.member_id.clone()));
+    affected.extend(r.prior_open.iter().map(|x| x.rental.member_id.clone()));
+    let fresh = pitwall_score_state::table::members_of(
+        r.table,
+        r.open,
+        Some(&affected),
+        cfg.as_of,
+        &cfg.model,
+    )?;
+    let mut all: Vec<MemberRecord> = previous
+        .iter()
+        .filter(|m| !affected.contains(&m.member_id))
+        .cloned()
+        .chain(fresh)
+        .collect();
+    all.sort_by(|a, b| a.member_id.cmp(&b.member_id));
+    Ok(all)
 }
 
 /// The members whose record differs from the previous snapshot, or is new.

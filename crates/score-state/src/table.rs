@@ -4,7 +4,7 @@
 //! Rows are never turned into structs wholesale: five million of them as
 //! owned strings would take gigabytes.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use arrow_array::RecordBatch;
 use pitwall_score::Model;
@@ -147,6 +147,28 @@ fn partition_point(n: usize, pred: impl Fn(usize) -> bool) -> usize {
     lo
 }
 
+/// The members whose record can differ between `from` and `to` (as_of
+/// values) through time alone: a rental of theirs, of any status, leaves the
+/// `window_days` window in between.
+pub fn leaving_window(
+    table: &FinalTable,
+    from: i64,
+    to: i64,
+    window_days: i64,
+) -> Result<HashSet<String>, StateError> {
+    let window = window_days.saturating_mul(86_400_000);
+    let (lo, hi) = (from.saturating_sub(window), to.saturating_sub(window));
+    let mut out = HashSet::new();
+    table.for_each(|c, i| {
+        let end = c.end_at.value(i);
+        if end > lo && end <= hi {
+            out.insert(c.member_id.value(i).to_string());
+        }
+        Ok(())
+    })?;
+    Ok(out)
+}
+
 /// Where one of a member's rentals lives: a final row, or an open one.
 #[derive(Clone, Copy)]
 enum At {
@@ -163,25 +185,42 @@ pub fn members(
     as_of: i64,
     model: &Model,
 ) -> Result<Vec<MemberRecord>, StateError> {
+    members_of(table, open, None, as_of, model)
+}
+
+/// Like [`members`], for the members in `only` alone (all when None).
+pub fn members_of(
+    table: &FinalTable,
+    open: &[ResultRow],
+    only: Option<&HashSet<String>>,
+    as_of: i64,
+    model: &Model,
+) -> Result<Vec<MemberRecord>, StateError> {
     let cols: Vec<Columns<'_>> = table
         .batches
         .iter()
         .map(Columns::of)
         .collect::<Result<_, _>>()?;
+    let wanted = |m: &str| only.is_none_or(|set| set.contains(m));
     let mut by_member: HashMap<&str, Vec<At>> = HashMap::new();
     for (b, (c, live)) in cols.iter().zip(&table.live).enumerate() {
         for (i, _) in live.iter().enumerate().filter(|(_, l)| **l) {
-            by_member
-                .entry(c.member_id.value(i))
-                .or_default()
-                .push(At::Final(b as u32, i as u32));
+            let m = c.member_id.value(i);
+            if wanted(m) {
+                by_member
+                    .entry(m)
+                    .or_default()
+                    .push(At::Final(b as u32, i as u32));
+            }
         }
     }
     for (i, r) in open.iter().enumerate() {
-        by_member
-            .entry(r.rental.member_id.as_str())
-            .or_default()
-            .push(At::Open(i as u32));
+        if wanted(&r.rental.member_id) {
+            by_member
+                .entry(r.rental.member_id.as_str())
+                .or_default()
+                .push(At::Open(i as u32));
+        }
     }
     let sorted: BTreeMap<&str, Vec<At>> = by_member.into_iter().collect();
     let mut out = Vec::with_capacity(sorted.len());
@@ -327,6 +366,22 @@ mod tests {
         assert_eq!(after[0].score.score, Some(90.0));
         assert_eq!(after[0].recent.len(), 1);
         assert_eq!(after[0].score.rentals_12m, 1);
+        Ok(())
+    }
+
+    #[test]
+    fn members_leaving_the_window_are_found_by_end_at() -> Result<(), StateError> {
+        let t = FinalTable::new(vec![to_batch(
+            &[row("a", "m", 10 * DAY, 50.0), row("b", "n", 20 * DAY, 90.0)],
+            true,
+        )?])?;
+        let gone = leaving_window(&t, 370 * DAY, 380 * DAY, 365)?;
+        assert_eq!(gone, ["m".to_string()].into());
+        assert!(leaving_window(&t, 380 * DAY, 380 * DAY, 365)?.is_empty());
+        let only: HashSet<String> = ["n".to_string()].into();
+        let m = members_of(&t, &[], Some(&only), 380 * DAY, &Model::default())?;
+        assert_eq!(m.len(), 1);
+        assert_eq!(m[0].member_id, "n");
         Ok(())
     }
 

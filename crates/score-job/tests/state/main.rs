@@ -119,6 +119,19 @@ fn a_chain_of_hourly_runs_equals_one_full_run() -> TestResult {
     chain_equals_full_run(7, 40, &as_ofs)
 }
 
+#[test]
+fn members_whose_rentals_leave_the_365_day_window_change_without_a_new_rental() -> TestResult {
+    let year = 365 * 24 * HOUR;
+    let as_ofs = [
+        BASE + 90 * HOUR,
+        BASE + year + 10 * HOUR,
+        BASE + year + 30 * HOUR,
+        BASE + year + 31 * HOUR,
+        BASE + year + 80 * HOUR,
+    ];
+    chain_equals_full_run(11, 30, &as_ofs)
+}
+
 /// One 10-minute drive of `car` from `start`, arriving whole.
 fn one_drive(d: &Dirs, id: &str, car: &str, start: i64, speed: f64) -> TestResult {
     let rows: Vec<pitwall_fleetgen::Row> = (0..=600)

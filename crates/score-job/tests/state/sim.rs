@@ -35,7 +35,9 @@ fn samples(rng: &mut ChaCha8Rng, car: &str, start: i64, end: i64) -> Vec<Row> {
     let limit = [Some(50.0), Some(100.0), None][rng.random_range(0..3)];
     (0..=(end - start) / 1000)
         .map(|k| {
-            speed = (speed + rng.random_range(-12.0..12.0)).clamp(0.0, 140.0);
+            // Mostly smooth driving, now and then a harsh change: scores spread out.
+            let step = if rng.random_bool(0.01) { 14.0 } else { 2.5 };
+            speed = (speed + rng.random_range(-step..step)).clamp(0.0, 140.0);
             Row::new(car, start + k * 1000, (speed * 10.0).round() / 10.0, limit)
         })
         .collect()
