@@ -147,11 +147,15 @@ pub fn run(
     });
 
     let t = Instant::now();
+    // Encoded once: the same bytes go to --out and into the state.
+    let members_parquet =
+        pitwall_score_state::snapshot::parquet(&members, &cfg.model.id(), cfg.as_of)?;
     let o = outputs::Outputs {
         input: &input,
         rentals: &work.evaluated,
         scored: &scored,
         members: &members,
+        members_parquet: Some(&members_parquet),
     };
     outputs::write_all(cfg, &o, &telemetry, &mut run)?;
     let change_batch =
@@ -186,7 +190,7 @@ pub fn run(
             None => {}
         }
         files.open = Some(draft.write_results("open.parquet", &mut open)?);
-        files.members = Some(draft.write_members(&members, &cfg.model.id(), cfg.as_of)?);
+        files.members = Some(draft.write_members_parquet(members_parquet.clone())?);
         files.seen = Some(draft.write_seen(&seen)?);
         let entry = Entry {
             format: 0,

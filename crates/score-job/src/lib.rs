@@ -199,6 +199,7 @@ pub fn run(cfg: &JobConfig, progress: &dyn Progress) -> Result<RunJson, JobError
         rentals: &rentals.rentals,
         scored: &scored,
         members: &members,
+        members_parquet: None,
     };
     outputs::write_all(cfg, &outputs, &telemetry, &mut run)?;
     timings.write_ms = ms(t);

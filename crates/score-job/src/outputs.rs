@@ -24,6 +24,9 @@ pub struct Outputs<'a> {
     pub rentals: &'a [Rental],
     pub scored: &'a Scored,
     pub members: &'a [MemberRecord],
+    /// The members already encoded as `member_scores.parquet` (a state run
+    /// writes the same bytes into the state), else encoded here.
+    pub members_parquet: Option<&'a [u8]>,
 }
 
 pub fn write_all(
@@ -41,12 +44,20 @@ pub fn write_all(
         rental_scores(o.rentals, o.scored, &model)?,
         run,
     )?;
-    write(
-        out,
-        names::MEMBER_SCORES,
-        pitwall_score_state::snapshot::to_batch(o.members, &model, cfg.as_of)?,
-        run,
-    )?;
+    match o.members_parquet {
+        Some(bytes) => {
+            let path = out.join(names::MEMBER_SCORES);
+            pitwall_lake::write_bytes(&path, bytes)?;
+            run.outputs
+                .insert("member_scores", path.display().to_string());
+        }
+        None => write(
+            out,
+            names::MEMBER_SCORES,
+            pitwall_score_state::snapshot::to_batch(o.members, &model, cfg.as_of)?,
+            run,
+        )?,
+    }
     write(
         out,
         names::REJECTED_RENTALS,

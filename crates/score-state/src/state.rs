@@ -267,6 +267,13 @@ impl Draft {
         )
     }
 
+    /// Writes a snapshot already encoded by [`snapshot::parquet`].
+    pub fn write_members_parquet(&self, bytes: Bytes) -> Result<String, StateError> {
+        let rel = format!("{}/members.parquet", self.dir);
+        self.loc.put(&rel, bytes)?;
+        Ok(rel)
+    }
+
     pub fn write_seen(&self, seen: &SeenFiles) -> Result<String, StateError> {
         self.put_parquet("seen.parquet", seen.to_batch()?)
     }
