@@ -1,6 +1,6 @@
 use std::fs::File;
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
@@ -46,7 +46,7 @@ pub struct FileRef {
     pub display: String,
     pub size: u64,
     /// The time its hive partition folders (`dt=`, `hour=`) can hold; all
-    /// time when found by [`Location::list`] or outside such folders.
+    /// time outside such folders (and for object-store [`Location::list`]).
     pub span: Span,
     pub(crate) source: Source,
 }
@@ -143,7 +143,7 @@ impl Location {
     pub fn list(&self, suffixes: &[&str]) -> Result<Vec<FileRef>> {
         let wanted = |name: &str| suffixes.iter().any(|s| name.ends_with(s));
         let mut files = match self {
-            Location::Local(root) => list_local(root, &wanted)?,
+            Location::Local(root) => crate::prune::walk_local(root, &wanted, &|_| true)?.files,
             Location::Store { url, store, prefix } => {
                 // A URL naming one object is that file, as a local file path is.
                 let objects: Vec<_> = match runtime().block_on(store.head(prefix)) {
@@ -281,47 +281,6 @@ fn read_local(mut f: File, file: &FileRef, buf: &mut Vec<u8>) -> Result<()> {
         source,
     })?;
     Ok(())
-}
-
-fn list_local(root: &Path, wanted: &dyn Fn(&str) -> bool) -> Result<Vec<FileRef>> {
-    let io_err = |path: &Path| {
-        let path = path.display().to_string();
-        move |source| LakeError::Io { path, source }
-    };
-    let meta = std::fs::metadata(root).map_err(io_err(root))?;
-    if meta.is_file() {
-        return Ok(vec![local_ref(root.to_path_buf(), meta.len())]);
-    }
-    let mut out = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).map_err(io_err(&dir))? {
-            let entry = entry.map_err(io_err(&dir))?;
-            let path = entry.path();
-            let name = entry.file_name();
-            let name = name.to_string_lossy();
-            // Hidden and in-progress files (".x", "_tmp") are not data.
-            if name.starts_with('.') || name.starts_with('_') {
-                continue;
-            }
-            let meta = entry.metadata().map_err(io_err(&path))?;
-            if meta.is_dir() {
-                stack.push(path);
-            } else if wanted(&name) {
-                out.push(local_ref(path, meta.len()));
-            }
-        }
-    }
-    Ok(out)
-}
-
-fn local_ref(path: PathBuf, size: u64) -> FileRef {
-    FileRef {
-        display: path.display().to_string(),
-        size,
-        span: Span::ALL,
-        source: Source::Local(path),
-    }
 }
 
 impl Input {

@@ -40,7 +40,12 @@ impl Location {
     }
 }
 
-fn walk_local(root: &Path, wanted: &dyn Fn(&str) -> bool, keep: Keep<'_>) -> Result<Listing> {
+/// The local walk of both listings; `list` keeps every folder.
+pub(crate) fn walk_local(
+    root: &Path,
+    wanted: &dyn Fn(&str) -> bool,
+    keep: Keep<'_>,
+) -> Result<Listing> {
     let io_err = |path: &Path| {
         let path = path.display().to_string();
         move |source| LakeError::Io { path, source }
@@ -61,6 +66,7 @@ fn walk_local(root: &Path, wanted: &dyn Fn(&str) -> bool, keep: Keep<'_>) -> Res
             let path = entry.path();
             let name = entry.file_name();
             let name = name.to_string_lossy();
+            // Hidden and in-progress files (".x", "_tmp") are not data.
             if name.starts_with('.') || name.starts_with('_') {
                 continue;
             }
