@@ -16,9 +16,9 @@ use pitwall_score_state::{
 
 use crate::plan::{ReadPlan, Spans};
 use crate::run_json::{self, RunJson, RunStatus, StateGates, StateReport, rfc3339};
-use crate::scoring::{Scored, Scoring};
-use crate::telemetry::{Cars, TelemetryStats};
-use crate::{JobConfig, JobError, Progress, names, outputs, rentals, report, spill, telemetry};
+use crate::scoring::Scored;
+use crate::telemetry::Cars;
+use crate::{JobConfig, JobError, Progress, names, outputs, rentals, report};
 
 const HOUR_MS: i64 = 3_600_000;
 const DAY_MS: i64 = 24 * HOUR_MS;
@@ -74,11 +74,25 @@ pub fn run(
         late: Some((&late, Spans::new(late.spans()))),
         seen: seen.as_ref(),
     };
-    let (telemetry, scored) =
-        read_and_score(cfg, &work.evaluated, &cars, &plan, progress, &mut timings)?;
+    let t = Instant::now();
+    let listing =
+        Location::parse(&cfg.telemetry)?.list_pruned(&[".parquet"], &|p| plan.lists(p))?;
+    timings.read_telemetry_ms = crate::ms(t);
+    let (mut telemetry, scored) = crate::read_and_score(
+        cfg,
+        &work.evaluated,
+        &cars,
+        &listing.files,
+        &plan,
+        progress,
+        &mut timings,
+    )?;
+    telemetry.read.folders_listed = listing.folders_listed;
+    telemetry.read.partitions_skipped = listing.partitions_skipped;
 
     let t = Instant::now();
-    let seq = state.begin().seq();
+    let draft = state.begin();
+    let seq = draft.seq();
     let run_id = run_json::run_id(cfg, telemetry.read.files_listed as usize, telemetry.rows);
     let finality = Finality {
         seq,
@@ -178,7 +192,6 @@ pub fn run(
             seen.insert(name.clone(), *size, *latest);
         }
         seen.forget_before(cfg.as_of - LATE_LOOKBACK_MS - 7 * DAY_MS);
-        let draft = state.begin();
         let mut files = head.as_ref().map(|h| h.files.clone()).unwrap_or_default();
         match new_base {
             Some(base) => {
@@ -333,49 +346,6 @@ fn work(
         rescored,
         recently_final,
     })
-}
-
-fn read_and_score(
-    cfg: &JobConfig,
-    evaluated: &[Rental],
-    cars: &Cars,
-    plan: &ReadPlan<'_>,
-    progress: &dyn Progress,
-    timings: &mut run_json::Timings,
-) -> Result<(TelemetryStats, Scored), JobError> {
-    let t = Instant::now();
-    let listing =
-        Location::parse(&cfg.telemetry)?.list_pruned(&[".parquet"], &|p| plan.lists(p))?;
-    let input_bytes: u64 = listing
-        .files
-        .iter()
-        .filter(|f| plan.wanted.meets_partition(f.span))
-        .map(|f| f.size)
-        .sum();
-    let spill = spill::Spill::new(&cfg.out, crate::bucket_count(input_bytes, cfg.bucket_bytes))
-        .map_err(JobError::Spill)?;
-    progress.stage(
-        "reading telemetry",
-        listing.files.iter().map(|f| f.size).sum(),
-    );
-    let mut stats = telemetry::read_all(&listing.files, cars, plan, &spill, cfg.threads, progress)?;
-    progress.finish();
-    stats.read.folders_listed = listing.folders_listed;
-    stats.read.partitions_skipped = listing.partitions_skipped;
-    timings.read_telemetry_ms = crate::ms(t);
-    let t = Instant::now();
-    progress.stage("scoring rentals", spill.buckets() as u64);
-    let scoring = Scoring {
-        rentals: evaluated,
-        cars,
-        as_of: cfg.as_of,
-        grace_ms: cfg.grace_ms(),
-        model: &cfg.model,
-    };
-    let scored = scoring.run(&spill, cfg.threads, progress)?;
-    progress.finish();
-    timings.score_rentals_ms = crate::ms(t);
-    Ok((stats, scored))
 }
 
 /// Evaluated rentals as rows: those the rules make final, and the open rest.

@@ -144,34 +144,16 @@ pub fn run(cfg: &JobConfig, progress: &dyn Progress) -> Result<RunJson, JobError
             expected: ".parquet files",
         });
     }
-    let input_bytes: u64 = files.iter().map(|f| f.size).sum();
-    let spill = spill::Spill::new(&cfg.out, bucket_count(input_bytes, cfg.bucket_bytes))
-        .map_err(JobError::Spill)?;
-    progress.stage("reading telemetry", input_bytes);
-    let telemetry = telemetry::read_all(
-        &files,
-        &cars,
-        &plan::ReadPlan::everything(),
-        &spill,
-        cfg.threads,
-        progress,
-    )?;
-    progress.finish();
     timings.read_telemetry_ms = ms(t);
-
-    let t = Instant::now();
-    progress.stage("scoring rentals", spill.buckets() as u64);
-    let scoring = scoring::Scoring {
-        rentals: &rentals.rentals,
-        cars: &cars,
-        as_of: cfg.as_of,
-        grace_ms: cfg.grace_ms(),
-        model: &cfg.model,
-    };
-    let scored = scoring.run(&spill, cfg.threads, progress)?;
-    drop(spill);
-    progress.finish();
-    timings.score_rentals_ms = ms(t);
+    let (telemetry, scored) = read_and_score(
+        cfg,
+        &rentals.rentals,
+        &cars,
+        &files,
+        &plan::ReadPlan::everything(),
+        progress,
+        &mut timings,
+    )?;
 
     let t = Instant::now();
     let members = members::score(&rentals.rentals, &scored.assessments, cfg.as_of, &cfg.model);
@@ -215,6 +197,46 @@ pub fn run(cfg: &JobConfig, progress: &dyn Progress) -> Result<RunJson, JobError
         &cfg.model,
     )?;
     Ok(run)
+}
+
+/// The telemetry pass and the scoring pass, shared by the full and the
+/// incremental run: files are read (as `plan` allows) into a spill sized by
+/// the files that can hold evaluated rentals, then each bucket is scored.
+fn read_and_score(
+    cfg: &JobConfig,
+    rentals: &[pitwall_score::Rental],
+    cars: &telemetry::Cars,
+    files: &[pitwall_lake::FileRef],
+    plan: &plan::ReadPlan<'_>,
+    progress: &dyn Progress,
+    timings: &mut run_json::Timings,
+) -> Result<(telemetry::TelemetryStats, scoring::Scored), JobError> {
+    let t = Instant::now();
+    let spill_bytes: u64 = files
+        .iter()
+        .filter(|f| plan.wanted.meets_partition(f.span))
+        .map(|f| f.size)
+        .sum();
+    let spill = spill::Spill::new(&cfg.out, bucket_count(spill_bytes, cfg.bucket_bytes))
+        .map_err(JobError::Spill)?;
+    progress.stage("reading telemetry", files.iter().map(|f| f.size).sum());
+    let stats = telemetry::read_all(files, cars, plan, &spill, cfg.threads, progress)?;
+    progress.finish();
+    timings.read_telemetry_ms += ms(t);
+
+    let t = Instant::now();
+    progress.stage("scoring rentals", spill.buckets() as u64);
+    let scoring = scoring::Scoring {
+        rentals,
+        cars,
+        as_of: cfg.as_of,
+        grace_ms: cfg.grace_ms(),
+        model: &cfg.model,
+    };
+    let scored = scoring.run(&spill, cfg.threads, progress)?;
+    progress.finish();
+    timings.score_rentals_ms = ms(t);
+    Ok((stats, scored))
 }
 
 fn create_out(cfg: &JobConfig) -> Result<(), JobError> {

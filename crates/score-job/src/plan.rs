@@ -28,14 +28,10 @@ impl Spans {
 
     pub fn new(mut spans: Vec<(i64, i64)>) -> Spans {
         spans.sort_unstable();
-        let mut merged: Vec<(i64, i64)> = Vec::with_capacity(spans.len());
-        for (s, e) in spans {
-            match merged.last_mut() {
-                Some(last) if s <= last.1 => last.1 = last.1.max(e),
-                _ => merged.push((s, e)),
-            }
+        Spans {
+            merged: merge(spans),
+            all: false,
         }
-        Spans { merged, all: false }
     }
 
     /// Whether an instant in `[from, to]` falls in a span.
@@ -51,6 +47,18 @@ impl Spans {
     pub fn meets_partition(&self, p: Span) -> bool {
         (p.end == i64::MAX && p.start == i64::MIN) || self.meets(p.start, p.end.saturating_sub(1))
     }
+}
+
+/// Spans sorted by start, with the overlapping ones joined.
+pub fn merge(sorted: impl IntoIterator<Item = (i64, i64)>) -> Vec<(i64, i64)> {
+    let mut merged: Vec<(i64, i64)> = Vec::new();
+    for (s, e) in sorted {
+        match merged.last_mut() {
+            Some(last) if s <= last.1 => last.1 = last.1.max(e),
+            _ => merged.push((s, e)),
+        }
+    }
+    merged
 }
 
 /// The run's reading plan.

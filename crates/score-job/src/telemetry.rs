@@ -61,15 +61,10 @@ impl Cars {
         let mut spans = Vec::with_capacity(ids.len());
         for list in &mut by_car {
             list.sort_by_key(|&i| (rentals[i].start_at, rentals[i].end_at));
-            let mut merged: Vec<(i64, i64)> = Vec::new();
-            for &i in list.iter() {
-                let (s, e) = (rentals[i].start_at, rentals[i].end_at);
-                match merged.last_mut() {
-                    Some(last) if s <= last.1 => last.1 = last.1.max(e),
-                    _ => merged.push((s, e)),
-                }
-            }
-            spans.push(merged);
+            spans.push(crate::plan::merge(
+                list.iter()
+                    .map(|&i| (rentals[i].start_at, rentals[i].end_at)),
+            ));
         }
         Cars {
             ids,
