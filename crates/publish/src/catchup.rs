@@ -19,7 +19,7 @@
 use std::collections::HashSet;
 use std::time::Instant;
 
-use pitwall_contract::schemas::{self, MEMBER_SCORE_V1};
+use pitwall_contract::schemas;
 use pitwall_contract::wire;
 use pitwall_score_state::ops::now_ms;
 use pitwall_score_state::published::{self, Intent, Outcome, Publications};
@@ -27,10 +27,9 @@ use pitwall_score_state::{MemberRecord, State};
 
 use crate::PublishError;
 use crate::kafka::{self, KafkaSettings, Session};
+use crate::publish::{frame_all, register};
 use crate::record::{Encoder, FactorRates, MemberScore, RecentRental};
-use crate::registry::{
-    Outcome as Registered, Registry, RegistryError, WireFormat, check_and_register,
-};
+use crate::registry::{Registry, RegistryError, WireFormat};
 
 /// The header that names a publication on each of its records.
 pub const PUBLICATION_HEADER: &str = "pitwall-publication";
@@ -119,7 +118,7 @@ pub fn start<'a>(req: &StatePublishRequest<'a>) -> Result<Started<'a>, PublishEr
         report.millis = t.elapsed().as_millis() as u64;
         return Ok(Started { pubs, report });
     }
-    let schema_ref = register(req)?;
+    let (_, schema_ref) = register(req.registry, req.subject, req.wire)?;
     let pseq = pubs.last()?.map_or(1, |(i, _)| i.pseq + 1);
     let intent = Intent {
         pseq,
@@ -191,27 +190,6 @@ fn resolve_last(
     }))
 }
 
-fn register(req: &StatePublishRequest<'_>) -> Result<wire::SchemaRef, PublishError> {
-    let registered =
-        match check_and_register(req.registry, req.subject, MEMBER_SCORE_V1, None, true)? {
-            Registered::AlreadyRegistered(r) | Registered::Registered(r) => r,
-            Registered::Compatible { .. } => {
-                return Err(RegistryError::Backend {
-                    registry: req.registry.name(),
-                    problem: "answered 'compatible' to a registration without registering".into(),
-                }
-                .into());
-            }
-        };
-    let format = req.wire.unwrap_or_else(|| req.registry.wire_format());
-    registered
-        .wire_ref(format)
-        .ok_or_else(|| PublishError::NoSchemaId {
-            registry: req.registry.name(),
-            format,
-        })
-}
-
 /// Sends the changes in one transaction; returns the framed bytes sent.
 fn send(
     req: &StatePublishRequest<'_>,
@@ -224,24 +202,16 @@ fn send(
     let encoder = Encoder::new(&schema)?;
     let mut session = Session::open(&req.kafka)?;
     session.set_header(PUBLICATION_HEADER, intent.publication_id.as_bytes());
+    let records: Vec<MemberScore<'_>> = changes.iter().map(|m| record(m, head)).collect();
     let mut bytes = 0u64;
-    let mut datum = Vec::with_capacity(1024);
-    let mut framed = Vec::with_capacity(1024);
-    let result = (|| -> Result<(), PublishError> {
-        for m in changes {
-            datum.clear();
-            framed.clear();
-            encoder.encode(&record(m, head), &mut datum)?;
-            match schema_ref {
-                wire::SchemaRef::Glue(id) => wire::glue_into(id, &datum, req.zlib, &mut framed),
-                wire::SchemaRef::Confluent(id) => wire::confluent_into(id, &datum, &mut framed),
-            }
-            bytes += framed.len() as u64;
-            session.send([(m.member_id.as_str(), framed.as_slice())])?;
+    let sent = (|| -> Result<(), PublishError> {
+        for framed in frame_all(&encoder, schema_ref, req.zlib, &records)? {
+            bytes += framed.bytes();
+            session.send(framed.iter())?;
         }
         Ok(())
     })();
-    if let Err(e) = result {
+    if let Err(e) = sent {
         session.abort();
         return Err(e);
     }

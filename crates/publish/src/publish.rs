@@ -11,7 +11,9 @@ use pitwall_contract::wire::{self, SchemaRef};
 use crate::kafka::{KafkaFailure, KafkaSettings, Session};
 use crate::ledger::{Entry, Event, Ledger};
 use crate::record::{Encoder, MemberScore, RecordError, member_batches, read_run_info};
-use crate::registry::{Outcome, Registry, RegistryError, WireFormat, check_and_register};
+use crate::registry::{
+    Outcome, Registered, Registry, RegistryError, WireFormat, check_and_register,
+};
 
 pub struct PublishRequest<'a> {
     pub run_dir: &'a Path,
@@ -111,26 +113,7 @@ pub fn publish(req: &PublishRequest<'_>) -> Result<PublishReport, PublishError> 
         });
     }
 
-    let registered =
-        match check_and_register(req.registry, req.subject, MEMBER_SCORE_V1, None, true)? {
-            Outcome::AlreadyRegistered(r) | Outcome::Registered(r) => r,
-            Outcome::Compatible { .. } => {
-                let problem =
-                    "answered 'compatible' to a registration without registering".to_string();
-                return Err(RegistryError::Backend {
-                    registry: req.registry.name(),
-                    problem,
-                }
-                .into());
-            }
-        };
-    let format = req.wire.unwrap_or_else(|| req.registry.wire_format());
-    let schema_ref = registered
-        .wire_ref(format)
-        .ok_or(PublishError::NoSchemaId {
-            registry: req.registry.name(),
-            format,
-        })?;
+    let (registered, schema_ref) = register(req.registry, req.subject, req.wire)?;
     let schema = schemas::member_score_v1().map_err(RegistryError::from)?;
     let encoder = Encoder::new(&schema)?;
 
@@ -200,6 +183,34 @@ pub fn publish(req: &PublishRequest<'_>) -> Result<PublishReport, PublishError> 
     })
 }
 
+/// Checks the member-score schema against the subject, registers it when
+/// new, and gives the id its frames carry in `wire` (default: the registry's).
+pub(crate) fn register(
+    registry: &dyn Registry,
+    subject: &str,
+    wire: Option<WireFormat>,
+) -> Result<(Registered, SchemaRef), PublishError> {
+    let registered = match check_and_register(registry, subject, MEMBER_SCORE_V1, None, true)? {
+        Outcome::AlreadyRegistered(r) | Outcome::Registered(r) => r,
+        Outcome::Compatible { .. } => {
+            let problem = "answered 'compatible' to a registration without registering".to_string();
+            return Err(RegistryError::Backend {
+                registry: registry.name(),
+                problem,
+            }
+            .into());
+        }
+    };
+    let format = wire.unwrap_or_else(|| registry.wire_format());
+    let schema_ref = registered
+        .wire_ref(format)
+        .ok_or(PublishError::NoSchemaId {
+            registry: registry.name(),
+            format,
+        })?;
+    Ok((registered, schema_ref))
+}
+
 /// Framed records in one buffer; keys borrow from the batch. One buffer per
 /// chunk instead of two allocations per record.
 pub(crate) struct Framed<'a> {
@@ -217,14 +228,14 @@ impl<'a> Framed<'a> {
             .map(|(k, (s, e))| (*k, &self.buf[s..e]))
     }
 
-    fn bytes(&self) -> u64 {
+    pub(crate) fn bytes(&self) -> u64 {
         self.buf.len() as u64
     }
 }
 
 /// Encodes and frames records, one chunk per core: encoding is CPU-bound
 /// and independent per record.
-fn frame_all<'a>(
+pub(crate) fn frame_all<'a>(
     encoder: &Encoder,
     schema_ref: SchemaRef,
     zlib: bool,
