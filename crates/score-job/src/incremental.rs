@@ -420,14 +420,8 @@ fn snapshot(cfg: &JobConfig, r: &Recompute<'_>) -> Result<Vec<MemberRecord>, Job
 
 /// The members whose record differs from the previous snapshot, or is new.
 fn changed(members: &[MemberRecord], previous: Option<&[MemberRecord]>) -> Vec<MemberRecord> {
-    let before: HashMap<&str, &MemberRecord> = previous
-        .unwrap_or_default()
-        .iter()
-        .map(|m| (m.member_id.as_str(), m))
-        .collect();
-    members
-        .iter()
-        .filter(|m| before.get(m.member_id.as_str()) != Some(m))
+    pitwall_score_state::snapshot::differing(members, previous.unwrap_or_default())
+        .into_iter()
         .cloned()
         .collect()
 }

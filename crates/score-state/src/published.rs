@@ -131,21 +131,7 @@ impl Publications<'_> {
     /// The publication the topic's view comes from, and that view: the
     /// newest one that committed (or was found on the topic after a crash).
     pub fn view(&self) -> Result<(Option<u64>, Vec<MemberRecord>), StateError> {
-        let mut next = self.last()?.map(|(i, _)| i.pseq);
-        while let Some(pseq) = next {
-            let intent: Option<Intent> = self.json(&Self::name(pseq, "json"))?;
-            let outcome: Option<Outcome> = self.json(&Self::name(pseq, "outcome.json"))?;
-            let file = match outcome {
-                Some(Outcome::Committed { .. }) => Some(Self::name(pseq, "view.parquet")),
-                Some(Outcome::Resolved { view, .. }) => view,
-                _ => None,
-            };
-            if let Some(file) = file {
-                return Ok((Some(pseq), self.records(&file)?));
-            }
-            next = intent.and_then(|i| i.base_pseq);
-        }
-        Ok((None, Vec::new()))
+        self.view_of(self.last()?.map(|(i, _)| i.pseq))
     }
 
     fn records(&self, name: &str) -> Result<Vec<MemberRecord>, StateError> {
@@ -256,15 +242,12 @@ impl Publications<'_> {
         }
         // Some landed (no transaction): the view is the base with those.
         let (_, base) = self.view_of(intent.base_pseq)?;
-        let mut by_id: HashMap<String, MemberRecord> =
-            base.into_iter().map(|m| (m.member_id.clone(), m)).collect();
-        for m in self.changes(intent)? {
-            if found.contains(&m.member_id) {
-                by_id.insert(m.member_id.clone(), m);
-            }
-        }
-        let mut view: Vec<MemberRecord> = by_id.into_values().collect();
-        view.sort_by(|a, b| a.member_id.cmp(&b.member_id));
+        let landed: Vec<MemberRecord> = self
+            .changes(intent)?
+            .into_iter()
+            .filter(|m| found.contains(&m.member_id))
+            .collect();
+        let view = overlay(&base, &landed);
         let (model, as_of) = self
             .state
             .head()
@@ -282,6 +265,7 @@ impl Publications<'_> {
         })
     }
 
+    /// The view as of publication `pseq`: its own when it landed, else that of its base.
     fn view_of(&self, pseq: Option<u64>) -> Result<(Option<u64>, Vec<MemberRecord>), StateError> {
         let Some(pseq) = pseq else {
             return Ok((None, Vec::new()));
@@ -305,11 +289,9 @@ impl Publications<'_> {
 /// The eligible members whose record differs from the view, or is new to
 /// it: what a publication sends.
 pub fn changes(snapshot: &[MemberRecord], view: &[MemberRecord]) -> Vec<MemberRecord> {
-    let before: HashMap<&str, &MemberRecord> =
-        view.iter().map(|m| (m.member_id.as_str(), m)).collect();
-    snapshot
-        .iter()
-        .filter(|m| m.score.eligible && before.get(m.member_id.as_str()) != Some(m))
+    snapshot::differing(snapshot, view)
+        .into_iter()
+        .filter(|m| m.score.eligible)
         .cloned()
         .collect()
 }

@@ -35,6 +35,16 @@ pub struct MemberRecord {
     pub recent: Vec<RecentRental>,
 }
 
+/// The records of `now` that differ from the record of the same member in
+/// `before`, or have none there.
+pub fn differing<'a>(now: &'a [MemberRecord], before: &[MemberRecord]) -> Vec<&'a MemberRecord> {
+    let before: std::collections::HashMap<&str, &MemberRecord> =
+        before.iter().map(|m| (m.member_id.as_str(), m)).collect();
+    now.iter()
+        .filter(|m| before.get(m.member_id.as_str()) != Some(m))
+        .collect()
+}
+
 fn recent_fields() -> Fields {
     Fields::from(vec![
         Field::new("rental_id", DataType::Utf8, false),
