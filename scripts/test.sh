@@ -23,14 +23,14 @@ step() { printf '\n== %s\n' "$*"; }
 step "installing test tools"
 PIP_ROOT_USER_ACTION=ignore python3 -m pip install --quiet --disable-pip-version-check -r scripts/requirements-test.txt
 
-step "datacontract lint (the event contract is valid ODCS)"
+step "datacontract lint (the event contracts are valid ODCS)"
 # datacontract-cli pins many packages of its own: it gets a venv outside the clone.
 dc_venv="${PITWALL_TOOLS_DIR:-$HOME/.cache/pitwall/tools}/datacontract"
 if [ ! -x "$dc_venv/bin/datacontract" ]; then
   python3 -m venv "$dc_venv"
   "$dc_venv/bin/pip" install --quiet --disable-pip-version-check datacontract-cli==1.2.8
 fi
-"$dc_venv/bin/datacontract" lint contracts/server_log.api_request.odcs.yaml
+for c in contracts/*.odcs.yaml; do "$dc_venv/bin/datacontract" lint "$c"; done
 
 # Debian packages the checks need: chromium (the status page test), Go with
 # Sprig and yaml.v3 (the Helm chart is rendered by Go templates, as helm does).

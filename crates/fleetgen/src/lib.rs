@@ -6,6 +6,7 @@
 //! chunks, bad rows and bad rentals — and a spread of driving styles.
 
 mod drive;
+pub mod live;
 mod schedule;
 mod write;
 

@@ -244,6 +244,101 @@ impl Kinesis {
     }
 }
 
+/// PutRecords takes at most this many records and bytes per call.
+const PUT_MAX_RECORDS: usize = 500;
+const PUT_MAX_BYTES: usize = 5 << 20;
+/// Calls per chunk before failing entries are an error, not a retry.
+const PUT_ATTEMPTS: u32 = 8;
+
+impl Kinesis {
+    /// Puts (partition key, data) records with PutRecords, in calls of at
+    /// most 500 records / 5 MiB. Entries the stream refused (throttled, or
+    /// an internal failure) are sent again with backoff, so a record may
+    /// arrive twice but is never silently left out: after the last attempt
+    /// the error says how many are unsent. Returns the calls made.
+    pub async fn put_records(&self, records: &[(String, Vec<u8>)]) -> Result<u64, KinesisError> {
+        let mut calls = 0;
+        let mut start = 0;
+        while start < records.len() {
+            let mut end = start;
+            let mut bytes = 0;
+            while end < records.len()
+                && end - start < PUT_MAX_RECORDS
+                && (end == start
+                    || bytes + records[end].1.len() + records[end].0.len() <= PUT_MAX_BYTES)
+            {
+                bytes += records[end].1.len() + records[end].0.len();
+                end += 1;
+            }
+            calls += self.put_chunk(&records[start..end]).await?;
+            start = end;
+        }
+        Ok(calls)
+    }
+
+    async fn put_chunk(&self, chunk: &[(String, Vec<u8>)]) -> Result<u64, KinesisError> {
+        use aws_sdk_kinesis::primitives::Blob;
+        use aws_sdk_kinesis::types::PutRecordsRequestEntry;
+        let mut left: Vec<&(String, Vec<u8>)> = chunk.iter().collect();
+        let mut calls = 0;
+        for attempt in 0..PUT_ATTEMPTS {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(100 << attempt.min(5))).await;
+            }
+            let entries = left
+                .iter()
+                .map(|(key, data)| {
+                    PutRecordsRequestEntry::builder()
+                        .partition_key(key)
+                        .data(Blob::new(data.clone()))
+                        .build()
+                        .map_err(|e| KinesisError::Call {
+                            call: "PutRecords",
+                            stream: self.stream.clone(),
+                            detail: e.to_string(),
+                        })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            calls += 1;
+            let res = self
+                .client
+                .put_records()
+                .stream_name(&self.stream)
+                .set_records(Some(entries))
+                .send()
+                .await;
+            let res = match res {
+                Ok(r) => r,
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|s| s.is_provisioned_throughput_exceeded_exception()) =>
+                {
+                    continue;
+                }
+                Err(e) => return Err(self.err("PutRecords", e)),
+            };
+            if res.failed_record_count().unwrap_or(0) == 0 {
+                return Ok(calls);
+            }
+            // Results come in request order; an error code marks a refused entry.
+            left = left
+                .into_iter()
+                .zip(res.records())
+                .filter(|(_, r)| r.error_code().is_some())
+                .map(|(entry, _)| entry)
+                .collect();
+        }
+        Err(KinesisError::Call {
+            call: "PutRecords",
+            stream: self.stream.clone(),
+            detail: format!(
+                "{} records still refused after {PUT_ATTEMPTS} attempts (throttled: add shards or slow down)",
+                left.len()
+            ),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

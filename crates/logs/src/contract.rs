@@ -14,6 +14,10 @@ use crate::pattern::Pattern;
 pub const SERVER_LOG_API_REQUEST: &str =
     include_str!("../../../contracts/server_log.api_request.odcs.yaml");
 
+/// The cars' telemetry contract: `contracts/telemetry.kinematics.odcs.yaml`.
+pub const TELEMETRY_KINEMATICS: &str =
+    include_str!("../../../contracts/telemetry.kinematics.odcs.yaml");
+
 /// Columns every lake file has after the contract's own.
 pub const EXTRA: &str = "_extra";
 pub const SHARD_ID: &str = "_shard_id";
@@ -53,6 +57,16 @@ pub enum PiiTransform {
     HmacSha256,
     /// The address's /24 (IPv4) or /48 (IPv6) network.
     IpNetwork,
+    /// A number rounded to this many decimals (half away from zero): for
+    /// positions, 3 decimals of a degree is about 100 m.
+    Round(u8),
+}
+
+impl PiiTransform {
+    /// Whether the transform applies to numbers (else to strings).
+    pub fn is_numeric(self) -> bool {
+        matches!(self, PiiTransform::Round(_))
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -193,6 +207,13 @@ impl Contract {
         })
     }
 
+    /// Whether a field is hashed, so that ingestion needs the HMAC key.
+    pub fn needs_key(&self) -> bool {
+        self.fields
+            .iter()
+            .any(|f| f.pii == Some(PiiTransform::HmacSha256))
+    }
+
     pub fn field_index(&self, name: &str) -> Option<usize> {
         let key = (name.len(), name.bytes().next().unwrap_or(0));
         self.name_keys
@@ -326,6 +347,19 @@ fn field_rule(p: Property) -> Result<FieldRule, ContractError> {
         }
     }
     let pii = pii_transform(&p).map_err(bad)?;
+    match pii {
+        Some(t) if t.is_numeric() && kind != Kind::Number => {
+            return Err(bad(format!(
+                "pii_transform {t:?} rounds numbers; this field is not a number"
+            )));
+        }
+        Some(t) if !t.is_numeric() && kind != Kind::String => {
+            return Err(bad(format!(
+                "pii_transform {t:?} transforms strings; this field is not a string"
+            )));
+        }
+        _ => {}
+    }
     Ok(FieldRule {
         kind,
         required: p.required,
@@ -348,17 +382,23 @@ fn pii_transform(p: &Property) -> Result<Option<PiiTransform>, String> {
         .find(|c| c.property == "pii_transform")
         .map(|c| c.value.as_str().unwrap_or_default());
     let is_pii = p.classification.as_deref() == Some("pii");
+    const KNOWN: &str = "hmac_sha256, ip_network or round:N (N decimals, 0 to 9)";
+    let round = |s: &str| {
+        s.strip_prefix("round:")
+            .and_then(|n| n.parse::<u8>().ok())
+            .filter(|n| *n <= 9)
+    };
     match (is_pii, declared) {
         (false, None) => Ok(None),
         (_, Some("hmac_sha256")) => Ok(Some(PiiTransform::HmacSha256)),
         (_, Some("ip_network")) => Ok(Some(PiiTransform::IpNetwork)),
-        (_, Some(other)) => Err(format!(
-            "pii_transform {other:?} is unknown; use hmac_sha256 or ip_network"
+        (_, Some(other)) => match round(other) {
+            Some(n) => Ok(Some(PiiTransform::Round(n))),
+            None => Err(format!("pii_transform {other:?} is unknown; use {KNOWN}")),
+        },
+        (true, None) => Err(format!(
+            "classified pii but has no customProperties pii_transform ({KNOWN})"
         )),
-        (true, None) => Err(
-            "classified pii but has no customProperties pii_transform (hmac_sha256 or ip_network)"
-                .into(),
-        ),
     }
 }
 
@@ -413,6 +453,63 @@ mod tests {
             assert!(unprunable.iter().any(|c| c == col), "{col}: {unprunable:?}");
         }
         assert!(!unprunable.iter().any(|c| c == "ts" || c == "service"));
+    }
+
+    #[test]
+    fn the_telemetry_contract_lands_what_the_score_job_reads_with_positions_coarsened() {
+        let c = Contract::from_yaml(TELEMETRY_KINEMATICS).expect("telemetry contract");
+        assert_eq!(c.dataset, "telemetry.kinematics");
+        assert_eq!(c.fields[c.time_field].name, "ts");
+        let f = |n: &str| &c.fields[c.field_index(n).expect(n)];
+        let schema = c.arrow_schema();
+        // The score job's telemetry columns and types (driving-score.md).
+        for (name, ty, nullable) in [
+            ("car_id", DataType::Utf8, false),
+            ("ts", utc_millis(), false),
+            ("speed_kmh", DataType::Float64, false),
+            ("speed_limit_kmh", DataType::Float64, true),
+        ] {
+            let field = schema.field_with_name(name).expect(name);
+            assert_eq!(
+                (field.data_type(), field.is_nullable()),
+                (&ty, nullable),
+                "{name}"
+            );
+        }
+        assert_eq!(
+            (f("speed_kmh").minimum, f("speed_kmh").maximum),
+            (Some(0.0), Some(300.0))
+        );
+        for pos in ["lat", "lon"] {
+            assert_eq!(f(pos).pii, Some(PiiTransform::Round(3)), "{pos}");
+        }
+        assert_eq!(f("heading").pii, None);
+    }
+
+    #[test]
+    fn transforms_must_fit_the_field_and_be_known() {
+        let on = |ty: &str, transform: &str| {
+            let text = format!(
+                "schema:\n  - name: x\n    properties:\n      - {{name: ts, logicalType: date, required: true}}\n      \
+                 - name: v\n        logicalType: {ty}\n        classification: pii\n        \
+                 customProperties: [{{property: pii_transform, value: \"{transform}\"}}]\n"
+            );
+            Contract::from_yaml(&text)
+                .map(|c| c.fields[1].pii)
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(on("number", "round:3"), Ok(Some(PiiTransform::Round(3))));
+        assert_eq!(on("number", "round:0"), Ok(Some(PiiTransform::Round(0))));
+        for (ty, t, says) in [
+            ("string", "round:3", "not a number"),
+            ("number", "hmac_sha256", "not a string"),
+            ("number", "round:10", "unknown"),
+            ("number", "round:x", "unknown"),
+            ("number", "round", "unknown"),
+        ] {
+            let err = on(ty, t).expect_err(t);
+            assert!(err.contains(says), "{ty} {t}: {err}");
+        }
     }
 
     #[test]

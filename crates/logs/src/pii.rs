@@ -52,6 +52,15 @@ impl Pii {
                 Ok(())
             }
             PiiTransform::IpNetwork => ip_network(value, out),
+            PiiTransform::Round(_) => Err("rounds numbers, not text"),
+        }
+    }
+
+    /// A numeric field's transformed value.
+    pub fn apply_number(t: PiiTransform, v: f64) -> f64 {
+        match t {
+            PiiTransform::Round(decimals) => round(v, decimals),
+            PiiTransform::HmacSha256 | PiiTransform::IpNetwork => v,
         }
     }
 
@@ -91,6 +100,14 @@ fn ip_network(value: &str, out: &mut String) -> Result<(), &'static str> {
         Err(_) => return Err("not an IP address"),
     };
     Ok(())
+}
+
+/// `v` rounded to `decimals` places, half away from zero. Dividing by the
+/// power of ten (not multiplying by its inverse) gives the nearest double
+/// to the decimal, so 37.5665 prints as 37.567, not 37.567000000000004.
+fn round(v: f64, decimals: u8) -> f64 {
+    let scale = 10f64.powi(i32::from(decimals));
+    (v * scale).round() / scale
 }
 
 #[cfg(test)]
@@ -142,6 +159,17 @@ mod tests {
         assert_eq!(net("::1"), Ok("::/48".into()));
         assert!(net("300.1.1.1").is_err());
         assert!(net("phone").is_err());
+    }
+
+    #[test]
+    fn positions_round_to_the_declared_decimals() {
+        let r = |v| Pii::apply_number(PiiTransform::Round(3), v);
+        assert_eq!(r(37.566_512), 37.567);
+        assert_eq!(r(126.978_04), 126.978);
+        assert_eq!(r(-33.868_82), -33.869);
+        assert_eq!(r(0.0004), 0.0);
+        assert_eq!(Pii::apply_number(PiiTransform::Round(0), 2.5), 3.0);
+        assert_eq!(r(37.567), 37.567, "already coarse values stay as they are");
     }
 
     #[test]

@@ -198,7 +198,7 @@ impl<'c> Validator<'c> {
                 }
                 let v: f64 = text.parse().map_err(|_| wrong("a number"))?;
                 check_range(rule, v).map_err(invalid)?;
-                Cell::Float(v)
+                Cell::Float(rule.pii.map_or(v, |t| Pii::apply_number(t, v)))
             }
             Kind::Timestamp => {
                 let s = json_str(text).ok_or_else(|| wrong("an RFC 3339 string"))?;
@@ -408,6 +408,32 @@ mod tests {
         }
         assert_eq!(cells[13], Cell::Str(r#"{"k":[1,2]}"#.into()));
         assert_eq!(extra.as_deref(), Some(r#"{"trace":"abc","n":1}"#));
+    }
+
+    #[test]
+    fn a_telemetry_sample_lands_with_its_position_rounded_and_out_of_range_speeds_refused() {
+        let c = Contract::from_yaml(crate::contract::TELEMETRY_KINEMATICS).expect("contract");
+        let v = Validator::new(&c, Pii::new(b"k"));
+        let mut row = Row::default();
+        let sample = r#"{"car_id":"car-00042","ts":"2026-11-01T10:00:01Z","speed_kmh":48.25,"speed_limit_kmh":null,"lat":37.5665123,"lon":126.9780456,"heading":91.5}"#;
+        v.validate(sample.as_bytes(), &mut row)
+            .expect("valid sample");
+        let at = |n: &str| row.cells[c.field_index(n).expect(n)].clone();
+        assert_eq!(at("lat"), Cell::Float(37.567));
+        assert_eq!(at("lon"), Cell::Float(126.978));
+        assert_eq!(
+            at("speed_kmh"),
+            Cell::Float(48.25),
+            "only positions are coarsened"
+        );
+        assert_eq!(at("speed_limit_kmh"), Cell::Null);
+        assert_eq!(row.event_ms, 1_793_527_201_000);
+        let too_fast = sample.replace("48.25", "412.0");
+        let mut row = Row::default();
+        assert!(matches!(
+            v.validate(too_fast.as_bytes(), &mut row),
+            Err(Reason::InvalidValue { field, .. }) if field == "speed_kmh"
+        ));
     }
 
     #[test]

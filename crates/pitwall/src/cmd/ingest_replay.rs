@@ -48,7 +48,7 @@ pub fn run(a: ReplayArgs) -> anyhow::Result<u8> {
         source,
         lake: &lake,
         contract: &contract,
-        pii: pii_from_env()?,
+        pii: pii_from_env(&contract)?,
         key: &a.key,
         from_ms: a.from,
         to_ms: a.to,

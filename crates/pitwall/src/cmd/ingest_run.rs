@@ -150,7 +150,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<u8> {
     let leases = required("leases", a.leases.clone())?;
     let contract: &'static _ = Box::leak(Box::new(load_contract(a.contract.as_ref())?));
     let validator: &'static Validator<'static> =
-        Box::leak(Box::new(Validator::new(contract, pii_from_env()?)));
+        Box::leak(Box::new(Validator::new(contract, pii_from_env(contract)?)));
     let mut cfg = WorkerConfig::new(&a.worker_id.clone().unwrap_or_else(default_worker_id));
     if let Some(p) = &a.start_position {
         cfg.start = p

@@ -2,6 +2,7 @@
 
 mod demo;
 mod gen_fleet;
+mod gen_stream;
 mod ingest;
 mod ingest_alerts;
 mod ingest_http;
@@ -56,12 +57,16 @@ enum Command {
 enum GenCommand {
     /// Write a deterministic synthetic fleet: rentals.parquet and telemetry/dt=YYYY-MM-DD/*.parquet.
     Fleet(gen_fleet::FleetArgs),
+    /// Simulate cars live: put their 1 Hz telemetry on a Kinesis stream as devices upload it
+    /// (batched, late after offline stretches, sometimes twice) and list returned rentals.
+    Stream(gen_stream::StreamArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
         Command::Demo(a) => demo::run(a),
         Command::Gen(GenCommand::Fleet(a)) => gen_fleet::run(a),
+        Command::Gen(GenCommand::Stream(a)) => gen_stream::run(a),
         Command::Score(c) => score::run(c),
         Command::Schema(c) => schema::run(c),
         Command::Ingest(c) => ingest::run(c),

@@ -58,7 +58,7 @@ pub fn run(a: ReconcileArgs) -> anyhow::Result<u8> {
         legacy: &legacy,
         lake: &lake,
         contract: &contract,
-        pii: pii_from_env()?,
+        pii: pii_from_env(&contract)?,
         key: &a.key,
         from_ms: a.from,
         to_ms: a.to,
