@@ -3,8 +3,8 @@
 //!
 //! - [`sink`]: a shard's buffer of partitions and its commit (the
 //!   exactly-once argument is there);
-//! - [`lease`], [`lease_sqlite`], [`lease_dynamodb`]: KCL-style leases and
-//!   checkpoints, embedded or shared;
+//! - leases and checkpoints (KCL-style, SQLite or DynamoDB) are
+//!   `pitwall-lease`'s, shared with the score watcher;
 //! - [`kinesis`], [`reader`], [`worker`]: the stream side;
 //! - [`files`]: archived records through the same path; [`replay`] and
 //!   [`landed`]: re-ingesting them without doubling what the lake holds;
@@ -14,9 +14,6 @@
 pub mod files;
 pub mod kinesis;
 pub mod landed;
-pub mod lease;
-pub mod lease_dynamodb;
-pub mod lease_sqlite;
 pub mod metrics;
 pub mod reader;
 pub mod replay;

@@ -4,10 +4,10 @@
 use std::time::{Duration, Instant};
 
 use crate::kinesis::{From, KinesisError, Record};
-use crate::lease::Checkpoint;
 use crate::metrics::ShardState;
 use crate::sink::{RawRecord, ShardBuffer};
 use crate::worker::{Shared, WorkerError};
+use pitwall_lease::Checkpoint;
 
 /// Kinesis allows five GetRecords calls per second per shard.
 const MIN_CALL_GAP: Duration = Duration::from_millis(200);

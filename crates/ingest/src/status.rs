@@ -9,9 +9,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use crate::lease::{Lease, LeaseError};
 use crate::metrics::{Metrics, READY_WITHIN};
 use crate::sink::Committed;
+use pitwall_lease::{Lease, LeaseError};
 
 /// Commits kept for the page.
 const RECENT_COMMITS: usize = 30;
@@ -264,7 +264,7 @@ fn shard_views(m: &Metrics, leases: &[Lease], samples: &[Sample], me: &str) -> V
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lease::Checkpoint;
+    use pitwall_lease::Checkpoint;
 
     fn sample(at_ms: i64, records: u64, shard: u64) -> Sample {
         Sample {

@@ -11,10 +11,10 @@ use pitwall_logs::Validator;
 use tokio::task::JoinHandle;
 
 use crate::kinesis::{Kinesis, KinesisError, StartPosition};
-use crate::lease::{Lease, LeaseError, LeaseStore, LeaseTimings};
 use crate::metrics::{Metrics, ShardState};
 use crate::reader::{ReadEnd, read_shard};
 use crate::sink::RollPolicy;
+use pitwall_lease::{Lease, LeaseError, LeaseStore, LeaseTimings};
 
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
@@ -395,7 +395,7 @@ fn plan(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lease::Checkpoint;
+    use pitwall_lease::Checkpoint;
 
     fn lease(id: &str, owner: Option<&str>, parents: &[&str]) -> Lease {
         let mut l = Lease::new(id, parents.iter().map(|p| p.to_string()).collect());

@@ -11,9 +11,9 @@ use axum::extract::{Path as UrlPath, State};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
-use pitwall_ingest::lease::LeaseStore;
 use pitwall_ingest::metrics::{Metrics, READY_WITHIN};
 use pitwall_ingest::status::{SAMPLE_EVERY, status};
+use pitwall_lease::LeaseStore;
 
 const PAGE: &str = include_str!("status.html");
 /// The files of a score run the page links to.

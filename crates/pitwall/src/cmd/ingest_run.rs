@@ -9,12 +9,12 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::Args;
 use pitwall_ingest::kinesis::{Kinesis, StartPosition};
-use pitwall_ingest::lease::{LeaseStore, LeaseTimings};
-use pitwall_ingest::lease_dynamodb::DynamoLeases;
-use pitwall_ingest::lease_sqlite::SqliteLeases;
 use pitwall_ingest::metrics::Metrics;
 use pitwall_ingest::{RollPolicy, Shared, Worker, WorkerConfig};
 use pitwall_lake::Location;
+use pitwall_lease::dynamodb::DynamoLeases;
+use pitwall_lease::sqlite::SqliteLeases;
+use pitwall_lease::{LeaseStore, LeaseTimings};
 use pitwall_logs::Validator;
 use serde::Deserialize;
 

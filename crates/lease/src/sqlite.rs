@@ -7,7 +7,7 @@ use std::sync::Mutex;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::lease::{Checkpoint, Lease, LeaseError, LeaseStore};
+use crate::{Checkpoint, Lease, LeaseError, LeaseStore};
 
 pub struct SqliteLeases {
     path: PathBuf,

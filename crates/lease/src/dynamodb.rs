@@ -14,7 +14,7 @@ use aws_sdk_dynamodb::types::{
     ScalarAttributeType, TableStatus,
 };
 
-use crate::lease::{Checkpoint, Lease, LeaseError, LeaseStore};
+use crate::{Checkpoint, Lease, LeaseError, LeaseStore};
 
 pub struct DynamoLeases {
     table: String,

@@ -2,9 +2,9 @@
 //! only by the holder, releases visible to others. SQLite on a temp file;
 //! DynamoDB on moto (started by scripts/services.sh).
 
-use pitwall_ingest::lease::{Checkpoint, Lease, LeaseStore};
-use pitwall_ingest::lease_dynamodb::DynamoLeases;
-use pitwall_ingest::lease_sqlite::SqliteLeases;
+use pitwall_lease::dynamodb::DynamoLeases;
+use pitwall_lease::sqlite::SqliteLeases;
+use pitwall_lease::{Checkpoint, Lease, LeaseStore};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 

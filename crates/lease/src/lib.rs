@@ -5,6 +5,12 @@
 //! several workers can share one table. Expiry is judged the KCL way: a lease
 //! whose counter has not moved for the failover time, as seen by the
 //! observer's own clock, so no two machines' clocks are ever compared.
+//!
+//! The ingestion holds one lease per shard; a score watcher holds one lease
+//! named after its state, with the same stores and the same rules.
+
+pub mod dynamodb;
+pub mod sqlite;
 
 use std::time::Duration;
 
