@@ -60,6 +60,7 @@ impl Fleet {
             rescore: None,
             model_change: false,
             force: true,
+            fence: None,
         });
         pitwall_score_job::run(&cfg, &NoProgress)?;
         Ok(())

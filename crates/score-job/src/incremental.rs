@@ -38,6 +38,19 @@ pub struct StateOptions {
     pub model_change: bool,
     /// Commit a run the quality gates held, and record that.
     pub force: bool,
+    /// Asked right before the commit: false stops it (a watcher whose
+    /// lease is no longer provably its own must not commit).
+    pub fence: Option<Fence>,
+}
+
+/// A check the run makes before it commits.
+#[derive(Clone)]
+pub struct Fence(pub std::sync::Arc<dyn Fn() -> bool + Send + Sync>);
+
+impl std::fmt::Debug for Fence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Fence")
+    }
 }
 
 /// The rentals a run evaluates, and the final ones it watches for late samples.
@@ -224,6 +237,15 @@ pub fn run(
             counts,
             inputs: serde_json::to_value(&run.inputs).unwrap_or_default(),
         };
+        if opts.fence.as_ref().is_some_and(|f| !(f.0)()) {
+            return Err(refused(
+                opts,
+                "this watcher's lease was not provably its own at the commit, so it did not \
+                 commit (another watcher may hold the state now); the next cycle starts from \
+                 the last committed run"
+                    .into(),
+            ));
+        }
         let committed = draft.commit(entry)?;
         if let Some(s) = run.state.as_mut() {
             s.committed = true;

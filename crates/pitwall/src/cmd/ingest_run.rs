@@ -242,14 +242,14 @@ pub fn run(a: RunArgs) -> anyhow::Result<u8> {
     })
 }
 
-fn default_worker_id() -> String {
+pub(super) fn default_worker_id() -> String {
     std::env::var("HOSTNAME")
         .ok()
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| format!("pitwall-{}", std::process::id()))
 }
 
-async fn open_leases(spec: &str) -> anyhow::Result<Arc<dyn LeaseStore>> {
+pub(super) async fn open_leases(spec: &str) -> anyhow::Result<Arc<dyn LeaseStore>> {
     match spec.split_once(':') {
         Some(("sqlite", path)) if !path.is_empty() => {
             Ok(Arc::new(SqliteLeases::open(path.as_ref())?))

@@ -12,6 +12,7 @@ mod publish;
 mod reconcile;
 mod schema;
 mod score;
+mod score_watch;
 
 use clap::{Parser, Subcommand};
 

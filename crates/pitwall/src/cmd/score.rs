@@ -18,6 +18,9 @@ pub enum ScoreCommand {
     Run(Box<RunArgs>),
     /// Publish a run's member scores to Kafka: one transaction per run, once per topic (see the ledger).
     Publish(Box<PublishCmd>),
+    /// Score continuously: every --every, `run --state` at as_of = now and the state's catch-up
+    /// publication, by the one watcher holding the state's lease; /healthz, /readyz, /metrics, status page.
+    Watch(Box<super::score_watch::WatchArgs>),
     /// Print the embedded default model file (TOML), a starting point for --model.
     Model,
     /// Look into a score state, export it, or seed one from earlier results.
@@ -165,6 +168,7 @@ pub fn run(c: ScoreCommand) -> anyhow::Result<u8> {
             }
         },
         ScoreCommand::State(c) => state_command(c),
+        ScoreCommand::Watch(a) => super::score_watch::run(*a),
         ScoreCommand::Run(a) => {
             let result = score_run(&a);
             alert_on(&a, &result);
@@ -254,20 +258,8 @@ pub fn job_config(a: &RunArgs) -> anyhow::Result<JobConfig> {
         a.as_of,
         a.out.clone(),
     );
-    if let Some(path) = &a.model {
-        cfg.model = load_model(path)?;
-        cfg.model_source = path.display().to_string();
-    }
+    apply_model_and_gates(&mut cfg, a.model.as_deref(), a.gates.as_deref())?;
     cfg.grace_ms = a.grace.map(|g| g.as_millis() as i64);
-    if let Some(path) = &a.gates {
-        let text = read(path, "gates file")?;
-        cfg.gates = toml::from_str::<GateConfig>(&text).with_context(|| {
-            format!(
-                "gates file {} is not valid; keys are those of `GateConfig` in the README",
-                path.display()
-            )
-        })?;
-    }
     cfg.previous = a.previous.clone();
     if let Some(location) = &a.state {
         if let (Some(from), Some(to)) = (a.rescore_from, a.rescore_to)
@@ -280,12 +272,35 @@ pub fn job_config(a: &RunArgs) -> anyhow::Result<JobConfig> {
             rescore: a.rescore_from.zip(a.rescore_to),
             model_change: a.model_change,
             force: a.publish_args.force,
+            fence: None,
         });
     }
     if let Some(t) = a.threads {
         cfg.threads = t.max(1);
     }
     Ok(cfg)
+}
+
+/// `--model` and `--gates` files into the job's config (shared with `score watch`).
+pub fn apply_model_and_gates(
+    cfg: &mut JobConfig,
+    model: Option<&Path>,
+    gates: Option<&Path>,
+) -> anyhow::Result<()> {
+    if let Some(path) = model {
+        cfg.model = load_model(path)?;
+        cfg.model_source = path.display().to_string();
+    }
+    if let Some(path) = gates {
+        let text = read(path, "gates file")?;
+        cfg.gates = toml::from_str::<GateConfig>(&text).with_context(|| {
+            format!(
+                "gates file {} is not valid; keys are those of `GateConfig` in the README",
+                path.display()
+            )
+        })?;
+    }
+    Ok(())
 }
 
 fn read(path: &Path, what: &str) -> anyhow::Result<String> {

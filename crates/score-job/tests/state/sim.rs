@@ -192,6 +192,7 @@ impl Dirs {
             rescore: None,
             model_change: false,
             force: false,
+            fence: None,
         });
         cfg
     }

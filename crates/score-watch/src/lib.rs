@@ -1,0 +1,205 @@
+//! `pitwall score watch`: every interval, the incremental score step at
+//! as_of = now and the catch-up publication of the state, by the one watcher
+//! that holds the state's lease ([`lease::Holder`]). What a cycle does is the
+//! caller's [`Step`] (the binary wires `score run --state` and `score publish
+//! --state` into it); this crate owns the rhythm: one cycle at a time, a
+//! cycle that fails or is held leaves the state as it was and the next one
+//! tries again, SIGTERM lets the cycle under way finish, and a watcher
+//! whose lease is not provably its own neither commits nor publishes.
+
+pub mod lease;
+pub mod metrics;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+pub use metrics::WatchMetrics;
+
+/// What one cycle did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CycleReport {
+    /// The state run committed by the cycle, if any.
+    pub committed_seq: Option<u64>,
+    /// A quality gate held the run: nothing committed, nothing published.
+    pub held_because: Option<String>,
+    pub rentals_evaluated: u64,
+    pub made_final: u64,
+    pub member_changes: u64,
+    /// Members sent to the topic by the cycle's publication.
+    pub members_published: u64,
+    /// Seconds from each published rental's last sample reaching the lake
+    /// to its publication.
+    pub freshness_s: Vec<f64>,
+    /// The publication failed: the state is committed, the next cycle's
+    /// publication catches it up.
+    pub publish_error: Option<String>,
+}
+
+/// The work of one cycle at `as_of_ms`.
+pub trait Step: Send + Sync {
+    /// `may_commit` is false once the lease is no longer provably held; the
+    /// step passes it on to the run's commit and asks it before publishing.
+    fn cycle(
+        &self,
+        as_of_ms: i64,
+        may_commit: Arc<dyn Fn() -> bool + Send + Sync>,
+    ) -> Result<CycleReport, String>;
+}
+
+/// How a cycle ended, for metrics, the status page and alerts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Committed,
+    /// Committed, but the publication failed.
+    PublishFailed,
+    Held,
+    Failed,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Committed => "committed",
+            Outcome::PublishFailed => "publish_failed",
+            Outcome::Held => "held",
+            Outcome::Failed => "failed",
+        }
+    }
+}
+
+/// One finished cycle.
+#[derive(Debug, Clone, Serialize)]
+pub struct Cycle {
+    pub as_of_ms: i64,
+    pub duration_s: f64,
+    pub outcome: Outcome,
+    pub report: CycleReport,
+    pub error: Option<String>,
+}
+
+/// Something an on-call person must hear about, and when it is over.
+pub trait Alerts: Send + Sync {
+    /// `key` identifies the condition; `problem` None clears it.
+    fn outcome(&self, key: &str, problem: Option<(String, String)>);
+}
+
+pub struct WatchConfig {
+    pub every: Duration,
+    /// The wall clock, ms since the epoch (a test may pin it).
+    pub now_ms: Arc<dyn Fn() -> i64 + Send + Sync>,
+}
+
+/// Runs cycles until `stop`, while holding the lease; returns after the
+/// cycle under way when `stop` is set, with the lease released.
+pub async fn watch(
+    cfg: WatchConfig,
+    holder: Arc<lease::Holder>,
+    step: Arc<dyn Step>,
+    alerts: Arc<dyn Alerts>,
+    metrics: Arc<WatchMetrics>,
+    stop: Arc<AtomicBool>,
+) -> Result<(), pitwall_lease::LeaseError> {
+    while !stop.load(Ordering::SeqCst) {
+        metrics.set_lease(false);
+        if !holder.acquire(&stop).await? {
+            break;
+        }
+        metrics.set_lease(true);
+        let keeper = {
+            let (holder, stop) = (holder.clone(), stop.clone());
+            tokio::spawn(async move { holder.keep(&stop).await })
+        };
+        while !stop.load(Ordering::SeqCst) && holder.is_valid() {
+            let started = Instant::now();
+            let cycle = run_cycle(&cfg, &holder, &step).await;
+            metrics.record(&cycle);
+            alert(alerts.as_ref(), &cycle);
+            let wait = cfg.every.saturating_sub(started.elapsed());
+            sleep_unless_stopped(wait, &stop, &holder).await;
+        }
+        keeper.abort();
+        if stop.load(Ordering::SeqCst) {
+            let _ = holder.release().await;
+        } else {
+            alerts.outcome(
+                "score/watch-lease",
+                Some((
+                    "score watch lost the state's lease".into(),
+                    format!(
+                        "Lease {} in {}: another watcher took it, or renewals failed for the failover time. This watcher stopped committing and waits to take it again.",
+                        holder.name(),
+                        holder.store_name()
+                    ),
+                )),
+            );
+        }
+    }
+    metrics.set_lease(false);
+    Ok(())
+}
+
+async fn run_cycle(cfg: &WatchConfig, holder: &Arc<lease::Holder>, step: &Arc<dyn Step>) -> Cycle {
+    let as_of_ms = (cfg.now_ms)();
+    let started = Instant::now();
+    let fence: Arc<dyn Fn() -> bool + Send + Sync> = {
+        let holder = holder.clone();
+        Arc::new(move || holder.is_valid())
+    };
+    let step = step.clone();
+    let result = tokio::task::spawn_blocking(move || step.cycle(as_of_ms, fence))
+        .await
+        .unwrap_or_else(|e| Err(format!("the cycle panicked: {e}")));
+    let (outcome, report, error) = match result {
+        Ok(r) if r.held_because.is_some() => (Outcome::Held, r, None),
+        Ok(r) if r.publish_error.is_some() => (Outcome::PublishFailed, r, None),
+        Ok(r) => (Outcome::Committed, r, None),
+        Err(e) => (Outcome::Failed, CycleReport::default(), Some(e)),
+    };
+    Cycle {
+        as_of_ms,
+        duration_s: started.elapsed().as_secs_f64(),
+        outcome,
+        report,
+        error,
+    }
+}
+
+/// A held or failed cycle raises `score/watch`; a publication that failed
+/// raises `score/publish`; each clears once a cycle gets past it.
+fn alert(alerts: &dyn Alerts, c: &Cycle) {
+    let run = match (&c.outcome, &c.report.held_because, &c.error) {
+        (Outcome::Held, Some(why), _) => Some((
+            "score watch: a cycle was held by a quality gate; nothing was committed or published"
+                .to_string(),
+            format!("{why}. The next cycle tries again from the last committed run."),
+        )),
+        (Outcome::Failed, _, Some(e)) => Some((
+            "score watch: a cycle failed; the state is as after the last committed run".to_string(),
+            format!("{e}. The next cycle tries again."),
+        )),
+        _ => None,
+    };
+    alerts.outcome("score/watch", run);
+    let publish = match (&c.outcome, &c.report.publish_error) {
+        (Outcome::PublishFailed, Some(e)) => Some((
+            "driving-score publication failed: the app sees stale scores until one succeeds"
+                .to_string(),
+            format!("{e}. The state is committed; the next cycle's publication catches up."),
+        )),
+        (Outcome::Committed, _) => None,
+        // Held and failed cycles do not publish: the last word stands.
+        _ => return,
+    };
+    alerts.outcome("score/publish", publish);
+}
+
+async fn sleep_unless_stopped(wait: Duration, stop: &AtomicBool, holder: &lease::Holder) {
+    let until = Instant::now() + wait;
+    while Instant::now() < until && !stop.load(Ordering::SeqCst) && holder.is_valid() {
+        tokio::time::sleep((until - Instant::now()).min(Duration::from_millis(100))).await;
+    }
+}
