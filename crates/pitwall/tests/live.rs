@@ -1,0 +1,261 @@
+//! The whole live path, each part a real process against a real server:
+//! `gen stream` → kinesalite → `ingest run` (telemetry contract) → lake →
+//! `score watch` (SQLite lease) → tansu, with the schema in Glue (moto); a
+//! read_committed consumer that is not pitwall's (confluent-kafka with AWS's
+//! Glue deserializer) must find every eligible member with the score a full
+//! `score run` over the same lake gives.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use arrow_array::Array as _;
+use arrow_array::cast::AsArray;
+use arrow_array::types::Float64Type;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+
+mod common;
+
+use common::kinesis::{fixture, free_port, ingest, unique, wait_ok};
+use common::{Error, TestResult, pitwall};
+
+const CONTRACT: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../contracts/telemetry.kinematics.odcs.yaml"
+);
+const DECODER: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../publish/tests/consume_and_decode.py"
+);
+
+fn services() -> Option<String> {
+    let kafka = std::env::var("PITWALL_TEST_KAFKA").ok();
+    let s3 = std::env::var("PITWALL_TEST_S3_BUCKET").ok();
+    match (kafka, s3) {
+        (Some(k), Some(_)) => Some(k),
+        _ if std::env::var_os("PITWALL_REQUIRE_SERVICES").is_some() => {
+            panic!(
+                "PITWALL_TEST_KAFKA / moto are not set: start the services with scripts/services.sh"
+            )
+        }
+        _ => {
+            eprintln!("skipped: no Kafka broker or moto (run scripts/test.sh)");
+            None
+        }
+    }
+}
+
+fn create_topic(brokers: &str, topic: &str) -> TestResult {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    for r in rt.block_on(admin.create_topics(
+        &[NewTopic::new(topic, 2, TopicReplication::Fixed(1))],
+        &AdminOptions::new(),
+    ))? {
+        r.map_err(|(t, e)| format!("creating {t}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// The default model with a low eligibility bar: an hour of simulated
+/// driving makes members eligible.
+fn model(dir: &Path) -> Result<String, Error> {
+    let out = pitwall(&["score", "model"])?;
+    let text = String::from_utf8(out.stdout)?.replace(
+        "eligible_min_distance_km = 100.0",
+        "eligible_min_distance_km = 2.0",
+    );
+    let path = dir.join("model.toml");
+    std::fs::write(&path, text)?;
+    Ok(path.display().to_string())
+}
+
+/// Eligible members' scores from a full run's member_scores.parquet.
+fn eligible_scores(run: &Path) -> Result<BTreeMap<String, Option<f64>>, Error> {
+    let file = std::fs::File::open(run.join("member_scores.parquet"))?;
+    let mut out = BTreeMap::new();
+    for b in ParquetRecordBatchReaderBuilder::try_new(file)?.build()? {
+        let b = b?;
+        let ids = b
+            .column_by_name("member_id")
+            .ok_or("member_id")?
+            .as_string::<i32>();
+        let eligible = b.column_by_name("eligible").ok_or("eligible")?.as_boolean();
+        let scores = b
+            .column_by_name("score")
+            .ok_or("score")?
+            .as_primitive::<Float64Type>();
+        for i in 0..b.num_rows() {
+            if eligible.value(i) {
+                out.insert(
+                    ids.value(i).to_string(),
+                    (!scores.is_null(i)).then(|| scores.value(i)),
+                );
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[test]
+fn simulated_cars_reach_the_topic_through_ingest_and_watch_with_a_full_runs_scores() -> TestResult {
+    let Some(brokers) = services() else {
+        return Ok(());
+    };
+    let Some((dir, stream, lake)) = fixture("live", 2)? else {
+        return Ok(());
+    };
+    let d = dir.path();
+    let rentals = d.join("rentals.parquet");
+    let sim = pitwall(&[
+        "gen",
+        "stream",
+        "--stream",
+        &stream,
+        "--rentals",
+        &rentals.display().to_string(),
+        "--cars",
+        "10",
+        "--members",
+        "6",
+        "--speedup",
+        "900",
+        "--duration",
+        "75m",
+        "--start",
+        "2026-11-01T09:00:00Z",
+        "--seed",
+        "11",
+        "--rental-minutes",
+        "8..25",
+        "--json",
+    ])?;
+    assert!(
+        sim.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sim.stderr)
+    );
+    let worker = ingest(
+        &stream,
+        &lake,
+        &d.join("ingest-leases.db"),
+        &[
+            "--contract",
+            CONTRACT,
+            "--stop-when-idle",
+            "3s",
+            "--roll-age",
+            "1s",
+        ],
+    )?;
+    wait_ok(worker, Duration::from_secs(90))?;
+
+    let telemetry = format!("{lake}/telemetry.kinematics");
+    let model = model(d)?;
+    let topic = unique("live-scores");
+    create_topic(&brokers, &topic)?;
+    let registry = format!("glue:{}", unique("live"));
+    let watch = Command::new(env!("CARGO_BIN_EXE_pitwall"))
+        .args(["score", "watch", "--state"])
+        .arg(d.join("state"))
+        .arg("--rentals")
+        .arg(&rentals)
+        .args([
+            "--telemetry",
+            &telemetry,
+            "--model",
+            &model,
+            "--every",
+            "1s",
+            "--cycles",
+            "2",
+        ])
+        .arg("--leases")
+        .arg(format!("sqlite:{}", d.join("watch-leases.db").display()))
+        .arg("--out")
+        .arg(d.join("cycles"))
+        .args(["--listen", &format!("127.0.0.1:{}", free_port())])
+        .args([
+            "--brokers",
+            &brokers,
+            "--topic",
+            &topic,
+            "--registry",
+            &registry,
+        ])
+        .arg("--transactional=false")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()?;
+    assert!(
+        watch.status.success(),
+        "{}",
+        String::from_utf8_lossy(&watch.stderr)
+    );
+
+    // The reference: one full run over the same lake, as of now.
+    let as_of = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let full = d.join("full");
+    let run = pitwall(&[
+        "score",
+        "run",
+        "--rentals",
+        &rentals.display().to_string(),
+        "--telemetry",
+        &telemetry,
+        "--model",
+        &model,
+        "--as-of",
+        &as_of,
+        "--out",
+        &full.display().to_string(),
+    ])?;
+    assert!(
+        run.status.code() == Some(0),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let want = eligible_scores(&full)?;
+    assert!(
+        want.len() >= 3,
+        "the fleet must make members eligible: {want:?}"
+    );
+
+    let decoded = Command::new("python3")
+        .args([
+            DECODER,
+            &brokers,
+            &topic,
+            &registry,
+            &want.len().to_string(),
+        ])
+        .output()?;
+    assert!(
+        decoded.status.success(),
+        "{}",
+        String::from_utf8_lossy(&decoded.stderr)
+    );
+    let mut got = BTreeMap::new();
+    for line in String::from_utf8(decoded.stdout)?.lines() {
+        let v: serde_json::Value = serde_json::from_str(line)?;
+        let key = v["key"].as_str().ok_or("key")?.to_string();
+        assert_eq!(v["value"]["member_id"].as_str(), Some(key.as_str()));
+        assert!(
+            got.insert(key, v["value"]["score"].as_f64()).is_none(),
+            "a member sent twice"
+        );
+    }
+    assert_eq!(
+        got, want,
+        "every eligible member once, with the full run's score"
+    );
+    Ok(())
+}
