@@ -48,6 +48,9 @@ pub struct FileRef {
     /// The time its hive partition folders (`dt=`, `hour=`) can hold; all
     /// time outside such folders (and for object-store [`Location::list`]).
     pub span: Span,
+    /// When the file was last written (ms since the epoch), where the
+    /// store says: the time its data reached the lake.
+    pub modified_ms: Option<i64>,
     pub(crate) source: Source,
 }
 
@@ -165,6 +168,7 @@ impl Location {
                         display: format!("s3://{base}/{}", o.location),
                         size: o.size,
                         span: Span::ALL,
+                        modified_ms: Some(o.last_modified.timestamp_millis()),
                         source: Source::Store(store.clone(), o.location),
                     })
                     .collect()

@@ -55,7 +55,7 @@ pub(crate) fn walk_local(
     if meta.is_file() {
         listing
             .files
-            .push(local_file(root.to_path_buf(), meta.len(), Span::ALL));
+            .push(local_file(root.to_path_buf(), &meta, Span::ALL));
         return Ok(listing);
     }
     let mut stack: Vec<(PathBuf, Span)> = vec![(root.to_path_buf(), Span::ALL)];
@@ -77,7 +77,7 @@ pub(crate) fn walk_local(
                     None => listing.partitions_skipped += 1,
                 }
             } else if wanted(&name) {
-                listing.files.push(local_file(path, meta.len(), span));
+                listing.files.push(local_file(path, &meta, span));
             }
         }
     }
@@ -90,11 +90,17 @@ fn child(span: Span, name: &str, keep: Keep<'_>) -> Option<Span> {
     (narrowed == span || keep(narrowed)).then_some(narrowed)
 }
 
-fn local_file(path: PathBuf, size: u64, span: Span) -> FileRef {
+fn local_file(path: PathBuf, meta: &std::fs::Metadata, span: Span) -> FileRef {
+    let modified_ms = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_millis() as i64);
     FileRef {
         display: path.display().to_string(),
-        size,
+        size: meta.len(),
         span,
+        modified_ms,
         source: Source::Local(path),
     }
 }
@@ -144,6 +150,7 @@ async fn walk_store(
                         display: format!("s3://{bucket}/{}", o.location),
                         size: o.size,
                         span,
+                        modified_ms: Some(o.last_modified.timestamp_millis()),
                         source: Source::Store(store.clone(), o.location),
                     });
                 }

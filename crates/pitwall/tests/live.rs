@@ -20,7 +20,7 @@ use rdkafka::client::DefaultClientContext;
 
 mod common;
 
-use common::kinesis::{fixture, free_port, ingest, unique, wait_ok};
+use common::kinesis::{fixture, free_port, ingest, metric, unique, wait_for, wait_ok};
 use common::{Error, TestResult, pitwall};
 
 const CONTRACT: &str = concat!(
@@ -163,6 +163,7 @@ fn simulated_cars_reach_the_topic_through_ingest_and_watch_with_a_full_runs_scor
     let topic = unique("live-scores");
     create_topic(&brokers, &topic)?;
     let registry = format!("glue:{}", unique("live"));
+    let port = free_port();
     let watch = Command::new(env!("CARGO_BIN_EXE_pitwall"))
         .args(["score", "watch", "--state"])
         .arg(d.join("state"))
@@ -174,15 +175,15 @@ fn simulated_cars_reach_the_topic_through_ingest_and_watch_with_a_full_runs_scor
             "--model",
             &model,
             "--every",
-            "1s",
+            "2s",
             "--cycles",
-            "2",
+            "3",
         ])
         .arg("--leases")
         .arg(format!("sqlite:{}", d.join("watch-leases.db").display()))
         .arg("--out")
         .arg(d.join("cycles"))
-        .args(["--listen", &format!("127.0.0.1:{}", free_port())])
+        .args(["--listen", &format!("127.0.0.1:{port}")])
         .args([
             "--brokers",
             &brokers,
@@ -194,7 +195,14 @@ fn simulated_cars_reach_the_topic_through_ingest_and_watch_with_a_full_runs_scor
         .arg("--transactional=false")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
-        .output()?;
+        .spawn()?;
+    let mut freshness = None;
+    wait_for("the watcher's freshness of the first publication", || {
+        freshness = metric(port, "pitwall_watch_freshness_seconds_count").filter(|n| *n > 0.0);
+        freshness.is_some()
+    });
+    let published = metric(port, "pitwall_watch_members_published_total").unwrap_or(0.0);
+    let watch = watch.wait_with_output()?;
     assert!(
         watch.status.success(),
         "{}",
@@ -256,6 +264,12 @@ fn simulated_cars_reach_the_topic_through_ingest_and_watch_with_a_full_runs_scor
     assert_eq!(
         got, want,
         "every eligible member once, with the full run's score"
+    );
+    assert!(published >= want.len() as f64, "{published} members published by the metric");
+    let rentals_final = freshness.unwrap_or(0.0);
+    assert!(
+        rentals_final >= want.len() as f64,
+        "a freshness per published rental: {rentals_final}"
     );
     Ok(())
 }

@@ -159,6 +159,10 @@ pub fn run(
         previous: previous.as_ref().map(|p| scores_of(p)),
         state: Some(gates(cfg, &work.evaluated, &scored, &made_final)),
     });
+    run.made_final_landed_ms = made_final
+        .iter()
+        .filter_map(|r| cars.landed(&telemetry, &r.rental))
+        .collect();
     run.state = Some(StateReport {
         location: state.url().to_string(),
         parent_seq: head.as_ref().map(|h| h.seq),

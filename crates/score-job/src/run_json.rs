@@ -45,6 +45,10 @@ pub struct RunJson {
     pub state: Option<StateReport>,
     pub timings_ms: Timings,
     pub outputs: BTreeMap<&'static str, String>,
+    /// With `--state`: for each rental made final, when the newest lake
+    /// file holding its samples was written (ms), for a watcher's freshness.
+    #[serde(skip)]
+    pub made_final_landed_ms: Vec<i64>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -259,6 +263,7 @@ pub fn build(f: Facts<'_>) -> RunJson {
         state: None,
         timings_ms: Timings::default(),
         outputs: BTreeMap::new(),
+        made_final_landed_ms: Vec::new(),
     }
 }
 

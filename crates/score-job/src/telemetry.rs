@@ -85,6 +85,18 @@ impl Cars {
         self.spans.iter().flatten().copied().collect()
     }
 
+    /// When the newest file holding samples of `rental` reached the lake:
+    /// the time its telemetry became complete, as far as this run saw.
+    pub fn landed(&self, stats: &TelemetryStats, rental: &Rental) -> Option<i64> {
+        let car = *self.index.get(&rental.car_id)?;
+        stats
+            .landed
+            .iter()
+            .filter(|l| l.car == car && l.first_ts <= rental.end_at && l.last_ts >= rental.start_at)
+            .filter_map(|l| l.modified_ms)
+            .max()
+    }
+
     fn covers(&self, car: u32, ts: i64) -> bool {
         let spans = &self.spans[car as usize];
         let i = spans.partition_point(|&(s, _)| s <= ts);
@@ -107,6 +119,17 @@ pub struct TelemetryStats {
     pub read: ReadCounts,
     /// Files read or known, as (name, size, latest instant they can hold).
     pub files_seen: Vec<(String, u64, i64)>,
+    /// Per file and car: the samples kept, and when the file was written.
+    pub landed: Vec<Landed>,
+}
+
+/// A car's kept samples in one file.
+#[derive(Debug, Clone, Copy)]
+pub struct Landed {
+    pub car: u32,
+    pub first_ts: i64,
+    pub last_ts: i64,
+    pub modified_ms: Option<i64>,
 }
 
 /// What the telemetry pass opened and what it left out, for run.json.
@@ -149,6 +172,7 @@ impl TelemetryStats {
         self.late_for_final += o.late_for_final;
         self.read.merge(&o.read);
         self.files_seen.extend(o.files_seen);
+        self.landed.extend(o.landed);
     }
 }
 
@@ -258,6 +282,7 @@ impl Pass<'_> {
         }
         let late = self.plan.late.as_ref().filter(|_| new).map(|(c, _)| *c);
         let mut kept = 0usize;
+        let mut reach: HashMap<u32, (i64, i64)> = HashMap::new();
         let first_rows: Vec<u64> = pq
             .row_groups()
             .iter()
@@ -278,10 +303,19 @@ impl Pass<'_> {
                     buf: &mut *buf,
                     row: &mut row,
                     kept: &mut kept,
+                    reach: &mut reach,
                 };
                 self.batch(&mut b, stats)?;
             }
         }
+        stats
+            .landed
+            .extend(reach.into_iter().map(|(car, (first_ts, last_ts))| Landed {
+                car,
+                first_ts,
+                last_ts,
+                modified_ms: file.modified_ms,
+            }));
         Ok(())
     }
 }
@@ -374,6 +408,8 @@ struct Batch<'a> {
     buf: &'a mut Buffers,
     row: &'a mut u64,
     kept: &'a mut usize,
+    /// Per car: the first and last sample kept from this file.
+    reach: &'a mut HashMap<u32, (i64, i64)>,
 }
 
 /// Per distinct car id of a dictionary: its index among `cars`.
@@ -410,6 +446,8 @@ impl Pass<'_> {
         let speed = speed.as_primitive::<Float64Type>();
         let limit = limit.as_primitive::<Float64Type>();
         let mut last_day = i64::MIN;
+        // Per dictionary key, not per row through a map: the loop is hot.
+        let mut key_reach: Vec<(i64, i64)> = vec![(i64::MAX, i64::MIN); names.len()];
         for i in 0..batch.num_rows() {
             let row_no = *b.row;
             *b.row += 1;
@@ -444,6 +482,9 @@ impl Pass<'_> {
             match key.and_then(|k| wanted[k]) {
                 Some(c) if self.cars.covers(c, t) => {
                     stats.in_rentals += 1;
+                    if let Some(r) = key.and_then(|k| key_reach.get_mut(k)) {
+                        *r = (r.0.min(t), r.1.max(t));
+                    }
                     self.spill
                         .push(b.buf, c, Sample::new(t, v, l))
                         .map_err(JobError::Spill)?;
@@ -456,7 +497,66 @@ impl Pass<'_> {
                 },
             }
         }
+        for (k, &(first, last)) in key_reach.iter().enumerate() {
+            if let (true, Some(c)) = (first <= last, wanted[k]) {
+                let r = b.reach.entry(c).or_insert((first, last));
+                *r = (r.0.min(first), r.1.max(last));
+            }
+        }
         stats.rows += batch.num_rows() as u64;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rental(id: &str, car: &str, start_at: i64, end_at: i64) -> Rental {
+        Rental {
+            rental_id: id.into(),
+            member_id: "m".into(),
+            car_id: car.into(),
+            start_at,
+            end_at,
+        }
+    }
+
+    #[test]
+    fn a_rental_landed_when_the_newest_file_with_its_samples_was_written() {
+        let rentals = [
+            rental("a", "C1", 0, 100),
+            rental("b", "C1", 200, 300),
+            rental("c", "C2", 0, 100),
+        ];
+        let cars = Cars::new(&rentals, |_| true);
+        let (c1, c2) = (cars.index["C1"], cars.index["C2"]);
+        let at = |car, first_ts, last_ts, modified| Landed {
+            car,
+            first_ts,
+            last_ts,
+            modified_ms: Some(modified),
+        };
+        let stats = TelemetryStats {
+            landed: vec![
+                at(c1, 0, 60, 1_000),
+                at(c1, 50, 100, 5_000), // the tail, uploaded late
+                at(c1, 210, 300, 9_000),
+                at(c2, 0, 100, 2_000),
+            ],
+            ..TelemetryStats::default()
+        };
+        assert_eq!(cars.landed(&stats, &rentals[0]), Some(5_000));
+        assert_eq!(
+            cars.landed(&stats, &rentals[1]),
+            Some(9_000),
+            "another rental's files do not count"
+        );
+        assert_eq!(
+            cars.landed(&stats, &rentals[2]),
+            Some(2_000),
+            "another car's files do not count"
+        );
+        assert_eq!(cars.landed(&stats, &rental("d", "C9", 0, 1)), None);
     }
 }

@@ -211,7 +211,17 @@ impl ScoreStep {
             return Ok(report);
         }
         match super::publish::run_publish_state(&a.state, &a.publish) {
-            Ok(p) => report.members_published = p.records,
+            Ok(p) => {
+                report.members_published = p.records;
+                // The rentals made final now changed their members' records,
+                // so this publication carried them.
+                let now = chrono::Utc::now().timestamp_millis();
+                report.freshness_s = run
+                    .made_final_landed_ms
+                    .iter()
+                    .map(|&landed| (now - landed).max(0) as f64 / 1000.0)
+                    .collect();
+            }
             Err(e) => report.publish_error = Some(format!("{e:#}")),
         }
         Ok(report)
