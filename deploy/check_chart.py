@@ -7,8 +7,10 @@
 - what the ingestion and score workloads need holds: probes on /healthz and
   /readyz, a grace period longer than a flush, a PDB matching the pods,
   scrape annotations or a ServiceMonitor, a non-root read-only pod, the
-  contract ConfigMap equal to contracts/, the score CronJob's shell line
-  producing a valid as_of;
+  contract ConfigMap equal to contracts/, one Deployment per ingestion
+  dataset with its own stream and lease table, the score CronJob's shell
+  line producing a valid as_of, or in watch mode one watcher replica
+  (Recreate) with its lease in DynamoDB;
 - the Dockerfile is multi-stage and its runtime stage runs as a numeric
   non-root user.
 
@@ -30,7 +32,6 @@ import yaml
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CHART = os.path.join(ROOT, "deploy", "helm", "pitwall")
-CONTRACT = os.path.join(ROOT, "contracts", "server_log.api_request.odcs.yaml")
 K8S_VERSION = "1.30"
 
 failures = []
@@ -96,8 +97,26 @@ def container(pod_spec, name):
     return next(c for c in pod_spec["containers"] if c["name"] == name)
 
 
+def datasets(values):
+    """The enabled ingestion datasets, each merged over the ingest defaults."""
+    base = {k: v for k, v in values["ingest"].items() if k != "datasets"}
+    return {name: merge(base, ds) for name, ds in values["ingest"]["datasets"].items()
+            if ds.get("enabled", True) is not False}
+
+
 def check_ingest(k, label, values):
-    dep = next(d for d in k["Deployment"] if d["metadata"]["name"].endswith("-ingest"))
+    ds = datasets(values)
+    check(len({d["leases"] for d in ds.values()}) == len(ds),
+          f"{label}: two ingestion datasets share a lease table (shard ids repeat across streams)")
+    check(len({d["stream"] for d in ds.values()}) == len(ds), f"{label}: two datasets read one stream")
+    pdbs = k.get("PodDisruptionBudget", [])
+    check(len(pdbs) == len(ds), f"{label}: not one PodDisruptionBudget per ingestion dataset")
+    for name, d in ds.items():
+        check_dataset(k, f"{label} [{name}]", values, name, d)
+
+
+def check_dataset(k, label, values, name, d):
+    dep = next(x for x in k["Deployment"] if x["metadata"]["name"].endswith(f"-ingest-{name}"))
     pod = dep["spec"]["template"]
     spec = pod["spec"]
     c = container(spec, "ingest")
@@ -105,8 +124,10 @@ def check_ingest(k, label, values):
     check(c["livenessProbe"]["httpGet"]["path"] == "/healthz", f"{label}: liveness probe is not /healthz")
     check(c["readinessProbe"]["httpGet"]["path"] == "/readyz", f"{label}: readiness probe is not /readyz")
     check(f"--listen=0.0.0.0:{port}" in c["args"], f"{label}: the container does not listen on its http port")
+    check(f"--stream={d['stream']}" in c["args"] and f"--leases={d['leases']}" in c["args"],
+          f"{label}: the container does not read its own stream with its own lease table")
     grace = spec["terminationGracePeriodSeconds"]
-    failover = int(re.match(r"(\d+)s$", values["ingest"]["failover"]).group(1))
+    failover = int(re.match(r"(\d+)s$", d["failover"]).group(1))
     check(grace >= 60 and grace > failover * 3,
           f"{label}: terminationGracePeriodSeconds {grace} leaves no time to flush files")
     check(spec["securityContext"].get("runAsNonRoot") is True, f"{label}: ingest pod may run as root")
@@ -115,42 +136,64 @@ def check_ingest(k, label, values):
     check(spec["serviceAccountName"] in {s["metadata"]["name"] for s in k.get("ServiceAccount", [])}
           or not values["serviceAccount"]["create"],
           f"{label}: the pods' service account is not in the chart")
+    with open(os.path.join(ROOT, "contracts", d["contract"])) as f:
+        shipped = f.read()
     env = {e["name"]: e for e in c["env"]}
-    check("secretKeyRef" in env.get("PITWALL_PII_KEY", {}).get("valueFrom", {}),
-          f"{label}: PITWALL_PII_KEY does not come from a Secret")
+    if "hmac_sha256" in shipped:
+        check("secretKeyRef" in env.get("PITWALL_PII_KEY", {}).get("valueFrom", {}),
+              f"{label}: PITWALL_PII_KEY does not come from a Secret")
+    else:
+        check("PITWALL_PII_KEY" not in env, f"{label}: gets the PII key its contract does not need")
     for e in c["env"]:
         check("value" not in e or not re.search(r"(?i)secret|key|token|webhook", e["name"]),
               f"{label}: {e['name']} is a literal value, not a Secret reference")
     labels = pod["metadata"]["labels"]
     selector = dep["spec"]["selector"]["matchLabels"]
     check(all(labels.get(k2) == v for k2, v in selector.items()), f"{label}: Deployment selector misses its pods")
-    pdbs = k.get("PodDisruptionBudget", [])
-    check(len(pdbs) == 1, f"{label}: no PodDisruptionBudget")
-    for pdb in pdbs:
-        check(pdb["spec"]["selector"]["matchLabels"] == selector, f"{label}: the PDB selects other pods")
-    svc = next(s for s in k["Service"] if s["metadata"]["name"].endswith("-ingest"))
-    check(all(labels.get(k2) == v for k2, v in svc["spec"]["selector"].items()), f"{label}: the Service misses the pods")
+    pdb = [p for p in k.get("PodDisruptionBudget", []) if p["spec"]["selector"]["matchLabels"] == selector]
+    check(len(pdb) == 1, f"{label}: no PodDisruptionBudget selects exactly these pods")
+    svc = next(s for s in k["Service"] if s["metadata"]["name"].endswith(f"-ingest-{name}"))
+    check(svc["spec"]["selector"] == selector, f"{label}: the Service selects other pods than the Deployment's")
     ann = pod["metadata"].get("annotations", {})
     monitors = k.get("ServiceMonitor", [])
     check(ann.get("prometheus.io/scrape") == "true" or monitors, f"{label}: nothing tells Prometheus to scrape")
     if ann.get("prometheus.io/scrape") == "true":
         check(ann.get("prometheus.io/port") == str(port) and ann.get("prometheus.io/path") == "/metrics",
               f"{label}: scrape annotations point elsewhere than /metrics on {port}")
-    for m in monitors:
-        svc_labels = svc["metadata"]["labels"]
-        check(all(svc_labels.get(k2) == v for k2, v in m["spec"]["selector"]["matchLabels"].items())
-              and m["spec"]["endpoints"][0]["port"] == "http"
-              and m["spec"]["endpoints"][0]["path"] == "/metrics",
-              f"{label}: the ServiceMonitor does not select the Service's http port")
+    if monitors:
+        svc_labels = svc["spec"]["selector"]
+        check(any(m["spec"]["selector"]["matchLabels"] == svc_labels
+                  and m["spec"]["endpoints"][0]["port"] == "http"
+                  and m["spec"]["endpoints"][0]["path"] == "/metrics" for m in monitors),
+              f"{label}: no ServiceMonitor selects the Service's http port")
     cm_name = next(v["configMap"]["name"] for v in spec["volumes"] if v["name"] == "contract")
     cm = next(m for m in k["ConfigMap"] if m["metadata"]["name"] == cm_name)
-    with open(CONTRACT) as f:
-        shipped = f.read()
-    check(cm["data"]["server_log.api_request.odcs.yaml"].strip() == shipped.strip(),
+    check(cm["data"].get(d["contract"], "").strip() == shipped.strip(),
           f"{label}: the chart's contract (deploy/helm/pitwall/files/) differs from contracts/")
     mount = next(m for m in c["volumeMounts"] if m["name"] == "contract")["mountPath"]
-    check(f"--contract={mount}/server_log.api_request.odcs.yaml" in c["args"],
+    check(f"--contract={mount}/{d['contract']}" in c["args"],
           f"{label}: --contract does not name the mounted contract")
+
+
+def check_watch(k, label, values):
+    check("CronJob" not in k, f"{label}: watch mode also renders the hourly CronJob")
+    dep = next(d for d in k["Deployment"] if d["metadata"]["name"].endswith("-score-watch"))
+    check(dep["spec"]["replicas"] == 1, f"{label}: more than one watcher replica")
+    check(dep["spec"]["strategy"]["type"] == "Recreate",
+          f"{label}: a rolling update would wait forever for a new watcher that cannot get the lease")
+    spec = dep["spec"]["template"]["spec"]
+    c = container(spec, "score-watch")
+    check(c["args"][:3] == ["--log-json", "score", "watch"], f"{label}: the container does not run score watch")
+    args = dict(a[2:].split("=", 1) for a in c["args"] if a.startswith("--") and "=" in a)
+    check(args.get("state", "").startswith("s3://"), f"{label}: the watched state is not on S3")
+    check(args.get("leases", "").startswith("dynamodb:"), f"{label}: the watcher's lease is not in DynamoDB")
+    check(c["livenessProbe"]["httpGet"]["path"] == "/healthz", f"{label}: watch liveness probe is not /healthz")
+    check(c["readinessProbe"]["httpGet"]["path"] == "/readyz", f"{label}: watch readiness probe is not /readyz")
+    grace = spec["terminationGracePeriodSeconds"]
+    check(grace >= 60, f"{label}: terminationGracePeriodSeconds {grace} cuts the cycle under way short")
+    check(spec["securityContext"].get("runAsNonRoot") is True, f"{label}: watch pod may run as root")
+    check("PITWALL_PII_KEY" not in {e["name"] for e in c.get("env", [])},
+          f"{label}: the watcher gets the PII key it does not need")
 
 
 def check_score(k, label, values):
@@ -222,7 +265,9 @@ def main():
         k = by_kind(docs)
         if values["ingest"]["enabled"]:
             check_ingest(k, label, values)
-        if values["score"]["enabled"]:
+        if values["score"]["enabled"] and values["score"].get("mode", "cronjob") == "watch":
+            check_watch(k, label, values)
+        elif values["score"]["enabled"]:
             check_score(k, label, values)
         print(f"{label}: {len(docs)} objects: " + ", ".join(sorted(f"{d['kind']}/{d['metadata']['name']}" for d in docs)))
     with tempfile.NamedTemporaryFile("w", suffix=".yaml") as bad:

@@ -38,6 +38,20 @@ func (f Files) Get(name string) string {
 	return string(b)
 }
 
+// Glob is .Files.Glob: the chart's files matching a pattern, by path
+// (ranging over the result visits them in path order, as Helm's does).
+func (f Files) Glob(pattern string) map[string]string {
+	out := map[string]string{}
+	paths, _ := filepath.Glob(filepath.Join(f.root, pattern))
+	for _, p := range paths {
+		rel, err := filepath.Rel(f.root, p)
+		if err == nil {
+			out[rel] = f.Get(rel)
+		}
+	}
+	return out
+}
+
 func readYAML(path string) (map[string]interface{}, error) {
 	out := map[string]interface{}{}
 	b, err := os.ReadFile(path)
