@@ -79,6 +79,8 @@ pub enum Event {
         car_id: String,
         samples: Vec<Sample>,
         resend: bool,
+        /// Rentals whose last sample this upload carries for the first time.
+        completes: Vec<String>,
     },
     /// A car was returned at `at_ms`: the rental, as the rentals table
     /// gets it then.
@@ -120,6 +122,8 @@ struct Car {
     idle_until: i64,
     rentals: u64,
     held: Vec<Sample>,
+    /// Ended rentals whose last sample is still held.
+    ending: Vec<String>,
     next_upload: i64,
     offline_until: i64,
     pos: Position,
@@ -172,6 +176,7 @@ impl Live {
                     driving: None,
                     rentals: 0,
                     held: Vec::new(),
+                    ending: Vec::new(),
                     offline_until: i64::MIN,
                 }
             })
@@ -220,6 +225,7 @@ impl Live {
                     car_id: car.id.clone(),
                     samples: std::mem::take(&mut car.held),
                     resend: false,
+                    completes: std::mem::take(&mut car.ending),
                 });
             }
         }
@@ -251,6 +257,7 @@ impl Live {
             self.counts.samples += 1;
             if d.k == d.ticks.len() {
                 if let Some(d) = car.driving.take() {
+                    car.ending.push(d.rental_id.clone());
                     out.push(Event::Ended {
                         at_ms: t,
                         rental: (
@@ -287,6 +294,7 @@ impl Live {
                     car_id: car.id.clone(),
                     samples: samples.clone(),
                     resend: true,
+                    completes: Vec::new(),
                 },
             );
         }
@@ -295,6 +303,7 @@ impl Live {
             car_id: car.id.clone(),
             samples,
             resend: false,
+            completes: std::mem::take(&mut car.ending),
         });
         if car.rng.random_bool(cfg.offline_chance) {
             self.counts.offline_stretches += 1;
@@ -424,6 +433,27 @@ mod tests {
             }
         }
         assert!(late > 0, "no upload arrived late after an offline stretch");
+        let ended: Vec<String> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Ended { rental, .. } => rental.0.clone(),
+                _ => None,
+            })
+            .collect();
+        let mut completed: Vec<String> = events
+            .iter()
+            .flat_map(|e| match e {
+                Event::Upload { completes, .. } => completes.clone(),
+                _ => Vec::new(),
+            })
+            .collect();
+        completed.sort();
+        let mut want = ended.clone();
+        want.sort();
+        assert_eq!(
+            completed, want,
+            "each rental's last sample is marked on one upload"
+        );
         assert!(sent.values().any(|&n| n == 2), "no sample was sent twice");
         assert_eq!(
             sent.len() as u64,

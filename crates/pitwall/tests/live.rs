@@ -8,7 +8,6 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use arrow_array::Array as _;
 use arrow_array::cast::AsArray;
@@ -20,13 +19,9 @@ use rdkafka::client::DefaultClientContext;
 
 mod common;
 
-use common::kinesis::{fixture, free_port, ingest, metric, unique, wait_for, wait_ok};
+use common::kinesis::{fixture, free_port, ingest_telemetry, metric, unique, wait_for};
 use common::{Error, TestResult, pitwall};
 
-const CONTRACT: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../contracts/telemetry.kinematics.odcs.yaml"
-);
 const DECODER: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../publish/tests/consume_and_decode.py"
@@ -143,20 +138,7 @@ fn simulated_cars_reach_the_topic_through_ingest_and_watch_with_a_full_runs_scor
         "{}",
         String::from_utf8_lossy(&sim.stderr)
     );
-    let worker = ingest(
-        &stream,
-        &lake,
-        &d.join("ingest-leases.db"),
-        &[
-            "--contract",
-            CONTRACT,
-            "--stop-when-idle",
-            "3s",
-            "--roll-age",
-            "1s",
-        ],
-    )?;
-    wait_ok(worker, Duration::from_secs(90))?;
+    ingest_telemetry(&stream, &lake, &d.join("ingest-leases.db"))?;
 
     let telemetry = format!("{lake}/telemetry.kinematics");
     let model = model(d)?;
@@ -265,7 +247,10 @@ fn simulated_cars_reach_the_topic_through_ingest_and_watch_with_a_full_runs_scor
         got, want,
         "every eligible member once, with the full run's score"
     );
-    assert!(published >= want.len() as f64, "{published} members published by the metric");
+    assert!(
+        published >= want.len() as f64,
+        "{published} members published by the metric"
+    );
     let rentals_final = freshness.unwrap_or(0.0);
     assert!(
         rentals_final >= want.len() as f64,

@@ -5,7 +5,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::time::Duration;
 
 use arrow_array::RecordBatch;
 use arrow_array::cast::AsArray;
@@ -14,13 +13,9 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 mod common;
 
-use common::kinesis::{fixture, ingest, wait_ok};
+use common::kinesis::{fixture, ingest_telemetry};
 use common::{TestResult, pitwall};
 
-const CONTRACT: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../contracts/telemetry.kinematics.odcs.yaml"
-);
 const HOUR_MS: i64 = 3_600_000;
 
 /// `gen stream` at a speed-up, returning its JSON summary.
@@ -80,20 +75,7 @@ fn simulated_cars_land_by_event_hour_with_positions_coarsened_and_the_score_job_
             "0.05",
         ],
     )?;
-    let worker = ingest(
-        &stream,
-        &lake,
-        &dir.path().join("leases.db"),
-        &[
-            "--contract",
-            CONTRACT,
-            "--stop-when-idle",
-            "3s",
-            "--roll-age",
-            "1s",
-        ],
-    )?;
-    wait_ok(worker, Duration::from_secs(90))?;
+    ingest_telemetry(&stream, &lake, &dir.path().join("leases.db"))?;
 
     let root = Path::new(&lake).join("telemetry.kinematics");
     let files: Vec<_> = walk(&root)?
@@ -229,29 +211,26 @@ fn walk(dir: &Path) -> Result<Vec<std::path::PathBuf>, common::Error> {
 
 #[test]
 fn gen_stream_refuses_bad_flags_with_exit_2_or_1() -> TestResult {
-    let out = pitwall(&[
-        "gen",
-        "stream",
-        "--stream",
-        "s",
-        "--rentals",
-        "r.parquet",
-        "--rental-minutes",
-        "30..5",
-    ])?;
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("MIN..MAX"));
-    let out = pitwall(&[
-        "gen",
-        "stream",
-        "--stream",
-        "s",
-        "--rentals",
-        "r.parquet",
-        "--speedup",
-        "0",
-    ])?;
-    assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--speedup"));
+    for (flag, value, code, says) in [
+        ("--rental-minutes", "30..5", 2, "MIN..MAX"),
+        ("--idle-minutes", "x", 2, "MIN..MAX"),
+        ("--speedup", "0", 1, "--speedup"),
+        ("--resend-chance", "1.5", 1, "between 0 and 1"),
+    ] {
+        let args = [
+            "gen",
+            "stream",
+            "--stream",
+            "s",
+            "--rentals",
+            "r.parquet",
+            flag,
+            value,
+        ];
+        let out = pitwall(&args)?;
+        assert_eq!(out.status.code(), Some(code), "{flag} {value}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "{flag} {value}: {err}");
+    }
     Ok(())
 }

@@ -243,6 +243,8 @@ fn drift_against_the_previous_run_is_gated() -> TestResult {
     let mut same = config(dir.path(), T0);
     same.out = dir.path().join("out2");
     same.previous = Some(first.out.clone());
+    // A small fleet: judge drift on the few members it has.
+    same.gates.min_members_for_drift = 1;
     let run = pitwall_score_job::run(&same, &pitwall_score_job::NoProgress)?;
     let shift = run
         .gates
@@ -259,6 +261,7 @@ fn drift_against_the_previous_run_is_gated() -> TestResult {
     harsh.out = dir.path().join("out3");
     harsh.previous = Some(first.out.clone());
     harsh.model.score.slope = 60.0;
+    harsh.gates.min_members_for_drift = 1;
     let run = pitwall_score_job::run(&harsh, &pitwall_score_job::NoProgress)?;
     assert_eq!(run.status, RunStatus::Held);
     assert!(

@@ -20,6 +20,11 @@ pub struct GateConfig {
     pub max_member_score_shift: f64,
     /// Largest tolerated population stability index of member scores against the previous run.
     pub max_member_score_psi: f64,
+    /// Scored members the drift gates need before they judge: the mean
+    /// shift over this many members scored in both runs, the PSI over this
+    /// many in each. Below it a shift or a PSI is noise (a young fleet, a
+    /// watcher's first cycles), and the gates say so instead of holding.
+    pub min_members_for_drift: usize,
     /// With a state: largest tolerated share of the rentals a run makes final
     /// that are `insufficient_coverage` (telemetry lost at the source).
     pub max_final_insufficient_coverage_ratio: f64,
@@ -33,6 +38,7 @@ impl Default for GateConfig {
             max_days_without_telemetry: 0,
             max_member_score_shift: 3.0,
             max_member_score_psi: 0.2,
+            min_members_for_drift: 100,
             max_final_insufficient_coverage_ratio: 0.05,
         }
     }
@@ -176,7 +182,24 @@ fn drift_gates(
         common.iter().map(|(_, d)| d).sum::<f64>() / common.len() as f64
     };
     let psi = psi(&sorted_values(prev), &sorted_values(cur));
-    vec![
+    let min = cfg.min_members_for_drift;
+    let too_few = |gate, threshold, have: String| GateResult {
+        gate,
+        evaluated: false,
+        passed: true,
+        observed: None,
+        threshold,
+        detail: format!(
+            "too few members to judge drift: {have}; it needs {min} (min_members_for_drift)"
+        ),
+    };
+    let shift_gate = if common.len() < min {
+        too_few(
+            "member_score_shift",
+            cfg.max_member_score_shift,
+            format!("{} scored in both runs", common.len()),
+        )
+    } else {
         GateResult {
             gate: "member_score_shift",
             evaluated: true,
@@ -187,7 +210,15 @@ fn drift_gates(
                 "mean change {shift:+.2} points over {} members scored in both runs",
                 common.len()
             ),
-        },
+        }
+    };
+    let psi_gate = if prev.len().min(cur.len()) < min {
+        too_few(
+            "member_score_psi",
+            cfg.max_member_score_psi,
+            format!("{} previous, {} current members", prev.len(), cur.len()),
+        )
+    } else {
         GateResult {
             gate: "member_score_psi",
             evaluated: true,
@@ -199,8 +230,9 @@ fn drift_gates(
                 prev.len(),
                 cur.len()
             ),
-        },
-    ]
+        }
+    };
+    vec![shift_gate, psi_gate]
 }
 
 fn sorted_values(m: &HashMap<String, f64>) -> Vec<f64> {
@@ -318,6 +350,38 @@ mod tests {
     }
 
     #[test]
+    fn drift_is_not_judged_on_too_few_members() {
+        let prev = scores(&[("a", 10.0), ("b", 20.0)]);
+        let cur = scores(&[("a", 90.0), ("b", 95.0), ("c", 99.0)]);
+        let inp = GateInputs {
+            member_scores: cur,
+            previous_member_scores: Some(prev),
+            ..Default::default()
+        };
+        let r = evaluate(&GateConfig::default(), &inp);
+        for name in ["member_score_shift", "member_score_psi"] {
+            let g = gate(&r, name);
+            assert!(!g.evaluated && g.passed, "{name}: {g:?}");
+            assert!(g.detail.contains("min_members_for_drift"), "{}", g.detail);
+        }
+        let strict = GateConfig {
+            min_members_for_drift: 2,
+            ..GateConfig::default()
+        };
+        let r = evaluate(&strict, &inp);
+        assert!(!gate(&r, "member_score_shift").passed && !gate(&r, "member_score_psi").passed);
+    }
+
+    /// Thresholds that judge drift on a handful of members, as the small
+    /// cases below have.
+    fn few() -> GateConfig {
+        GateConfig {
+            min_members_for_drift: 1,
+            ..GateConfig::default()
+        }
+    }
+
+    #[test]
     fn mean_shift_above_3_points_holds() {
         let prev = scores(&[("a", 70.0), ("b", 80.0), ("gone", 10.0)]);
         let cur_ok = scores(&[("a", 73.0), ("b", 83.0), ("new", 99.0)]);
@@ -326,7 +390,7 @@ mod tests {
             previous_member_scores: Some(prev.clone()),
             ..Default::default()
         };
-        let r = evaluate(&GateConfig::default(), &inp);
+        let r = evaluate(&few(), &inp);
         assert_eq!(gate(&r, "member_score_shift").observed, Some(3.0));
         assert!(gate(&r, "member_score_shift").passed);
         let cur_bad = scores(&[("a", 66.0), ("b", 76.9)]);
@@ -335,13 +399,7 @@ mod tests {
             previous_member_scores: Some(prev),
             ..Default::default()
         };
-        assert!(
-            !gate(
-                &evaluate(&GateConfig::default(), &inp),
-                "member_score_shift"
-            )
-            .passed
-        );
+        assert!(!gate(&evaluate(&few(), &inp), "member_score_shift").passed);
     }
 
     #[test]

@@ -49,19 +49,26 @@ pub struct StreamArgs {
     /// Chance per upload that it is sent twice (a retried upload).
     #[arg(long, default_value_t = 0.02)]
     pub resend_chance: f64,
+    /// Time a car stands between rentals, in minutes, MIN..MAX.
+    #[arg(long, default_value = "0.5..15", value_parser = parse_range)]
+    pub idle_minutes: (f64, f64),
     /// Chance per sample that it is garbage (a negative speed), for the DLQ.
     #[arg(long, default_value_t = 0.0005)]
     pub bad_chance: f64,
     /// Rental length range in minutes, MIN..MAX.
     #[arg(long, default_value = "5..30", value_parser = parse_range)]
     pub rental_minutes: (f64, f64),
+    /// Append a JSON line per returned rental when the upload carrying its last sample was put:
+    /// {"rental_id", "member_id", "put_ms"} (wall clock), for freshness measurements.
+    #[arg(long)]
+    pub put_log: Option<PathBuf>,
     /// Print the summary as JSON on stdout.
     #[arg(long)]
     pub json: bool,
 }
 
 fn parse_range(s: &str) -> Result<(f64, f64), String> {
-    let bad = || format!("{s:?}: use MIN..MAX in minutes, e.g. 5..30");
+    let bad = || format!("{s:?}: use MIN..MAX in minutes, e.g. 5..30 or 0.5..15");
     let (a, b) = s.split_once("..").ok_or_else(bad)?;
     let (a, b): (f64, f64) = (
         a.trim().parse().map_err(|_| bad())?,
@@ -96,6 +103,7 @@ pub fn run(a: StreamArgs) -> anyhow::Result<u8> {
         resend_chance: a.resend_chance,
         bad_chance: a.bad_chance,
         rental_minutes: a.rental_minutes,
+        idle_minutes: a.idle_minutes,
         ..LiveConfig::new(a.cars, a.seed, start)
     };
     let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
@@ -139,14 +147,14 @@ async fn simulate(a: &StreamArgs, cfg: LiveConfig) -> anyhow::Result<Summary> {
     while live.now_ms() < end {
         let sim_now = start + (began.elapsed().as_secs_f64() * a.speedup * 1000.0) as i64;
         let events = live.advance(sim_now.min(end));
-        let (n, calls) = deliver(&kinesis, events, &mut rentals, &a.rentals).await?;
+        let (n, calls) = deliver(&kinesis, events, &mut rentals, a).await?;
         (records_put, put_calls) = (records_put + n, put_calls + calls);
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(200)) => {}
             _ = &mut stop => break,
         }
     }
-    let (n, calls) = deliver(&kinesis, live.flush(), &mut rentals, &a.rentals).await?;
+    let (n, calls) = deliver(&kinesis, live.flush(), &mut rentals, a).await?;
     Ok(Summary {
         stream: a.stream.clone(),
         rentals_file: a.rentals.display().to_string(),
@@ -162,15 +170,23 @@ async fn deliver(
     kinesis: &Kinesis,
     events: Vec<Event>,
     rentals: &mut Vec<RentalRow>,
-    path: &std::path::Path,
+    a: &StreamArgs,
 ) -> anyhow::Result<(u64, u64)> {
+    let path = &a.rentals;
     let mut records = Vec::new();
+    let mut completed = Vec::new();
     let before = rentals.len();
     for e in events {
         match e {
             Event::Upload {
-                car_id, samples, ..
-            } => records.push((car_id, record_data(&samples))),
+                car_id,
+                samples,
+                completes,
+                ..
+            } => {
+                records.push((car_id, record_data(&samples)));
+                completed.extend(completes);
+            }
             Event::Ended { rental, .. } => rentals.push(rental),
         }
     }
@@ -178,9 +194,39 @@ async fn deliver(
         .put_records(&records)
         .await
         .with_context(|| format!("putting telemetry on {}", kinesis.stream()))?;
+    if let Some(log) = &a.put_log {
+        log_puts(log, &completed, rentals)?;
+    }
     if rentals.len() > before || !path.exists() {
         write_rentals(path, rentals)
             .with_context(|| format!("writing the rentals file {}", path.display()))?;
     }
     Ok((records.len() as u64, calls))
+}
+
+fn log_puts(
+    log: &std::path::Path,
+    completed: &[String],
+    rentals: &[RentalRow],
+) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    if completed.is_empty() {
+        return Ok(());
+    }
+    let put_ms = chrono::Utc::now().timestamp_millis();
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .with_context(|| format!("--put-log {}", log.display()))?;
+    for id in completed {
+        let member = rentals
+            .iter()
+            .rev()
+            .find(|r| r.0.as_deref() == Some(id))
+            .and_then(|r| r.1.clone());
+        let line = serde_json::json!({ "rental_id": id, "member_id": member, "put_ms": put_ms });
+        writeln!(f, "{line}").with_context(|| format!("--put-log {}", log.display()))?;
+    }
+    Ok(())
 }

@@ -6,7 +6,6 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::Context;
 use axum::extract::{Path as UrlPath, State};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
@@ -41,14 +40,7 @@ pub async fn serve(addr: SocketAddr, http: Http) -> anyhow::Result<()> {
         .route("/runs.json", get(runs_json))
         .route("/runs/{name}/{file}", get(run_file))
         .with_state(http.clone());
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("--listen {addr}: cannot bind (in use? pick another port)"))?;
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::error!(error = %e, "the HTTP server stopped");
-        }
-    });
+    super::http::serve(addr, app).await?;
     tokio::spawn(async move {
         let mut every = tokio::time::interval(SAMPLE_EVERY);
         loop {
@@ -60,17 +52,11 @@ pub async fn serve(addr: SocketAddr, http: Http) -> anyhow::Result<()> {
 }
 
 async fn readyz(State(h): State<Arc<Http>>) -> (StatusCode, String) {
-    match h.metrics.ready(READY_WITHIN) {
-        Ok(msg) => (StatusCode::OK, msg + "\n"),
-        Err(msg) => (StatusCode::SERVICE_UNAVAILABLE, msg + "\n"),
-    }
+    super::http::probe(h.metrics.ready(READY_WITHIN))
 }
 
 async fn metrics(State(h): State<Arc<Http>>) -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        h.metrics.render(),
-    )
+    super::http::prometheus(h.metrics.render())
 }
 
 async fn status_json(State(h): State<Arc<Http>>) -> Response {

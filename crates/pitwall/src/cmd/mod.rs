@@ -3,6 +3,7 @@
 mod demo;
 mod gen_fleet;
 mod gen_stream;
+mod http;
 mod ingest;
 mod ingest_alerts;
 mod ingest_http;

@@ -305,29 +305,15 @@ async fn http(
         .route("/", get(|| async { Html(PAGE) }))
         .route("/status.json", get(status_json))
         .with_state(h);
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("--listen {addr}: cannot bind (in use? pick another port)"))?;
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::error!(error = %e, "the HTTP server stopped");
-        }
-    });
-    Ok(())
+    super::http::serve(addr, app).await
 }
 
 async fn readyz(State(h): State<Arc<Http>>) -> (StatusCode, String) {
-    match h.metrics.ready() {
-        Ok(msg) => (StatusCode::OK, msg + "\n"),
-        Err(msg) => (StatusCode::SERVICE_UNAVAILABLE, msg + "\n"),
-    }
+    super::http::probe(h.metrics.ready())
 }
 
 async fn metrics_text(State(h): State<Arc<Http>>) -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        h.metrics.render(),
-    )
+    super::http::prometheus(h.metrics.render())
 }
 
 async fn status_json(State(h): State<Arc<Http>>) -> impl IntoResponse {

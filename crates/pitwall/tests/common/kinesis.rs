@@ -148,6 +148,29 @@ pub fn ingest_command(
     cmd
 }
 
+/// The telemetry contract, as the tests hand it to `ingest run --contract`.
+pub const TELEMETRY_CONTRACT: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../contracts/telemetry.kinematics.odcs.yaml"
+);
+
+/// Lands everything on `stream` in `lake` against the telemetry contract,
+/// committing every second, and returns once the worker stopped (idle 3 s).
+pub fn ingest_telemetry(stream: &str, lake: &str, leases: &Path) -> TestResult {
+    let args = [
+        "--contract",
+        TELEMETRY_CONTRACT,
+        "--stop-when-idle",
+        "3s",
+        "--roll-age",
+        "1s",
+    ];
+    wait_ok(
+        ingest(stream, lake, leases, &args)?,
+        Duration::from_secs(90),
+    )
+}
+
 pub fn wait_ok(child: Child, within: Duration) -> TestResult {
     let deadline = Instant::now() + within;
     let mut child = child;

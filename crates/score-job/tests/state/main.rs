@@ -338,6 +338,39 @@ fn a_held_run_does_not_commit_and_force_commits_it_on_record() -> TestResult {
 }
 
 #[test]
+fn a_run_whose_fence_says_no_at_the_commit_commits_nothing() -> TestResult {
+    let d = Dirs::new()?;
+    two_rentals(&d)?;
+    let state = d.state();
+    d.run(BASE + 3 * HOUR, "first", Some(&state))?;
+    let before = head_seq(&state)?;
+    let mut cfg = d.config(BASE + 9 * HOUR, "fenced", Some(&state));
+    // A watcher whose lease is no longer provably its own.
+    let asked = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let seen = asked.clone();
+    if let Some(o) = cfg.state.as_mut() {
+        o.fence = Some(pitwall_score_job::Fence(std::sync::Arc::new(move || {
+            seen.store(true, std::sync::atomic::Ordering::SeqCst);
+            false
+        })));
+    }
+    let err = pitwall_score_job::run(&cfg, &pitwall_score_job::NoProgress)
+        .expect_err("a fenced run must not commit");
+    assert!(
+        asked.load(std::sync::atomic::Ordering::SeqCst),
+        "the fence is asked"
+    );
+    assert!(matches!(err, JobError::StateRefused { .. }), "{err}");
+    assert!(err.to_string().contains("lease"), "{err}");
+    assert_eq!(
+        head_seq(&state)?,
+        before,
+        "the state is as after the last committed run"
+    );
+    Ok(())
+}
+
+#[test]
 fn the_pending_gate_leaves_out_the_rentals_of_the_last_hour() -> TestResult {
     let d = Dirs::new()?;
     two_rentals(&d)?;

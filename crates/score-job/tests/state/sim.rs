@@ -151,6 +151,7 @@ pub fn open_gates() -> GateConfig {
         max_member_score_shift: 1000.0,
         max_member_score_psi: 1000.0,
         max_final_insufficient_coverage_ratio: 1.0,
+        ..GateConfig::default()
     }
 }
 
