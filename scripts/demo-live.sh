@@ -59,15 +59,17 @@ EOF
   --contract contracts/telemetry.kinematics.odcs.yaml --leases "sqlite:$work/ingest-leases.db" \
   --roll-age 10s --listen 127.0.0.1:9464 2>"$work/ingest.log" &
 pids+=($!)
+"$bin" gen stream --stream "$stream" --rentals "$work/rentals.parquet" --cars "$cars" \
+  --speedup "$speedup" --duration 24h --rental-minutes 5..30 --idle-minutes 0.5..10 \
+  2>"$work/gen.log" &
+pids+=($!)
+# The simulator writes the (empty) rentals file first; the watcher reads it.
+while [ ! -e "$work/rentals.parquet" ]; do sleep 0.2; done
 "$bin" score watch --state "$work/state" --rentals "$work/rentals.parquet" \
   --telemetry "$work/lake/telemetry.kinematics" --model "$work/model.toml" --every 15s \
   --leases "sqlite:$work/watch-leases.db" --out "$work/cycles" --listen 127.0.0.1:9465 \
   --brokers "$PITWALL_TEST_KAFKA" --topic "$topic" --registry "file:$work/registry" \
   --transactional=false 2>"$work/watch.log" &
-pids+=($!)
-"$bin" gen stream --stream "$stream" --rentals "$work/rentals.parquet" --cars "$cars" \
-  --speedup "$speedup" --duration 24h --rental-minutes 5..30 --idle-minutes 0.5..10 \
-  2>"$work/gen.log" &
 pids+=($!)
 
 cat <<EOF

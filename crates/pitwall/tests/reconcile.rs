@@ -2,14 +2,14 @@
 //! `pitwall ingest files`: agreement exits 0; a lake missing, adding and
 //! changing events exits 4 and names them; locally and on S3 (moto).
 
-use std::io::Write as _;
 use std::path::Path;
 use std::process::Command;
 
 mod common;
 
 use common::{
-    Error, KEY, T0, TestResult, event, id, pitwall, reconcile, s3_bucket, upload, write_legacy,
+    Error, KEY, T0, TestResult, event, id, pitwall, reconcile, recorder, s3_bucket, upload,
+    write_legacy,
 };
 
 fn ingest(input: &str, lake: &str) -> TestResult {
@@ -116,43 +116,6 @@ fn legacy_and_lake_on_s3_reconcile() -> TestResult {
     assert_eq!(code, 0, "{r:#}");
     assert_eq!(r["totals"]["matched"], good.len());
     Ok(())
-}
-
-/// A recorder of HTTP requests (request line and body), answering 202.
-fn recorder() -> Result<(String, std::sync::mpsc::Receiver<(String, String)>), Error> {
-    use std::io::{BufRead, BufReader, Read};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-    let addr = listener.local_addr()?;
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for mut conn in listener.incoming().flatten() {
-            let mut r = BufReader::new(match conn.try_clone() {
-                Ok(c) => c,
-                Err(_) => continue,
-            });
-            let (mut line, mut len) = (String::new(), 0usize);
-            let _ = r.read_line(&mut line);
-            loop {
-                let mut h = String::new();
-                if r.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
-                    break;
-                }
-                if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
-                    len = v.trim().parse().unwrap_or(0);
-                }
-            }
-            let mut body = vec![0; len];
-            let _ = r.read_exact(&mut body);
-            let _ = conn.write_all(
-                b"HTTP/1.1 202 Accepted\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
-            );
-            let _ = tx.send((
-                line.trim().to_string(),
-                String::from_utf8_lossy(&body).into_owned(),
-            ));
-        }
-    });
-    Ok((format!("http://{addr}"), rx))
 }
 
 #[test]

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::kinesis::{free_port, http_get, metric, wait_for};
-use common::{TestResult, pitwall};
+use common::kinesis::{free_port, http_get, metric, unique, wait_for};
+use common::{TestResult, pitwall, recorder};
 
 fn fleet(dir: &Path) -> TestResult {
     let out = pitwall(&[
@@ -32,8 +32,12 @@ fn fleet(dir: &Path) -> TestResult {
 }
 
 fn watcher(dir: &Path, rentals: &Path, name: &str, port: u16) -> Result<Child, common::Error> {
-    Ok(Command::new(env!("CARGO_BIN_EXE_pitwall"))
-        .args(["score", "watch", "--state"])
+    Ok(watch_command(dir, rentals, name, port).spawn()?)
+}
+
+fn watch_command(dir: &Path, rentals: &Path, name: &str, port: u16) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pitwall"));
+    cmd.args(["score", "watch", "--state"])
         .arg(dir.join("state"))
         .arg("--rentals")
         .arg(rentals)
@@ -47,8 +51,8 @@ fn watcher(dir: &Path, rentals: &Path, name: &str, port: u16) -> Result<Child, c
         .args(["--listen", &format!("127.0.0.1:{port}")])
         .env("PITWALL_LOG", "info")
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()?)
+        .stderr(Stdio::piped());
+    cmd
 }
 
 fn log_entries(dir: &Path) -> usize {
@@ -142,13 +146,28 @@ fn a_cycle_that_cannot_read_its_rentals_fails_alone_and_the_next_goes_on() -> Te
     let rentals = dir.path().join("rentals.parquet");
     std::fs::write(&rentals, b"not parquet")?;
     let port = free_port();
-    let w = watcher(dir.path(), &rentals, "w", port)?;
+    let (hook, alerts) = recorder()?;
+    let w = watch_command(dir.path(), &rentals, "w", port)
+        .env(
+            "PITWALL_SLACK_WEBHOOK_URL",
+            format!("{hook}/services/T/B/X"),
+        )
+        .spawn()?;
     wait_for("a failed cycle", || {
         http_get(port, "/metrics")
             .is_some_and(|(_, m)| m.contains("pitwall_watch_cycles_total{outcome=\"failed\"} 1"))
     });
     assert_eq!(log_entries(dir.path()), 0, "a failed cycle commits nothing");
     assert_eq!(http_get(port, "/readyz").map(|r| r.0), Some(503));
+    let (_, fired) = alerts.recv_timeout(Duration::from_secs(10))?;
+    assert!(
+        fired.contains("a cycle failed") && fired.contains("rentals"),
+        "{fired}"
+    );
+    wait_for("more failed cycles", || {
+        http_get(port, "/metrics").is_some_and(|(_, m)| m.contains("outcome=\"failed\"} 3"))
+    });
+    assert!(alerts.try_recv().is_err(), "a lasting failure alerts once");
     // The rentals file is fixed (written whole, as an extract job would).
     std::fs::copy(
         dir.path().join("fleet/rentals.parquet"),
@@ -162,4 +181,162 @@ fn a_cycle_that_cannot_read_its_rentals_fails_alone_and_the_next_goes_on() -> Te
     sigterm(&w)?;
     exits_ok(w, Duration::from_secs(30))?;
     Ok(())
+}
+
+/// Member keys on a topic, read from the start.
+fn topic_keys(brokers: &str, topic: &str) -> Result<Vec<String>, common::Error> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::Message;
+    let c: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", unique("watch-keys"))
+        .set("auto.offset.reset", "earliest")
+        .create()?;
+    c.subscribe(&[topic])?;
+    let (mut keys, mut quiet) = (Vec::new(), Instant::now());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline && (keys.is_empty() || quiet.elapsed() < Duration::from_secs(3))
+    {
+        if let Some(m) = c.poll(Duration::from_millis(200)) {
+            keys.push(String::from_utf8_lossy(m?.key().unwrap_or_default()).into_owned());
+            quiet = Instant::now();
+        }
+    }
+    Ok(keys)
+}
+
+fn create_topic(brokers: &str, topic: &str) -> TestResult {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    for r in rt.block_on(admin.create_topics(
+        &[NewTopic::new(topic, 2, TopicReplication::Fixed(1))],
+        &AdminOptions::new(),
+    ))? {
+        r.map_err(|(t, e)| format!("creating {t}: {e}"))?;
+    }
+    Ok(())
+}
+
+#[test]
+fn a_failed_publication_alerts_and_the_next_one_catches_up() -> TestResult {
+    let Ok(brokers) = std::env::var("PITWALL_TEST_KAFKA") else {
+        assert!(
+            std::env::var_os("PITWALL_REQUIRE_SERVICES").is_none(),
+            "PITWALL_TEST_KAFKA is not set"
+        );
+        return Ok(());
+    };
+    let dir = tempfile::tempdir()?;
+    fleet(&dir.path().join("fleet"))?;
+    let rentals = dir.path().join("fleet/rentals.parquet");
+    let topic = unique("watch-catchup");
+    let registry = format!("file:{}", dir.path().join("registry").display());
+    let (hook, alerts) = recorder()?;
+    // No broker listens on a free port: the cycle commits, the publication fails.
+    let down = free_port();
+    let out = watch_command(dir.path(), &rentals, "w", free_port())
+        .args([
+            "--cycles",
+            "1",
+            "--brokers",
+            &format!("127.0.0.1:{down}"),
+            "--kafka-timeout",
+            "2s",
+        ])
+        .args([
+            "--topic",
+            &topic,
+            "--registry",
+            &registry,
+            "--transactional=false",
+        ])
+        .env(
+            "PITWALL_SLACK_WEBHOOK_URL",
+            format!("{hook}/services/T/B/X"),
+        )
+        .output()?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        log_entries(dir.path()),
+        1,
+        "the cycle committed before publishing"
+    );
+    let (_, fired) = alerts.recv_timeout(Duration::from_secs(10))?;
+    assert!(fired.contains("publication failed"), "{fired}");
+
+    create_topic(&brokers, &topic)?;
+    let out = watch_command(dir.path(), &rentals, "w", free_port())
+        .args(["--cycles", "1", "--brokers", &brokers])
+        .args([
+            "--topic",
+            &topic,
+            "--registry",
+            &registry,
+            "--transactional=false",
+        ])
+        .output()?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let keys = topic_keys(&brokers, &topic)?;
+    let eligible = eligible_members(&dir.path().join("state"))?;
+    let mut sorted = keys.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted.len(), keys.len(), "no member sent twice");
+    assert_eq!(
+        sorted, eligible,
+        "the next publication sent every eligible member the failed one missed"
+    );
+    Ok(())
+}
+
+/// The eligible members of a state's snapshot, by `score state export`.
+fn eligible_members(state: &Path) -> Result<Vec<String>, common::Error> {
+    use arrow_array::cast::AsArray;
+    let out_dir = state.with_file_name("export");
+    let out = pitwall(&[
+        "score",
+        "state",
+        "export",
+        "--state",
+        &state.display().to_string(),
+        "--out",
+        &out_dir.display().to_string(),
+    ])?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let file = std::fs::File::open(out_dir.join("member_scores.parquet"))?;
+    let mut ids = Vec::new();
+    for b in
+        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)?.build()?
+    {
+        let b = b?;
+        let id = b
+            .column_by_name("member_id")
+            .ok_or("member_id")?
+            .as_string::<i32>();
+        let eligible = b.column_by_name("eligible").ok_or("eligible")?.as_boolean();
+        ids.extend(
+            (0..b.num_rows())
+                .filter(|&i| eligible.value(i))
+                .map(|i| id.value(i).to_string()),
+        );
+    }
+    ids.sort();
+    Ok(ids)
 }

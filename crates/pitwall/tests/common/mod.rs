@@ -139,3 +139,41 @@ for d, _, files in os.walk(root):
         p = os.path.join(d, f)
         s3.upload_file(p, bucket, prefix + "/" + os.path.relpath(p, root))
 "#;
+
+/// A local HTTP server that answers 202 to everything and hands on each
+/// request's line and body: the Slack and Opsgenie endpoints of the alert tests.
+pub fn recorder() -> Result<(String, std::sync::mpsc::Receiver<(String, String)>), Error> {
+    use std::io::{BufRead, BufReader, Read};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for mut conn in listener.incoming().flatten() {
+            let mut r = BufReader::new(match conn.try_clone() {
+                Ok(c) => c,
+                Err(_) => continue,
+            });
+            let (mut line, mut len) = (String::new(), 0usize);
+            let _ = r.read_line(&mut line);
+            loop {
+                let mut h = String::new();
+                if r.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
+                    break;
+                }
+                if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; len];
+            let _ = r.read_exact(&mut body);
+            let _ = conn.write_all(
+                b"HTTP/1.1 202 Accepted\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+            );
+            let _ = tx.send((
+                line.trim().to_string(),
+                String::from_utf8_lossy(&body).into_owned(),
+            ));
+        }
+    });
+    Ok((format!("http://{addr}"), rx))
+}
