@@ -118,6 +118,9 @@ fn one_watcher_acts_a_second_waits_and_takes_over_on_sigterm() -> TestResult {
     let (_, status) = http_get(pb, "/status.json").ok_or("status.json")?;
     let status: serde_json::Value = serde_json::from_str(&status)?;
     assert_eq!(status["lease_held"], true);
+    assert!(status["cycles"][0]["report"]["rentals_evaluated"].is_u64());
+    let (code, page) = http_get(pb, "/").ok_or("status page")?;
+    assert!(code == 200 && page.contains("score watch") && page.contains("/status.json"));
     assert_eq!(status["leases"][0]["owner"], "b");
     sigterm(&b)?;
     exits_ok(b, Duration::from_secs(30))?;

@@ -157,10 +157,10 @@ impl Holder {
         }
     }
 
-    /// Renews every failover/3 until `stop`; a failed renewal call is logged
+    /// Renews every failover/3 until `done`; a failed renewal call is logged
     /// and retried (the lease stays trusted only until its validity ends).
-    pub async fn keep(&self, stop: &AtomicBool) {
-        while !stop.load(Ordering::SeqCst) && !self.was_lost() {
+    pub async fn keep(&self, done: &AtomicBool) {
+        while !done.load(Ordering::SeqCst) && !self.was_lost() {
             tokio::time::sleep(self.timings.renew_every).await;
             if let Err(e) = self.renew().await {
                 tracing::warn!(lease = %self.name, error = %e, "renewing the lease failed; retrying");

@@ -109,9 +109,13 @@ pub async fn watch(
             break;
         }
         metrics.set_lease(true);
+        // Renewals go on until the cycle under way is done, whatever `stop`
+        // says: a SIGTERM mid-cycle must not let the lease lapse before the
+        // cycle commits.
+        let renewing = Arc::new(AtomicBool::new(false));
         let keeper = {
-            let (holder, stop) = (holder.clone(), stop.clone());
-            tokio::spawn(async move { holder.keep(&stop).await })
+            let (holder, done) = (holder.clone(), renewing.clone());
+            tokio::spawn(async move { holder.keep(&done).await })
         };
         while !stop.load(Ordering::SeqCst) && holder.is_valid() {
             let started = Instant::now();
@@ -121,6 +125,7 @@ pub async fn watch(
             let wait = cfg.every.saturating_sub(started.elapsed());
             sleep_unless_stopped(wait, &stop, &holder).await;
         }
+        renewing.store(true, Ordering::SeqCst);
         keeper.abort();
         if stop.load(Ordering::SeqCst) {
             let _ = holder.release().await;
@@ -201,5 +206,98 @@ async fn sleep_unless_stopped(wait: Duration, stop: &AtomicBool, holder: &lease:
     let until = Instant::now() + wait;
     while Instant::now() < until && !stop.load(Ordering::SeqCst) && holder.is_valid() {
         tokio::time::sleep((until - Instant::now()).min(Duration::from_millis(100))).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pitwall_lease::LeaseTimings;
+    use pitwall_lease::sqlite::SqliteLeases;
+    use std::sync::Mutex;
+
+    /// A cycle that outlasts the lease's validity, asked to stop as it
+    /// starts (a SIGTERM mid-cycle), and says whether it could still commit.
+    struct Slow {
+        stop: Arc<AtomicBool>,
+        took: Duration,
+        could_commit: Mutex<Vec<bool>>,
+    }
+
+    impl Step for Slow {
+        fn cycle(
+            &self,
+            _: i64,
+            may_commit: Arc<dyn Fn() -> bool + Send + Sync>,
+        ) -> Result<CycleReport, String> {
+            self.stop.store(true, Ordering::SeqCst);
+            std::thread::sleep(self.took);
+            if let Ok(mut v) = self.could_commit.lock() {
+                v.push(may_commit());
+            }
+            Ok(CycleReport::default())
+        }
+    }
+
+    #[derive(Default)]
+    struct Recorded(Mutex<Vec<(String, bool)>>);
+
+    impl Alerts for Recorded {
+        fn outcome(&self, key: &str, problem: Option<(String, String)>) {
+            if let Ok(mut v) = self.0.lock() {
+                v.push((key.to_string(), problem.is_some()));
+            }
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stop_during_a_cycle_longer_than_the_lease_still_lets_it_commit() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = Arc::new(SqliteLeases::open(&dir.path().join("l.db")).expect("sqlite"));
+        let failover = Duration::from_millis(900);
+        let holder = Arc::new(lease::Holder::new(
+            store,
+            "score-watch:/s",
+            "w",
+            LeaseTimings::new(failover),
+        ));
+        let stop = Arc::new(AtomicBool::new(false));
+        let step = Arc::new(Slow {
+            stop: stop.clone(),
+            took: failover * 3,
+            could_commit: Mutex::new(Vec::new()),
+        });
+        let cfg = WatchConfig {
+            every: Duration::from_millis(100),
+            now_ms: Arc::new(|| 0),
+        };
+        let metrics = Arc::new(WatchMetrics::new(cfg.every));
+        let alerts = Arc::new(Recorded::default());
+        watch(
+            cfg,
+            holder.clone(),
+            step.clone(),
+            alerts.clone(),
+            metrics.clone(),
+            stop,
+        )
+        .await
+        .expect("watch");
+        assert_eq!(
+            *step.could_commit.lock().expect("lock"),
+            vec![true],
+            "one cycle, its lease kept"
+        );
+        assert!(!holder.is_valid(), "the lease is released after the cycle");
+        assert!(
+            metrics
+                .render()
+                .contains("pitwall_watch_cycles_total{outcome=\"committed\"} 1")
+        );
+        let recorded = alerts.0.lock().expect("lock");
+        assert!(
+            recorded.iter().all(|(_, firing)| !firing),
+            "nothing to alert: {recorded:?}"
+        );
     }
 }
