@@ -1,0 +1,466 @@
+//! The Poisson GLM with log link and offset, fitted by IRLS.
+//!
+//! Ridge: the penalised log-likelihood is `ℓ(β) − λ/2 Σᵢ₌₁ᵏ βᵢ²` (β₀ is not
+//! penalised). That is statsmodels' `GLM.fit_regularized(L1_wt=0)` with
+//! `alpha = [0, λ/n, …, λ/n]`: statsmodels scales the log-likelihood by 1/n
+//! and penalises `alpha/2 × β²`. Standard errors of a ridge fit are from the
+//! penalised information `(XᵀWX + λI₊)⁻¹`.
+
+use serde::Serialize;
+
+use crate::linalg::{Matrix, inverse, solve};
+
+/// The rows of a fit: per rental, its factor values, the offset
+/// log(distance / 100 km) and its count of at-fault claims.
+#[derive(Debug, Clone, Default)]
+pub struct Design {
+    pub names: Vec<String>,
+    /// Row-major: `rows × names.len()` factor values (the intercept is added).
+    pub x: Vec<f64>,
+    pub offset: Vec<f64>,
+    pub y: Vec<f64>,
+}
+
+impl Design {
+    pub fn rows(&self) -> usize {
+        self.y.len()
+    }
+
+    fn k(&self) -> usize {
+        self.names.len()
+    }
+
+    /// Row i with the intercept first.
+    fn row(&self, i: usize, out: &mut [f64]) {
+        let k = self.k();
+        out[0] = 1.0;
+        out[1..=k].copy_from_slice(&self.x[i * k..(i + 1) * k]);
+    }
+
+    /// The same rows without factor `drop` (for its likelihood-ratio test).
+    fn without(&self, drop: usize) -> Design {
+        let k = self.k();
+        let mut x = Vec::with_capacity(self.rows() * (k - 1));
+        for i in 0..self.rows() {
+            let r = &self.x[i * k..(i + 1) * k];
+            x.extend(
+                r.iter()
+                    .enumerate()
+                    .filter(|(j, _)| *j != drop)
+                    .map(|(_, v)| *v),
+            );
+        }
+        let mut names = self.names.clone();
+        names.remove(drop);
+        Design {
+            names,
+            x,
+            offset: self.offset.clone(),
+            y: self.y.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct FitOptions {
+    /// Ridge penalty λ on β₁…βₖ; 0 for plain maximum likelihood.
+    pub ridge: f64,
+    pub max_iterations: usize,
+    /// Convergence: relative change of the (penalised) deviance below this.
+    pub tolerance: f64,
+    /// Likelihood-ratio tests of dropping each factor (k more fits).
+    pub lr_tests: bool,
+}
+
+impl Default for FitOptions {
+    fn default() -> Self {
+        FitOptions {
+            ridge: 0.0,
+            max_iterations: 50,
+            tolerance: 1e-10,
+            lr_tests: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Coefficient {
+    pub name: String,
+    pub estimate: f64,
+    pub std_error: f64,
+    /// 95 % Wald interval.
+    pub ci_low: f64,
+    pub ci_high: f64,
+    /// Deviance gained by dropping it, and its χ²(1) p-value.
+    pub lr_statistic: Option<f64>,
+    pub lr_p_value: Option<f64>,
+    /// Standard error scaled by the Pearson dispersion (quasi-Poisson).
+    pub quasi_std_error: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Fit {
+    pub coefficients: Vec<Coefficient>,
+    pub log_likelihood: f64,
+    pub deviance: f64,
+    pub null_deviance: f64,
+    pub aic: f64,
+    /// Pearson χ² / (n − p); above 1.2 the data are over-dispersed.
+    pub dispersion: f64,
+    pub iterations: usize,
+    pub rows: usize,
+    pub claims: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum FitError {
+    #[error("no rows to fit")]
+    Empty,
+    #[error("row {row}: {problem}")]
+    BadRow { row: usize, problem: String },
+    #[error(
+        "the design matrix is singular: a factor is constant or a copy of others \
+         (one never observed in the training rows?); drop it or use --ridge"
+    )]
+    Singular,
+    #[error("IRLS did not converge in {0} iterations (relative deviance change < 1e-10)")]
+    NotConverged(usize),
+}
+
+const Z95: f64 = 1.959_963_984_540_054;
+
+/// Fits the model; see the module's notes for the ridge and the errors.
+pub fn fit(d: &Design, opts: &FitOptions) -> Result<Fit, FitError> {
+    check(d)?;
+    let p = d.k() + 1;
+    let (beta, info, iterations) = irls(d, opts)?;
+    let mu = means(d, &beta);
+    let ll = log_likelihood(&d.y, &mu);
+    let deviance = deviance(&d.y, &mu);
+    let null_deviance = null_deviance(d);
+    let pearson: f64 =
+        d.y.iter()
+            .zip(&mu)
+            .map(|(y, m)| (y - m) * (y - m) / m)
+            .sum();
+    let dispersion = pearson / (d.rows() as f64 - p as f64).max(1.0);
+    let cov = inverse(&info.cholesky().ok_or(FitError::Singular)?);
+    let names: Vec<String> = std::iter::once("intercept".to_string())
+        .chain(d.names.iter().cloned())
+        .collect();
+    let mut coefficients = Vec::with_capacity(p);
+    for (j, name) in names.into_iter().enumerate() {
+        let se = cov.at(j, j).sqrt();
+        let lr = if opts.lr_tests && j > 0 {
+            let reduced = fit(
+                &d.without(j - 1),
+                &FitOptions {
+                    lr_tests: false,
+                    ..*opts
+                },
+            )?;
+            let stat = (reduced.deviance - deviance).max(0.0);
+            Some((stat, chi2_1_survival(stat)))
+        } else {
+            None
+        };
+        coefficients.push(Coefficient {
+            name,
+            estimate: beta[j],
+            std_error: se,
+            ci_low: beta[j] - Z95 * se,
+            ci_high: beta[j] + Z95 * se,
+            lr_statistic: lr.map(|l| l.0),
+            lr_p_value: lr.map(|l| l.1),
+            quasi_std_error: se * dispersion.sqrt(),
+        });
+    }
+    Ok(Fit {
+        coefficients,
+        log_likelihood: ll,
+        deviance,
+        null_deviance,
+        aic: -2.0 * ll + 2.0 * p as f64,
+        dispersion,
+        iterations,
+        rows: d.rows(),
+        claims: d.y.iter().sum(),
+    })
+}
+
+fn check(d: &Design) -> Result<(), FitError> {
+    let n = d.rows();
+    if n == 0 {
+        return Err(FitError::Empty);
+    }
+    let k = d.k();
+    if d.x.len() != n * k || d.offset.len() != n {
+        return Err(FitError::BadRow {
+            row: 0,
+            problem: "the columns have different lengths".into(),
+        });
+    }
+    for i in 0..n {
+        let bad = |problem: &str| FitError::BadRow {
+            row: i,
+            problem: problem.into(),
+        };
+        let whole = d.y[i].is_finite() && d.y[i] >= 0.0 && d.y[i].fract() == 0.0;
+        if !whole {
+            return Err(bad("the claim count is not a whole number ≥ 0"));
+        }
+        if !d.offset[i].is_finite() || d.x[i * k..(i + 1) * k].iter().any(|v| !v.is_finite()) {
+            return Err(bad(
+                "a factor or the distance offset is not finite (distance 0?)",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// β, the (penalised) information at β, and the iterations taken.
+fn irls(d: &Design, opts: &FitOptions) -> Result<(Vec<f64>, Matrix, usize), FitError> {
+    let p = d.k() + 1;
+    // Start from the intercept-only rate: every row's μ at the overall frequency.
+    let exposure: f64 = d.offset.iter().map(|o| o.exp()).sum();
+    let mut beta = vec![0.0; p];
+    beta[0] = ((d.y.iter().sum::<f64>() + 0.5) / exposure).ln();
+    let mut last = f64::INFINITY;
+    let mut row = vec![0.0; p];
+    for it in 1..=opts.max_iterations {
+        let mut info = Matrix::zeros(p);
+        let mut score = vec![0.0; p];
+        for i in 0..d.rows() {
+            d.row(i, &mut row);
+            let eta = d.offset[i] + dot(&row, &beta);
+            let mu = eta.exp();
+            // Newton on the log-likelihood: for the canonical link this is
+            // IRLS with weight μ and working response η − offset + (y − μ)/μ.
+            for a in 0..p {
+                score[a] += row[a] * (d.y[i] - mu);
+                for b in 0..=a {
+                    info.add(a, b, row[a] * row[b] * mu);
+                }
+            }
+        }
+        for a in 0..p {
+            for b in 0..a {
+                let v = info.at(a, b);
+                info.a[b * p + a] = v;
+            }
+        }
+        for j in 1..p {
+            info.add(j, j, opts.ridge);
+            score[j] -= opts.ridge * beta[j];
+        }
+        let l = info.cholesky().ok_or(FitError::Singular)?;
+        let step = solve(&l, &score);
+        for (b, s) in beta.iter_mut().zip(&step) {
+            *b += s;
+        }
+        let mu = means(d, &beta);
+        let penalised =
+            deviance(&d.y, &mu) + opts.ridge * beta[1..].iter().map(|b| b * b).sum::<f64>();
+        if !penalised.is_finite() {
+            return Err(FitError::NotConverged(it));
+        }
+        if (last - penalised).abs() <= opts.tolerance * penalised.abs().max(1e-300) {
+            let info = information(d, &beta, opts.ridge);
+            return Ok((beta, info, it));
+        }
+        last = penalised;
+    }
+    Err(FitError::NotConverged(opts.max_iterations))
+}
+
+fn information(d: &Design, beta: &[f64], ridge: f64) -> Matrix {
+    let p = beta.len();
+    let mut info = Matrix::zeros(p);
+    let mut row = vec![0.0; p];
+    for i in 0..d.rows() {
+        d.row(i, &mut row);
+        let mu = (d.offset[i] + dot(&row, beta)).exp();
+        for a in 0..p {
+            for b in 0..p {
+                info.add(a, b, row[a] * row[b] * mu);
+            }
+        }
+    }
+    for j in 1..p {
+        info.add(j, j, ridge);
+    }
+    info
+}
+
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+fn means(d: &Design, beta: &[f64]) -> Vec<f64> {
+    let mut row = vec![0.0; beta.len()];
+    (0..d.rows())
+        .map(|i| {
+            d.row(i, &mut row);
+            (d.offset[i] + dot(&row, beta)).exp()
+        })
+        .collect()
+}
+
+fn log_likelihood(y: &[f64], mu: &[f64]) -> f64 {
+    y.iter()
+        .zip(mu)
+        .map(|(&y, &m)| y * m.ln() - m - libm::lgamma(y + 1.0))
+        .sum()
+}
+
+fn deviance(y: &[f64], mu: &[f64]) -> f64 {
+    2.0 * y
+        .iter()
+        .zip(mu)
+        .map(|(&y, &m)| {
+            if y > 0.0 {
+                y * (y / m).ln() - (y - m)
+            } else {
+                m
+            }
+        })
+        .sum::<f64>()
+}
+
+/// The intercept-only model with the same offsets: μ = exposure × rate.
+fn null_deviance(d: &Design) -> f64 {
+    let exposure: Vec<f64> = d.offset.iter().map(|o| o.exp()).collect();
+    let rate = d.y.iter().sum::<f64>() / exposure.iter().sum::<f64>();
+    let mu: Vec<f64> = exposure.iter().map(|e| e * rate).collect();
+    deviance(&d.y, &mu)
+}
+
+/// P(χ²₁ > x) = erfc(√(x/2)).
+fn chi2_1_survival(x: f64) -> f64 {
+    libm::erfc((x / 2.0).sqrt())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{RngExt, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    /// Rows drawn from the model with known β (Poisson by inversion).
+    fn planted(n: usize, beta: &[f64], seed: u64) -> Design {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let k = beta.len() - 1;
+        let mut d = Design {
+            names: (0..k).map(|j| format!("x{j}")).collect(),
+            ..Design::default()
+        };
+        for _ in 0..n {
+            let km: f64 = rng.random_range(2.0..80.0);
+            let xs: Vec<f64> = (0..k).map(|_| rng.random_range(0.0..3.0)).collect();
+            let off = (km / 100.0).ln();
+            let mu =
+                (off + beta[0] + xs.iter().zip(&beta[1..]).map(|(x, b)| x * b).sum::<f64>()).exp();
+            let (mut y, mut p, u) = (0.0, (-mu).exp(), rng.random::<f64>());
+            let mut c = p;
+            while u > c {
+                y += 1.0;
+                p *= mu / y;
+                c += p;
+            }
+            d.x.extend(xs);
+            d.offset.push(off);
+            d.y.push(y);
+        }
+        d
+    }
+
+    #[test]
+    fn recovers_planted_coefficients_within_two_standard_errors() {
+        let beta = [-3.0, 0.2, 0.1, -0.15];
+        let d = planted(40_000, &beta, 9);
+        let f = fit(&d, &FitOptions::default()).expect("fit");
+        for (c, b) in f.coefficients.iter().zip(beta) {
+            assert!((c.estimate - b).abs() < 2.0 * c.std_error, "{c:?} vs {b}");
+            assert!(c.ci_low < b && b < c.ci_high);
+        }
+        assert!(f.deviance < f.null_deviance);
+        assert!(
+            (f.dispersion - 1.0).abs() < 0.1,
+            "Poisson data: dispersion near 1, {}",
+            f.dispersion
+        );
+        // A real effect is significant, and the likelihood-ratio statistic
+        // is close to the Wald z² (they agree asymptotically).
+        let c = &f.coefficients[1];
+        let (lr, z2) = (
+            c.lr_statistic.unwrap_or(0.0),
+            (c.estimate / c.std_error).powi(2),
+        );
+        assert!(c.lr_p_value.is_some_and(|p| p < 1e-3), "{c:?}");
+        assert!((lr - z2).abs() < 0.2 * z2, "LR {lr} vs Wald {z2}");
+    }
+
+    #[test]
+    fn ridge_shrinks_the_factors_but_not_the_intercept_rate() {
+        let d = planted(5_000, &[-2.5, 0.4, -0.3], 3);
+        let plain = fit(&d, &FitOptions::default()).expect("fit");
+        let ridge = fit(
+            &d,
+            &FitOptions {
+                ridge: 500.0,
+                ..FitOptions::default()
+            },
+        )
+        .expect("fit");
+        for j in 1..3 {
+            assert!(ridge.coefficients[j].estimate.abs() < plain.coefficients[j].estimate.abs());
+        }
+    }
+
+    #[test]
+    fn a_constant_factor_is_refused_as_singular_not_fitted_to_nan() {
+        let mut d = planted(500, &[-2.0, 0.3], 1);
+        for v in &mut d.x {
+            *v = 0.0; // a factor never observed
+        }
+        assert_eq!(fit(&d, &FitOptions::default()), Err(FitError::Singular));
+        // A ridge makes the system definite: the factor's β is then 0.
+        let f = fit(
+            &d,
+            &FitOptions {
+                ridge: 1.0,
+                lr_tests: false,
+                ..FitOptions::default()
+            },
+        )
+        .expect("ridge fit");
+        assert_eq!(f.coefficients[1].estimate, 0.0);
+    }
+
+    #[test]
+    fn bad_rows_and_empty_designs_are_refused_by_row() {
+        assert_eq!(
+            fit(&Design::default(), &FitOptions::default()),
+            Err(FitError::Empty)
+        );
+        let mut d = planted(10, &[-2.0, 0.3], 1);
+        d.offset[4] = f64::NEG_INFINITY; // distance 0
+        assert!(matches!(
+            fit(&d, &FitOptions::default()),
+            Err(FitError::BadRow { row: 4, .. })
+        ));
+        let mut d = planted(10, &[-2.0, 0.3], 1);
+        d.y[2] = 1.5;
+        assert!(matches!(
+            fit(&d, &FitOptions::default()),
+            Err(FitError::BadRow { row: 2, .. })
+        ));
+    }
+
+    #[test]
+    fn chi2_survival_matches_known_quantiles() {
+        assert!((chi2_1_survival(3.841_458_820_694_124) - 0.05).abs() < 1e-9);
+        assert!((chi2_1_survival(6.634_896_601_021_214) - 0.01).abs() < 1e-9);
+        assert_eq!(chi2_1_survival(0.0), 1.0);
+    }
+}
