@@ -6,6 +6,7 @@
 //! model on a later period (lift, Gini). The systems are p × p
 //! with p = 6: solved by hand ([`linalg`]), no BLAS.
 
+pub mod calibration;
 pub mod linalg;
 pub mod poisson;
 pub mod validate;
