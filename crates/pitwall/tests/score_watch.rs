@@ -115,6 +115,10 @@ fn one_watcher_acts_a_second_waits_and_takes_over_on_sigterm() -> TestResult {
         metric(pb, "pitwall_watch_lease_held") == Some(1.0)
             && log_entries(dir.path()) > committed_by_a
     });
+    // The commit is inside b's cycle; the cycle is on the status page once it ends.
+    wait_for("b's first cycle on its status page", || {
+        metric(pb, "pitwall_watch_cycle_duration_seconds_count").is_some_and(|n| n >= 1.0)
+    });
     let (_, status) = http_get(pb, "/status.json").ok_or("status.json")?;
     let status: serde_json::Value = serde_json::from_str(&status)?;
     assert_eq!(status["lease_held"], true);
