@@ -89,10 +89,11 @@ impl Cars {
     /// the time its telemetry became complete, as far as this run saw.
     pub fn landed(&self, stats: &TelemetryStats, rental: &Rental) -> Option<i64> {
         let car = *self.index.get(&rental.car_id)?;
-        stats
-            .landed
+        let from = stats.landed.partition_point(|l| l.car < car);
+        let to = stats.landed.partition_point(|l| l.car <= car);
+        stats.landed[from..to]
             .iter()
-            .filter(|l| l.car == car && l.first_ts <= rental.end_at && l.last_ts >= rental.start_at)
+            .filter(|l| l.first_ts <= rental.end_at && l.last_ts >= rental.start_at)
             .filter_map(|l| l.modified_ms)
             .max()
     }
@@ -119,7 +120,9 @@ pub struct TelemetryStats {
     pub read: ReadCounts,
     /// Files read or known, as (name, size, latest instant they can hold).
     pub files_seen: Vec<(String, u64, i64)>,
-    /// Per file and car: the samples kept, and when the file was written.
+    /// Per file and car: the samples kept, and when the file was written;
+    /// sorted by car once the pass is done, so a rental's are found by
+    /// binary search instead of a scan per rental.
     pub landed: Vec<Landed>,
 }
 
@@ -220,6 +223,7 @@ pub fn read_all(
     }
     spill.seal().map_err(JobError::Spill)?;
     total.rejects.sort();
+    total.landed.sort_unstable_by_key(|l| l.car);
     total.files_seen.sort();
     total.read.files_listed = files.len() as u64;
     Ok(total)
@@ -538,6 +542,7 @@ mod tests {
             modified_ms: Some(modified),
         };
         let stats = TelemetryStats {
+            // As the pass leaves it: sorted by car.
             landed: vec![
                 at(c1, 0, 60, 1_000),
                 at(c1, 50, 100, 5_000), // the tail, uploaded late
