@@ -13,14 +13,11 @@ use arrow_array::Array as _;
 use arrow_array::cast::AsArray;
 use arrow_array::types::Float64Type;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use rdkafka::ClientConfig;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 
 mod common;
 
 use common::kinesis::{fixture, free_port, ingest_telemetry, metric, unique, wait_for};
-use common::{Error, TestResult, pitwall};
+use common::{Error, TestResult, create_topic, pitwall};
 
 const DECODER: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -42,22 +39,6 @@ fn services() -> Option<String> {
             None
         }
     }
-}
-
-fn create_topic(brokers: &str, topic: &str) -> TestResult {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    for r in rt.block_on(admin.create_topics(
-        &[NewTopic::new(topic, 2, TopicReplication::Fixed(1))],
-        &AdminOptions::new(),
-    ))? {
-        r.map_err(|(t, e)| format!("creating {t}: {e}"))?;
-    }
-    Ok(())
 }
 
 /// The default model with a low eligibility bar: an hour of simulated

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 mod common;
 
 use common::kinesis::{free_port, http_get, metric, unique, wait_for};
-use common::{TestResult, pitwall, recorder};
+use common::{TestResult, create_topic, pitwall, recorder};
 
 fn fleet(dir: &Path) -> TestResult {
     let out = pitwall(&[
@@ -210,23 +210,6 @@ fn topic_keys(brokers: &str, topic: &str) -> Result<Vec<String>, common::Error> 
         }
     }
     Ok(keys)
-}
-
-fn create_topic(brokers: &str, topic: &str) -> TestResult {
-    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-    let admin: AdminClient<rdkafka::client::DefaultClientContext> = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    for r in rt.block_on(admin.create_topics(
-        &[NewTopic::new(topic, 2, TopicReplication::Fixed(1))],
-        &AdminOptions::new(),
-    ))? {
-        r.map_err(|(t, e)| format!("creating {t}: {e}"))?;
-    }
-    Ok(())
 }
 
 #[test]

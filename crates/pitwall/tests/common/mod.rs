@@ -177,3 +177,25 @@ pub fn recorder() -> Result<(String, std::sync::mpsc::Receiver<(String, String)>
     });
     Ok((format!("http://{addr}"), rx))
 }
+
+/// Creates a two-partition topic on `brokers` (tansu).
+pub fn create_topic(brokers: &str, topic: &str) -> TestResult {
+    let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> =
+        rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            .create()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    for r in rt.block_on(admin.create_topics(
+        &[rdkafka::admin::NewTopic::new(
+            topic,
+            2,
+            rdkafka::admin::TopicReplication::Fixed(1),
+        )],
+        &rdkafka::admin::AdminOptions::new(),
+    ))? {
+        r.map_err(|(t, e)| format!("creating {t}: {e}"))?;
+    }
+    Ok(())
+}
