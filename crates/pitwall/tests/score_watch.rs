@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 mod common;
 
 use common::kinesis::{free_port, http_get, metric, unique, wait_for};
-use common::{TestResult, create_topic, pitwall, recorder};
+use common::{TestResult, create_topic, pitwall_ok, recorder};
 
 fn fleet(dir: &Path) -> TestResult {
-    let out = pitwall(&[
+    pitwall_ok(&[
         "gen",
         "fleet",
         "--out",
@@ -23,11 +23,6 @@ fn fleet(dir: &Path) -> TestResult {
         "--seed",
         "3",
     ])?;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     Ok(())
 }
 
@@ -130,7 +125,7 @@ fn one_watcher_acts_a_second_waits_and_takes_over_on_sigterm() -> TestResult {
     exits_ok(b, Duration::from_secs(30))?;
 
     // Both watchers' commits form one chain of the state's log.
-    let out = pitwall(&[
+    pitwall_ok(&[
         "score",
         "state",
         "show",
@@ -138,11 +133,6 @@ fn one_watcher_acts_a_second_waits_and_takes_over_on_sigterm() -> TestResult {
         &dir.path().join("state").display().to_string(),
         "--json",
     ])?;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     Ok(())
 }
 
@@ -296,7 +286,7 @@ fn a_failed_publication_alerts_and_the_next_one_catches_up() -> TestResult {
 fn eligible_members(state: &Path) -> Result<Vec<String>, common::Error> {
     use arrow_array::cast::AsArray;
     let out_dir = state.with_file_name("export");
-    let out = pitwall(&[
+    pitwall_ok(&[
         "score",
         "state",
         "export",
@@ -305,11 +295,6 @@ fn eligible_members(state: &Path) -> Result<Vec<String>, common::Error> {
         "--out",
         &out_dir.display().to_string(),
     ])?;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let file = std::fs::File::open(out_dir.join("member_scores.parquet"))?;
     let mut ids = Vec::new();
     for b in

@@ -14,7 +14,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 mod common;
 
 use common::kinesis::{fixture, ingest_telemetry};
-use common::{TestResult, pitwall};
+use common::{TestResult, pitwall, pitwall_ok};
 
 const HOUR_MS: i64 = 3_600_000;
 
@@ -35,10 +35,7 @@ fn simulate(
         "--json",
     ];
     all.extend_from_slice(args);
-    let out = pitwall(&all)?;
-    if !out.status.success() {
-        return Err(format!("gen stream: {}", String::from_utf8_lossy(&out.stderr)).into());
-    }
+    let out = pitwall_ok(&all)?;
     Ok(serde_json::from_slice(&out.stdout)?)
 }
 
@@ -157,7 +154,7 @@ fn simulated_cars_land_by_event_hour_with_positions_coarsened_and_the_score_job_
     );
 
     let out = dir.path().join("scores");
-    let run = pitwall(&[
+    pitwall_ok(&[
         "score",
         "run",
         "--rentals",
@@ -169,11 +166,6 @@ fn simulated_cars_land_by_event_hour_with_positions_coarsened_and_the_score_job_
         "--out",
         &out.display().to_string(),
     ])?;
-    assert!(
-        run.status.code() == Some(0),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
     let report: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("run.json"))?)?;
     assert_eq!(
         report["inputs"]["telemetry"]["rejected"], 0,

@@ -80,6 +80,21 @@ pub fn pitwall(args: &[&str]) -> Result<Output, Error> {
         .output()?)
 }
 
+/// `pitwall ARGS`, which must exit 0: the error names the command and carries its stderr.
+pub fn pitwall_ok(args: &[&str]) -> Result<Output, Error> {
+    let out = pitwall(args)?;
+    if out.status.code() != Some(0) {
+        return Err(format!(
+            "pitwall {} exited {:?}: {}",
+            args.join(" "),
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr)
+        )
+        .into());
+    }
+    Ok(out)
+}
+
 /// `pitwall reconcile --json` over the legacy output's three event hours:
 /// the exit code and the report.
 pub fn reconcile(
