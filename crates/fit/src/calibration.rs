@@ -14,12 +14,13 @@ const Z95: f64 = 1.959_963_984_540_054;
 pub struct Calibration {
     pub claims: f64,
     pub expected: f64,
-    pub actual_over_expected: f64,
+    /// None when the model expects no claims at all.
+    pub actual_over_expected: Option<f64>,
     /// 95 % interval of actual/expected from the Poisson interval of the
     /// claim count (Byar's approximation, within 1 % of the exact interval
     /// from about 5 claims on).
-    pub ci_low: f64,
-    pub ci_high: f64,
+    pub ci_low: Option<f64>,
+    pub ci_high: Option<f64>,
     /// b of log μ = a + b · log(expected), fitted by Poisson regression:
     /// 1 when the model's spread is right, below 1 when it overstates it.
     pub slope: Option<f64>,
@@ -62,13 +63,7 @@ pub fn calibration(rows: &[Scored]) -> Result<Calibration, FitError> {
     } else {
         None
     };
-    let ratio = |v: f64| {
-        if expected > 0.0 {
-            v / expected
-        } else {
-            f64::NAN
-        }
-    };
+    let ratio = |v: f64| (expected > 0.0).then(|| v / expected);
     Ok(Calibration {
         claims,
         expected,
@@ -162,8 +157,12 @@ mod tests {
             rows.extend((0..1000).map(|i| row(e, f64::from(u8::from(i < with_claim)))));
         }
         let c = calibration(&rows).expect("calibration");
-        assert!((c.actual_over_expected - 1.0).abs() < 1e-9, "{c:?}");
-        assert!(c.ci_low < 1.0 && 1.0 < c.ci_high);
+        assert!(
+            c.actual_over_expected
+                .is_some_and(|r| (r - 1.0).abs() < 1e-9),
+            "{c:?}"
+        );
+        assert!(c.ci_low < Some(1.0) && Some(1.0) < c.ci_high);
         assert!(c.slope.is_some_and(|s| (s - 1.0).abs() < 1e-6), "{c:?}");
         // A model that overstates the spread (expectations squared, rescaled)
         // has a slope below 1.
@@ -189,7 +188,20 @@ mod tests {
             .collect();
         assert_eq!(calibration(&rows).expect("calibration").slope, None);
         let none = calibration(&[row(0.2, 0.0)]).expect("calibration");
-        assert_eq!((none.claims, none.slope, none.ci_low), (0.0, None, 0.0));
+        assert_eq!(
+            (none.claims, none.slope, none.ci_low),
+            (0.0, None, Some(0.0))
+        );
+        let nothing = Scored {
+            expected: 0.0,
+            ..row(0.2, 0.0)
+        };
+        assert_eq!(
+            calibration(&[nothing])
+                .expect("calibration")
+                .actual_over_expected,
+            None
+        );
     }
 
     #[test]

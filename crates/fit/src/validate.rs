@@ -1,7 +1,7 @@
 //! How a model is judged on a period it did not see
 //! (`score-model-fitting.md`, "Validation"): lift over deciles of predicted
 //! risk with equal exposure, and the normalised Gini of the ordered Lorenz
-//! curve with a seeded bootstrap interval.
+//! curve with a seeded bootstrap interval (in [`crate::gini`]).
 
 use serde::Serialize;
 
@@ -89,11 +89,71 @@ pub fn lift(rows: &[Scored]) -> Lift {
     }
 }
 
+/// One rental judged by two models: the double-lift chart's input.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Compared {
+    pub km: f64,
+    pub claims: f64,
+    /// Each model's expected claims for the rental.
+    pub candidate: f64,
+    pub current: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DoubleDecile {
+    pub decile: usize,
+    pub km: f64,
+    pub claims: f64,
+    /// Claims per 1,000 km: actual, and as each model expects them.
+    pub actual_per_1000_km: f64,
+    pub candidate_per_1000_km: f64,
+    pub current_per_1000_km: f64,
+}
+
+/// Rentals sorted by the ratio of the two models' expectations, in ten
+/// groups of equal exposure: where they disagree, which one the claims
+/// side with. Both expectations are cut by the same order and blocks.
+pub fn double_lift(rows: &[Compared]) -> Vec<DoubleDecile> {
+    let ratio = |r: &Compared| {
+        if r.current > 0.0 {
+            r.candidate / r.current
+        } else {
+            0.0
+        }
+    };
+    let by = |expected: &dyn Fn(&Compared) -> f64| {
+        let scored: Vec<Scored> = rows
+            .iter()
+            .map(|r| Scored {
+                risk: ratio(r),
+                km: r.km,
+                claims: r.claims,
+                expected: expected(r),
+            })
+            .collect();
+        lift(&scored).deciles
+    };
+    let (candidate, current) = (by(&|r| r.candidate), by(&|r| r.current));
+    let per_1000 = |v: f64, km: f64| if km > 0.0 { v / km * 1000.0 } else { 0.0 };
+    candidate
+        .iter()
+        .zip(&current)
+        .map(|(a, b)| DoubleDecile {
+            decile: a.decile,
+            km: a.km,
+            claims: a.claims,
+            actual_per_1000_km: a.per_1000_km,
+            candidate_per_1000_km: per_1000(a.expected, a.km),
+            current_per_1000_km: per_1000(b.expected, b.km),
+        })
+        .collect()
+}
+
 /// Row indices by risk. Ties are merged by [`blocks`], so their order
 /// decides nothing; it is still total (by every field) because float sums
 /// depend on the order they are added in, and the figures must not depend
 /// on the input's.
-fn ordered(rows: &[Scored]) -> Vec<usize> {
+pub(crate) fn ordered(rows: &[Scored]) -> Vec<usize> {
     let mut order: Vec<usize> = (0..rows.len()).collect();
     order.sort_by(|&a, &b| {
         let (x, y) = (&rows[a], &rows[b]);
@@ -114,27 +174,20 @@ struct Block {
 }
 
 fn blocks(rows: &[Scored], order: &[usize]) -> Vec<Block> {
-    weighted_blocks(rows, order, &|_| 1.0)
-}
-
-fn weighted_blocks(rows: &[Scored], order: &[usize], weight: &dyn Fn(usize) -> f64) -> Vec<Block> {
     let mut out: Vec<Block> = Vec::new();
     let mut last = f64::NAN;
     for &i in order {
-        let (r, w) = (&rows[i], weight(i));
-        if w == 0.0 {
-            continue;
-        }
+        let r = &rows[i];
         match out.last_mut() {
             Some(b) if r.risk.total_cmp(&last).is_eq() => {
-                b.km += r.km * w;
-                b.claims += r.claims * w;
-                b.expected += r.expected * w;
+                b.km += r.km;
+                b.claims += r.claims;
+                b.expected += r.expected;
             }
             _ => out.push(Block {
-                km: r.km * w,
-                claims: r.claims * w,
-                expected: r.expected * w,
+                km: r.km,
+                claims: r.claims,
+                expected: r.expected,
             }),
         }
         last = r.risk;
@@ -142,112 +195,12 @@ fn weighted_blocks(rows: &[Scored], order: &[usize], weight: &dyn Fn(usize) -> f
     out
 }
 
-/// The Gini of the ordered Lorenz curve — rentals from the lowest predicted
-/// risk up, cumulative share of exposure against cumulative share of
-/// claims — with each rental counted `weight[i]` times (1 for the sample
-/// itself, a bootstrap's multiplicities otherwise). Twice the area between
-/// the diagonal and the curve: 0 for a model that orders nothing (one
-/// block, a straight line).
-fn gini_of(rows: &[Scored], order: &[usize], weight: &dyn Fn(usize) -> f64) -> f64 {
-    let blocks = weighted_blocks(rows, order, weight);
-    let km: f64 = blocks.iter().map(|b| b.km).sum();
-    let claims: f64 = blocks.iter().map(|b| b.claims).sum();
-    if km <= 0.0 || claims <= 0.0 {
-        return 0.0;
-    }
-    let (mut y, mut area) = (0.0, 0.0);
-    for b in &blocks {
-        let (dx, dy) = (b.km / km, b.claims / claims);
-        area += dx * (y + dy / 2.0);
-        y += dy;
-    }
-    1.0 - 2.0 * area
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Gini {
-    /// The model's Gini over the Gini of ordering by the claims themselves.
-    pub normalised: f64,
-    pub ci_low: f64,
-    pub ci_high: f64,
-    pub resamples: usize,
-}
-
-/// The normalised Gini and its percentile bootstrap interval: `resamples`
-/// resamples of the rentals with replacement, from `seed`. The order is
-/// computed once; a resample only changes how often each rental counts.
-pub fn gini(rows: &[Scored], resamples: usize, seed: u64) -> Gini {
-    let order = ordered(rows);
-    let perfect = {
-        let freq: Vec<Scored> = rows
-            .iter()
-            .map(|r| Scored {
-                risk: if r.km > 0.0 { r.claims / r.km } else { 0.0 },
-                ..*r
-            })
-            .collect();
-        (ordered(&freq), freq)
-    };
-    let normalised = |w: &dyn Fn(usize) -> f64| {
-        let best = gini_of(&perfect.1, &perfect.0, w);
-        if best > 0.0 {
-            gini_of(rows, &order, w) / best
-        } else {
-            0.0
-        }
-    };
-    let point = normalised(&|_| 1.0);
-    let mut rng = SplitMix(seed);
-    let n = rows.len();
-    let mut counts = vec![0u32; n];
-    let mut draws: Vec<f64> = Vec::with_capacity(resamples);
-    for _ in 0..resamples {
-        counts.iter_mut().for_each(|c| *c = 0);
-        for _ in 0..n {
-            counts[rng.below(n as u64) as usize] += 1;
-        }
-        draws.push(normalised(&|i| f64::from(counts[i])));
-    }
-    draws.sort_by(f64::total_cmp);
-    let at = |q: f64| {
-        if draws.is_empty() {
-            point
-        } else {
-            draws[((q * (draws.len() - 1) as f64).round() as usize).min(draws.len() - 1)]
-        }
-    };
-    Gini {
-        normalised: point,
-        ci_low: at(0.025),
-        ci_high: at(0.975),
-        resamples,
-    }
-}
-
-/// SplitMix64: a seeded, portable stream, so a bootstrap interval is the
-/// same on every machine.
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, n) without modulo bias (Lemire's multiply-shift).
-    fn below(&mut self, n: u64) -> u64 {
-        ((u128::from(self.next()) * u128::from(n)) >> 64) as u64
-    }
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use crate::gini::gini;
 
-    fn row(risk: f64, km: f64, claims: f64) -> Scored {
+    pub(crate) fn row(risk: f64, km: f64, claims: f64) -> Scored {
         Scored {
             risk,
             km,
@@ -257,7 +210,7 @@ mod tests {
     }
 
     /// Risk that truly drives claims: claims = risk × km, in whole numbers.
-    fn informative(n: usize) -> Vec<Scored> {
+    pub(crate) fn informative(n: usize) -> Vec<Scored> {
         (0..n)
             .map(|i| {
                 let risk = 0.001 * (1 + i % 10) as f64;
@@ -294,41 +247,40 @@ mod tests {
     }
 
     #[test]
-    fn a_model_that_orders_nothing_has_a_gini_near_zero_and_a_good_one_excludes_zero() {
-        let rows = informative(4_000);
-        let good = gini(&rows, 200, 1);
-        assert!(good.normalised > 0.2 && good.ci_low > 0.0, "{good:?}");
-        assert!(good.ci_low <= good.normalised && good.normalised <= good.ci_high);
-        let blind: Vec<Scored> = rows.iter().map(|r| Scored { risk: 1.0, ..*r }).collect();
-        let g = gini(&blind, 200, 1);
-        // One block of equal risk: a straight Lorenz line, whatever the
-        // claims inside it (ties never look at the outcome).
-        assert!(
-            g.normalised.abs() < 1e-12 && g.ci_low.abs() < 1e-12,
-            "{g:?}"
-        );
-    }
-
-    #[test]
     fn the_same_seed_gives_the_same_interval_and_input_order_does_not_matter() {
         let rows = informative(2_000);
         let mut reversed = rows.clone();
         reversed.reverse();
-        let (a, b) = (gini(&rows, 100, 7), gini(&rows, 100, 7));
+        let (a, b) = (gini(&rows, 100, 7, 1), gini(&rows, 100, 7, 1));
         assert_eq!(a, b);
         assert_eq!(lift(&rows), lift(&reversed));
         assert_eq!(
-            gini(&rows, 0, 7).normalised,
-            gini(&reversed, 0, 7).normalised
+            gini(&rows, 0, 7, 1).normalised,
+            gini(&reversed, 0, 7, 1).normalised
         );
     }
 
     #[test]
-    fn no_claims_or_no_rows_give_zero_not_nan() {
-        let rows = vec![row(0.1, 10.0, 0.0), row(0.2, 10.0, 0.0)];
-        assert_eq!(gini(&rows, 10, 1).normalised, 0.0);
-        let l = lift(&[]);
-        assert_eq!(l.worst_over_best, None);
-        assert!(l.deciles.iter().all(|d| d.per_1000_km == 0.0));
+    fn double_lift_sides_with_the_model_that_knows_the_claims() {
+        // Claims follow `risk`; the candidate knows it, the current model is flat.
+        let rows: Vec<Compared> = informative(5_000)
+            .iter()
+            .map(|r| Compared {
+                km: r.km,
+                claims: r.claims,
+                candidate: r.risk * r.km,
+                current: 0.0055 * r.km,
+            })
+            .collect();
+        let d = double_lift(&rows);
+        assert_eq!(d.len(), 10);
+        let (low, high) = (&d[0], &d[9]);
+        assert!(
+            high.actual_per_1000_km > 2.0 * low.actual_per_1000_km,
+            "{d:?}"
+        );
+        // The current model expects the same everywhere, the candidate what happened.
+        assert!((low.current_per_1000_km - high.current_per_1000_km).abs() < 1e-9);
+        assert!(high.candidate_per_1000_km > low.candidate_per_1000_km);
     }
 }

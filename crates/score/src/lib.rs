@@ -5,6 +5,7 @@
 
 pub mod contract;
 pub mod features;
+pub mod fitted;
 pub mod gates;
 pub mod member;
 pub mod model;

@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::features::Features;
+use crate::fitted::FitRecord;
 
 /// The model shipped with pitwall, used when no `--model` is given.
 pub const DEFAULT_MODEL_TOML: &str = include_str!("../../../models/psf-v1.toml");
@@ -31,6 +32,9 @@ pub struct Model {
     /// Grades, highest `min_score` first.
     pub grades: Vec<Grade>,
     pub member: MemberParams,
+    /// Present when the multipliers were fitted to claims (or planted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fit: Option<FitRecord>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -153,12 +157,79 @@ impl Model {
         {
             return Err(invalid("coverage thresholds must be within 0..=1"));
         }
+        let s = &self.score;
+        let factors = self.factors();
+        let numbers = [s.base, s.intercept, s.slope]
+            .into_iter()
+            .chain(factors.iter().flat_map(|(_, f)| [f.multiplier, f.cap]))
+            .chain(self.fit.iter().flat_map(FitRecord::numbers));
+        if numbers.into_iter().any(|v| !v.is_finite()) {
+            return Err(invalid(
+                "every number of [score] and [fit] must be finite (no nan or inf)",
+            ));
+        }
+        if factors.iter().any(|(_, f)| f.multiplier <= 0.0) {
+            return Err(invalid("factor multipliers must be > 0"));
+        }
         if self.member.latest_rentals == 0 || self.member.window_days <= 0 {
             return Err(invalid(
                 "member window must hold at least one rental and one day",
             ));
         }
         Ok(())
+    }
+
+    /// The file's text; `from_toml` of it gives the same model.
+    pub fn to_toml(&self) -> Result<String, ModelError> {
+        toml::to_string(self).map_err(|e| ModelError::Invalid {
+            name: self.id(),
+            problem: e.to_string(),
+        })
+    }
+
+    /// The five factors in the formula's order, with their names in
+    /// fitted coefficient tables.
+    pub fn factors(&self) -> [(&'static str, Factor); 5] {
+        let s = &self.score;
+        [
+            ("harsh_accel", s.harsh_accel),
+            ("harsh_brake", s.harsh_brake),
+            ("unstable_stop", s.unstable_stop),
+            ("speeding", s.speeding),
+            ("excess_speeding", s.excess_speeding),
+        ]
+    }
+
+    /// Sets the multipliers in [`Model::factors`]' order, caps unchanged.
+    pub fn set_multipliers(&mut self, m: [f64; 5]) {
+        let s = &mut self.score;
+        for (f, m) in [
+            &mut s.harsh_accel,
+            &mut s.harsh_brake,
+            &mut s.unstable_stop,
+            &mut s.speeding,
+            &mut s.excess_speeding,
+        ]
+        .into_iter()
+        .zip(m)
+        {
+            f.multiplier = m;
+        }
+    }
+
+    /// Relative risk Π mᵢ^xᵢ of one rental (PCF = base × this).
+    pub fn relative_risk(&self, f: &Features) -> f64 {
+        let x = self.factor_inputs(f).as_array();
+        self.factors()
+            .iter()
+            .zip(x)
+            .map(|((_, f), x)| f.multiplier.powf(x))
+            .product()
+    }
+
+    /// The score of a predicted collision frequency, unrounded.
+    pub fn score_of_pcf(&self, pcf: f64) -> f64 {
+        (self.score.intercept - self.score.slope * pcf).clamp(0.0, 100.0)
     }
 
     /// The capped factor inputs of the formula for one rental's features.
@@ -194,6 +265,19 @@ impl Model {
             .iter()
             .find(|g| score >= g.min_score)
             .unwrap_or_else(|| &self.grades[self.grades.len() - 1])
+    }
+}
+
+impl FactorInputs {
+    /// The values in [`Model::factors`]' order.
+    pub fn as_array(&self) -> [f64; 5] {
+        [
+            self.harsh_accel_per_100km,
+            self.harsh_brake_per_100km,
+            self.unstable_stop_per_100km,
+            self.speeding_pct,
+            self.excess_speeding_pct,
+        ]
     }
 }
 
@@ -363,5 +447,48 @@ mod tests {
         assert!(Model::from_toml(&unknown).is_err());
         let bad_grace = DEFAULT_MODEL_TOML.replace("grace = \"4h\"", "grace = \"soon\"");
         assert!(Model::from_toml(&bad_grace).is_err());
+    }
+
+    #[test]
+    fn a_fitted_model_survives_its_file() {
+        let mut m = Model {
+            version: "1+fit".into(),
+            ..Model::default()
+        };
+        m.set_multipliers([1.01, 1.02, 1.03, 1.04, 1.05]);
+        m.fit = Some(FitRecord {
+            intercept: -1.5,
+            fitted_at: Some("2026-12-01T00:00:00Z".into()),
+            pitwall_version: None,
+            from_model: Some("psf-v1@1".into()),
+            training: None,
+            coefficients: Vec::new(),
+            validation: None,
+        });
+        let text = m.to_toml().expect("toml");
+        assert_eq!(Model::from_toml(&text).expect("parses"), m);
+        assert!(text.contains("[fit]"), "{text}");
+    }
+
+    #[test]
+    fn refuses_a_nan_anywhere_in_the_numbers() {
+        let text = DEFAULT_MODEL_TOML.replace("multiplier = 1.05", "multiplier = nan");
+        let e = Model::from_toml(&text).expect_err("nan refused");
+        assert!(e.to_string().contains("finite"), "{e}");
+        let with_fit = format!("{DEFAULT_MODEL_TOML}\n[fit]\nintercept = inf\n");
+        assert!(Model::from_toml(&with_fit).is_err());
+    }
+
+    #[test]
+    fn relative_risk_is_the_product_of_multipliers() {
+        let m = Model::default();
+        let f = Features {
+            distance_km: 100.0,
+            moving_s: 100,
+            harsh_brake_n: 2,
+            ..Features::default()
+        };
+        assert!((m.relative_risk(&f) - 1.08f64.powi(2)).abs() < 1e-12);
+        assert!((m.score_of_pcf(0.6) - 100.0).abs() < 1e-12);
     }
 }
