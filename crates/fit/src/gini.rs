@@ -67,6 +67,31 @@ pub fn gini(rows: &[Scored], resamples: usize, seed: u64, threads: usize) -> Gin
     }
 }
 
+/// The ordered Lorenz curve as at most `points` + 1 points (cumulative
+/// share of exposure, cumulative share of claims), from (0, 0) to (1, 1),
+/// for plotting.
+pub fn lorenz(rows: &[Scored], points: usize) -> Vec<(f64, f64)> {
+    let curve = Curve::new(rows);
+    let km: f64 = curve.km.iter().sum();
+    let claims: f64 = curve.claims.iter().sum();
+    let mut out = vec![(0.0, 0.0)];
+    if km <= 0.0 || claims <= 0.0 {
+        out.push((1.0, 1.0));
+        return out;
+    }
+    let step = 1.0 / points.max(1) as f64;
+    let (mut x, mut y) = (0.0, 0.0);
+    for k in 0..curve.km.len() {
+        x += curve.km[k] / km;
+        y += curve.claims[k] / claims;
+        let last = out.last().map_or(0.0, |p| p.0);
+        if curve.block_end[k] && (x - last >= step || k + 1 == curve.km.len()) {
+            out.push((x.min(1.0), y.min(1.0)));
+        }
+    }
+    out
+}
+
 /// The rentals in risk order with their tie blocks marked, and the rentals
 /// with claims in frequency order: all a Lorenz curve needs under any
 /// weighting of the rentals.

@@ -8,6 +8,7 @@ pub mod hive;
 mod location;
 mod prune;
 mod small;
+pub mod tabular;
 mod write;
 
 pub use hive::Span;
@@ -31,6 +32,8 @@ pub enum LakeError {
     },
     #[error("{0:?} is not a location pitwall can read: use a local path or s3://bucket/prefix")]
     UnsupportedUrl(String),
+    #[error("{path}: {problem}")]
+    BadTable { path: String, problem: String },
     #[error("cannot write Parquet file {path}: {source}")]
     Parquet {
         path: String,

@@ -1,13 +1,10 @@
 //! Reading rentals (Parquet or CSV) under their contract.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
-use arrow_array::types::TimestampMillisecondType;
 use arrow_array::{Array, ArrayRef, RecordBatch};
-use arrow_schema::{DataType, Field, Schema, TimeUnit};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use pitwall_lake::tabular::{self, TimeColumn};
 use pitwall_lake::{FileRef, Location};
 use pitwall_score::Rental;
 use pitwall_score::contract::{RawRental, RentalRule, check_rental};
@@ -63,110 +60,15 @@ pub fn read(loc: &Location) -> Result<RentalInput, JobError> {
 }
 
 fn batches(file: &FileRef) -> Result<Vec<RecordBatch>, JobError> {
-    let bad = |e: &dyn std::fmt::Display| JobError::BadFile {
-        file: file.display.clone(),
-        problem: e.to_string(),
-    };
-    if file.display.ends_with(".csv") {
-        let bytes = Location::read_all(file)?;
-        // Everything as text: timestamps are parsed per row so that one bad
-        // value rejects one row, not the file.
-        let schema = Arc::new(Schema::new(
-            COLUMNS
-                .map(|c| Field::new(c, DataType::Utf8, true))
-                .to_vec(),
-        ));
-        let reader = arrow_csv::ReaderBuilder::new(schema)
-            .with_header(true)
-            .build(std::io::Cursor::new(bytes))
-            .map_err(|e| bad(&e))?;
-        reader.collect::<Result<Vec<_>, _>>().map_err(|e| bad(&e))
-    } else {
-        let input = Location::open(file)?;
-        let reader = ParquetRecordBatchReaderBuilder::try_new(input)
-            .and_then(|b| b.build())
-            .map_err(|e| bad(&e))?;
-        reader.collect::<Result<Vec<_>, _>>().map_err(|e| bad(&e))
-    }
-}
-
-/// A timestamp column as ms since the epoch: native timestamps of any unit,
-/// or text in RFC 3339 (a naive time is taken as UTC).
-enum TimeColumn {
-    Native(ArrayRef),
-    Text(ArrayRef),
-}
-
-impl TimeColumn {
-    fn new(file: &FileRef, name: &str, col: &ArrayRef) -> Result<Self, JobError> {
-        match col.data_type() {
-            DataType::Timestamp(..) | DataType::Date32 | DataType::Date64 => {
-                let ms = DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()));
-                Ok(TimeColumn::Native(arrow_cast::cast(col, &ms).map_err(
-                    |e| JobError::BadFile {
-                        file: file.display.clone(),
-                        problem: format!("column {name}: {e}"),
-                    },
-                )?))
-            }
-            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
-                Ok(TimeColumn::Text(text(file, name, col)?))
-            }
-            other => Err(JobError::BadFile {
-                file: file.display.clone(),
-                problem: format!(
-                    "column {name} has type {other}; expected a timestamp (UTC, ms) or RFC 3339 text"
-                ),
-            }),
-        }
-    }
-
-    /// `Ok(None)` for null, `Err(())` for unparseable text.
-    fn get(&self, i: usize) -> Result<Option<i64>, ()> {
-        match self {
-            TimeColumn::Native(a) => {
-                let a = a.as_primitive::<TimestampMillisecondType>();
-                Ok(a.is_valid(i).then(|| a.value(i)))
-            }
-            TimeColumn::Text(a) => {
-                let a = a.as_string::<i32>();
-                if a.is_null(i) || a.value(i).trim().is_empty() {
-                    return Ok(None);
-                }
-                parse_time(a.value(i).trim()).map(Some).ok_or(())
-            }
-        }
-    }
-}
-
-fn parse_time(s: &str) -> Option<i64> {
-    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
-        return Some(t.timestamp_millis());
-    }
-    ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"]
-        .iter()
-        .find_map(|f| chrono::NaiveDateTime::parse_from_str(s, f).ok())
-        .map(|t| t.and_utc().timestamp_millis())
+    Ok(tabular::read_table(file, &COLUMNS)?)
 }
 
 fn text(file: &FileRef, name: &str, col: &ArrayRef) -> Result<ArrayRef, JobError> {
-    arrow_cast::cast(col, &DataType::Utf8).map_err(|e| JobError::BadFile {
-        file: file.display.clone(),
-        problem: format!("column {name}: {e}"),
-    })
+    Ok(tabular::text(file, name, col)?)
 }
 
 fn column(file: &FileRef, batch: &RecordBatch, name: &str) -> Result<ArrayRef, JobError> {
-    batch
-        .column_by_name(name)
-        .cloned()
-        .ok_or_else(|| JobError::BadFile {
-            file: file.display.clone(),
-            problem: format!(
-                "no column {name:?}; a rentals file needs {}",
-                COLUMNS.join(", ")
-            ),
-        })
+    Ok(tabular::column(file, batch, name, "rentals", &COLUMNS)?)
 }
 
 fn read_batch(

@@ -2,6 +2,7 @@
 
 mod demo;
 mod gen_fleet;
+mod gen_results;
 mod gen_stream;
 mod http;
 mod ingest;
@@ -13,6 +14,7 @@ mod publish;
 mod reconcile;
 mod schema;
 mod score;
+mod score_fit;
 mod score_watch;
 
 use clap::{Parser, Subcommand};
@@ -62,6 +64,9 @@ enum GenCommand {
     /// Simulate cars live: put their 1 Hz telemetry on a Kinesis stream as devices upload it
     /// (batched, late after offline stretches, sometimes twice) and list returned rentals.
     Stream(gen_stream::StreamArgs),
+    /// Write rental results without telemetry (features drawn per member style), and with
+    /// --claims TRUE.toml claims drawn from that planted model: data for large fits.
+    Results(gen_results::ResultsArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<u8> {
@@ -69,6 +74,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Demo(a) => demo::run(a),
         Command::Gen(GenCommand::Fleet(a)) => gen_fleet::run(a),
         Command::Gen(GenCommand::Stream(a)) => gen_stream::run(a),
+        Command::Gen(GenCommand::Results(a)) => gen_results::run(a),
         Command::Score(c) => score::run(c),
         Command::Schema(c) => schema::run(c),
         Command::Ingest(c) => ingest::run(c),

@@ -21,6 +21,11 @@ pub enum ScoreCommand {
     /// Score continuously: every --every, `run --state` at as_of = now and the state's catch-up
     /// publication, by the one watcher holding the state's lease; /healthz, /readyz, /metrics, status page.
     Watch(Box<super::score_watch::WatchArgs>),
+    /// Fit the model's multipliers to claims (Poisson GLM with distance offset) and validate the
+    /// candidate against the current model on the later period: model.toml, validation.json, report.html.
+    Fit(Box<super::score_fit::FitArgs>),
+    /// Validate any model on a period without fitting: lift, Gini, calibration, the member view.
+    Validate(Box<super::score_fit::ValidateArgs>),
     /// Print the embedded default model file (TOML), a starting point for --model.
     Model,
     /// Look into a score state, export it, or seed one from earlier results.
@@ -169,6 +174,8 @@ pub fn run(c: ScoreCommand) -> anyhow::Result<u8> {
         },
         ScoreCommand::State(c) => state_command(c),
         ScoreCommand::Watch(a) => super::score_watch::run(*a),
+        ScoreCommand::Fit(a) => super::score_fit::fit(*a),
+        ScoreCommand::Validate(a) => super::score_fit::validate(*a),
         ScoreCommand::Run(a) => {
             let result = score_run(&a);
             alert_on(&a, &result);

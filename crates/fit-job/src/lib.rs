@@ -1,0 +1,54 @@
+//! `pitwall score fit` and `pitwall score validate`
+//! (`../shared/spec/score-model-fitting.md`): the claims contract, the
+//! fitting rows drawn from rental results, the fit itself (pure, in
+//! `pitwall-fit`), the validation of a candidate against the current model,
+//! the fitted model file with its provenance, `validation.json` and
+//! `report.html`. `synth` draws rental results and claims from a planted
+//! model, so a fit can be checked against what was planted.
+
+pub mod claims;
+pub mod data;
+pub mod fitting;
+pub mod judge;
+pub mod members;
+pub mod outputs;
+pub mod report;
+mod svg;
+pub mod synth;
+
+pub use claims::{ClaimInput, read_claims};
+pub use data::{Period, RentalRow, load_results};
+pub use fitting::{FitConfig, FitOutcome, fit_model};
+pub use judge::{Judged, Validation, judge};
+
+#[derive(Debug, thiserror::Error)]
+pub enum FitJobError {
+    #[error(transparent)]
+    Lake(#[from] pitwall_lake::LakeError),
+    #[error(transparent)]
+    State(#[from] pitwall_score_state::StateError),
+    #[error(transparent)]
+    Model(#[from] pitwall_score::ModelError),
+    #[error("no {what} found at {location}: expected {expected}")]
+    NoInput {
+        what: &'static str,
+        location: String,
+        expected: &'static str,
+    },
+    /// The fit or the validation cannot be made from these inputs; the
+    /// message says why and what to change.
+    #[error("{0}")]
+    Refused(String),
+    #[error("cannot write {path}: {problem}")]
+    Write { path: String, problem: String },
+}
+
+pub type Result<T, E = FitJobError> = std::result::Result<T, E>;
+
+const HOUR_MS: i64 = 3_600_000;
+
+pub(crate) fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_else(|| ms.to_string())
+}
