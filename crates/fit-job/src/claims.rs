@@ -3,7 +3,7 @@
 //! rental, are counted per rule, kept in `rejected_claims.parquet`, and left
 //! out.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -114,15 +114,6 @@ impl ClaimInput {
             rejected,
         }
     }
-
-    /// At-fault claims per rental id.
-    pub fn at_fault_by_rental(&self) -> HashMap<&str, u32> {
-        let mut out: HashMap<&str, u32> = HashMap::new();
-        for c in self.claims.iter().filter(|c| c.at_fault) {
-            *out.entry(c.rental_id.as_str()).or_default() += 1;
-        }
-        out
-    }
 }
 
 /// One row as read, every value as text (for rejects) plus the parsed ones.
@@ -160,7 +151,7 @@ impl Raw {
     }
 
     /// The claim, or the first rule it breaks.
-    fn check(&self, rentals: &HashMap<String, Span>) -> Result<Claim, &'static str> {
+    fn check(&self, rentals: &dyn Fn(&str) -> Option<Span>) -> Result<Claim, &'static str> {
         let present = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.trim().is_empty());
         if !present(&self.claim_id) {
             return Err("claim_id_missing");
@@ -169,7 +160,7 @@ impl Raw {
             return Err("rental_id_missing");
         }
         let rental_id = self.rental_id.clone().unwrap_or_default();
-        let Some(span) = rentals.get(&rental_id) else {
+        let Some(span) = rentals(&rental_id) else {
             return Err("rental_unknown");
         };
         let occurred_at = match self.occurred_at {
@@ -200,7 +191,7 @@ impl Raw {
 /// Reads every claims file under `loc` and checks each row against the
 /// contract and the rentals. Duplicate ids are resolved after all files are
 /// read, so file order never matters.
-pub fn read_claims(loc: &Location, rentals: &HashMap<String, Span>) -> Result<ClaimInput> {
+pub fn read_claims(loc: &Location, rentals: &dyn Fn(&str) -> Option<Span>) -> Result<ClaimInput> {
     let files = loc.list(&[".parquet", ".csv"])?;
     if files.is_empty() {
         return Err(FitJobError::NoInput {
@@ -230,23 +221,24 @@ pub fn read_claims(loc: &Location, rentals: &HashMap<String, Span>) -> Result<Cl
     input
         .rejected
         .sort_by(|a, b| a.file.cmp(&b.file).then(a.row.cmp(&b.row)));
-    input.claims.sort_by(|a, b| a.claim_id.cmp(&b.claim_id));
     Ok(input)
 }
 
 /// Identical copies of a claim are one claim (a redelivered extract); an id
 /// on rows that differ cannot be trusted on any of them.
-fn resolve_duplicates(valid: Vec<(Claim, RejectedClaim)>, input: &mut ClaimInput) {
-    let mut by_id: BTreeMap<String, Vec<(Claim, RejectedClaim)>> = BTreeMap::new();
-    for (c, r) in valid {
-        by_id.entry(c.claim_id.clone()).or_default().push((c, r));
-    }
-    for (_, mut rows) in by_id {
-        if rows.iter().all(|(c, _)| *c == rows[0].0) {
-            let (c, _) = rows.swap_remove(0);
+fn resolve_duplicates(mut valid: Vec<(Claim, RejectedClaim)>, input: &mut ClaimInput) {
+    valid.sort_by(|a, b| a.0.claim_id.cmp(&b.0.claim_id));
+    let mut rows = valid.into_iter().peekable();
+    while let Some(first) = rows.next() {
+        let mut same: Vec<(Claim, RejectedClaim)> = vec![first];
+        while let Some(next) = rows.next_if(|n| n.0.claim_id == same[0].0.claim_id) {
+            same.push(next);
+        }
+        if same.iter().all(|(c, _)| *c == same[0].0) {
+            let (c, _) = same.swap_remove(0);
             input.claims.push(c);
         } else {
-            input.rejected.extend(rows.into_iter().map(|(_, r)| r));
+            input.rejected.extend(same.into_iter().map(|(_, r)| r));
         }
     }
 }

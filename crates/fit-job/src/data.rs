@@ -17,7 +17,8 @@ use crate::{FitJobError, Result};
 #[derive(Debug, Clone, PartialEq)]
 pub struct RentalRow {
     pub rental_id: String,
-    pub member_id: String,
+    /// Index into [`Results::members`].
+    pub member: u32,
     pub start_at: i64,
     pub end_at: i64,
     pub status: Status,
@@ -30,20 +31,6 @@ impl RentalRow {
     /// A row a fit or a lift uses: scored, with distance.
     pub fn fits(&self) -> bool {
         self.status == Status::Scored && self.features.distance_km > 0.0
-    }
-}
-
-impl From<&pitwall_score_state::ResultRow> for RentalRow {
-    fn from(r: &pitwall_score_state::ResultRow) -> RentalRow {
-        RentalRow {
-            rental_id: r.rental.rental_id.clone(),
-            member_id: r.rental.member_id.clone(),
-            start_at: r.rental.start_at,
-            end_at: r.rental.end_at,
-            status: r.assessment.status,
-            features: r.assessment.features,
-            claims: 0,
-        }
     }
 }
 
@@ -60,33 +47,103 @@ impl Period {
     }
 }
 
-/// Where the results came from, for the provenance.
-#[derive(Debug, Clone)]
+/// Rental results in rental id order, members interned.
+#[derive(Debug, Clone, Default)]
 pub struct Results {
+    /// Where they came from, for the provenance.
     pub source: String,
     pub rows: Vec<RentalRow>,
+    pub members: Vec<String>,
+}
+
+/// Member ids to dense indices while rows are read.
+#[derive(Default)]
+struct Interner {
+    index: HashMap<String, u32>,
+    ids: Vec<String>,
+}
+
+impl Interner {
+    fn get(&mut self, id: &str) -> u32 {
+        if let Some(&i) = self.index.get(id) {
+            return i;
+        }
+        let i = u32::try_from(self.ids.len()).unwrap_or(u32::MAX);
+        self.index.insert(id.to_string(), i);
+        self.ids.push(id.to_string());
+        i
+    }
 }
 
 impl Results {
-    pub fn spans(&self) -> HashMap<String, Span> {
-        self.rows
-            .iter()
-            .map(|r| {
-                (
-                    r.rental_id.clone(),
-                    Span {
-                        start_at: r.start_at,
-                        end_at: r.end_at,
-                    },
-                )
-            })
-            .collect()
+    /// Results from rows in any order (checked for duplicate ids).
+    pub fn new(source: &str, mut rows: Vec<RentalRow>, members: Vec<String>) -> Result<Results> {
+        // Rental id order: every figure is independent of the input's order.
+        if !rows.is_sorted_by(|a, b| a.rental_id <= b.rental_id) {
+            rows.sort_by(|a, b| a.rental_id.cmp(&b.rental_id));
+        }
+        if let Some(w) = rows.windows(2).find(|w| w[0].rental_id == w[1].rental_id) {
+            return Err(FitJobError::Refused(format!(
+                "rental {} appears twice in the results at {source}: give one result per rental \
+                 (a state's final results, or one run's rental_scores.parquet)",
+                w[0].rental_id
+            )));
+        }
+        Ok(Results {
+            source: source.to_string(),
+            rows,
+            members,
+        })
     }
 
-    /// Sets each rental's at-fault claim count.
-    pub fn attach(&mut self, at_fault: &HashMap<&str, u32>) {
+    /// Results from the state's own row type (synthetic data, tests).
+    pub fn from_result_rows(
+        source: &str,
+        rows: &[pitwall_score_state::ResultRow],
+    ) -> Result<Results> {
+        let mut members = Interner::default();
+        let rows = rows
+            .iter()
+            .map(|r| RentalRow {
+                rental_id: r.rental.rental_id.clone(),
+                member: members.get(&r.rental.member_id),
+                start_at: r.rental.start_at,
+                end_at: r.rental.end_at,
+                status: r.assessment.status,
+                features: r.assessment.features,
+                claims: 0,
+            })
+            .collect();
+        Results::new(source, rows, members.ids)
+    }
+
+    /// The rental with this id.
+    pub fn find(&self, rental_id: &str) -> Option<&RentalRow> {
+        self.rows
+            .binary_search_by(|r| r.rental_id.as_str().cmp(rental_id))
+            .ok()
+            .map(|i| &self.rows[i])
+    }
+
+    pub fn span(&self, rental_id: &str) -> Option<Span> {
+        self.find(rental_id).map(|r| Span {
+            start_at: r.start_at,
+            end_at: r.end_at,
+        })
+    }
+
+    /// Sets each rental's at-fault claim count from the valid claims.
+    pub fn attach(&mut self, claims: &[crate::claims::Claim]) {
         for r in &mut self.rows {
-            r.claims = at_fault.get(r.rental_id.as_str()).copied().unwrap_or(0);
+            r.claims = 0;
+        }
+        for c in claims.iter().filter(|c| c.at_fault) {
+            if let Ok(i) = self
+                .rows
+                .binary_search_by(|r| r.rental_id.as_str().cmp(&c.rental_id))
+            {
+                self.rows[i].claims += 1;
+            }
         }
     }
 
@@ -102,43 +159,30 @@ impl Results {
 /// Reads rental results from a score state (its final results) or from
 /// Parquet results files (a full run's `rental_scores.parquet`).
 pub fn load_results(url: &str) -> Result<Results> {
+    let mut members = Interner::default();
     let rows = if url.ends_with(".parquet") {
-        from_files(url)?
+        from_files(url, &mut members)?
     } else {
         let state = State::open(url)?;
         if state.head().is_some() {
-            let table = state.load_final()?;
-            from_table(&table)?
+            from_table(&state.load_final()?, &mut members)?
         } else {
-            from_files(url)?
+            from_files(url, &mut members)?
         }
     };
-    let mut rows = rows;
-    // Rental id order: every figure below is independent of the input's order.
-    rows.sort_by(|a, b| a.rental_id.cmp(&b.rental_id));
-    if let Some(w) = rows.windows(2).find(|w| w[0].rental_id == w[1].rental_id) {
-        return Err(FitJobError::Refused(format!(
-            "rental {} appears twice in the results at {url}: give one result per rental \
-             (a state's final results, or one run's rental_scores.parquet)",
-            w[0].rental_id
-        )));
-    }
-    Ok(Results {
-        source: url.to_string(),
-        rows,
-    })
+    Results::new(url, rows, members.ids)
 }
 
-fn from_table(table: &FinalTable) -> Result<Vec<RentalRow>> {
+fn from_table(table: &FinalTable, members: &mut Interner) -> Result<Vec<RentalRow>> {
     let mut out = Vec::with_capacity(table.len());
     table.for_each(|c, i| {
-        out.push(row_of(c, i)?);
+        out.push(row_of(c, i, members)?);
         Ok(())
     })?;
     Ok(out)
 }
 
-fn from_files(url: &str) -> Result<Vec<RentalRow>> {
+fn from_files(url: &str, members: &mut Interner) -> Result<Vec<RentalRow>> {
     let loc = Location::parse(url)?;
     let files = loc.list(&[".parquet"])?;
     if files.is_empty() {
@@ -164,17 +208,21 @@ fn from_files(url: &str) -> Result<Vec<RentalRow>> {
                 results::normalize(&batch.map_err(|e| bad(&e))?, false).map_err(|e| bad(&e))?;
             let cols = Columns::of(&batch).map_err(|e| bad(&e))?;
             for i in 0..batch.num_rows() {
-                out.push(row_of(&cols, i).map_err(|e| bad(&e))?);
+                out.push(row_of(&cols, i, members).map_err(|e| bad(&e))?);
             }
         }
     }
     Ok(out)
 }
 
-fn row_of(c: &Columns<'_>, i: usize) -> Result<RentalRow, pitwall_score_state::StateError> {
+fn row_of(
+    c: &Columns<'_>,
+    i: usize,
+    members: &mut Interner,
+) -> Result<RentalRow, pitwall_score_state::StateError> {
     Ok(RentalRow {
         rental_id: c.rental_id.value(i).to_string(),
-        member_id: c.member_id.value(i).to_string(),
+        member: members.get(c.member_id.value(i)),
         start_at: c.start_at.value(i),
         end_at: c.end_at.value(i),
         status: c.status(i)?,

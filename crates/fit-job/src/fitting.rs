@@ -8,7 +8,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::claims::ClaimsReport;
-use crate::data::{Period, RentalRow, factors};
+use crate::data::{Period, RentalRow, Results, factors};
 use crate::judge::{Judged, Validation, judge};
 use crate::members::{ByMember, scores};
 use crate::{FitJobError, Result, rfc3339};
@@ -66,7 +66,8 @@ fn refused(msg: String) -> FitJobError {
     FitJobError::Refused(msg)
 }
 
-pub fn fit_model(rows: &[RentalRow], cfg: &FitConfig) -> Result<FitOutcome> {
+pub fn fit_model(results: &Results, cfg: &FitConfig) -> Result<FitOutcome> {
+    let rows = &results.rows;
     let max_end = rows.iter().map(|r| r.end_at).max().unwrap_or(cfg.split);
     let training: Vec<&RentalRow> = rows
         .iter()
@@ -97,16 +98,17 @@ pub fn fit_model(rows: &[RentalRow], cfg: &FitConfig) -> Result<FitOutcome> {
         &design,
         &FitOptions {
             ridge: cfg.ridge,
+            threads: cfg.threads,
             ..FitOptions::default()
         },
     )
     .map_err(|e| fit_refused(e, cfg))?;
     let mut model = candidate(cfg, &fitted);
     if cfg.calibrate {
-        calibrate(&mut model, &cfg.current, rows, cfg);
+        calibrate(&mut model, &cfg.current, results, cfg);
     }
     let judged = Judged {
-        rows,
+        results,
         period: Period {
             from: cfg.split,
             to: max_end + 1,
@@ -218,16 +220,12 @@ fn candidate(cfg: &FitConfig, f: &Fit) -> Model {
 /// `--calibrate`: the mapping slope b (a keeps 100 at zero events) that
 /// gives the candidate's median member score on the training data the
 /// current model's.
-fn calibrate(model: &mut Model, current: &Model, rows: &[RentalRow], cfg: &FitConfig) {
-    let training: Vec<RentalRow> = rows
-        .iter()
-        .filter(|r| r.end_at < cfg.split)
-        .cloned()
-        .collect();
-    let by = ByMember::new(&training);
+fn calibrate(model: &mut Model, current: &Model, results: &Results, cfg: &FitConfig) {
+    let by = ByMember::new(results);
+    // Member scores at the split see only the training rentals.
     let as_of = cfg.split - 1;
     let median = |m: &Model| {
-        let mut s: Vec<f64> = scores(&training, &by, m, as_of, cfg.threads)
+        let mut s: Vec<f64> = scores(&results.rows, &by, m, as_of, cfg.threads)
             .iter()
             .filter_map(|m| m.score)
             .collect();

@@ -4,12 +4,12 @@
 //! promotion checks).
 
 use pitwall_fit::calibration::{Calibration, MemberOutcome, MemberView, calibration, member_view};
-use pitwall_fit::gini::{Gini, gini, lorenz};
+use pitwall_fit::gini::{Gini, ginis, lorenz};
 use pitwall_fit::validate::{Compared, DoubleDecile, Lift, Scored, double_lift, lift};
 use pitwall_score::Model;
 use serde::Serialize;
 
-use crate::data::{Period, RentalRow};
+use crate::data::{Period, RentalRow, Results};
 use crate::members::{ByMember, scores};
 use crate::{FitJobError, Result, rfc3339};
 
@@ -79,7 +79,7 @@ pub struct Validation {
 
 /// What a validation reads.
 pub struct Judged<'a> {
-    pub rows: &'a [RentalRow],
+    pub results: &'a Results,
     pub period: Period,
     pub resamples: usize,
     pub seed: u64,
@@ -125,11 +125,10 @@ fn expected(model: &Model, rows: &[&RentalRow], before: &[&RentalRow]) -> Expect
 /// The figures of one model on the period.
 fn figures(
     model: &Model,
-    j: &Judged<'_>,
     period: &[&RentalRow],
     before: &[&RentalRow],
     members: &[MemberOutcome],
-) -> Result<(ModelFigures, Vec<f64>)> {
+) -> Result<(ModelFigures, Vec<Scored>)> {
     let e = expected(model, period, before);
     let scored: Vec<Scored> = period
         .iter()
@@ -149,12 +148,18 @@ fn figures(
             log_base: e.log_base,
             scale: e.scale,
             lift: lift(&scored),
-            gini: gini(&scored, j.resamples, j.seed, j.threads),
+            // Filled by `judge`: the models are bootstrapped together.
+            gini: Gini {
+                normalised: 0.0,
+                ci_low: 0.0,
+                ci_high: 0.0,
+                resamples: 0,
+            },
             calibration: cal,
             member_view: member_view(members, HIGH, LOW),
             lorenz: lorenz(&scored, 100),
         },
-        e.per_rental,
+        scored,
     ))
 }
 
@@ -162,19 +167,19 @@ fn figures(
 /// distance and claims in the period.
 fn member_outcomes(
     j: &Judged<'_>,
-    by: &ByMember<'_>,
+    by: &ByMember,
     model: &Model,
 ) -> (Vec<MemberOutcome>, Vec<Option<(f64, String)>>) {
     let as_of = j.period.to - 1;
-    let ms = scores(j.rows, by, model, as_of, j.threads);
+    let ms = scores(&j.results.rows, by, model, as_of, j.threads);
     let outcomes = by
         .members
         .iter()
         .zip(&ms)
-        .map(|((_, idx), m)| {
+        .map(|(idx, m)| {
             let (km, claims) = idx
                 .iter()
-                .map(|&i| &j.rows[i])
+                .map(|&i| &j.results.rows[i])
                 .filter(|r| r.fits() && j.period.holds(r.end_at))
                 .fold((0.0, 0.0), |(k, c), r| {
                     (k + r.features.distance_km, c + f64::from(r.claims))
@@ -193,11 +198,13 @@ fn member_outcomes(
 /// Judges `candidate` on the period, against `current` when given.
 pub fn judge(j: &Judged<'_>, candidate: &Model, current: Option<&Model>) -> Result<Validation> {
     let period: Vec<&RentalRow> = j
+        .results
         .rows
         .iter()
         .filter(|r| r.fits() && j.period.holds(r.end_at))
         .collect();
     let before: Vec<&RentalRow> = j
+        .results
         .rows
         .iter()
         .filter(|r| r.fits() && r.end_at < j.period.from)
@@ -209,9 +216,9 @@ pub fn judge(j: &Judged<'_>, candidate: &Model, current: Option<&Model>) -> Resu
             rfc3339(j.period.to)
         )));
     }
-    let by = ByMember::new(j.rows);
+    let by = ByMember::new(j.results);
     let (cand_members, cand_grades) = member_outcomes(j, &by, candidate);
-    let (cand, cand_exp) = figures(candidate, j, &period, &before, &cand_members)?;
+    let (cand, cand_rows) = figures(candidate, &period, &before, &cand_members)?;
     let mut v = Validation {
         from: rfc3339(j.period.from),
         to: rfc3339(j.period.to),
@@ -228,20 +235,27 @@ pub fn judge(j: &Judged<'_>, candidate: &Model, current: Option<&Model>) -> Resu
     };
     if let Some(current) = current {
         let (cur_members, cur_grades) = member_outcomes(j, &by, current);
-        let (cur, cur_exp) = figures(current, j, &period, &before, &cur_members)?;
-        let compared: Vec<Compared> = period
+        let (cur, cur_rows) = figures(current, &period, &before, &cur_members)?;
+        let compared: Vec<Compared> = cand_rows
             .iter()
-            .zip(cand_exp.iter().zip(&cur_exp))
-            .map(|(r, (&a, &b))| Compared {
-                km: r.features.distance_km,
-                claims: f64::from(r.claims),
-                candidate: a,
-                current: b,
+            .zip(&cur_rows)
+            .map(|(a, b)| Compared {
+                km: a.km,
+                claims: a.claims,
+                candidate: a.expected,
+                current: b.expected,
             })
             .collect();
         v.double_lift = Some(double_lift(&compared));
         v.stability = Some(stability(&cand_grades, &cur_grades));
         v.current = Some(cur);
+        let g = ginis(&[&cand_rows, &cur_rows], j.resamples, j.seed, j.threads);
+        v.candidate.gini = g[0].clone();
+        if let Some(c) = v.current.as_mut() {
+            c.gini = g[1].clone();
+        }
+    } else {
+        v.candidate.gini = ginis(&[&cand_rows], j.resamples, j.seed, j.threads).remove(0);
     }
     v.checks = checks(&v);
     v.recommended = v.checks.iter().all(|c| c.passed);

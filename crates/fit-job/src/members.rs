@@ -2,27 +2,28 @@
 //! (`pitwall-score::member`), with each rental's score recomputed by the
 //! model from its features: the member view and the stability figures.
 
-use std::collections::HashMap;
-
 use pitwall_score::member::{MemberScore, RentalOutcome, member_score};
 use pitwall_score::{Model, Status};
 
-use crate::data::RentalRow;
+use crate::data::{RentalRow, Results};
 
 /// Row indices of each member's rentals, members in id order.
-pub struct ByMember<'a> {
-    pub members: Vec<(&'a str, Vec<usize>)>,
+pub struct ByMember {
+    pub members: Vec<Vec<usize>>,
 }
 
-impl<'a> ByMember<'a> {
-    pub fn new(rows: &'a [RentalRow]) -> ByMember<'a> {
-        let mut map: HashMap<&str, Vec<usize>> = HashMap::new();
-        for (i, r) in rows.iter().enumerate() {
-            map.entry(r.member_id.as_str()).or_default().push(i);
+impl ByMember {
+    pub fn new(results: &Results) -> ByMember {
+        let mut by: Vec<Vec<usize>> = vec![Vec::new(); results.members.len()];
+        for (i, r) in results.rows.iter().enumerate() {
+            by[r.member as usize].push(i);
         }
-        let mut members: Vec<(&str, Vec<usize>)> = map.into_iter().collect();
-        members.sort_by(|a, b| a.0.cmp(b.0));
-        ByMember { members }
+        let mut order: Vec<usize> = (0..by.len()).collect();
+        order.sort_by(|&a, &b| results.members[a].cmp(&results.members[b]));
+        let mut by: Vec<Option<Vec<usize>>> = by.into_iter().map(Some).collect();
+        ByMember {
+            members: order.iter().filter_map(|&m| by[m].take()).collect(),
+        }
     }
 }
 
@@ -30,7 +31,7 @@ impl<'a> ByMember<'a> {
 /// computed on `threads` threads.
 pub fn scores(
     rows: &[RentalRow],
-    by: &ByMember<'_>,
+    by: &ByMember,
     model: &Model,
     as_of: i64,
     threads: usize,
@@ -43,7 +44,7 @@ pub fn scores(
             .map(|part| {
                 s.spawn(move || {
                     part.iter()
-                        .map(|(_, idx)| one(rows, idx, model, as_of))
+                        .map(|idx| one(rows, idx, model, as_of))
                         .collect::<Vec<_>>()
                 })
             })
@@ -60,7 +61,7 @@ fn one(rows: &[RentalRow], idx: &[usize], model: &Model, as_of: i64) -> MemberSc
         .map(|&i| &rows[i])
         .filter(|r| r.end_at <= as_of)
         .map(|r| RentalOutcome {
-            rental_id: r.rental_id.clone(),
+            rental_id: &r.rental_id,
             end_at: r.end_at,
             status: r.status,
             score: (r.status == Status::Scored).then(|| model.rental_score(&r.features)),

@@ -2,9 +2,7 @@
 //! drawn from `models/planted-claims.toml`, fitted, every β within two
 //! standard errors of the truth, and the truth's Gini interval above 0.
 
-use std::collections::HashMap;
-
-use pitwall_fit_job::data::{Period, RentalRow};
+use pitwall_fit_job::data::{Period, Results};
 use pitwall_fit_job::fitting::{FitConfig, fit_model};
 use pitwall_fit_job::judge::{Judged, judge};
 use pitwall_fit_job::synth::{SynthConfig, claims, results};
@@ -14,7 +12,7 @@ const TRUTH: &str = include_str!("../../../models/planted-claims.toml");
 const END: i64 = 1_793_491_200_000; // 2026-11-01T00:00:00Z
 const DAY: i64 = 86_400_000;
 
-fn planted(n: usize, seed: u64) -> Vec<RentalRow> {
+fn planted(n: usize, seed: u64) -> Results {
     let truth = Model::from_toml(TRUTH).expect("truth parses");
     let rows = results(&SynthConfig::new(n, seed, END), &Model::default());
     let spans: Vec<_> = rows
@@ -29,20 +27,9 @@ fn planted(n: usize, seed: u64) -> Vec<RentalRow> {
         })
         .collect();
     let drawn = claims(&spans, &truth, seed).expect("claims");
-    let mut at_fault: HashMap<&str, u32> = HashMap::new();
-    for c in drawn.iter().filter(|c| c.at_fault) {
-        *at_fault.entry(c.rental_id.as_str()).or_default() += 1;
-    }
-    rows.iter()
-        .map(|r| {
-            let mut row = RentalRow::from(r);
-            row.claims = at_fault
-                .get(r.rental.rental_id.as_str())
-                .copied()
-                .unwrap_or(0);
-            row
-        })
-        .collect()
+    let mut results = Results::from_result_rows("synthetic", &rows).expect("results");
+    results.attach(&drawn);
+    results
 }
 
 #[test]
@@ -86,7 +73,7 @@ fn a_fit_on_2m_planted_rentals_recovers_every_beta_within_two_standard_errors() 
     );
 
     let judged = Judged {
-        rows: &rows,
+        results: &rows,
         period: Period {
             from: cfg.split,
             to: END,

@@ -14,36 +14,74 @@ pub struct Gini {
     pub resamples: usize,
 }
 
+/// The normalised Gini of one model; see [`ginis`].
+pub fn gini(rows: &[Scored], resamples: usize, seed: u64, threads: usize) -> Gini {
+    ginis(&[rows], resamples, seed, threads)
+        .pop()
+        .unwrap_or(Gini {
+            normalised: 0.0,
+            ci_low: 0.0,
+            ci_high: 0.0,
+            resamples: 0,
+        })
+}
+
 /// The normalised Gini of the ordered Lorenz curve — rentals from the
 /// lowest predicted risk up, cumulative share of exposure against
 /// cumulative share of claims, over the same curve ordered by the claims
-/// themselves — and its 95 % percentile interval from `resamples`
-/// bootstrap resamples drawn from `seed` on `threads` threads.
+/// themselves — of each model, with its 95 % percentile interval from
+/// `resamples` bootstrap resamples drawn from `seed` on `threads` threads.
+/// Every slice holds the same rentals in the same order (only the risk
+/// differs): each resample weighs the rentals once for all models, so the
+/// models are compared on the same resamples.
 ///
 /// The resamples are Poisson bootstraps: each rental counts W ~ Poisson(1)
 /// times, the large-sample equivalent of drawing n rentals with
-/// replacement. Unlike a multinomial draw it needs no random access, so a
-/// resample is one streaming pass over the rentals in risk order, and the
-/// ordering itself is computed once. Resample r draws from its own stream
-/// (seed, r): the interval does not depend on the thread count.
-pub fn gini(rows: &[Scored], resamples: usize, seed: u64, threads: usize) -> Gini {
-    let curve = Curve::new(rows);
-    let point = curve.normalised(&mut |_| 1);
-    let threads = threads.clamp(1, resamples.max(1));
-    let mut draws: Vec<f64> = std::thread::scope(|scope| {
-        let curve = &curve;
+/// replacement. Unlike a multinomial draw it needs no random access: a
+/// resample is one streaming pass to draw the weights and one over each
+/// model's risk order, which is computed once. Resample r draws from its
+/// own stream (seed, r), so the interval does not depend on the thread count.
+pub fn ginis(models: &[&[Scored]], resamples: usize, seed: u64, threads: usize) -> Vec<Gini> {
+    let n = models.first().map_or(0, |m| m.len());
+    let curves: Vec<Curve> = models.iter().map(|m| Curve::new(m)).collect();
+    let perfect = models.first().map(|m| Perfect::new(m));
+    let Some(perfect) = perfect else {
+        return Vec::new();
+    };
+    let ones = vec![[1u8; LANES]; n];
+    let point: Vec<f64> = curves
+        .iter()
+        .map(|c| c.normalised(&ones, &perfect)[0])
+        .collect();
+    let batches = resamples.div_ceil(LANES);
+    let threads = threads.clamp(1, batches.max(1));
+    // (resample, one Gini per model) from every thread.
+    let draws: Vec<(usize, Vec<f64>)> = std::thread::scope(|scope| {
+        let (curves, perfect) = (&curves, &perfect);
         let jobs: Vec<_> = (0..threads)
             .map(|t| {
                 scope.spawn(move || {
-                    (t..resamples)
-                        .step_by(threads)
-                        .map(|r| {
-                            let mut rng =
-                                SplitMix(seed ^ (r as u64).wrapping_mul(0xA24B_AED4_963E_E407));
-                            let mut bits = Poisson1::default();
-                            curve.normalised(&mut |_| bits.draw(&mut rng))
-                        })
-                        .collect::<Vec<f64>>()
+                    let mut w = vec![[0u8; LANES]; n];
+                    let mut out = Vec::new();
+                    for b in (t..batches).step_by(threads) {
+                        for lane in 0..LANES {
+                            let r = (b * LANES + lane) as u64;
+                            poisson_weights(
+                                &mut w,
+                                lane,
+                                seed ^ r.wrapping_mul(0xA24B_AED4_963E_E407),
+                            );
+                        }
+                        let per_model: Vec<[f64; LANES]> =
+                            curves.iter().map(|c| c.normalised(&w, perfect)).collect();
+                        for lane in 0..LANES {
+                            let r = b * LANES + lane;
+                            if r < resamples {
+                                out.push((r, per_model.iter().map(|g| g[lane]).collect()));
+                            }
+                        }
+                    }
+                    out
                 })
             })
             .collect();
@@ -51,21 +89,31 @@ pub fn gini(rows: &[Scored], resamples: usize, seed: u64, threads: usize) -> Gin
             .flat_map(|j| j.join().unwrap_or_default())
             .collect()
     });
-    draws.sort_by(f64::total_cmp);
-    let at = |q: f64| {
-        if draws.is_empty() {
-            point
-        } else {
-            draws[((q * (draws.len() - 1) as f64).round() as usize).min(draws.len() - 1)]
-        }
-    };
-    Gini {
-        normalised: point,
-        ci_low: at(0.025),
-        ci_high: at(0.975),
-        resamples: draws.len(),
-    }
+    (0..curves.len())
+        .map(|m| {
+            let mut draws: Vec<f64> = draws.iter().map(|d| d.1[m]).collect();
+            draws.sort_by(f64::total_cmp);
+            let at = |q: f64| {
+                if draws.is_empty() {
+                    point[m]
+                } else {
+                    draws[((q * (draws.len() - 1) as f64).round() as usize).min(draws.len() - 1)]
+                }
+            };
+            Gini {
+                normalised: point[m],
+                ci_low: at(0.025),
+                ci_high: at(0.975),
+                resamples: draws.len(),
+            }
+        })
+        .collect()
 }
+
+/// Resamples weighed in one pass over a curve: each rental's weights of
+/// LANES resamples sit side by side, so the pass reads the curve once for
+/// all of them and their sums run as independent chains.
+const LANES: usize = 8;
 
 /// The ordered Lorenz curve as at most `points` + 1 points (cumulative
 /// share of exposure, cumulative share of claims), from (0, 0) to (1, 1),
@@ -92,142 +140,190 @@ pub fn lorenz(rows: &[Scored], points: usize) -> Vec<(f64, f64)> {
     out
 }
 
-/// The rentals in risk order with their tie blocks marked, and the rentals
-/// with claims in frequency order: all a Lorenz curve needs under any
-/// weighting of the rentals.
+/// One model's rentals in risk order with their tie blocks marked.
 struct Curve {
+    /// The rental (its index in the input) at each position.
+    row: Vec<u32>,
     km: Vec<f64>,
     claims: Vec<f64>,
     /// The last rental of its block of equal risk.
     block_end: Vec<bool>,
-    /// For a rental with a positive claim frequency, its slot in `perfect`
-    /// order's weights; u32::MAX otherwise.
-    slot: Vec<u32>,
-    /// Rentals with a positive frequency, lowest first: (slot, km, claims,
-    /// last of its block of equal frequency). Every other rental has
-    /// frequency 0 and forms the perfect curve's first block.
-    perfect: Vec<(u32, f64, f64, bool)>,
+}
+
+/// The rentals with a positive claim frequency in frequency order, with
+/// their blocks of equal frequency: the curve ordered by the claims
+/// themselves. Every other rental has frequency 0 and forms its first block.
+struct Perfect {
+    row: Vec<u32>,
+    km: Vec<f64>,
+    claims: Vec<f64>,
+    block_end: Vec<bool>,
+}
+
+/// The Lorenz area of rentals in a fixed order under each lane's
+/// weights: Σ over blocks of claims × (exposure before + half the block's
+/// own), with the exposure and claims the order adds.
+struct Areas {
+    area: [f64; LANES],
+    km: [f64; LANES],
+    claims: [f64; LANES],
+}
+
+fn area(
+    row: &[u32],
+    km: &[f64],
+    claims: &[f64],
+    block_end: &[bool],
+    w: &[[u8; LANES]],
+    km_before: [f64; LANES],
+) -> Areas {
+    let mut before = km_before;
+    let (mut area, mut total) = ([0.0; LANES], [0.0; LANES]);
+    let (mut block_km, mut block_claims) = ([0.0; LANES], [0.0; LANES]);
+    for k in 0..row.len() {
+        let ws = &w[row[k] as usize];
+        let (x, c) = (km[k], claims[k]);
+        for l in 0..LANES {
+            let wl = f64::from(ws[l]);
+            block_km[l] += wl * x;
+            block_claims[l] += wl * c;
+        }
+        if block_end[k] {
+            for l in 0..LANES {
+                area[l] += block_claims[l] * (before[l] + block_km[l] / 2.0);
+                before[l] += block_km[l];
+                total[l] += block_claims[l];
+            }
+            (block_km, block_claims) = ([0.0; LANES], [0.0; LANES]);
+        }
+    }
+    let mut added = before;
+    for l in 0..LANES {
+        added[l] -= km_before[l];
+    }
+    Areas {
+        area,
+        km: added,
+        claims: total,
+    }
+}
+
+fn block_ends(n: usize, same: impl Fn(usize, usize) -> bool) -> Vec<bool> {
+    (0..n).map(|k| k + 1 == n || !same(k, k + 1)).collect()
 }
 
 impl Curve {
     fn new(rows: &[Scored]) -> Curve {
         let order = ordered(rows);
-        let sorted: Vec<&Scored> = order.iter().map(|&i| &rows[i]).collect();
-        let block_end = (0..sorted.len())
-            .map(|k| {
-                sorted
-                    .get(k + 1)
-                    .is_none_or(|n| n.risk.total_cmp(&sorted[k].risk).is_ne())
-            })
-            .collect();
-        let freq = |r: &Scored| if r.km > 0.0 { r.claims / r.km } else { 0.0 };
-        let mut positive: Vec<(usize, f64)> = sorted
-            .iter()
-            .enumerate()
-            .filter(|(_, r)| freq(r) > 0.0)
-            .map(|(k, r)| (k, freq(r)))
-            .collect();
-        // Slots in risk order; the perfect order sorts them by frequency
-        // (then by position, only to be total: ties form one block).
-        let mut slot = vec![u32::MAX; sorted.len()];
-        for (s, (k, _)) in positive.iter().enumerate() {
-            slot[*k] = s as u32;
-        }
-        let slots: Vec<u32> = positive.iter().map(|(k, _)| slot[*k]).collect();
-        let mut by_freq: Vec<usize> = (0..positive.len()).collect();
-        by_freq.sort_by(|&a, &b| positive[a].1.total_cmp(&positive[b].1).then(a.cmp(&b)));
-        let perfect = by_freq
-            .iter()
-            .enumerate()
-            .map(|(j, &a)| {
-                let end = by_freq
-                    .get(j + 1)
-                    .is_none_or(|&b| positive[b].1.total_cmp(&positive[a].1).is_ne());
-                let r = sorted[positive[a].0];
-                (slots[a], r.km, r.claims, end)
-            })
-            .collect();
-        positive.clear();
+        let block_end = block_ends(order.len(), |a, b| {
+            rows[order[a]].risk.total_cmp(&rows[order[b]].risk).is_eq()
+        });
         Curve {
-            km: sorted.iter().map(|r| r.km).collect(),
-            claims: sorted.iter().map(|r| r.claims).collect(),
+            km: order.iter().map(|&i| rows[i].km).collect(),
+            claims: order.iter().map(|&i| rows[i].claims).collect(),
+            row: order.iter().map(|&i| i as u32).collect(),
             block_end,
-            slot,
-            perfect,
         }
     }
 
-    /// The normalised Gini with rental k (in risk order) counted weight(k) times.
-    fn normalised(&self, weight: &mut dyn FnMut(usize) -> u32) -> f64 {
-        let mut w_slot = vec![0u32; self.perfect.len()];
-        let (mut km, mut claims, mut area) = (0.0, 0.0, 0.0);
-        let (mut block_km, mut block_claims) = (0.0, 0.0);
-        for k in 0..self.km.len() {
-            let w = weight(k);
-            if let Some(s) = w_slot.get_mut(self.slot[k] as usize) {
-                *s = w;
-            }
-            let w = f64::from(w);
-            block_km += w * self.km[k];
-            block_claims += w * self.claims[k];
-            if self.block_end[k] {
-                area += block_claims * (km + block_km / 2.0);
-                km += block_km;
-                claims += block_claims;
-                (block_km, block_claims) = (0.0, 0.0);
+    /// The normalised Gini of each lane, rental i counted w[i][lane] times.
+    fn normalised(&self, w: &[[u8; LANES]], perfect: &Perfect) -> [f64; LANES] {
+        let a = area(
+            &self.row,
+            &self.km,
+            &self.claims,
+            &self.block_end,
+            w,
+            [0.0; LANES],
+        );
+        let best = perfect.gini(w, &a.km, &a.claims);
+        let mut out = [0.0; LANES];
+        for l in 0..LANES {
+            let (km, claims) = (a.km[l], a.claims[l]);
+            if km > 0.0 && claims > 0.0 && best[l] > 0.0 {
+                out[l] = (2.0 * a.area[l] / (km * claims) - 1.0) / best[l];
             }
         }
-        if km <= 0.0 || claims <= 0.0 {
-            return 0.0;
-        }
-        let model = 2.0 * area / (km * claims) - 1.0;
-        let best = self.best(&w_slot, km, claims);
-        if best > 0.0 { model / best } else { 0.0 }
-    }
-
-    /// The Gini of the curve ordered by the claims themselves, under the
-    /// weights of the rentals with claims and the weighted totals.
-    fn best(&self, w_slot: &[u32], km: f64, claims: f64) -> f64 {
-        let (mut pos_km, mut pos_claims) = (0.0, 0.0);
-        for &(s, k, c, _) in &self.perfect {
-            let w = f64::from(w_slot[s as usize]);
-            pos_km += w * k;
-            pos_claims += w * c;
-        }
-        // The first block: every rental of frequency 0.
-        let (zero_km, zero_claims) = ((km - pos_km).max(0.0), (claims - pos_claims).max(0.0));
-        let mut area = zero_claims * zero_km / 2.0;
-        let mut before = zero_km;
-        let (mut block_km, mut block_claims) = (0.0, 0.0);
-        for &(s, k, c, end) in &self.perfect {
-            let w = f64::from(w_slot[s as usize]);
-            block_km += w * k;
-            block_claims += w * c;
-            if end {
-                area += block_claims * (before + block_km / 2.0);
-                before += block_km;
-                (block_km, block_claims) = (0.0, 0.0);
-            }
-        }
-        2.0 * area / (km * claims) - 1.0
+        out
     }
 }
 
-/// Poisson(1) counts from 32-bit uniforms: the count is how many of the
-/// distribution's cumulative probabilities the uniform reaches (counts
-/// above 11, probability 1e-9, are counted as 11).
-#[derive(Default)]
-struct Poisson1 {
-    spare: Option<u32>,
+impl Perfect {
+    fn new(rows: &[Scored]) -> Perfect {
+        let freq = |r: &Scored| if r.km > 0.0 { r.claims / r.km } else { 0.0 };
+        let mut order: Vec<usize> = (0..rows.len()).filter(|&i| freq(&rows[i]) > 0.0).collect();
+        // By frequency, then by position only to be total: ties form one block.
+        order.sort_by(|&a, &b| freq(&rows[a]).total_cmp(&freq(&rows[b])).then(a.cmp(&b)));
+        let block_end = block_ends(order.len(), |a, b| {
+            freq(&rows[order[a]])
+                .total_cmp(&freq(&rows[order[b]]))
+                .is_eq()
+        });
+        Perfect {
+            km: order.iter().map(|&i| rows[i].km).collect(),
+            claims: order.iter().map(|&i| rows[i].claims).collect(),
+            row: order.iter().map(|&i| i as u32).collect(),
+            block_end,
+        }
+    }
+
+    /// The Gini of the curve ordered by the claims, given each lane's
+    /// weighted totals.
+    fn gini(&self, w: &[[u8; LANES]], km: &[f64; LANES], claims: &[f64; LANES]) -> [f64; LANES] {
+        let (mut pos_km, mut pos_claims) = ([0.0; LANES], [0.0; LANES]);
+        for (j, &i) in self.row.iter().enumerate() {
+            let ws = &w[i as usize];
+            for l in 0..LANES {
+                pos_km[l] += f64::from(ws[l]) * self.km[j];
+                pos_claims[l] += f64::from(ws[l]) * self.claims[j];
+            }
+        }
+        // The first block: every rental of frequency 0 (claims only from
+        // rentals with claims but no distance).
+        let mut zero_km = [0.0; LANES];
+        for l in 0..LANES {
+            zero_km[l] = (km[l] - pos_km[l]).max(0.0);
+        }
+        let a = area(
+            &self.row,
+            &self.km,
+            &self.claims,
+            &self.block_end,
+            w,
+            zero_km,
+        );
+        let mut out = [0.0; LANES];
+        for l in 0..LANES {
+            if km[l] > 0.0 && claims[l] > 0.0 {
+                let zero_claims = (claims[l] - pos_claims[l]).max(0.0);
+                out[l] =
+                    2.0 * (a.area[l] + zero_claims * zero_km[l] / 2.0) / (km[l] * claims[l]) - 1.0;
+            }
+        }
+        out
+    }
 }
 
-/// floor(2³² × P(W ≤ k)) for W ~ Poisson(1), k = 0..=10.
-const POISSON1_CDF: [u64; 11] = {
-    let mut t = [0u64; 11];
-    // e⁻¹ Σ 1/j!, computed at compile time in f64 (exact to ~1e-16).
+/// Fills lane `lane` of `w` with Poisson(1) counts from the stream `seed`: each 32-bit
+/// uniform is looked up by its top byte, and only in the few bytes where a
+/// cumulative probability falls is it compared with them (counts above 10,
+/// probability 1e-8, are counted as 10).
+fn poisson_weights(w: &mut [[u8; LANES]], lane: usize, seed: u64) {
+    let mut rng = SplitMix(seed);
+    for pair in w.chunks_mut(2) {
+        let v = rng.next();
+        for (slot, u) in pair.iter_mut().zip([v as u32, (v >> 32) as u32]) {
+            slot[lane] = poisson1(u);
+        }
+    }
+}
+
+/// floor(2³² × P(W ≤ k)) for W ~ Poisson(1), k = 0..=9.
+const POISSON1_CDF: [u64; 10] = {
+    let mut t = [0u64; 10];
     let e_inv = 0.367_879_441_171_442_33_f64;
     let (mut term, mut sum, mut k) = (1.0f64, 0.0f64, 0);
-    while k < 11 {
+    while k < 10 {
         sum += term;
         t[k] = (e_inv * sum * 4_294_967_296.0) as u64;
         k += 1;
@@ -236,18 +332,32 @@ const POISSON1_CDF: [u64; 11] = {
     t
 };
 
-impl Poisson1 {
-    fn draw(&mut self, rng: &mut SplitMix) -> u32 {
-        let u = match self.spare.take() {
-            Some(u) => u,
-            None => {
-                let v = rng.next();
-                self.spare = Some((v >> 32) as u32);
-                v as u32
-            }
-        };
-        let u = u64::from(u);
-        POISSON1_CDF.iter().map(|&t| u32::from(u >= t)).sum()
+/// By the top byte of a uniform: its count when no threshold falls inside
+/// the byte's range, else 255 (compare).
+const POISSON1_BY_BYTE: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let (lo, hi) = ((b as u64) << 24, ((b as u64 + 1) << 24) - 1);
+        let (mut count_lo, mut count_hi, mut k) = (0u8, 0u8, 0);
+        while k < 10 {
+            count_lo += (lo >= POISSON1_CDF[k]) as u8;
+            count_hi += (hi >= POISSON1_CDF[k]) as u8;
+            k += 1;
+        }
+        t[b] = if count_lo == count_hi { count_lo } else { 255 };
+        b += 1;
+    }
+    t
+};
+
+fn poisson1(u: u32) -> u8 {
+    match POISSON1_BY_BYTE[(u >> 24) as usize] {
+        255 => POISSON1_CDF
+            .iter()
+            .map(|&t| u8::from(u64::from(u) >= t))
+            .sum(),
+        c => c,
     }
 }
 
@@ -331,9 +441,10 @@ mod tests {
 
     #[test]
     fn poisson_weights_have_mean_and_variance_one() {
-        let (mut rng, mut p) = (SplitMix(9), Poisson1::default());
         let n = 400_000;
-        let draws: Vec<f64> = (0..n).map(|_| f64::from(p.draw(&mut rng))).collect();
+        let mut w = vec![[0u8; LANES]; n];
+        poisson_weights(&mut w, 3, 9);
+        let draws: Vec<f64> = w.iter().map(|c| f64::from(c[3])).collect();
         let mean = draws.iter().sum::<f64>() / n as f64;
         let var = draws.iter().map(|d| (d - mean).powi(2)).sum::<f64>() / n as f64;
         assert!(
@@ -351,5 +462,36 @@ mod tests {
         let l = lift(&[]);
         assert_eq!(l.worst_over_best, None);
         assert!(l.deciles.iter().all(|d| d.per_1000_km == 0.0));
+    }
+
+    #[test]
+    fn the_byte_table_agrees_with_the_thresholds_everywhere() {
+        let slow = |u: u32| -> u8 {
+            POISSON1_CDF
+                .iter()
+                .map(|&t| u8::from(u64::from(u) >= t))
+                .sum()
+        };
+        for b in 0..=255u32 {
+            for low in [0u32, 1, 0x7F_FFFF, 0xFF_FFFF, 0x12_3456] {
+                let u = (b << 24) | low;
+                assert_eq!(poisson1(u), slow(u), "u = {u:#x}");
+            }
+        }
+        for t in POISSON1_CDF {
+            for u in [t.saturating_sub(1), t, t + 1] {
+                let u = u32::try_from(u.min(u64::from(u32::MAX))).unwrap_or(u32::MAX);
+                assert_eq!(poisson1(u), slow(u), "u = {u:#x}");
+            }
+        }
+    }
+
+    #[test]
+    fn models_judged_together_get_the_intervals_they_get_alone() {
+        let rows = informative(2_000);
+        let blind: Vec<Scored> = rows.iter().map(|r| Scored { risk: 1.0, ..*r }).collect();
+        let both = ginis(&[&rows, &blind], 50, 5, 2);
+        assert_eq!(both[0], gini(&rows, 50, 5, 1));
+        assert_eq!(both[1], gini(&blind, 50, 5, 1));
     }
 }

@@ -70,6 +70,8 @@ pub struct FitOptions {
     pub tolerance: f64,
     /// Likelihood-ratio tests of dropping each factor (k more fits).
     pub lr_tests: bool,
+    /// Threads of each pass over the rows; the result does not depend on it.
+    pub threads: usize,
 }
 
 impl Default for FitOptions {
@@ -79,6 +81,7 @@ impl Default for FitOptions {
             max_iterations: 50,
             tolerance: 1e-10,
             lr_tests: true,
+            threads: 1,
         }
     }
 }
@@ -133,7 +136,7 @@ const Z95: f64 = 1.959_963_984_540_054;
 pub fn fit(d: &Design, opts: &FitOptions) -> Result<Fit, FitError> {
     check(d)?;
     let p = d.k() + 1;
-    let (beta, info, iterations) = irls(d, opts)?;
+    let (beta, info, iterations) = irls(d, opts, None)?;
     let mu = means(d, &beta);
     let ll = log_likelihood(&d.y, &mu);
     let deviance = deviance(&d.y, &mu);
@@ -152,14 +155,16 @@ pub fn fit(d: &Design, opts: &FitOptions) -> Result<Fit, FitError> {
     for (j, name) in names.into_iter().enumerate() {
         let se = cov.at(j, j).sqrt();
         let lr = if opts.lr_tests && j > 0 {
-            let reduced = fit(
-                &d.without(j - 1),
-                &FitOptions {
-                    lr_tests: false,
-                    ..*opts
-                },
-            )?;
-            let stat = (reduced.deviance - deviance).max(0.0);
+            let reduced = d.without(j - 1);
+            // From the full fit's β without factor j: a few steps away.
+            let start: Vec<f64> = beta
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i != j)
+                .map(|(_, b)| *b)
+                .collect();
+            let (rb, _, _) = irls(&reduced, opts, Some(start))?;
+            let stat = (self::deviance(&reduced.y, &means(&reduced, &rb)) - deviance).max(0.0);
             Some((stat, chi2_1_survival(stat)))
         } else {
             None
@@ -219,77 +224,123 @@ fn check(d: &Design) -> Result<(), FitError> {
 }
 
 /// β, the (penalised) information at β, and the iterations taken.
-fn irls(d: &Design, opts: &FitOptions) -> Result<(Vec<f64>, Matrix, usize), FitError> {
+///
+/// One pass over the rows per iteration: at β it sums the information,
+/// the score and the deviance together, so the pass that finds the
+/// deviance has stopped changing already holds the information to return.
+fn irls(
+    d: &Design,
+    opts: &FitOptions,
+    start: Option<Vec<f64>>,
+) -> Result<(Vec<f64>, Matrix, usize), FitError> {
     let p = d.k() + 1;
-    // Start from the intercept-only rate: every row's μ at the overall frequency.
-    let exposure: f64 = d.offset.iter().map(|o| o.exp()).sum();
-    let mut beta = vec![0.0; p];
-    beta[0] = ((d.y.iter().sum::<f64>() + 0.5) / exposure).ln();
+    let mut beta = start.unwrap_or_else(|| {
+        // The intercept-only rate: every row's μ at the overall frequency.
+        let exposure: f64 = d.offset.iter().map(|o| o.exp()).sum();
+        let mut b = vec![0.0; p];
+        b[0] = ((d.y.iter().sum::<f64>() + 0.5) / exposure).ln();
+        b
+    });
     let mut last = f64::INFINITY;
-    let mut row = vec![0.0; p];
-    for it in 1..=opts.max_iterations {
-        let mut info = Matrix::zeros(p);
-        let mut score = vec![0.0; p];
-        for i in 0..d.rows() {
-            d.row(i, &mut row);
-            let eta = d.offset[i] + dot(&row, &beta);
-            let mu = eta.exp();
-            // Newton on the log-likelihood: for the canonical link this is
-            // IRLS with weight μ and working response η − offset + (y − μ)/μ.
-            for a in 0..p {
-                score[a] += row[a] * (d.y[i] - mu);
-                for b in 0..=a {
-                    info.add(a, b, row[a] * row[b] * mu);
-                }
-            }
-        }
-        for a in 0..p {
-            for b in 0..a {
-                let v = info.at(a, b);
-                info.a[b * p + a] = v;
-            }
-        }
+    for it in 0..=opts.max_iterations {
+        let (mut info, mut score, deviance) = pass(d, &beta, opts.threads);
         for j in 1..p {
             info.add(j, j, opts.ridge);
             score[j] -= opts.ridge * beta[j];
         }
-        let l = info.cholesky().ok_or(FitError::Singular)?;
-        let step = solve(&l, &score);
-        for (b, s) in beta.iter_mut().zip(&step) {
-            *b += s;
-        }
-        let mu = means(d, &beta);
-        let penalised =
-            deviance(&d.y, &mu) + opts.ridge * beta[1..].iter().map(|b| b * b).sum::<f64>();
+        let penalised = deviance + opts.ridge * beta[1..].iter().map(|b| b * b).sum::<f64>();
         if !penalised.is_finite() {
             return Err(FitError::NotConverged(it));
         }
         if (last - penalised).abs() <= opts.tolerance * penalised.abs().max(1e-300) {
-            let info = information(d, &beta, opts.ridge);
             return Ok((beta, info, it));
         }
+        if it == opts.max_iterations {
+            break;
+        }
         last = penalised;
+        // Newton on the log-likelihood: for the canonical link this is
+        // IRLS with weight μ and working response η − offset + (y − μ)/μ.
+        let l = info.cholesky().ok_or(FitError::Singular)?;
+        for (b, s) in beta.iter_mut().zip(solve(&l, &score)) {
+            *b += s;
+        }
     }
     Err(FitError::NotConverged(opts.max_iterations))
 }
 
-fn information(d: &Design, beta: &[f64], ridge: f64) -> Matrix {
+/// Rows per chunk of a pass. Chunks are summed in their order whatever the
+/// thread count, so a fit gives the same bits on any machine.
+const CHUNK: usize = 1 << 16;
+
+/// XᵀWX, Xᵀ(y − μ) and the deviance at β, over every row.
+fn pass(d: &Design, beta: &[f64], threads: usize) -> (Matrix, Vec<f64>, f64) {
+    let chunks = d.rows().div_ceil(CHUNK).max(1);
+    let threads = threads.clamp(1, chunks);
+    let parts: Vec<(usize, Matrix, Vec<f64>, f64)> = std::thread::scope(|s| {
+        let jobs: Vec<_> = (0..threads)
+            .map(|t| {
+                s.spawn(move || {
+                    (t..chunks)
+                        .step_by(threads)
+                        .map(|c| {
+                            let (info, score, dev) =
+                                chunk(d, beta, c * CHUNK..((c + 1) * CHUNK).min(d.rows()));
+                            (c, info, score, dev)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        jobs.into_iter()
+            .flat_map(|j| j.join().unwrap_or_default())
+            .collect()
+    });
+    let mut parts = parts;
+    parts.sort_by_key(|p| p.0);
+    let p = beta.len();
+    let (mut info, mut score, mut deviance) = (Matrix::zeros(p), vec![0.0; p], 0.0);
+    for (_, i, sc, dev) in parts {
+        for (a, v) in info.a.iter_mut().zip(&i.a) {
+            *a += v;
+        }
+        for (a, v) in score.iter_mut().zip(&sc) {
+            *a += v;
+        }
+        deviance += dev;
+    }
+    (info, score, deviance)
+}
+
+fn chunk(d: &Design, beta: &[f64], rows: std::ops::Range<usize>) -> (Matrix, Vec<f64>, f64) {
     let p = beta.len();
     let mut info = Matrix::zeros(p);
+    let mut score = vec![0.0; p];
+    let mut dev = 0.0;
     let mut row = vec![0.0; p];
-    for i in 0..d.rows() {
+    for i in rows {
         d.row(i, &mut row);
         let mu = (d.offset[i] + dot(&row, beta)).exp();
+        let y = d.y[i];
+        dev += if y > 0.0 {
+            2.0 * (y * (y / mu).ln() - (y - mu))
+        } else {
+            2.0 * mu
+        };
         for a in 0..p {
-            for b in 0..p {
-                info.add(a, b, row[a] * row[b] * mu);
+            score[a] += row[a] * (y - mu);
+            let wa = row[a] * mu;
+            for (cell, rb) in info.a[a * p..=a * p + a].iter_mut().zip(&row) {
+                *cell += wa * rb;
             }
         }
     }
-    for j in 1..p {
-        info.add(j, j, ridge);
+    for a in 0..p {
+        for b in 0..a {
+            info.a[b * p + a] = info.a[a * p + b];
+        }
     }
-    info
+    (info, score, dev)
 }
 
 fn dot(a: &[f64], b: &[f64]) -> f64 {

@@ -34,7 +34,7 @@ pub fn score(
             let outcomes: Vec<RentalOutcome> = list
                 .iter()
                 .map(|(r, a)| RentalOutcome {
-                    rental_id: r.rental_id.clone(),
+                    rental_id: &r.rental_id,
                     end_at: r.end_at,
                     status: a.status,
                     score: a.score,

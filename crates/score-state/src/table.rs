@@ -233,7 +233,7 @@ pub fn members_of(
         let recent = score
             .rentals_used
             .iter()
-            .filter_map(|id| outcomes.iter().position(|o| &o.rental_id == id))
+            .filter_map(|id| outcomes.iter().position(|o| o.rental_id == id))
             .map(|k| recent(&cols, open, places[k]))
             .collect();
         out.push(MemberRecord {
@@ -245,12 +245,16 @@ pub fn members_of(
     Ok(out)
 }
 
-fn outcome(cols: &[Columns<'_>], open: &[ResultRow], at: At) -> Result<RentalOutcome, StateError> {
+fn outcome<'a>(
+    cols: &'a [Columns<'a>],
+    open: &'a [ResultRow],
+    at: At,
+) -> Result<RentalOutcome<'a>, StateError> {
     Ok(match at {
         At::Final(b, i) => {
             let (c, i) = (&cols[b as usize], i as usize);
             RentalOutcome {
-                rental_id: c.rental_id.value(i).to_string(),
+                rental_id: c.rental_id.value(i),
                 end_at: c.end_at.value(i),
                 status: c.status(i)?,
                 score: arrow_array::Array::is_valid(c.score, i).then(|| c.score.value(i)),
@@ -260,7 +264,7 @@ fn outcome(cols: &[Columns<'_>], open: &[ResultRow], at: At) -> Result<RentalOut
         At::Open(k) => {
             let r = &open[k as usize];
             RentalOutcome {
-                rental_id: r.rental.rental_id.clone(),
+                rental_id: &r.rental.rental_id,
                 end_at: r.rental.end_at,
                 status: r.assessment.status,
                 score: r.assessment.score,

@@ -10,8 +10,10 @@ const DAY_MS: i64 = 86_400_000;
 
 /// What the member score needs of one assessed rental.
 #[derive(Debug, Clone, PartialEq)]
-pub struct RentalOutcome {
-    pub rental_id: String,
+pub struct RentalOutcome<'a> {
+    /// Borrowed: a member score is computed for every member of a fleet,
+    /// and only the ids of the rentals used are copied out.
+    pub rental_id: &'a str,
     pub end_at: i64,
     pub status: Status,
     pub score: Option<f64>,
@@ -63,24 +65,24 @@ pub struct MemberScore {
 }
 
 /// Scores one member from all their considered rentals (any order).
-pub fn member_score(rentals: &[RentalOutcome], as_of: i64, model: &Model) -> MemberScore {
+pub fn member_score(rentals: &[RentalOutcome<'_>], as_of: i64, model: &Model) -> MemberScore {
     let p = &model.member;
     let window_start = as_of - p.window_days * DAY_MS;
-    let in_window = |r: &&RentalOutcome| r.end_at > window_start && r.end_at <= as_of;
+    let in_window = |r: &&RentalOutcome<'_>| r.end_at > window_start && r.end_at <= as_of;
 
-    let scored: Vec<&RentalOutcome> = rentals
+    let scored: Vec<&RentalOutcome<'_>> = rentals
         .iter()
         .filter(|r| r.status == Status::Scored && r.end_at <= as_of)
         .collect();
     let distance_km_total: f64 = sorted_sum(scored.iter().map(|r| r.features.distance_km));
     let rentals_12m = rentals.iter().filter(in_window).count();
 
-    let mut recent: Vec<&RentalOutcome> = scored.iter().copied().filter(in_window).collect();
+    let mut recent: Vec<&RentalOutcome<'_>> = scored.iter().copied().filter(in_window).collect();
     // Latest first; rental_id breaks ties so the choice never depends on input order.
     recent.sort_by(|a, b| {
         b.end_at
             .cmp(&a.end_at)
-            .then_with(|| a.rental_id.cmp(&b.rental_id))
+            .then_with(|| a.rental_id.cmp(b.rental_id))
     });
     recent.truncate(p.latest_rentals);
 
@@ -100,7 +102,7 @@ pub fn member_score(rentals: &[RentalOutcome], as_of: i64, model: &Model) -> Mem
         status,
         score,
         grade: score.map(|s| model.grade(s).grade.clone()),
-        rentals_used: recent.iter().map(|r| r.rental_id.clone()).collect(),
+        rentals_used: recent.iter().map(|r| r.rental_id.to_string()).collect(),
         rentals_12m: u32::try_from(rentals_12m).unwrap_or(u32::MAX),
         distance_km_total,
         rates: pooled_rates(recent.iter().map(|r| &r.features)),
@@ -108,7 +110,7 @@ pub fn member_score(rentals: &[RentalOutcome], as_of: i64, model: &Model) -> Mem
 }
 
 /// Distance-weighted mean of the rental scores, rounded to one decimal.
-fn weighted_mean_score(used: &[&RentalOutcome]) -> Option<f64> {
+fn weighted_mean_score(used: &[&RentalOutcome<'_>]) -> Option<f64> {
     let weight: f64 = used.iter().map(|r| r.features.distance_km).sum();
     if weight <= 0.0 {
         return None;
@@ -150,9 +152,9 @@ mod tests {
 
     const AS_OF: i64 = 1_000 * DAY_MS;
 
-    fn scored(id: &str, days_before: i64, score: f64, km: f64) -> RentalOutcome {
+    fn scored(id: &str, days_before: i64, score: f64, km: f64) -> RentalOutcome<'_> {
         RentalOutcome {
-            rental_id: id.into(),
+            rental_id: id,
             end_at: AS_OF - days_before * DAY_MS,
             status: Status::Scored,
             score: Some(score),
@@ -166,8 +168,9 @@ mod tests {
 
     #[test]
     fn uses_the_latest_10_scored_rentals_distance_weighted() {
+        let ids: Vec<String> = (0..12).map(|i| format!("r{i:02}")).collect();
         let mut rentals: Vec<RentalOutcome> = (0..12)
-            .map(|i| scored(&format!("r{i:02}"), i, 90.0, 20.0))
+            .map(|i| scored(&ids[i as usize], i, 90.0, 20.0))
             .collect();
         // The two oldest would drag the mean down if used.
         rentals[10].score = Some(0.0);
@@ -236,8 +239,9 @@ mod tests {
 
     #[test]
     fn input_order_does_not_matter() {
+        let ids: Vec<String> = (0..15).map(|i| format!("r{i}")).collect();
         let mut rentals: Vec<RentalOutcome> = (0..15)
-            .map(|i| scored(&format!("r{i}"), i % 4, 50.0 + i as f64, 7.3 + i as f64))
+            .map(|i| scored(&ids[i as usize], i % 4, 50.0 + i as f64, 7.3 + i as f64))
             .collect();
         let a = member_score(&rentals, AS_OF, &Model::default());
         rentals.reverse();

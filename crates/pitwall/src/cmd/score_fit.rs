@@ -106,8 +106,8 @@ fn read(inputs: &Inputs) -> anyhow::Result<(Results, ClaimInput)> {
     eprintln!("reading rental results from {} ...", inputs.results);
     let mut results = load_results(&inputs.results)?;
     eprintln!("reading claims from {} ...", inputs.claims);
-    let input = claims::read_claims(&Location::parse(&inputs.claims)?, &results.spans())?;
-    results.attach(&input.at_fault_by_rental());
+    let input = claims::read_claims(&Location::parse(&inputs.claims)?, &|id| results.span(id))?;
+    results.attach(&input.claims);
     std::fs::create_dir_all(&inputs.out)
         .with_context(|| format!("cannot create output directory {}", inputs.out.display()))?;
     claims::write_rejected(&inputs.out.join("rejected_claims.parquet"), &input.rejected)?;
@@ -137,7 +137,7 @@ pub fn fit(a: FitArgs) -> anyhow::Result<u8> {
         threads: a.inputs.threads(),
         fitted_at: now(),
     };
-    let out = fit_model(&results.rows, &cfg)?;
+    let out = fit_model(&results, &cfg)?;
     let claims = input.report();
     let dir = &a.inputs.out;
     let text = format!(
@@ -255,7 +255,7 @@ pub fn validate(a: ValidateArgs) -> anyhow::Result<u8> {
         a.to.unwrap_or_else(|| results.max_end().map_or(a.from, |e| e + 1));
     eprintln!("validating {} ...", model.id());
     let judged = Judged {
-        rows: &results.rows,
+        results: &results,
         period: Period { from: a.from, to },
         resamples: a.inputs.resamples,
         seed: a.inputs.seed,
