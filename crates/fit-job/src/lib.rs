@@ -13,6 +13,7 @@ pub mod judge;
 pub mod members;
 pub mod outputs;
 pub mod report;
+pub mod review;
 mod svg;
 pub mod synth;
 

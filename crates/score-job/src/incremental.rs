@@ -260,6 +260,7 @@ pub fn run(
     timings.write_ms = crate::ms(t);
     timings.total_ms = crate::ms(started);
     run.timings_ms = timings;
+    crate::review_claims(cfg, &mut run);
     run_json::write(&cfg.out, &run)?;
     report::write(
         &cfg.out,

@@ -56,6 +56,8 @@ pub struct JobConfig {
     pub bucket_bytes: u64,
     /// With a score state: an incremental run (`score-state.md`).
     pub state: Option<StateOptions>,
+    /// Claims (Parquet or CSV) to judge the model in use by, in the report.
+    pub claims: Option<String>,
 }
 
 impl JobConfig {
@@ -73,6 +75,7 @@ impl JobConfig {
             threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             bucket_bytes: 32 << 20,
             state: None,
+            claims: None,
         }
     }
 
@@ -187,6 +190,7 @@ pub fn run(cfg: &JobConfig, progress: &dyn Progress) -> Result<RunJson, JobError
     timings.write_ms = ms(t);
     timings.total_ms = ms(started);
     run.timings_ms = timings;
+    review_claims(cfg, &mut run);
     run_json::write(&cfg.out, &run)?;
     report::write(
         &cfg.out,
@@ -237,6 +241,22 @@ fn read_and_score(
     progress.finish();
     timings.score_rentals_ms = ms(t);
     Ok((stats, scored))
+}
+
+/// `--claims`: the model in use judged on the run's results (a state's
+/// final results, or this run's rental_scores.parquet). A review that
+/// cannot be made is reported, and the run stands: scores do not wait for
+/// an accident extract.
+pub(crate) fn review_claims(cfg: &JobConfig, run: &mut RunJson) {
+    let Some(claims) = &cfg.claims else { return };
+    let results = match &cfg.state {
+        Some(s) => s.location.clone(),
+        None => cfg.out.join(names::RENTAL_SCORES).display().to_string(),
+    };
+    match pitwall_fit_job::review::review(&results, claims, &cfg.model, cfg.as_of, cfg.threads) {
+        Ok(r) => run.claims_review = Some(r),
+        Err(e) => run.claims_review_error = Some(format!("claims review of {claims}: {e}")),
+    }
 }
 
 fn create_out(cfg: &JobConfig) -> Result<(), JobError> {

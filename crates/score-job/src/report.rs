@@ -120,6 +120,7 @@ pub fn render(
     );
     h.push_str("</div>");
     factors(&mut h, &assessed);
+    claims_review(&mut h, run);
     rejections(&mut h, "Rejected rental rows", &run.rejected.rentals);
     rejections(&mut h, "Rejected telemetry rows", &run.rejected.telemetry);
     if run.rejected.rows_not_kept > 0 {
@@ -140,6 +141,52 @@ pub fn render(
     }
     h.push_str("</table></body></html>\n");
     h
+}
+
+/// `--claims`: lift over deciles of predicted risk and the member view of
+/// the model in use, the monthly review's figures.
+fn claims_review(h: &mut String, run: &RunJson) {
+    if let Some(e) = &run.claims_review_error {
+        let _ = write!(h, "<h2>Claims review</h2><p class=held>{}</p>", esc(e));
+    }
+    let Some(r) = &run.claims_review else { return };
+    let opt = |v: Option<f64>, d: usize| v.map_or("–".to_string(), |v| format!("{v:.d$}"));
+    let mv = &r.member_view;
+    let _ = write!(
+        h,
+        "<h2>Claims review</h2><p class=muted>model <code>{}</code> on {} scored rentals of <code>{}</code>          ({} – {}): {:.0} km, {} at-fault claims</p>         <p>Worst decile over best: <b>{}</b> ({} inversions) · Gini {:.3} [{:.3}, {:.3}] ·          members ≥ 90 against ≤ 50: claim frequency ratio <b>{}</b> [{}, {}] ({} vs {} members,          {:.3} vs {:.3} claims per 1,000 km)</p>",
+        esc(&r.model),
+        r.rentals,
+        esc(&r.results),
+        esc(&r.from),
+        esc(&r.to),
+        r.distance_km,
+        r.claims,
+        opt(r.lift.worst_over_best, 2),
+        r.lift.inversions,
+        r.gini.normalised,
+        r.gini.ci_low,
+        r.gini.ci_high,
+        opt(mv.rate_ratio, 3),
+        opt(mv.ci_low, 3),
+        opt(mv.ci_high, 3),
+        mv.high_members,
+        mv.low_members,
+        mv.high_per_1000_km,
+        mv.low_per_1000_km,
+    );
+    let names: Vec<String> = r
+        .lift
+        .deciles
+        .iter()
+        .map(|d| d.decile.to_string())
+        .collect();
+    let freq: Vec<f64> = r.lift.deciles.iter().map(|d| d.per_1000_km).collect();
+    let _ = write!(
+        h,
+        "<div><h3>Claims per 1,000 km by decile of predicted risk (equal exposure)</h3>{}</div>",
+        bars(&names, &freq, "#b5651d", 3)
+    );
 }
 
 fn gates(h: &mut String, run: &RunJson) {

@@ -45,6 +45,12 @@ pub struct RunJson {
     pub state: Option<StateReport>,
     pub timings_ms: Timings,
     pub outputs: BTreeMap<&'static str, String>,
+    /// With `--claims`: how the model in use ranks the results' claims.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub claims_review: Option<pitwall_fit_job::review::Review>,
+    /// With `--claims`: why the review could not be made (the run itself stands).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub claims_review_error: Option<String>,
     /// With `--state`: for each rental made final, when the newest lake
     /// file holding its samples was written (ms), for a watcher's freshness.
     #[serde(skip)]
@@ -263,6 +269,8 @@ pub fn build(f: Facts<'_>) -> RunJson {
         state: None,
         timings_ms: Timings::default(),
         outputs: BTreeMap::new(),
+        claims_review: None,
+        claims_review_error: None,
         made_final_landed_ms: Vec::new(),
     }
 }

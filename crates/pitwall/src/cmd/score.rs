@@ -112,6 +112,10 @@ pub struct RunArgs {
     /// Quality-gate thresholds (TOML); unspecified ones keep their defaults.
     #[arg(long)]
     pub gates: Option<PathBuf>,
+    /// Claims (Parquet or CSV, the claims contract of `score fit`): the report and run.json then show
+    /// how the model in use ranks them (lift by decile, members ≥ 90 against ≤ 50).
+    #[arg(long)]
+    pub claims: Option<String>,
     /// The previous run's output directory, to check member-score drift (a state run compares with its snapshot).
     #[arg(long, conflicts_with = "state")]
     pub previous: Option<PathBuf>,
@@ -268,6 +272,7 @@ pub fn job_config(a: &RunArgs) -> anyhow::Result<JobConfig> {
     apply_model_and_gates(&mut cfg, a.model.as_deref(), a.gates.as_deref())?;
     cfg.grace_ms = a.grace.map(|g| g.as_millis() as i64);
     cfg.previous = a.previous.clone();
+    cfg.claims = a.claims.clone();
     if let Some(location) = &a.state {
         if let (Some(from), Some(to)) = (a.rescore_from, a.rescore_to)
             && from >= to
@@ -349,6 +354,19 @@ pub fn print_summary(run: &RunJson) {
         run.members.eligible,
         by(&run.members.by_status)
     );
+    if let Some(r) = &run.claims_review {
+        let num = |x: Option<f64>| x.map_or("–".to_string(), |x| format!("{x:.2}"));
+        println!(
+            "  claims:    {} at-fault claims on {} scored rentals: worst/best decile {}, members ≥ 90 vs ≤ 50 rate ratio {}",
+            r.claims,
+            r.rentals,
+            num(r.lift.worst_over_best),
+            num(r.member_view.rate_ratio)
+        );
+    }
+    if let Some(e) = &run.claims_review_error {
+        eprintln!("warning: {e}");
+    }
     if let Some(st) = &run.state {
         let c = &st.counts;
         println!(
