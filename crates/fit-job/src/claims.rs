@@ -32,7 +32,7 @@ pub struct Claim {
     pub rental_id: String,
     pub occurred_at: i64,
     pub at_fault: bool,
-    pub severity: String,
+    pub severity: &'static str,
 }
 
 /// A rental as the claims rules need it.
@@ -116,54 +116,77 @@ impl ClaimInput {
     }
 }
 
-/// One row as read, every value as text (for rejects) plus the parsed ones.
-struct Raw {
-    file: String,
-    row: u64,
-    claim_id: Option<String>,
-    rental_id: Option<String>,
-    occurred_text: Option<String>,
-    occurred_at: Result<Option<i64>, tabular::Unparseable>,
-    at_fault_text: Option<String>,
-    severity: Option<String>,
+/// at_fault as the file holds it: a boolean column, or text.
+enum Fault<'a> {
+    Native(&'a BooleanArray),
+    Text(&'a StringArray),
 }
 
-impl Raw {
-    fn reject(&self, rule: &'static str) -> RejectedClaim {
+/// One batch's columns, borrowed: a row is checked without copying a value,
+/// and only what a claim or a rejection keeps is copied out.
+struct Batch<'a> {
+    file: &'a str,
+    first_row: u64,
+    claim_id: &'a StringArray,
+    rental_id: &'a StringArray,
+    occurred: &'a TimeColumn,
+    fault: Fault<'a>,
+    severity: &'a StringArray,
+}
+
+fn opt(a: &StringArray, i: usize) -> Option<&str> {
+    a.is_valid(i).then(|| a.value(i))
+}
+
+impl Batch<'_> {
+    fn at_fault(&self, i: usize) -> Option<bool> {
+        match &self.fault {
+            Fault::Native(a) => a.is_valid(i).then(|| a.value(i)),
+            Fault::Text(a) => match opt(a, i).map(str::trim) {
+                Some("true" | "TRUE" | "True" | "1") => Some(true),
+                Some("false" | "FALSE" | "False" | "0") => Some(false),
+                _ => None,
+            },
+        }
+    }
+
+    /// Row i as text, for `rejected_claims.parquet`.
+    fn reject(&self, i: usize, rule: &'static str) -> RejectedClaim {
+        let owned = |a: &StringArray| opt(a, i).map(str::to_string);
         RejectedClaim {
-            file: self.file.clone(),
-            row: self.row,
+            file: self.file.to_string(),
+            row: self.first_row + i as u64,
             rule,
-            claim_id: self.claim_id.clone(),
-            rental_id: self.rental_id.clone(),
-            occurred_at: self.occurred_text.clone(),
-            at_fault: self.at_fault_text.clone(),
-            severity: self.severity.clone(),
+            claim_id: owned(self.claim_id),
+            rental_id: owned(self.rental_id),
+            occurred_at: match self.occurred {
+                TimeColumn::Text(a) => owned(a.as_string::<i32>()),
+                TimeColumn::Native(_) => self.occurred.get(i).ok().flatten().map(crate::rfc3339),
+            },
+            at_fault: match &self.fault {
+                Fault::Native(a) => a.is_valid(i).then(|| a.value(i).to_string()),
+                Fault::Text(a) => owned(a),
+            },
+            severity: owned(self.severity),
         }
     }
 
-    fn at_fault(&self) -> Option<bool> {
-        match self.at_fault_text.as_deref().map(str::trim) {
-            Some("true" | "TRUE" | "True" | "1") => Some(true),
-            Some("false" | "FALSE" | "False" | "0") => Some(false),
-            _ => None,
-        }
-    }
-
-    /// The claim, or the first rule it breaks.
-    fn check(&self, rentals: &dyn Fn(&str) -> Option<Span>) -> Result<Claim, &'static str> {
-        let present = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.trim().is_empty());
-        if !present(&self.claim_id) {
+    /// Row i's claim, or the first rule it breaks.
+    fn check(
+        &self,
+        i: usize,
+        rentals: &dyn Fn(&str) -> Option<Span>,
+    ) -> Result<Claim, &'static str> {
+        let present = |v: Option<&str>| v.is_some_and(|s| !s.trim().is_empty());
+        let (claim_id, rental_id) = (opt(self.claim_id, i), opt(self.rental_id, i));
+        if !present(claim_id) {
             return Err("claim_id_missing");
         }
-        if !present(&self.rental_id) {
-            return Err("rental_id_missing");
-        }
-        let rental_id = self.rental_id.clone().unwrap_or_default();
-        let Some(span) = rentals(&rental_id) else {
-            return Err("rental_unknown");
-        };
-        let occurred_at = match self.occurred_at {
+        let rental_id = rental_id
+            .filter(|r| present(Some(r)))
+            .ok_or("rental_id_missing")?;
+        let span = rentals(rental_id).ok_or("rental_unknown")?;
+        let occurred_at = match self.occurred.get(i) {
             Err(_) => return Err("occurred_at_unparseable"),
             Ok(None) => return Err("occurred_at_missing"),
             Ok(Some(t)) => t,
@@ -171,21 +194,25 @@ impl Raw {
         if occurred_at < span.start_at || occurred_at > span.end_at + HOUR_MS {
             return Err("occurred_outside_rental");
         }
-        let Some(at_fault) = self.at_fault() else {
-            return Err("at_fault_missing");
-        };
-        let severity = self.severity.clone().unwrap_or_default();
-        if !SEVERITIES.contains(&severity.as_str()) {
-            return Err("severity_invalid");
-        }
+        let at_fault = self.at_fault(i).ok_or("at_fault_missing")?;
+        let severity = opt(self.severity, i)
+            .and_then(|s| SEVERITIES.iter().find(|k| **k == s))
+            .ok_or("severity_invalid")?;
         Ok(Claim {
-            claim_id: self.claim_id.clone().unwrap_or_default(),
-            rental_id,
+            claim_id: claim_id.unwrap_or_default().to_string(),
+            rental_id: rental_id.to_string(),
             occurred_at,
             at_fault,
             severity,
         })
     }
+}
+
+/// A valid claim and where it was read, should its id turn out duplicated.
+struct Found {
+    claim: Claim,
+    file: usize,
+    row: u64,
 }
 
 /// Reads every claims file under `loc` and checks each row against the
@@ -204,83 +231,103 @@ pub fn read_claims(loc: &Location, rentals: &dyn Fn(&str) -> Option<Span>) -> Re
         files: files.len(),
         ..ClaimInput::default()
     };
-    let mut valid: Vec<(Claim, RejectedClaim)> = Vec::new();
-    for file in &files {
+    let mut valid: Vec<Found> = Vec::new();
+    for (f, file) in files.iter().enumerate() {
         let mut row = 0u64;
         for batch in tabular::read_table(file, &COLUMNS)? {
-            for raw in raws(file, &batch, &mut row)? {
-                input.rows += 1;
-                match raw.check(rentals) {
-                    Ok(c) => valid.push((c, raw.reject("claim_id_duplicate"))),
-                    Err(rule) => input.rejected.push(raw.reject(rule)),
+            let cols = Columns::of(file, &batch)?;
+            let b = cols.batch(file, row);
+            for i in 0..batch.num_rows() {
+                match b.check(i, rentals) {
+                    Ok(claim) => valid.push(Found {
+                        claim,
+                        file: f,
+                        row: row + i as u64,
+                    }),
+                    Err(rule) => input.rejected.push(b.reject(i, rule)),
                 }
             }
+            row += batch.num_rows() as u64;
+            input.rows += batch.num_rows() as u64;
         }
     }
-    resolve_duplicates(valid, &mut input);
+    resolve_duplicates(valid, &files, &mut input);
     input
         .rejected
         .sort_by(|a, b| a.file.cmp(&b.file).then(a.row.cmp(&b.row)));
     Ok(input)
 }
 
-/// Identical copies of a claim are one claim (a redelivered extract); an id
-/// on rows that differ cannot be trusted on any of them.
-fn resolve_duplicates(mut valid: Vec<(Claim, RejectedClaim)>, input: &mut ClaimInput) {
-    valid.sort_by(|a, b| a.0.claim_id.cmp(&b.0.claim_id));
-    let mut rows = valid.into_iter().peekable();
-    while let Some(first) = rows.next() {
-        let mut same: Vec<(Claim, RejectedClaim)> = vec![first];
-        while let Some(next) = rows.next_if(|n| n.0.claim_id == same[0].0.claim_id) {
-            same.push(next);
-        }
-        if same.iter().all(|(c, _)| *c == same[0].0) {
-            let (c, _) = same.swap_remove(0);
-            input.claims.push(c);
-        } else {
-            input.rejected.extend(same.into_iter().map(|(_, r)| r));
+/// A batch's columns in the types the checks read.
+struct Columns {
+    claim_id: ArrayRef,
+    rental_id: ArrayRef,
+    occurred: TimeColumn,
+    fault: ArrayRef,
+    severity: ArrayRef,
+}
+
+impl Columns {
+    fn of(file: &FileRef, batch: &RecordBatch) -> Result<Columns> {
+        let col = |n: &str| tabular::column(file, batch, n, "claims", &COLUMNS);
+        let text = |n: &str| -> Result<ArrayRef> { Ok(tabular::text(file, n, &col(n)?)?) };
+        let fault = col("at_fault")?;
+        Ok(Columns {
+            claim_id: text("claim_id")?,
+            rental_id: text("rental_id")?,
+            occurred: TimeColumn::new(file, "occurred_at", &col("occurred_at")?)?,
+            fault: if fault.data_type() == &DataType::Boolean {
+                fault
+            } else {
+                text("at_fault")?
+            },
+            severity: text("severity")?,
+        })
+    }
+
+    fn batch<'a>(&'a self, file: &'a FileRef, first_row: u64) -> Batch<'a> {
+        Batch {
+            file: &file.display,
+            first_row,
+            claim_id: self.claim_id.as_string::<i32>(),
+            rental_id: self.rental_id.as_string::<i32>(),
+            occurred: &self.occurred,
+            fault: match self.fault.as_boolean_opt() {
+                Some(b) => Fault::Native(b),
+                None => Fault::Text(self.fault.as_string::<i32>()),
+            },
+            severity: self.severity.as_string::<i32>(),
         }
     }
 }
 
-fn raws(file: &FileRef, batch: &RecordBatch, row: &mut u64) -> Result<Vec<Raw>> {
-    let col = |n: &str| tabular::column(file, batch, n, "claims", &COLUMNS);
-    let as_text = |n: &str| -> Result<ArrayRef> { Ok(tabular::text(file, n, &col(n)?)?) };
-    let (ids, rentals, fault, severity) = (
-        as_text("claim_id")?,
-        as_text("rental_id")?,
-        as_text("at_fault")?,
-        as_text("severity")?,
-    );
-    let occurred = col("occurred_at")?;
-    let times = TimeColumn::new(file, "occurred_at", &occurred)?;
-    // Text as given for text columns; a native timestamp shown in RFC 3339.
-    let occurred_text: Option<ArrayRef> = match &times {
-        TimeColumn::Text(a) => Some(a.clone()),
-        TimeColumn::Native(_) => None,
-    };
-    let get = |a: &ArrayRef, i: usize| {
-        let a = a.as_string::<i32>();
-        a.is_valid(i).then(|| a.value(i).to_string())
-    };
-    Ok((0..batch.num_rows())
-        .map(|i| {
-            *row += 1;
-            Raw {
-                file: file.display.clone(),
-                row: *row - 1,
-                claim_id: get(&ids, i),
-                rental_id: get(&rentals, i),
-                occurred_text: match &occurred_text {
-                    Some(a) => get(a, i),
-                    None => times.get(i).ok().flatten().map(crate::rfc3339),
-                },
-                occurred_at: times.get(i),
-                at_fault_text: get(&fault, i),
-                severity: get(&severity, i),
-            }
-        })
-        .collect())
+/// Identical copies of a claim are one claim (a redelivered extract); an id
+/// on rows that differ cannot be trusted on any of them.
+fn resolve_duplicates(mut valid: Vec<Found>, files: &[FileRef], input: &mut ClaimInput) {
+    valid.sort_by(|a, b| a.claim.claim_id.cmp(&b.claim.claim_id));
+    let mut rows = valid.into_iter().peekable();
+    while let Some(first) = rows.next() {
+        let mut same = vec![first];
+        while let Some(next) = rows.next_if(|n| n.claim.claim_id == same[0].claim.claim_id) {
+            same.push(next);
+        }
+        if same.iter().all(|f| f.claim == same[0].claim) {
+            input.claims.push(same.swap_remove(0).claim);
+        } else {
+            input
+                .rejected
+                .extend(same.into_iter().map(|f| RejectedClaim {
+                    file: files[f.file].display.clone(),
+                    row: f.row,
+                    rule: "claim_id_duplicate",
+                    claim_id: Some(f.claim.claim_id),
+                    rental_id: Some(f.claim.rental_id),
+                    occurred_at: Some(crate::rfc3339(f.claim.occurred_at)),
+                    at_fault: Some(f.claim.at_fault.to_string()),
+                    severity: Some(f.claim.severity.to_string()),
+                }));
+        }
+    }
 }
 
 /// `rejected_claims.parquet`: file, row and rule, then the row's values as text.
@@ -348,7 +395,7 @@ pub fn to_batch(claims: &[Claim]) -> Result<RecordBatch> {
         Arc::new(
             claims
                 .iter()
-                .map(|c| Some(c.severity.as_str()))
+                .map(|c| Some(c.severity))
                 .collect::<StringArray>(),
         ),
     ];

@@ -4,6 +4,11 @@
 
 use std::collections::HashMap;
 
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float64Type, Int64Type, TimestampMillisecondType};
+use arrow_array::{Array, ArrayRef, RecordBatch};
+use arrow_schema::DataType;
+use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use pitwall_lake::Location;
 use pitwall_score::{Features, Model, Status};
@@ -182,6 +187,25 @@ fn from_table(table: &FinalTable, members: &mut Interner) -> Result<Vec<RentalRo
     Ok(out)
 }
 
+/// What a fit reads of a results file: the rest (car, reason, score,
+/// grade, model) is left undecoded.
+const NEEDED: [&str; 14] = [
+    "rental_id",
+    "member_id",
+    "start_at",
+    "end_at",
+    "status",
+    "samples",
+    "coverage",
+    "distance_km",
+    "moving_s",
+    "speeding_s",
+    "excess_speeding_s",
+    "harsh_accel_n",
+    "harsh_brake_n",
+    "unstable_stop_n",
+];
+
 fn from_files(url: &str, members: &mut Interner) -> Result<Vec<RentalRow>> {
     let loc = Location::parse(url)?;
     let files = loc.list(&[".parquet"])?;
@@ -200,19 +224,122 @@ fn from_files(url: &str, members: &mut Interner) -> Result<Vec<RentalRow>> {
                 problem: format!("{e} (expected the columns of rental_scores.parquet)"),
             })
         };
-        let reader = ParquetRecordBatchReaderBuilder::try_new(Location::open(file)?)
-            .and_then(|b| b.with_batch_size(64 * 1024).build())
+        let builder =
+            ParquetRecordBatchReaderBuilder::try_new(Location::open(file)?).map_err(|e| bad(&e))?;
+        let mask = ProjectionMask::columns(builder.parquet_schema(), NEEDED);
+        let reader = builder
+            .with_projection(mask)
+            .with_batch_size(64 * 1024)
+            .build()
             .map_err(|e| bad(&e))?;
         for batch in reader {
-            let batch =
-                results::normalize(&batch.map_err(|e| bad(&e))?, false).map_err(|e| bad(&e))?;
-            let cols = Columns::of(&batch).map_err(|e| bad(&e))?;
-            for i in 0..batch.num_rows() {
-                out.push(row_of(&cols, i, members).map_err(|e| bad(&e))?);
-            }
+            let batch = batch.map_err(|e| bad(&e))?;
+            Projected::of(&batch)
+                .map_err(|e| bad(&e))?
+                .rows(members, &mut out)
+                .map_err(|e| bad(&e))?;
         }
     }
     Ok(out)
+}
+
+/// The needed columns of one batch, cast to the types the rows take.
+struct Projected {
+    ids: [ArrayRef; 3],
+    times: [ArrayRef; 2],
+    floats: [ArrayRef; 2],
+    ints: [ArrayRef; 7],
+}
+
+impl Projected {
+    fn of(b: &RecordBatch) -> std::result::Result<Projected, String> {
+        fn cast<const N: usize>(
+            b: &RecordBatch,
+            names: [&str; N],
+            t: &DataType,
+        ) -> std::result::Result<[ArrayRef; N], String> {
+            let cols = names
+                .iter()
+                .map(|n| {
+                    let c = b
+                        .column_by_name(n)
+                        .ok_or_else(|| format!("no column {n:?}"))?;
+                    arrow_cast::cast(c, t).map_err(|e| format!("column {n}: {e}"))
+                })
+                .collect::<std::result::Result<Vec<_>, String>>()?;
+            cols.try_into().map_err(|_| "column count".to_string())
+        }
+        Ok(Projected {
+            ids: cast(b, ["rental_id", "member_id", "status"], &DataType::Utf8)?,
+            times: cast(b, ["start_at", "end_at"], &results::ts_type())?,
+            floats: cast(b, ["coverage", "distance_km"], &DataType::Float64)?,
+            ints: cast(
+                b,
+                [
+                    "samples",
+                    "moving_s",
+                    "speeding_s",
+                    "excess_speeding_s",
+                    "harsh_accel_n",
+                    "harsh_brake_n",
+                    "unstable_stop_n",
+                ],
+                &DataType::Int64,
+            )?,
+        })
+    }
+
+    fn rows(
+        &self,
+        members: &mut Interner,
+        out: &mut Vec<RentalRow>,
+    ) -> std::result::Result<(), String> {
+        let [rental, member, status] = self.ids.each_ref().map(|a| a.as_string::<i32>());
+        let [start, end] = self
+            .times
+            .each_ref()
+            .map(|a| a.as_primitive::<TimestampMillisecondType>());
+        let [coverage, km] = self
+            .floats
+            .each_ref()
+            .map(|a| a.as_primitive::<Float64Type>());
+        let ints = self.ints.each_ref().map(|a| a.as_primitive::<Int64Type>());
+        let n = |k: usize, i: usize| u32::try_from(ints[k].value(i)).unwrap_or(u32::MAX);
+        for i in 0..rental.len() {
+            let null = [
+                rental.is_null(i),
+                member.is_null(i),
+                status.is_null(i),
+                start.is_null(i),
+                end.is_null(i),
+            ];
+            if null.iter().any(|x| *x) {
+                return Err(format!(
+                    "row {i}: a rental_id, member_id, status, start_at or end_at is null"
+                ));
+            }
+            out.push(RentalRow {
+                rental_id: rental.value(i).to_string(),
+                member: members.get(member.value(i)),
+                start_at: start.value(i),
+                end_at: end.value(i),
+                status: results::parse_status(status.value(i)).map_err(|e| e.to_string())?,
+                features: Features {
+                    samples: n(0, i),
+                    coverage: coverage.value(i),
+                    distance_km: km.value(i),
+                    moving_s: n(1, i),
+                    speeding_s: n(2, i),
+                    excess_speeding_s: n(3, i),
+                    harsh_accel_n: n(4, i),
+                    harsh_brake_n: n(5, i),
+                    unstable_stop_n: n(6, i),
+                },
+                claims: 0,
+            });
+        }
+        Ok(())
+    }
 }
 
 fn row_of(

@@ -49,6 +49,8 @@ pub struct FitOutcome {
     pub model: Model,
     pub fit: FitFigures,
     pub validation: Validation,
+    pub fit_ms: u64,
+    pub validate_ms: u64,
 }
 
 /// What `validation.json` holds for a fit.
@@ -60,6 +62,16 @@ pub struct FitReport<'a> {
     pub claims: &'a ClaimsReport,
     pub fit: &'a FitFigures,
     pub validation: &'a Validation,
+    pub timings_ms: Timings,
+}
+
+/// Where a command's time went, in ms.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Timings {
+    pub read_results: u64,
+    pub read_claims: u64,
+    pub fit: u64,
+    pub validate: u64,
 }
 
 fn refused(msg: String) -> FitJobError {
@@ -94,6 +106,7 @@ pub fn fit_model(results: &Results, cfg: &FitConfig) -> Result<FitOutcome> {
     }
     let design = design(&cfg.current, &training);
     check_design(&design, cfg)?;
+    let started = std::time::Instant::now();
     let fitted = fit(
         &design,
         &FitOptions {
@@ -117,7 +130,9 @@ pub fn fit_model(results: &Results, cfg: &FitConfig) -> Result<FitOutcome> {
         seed: cfg.seed,
         threads: cfg.threads,
     };
+    let fit_ms = started.elapsed().as_millis() as u64;
     let validation = judge(&judged, &model, Some(&cfg.current))?;
+    let validate_ms = started.elapsed().as_millis() as u64 - fit_ms;
     let figures = figures(&training, fitted);
     let fingerprint = fingerprint(&training, &design);
     model.fit = Some(record(cfg, &figures, &validation, &training, fingerprint));
@@ -127,6 +142,8 @@ pub fn fit_model(results: &Results, cfg: &FitConfig) -> Result<FitOutcome> {
         model,
         fit: figures,
         validation,
+        fit_ms,
+        validate_ms,
     })
 }
 

@@ -164,7 +164,7 @@ pub fn claims(
                 rental_id: id.clone(),
                 occurred_at: start + ((end - start) as f64 * rng.random::<f64>()) as i64,
                 at_fault: k < at_fault,
-                severity: SEVERITIES[usize::from(u > 0.8) + usize::from(u > 0.98)].to_string(),
+                severity: SEVERITIES[usize::from(u > 0.8) + usize::from(u > 0.98)],
             });
         }
     }
@@ -182,8 +182,7 @@ pub fn flawed(good: &[Claim], rentals: &[(String, i64, i64, Features)]) -> Vec<C
         "major"
     } else {
         "minor"
-    }
-    .into();
+    };
     vec![
         Claim {
             claim_id: "c-unknown-rental".into(),
@@ -198,7 +197,7 @@ pub fn flawed(good: &[Claim], rentals: &[(String, i64, i64, Features)]) -> Vec<C
         },
         Claim {
             claim_id: "c-bad-severity".into(),
-            severity: "scratch".into(),
+            severity: "scratch",
             ..first.clone()
         },
         conflicting,

@@ -43,11 +43,25 @@ pub fn gini(rows: &[Scored], resamples: usize, seed: u64, threads: usize) -> Gin
 /// own stream (seed, r), so the interval does not depend on the thread count.
 pub fn ginis(models: &[&[Scored]], resamples: usize, seed: u64, threads: usize) -> Vec<Gini> {
     let n = models.first().map_or(0, |m| m.len());
-    let curves: Vec<Curve> = models.iter().map(|m| Curve::new(m)).collect();
-    let perfect = models.first().map(|m| Perfect::new(m));
-    let Some(perfect) = perfect else {
+    let mut curves: Vec<Curve> = models.iter().map(|m| Curve::new(m)).collect();
+    let Some(first) = curves.first() else {
         return Vec::new();
     };
+    // Rentals are weighed by their place in the first model's order: its
+    // pass then reads the weights in sequence, and the draws do not depend
+    // on the order the rentals were given in.
+    let mut place = vec![0u32; n];
+    for (k, &r) in first.row.iter().enumerate() {
+        place[r as usize] = k as u32;
+    }
+    let mut perfect = Perfect::new(models[0], &place);
+    for rows in curves
+        .iter_mut()
+        .map(|c| &mut c.row)
+        .chain([&mut perfect.row])
+    {
+        rows.iter_mut().for_each(|r| *r = place[*r as usize]);
+    }
     let ones = vec![[1u8; LANES]; n];
     let point: Vec<f64> = curves
         .iter()
@@ -64,14 +78,11 @@ pub fn ginis(models: &[&[Scored]], resamples: usize, seed: u64, threads: usize) 
                     let mut w = vec![[0u8; LANES]; n];
                     let mut out = Vec::new();
                     for b in (t..batches).step_by(threads) {
-                        for lane in 0..LANES {
+                        let seeds: [u64; LANES] = std::array::from_fn(|lane| {
                             let r = (b * LANES + lane) as u64;
-                            poisson_weights(
-                                &mut w,
-                                lane,
-                                seed ^ r.wrapping_mul(0xA24B_AED4_963E_E407),
-                            );
-                        }
+                            seed ^ r.wrapping_mul(0xA24B_AED4_963E_E407)
+                        });
+                        poisson_weights(&mut w, seeds);
                         let per_model: Vec<[f64; LANES]> =
                             curves.iter().map(|c| c.normalised(&w, perfect)).collect();
                         for lane in 0..LANES {
@@ -148,6 +159,7 @@ struct Curve {
     claims: Vec<f64>,
     /// The last rental of its block of equal risk.
     block_end: Vec<bool>,
+    runs: Vec<Run>,
 }
 
 /// The rentals with a positive claim frequency in frequency order, with
@@ -158,7 +170,27 @@ struct Perfect {
     km: Vec<f64>,
     claims: Vec<f64>,
     block_end: Vec<bool>,
+    runs: Vec<Run>,
 }
+
+/// The borrowed view `area` reads, of a curve or of the perfect order.
+macro_rules! order_view {
+    ($t:ty) => {
+        impl $t {
+            fn order(&self) -> Order<'_> {
+                Order {
+                    row: &self.row,
+                    km: &self.km,
+                    claims: &self.claims,
+                    block_end: &self.block_end,
+                    runs: &self.runs,
+                }
+            }
+        }
+    };
+}
+order_view!(Curve);
+order_view!(Perfect);
 
 /// The Lorenz area of rentals in a fixed order under each lane's
 /// weights: Σ over blocks of claims × (exposure before + half the block's
@@ -169,32 +201,71 @@ struct Areas {
     claims: [f64; LANES],
 }
 
-fn area(
-    row: &[u32],
-    km: &[f64],
-    claims: &[f64],
-    block_end: &[bool],
-    w: &[[u8; LANES]],
-    km_before: [f64; LANES],
-) -> Areas {
+/// Stretches of an order: `simple` ones hold only rentals without claims,
+/// each its own block, which add exposure and nothing to the area — most
+/// rentals — so a pass spends on them one product per resample.
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    start: usize,
+    end: usize,
+    simple: bool,
+}
+
+fn runs(claims: &[f64], block_end: &[bool]) -> Vec<Run> {
+    let simple = |k: usize| claims[k] == 0.0 && block_end[k] && (k == 0 || block_end[k - 1]);
+    let mut out: Vec<Run> = Vec::new();
+    for k in 0..claims.len() {
+        let s = simple(k);
+        match out.last_mut() {
+            Some(r) if r.simple == s => r.end = k + 1,
+            _ => out.push(Run {
+                start: k,
+                end: k + 1,
+                simple: s,
+            }),
+        }
+    }
+    out
+}
+
+struct Order<'a> {
+    row: &'a [u32],
+    km: &'a [f64],
+    claims: &'a [f64],
+    block_end: &'a [bool],
+    runs: &'a [Run],
+}
+
+fn area(o: &Order<'_>, w: &[[u8; LANES]], km_before: [f64; LANES]) -> Areas {
     let mut before = km_before;
     let (mut area, mut total) = ([0.0; LANES], [0.0; LANES]);
     let (mut block_km, mut block_claims) = ([0.0; LANES], [0.0; LANES]);
-    for k in 0..row.len() {
-        let ws = &w[row[k] as usize];
-        let (x, c) = (km[k], claims[k]);
-        for l in 0..LANES {
-            let wl = f64::from(ws[l]);
-            block_km[l] += wl * x;
-            block_claims[l] += wl * c;
-        }
-        if block_end[k] {
-            for l in 0..LANES {
-                area[l] += block_claims[l] * (before[l] + block_km[l] / 2.0);
-                before[l] += block_km[l];
-                total[l] += block_claims[l];
+    for run in o.runs {
+        if run.simple {
+            for k in run.start..run.end {
+                let (ws, x) = (&w[o.row[k] as usize], o.km[k]);
+                for l in 0..LANES {
+                    before[l] += f64::from(ws[l]) * x;
+                }
             }
-            (block_km, block_claims) = ([0.0; LANES], [0.0; LANES]);
+            continue;
+        }
+        for k in run.start..run.end {
+            let ws = &w[o.row[k] as usize];
+            let (x, c) = (o.km[k], o.claims[k]);
+            for l in 0..LANES {
+                let wl = f64::from(ws[l]);
+                block_km[l] += wl * x;
+                block_claims[l] += wl * c;
+            }
+            if o.block_end[k] {
+                for l in 0..LANES {
+                    area[l] += block_claims[l] * (before[l] + block_km[l] / 2.0);
+                    before[l] += block_km[l];
+                    total[l] += block_claims[l];
+                }
+                (block_km, block_claims) = ([0.0; LANES], [0.0; LANES]);
+            }
         }
     }
     let mut added = before;
@@ -218,9 +289,11 @@ impl Curve {
         let block_end = block_ends(order.len(), |a, b| {
             rows[order[a]].risk.total_cmp(&rows[order[b]].risk).is_eq()
         });
+        let claims: Vec<f64> = order.iter().map(|&i| rows[i].claims).collect();
         Curve {
             km: order.iter().map(|&i| rows[i].km).collect(),
-            claims: order.iter().map(|&i| rows[i].claims).collect(),
+            runs: runs(&claims, &block_end),
+            claims,
             row: order.iter().map(|&i| i as u32).collect(),
             block_end,
         }
@@ -228,14 +301,7 @@ impl Curve {
 
     /// The normalised Gini of each lane, rental i counted w[i][lane] times.
     fn normalised(&self, w: &[[u8; LANES]], perfect: &Perfect) -> [f64; LANES] {
-        let a = area(
-            &self.row,
-            &self.km,
-            &self.claims,
-            &self.block_end,
-            w,
-            [0.0; LANES],
-        );
+        let a = area(&self.order(), w, [0.0; LANES]);
         let best = perfect.gini(w, &a.km, &a.claims);
         let mut out = [0.0; LANES];
         for l in 0..LANES {
@@ -249,19 +315,26 @@ impl Curve {
 }
 
 impl Perfect {
-    fn new(rows: &[Scored]) -> Perfect {
+    /// `place`: each rental's position in the first model's order, which
+    /// breaks ties (only to make the sums' order total: ties form one block).
+    fn new(rows: &[Scored], place: &[u32]) -> Perfect {
         let freq = |r: &Scored| if r.km > 0.0 { r.claims / r.km } else { 0.0 };
         let mut order: Vec<usize> = (0..rows.len()).filter(|&i| freq(&rows[i]) > 0.0).collect();
-        // By frequency, then by position only to be total: ties form one block.
-        order.sort_by(|&a, &b| freq(&rows[a]).total_cmp(&freq(&rows[b])).then(a.cmp(&b)));
+        order.sort_by(|&a, &b| {
+            freq(&rows[a])
+                .total_cmp(&freq(&rows[b]))
+                .then(place[a].cmp(&place[b]))
+        });
         let block_end = block_ends(order.len(), |a, b| {
             freq(&rows[order[a]])
                 .total_cmp(&freq(&rows[order[b]]))
                 .is_eq()
         });
+        let claims: Vec<f64> = order.iter().map(|&i| rows[i].claims).collect();
         Perfect {
             km: order.iter().map(|&i| rows[i].km).collect(),
-            claims: order.iter().map(|&i| rows[i].claims).collect(),
+            runs: runs(&claims, &block_end),
+            claims,
             row: order.iter().map(|&i| i as u32).collect(),
             block_end,
         }
@@ -284,14 +357,7 @@ impl Perfect {
         for l in 0..LANES {
             zero_km[l] = (km[l] - pos_km[l]).max(0.0);
         }
-        let a = area(
-            &self.row,
-            &self.km,
-            &self.claims,
-            &self.block_end,
-            w,
-            zero_km,
-        );
+        let a = area(&self.order(), w, zero_km);
         let mut out = [0.0; LANES];
         for l in 0..LANES {
             if km[l] > 0.0 && claims[l] > 0.0 {
@@ -304,16 +370,18 @@ impl Perfect {
     }
 }
 
-/// Fills lane `lane` of `w` with Poisson(1) counts from the stream `seed`: each 32-bit
+/// Fills each lane of `w` with Poisson(1) counts from its stream: each 32-bit
 /// uniform is looked up by its top byte, and only in the few bytes where a
 /// cumulative probability falls is it compared with them (counts above 10,
 /// probability 1e-8, are counted as 10).
-fn poisson_weights(w: &mut [[u8; LANES]], lane: usize, seed: u64) {
-    let mut rng = SplitMix(seed);
+fn poisson_weights(w: &mut [[u8; LANES]], seeds: [u64; LANES]) {
+    let mut rngs = seeds.map(SplitMix);
     for pair in w.chunks_mut(2) {
-        let v = rng.next();
-        for (slot, u) in pair.iter_mut().zip([v as u32, (v >> 32) as u32]) {
-            slot[lane] = poisson1(u);
+        for (l, rng) in rngs.iter_mut().enumerate() {
+            let v = rng.next();
+            for (slot, u) in pair.iter_mut().zip([v as u32, (v >> 32) as u32]) {
+                slot[l] = poisson1(u);
+            }
         }
     }
 }
@@ -443,7 +511,7 @@ mod tests {
     fn poisson_weights_have_mean_and_variance_one() {
         let n = 400_000;
         let mut w = vec![[0u8; LANES]; n];
-        poisson_weights(&mut w, 3, 9);
+        poisson_weights(&mut w, [9; LANES]);
         let draws: Vec<f64> = w.iter().map(|c| f64::from(c[3])).collect();
         let mean = draws.iter().sum::<f64>() / n as f64;
         let var = draws.iter().map(|d| (d - mean).powi(2)).sum::<f64>() / n as f64;

@@ -313,25 +313,34 @@ fn pass(d: &Design, beta: &[f64], threads: usize) -> (Matrix, Vec<f64>, f64) {
 }
 
 fn chunk(d: &Design, beta: &[f64], rows: std::ops::Range<usize>) -> (Matrix, Vec<f64>, f64) {
-    let p = beta.len();
+    let (k, p) = (d.k(), beta.len());
     let mut info = Matrix::zeros(p);
     let mut score = vec![0.0; p];
     let mut dev = 0.0;
-    let mut row = vec![0.0; p];
     for i in rows {
-        d.row(i, &mut row);
-        let mu = (d.offset[i] + dot(&row, beta)).exp();
+        // Row i is (1, x): the intercept's terms are written out.
+        let x = &d.x[i * k..(i + 1) * k];
+        let eta = x
+            .iter()
+            .zip(&beta[1..])
+            .fold(beta[0], |s, (a, b)| s + a * b);
+        let mu = (d.offset[i] + eta).exp();
         let y = d.y[i];
         dev += if y > 0.0 {
             2.0 * (y * (y / mu).ln() - (y - mu))
         } else {
             2.0 * mu
         };
-        for a in 0..p {
-            score[a] += row[a] * (y - mu);
-            let wa = row[a] * mu;
-            for (cell, rb) in info.a[a * p..=a * p + a].iter_mut().zip(&row) {
-                *cell += wa * rb;
+        let r = y - mu;
+        score[0] += r;
+        info.a[0] += mu;
+        for (a, &xa) in x.iter().enumerate() {
+            score[a + 1] += xa * r;
+            let wa = xa * mu;
+            let row = &mut info.a[(a + 1) * p..(a + 1) * p + a + 2];
+            row[0] += wa;
+            for (cell, xb) in row[1..].iter_mut().zip(x) {
+                *cell += wa * xb;
             }
         }
     }

@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::Args;
 use pitwall_fit_job::claims::{self, ClaimInput, ClaimsReport};
 use pitwall_fit_job::data::{Period, Results, load_results};
-use pitwall_fit_job::fitting::{FitConfig, FitReport, fit_model};
+use pitwall_fit_job::fitting::{FitConfig, FitReport, Timings, fit_model};
 use pitwall_fit_job::judge::{Judged, Validation, judge};
 use pitwall_fit_job::{outputs, report};
 use pitwall_lake::Location;
@@ -101,17 +101,24 @@ fn load_model(path: &Path) -> anyhow::Result<Model> {
     Model::from_toml(&text).with_context(|| format!("model file {}", path.display()))
 }
 
-/// Results with their claims attached, and what the claims contract said.
-fn read(inputs: &Inputs) -> anyhow::Result<(Results, ClaimInput)> {
+/// Results with their claims attached, what the claims contract said, and
+/// the time each took.
+fn read(inputs: &Inputs) -> anyhow::Result<(Results, ClaimInput, Timings)> {
+    let ms = |t: std::time::Instant| t.elapsed().as_millis() as u64;
+    let mut timings = Timings::default();
     eprintln!("reading rental results from {} ...", inputs.results);
+    let t = std::time::Instant::now();
     let mut results = load_results(&inputs.results)?;
+    timings.read_results = ms(t);
+    let t = std::time::Instant::now();
     eprintln!("reading claims from {} ...", inputs.claims);
     let input = claims::read_claims(&Location::parse(&inputs.claims)?, &|id| results.span(id))?;
     results.attach(&input.claims);
+    timings.read_claims = ms(t);
     std::fs::create_dir_all(&inputs.out)
         .with_context(|| format!("cannot create output directory {}", inputs.out.display()))?;
     claims::write_rejected(&inputs.out.join("rejected_claims.parquet"), &input.rejected)?;
-    Ok((results, input))
+    Ok((results, input, timings))
 }
 
 fn now() -> String {
@@ -123,7 +130,7 @@ pub fn fit(a: FitArgs) -> anyhow::Result<u8> {
         Some(p) => load_model(p)?,
         None => Model::default(),
     };
-    let (results, input) = read(&a.inputs)?;
+    let (results, input, mut timings) = read(&a.inputs)?;
     eprintln!("fitting on {} rental results ...", results.rows.len());
     let cfg = FitConfig {
         split: a.split,
@@ -138,6 +145,7 @@ pub fn fit(a: FitArgs) -> anyhow::Result<u8> {
         fitted_at: now(),
     };
     let out = fit_model(&results, &cfg)?;
+    (timings.fit, timings.validate) = (out.fit_ms, out.validate_ms);
     let claims = input.report();
     let dir = &a.inputs.out;
     let text = format!(
@@ -154,6 +162,7 @@ pub fn fit(a: FitArgs) -> anyhow::Result<u8> {
         claims: &claims,
         fit: &out.fit,
         validation: &out.validation,
+        timings_ms: timings,
     };
     outputs::json(&dir.join("validation.json"), &doc)?;
     let title = format!("Fit of {} against {}", out.model.id(), cfg.current.id());
@@ -242,6 +251,7 @@ struct ValidateReport<'a> {
     results: &'a str,
     claims: &'a ClaimsReport,
     validation: &'a Validation,
+    timings_ms: Timings,
 }
 
 pub fn validate(a: ValidateArgs) -> anyhow::Result<u8> {
@@ -250,7 +260,7 @@ pub fn validate(a: ValidateArgs) -> anyhow::Result<u8> {
         Some(p) => Some(load_model(p)?),
         None => Some(Model::default()).filter(|d| d.id() != model.id()),
     };
-    let (results, input) = read(&a.inputs)?;
+    let (results, input, mut timings) = read(&a.inputs)?;
     let to =
         a.to.unwrap_or_else(|| results.max_end().map_or(a.from, |e| e + 1));
     eprintln!("validating {} ...", model.id());
@@ -261,7 +271,9 @@ pub fn validate(a: ValidateArgs) -> anyhow::Result<u8> {
         seed: a.inputs.seed,
         threads: a.inputs.threads(),
     };
+    let t = std::time::Instant::now();
     let v = judge(&judged, &model, current.as_ref())?;
+    timings.validate = t.elapsed().as_millis() as u64;
     let claims = input.report();
     let doc = ValidateReport {
         model: model.id(),
@@ -269,6 +281,7 @@ pub fn validate(a: ValidateArgs) -> anyhow::Result<u8> {
         results: &results.source,
         claims: &claims,
         validation: &v,
+        timings_ms: timings,
     };
     let dir = &a.inputs.out;
     outputs::json(&dir.join("validation.json"), &doc)?;
