@@ -135,15 +135,28 @@ pub fn results(cfg: &SynthConfig, model: &Model) -> Vec<ResultRow> {
         .collect()
 }
 
+/// What a claim is drawn from: a rental's id, start, end and features.
+pub type RentalSpan = (String, i64, i64, Features);
+
+/// The spans of rental results.
+pub fn spans(rows: &[ResultRow]) -> Vec<RentalSpan> {
+    rows.iter()
+        .map(|r| {
+            (
+                r.rental.rental_id.clone(),
+                r.rental.start_at,
+                r.rental.end_at,
+                r.assessment.features,
+            )
+        })
+        .collect()
+}
+
 /// Claims of each rental drawn from `truth` (a model file with a `[fit]`
 /// intercept): at-fault ones Poisson with mean d/100 × exp(β₀ + Σ βᵢ xᵢ)
 /// (xᵢ capped as `truth` caps them), and a quarter as many not at fault,
 /// whatever the driving. Claim times fall inside the rental.
-pub fn claims(
-    rentals: &[(String, i64, i64, Features)],
-    truth: &Model,
-    seed: u64,
-) -> Result<Vec<Claim>> {
+pub fn claims(rentals: &[RentalSpan], truth: &Model, seed: u64) -> Result<Vec<Claim>> {
     let Some(fit) = &truth.fit else {
         return Err(FitJobError::Refused(format!(
             "the truth model {} has no [fit] section: its `intercept` (log at-fault claims per 100 km \
@@ -173,7 +186,7 @@ pub fn claims(
 
 /// A few rows breaking each rule, appended after the good ones so the
 /// contract's refusals show in every synthetic run.
-pub fn flawed(good: &[Claim], rentals: &[(String, i64, i64, Features)]) -> Vec<Claim> {
+pub fn flawed(good: &[Claim], rentals: &[RentalSpan]) -> Vec<Claim> {
     let (Some(first), Some(r)) = (good.first(), rentals.first()) else {
         return Vec::new();
     };

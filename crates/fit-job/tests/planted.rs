@@ -5,7 +5,7 @@
 use pitwall_fit_job::data::{Period, Results};
 use pitwall_fit_job::fitting::{FitConfig, fit_model};
 use pitwall_fit_job::judge::{Judged, judge};
-use pitwall_fit_job::synth::{SynthConfig, claims, results};
+use pitwall_fit_job::synth::{SynthConfig, claims, results, spans};
 use pitwall_score::Model;
 
 const TRUTH: &str = include_str!("../../../models/planted-claims.toml");
@@ -15,18 +15,7 @@ const DAY: i64 = 86_400_000;
 fn planted(n: usize, seed: u64) -> Results {
     let truth = Model::from_toml(TRUTH).expect("truth parses");
     let rows = results(&SynthConfig::new(n, seed, END), &Model::default());
-    let spans: Vec<_> = rows
-        .iter()
-        .map(|r| {
-            (
-                r.rental.rental_id.clone(),
-                r.rental.start_at,
-                r.rental.end_at,
-                r.assessment.features,
-            )
-        })
-        .collect();
-    let drawn = claims(&spans, &truth, seed).expect("claims");
+    let drawn = claims(&spans(&rows), &truth, seed).expect("claims");
     let mut results = Results::from_result_rows("synthetic", &rows).expect("results");
     results.attach(&drawn);
     results

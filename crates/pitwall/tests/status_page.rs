@@ -8,22 +8,7 @@ use std::process::Command;
 mod common;
 
 use common::kinesis::{fixture, free_port, http_get, ingest_with, metric, put, script, wait_for};
-use common::{Error, TestResult};
-
-fn have_chromium() -> bool {
-    let found = ["chromium", "chromium-browser", "google-chrome"]
-        .iter()
-        .any(|b| {
-            Command::new(b)
-                .arg("--version")
-                .output()
-                .is_ok_and(|o| o.status.success())
-        });
-    if !found && std::env::var_os("PITWALL_REQUIRE_SERVICES").is_some() {
-        panic!("no Chromium: scripts/test.sh installs Debian's chromium");
-    }
-    found
-}
+use common::{Error, TestResult, have_chromium};
 
 /// What the page shows once its numbers reach `events` and the throughput
 /// chart has its lines.

@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::Args;
 use pitwall_fit_job::claims::{self, Claim};
 use pitwall_fit_job::synth::{self, SynthConfig};
-use pitwall_score::{Features, Model};
+use pitwall_score::Model;
 use serde::Serialize;
 
 use crate::exit;
@@ -67,7 +67,7 @@ fn model_from(path: &Path) -> anyhow::Result<Model> {
 pub fn write_claims(
     dir: &Path,
     truth: &Path,
-    rentals: &[(String, i64, i64, Features)],
+    rentals: &[synth::RentalSpan],
     seed: u64,
 ) -> anyhow::Result<ClaimsSummary> {
     let truth_model = model_from(truth)?;
@@ -100,20 +100,7 @@ pub fn run(a: ResultsArgs) -> anyhow::Result<u8> {
     let batch = pitwall_score_state::results::to_batch(&rows, false)?;
     pitwall_fit_job::outputs::batch_to(&a.out.join("rental_scores.parquet"), &batch)?;
     let claims = match &a.claims {
-        Some(truth) => {
-            let spans: Vec<_> = rows
-                .iter()
-                .map(|r| {
-                    (
-                        r.rental.rental_id.clone(),
-                        r.rental.start_at,
-                        r.rental.end_at,
-                        r.assessment.features,
-                    )
-                })
-                .collect();
-            Some(write_claims(&a.out, truth, &spans, a.seed)?)
-        }
+        Some(truth) => Some(write_claims(&a.out, truth, &synth::spans(&rows), a.seed)?),
         None => None,
     };
     let summary = Summary {

@@ -214,3 +214,20 @@ pub fn create_topic(brokers: &str, topic: &str) -> TestResult {
     }
     Ok(())
 }
+
+/// Whether headless Chromium is here; under `PITWALL_REQUIRE_SERVICES` its
+/// absence fails the test instead of skipping it.
+pub fn have_chromium() -> bool {
+    let found = ["chromium", "chromium-browser", "google-chrome"]
+        .iter()
+        .any(|b| {
+            Command::new(b)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        });
+    if !found && std::env::var_os("PITWALL_REQUIRE_SERVICES").is_some() {
+        panic!("no Chromium: scripts/test.sh installs Debian's chromium");
+    }
+    found
+}
