@@ -111,6 +111,13 @@ fn confluent_registry_registers_checks_and_refuses() -> TestResult {
 }
 
 #[test]
+fn confluent_identity_follows_the_whole_schema_and_modes_compare_their_history() -> TestResult {
+    let emu = Emulator::start(None)?;
+    let reg = ConfluentRegistry::connect(&emu.url)?;
+    util::identity::identity_and_history(&reg, "confluent")
+}
+
+#[test]
 fn confluent_registry_errors_say_what_to_check() -> TestResult {
     let emu = Emulator::start(Some("key:secret"))?;
     let anonymous = ConfluentRegistry::connect(&emu.url)?;

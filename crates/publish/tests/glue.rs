@@ -78,6 +78,12 @@ fn glue_registry_registers_checks_and_refuses() -> TestResult {
 }
 
 #[test]
+fn glue_identity_follows_the_whole_schema_and_modes_compare_their_history() -> TestResult {
+    let Some(reg) = glue() else { return Ok(()) };
+    util::identity::identity_and_history(&reg, "glue")
+}
+
+#[test]
 fn a_run_published_with_glue_carries_the_glue_version_id() -> TestResult {
     let Some(reg) = glue() else { return Ok(()) };
     let dir = tempfile::tempdir()?;

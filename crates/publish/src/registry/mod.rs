@@ -101,7 +101,8 @@ pub trait Registry {
 /// What `check` or `register` found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// The same schema (by canonical form) is already registered.
+    /// The same schema ([`schemas::identity`]: layout aside, defaults,
+    /// aliases and docs included) is already registered.
     AlreadyRegistered(Registered),
     /// Compatible; nothing written (a check, or registration not allowed).
     Compatible {
@@ -122,7 +123,7 @@ pub fn check_and_register(
     register: bool,
 ) -> Result<Outcome, RegistryError> {
     let new = schemas::parse(schema)?;
-    let canonical = schemas::canonical(&new);
+    let identity = schemas::identity(schema)?;
     let versions = reg.versions(subject)?;
     let mut parsed = Vec::with_capacity(versions.len());
     for v in &versions {
@@ -131,7 +132,7 @@ pub fn check_and_register(
             version: v.version,
             problem: e.to_string(),
         })?;
-        if schemas::canonical(&s) == canonical {
+        if schemas::identity(&v.schema).is_ok_and(|id| id == identity) {
             return Ok(Outcome::AlreadyRegistered(v.clone()));
         }
         parsed.push((v.version, s));

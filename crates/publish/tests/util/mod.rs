@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod identity;
+
 use std::path::{Path, PathBuf};
 
 use rdkafka::ClientConfig;
