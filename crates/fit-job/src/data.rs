@@ -122,12 +122,15 @@ impl Results {
         Results::new(source, rows, members.ids)
     }
 
-    /// The rental with this id.
-    pub fn find(&self, rental_id: &str) -> Option<&RentalRow> {
+    fn index(&self, rental_id: &str) -> Option<usize> {
         self.rows
             .binary_search_by(|r| r.rental_id.as_str().cmp(rental_id))
             .ok()
-            .map(|i| &self.rows[i])
+    }
+
+    /// The rental with this id.
+    pub fn find(&self, rental_id: &str) -> Option<&RentalRow> {
+        self.index(rental_id).map(|i| &self.rows[i])
     }
 
     pub fn span(&self, rental_id: &str) -> Option<Span> {
@@ -143,13 +146,18 @@ impl Results {
             r.claims = 0;
         }
         for c in claims.iter().filter(|c| c.at_fault) {
-            if let Ok(i) = self
-                .rows
-                .binary_search_by(|r| r.rental_id.as_str().cmp(&c.rental_id))
-            {
+            if let Some(i) = self.index(&c.rental_id) {
                 self.rows[i].claims += 1;
             }
         }
+    }
+
+    /// Reads the claims at `url` under the contract, against these
+    /// rentals, and attaches the valid at-fault ones.
+    pub fn read_claims(&mut self, url: &str) -> Result<crate::claims::ClaimInput> {
+        let input = crate::claims::read_claims(&Location::parse(url)?, &|id| self.span(id))?;
+        self.attach(&input.claims);
+        Ok(input)
     }
 
     pub fn min_end(&self) -> Option<i64> {
@@ -187,24 +195,12 @@ fn from_table(table: &FinalTable, members: &mut Interner) -> Result<Vec<RentalRo
     Ok(out)
 }
 
-/// What a fit reads of a results file: the rest (car, reason, score,
-/// grade, model) is left undecoded.
-const NEEDED: [&str; 14] = [
-    "rental_id",
-    "member_id",
-    "start_at",
-    "end_at",
-    "status",
-    "samples",
-    "coverage",
-    "distance_km",
-    "moving_s",
-    "speeding_s",
-    "excess_speeding_s",
-    "harsh_accel_n",
-    "harsh_brake_n",
-    "unstable_stop_n",
-];
+/// What a fit reads of a results file besides the integer features
+/// ([`results::INT_COLUMNS`]): the rest (car, reason, score, grade, model)
+/// is left undecoded.
+const IDS: [&str; 3] = ["rental_id", "member_id", "status"];
+const TIMES: [&str; 2] = ["start_at", "end_at"];
+const FLOATS: [&str; 2] = ["coverage", "distance_km"];
 
 fn from_files(url: &str, members: &mut Interner) -> Result<Vec<RentalRow>> {
     let loc = Location::parse(url)?;
@@ -226,7 +222,12 @@ fn from_files(url: &str, members: &mut Interner) -> Result<Vec<RentalRow>> {
         };
         let builder =
             ParquetRecordBatchReaderBuilder::try_new(Location::open(file)?).map_err(|e| bad(&e))?;
-        let mask = ProjectionMask::columns(builder.parquet_schema(), NEEDED);
+        let needed = IDS
+            .iter()
+            .chain(&TIMES)
+            .chain(&FLOATS)
+            .chain(&results::INT_COLUMNS);
+        let mask = ProjectionMask::columns(builder.parquet_schema(), needed.copied());
         let reader = builder
             .with_projection(mask)
             .with_batch_size(64 * 1024)
@@ -270,22 +271,10 @@ impl Projected {
             cols.try_into().map_err(|_| "column count".to_string())
         }
         Ok(Projected {
-            ids: cast(b, ["rental_id", "member_id", "status"], &DataType::Utf8)?,
-            times: cast(b, ["start_at", "end_at"], &results::ts_type())?,
-            floats: cast(b, ["coverage", "distance_km"], &DataType::Float64)?,
-            ints: cast(
-                b,
-                [
-                    "samples",
-                    "moving_s",
-                    "speeding_s",
-                    "excess_speeding_s",
-                    "harsh_accel_n",
-                    "harsh_brake_n",
-                    "unstable_stop_n",
-                ],
-                &DataType::Int64,
-            )?,
+            ids: cast(b, IDS, &DataType::Utf8)?,
+            times: cast(b, TIMES, &results::ts_type())?,
+            floats: cast(b, FLOATS, &DataType::Float64)?,
+            ints: cast(b, results::INT_COLUMNS, &DataType::Int64)?,
         })
     }
 
@@ -304,7 +293,6 @@ impl Projected {
             .each_ref()
             .map(|a| a.as_primitive::<Float64Type>());
         let ints = self.ints.each_ref().map(|a| a.as_primitive::<Int64Type>());
-        let n = |k: usize, i: usize| u32::try_from(ints[k].value(i)).unwrap_or(u32::MAX);
         for i in 0..rental.len() {
             let null = [
                 rental.is_null(i),
@@ -324,17 +312,7 @@ impl Projected {
                 start_at: start.value(i),
                 end_at: end.value(i),
                 status: results::parse_status(status.value(i)).map_err(|e| e.to_string())?,
-                features: Features {
-                    samples: n(0, i),
-                    coverage: coverage.value(i),
-                    distance_km: km.value(i),
-                    moving_s: n(1, i),
-                    speeding_s: n(2, i),
-                    excess_speeding_s: n(3, i),
-                    harsh_accel_n: n(4, i),
-                    harsh_brake_n: n(5, i),
-                    unstable_stop_n: n(6, i),
-                },
+                features: results::features_at(&ints, coverage, km, i),
                 claims: 0,
             });
         }

@@ -6,12 +6,11 @@
 use pitwall_fit::calibration::MemberView;
 use pitwall_fit::gini::Gini;
 use pitwall_fit::validate::Lift;
-use pitwall_lake::Location;
 use pitwall_score::Model;
 use serde::Serialize;
 
 use crate::Result;
-use crate::claims::{ClaimsReport, read_claims};
+use crate::claims::ClaimsReport;
 use crate::data::{Period, load_results};
 use crate::judge::{Judged, judge};
 
@@ -44,8 +43,7 @@ pub fn review(
     threads: usize,
 ) -> Result<Review> {
     let mut results = load_results(results_url)?;
-    let input = read_claims(&Location::parse(claims_url)?, &|id| results.span(id))?;
-    results.attach(&input.claims);
+    let input = results.read_claims(claims_url)?;
     let from = results.min_end().unwrap_or(as_of);
     let judged = Judged {
         results: &results,

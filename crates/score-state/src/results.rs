@@ -189,7 +189,7 @@ pub struct FinalityColumns<'a> {
 }
 
 /// The integer feature columns in [`Columns::ints`] order.
-const INT_COLUMNS: [&str; 7] = [
+pub const INT_COLUMNS: [&str; 7] = [
     "samples",
     "moving_s",
     "speeding_s",
@@ -198,6 +198,27 @@ const INT_COLUMNS: [&str; 7] = [
     "harsh_brake_n",
     "unstable_stop_n",
 ];
+
+/// Row i's features from the [`INT_COLUMNS`] arrays, coverage and distance.
+pub fn features_at(
+    ints: &[&Int64Array; 7],
+    coverage: &Float64Array,
+    distance_km: &Float64Array,
+    i: usize,
+) -> Features {
+    let n = |k: usize| u32::try_from(ints[k].value(i)).unwrap_or(u32::MAX);
+    Features {
+        samples: n(0),
+        coverage: coverage.value(i),
+        distance_km: distance_km.value(i),
+        moving_s: n(1),
+        speeding_s: n(2),
+        excess_speeding_s: n(3),
+        harsh_accel_n: n(4),
+        harsh_brake_n: n(5),
+        unstable_stop_n: n(6),
+    }
+}
 
 impl<'a> Columns<'a> {
     /// Checks that `batch` has the result columns with their types (casts
@@ -249,18 +270,7 @@ impl<'a> Columns<'a> {
     }
 
     pub fn features(&self, i: usize) -> Features {
-        let n = |k: usize| u32::try_from(self.ints[k].value(i)).unwrap_or(u32::MAX);
-        Features {
-            samples: n(0),
-            coverage: self.coverage.value(i),
-            distance_km: self.distance_km.value(i),
-            moving_s: n(1),
-            speeding_s: n(2),
-            excess_speeding_s: n(3),
-            harsh_accel_n: n(4),
-            harsh_brake_n: n(5),
-            unstable_stop_n: n(6),
-        }
+        features_at(&self.ints, self.coverage, self.distance_km, i)
     }
 
     pub fn status(&self, i: usize) -> Result<Status, StateError> {

@@ -10,7 +10,6 @@ use pitwall_fit_job::data::{Period, Results, load_results};
 use pitwall_fit_job::fitting::{FitConfig, FitReport, Timings, fit_model};
 use pitwall_fit_job::judge::{Judged, Validation, judge};
 use pitwall_fit_job::{outputs, report};
-use pitwall_lake::Location;
 use pitwall_score::Model;
 use serde::Serialize;
 
@@ -112,8 +111,7 @@ fn read(inputs: &Inputs) -> anyhow::Result<(Results, ClaimInput, Timings)> {
     timings.read_results = ms(t);
     let t = std::time::Instant::now();
     eprintln!("reading claims from {} ...", inputs.claims);
-    let input = claims::read_claims(&Location::parse(&inputs.claims)?, &|id| results.span(id))?;
-    results.attach(&input.claims);
+    let input = results.read_claims(&inputs.claims)?;
     timings.read_claims = ms(t);
     std::fs::create_dir_all(&inputs.out)
         .with_context(|| format!("cannot create output directory {}", inputs.out.display()))?;
