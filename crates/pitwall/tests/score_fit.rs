@@ -19,6 +19,39 @@ fn s(p: &Path) -> String {
     p.display().to_string()
 }
 
+fn planted_truth() -> String {
+    format!(
+        "{}/../../models/planted-claims.toml",
+        env!("CARGO_MANIFEST_DIR")
+    )
+}
+
+/// `score validate` of `model` on the period from SPLIT.
+fn validate_args<'a>(
+    model: &'a str,
+    results: &'a str,
+    claims: &'a str,
+    out: &'a str,
+    resamples: &'a str,
+) -> Vec<&'a str> {
+    vec![
+        "score",
+        "validate",
+        "--model",
+        model,
+        "--results",
+        results,
+        "--claims",
+        claims,
+        "--from",
+        SPLIT,
+        "--out",
+        out,
+        "--resamples",
+        resamples,
+    ]
+}
+
 fn gen_results(dir: &Path, rentals: usize) -> Result<(), Error> {
     pitwall_ok(&[
         "gen",
@@ -28,10 +61,7 @@ fn gen_results(dir: &Path, rentals: usize) -> Result<(), Error> {
         "--rentals",
         &rentals.to_string(),
         "--claims",
-        &format!(
-            "{}/../../models/planted-claims.toml",
-            env!("CARGO_MANIFEST_DIR")
-        ),
+        &planted_truth(),
         "--json",
     ])?;
     Ok(())
@@ -179,23 +209,10 @@ fn a_fit_writes_a_model_validation_and_report_and_validate_judges_any_model() ->
     let psf = dir.path().join("psf-v1.toml");
     std::fs::write(&psf, pitwall_score::model::DEFAULT_MODEL_TOML)?;
     let vout = dir.path().join("validate");
-    let printed = pitwall_ok(&[
-        "score",
-        "validate",
-        "--model",
-        &s(&psf),
-        "--results",
-        &results,
-        "--claims",
-        &claims,
-        "--from",
-        SPLIT,
-        "--out",
-        &s(&vout),
-        "--resamples",
-        "100",
-        "--json",
-    ])?;
+    let (psf_s, vout_s) = (s(&psf), s(&vout));
+    let mut args = validate_args(&psf_s, &results, &claims, &vout_s, "100");
+    args.push("--json");
+    let printed = pitwall_ok(&args)?;
     let doc: serde_json::Value = serde_json::from_slice(&printed.stdout)?;
     assert_eq!(doc["model"], "psf-v1@1");
     assert!(
@@ -205,22 +222,8 @@ fn a_fit_writes_a_model_validation_and_report_and_validate_judges_any_model() ->
     assert_eq!(doc["validation"]["candidate"]["scale"], "before");
     assert!(doc["validation"]["candidate"]["member_view"]["high_members"].as_u64() > Some(0));
     assert!(vout.join("report.html").exists());
-    pitwall_ok(&[
-        "score",
-        "validate",
-        "--model",
-        &s(&out.join("model.toml")),
-        "--results",
-        &results,
-        "--claims",
-        &claims,
-        "--from",
-        SPLIT,
-        "--out",
-        &s(&vout),
-        "--resamples",
-        "50",
-    ])?;
+    let fitted = s(&out.join("model.toml"));
+    pitwall_ok(&validate_args(&fitted, &results, &claims, &vout_s, "50"))?;
     let doc = json(&vout.join("validation.json"))?;
     assert_eq!(doc["validation"]["candidate"]["scale"], "fit");
     assert_eq!(doc["current"], "psf-v1@1");
@@ -313,26 +316,10 @@ fn claims_breaking_the_contract_are_counted_per_rule_and_kept() -> TestResult {
         .join("\n"),
     )?;
     let out = dir.path().join("bad");
-    let run = pitwall(&[
-        "score",
-        "validate",
-        "--model",
-        &format!(
-            "{}/../../models/planted-claims.toml",
-            env!("CARGO_MANIFEST_DIR")
-        ),
-        "--results",
-        &results,
-        "--claims",
-        &s(&csv),
-        "--from",
-        SPLIT,
-        "--out",
-        &s(&out),
-        "--resamples",
-        "0",
-        "--json",
-    ])?;
+    let (truth, csv_s, out_s) = (planted_truth(), s(&csv), s(&out));
+    let mut args = validate_args(&truth, &results, &csv_s, &out_s, "0");
+    args.push("--json");
+    let run = pitwall(&args)?;
     assert_eq!(run.status.code(), Some(0), "{}", stderr(&run));
     let doc: serde_json::Value = serde_json::from_slice(&run.stdout)?;
     let r = &doc["claims"]["rejected"];
@@ -466,10 +453,7 @@ fn a_fleet_with_planted_claims_is_enough_to_fit() -> TestResult {
         "--rentals",
         "600",
         "--claims",
-        &format!(
-            "{}/../../models/planted-claims.toml",
-            env!("CARGO_MANIFEST_DIR")
-        ),
+        &planted_truth(),
         "--json",
     ])?;
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout)?;
