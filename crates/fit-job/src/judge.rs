@@ -122,15 +122,9 @@ fn expected(model: &Model, rows: &[&RentalRow], before: &[&RentalRow]) -> Expect
     }
 }
 
-/// The figures of one model on the period.
-fn figures(
-    model: &Model,
-    period: &[&RentalRow],
-    before: &[&RentalRow],
-    members: &[MemberOutcome],
-) -> Result<(ModelFigures, Vec<Scored>)> {
-    let e = expected(model, period, before);
-    let scored: Vec<Scored> = period
+/// Each rental of the period as a model judges it.
+fn scored(e: &Expected, period: &[&RentalRow]) -> Vec<Scored> {
+    period
         .iter()
         .zip(&e.per_rental)
         .map(|(r, &x)| Scored {
@@ -139,28 +133,29 @@ fn figures(
             claims: f64::from(r.claims),
             expected: x,
         })
-        .collect();
-    let cal = calibration(&scored)
+        .collect()
+}
+
+/// The figures of one model on the period.
+fn figures(
+    model: &Model,
+    e: &Expected,
+    scored: &[Scored],
+    members: &[MemberOutcome],
+    gini: Gini,
+) -> Result<ModelFigures> {
+    let cal = calibration(scored)
         .map_err(|e| FitJobError::Refused(format!("calibration of {}: {e}", model.id())))?;
-    Ok((
-        ModelFigures {
-            model: model.id(),
-            log_base: e.log_base,
-            scale: e.scale,
-            lift: lift(&scored),
-            // Filled by `judge`: the models are bootstrapped together.
-            gini: Gini {
-                normalised: 0.0,
-                ci_low: 0.0,
-                ci_high: 0.0,
-                resamples: 0,
-            },
-            calibration: cal,
-            member_view: member_view(members, HIGH, LOW),
-            lorenz: lorenz(&scored, 100),
-        },
-        scored,
-    ))
+    Ok(ModelFigures {
+        model: model.id(),
+        log_base: e.log_base,
+        scale: e.scale,
+        lift: lift(scored),
+        gini,
+        calibration: cal,
+        member_view: member_view(members, HIGH, LOW),
+        lorenz: lorenz(scored, 100),
+    })
 }
 
 /// Members at the end of the period under `model`: their scores, and their
@@ -217,28 +212,48 @@ pub fn judge(j: &Judged<'_>, candidate: &Model, current: Option<&Model>) -> Resu
         )));
     }
     let by = ByMember::new(j.results);
-    let (cand_members, cand_grades) = member_outcomes(j, &by, candidate);
-    let (cand, cand_rows) = figures(candidate, &period, &before, &cand_members)?;
+    let models: Vec<&Model> = std::iter::once(candidate).chain(current).collect();
+    let members: Vec<_> = models.iter().map(|m| member_outcomes(j, &by, m)).collect();
+    let expected: Vec<Expected> = models
+        .iter()
+        .map(|m| expected(m, &period, &before))
+        .collect();
+    let rows: Vec<Vec<Scored>> = expected.iter().map(|e| scored(e, &period)).collect();
+    // Bootstrapped together: every model is judged on the same resamples.
+    let slices: Vec<&[Scored]> = rows.iter().map(Vec::as_slice).collect();
+    let g = ginis(&slices, j.resamples, j.seed, j.threads);
+    let mut figs = Vec::with_capacity(models.len());
+    for (k, m) in models.iter().enumerate() {
+        figs.push(figures(
+            m,
+            &expected[k],
+            &rows[k],
+            &members[k].0,
+            g[k].clone(),
+        )?);
+    }
+    let mut figs = figs.into_iter();
+    let candidate_figures = figs
+        .next()
+        .ok_or_else(|| FitJobError::Refused("no model to judge".into()))?;
     let mut v = Validation {
         from: rfc3339(j.period.from),
         to: rfc3339(j.period.to),
         rentals: period.len(),
         distance_km: period.iter().map(|r| r.features.distance_km).sum(),
         claims: period.iter().map(|r| u64::from(r.claims)).sum(),
-        members: cand_members.iter().filter(|m| m.km > 0.0).count(),
-        candidate: cand,
-        current: None,
+        members: members[0].0.iter().filter(|m| m.km > 0.0).count(),
+        candidate: candidate_figures,
+        current: figs.next(),
         double_lift: None,
         stability: None,
         checks: Vec::new(),
         recommended: false,
     };
-    if let Some(current) = current {
-        let (cur_members, cur_grades) = member_outcomes(j, &by, current);
-        let (cur, cur_rows) = figures(current, &period, &before, &cur_members)?;
-        let compared: Vec<Compared> = cand_rows
+    if let [cand, cur] = rows.as_slice() {
+        let compared: Vec<Compared> = cand
             .iter()
-            .zip(&cur_rows)
+            .zip(cur)
             .map(|(a, b)| Compared {
                 km: a.km,
                 claims: a.claims,
@@ -247,15 +262,7 @@ pub fn judge(j: &Judged<'_>, candidate: &Model, current: Option<&Model>) -> Resu
             })
             .collect();
         v.double_lift = Some(double_lift(&compared));
-        v.stability = Some(stability(&cand_grades, &cur_grades));
-        v.current = Some(cur);
-        let g = ginis(&[&cand_rows, &cur_rows], j.resamples, j.seed, j.threads);
-        v.candidate.gini = g[0].clone();
-        if let Some(c) = v.current.as_mut() {
-            c.gini = g[1].clone();
-        }
-    } else {
-        v.candidate.gini = ginis(&[&cand_rows], j.resamples, j.seed, j.threads).remove(0);
+        v.stability = Some(stability(&members[0].1, &members[1].1));
     }
     v.checks = checks(&v);
     v.recommended = v.checks.iter().all(|c| c.passed);
