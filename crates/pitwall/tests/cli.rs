@@ -289,6 +289,34 @@ fn score_run_publish_then_refuse_a_second_publication() -> TestResult {
     let report: serde_json::Value = serde_json::from_slice(&o.stdout)?;
     assert_eq!(report["forced"], true);
 
+    // MSK IAM without any AWS credentials: exit 1, the reason and what to check.
+    let iam = [
+        "--force",
+        "--sasl-mechanism",
+        "AWS_MSK_IAM",
+        "--msk-region",
+        "eu-west-1",
+        "--security-protocol",
+        "sasl_plaintext",
+        "--kafka-timeout",
+        "3s",
+    ];
+    let o = Command::new(env!("CARGO_BIN_EXE_pitwall"))
+        .args([&again[..], &iam[..]].concat())
+        .env("PITWALL_LOG", "error")
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_ROLE_ARN")
+        .env_remove("AWS_WEB_IDENTITY_TOKEN_FILE")
+        .env("AWS_CONFIG_FILE", dir.path().join("none"))
+        .env("AWS_SHARED_CREDENTIALS_FILE", dir.path().join("none"))
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .output()?;
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let t = text(&o);
+    assert!(t.contains("MSK IAM") && t.contains("AWS_ROLE_ARN"), "{t}");
+
     // --publish without --brokers is a usage error.
     let o = pitwall(&[
         "score",

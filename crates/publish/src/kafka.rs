@@ -2,17 +2,20 @@
 //! transaction per run so a read_committed consumer sees all of a run's
 //! records or none. Delivery is counted per record.
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::ClientContext;
+use rdkafka::client::OAuthToken;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{Offset, TopicPartitionList};
+
+use crate::msk_iam::MskIamSigner;
 
 /// How to reach and write to the brokers. Secrets come from the environment.
 #[derive(Debug, Clone)]
@@ -28,12 +31,14 @@ pub struct KafkaSettings {
     pub compression: String,
     /// plaintext, ssl, sasl_plaintext or sasl_ssl.
     pub security_protocol: String,
-    /// SCRAM-SHA-512, SCRAM-SHA-256 or PLAIN (MSK IAM would be OAUTHBEARER with a token callback).
+    /// SCRAM-SHA-512, SCRAM-SHA-256 or PLAIN; for MSK IAM set `msk_iam` instead.
     pub sasl_mechanism: Option<String>,
     pub sasl_username: Option<String>,
     /// From PITWALL_KAFKA_PASSWORD, never from flags or files.
     pub sasl_password: Option<String>,
     pub ssl_ca_location: Option<String>,
+    /// MSK IAM: SASL/OAUTHBEARER with tokens from this signer, refreshed by librdkafka.
+    pub msk_iam: Option<Arc<MskIamSigner>>,
     /// Extra librdkafka properties (`--kafka-property key=value`), applied last.
     pub properties: Vec<(String, String)>,
     /// Bound on each broker interaction (metadata, transaction calls, flush).
@@ -53,6 +58,7 @@ impl KafkaSettings {
             sasl_username: None,
             sasl_password: None,
             ssl_ca_location: None,
+            msk_iam: None,
             properties: Vec::new(),
             timeout: Duration::from_secs(30),
         }
@@ -80,11 +86,15 @@ impl KafkaSettings {
                 (self.timeout.as_millis() * 4).max(60_000).to_string(),
             );
         }
+        let oauth = self.msk_iam.is_some().then(|| "OAUTHBEARER".to_string());
         for (k, v) in [
-            ("sasl.mechanism", &self.sasl_mechanism),
-            ("sasl.username", &self.sasl_username),
-            ("sasl.password", &self.sasl_password),
-            ("ssl.ca.location", &self.ssl_ca_location),
+            (
+                "sasl.mechanism",
+                oauth.as_ref().or(self.sasl_mechanism.as_ref()),
+            ),
+            ("sasl.username", self.sasl_username.as_ref()),
+            ("sasl.password", self.sasl_password.as_ref()),
+            ("ssl.ca.location", self.ssl_ca_location.as_ref()),
         ] {
             if let Some(v) = v {
                 c.set(k, v);
@@ -123,6 +133,10 @@ pub enum KafkaFailure {
         "the brokers refused our credentials: {0}; check --sasl-username, PITWALL_KAFKA_PASSWORD and --sasl-mechanism"
     )]
     Auth(KafkaError),
+    #[error(
+        "cannot authenticate with MSK IAM: {0}; the brokers were not asked (check the role's kafka-cluster:Connect permission once they are)"
+    )]
+    MskIam(String),
     #[error("{stage} failed: {error}")]
     Broker {
         stage: &'static str,
@@ -156,15 +170,26 @@ pub enum KafkaFailure {
     },
 }
 
-/// Counts deliveries as librdkafka reports them.
+/// Counts deliveries as librdkafka reports them, and hands it MSK IAM tokens.
 #[derive(Default)]
 pub struct DeliveryCounter {
     delivered: AtomicU64,
     failed: AtomicU64,
     first_error: Mutex<Option<String>>,
+    msk_iam: Option<Arc<MskIamSigner>>,
 }
 
-impl ClientContext for DeliveryCounter {}
+impl ClientContext for DeliveryCounter {
+    // librdkafka asks only when sasl.mechanism is OAUTHBEARER.
+    const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
+
+    fn generate_oauth_token(
+        &self,
+        _: Option<&str>,
+    ) -> Result<OAuthToken, Box<dyn std::error::Error>> {
+        crate::msk_iam::oauth_token(self.msk_iam.as_deref())
+    }
+}
 
 impl ProducerContext for DeliveryCounter {
     type DeliveryOpaque = ();
@@ -217,9 +242,17 @@ impl Session {
         let started = Instant::now();
         let producer: ThreadedProducer<DeliveryCounter> = s
             .client_config()
-            .create_with_context(DeliveryCounter::default())
+            .create_with_context(DeliveryCounter {
+                msk_iam: s.msk_iam.clone(),
+                ..DeliveryCounter::default()
+            })
             .map_err(KafkaFailure::Config)?;
-        check_topic(s, &producer)?;
+        check_topic(s, &producer).map_err(|e| {
+            match s.msk_iam.as_ref().and_then(|m| m.last_error()) {
+                Some(why) => KafkaFailure::MskIam(why),
+                None => e,
+            }
+        })?;
         if s.transactional
             && crate::api_versions::brokers_support_transactions(&s.brokers, s.timeout)
                 == Some(false)

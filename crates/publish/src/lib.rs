@@ -6,6 +6,7 @@ mod avro;
 pub mod catchup;
 pub mod kafka;
 pub mod ledger;
+pub mod msk_iam;
 pub mod publish;
 pub mod record;
 pub mod registry;

@@ -39,12 +39,19 @@ pub struct PublishArgs {
     /// zlib-compress Glue-framed records (compression byte 5).
     #[arg(long)]
     pub zlib: bool,
-    /// Kafka security.protocol: plaintext, ssl, sasl_plaintext, sasl_ssl.
+    /// Kafka security.protocol: plaintext, ssl, sasl_plaintext, sasl_ssl
+    /// (AWS_MSK_IAM turns plaintext and ssl into sasl_ssl: MSK's IAM listener is TLS).
     #[arg(long, default_value = "plaintext")]
     pub security_protocol: String,
-    /// SASL mechanism, e.g. SCRAM-SHA-512; the password comes from PITWALL_KAFKA_PASSWORD.
+    /// SASL mechanism: SCRAM-SHA-512, SCRAM-SHA-256 or PLAIN (the password comes
+    /// from PITWALL_KAFKA_PASSWORD), or AWS_MSK_IAM (OAUTHBEARER tokens signed
+    /// with the standard AWS credentials chain, IRSA in a pod, refreshed before
+    /// they expire).
     #[arg(long)]
     pub sasl_mechanism: Option<String>,
+    /// Region of the MSK cluster for AWS_MSK_IAM; default: AWS_REGION / the profile's.
+    #[arg(long)]
+    pub msk_region: Option<String>,
     #[arg(long)]
     pub sasl_username: Option<String>,
     /// CA bundle for TLS.
@@ -78,14 +85,55 @@ fn kafka_settings(a: &PublishArgs) -> anyhow::Result<KafkaSettings> {
     };
     let mut kafka = KafkaSettings::new(brokers, &a.topic);
     kafka.transactional = a.transactional;
-    kafka.security_protocol = a.security_protocol.clone();
-    kafka.sasl_mechanism = a.sasl_mechanism.clone();
-    kafka.sasl_username = a.sasl_username.clone();
-    kafka.sasl_password = std::env::var("PITWALL_KAFKA_PASSWORD").ok();
-    kafka.ssl_ca_location = a.ssl_ca_location.clone();
+    let security = ClientSecurity {
+        security_protocol: &a.security_protocol,
+        sasl_mechanism: a.sasl_mechanism.as_deref(),
+        sasl_username: a.sasl_username.as_deref(),
+        msk_region: a.msk_region.as_deref(),
+        ssl_ca_location: a.ssl_ca_location.as_deref(),
+    };
+    security.apply(&mut kafka)?;
     kafka.properties = a.properties.clone();
     kafka.timeout = a.kafka_timeout;
     Ok(kafka)
+}
+
+/// How to authenticate to the brokers; shared by publishing and `score tail`.
+pub struct ClientSecurity<'a> {
+    pub security_protocol: &'a str,
+    pub sasl_mechanism: Option<&'a str>,
+    pub sasl_username: Option<&'a str>,
+    pub msk_region: Option<&'a str>,
+    pub ssl_ca_location: Option<&'a str>,
+}
+
+impl ClientSecurity<'_> {
+    pub fn apply(&self, kafka: &mut KafkaSettings) -> anyhow::Result<()> {
+        kafka.security_protocol = self.security_protocol.to_string();
+        kafka.ssl_ca_location = self.ssl_ca_location.map(str::to_string);
+        let msk_iam = self
+            .sasl_mechanism
+            .is_some_and(|m| m.eq_ignore_ascii_case("AWS_MSK_IAM"));
+        if !msk_iam {
+            kafka.sasl_mechanism = self.sasl_mechanism.map(str::to_string);
+            kafka.sasl_username = self.sasl_username.map(str::to_string);
+            kafka.sasl_password = std::env::var("PITWALL_KAFKA_PASSWORD").ok();
+            return Ok(());
+        }
+        if self.sasl_username.is_some() {
+            anyhow::bail!(
+                "--sasl-username does not apply to AWS_MSK_IAM: the identity is the AWS role the credentials belong to"
+            );
+        }
+        if !kafka.security_protocol.starts_with("sasl_") {
+            kafka.security_protocol = "sasl_ssl".into();
+        }
+        kafka.msk_iam = Some(
+            pitwall_publish::msk_iam::MskIamSigner::from_env(self.msk_region)
+                .context("setting up MSK IAM authentication")?,
+        );
+        Ok(())
+    }
 }
 
 fn wire(a: &PublishArgs) -> Option<WireFormat> {
