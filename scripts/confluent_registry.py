@@ -4,7 +4,7 @@ No Confluent-compatible registry can be installed from this machine's
 registries (Confluent's is on Maven/Docker, Karapace left PyPI), so the tests
 speak to this one over real HTTP. It follows the documented REST API for what
 pitwall and confluent-kafka's client use: /config, /subjects/…/versions,
-lookup, /schemas/ids/…, error codes 40401/40402/40403/40408, global ids shared
+lookup, /schemas/ids/… (and …/versions), error codes 40401/40402/40403/40408, global ids shared
 by identical schemas, and optional basic auth. Like most emulators it does NOT
 enforce compatibility: pitwall checks before it registers.
 
@@ -103,6 +103,9 @@ def route(method, path, body):
             return {"schema": STATE.schemas[int(sid) - 1]}
         case ("GET", ["schemas", "ids", sid]):
             raise ApiError(404, 40403, f"Schema {sid} not found")
+        case ("GET", ["schemas", "ids", sid, "versions"]) if sid.isdigit():
+            return [{"subject": subject, "version": ids.index(int(sid)) + 1}
+                    for subject, ids in sorted(STATE.subjects.items()) if int(sid) in ids]
     raise ApiError(404, 404, f"no route {method} {path}")
 
 

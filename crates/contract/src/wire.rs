@@ -19,7 +19,7 @@ pub const GLUE_COMPRESSION_ZLIB: u8 = 5;
 pub const CONFLUENT_MAGIC: u8 = 0;
 
 /// Which schema a framed record says it was written with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SchemaRef {
     Glue(Uuid),
     Confluent(u32),
@@ -35,6 +35,15 @@ pub enum WireError {
     UnknownCompression(u8),
     #[error("zlib payload is corrupt: {0}")]
     Zlib(String),
+}
+
+impl std::fmt::Display for SchemaRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SchemaRef::Glue(id) => write!(f, "Glue schema version {id}"),
+            SchemaRef::Confluent(id) => write!(f, "Confluent schema id {id}"),
+        }
+    }
 }
 
 /// Frames an Avro datum for the Glue deserializer.

@@ -22,25 +22,38 @@ fn text(o: &Output) -> String {
     )
 }
 
+/// The subcommands a `--help` lists under "Commands:".
+fn subcommands(help: &str) -> Vec<String> {
+    help.lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        // Names sit at a two-space indent; wrapped descriptions further in.
+        .filter(|l| l.starts_with("  ") && !l.starts_with("   "))
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .filter(|c| c != "help")
+        .collect()
+}
+
 #[test]
 fn every_command_has_help() {
-    for args in [
-        vec!["--help"],
-        vec!["demo", "--help"],
-        vec!["gen", "fleet", "--help"],
-        vec!["score", "run", "--help"],
-        vec!["score", "model", "--help"],
-        vec!["score", "state", "show", "--help"],
-        vec!["score", "state", "export", "--help"],
-        vec!["score", "state", "import", "--help"],
-        vec!["ingest", "run", "--help"],
-        vec!["ingest", "files", "--help"],
-    ] {
-        let a = args.clone();
-        let o = pitwall(&a);
-        assert_eq!(o.status.code(), Some(0), "{a:?}: {}", text(&o));
-        assert!(text(&o).contains("Usage"), "{a:?}");
+    let mut todo = vec![Vec::<String>::new()];
+    let mut seen = 0;
+    while let Some(path) = todo.pop() {
+        let mut args: Vec<&str> = path.iter().map(String::as_str).collect();
+        args.push("--help");
+        let o = pitwall(&args);
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {}", text(&o));
+        let help = text(&o);
+        assert!(help.contains("Usage"), "{args:?}");
+        for c in subcommands(&help) {
+            todo.push([path.clone(), vec![c]].concat());
+        }
+        seen += 1;
     }
+    assert!(seen >= 25, "walked only {seen} commands");
+    let o = pitwall(&["score", "--help"]);
+    assert!(subcommands(&text(&o)).contains(&"tail".to_string()));
     let o = pitwall(&["--help"]);
     assert!(text(&o).contains("3 run held"), "exit codes are in --help");
 }
@@ -288,6 +301,83 @@ fn score_run_publish_then_refuse_a_second_publication() -> TestResult {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let report: serde_json::Value = serde_json::from_slice(&o.stdout)?;
     assert_eq!(report["forced"], true);
+
+    // score tail: both publications, decoded against the registry, as JSON lines.
+    let tail = ["score", "tail", "--brokers", &brokers, "--from-beginning"];
+    let o = pitwall(&[&tail[..], &["--registry", &reg, "--json"]].concat());
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let lines: Vec<serde_json::Value> = String::from_utf8(o.stdout.clone())?
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    let (summary, records) = lines.split_last().ok_or("no output")?;
+    let eligible = report["records"].as_u64().ok_or("records")?;
+    assert_eq!(records.len() as u64, 2 * eligible, "published twice");
+    assert_eq!(summary["summary"]["decoded"].as_u64(), Some(2 * eligible));
+    assert_eq!(summary["summary"]["stopped"], "end");
+    for r in records {
+        assert_eq!(r["value"]["member_id"], r["key"], "{r}");
+        assert_eq!(r["schema"]["version"], 1);
+    }
+    let member = records[0]["key"].as_str().ok_or("key")?;
+    let o = pitwall(&[&tail[..], &["--registry", &reg, "--member", member]].concat());
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let shown = String::from_utf8(o.stdout.clone())?;
+    assert_eq!(shown.lines().count(), 2, "{shown}");
+    assert!(shown.lines().all(|l| l.starts_with(member)), "{shown}");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("2 shown (2 decoded"),
+        "{}",
+        text(&o)
+    );
+    let o = pitwall(
+        &[
+            &tail[..],
+            &["--topic", "no-such-topic", "--kafka-timeout", "5s"],
+        ]
+        .concat(),
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).contains("does not exist"), "{}", text(&o));
+    // Glue frames looked up in a Glue registry that does not answer.
+    let o = Command::new(env!("CARGO_BIN_EXE_pitwall"))
+        .args([&tail[..], &["--registry", "glue:scores", "--max", "1"]].concat())
+        .env("PITWALL_LOG", "error")
+        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:1")
+        .env("AWS_REGION", "eu-west-1")
+        .env("AWS_ACCESS_KEY_ID", "x")
+        .env("AWS_SECRET_ACCESS_KEY", "x")
+        .env("AWS_MAX_ATTEMPTS", "1")
+        .output()?;
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("check --registry"), "{}", text(&o));
+    // In a registry that cannot hold them: each record says so, the read goes on.
+    let o = pitwall(&[&tail[..], &["--registry", "confluent:http://127.0.0.1:1"]].concat());
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let t = text(&o);
+    assert!(
+        t.contains("NOT DECODED (unknown_schema_version)") && t.contains("--registry glue:"),
+        "{t}"
+    );
+    assert!(
+        t.contains(&format!("{} unknown schema version", 2 * eligible)),
+        "{t}"
+    );
+    let o = pitwall(&[
+        "score",
+        "tail",
+        "--brokers",
+        "127.0.0.1:1",
+        "--from-beginning",
+        "--kafka-timeout",
+        "2s",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o).contains("cannot reach the brokers 127.0.0.1:1"),
+        "{}",
+        text(&o)
+    );
 
     // MSK IAM without any AWS credentials: exit 1, the reason and what to check.
     let iam = [

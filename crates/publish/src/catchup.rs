@@ -26,6 +26,7 @@ use pitwall_score_state::published::{self, Intent, Outcome, Publications};
 use pitwall_score_state::{MemberRecord, State};
 
 use crate::PublishError;
+use crate::consume;
 use crate::kafka::{self, KafkaSettings, Session};
 use crate::publish::{frame_all, register};
 use crate::record::{Encoder, FactorRates, MemberScore, RecentRental};
@@ -128,7 +129,7 @@ pub fn start<'a>(req: &StatePublishRequest<'a>) -> Result<Started<'a>, PublishEr
         base_pseq: base,
         publication_id: format!("{}-{pseq}-{:x}", head.run_id, now_ms()),
         records: changes.len() as u64,
-        start_offsets: kafka::end_offsets(&req.kafka)?,
+        start_offsets: consume::end_offsets(&req.kafka)?,
         transactional: req.kafka.transactional,
         transactional_id: req.kafka.transactional_id.clone(),
         started_at: pitwall_score_state::ops::rfc3339(now_ms()),
@@ -169,7 +170,7 @@ fn resolve_last(
     s.transactional_id = intent.transactional_id.clone();
     s.transactional = intent.transactional;
     kafka::fence(&s)?;
-    let found: HashSet<String> = kafka::keys_with_header(
+    let found: HashSet<String> = consume::keys_with_header(
         &s,
         &intent.start_offsets,
         PUBLICATION_HEADER,

@@ -9,11 +9,9 @@ use std::time::{Duration, Instant};
 use rdkafka::ClientContext;
 use rdkafka::client::OAuthToken;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
-use rdkafka::{Offset, TopicPartitionList};
 
 use crate::msk_iam::MskIamSigner;
 
@@ -64,28 +62,36 @@ impl KafkaSettings {
         }
     }
 
+    /// The producer's configuration.
     pub fn client_config(&self) -> ClientConfig {
-        let mut c = ClientConfig::new();
-        c.set("bootstrap.servers", &self.brokers)
-            .set("enable.idempotence", "true")
+        let mut c = self.connection_config();
+        c.set("enable.idempotence", "true")
             .set("acks", "all")
             .set("compression.type", &self.compression)
             .set("linger.ms", "20")
             .set("batch.num.messages", "10000")
             .set("queue.buffering.max.messages", "200000")
-            .set("message.timeout.ms", self.timeout.as_millis().to_string())
-            .set(
-                "socket.connection.setup.timeout.ms",
-                self.timeout.as_millis().min(30_000).to_string(),
-            )
-            .set("allow.auto.create.topics", "false")
-            .set("security.protocol", &self.security_protocol);
+            .set("message.timeout.ms", self.timeout.as_millis().to_string());
         if self.transactional {
             c.set("transactional.id", &self.transactional_id).set(
                 "transaction.timeout.ms",
                 (self.timeout.as_millis() * 4).max(60_000).to_string(),
             );
         }
+        self.with_properties(c)
+    }
+
+    /// How to reach and authenticate to the brokers, for producers and
+    /// consumers alike; [`Self::with_properties`] must come last.
+    pub(crate) fn connection_config(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.brokers)
+            .set(
+                "socket.connection.setup.timeout.ms",
+                self.timeout.as_millis().min(30_000).to_string(),
+            )
+            .set("allow.auto.create.topics", "false")
+            .set("security.protocol", &self.security_protocol);
         let oauth = self.msk_iam.is_some().then(|| "OAUTHBEARER".to_string());
         for (k, v) in [
             (
@@ -100,6 +106,11 @@ impl KafkaSettings {
                 c.set(k, v);
             }
         }
+        c
+    }
+
+    /// The user's `--kafka-property` values, which override ours.
+    pub(crate) fn with_properties(&self, mut c: ClientConfig) -> ClientConfig {
         for (k, v) in &self.properties {
             c.set(k, v);
         }
@@ -215,7 +226,7 @@ pub struct Produced {
     pub millis: u64,
 }
 
-fn is_auth(e: &KafkaError) -> bool {
+pub(crate) fn is_auth(e: &KafkaError) -> bool {
     matches!(
         e.rdkafka_error_code(),
         Some(
@@ -474,40 +485,6 @@ fn send_all<'r>(
     Ok(())
 }
 
-/// Each partition of the topic and its end offset (high watermark) now.
-pub fn end_offsets(s: &KafkaSettings) -> Result<Vec<(i32, i64)>, KafkaFailure> {
-    let consumer: BaseConsumer = s
-        .client_config()
-        .set("group.id", "pitwall-offsets")
-        .create()
-        .map_err(KafkaFailure::Config)?;
-    let unreachable = |error| KafkaFailure::Unreachable {
-        brokers: s.brokers.clone(),
-        timeout: s.timeout,
-        error,
-    };
-    let md = consumer
-        .fetch_metadata(Some(&s.topic), s.timeout)
-        .map_err(unreachable)?;
-    let topic = md
-        .topics()
-        .iter()
-        .find(|t| t.name() == s.topic && t.error().is_none() && !t.partitions().is_empty())
-        .ok_or_else(|| KafkaFailure::MissingTopic {
-            topic: s.topic.clone(),
-            brokers: s.brokers.clone(),
-        })?;
-    let mut out = Vec::new();
-    for p in topic.partitions() {
-        let (_, high) = consumer
-            .fetch_watermarks(&s.topic, p.id(), s.timeout)
-            .map_err(unreachable)?;
-        out.push((p.id(), high));
-    }
-    out.sort_unstable();
-    Ok(out)
-}
-
 /// With transactions: a producer of our transactional id, initialised and
 /// dropped, so a transaction a crashed predecessor left open is finished
 /// (committed if its commit reached the coordinator, else aborted) before
@@ -518,7 +495,10 @@ pub fn fence(s: &KafkaSettings) -> Result<(), KafkaFailure> {
     }
     let producer: ThreadedProducer<DeliveryCounter> = s
         .client_config()
-        .create_with_context(DeliveryCounter::default())
+        .create_with_context(DeliveryCounter {
+            msk_iam: s.msk_iam.clone(),
+            ..DeliveryCounter::default()
+        })
         .map_err(KafkaFailure::Config)?;
     producer
         .init_transactions(s.timeout)
@@ -526,72 +506,4 @@ pub fn fence(s: &KafkaSettings) -> Result<(), KafkaFailure> {
             stage: "fencing the previous publisher",
             error: e,
         })
-}
-
-/// The keys of the committed records after `start` (partition → offset)
-/// whose header `name` is `value`: what of one publication is on the topic.
-pub fn keys_with_header(
-    s: &KafkaSettings,
-    start: &[(i32, i64)],
-    name: &str,
-    value: &[u8],
-) -> Result<std::collections::HashSet<String>, KafkaFailure> {
-    let consumer: BaseConsumer = s
-        .client_config()
-        .set("group.id", "pitwall-publication-check")
-        .set("isolation.level", "read_committed")
-        .set("enable.auto.commit", "false")
-        .create()
-        .map_err(KafkaFailure::Config)?;
-    let end = end_offsets(s)?;
-    let mut tpl = TopicPartitionList::new();
-    for &(p, _) in &end {
-        let from = start.iter().find(|x| x.0 == p).map_or(0, |x| x.1);
-        tpl.add_partition_offset(&s.topic, p, Offset::Offset(from))
-            .map_err(|e| KafkaFailure::Broker {
-                stage: "assigning partitions",
-                error: e,
-            })?;
-    }
-    let mut found = std::collections::HashSet::new();
-    consumer.assign(&tpl).map_err(|e| KafkaFailure::Broker {
-        stage: "assigning partitions",
-        error: e,
-    })?;
-    // Read until every partition is past the end offset seen at the start
-    // and then the topic stays quiet for a second: some brokers (tansu)
-    // report end offsets that lag behind what they serve.
-    let deadline = Instant::now() + s.timeout;
-    let mut quiet_since = Instant::now();
-    while Instant::now() < deadline {
-        match consumer.poll(Duration::from_millis(200)) {
-            Some(m) => {
-                let m = m.map_err(|e| KafkaFailure::Broker {
-                    stage: "reading the topic back",
-                    error: e,
-                })?;
-                let ours = m.headers().is_some_and(|h| {
-                    h.iter()
-                        .any(|x| x.key == name && x.value.is_some_and(|v| v == value))
-                });
-                if ours {
-                    found.insert(String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned());
-                }
-                quiet_since = Instant::now();
-            }
-            None => {
-                let past_end = consumer.position().is_ok_and(|t| {
-                    end.iter().all(|(p, high)| {
-                        t.find_partition(&s.topic, *p)
-                            .and_then(|e| e.offset().to_raw())
-                            .is_none_or(|o| o >= *high)
-                    })
-                });
-                if past_end && quiet_since.elapsed() >= Duration::from_secs(1) {
-                    break;
-                }
-            }
-        }
-    }
-    Ok(found)
 }

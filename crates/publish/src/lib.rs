@@ -4,11 +4,13 @@
 mod api_versions;
 mod avro;
 pub mod catchup;
+pub mod consume;
 pub mod kafka;
 pub mod ledger;
 pub mod msk_iam;
 pub mod publish;
 pub mod record;
 pub mod registry;
+pub mod tail;
 
 pub use publish::{PublishError, PublishReport, PublishRequest, publish};

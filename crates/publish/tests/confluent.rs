@@ -170,5 +170,6 @@ fn a_run_published_with_confluent_is_decoded_by_confluent_kafka() -> TestResult 
     })?;
     let want = util::expected_scores(&run_dir)?.len();
     let decoded = util::decode_topic(&brokers, &topic, &format!("confluent:{}", emu.url), want)?;
-    util::assert_decoded_matches_run(&decoded, &run_dir)
+    util::assert_decoded_matches_run(&decoded, &run_dir)?;
+    util::tail::scenario(&brokers, &topic, &reg, &subject, &run_dir)
 }

@@ -148,5 +148,6 @@ fn a_run_published_with_glue_is_decoded_by_aws_glue_schema_registry() -> TestRes
     })?;
     let want = util::expected_scores(&run_dir)?.len();
     let decoded = util::decode_topic(&brokers, &topic, &format!("glue:{name}"), want)?;
-    util::assert_decoded_matches_run(&decoded, &run_dir)
+    util::assert_decoded_matches_run(&decoded, &run_dir)?;
+    util::tail::scenario(&brokers, &topic, &reg, "member-score", &run_dir)
 }

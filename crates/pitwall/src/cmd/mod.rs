@@ -15,6 +15,7 @@ mod reconcile;
 mod schema;
 mod score;
 mod score_fit;
+mod score_tail;
 mod score_watch;
 
 use clap::{Parser, Subcommand};

@@ -10,12 +10,82 @@ use pitwall_publish::{PublishReport, PublishRequest, publish};
 
 use super::schema::{DEFAULT_SUBJECT, open_registry};
 
-/// Where and how to publish member scores. Shared by `score publish` and `score run --publish`.
+/// How to reach the brokers: shared by publishing and `score tail`.
 #[derive(Debug, Args)]
-pub struct PublishArgs {
+pub struct BrokerArgs {
     /// Kafka bootstrap servers, host:port[,host:port] (required to publish).
     #[arg(long)]
     pub brokers: Option<String>,
+    /// Kafka security.protocol: plaintext, ssl, sasl_plaintext, sasl_ssl
+    /// (AWS_MSK_IAM turns plaintext and ssl into sasl_ssl: MSK's IAM listener is TLS).
+    #[arg(long, default_value = "plaintext")]
+    pub security_protocol: String,
+    /// SASL mechanism: SCRAM-SHA-512, SCRAM-SHA-256 or PLAIN (the password comes
+    /// from PITWALL_KAFKA_PASSWORD), or AWS_MSK_IAM (OAUTHBEARER tokens signed
+    /// with the standard AWS credentials chain, IRSA in a pod, refreshed before
+    /// they expire).
+    #[arg(long)]
+    pub sasl_mechanism: Option<String>,
+    #[arg(long)]
+    pub sasl_username: Option<String>,
+    /// Region of the MSK cluster for AWS_MSK_IAM; default: AWS_REGION / the profile's.
+    #[arg(long)]
+    pub msk_region: Option<String>,
+    /// CA bundle for TLS.
+    #[arg(long)]
+    pub ssl_ca_location: Option<String>,
+    /// Extra librdkafka property, key=value; repeatable.
+    #[arg(long = "kafka-property", value_parser = parse_property)]
+    pub properties: Vec<(String, String)>,
+    /// Time limit for each broker interaction.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub kafka_timeout: Duration,
+}
+
+impl BrokerArgs {
+    /// The settings to reach `topic` with; --brokers is required here.
+    pub fn settings(&self, topic: &str) -> anyhow::Result<KafkaSettings> {
+        let Some(brokers) = self.brokers.as_deref() else {
+            anyhow::bail!(
+                "--brokers is required to publish (host:port of the Kafka bootstrap servers)"
+            );
+        };
+        let mut kafka = KafkaSettings::new(brokers, topic);
+        kafka.security_protocol = self.security_protocol.clone();
+        kafka.ssl_ca_location = self.ssl_ca_location.clone();
+        kafka.properties = self.properties.clone();
+        kafka.timeout = self.kafka_timeout;
+        let msk_iam = self
+            .sasl_mechanism
+            .as_deref()
+            .is_some_and(|m| m.eq_ignore_ascii_case("AWS_MSK_IAM"));
+        if !msk_iam {
+            kafka.sasl_mechanism = self.sasl_mechanism.clone();
+            kafka.sasl_username = self.sasl_username.clone();
+            kafka.sasl_password = std::env::var("PITWALL_KAFKA_PASSWORD").ok();
+            return Ok(kafka);
+        }
+        if self.sasl_username.is_some() {
+            anyhow::bail!(
+                "--sasl-username does not apply to AWS_MSK_IAM: the identity is the AWS role the credentials belong to"
+            );
+        }
+        if !kafka.security_protocol.starts_with("sasl_") {
+            kafka.security_protocol = "sasl_ssl".into();
+        }
+        kafka.msk_iam = Some(
+            pitwall_publish::msk_iam::MskIamSigner::from_env(self.msk_region.as_deref())
+                .context("setting up MSK IAM authentication")?,
+        );
+        Ok(kafka)
+    }
+}
+
+/// Where and how to publish member scores. Shared by `score publish` and `score run --publish`.
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    #[command(flatten)]
+    pub broker: BrokerArgs,
     /// The compacted topic, one per record version.
     #[arg(long, default_value = "driving-score.member.v1")]
     pub topic: String,
@@ -39,30 +109,6 @@ pub struct PublishArgs {
     /// zlib-compress Glue-framed records (compression byte 5).
     #[arg(long)]
     pub zlib: bool,
-    /// Kafka security.protocol: plaintext, ssl, sasl_plaintext, sasl_ssl
-    /// (AWS_MSK_IAM turns plaintext and ssl into sasl_ssl: MSK's IAM listener is TLS).
-    #[arg(long, default_value = "plaintext")]
-    pub security_protocol: String,
-    /// SASL mechanism: SCRAM-SHA-512, SCRAM-SHA-256 or PLAIN (the password comes
-    /// from PITWALL_KAFKA_PASSWORD), or AWS_MSK_IAM (OAUTHBEARER tokens signed
-    /// with the standard AWS credentials chain, IRSA in a pod, refreshed before
-    /// they expire).
-    #[arg(long)]
-    pub sasl_mechanism: Option<String>,
-    /// Region of the MSK cluster for AWS_MSK_IAM; default: AWS_REGION / the profile's.
-    #[arg(long)]
-    pub msk_region: Option<String>,
-    #[arg(long)]
-    pub sasl_username: Option<String>,
-    /// CA bundle for TLS.
-    #[arg(long)]
-    pub ssl_ca_location: Option<String>,
-    /// Extra librdkafka property, key=value; repeatable.
-    #[arg(long = "kafka-property", value_parser = parse_property)]
-    pub properties: Vec<(String, String)>,
-    /// Time limit for each broker interaction.
-    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
-    pub kafka_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -78,62 +124,9 @@ fn parse_property(s: &str) -> Result<(String, String), String> {
 }
 
 fn kafka_settings(a: &PublishArgs) -> anyhow::Result<KafkaSettings> {
-    let Some(brokers) = a.brokers.as_deref() else {
-        anyhow::bail!(
-            "--brokers is required to publish (host:port of the Kafka bootstrap servers)"
-        );
-    };
-    let mut kafka = KafkaSettings::new(brokers, &a.topic);
+    let mut kafka = a.broker.settings(&a.topic)?;
     kafka.transactional = a.transactional;
-    let security = ClientSecurity {
-        security_protocol: &a.security_protocol,
-        sasl_mechanism: a.sasl_mechanism.as_deref(),
-        sasl_username: a.sasl_username.as_deref(),
-        msk_region: a.msk_region.as_deref(),
-        ssl_ca_location: a.ssl_ca_location.as_deref(),
-    };
-    security.apply(&mut kafka)?;
-    kafka.properties = a.properties.clone();
-    kafka.timeout = a.kafka_timeout;
     Ok(kafka)
-}
-
-/// How to authenticate to the brokers; shared by publishing and `score tail`.
-pub struct ClientSecurity<'a> {
-    pub security_protocol: &'a str,
-    pub sasl_mechanism: Option<&'a str>,
-    pub sasl_username: Option<&'a str>,
-    pub msk_region: Option<&'a str>,
-    pub ssl_ca_location: Option<&'a str>,
-}
-
-impl ClientSecurity<'_> {
-    pub fn apply(&self, kafka: &mut KafkaSettings) -> anyhow::Result<()> {
-        kafka.security_protocol = self.security_protocol.to_string();
-        kafka.ssl_ca_location = self.ssl_ca_location.map(str::to_string);
-        let msk_iam = self
-            .sasl_mechanism
-            .is_some_and(|m| m.eq_ignore_ascii_case("AWS_MSK_IAM"));
-        if !msk_iam {
-            kafka.sasl_mechanism = self.sasl_mechanism.map(str::to_string);
-            kafka.sasl_username = self.sasl_username.map(str::to_string);
-            kafka.sasl_password = std::env::var("PITWALL_KAFKA_PASSWORD").ok();
-            return Ok(());
-        }
-        if self.sasl_username.is_some() {
-            anyhow::bail!(
-                "--sasl-username does not apply to AWS_MSK_IAM: the identity is the AWS role the credentials belong to"
-            );
-        }
-        if !kafka.security_protocol.starts_with("sasl_") {
-            kafka.security_protocol = "sasl_ssl".into();
-        }
-        kafka.msk_iam = Some(
-            pitwall_publish::msk_iam::MskIamSigner::from_env(self.msk_region)
-                .context("setting up MSK IAM authentication")?,
-        );
-        Ok(())
-    }
 }
 
 fn wire(a: &PublishArgs) -> Option<WireFormat> {

@@ -26,6 +26,11 @@ pub enum ScoreCommand {
     Fit(Box<super::score_fit::FitArgs>),
     /// Validate any model on a period without fitting: lift, Gini, calibration, the member view.
     Validate(Box<super::score_fit::ValidateArgs>),
+    /// Show what was published: read the topic (read_committed), decode each record against the
+    /// registry by its frame's schema reference, print one per line (--json: JSON lines).
+    ///
+    /// Records that cannot be decoded are shown with the reason and counted, never fatal.
+    Tail(Box<super::score_tail::TailArgs>),
     /// Print the embedded default model file (TOML), a starting point for --model.
     Model,
     /// Look into a score state, export it, or seed one from earlier results.
@@ -178,6 +183,7 @@ pub fn run(c: ScoreCommand) -> anyhow::Result<u8> {
         },
         ScoreCommand::State(c) => state_command(c),
         ScoreCommand::Watch(a) => super::score_watch::run(*a),
+        ScoreCommand::Tail(a) => super::score_tail::run(*a),
         ScoreCommand::Fit(a) => super::score_fit::fit(*a),
         ScoreCommand::Validate(a) => super::score_fit::validate(*a),
         ScoreCommand::Run(a) => {
@@ -230,7 +236,7 @@ fn alert_on(a: &RunArgs, result: &anyhow::Result<u8>) {
 }
 
 fn score_run(a: &RunArgs) -> anyhow::Result<u8> {
-    if a.publish && a.publish_args.brokers.is_none() {
+    if a.publish && a.publish_args.broker.brokers.is_none() {
         eprintln!("error: --publish needs --brokers");
         return Ok(exit::USAGE);
     }

@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use pitwall_contract::compat::Compatibility;
+use pitwall_contract::wire::SchemaRef;
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 
@@ -21,6 +22,8 @@ const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
 /// Confluent's error codes for "no such subject" and "no such version".
 const SUBJECT_NOT_FOUND: i64 = 40401;
 const VERSION_NOT_FOUND: i64 = 40402;
+/// "No schema with this global id".
+const SCHEMA_NOT_FOUND: i64 = 40403;
 /// "Subject has no compatibility of its own": the global one applies.
 const SUBJECT_LEVEL_COMPAT_NOT_CONFIGURED: i64 = 40408;
 
@@ -48,6 +51,17 @@ struct Version {
     version: u32,
     id: u32,
     schema: String,
+}
+
+#[derive(Deserialize)]
+struct ById {
+    schema: String,
+}
+
+#[derive(Deserialize)]
+struct SubjectVersion {
+    subject: String,
+    version: u32,
 }
 
 #[derive(Deserialize)]
@@ -320,6 +334,33 @@ impl Registry for ConfluentRegistry {
 
     fn wire_format(&self) -> WireFormat {
         WireFormat::Confluent
+    }
+
+    fn resolve(&self, reference: SchemaRef) -> Result<Option<Registered>, RegistryError> {
+        let SchemaRef::Confluent(id) = reference else {
+            return Ok(None);
+        };
+        let what = format!("reading schema id {id}");
+        let by_id: ById = match self.call(Method::GET, &format!("/schemas/ids/{id}"), None) {
+            Ok(s) => s,
+            Err(e) if not_found(&e, &[SCHEMA_NOT_FOUND]) => return Ok(None),
+            Err(e) => return Err(self.err(&what, e)),
+        };
+        // One global id may be registered under several subjects: the first names it.
+        let under: Vec<SubjectVersion> = self
+            .call(Method::GET, &format!("/schemas/ids/{id}/versions"), None)
+            .map_err(|e| self.err(&what, e))?;
+        let (subject, version) = under
+            .into_iter()
+            .next()
+            .map_or((String::from("?"), 0), |sv| (sv.subject, sv.version));
+        Ok(Some(Registered {
+            subject,
+            version,
+            schema: by_id.schema,
+            version_id: None,
+            schema_id: Some(id),
+        }))
     }
 }
 

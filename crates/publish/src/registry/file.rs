@@ -13,6 +13,7 @@
 use std::path::{Path, PathBuf};
 
 use pitwall_contract::compat::Compatibility;
+use pitwall_contract::wire::SchemaRef;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -168,6 +169,31 @@ impl Registry for FileRegistry {
 
     fn wire_format(&self) -> WireFormat {
         WireFormat::Glue
+    }
+
+    fn resolve(&self, reference: SchemaRef) -> Result<Option<Registered>, RegistryError> {
+        let Ok(subjects) = std::fs::read_dir(&self.dir) else {
+            return Ok(None);
+        };
+        for s in subjects.flatten() {
+            let Some(subject) = s.file_name().to_str().map(str::to_string) else {
+                continue;
+            };
+            if !s.path().is_dir() || subject.starts_with('.') {
+                continue;
+            }
+            let found = self
+                .versions(&subject)?
+                .into_iter()
+                .find(|v| match reference {
+                    SchemaRef::Glue(id) => v.version_id == Some(id),
+                    SchemaRef::Confluent(id) => v.schema_id == Some(id),
+                });
+            if found.is_some() {
+                return Ok(found);
+            }
+        }
+        Ok(None)
     }
 }
 

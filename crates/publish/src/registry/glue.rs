@@ -11,6 +11,7 @@ use aws_sdk_glue::types::{
     SchemaVersionStatus,
 };
 use pitwall_contract::compat::Compatibility;
+use pitwall_contract::wire::SchemaRef;
 use uuid::Uuid;
 
 use super::{Registered, Registry, RegistryError, WireFormat};
@@ -236,5 +237,42 @@ impl Registry for GlueRegistry {
 
     fn wire_format(&self) -> WireFormat {
         WireFormat::Glue
+    }
+
+    fn resolve(&self, reference: SchemaRef) -> Result<Option<Registered>, RegistryError> {
+        let SchemaRef::Glue(id) = reference else {
+            return Ok(None);
+        };
+        let res = self.rt.block_on(
+            self.client
+                .get_schema_version()
+                .schema_version_id(id.to_string())
+                .send(),
+        );
+        let v = match res {
+            Ok(v) => v,
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_entity_not_found_exception()) =>
+            {
+                return Ok(None);
+            }
+            Err(e) => return Err(self.err(&format!("reading schema version {id}"), e)),
+        };
+        // arn:aws:glue:REGION:ACCOUNT:schema/REGISTRY/NAME
+        let subject = v
+            .schema_arn()
+            .and_then(|a| a.rsplit('/').next())
+            .unwrap_or("?");
+        Ok(Some(Registered {
+            subject: subject.into(),
+            version: v
+                .version_number()
+                .and_then(|n| u32::try_from(n).ok())
+                .unwrap_or(0),
+            schema: v.schema_definition().unwrap_or_default().to_string(),
+            version_id: Some(id),
+            schema_id: None,
+        }))
     }
 }

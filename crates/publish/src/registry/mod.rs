@@ -96,6 +96,9 @@ pub trait Registry {
     ) -> Result<Registered, RegistryError>;
     /// The wire format its consumers expect.
     fn wire_format(&self) -> WireFormat;
+    /// The version a framed record's reference names, in any subject;
+    /// None when the registry has no such version.
+    fn resolve(&self, reference: SchemaRef) -> Result<Option<Registered>, RegistryError>;
 }
 
 /// What `check` or `register` found.

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod identity;
+pub mod tail;
 
 use std::path::{Path, PathBuf};
 

@@ -1,0 +1,184 @@
+//! Reading the topic back: the offsets a publication starts from, the keys
+//! a publication put there, and the consumers `score tail` reads with — all
+//! with the same connection and authentication as the producer.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::client::OAuthToken;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Headers, Message};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+
+use crate::kafka::{KafkaFailure, KafkaSettings, is_auth};
+use crate::msk_iam::MskIamSigner;
+
+/// A consumer's context: MSK IAM tokens when configured, nothing else.
+pub struct AuthContext {
+    msk_iam: Option<Arc<MskIamSigner>>,
+}
+
+impl ClientContext for AuthContext {
+    const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
+
+    fn generate_oauth_token(
+        &self,
+        _: Option<&str>,
+    ) -> Result<OAuthToken, Box<dyn std::error::Error>> {
+        crate::msk_iam::oauth_token(self.msk_iam.as_deref())
+    }
+
+    // The end of a partition is news to the reader (it comes from poll too),
+    // not an error to log.
+    fn error(&self, error: KafkaError, reason: &str) {
+        if matches!(error, KafkaError::PartitionEOF(_))
+            || error.rdkafka_error_code() == Some(RDKafkaErrorCode::PartitionEOF)
+        {
+            tracing::debug!("{reason}");
+        } else {
+            tracing::warn!(error = %error, "Kafka client: {reason}");
+        }
+    }
+}
+
+impl ConsumerContext for AuthContext {}
+
+pub type AuthConsumer = BaseConsumer<AuthContext>;
+
+/// A consumer outside any group (partitions are assigned, offsets never
+/// committed) reading only committed records; with `eof`, the end of each
+/// partition comes as a `PartitionEOF` error from poll.
+pub fn consumer(s: &KafkaSettings, name: &str, eof: bool) -> Result<AuthConsumer, KafkaFailure> {
+    let mut c = s.connection_config();
+    c.set("group.id", name)
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", eof.to_string())
+        .set("isolation.level", "read_committed");
+    let consumer: AuthConsumer = s
+        .with_properties(c)
+        .create_with_context(AuthContext {
+            msk_iam: s.msk_iam.clone(),
+        })
+        .map_err(KafkaFailure::Config)?;
+    if s.msk_iam.is_some() {
+        // The first token is asked for on the consumer's own queue, which
+        // only a poll serves: without it, the first metadata call waits.
+        let _ = consumer.poll(Duration::from_millis(100));
+    }
+    Ok(consumer)
+}
+
+/// The topic's partitions, or the reason it cannot be read.
+pub fn partitions(s: &KafkaSettings, consumer: &AuthConsumer) -> Result<Vec<i32>, KafkaFailure> {
+    let md = consumer
+        .fetch_metadata(Some(&s.topic), s.timeout)
+        .map_err(|e| {
+            if let Some(why) = s.msk_iam.as_ref().and_then(|m| m.last_error()) {
+                KafkaFailure::MskIam(why)
+            } else if is_auth(&e) {
+                KafkaFailure::Auth(e)
+            } else {
+                KafkaFailure::Unreachable {
+                    brokers: s.brokers.clone(),
+                    timeout: s.timeout,
+                    error: e,
+                }
+            }
+        })?;
+    let topic = md
+        .topics()
+        .iter()
+        .find(|t| t.name() == s.topic && t.error().is_none() && !t.partitions().is_empty())
+        .ok_or_else(|| KafkaFailure::MissingTopic {
+            topic: s.topic.clone(),
+            brokers: s.brokers.clone(),
+        })?;
+    let mut ids: Vec<i32> = topic.partitions().iter().map(|p| p.id()).collect();
+    ids.sort_unstable();
+    Ok(ids)
+}
+
+pub(crate) fn broker(stage: &'static str) -> impl Fn(KafkaError) -> KafkaFailure {
+    move |error| KafkaFailure::Broker { stage, error }
+}
+
+/// Each partition of the topic and its end offset (high watermark) now.
+pub fn end_offsets(s: &KafkaSettings) -> Result<Vec<(i32, i64)>, KafkaFailure> {
+    let consumer = consumer(s, "pitwall-offsets", false)?;
+    let mut out = Vec::new();
+    for p in partitions(s, &consumer)? {
+        let (_, high) = consumer
+            .fetch_watermarks(&s.topic, p, s.timeout)
+            .map_err(|error| KafkaFailure::Unreachable {
+                brokers: s.brokers.clone(),
+                timeout: s.timeout,
+                error,
+            })?;
+        out.push((p, high));
+    }
+    Ok(out)
+}
+
+/// The keys of the committed records after `start` (partition → offset)
+/// whose header `name` is `value`: what of one publication is on the topic.
+pub fn keys_with_header(
+    s: &KafkaSettings,
+    start: &[(i32, i64)],
+    name: &str,
+    value: &[u8],
+) -> Result<HashSet<String>, KafkaFailure> {
+    let consumer = consumer(s, "pitwall-publication-check", false)?;
+    let end = end_offsets(s)?;
+    let mut tpl = TopicPartitionList::new();
+    for &(p, _) in &end {
+        let from = start.iter().find(|x| x.0 == p).map_or(0, |x| x.1);
+        tpl.add_partition_offset(&s.topic, p, Offset::Offset(from))
+            .map_err(|e| KafkaFailure::Broker {
+                stage: "assigning partitions",
+                error: e,
+            })?;
+    }
+    let mut found = HashSet::new();
+    consumer.assign(&tpl).map_err(|e| KafkaFailure::Broker {
+        stage: "assigning partitions",
+        error: e,
+    })?;
+    // Read until every partition is past the end offset seen at the start
+    // and then the topic stays quiet for a second: some brokers (tansu)
+    // report end offsets that lag behind what they serve.
+    let deadline = Instant::now() + s.timeout;
+    let mut quiet_since = Instant::now();
+    while Instant::now() < deadline {
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(m) => {
+                let m = m.map_err(|e| KafkaFailure::Broker {
+                    stage: "reading the topic back",
+                    error: e,
+                })?;
+                let ours = m.headers().is_some_and(|h| {
+                    h.iter()
+                        .any(|x| x.key == name && x.value.is_some_and(|v| v == value))
+                });
+                if ours {
+                    found.insert(String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned());
+                }
+                quiet_since = Instant::now();
+            }
+            None => {
+                let past_end = consumer.position().is_ok_and(|t| {
+                    end.iter().all(|(p, high)| {
+                        t.find_partition(&s.topic, *p)
+                            .and_then(|e| e.offset().to_raw())
+                            .is_none_or(|o| o >= *high)
+                    })
+                });
+                if past_end && quiet_since.elapsed() >= Duration::from_secs(1) {
+                    break;
+                }
+            }
+        }
+    }
+    Ok(found)
+}
