@@ -12,12 +12,14 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
-use crate::kafka::{KafkaFailure, KafkaSettings, is_auth};
+use crate::kafka::{ConnectionErrors, KafkaFailure, KafkaSettings};
 use crate::msk_iam::MskIamSigner;
 
-/// A consumer's context: MSK IAM tokens when configured, nothing else.
+/// A consumer's context: MSK IAM tokens when configured, and what the
+/// connections reported.
 pub struct AuthContext {
     msk_iam: Option<Arc<MskIamSigner>>,
+    errors: ConnectionErrors,
 }
 
 impl ClientContext for AuthContext {
@@ -38,7 +40,7 @@ impl ClientContext for AuthContext {
         {
             tracing::debug!("{reason}");
         } else {
-            tracing::warn!(error = %error, "Kafka client: {reason}");
+            self.errors.record(&error, reason);
         }
     }
 }
@@ -60,6 +62,7 @@ pub fn consumer(s: &KafkaSettings, name: &str, eof: bool) -> Result<AuthConsumer
         .with_properties(c)
         .create_with_context(AuthContext {
             msk_iam: s.msk_iam.clone(),
+            errors: ConnectionErrors::default(),
         })
         .map_err(KafkaFailure::Config)?;
     if s.msk_iam.is_some() {
@@ -75,17 +78,12 @@ pub fn partitions(s: &KafkaSettings, consumer: &AuthConsumer) -> Result<Vec<i32>
     let md = consumer
         .fetch_metadata(Some(&s.topic), s.timeout)
         .map_err(|e| {
-            if let Some(why) = s.msk_iam.as_ref().and_then(|m| m.last_error()) {
-                KafkaFailure::MskIam(why)
-            } else if is_auth(&e) {
-                KafkaFailure::Auth(e)
-            } else {
-                KafkaFailure::Unreachable {
-                    brokers: s.brokers.clone(),
-                    timeout: s.timeout,
-                    error: e,
-                }
+            // The connections' errors are events on the consumer's queue:
+            // serve them before asking what went wrong.
+            for _ in 0..3 {
+                let _ = consumer.poll(Duration::from_millis(50));
             }
+            consumer.context().errors.explain(s, e)
         })?;
     let topic = md
         .topics()

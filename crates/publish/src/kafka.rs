@@ -121,7 +121,7 @@ impl KafkaSettings {
 #[derive(Debug, thiserror::Error)]
 pub enum KafkaFailure {
     #[error(
-        "cannot create the Kafka producer: {0}; check --brokers, --security-protocol and --kafka-property values"
+        "cannot create the Kafka client: {0}; check --brokers, --security-protocol, the SASL flags and --kafka-property values"
     )]
     Config(KafkaError),
     #[error(
@@ -148,6 +148,10 @@ pub enum KafkaFailure {
         "cannot authenticate with MSK IAM: {0}; the brokers were not asked (check the role's kafka-cluster:Connect permission once they are)"
     )]
     MskIam(String),
+    #[error(
+        "the brokers did not accept our authentication: {0}; check --security-protocol, --sasl-mechanism, --sasl-username and PITWALL_KAFKA_PASSWORD (for AWS_MSK_IAM: the IAM listener's port and the role)"
+    )]
+    Refused(String),
     #[error("{stage} failed: {error}")]
     Broker {
         stage: &'static str,
@@ -181,6 +185,46 @@ pub enum KafkaFailure {
     },
 }
 
+/// What librdkafka said about its connections: a failed SASL exchange is
+/// reported only there, while the metadata call just times out.
+#[derive(Default)]
+pub struct ConnectionErrors {
+    sasl: Mutex<Option<String>>,
+}
+
+impl ConnectionErrors {
+    pub(crate) fn record(&self, error: &KafkaError, reason: &str) {
+        let sasl = reason.contains("SASL")
+            || error.rdkafka_error_code() == Some(RDKafkaErrorCode::Authentication);
+        if sasl && let Ok(mut last) = self.sasl.lock() {
+            // librdkafka retries every second: say it once.
+            if last.as_deref() == Some(reason) {
+                tracing::debug!("Kafka client: {reason}");
+                return;
+            }
+            *last = Some(reason.to_string());
+        }
+        tracing::warn!(error = %error, "Kafka client: {reason}");
+    }
+
+    /// The failure to report for a metadata call that failed.
+    pub(crate) fn explain(&self, s: &KafkaSettings, error: KafkaError) -> KafkaFailure {
+        if let Some(why) = s.msk_iam.as_ref().and_then(|m| m.last_error()) {
+            KafkaFailure::MskIam(why)
+        } else if let Some(why) = self.sasl.lock().ok().and_then(|w| w.clone()) {
+            KafkaFailure::Refused(why)
+        } else if is_auth(&error) {
+            KafkaFailure::Auth(error)
+        } else {
+            KafkaFailure::Unreachable {
+                brokers: s.brokers.clone(),
+                timeout: s.timeout,
+                error,
+            }
+        }
+    }
+}
+
 /// Counts deliveries as librdkafka reports them, and hands it MSK IAM tokens.
 #[derive(Default)]
 pub struct DeliveryCounter {
@@ -188,6 +232,7 @@ pub struct DeliveryCounter {
     failed: AtomicU64,
     first_error: Mutex<Option<String>>,
     msk_iam: Option<Arc<MskIamSigner>>,
+    errors: ConnectionErrors,
 }
 
 impl ClientContext for DeliveryCounter {
@@ -199,6 +244,10 @@ impl ClientContext for DeliveryCounter {
         _: Option<&str>,
     ) -> Result<OAuthToken, Box<dyn std::error::Error>> {
         crate::msk_iam::oauth_token(self.msk_iam.as_deref())
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.errors.record(&error, reason);
     }
 }
 
@@ -423,17 +472,7 @@ fn check_topic(
     let md = producer
         .client()
         .fetch_metadata(Some(&s.topic), s.timeout)
-        .map_err(|e| {
-            if is_auth(&e) {
-                KafkaFailure::Auth(e)
-            } else {
-                KafkaFailure::Unreachable {
-                    brokers: s.brokers.clone(),
-                    timeout: s.timeout,
-                    error: e,
-                }
-            }
-        })?;
+        .map_err(|e| producer.context().errors.explain(s, e))?;
     let ok = md
         .topics()
         .iter()

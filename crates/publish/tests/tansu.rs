@@ -94,3 +94,49 @@ fn non_transactional_publication_to_a_real_broker_delivers_each_member_once() ->
     );
     Ok(())
 }
+
+/// tansu (without `--authentication`) refuses every SASL mechanism at the
+/// handshake: a real broker refusing us, for the publisher and for tail.
+#[test]
+fn a_refused_sasl_handshake_names_the_flags_to_check() -> TestResult {
+    let Some(brokers) = broker() else {
+        return Ok(());
+    };
+    let mut s = KafkaSettings::new(&brokers, "driving-score.member.v1");
+    s.security_protocol = "sasl_plaintext".into();
+    s.sasl_mechanism = Some("SCRAM-SHA-512".into());
+    s.sasl_username = Some("app".into());
+    s.sasl_password = Some("secret".into());
+    s.transactional = false;
+    s.timeout = Duration::from_secs(3);
+    let publish_err = match pitwall_publish::kafka::Session::open(&s) {
+        Ok(_) => return Err("tansu accepted SCRAM without users".into()),
+        Err(e) => e.to_string(),
+    };
+    let reg = FileRegistry::new(tempfile::tempdir()?.path());
+    let req = pitwall_publish::tail::TailRequest {
+        kafka: &s,
+        registry: &reg,
+        member: None,
+        start: pitwall_publish::tail::Start::Beginning,
+        follow: false,
+        max: None,
+    };
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let tail_err = match pitwall_publish::tail::tail(&req, &stop, |_| {}) {
+        Ok(_) => return Err("tail read without authenticating".into()),
+        Err(e) => e.to_string(),
+    };
+    for err in [publish_err, tail_err] {
+        assert!(err.contains("did not accept our authentication"), "{err}");
+        assert!(
+            err.contains("SCRAM-SHA-512") && err.contains("--sasl-mechanism"),
+            "{err}"
+        );
+        assert!(
+            !err.contains("secret"),
+            "the password stays out of messages: {err}"
+        );
+    }
+    Ok(())
+}
