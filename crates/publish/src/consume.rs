@@ -3,49 +3,14 @@
 //! with the same connection and authentication as the producer.
 
 use std::collections::HashSet;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rdkafka::client::OAuthToken;
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers, Message};
-use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use rdkafka::{Offset, TopicPartitionList};
 
-use crate::kafka::{ConnectionErrors, KafkaFailure, KafkaSettings};
-use crate::msk_iam::MskIamSigner;
-
-/// A consumer's context: MSK IAM tokens when configured, and what the
-/// connections reported.
-pub struct AuthContext {
-    msk_iam: Option<Arc<MskIamSigner>>,
-    errors: ConnectionErrors,
-}
-
-impl ClientContext for AuthContext {
-    const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
-
-    fn generate_oauth_token(
-        &self,
-        _: Option<&str>,
-    ) -> Result<OAuthToken, Box<dyn std::error::Error>> {
-        crate::msk_iam::oauth_token(self.msk_iam.as_deref())
-    }
-
-    // The end of a partition is news to the reader (it comes from poll too),
-    // not an error to log.
-    fn error(&self, error: KafkaError, reason: &str) {
-        if matches!(error, KafkaError::PartitionEOF(_))
-            || error.rdkafka_error_code() == Some(RDKafkaErrorCode::PartitionEOF)
-        {
-            tracing::debug!("{reason}");
-        } else {
-            self.errors.record(&error, reason);
-        }
-    }
-}
-
-impl ConsumerContext for AuthContext {}
+use crate::kafka::{AuthContext, KafkaFailure, KafkaSettings};
 
 pub type AuthConsumer = BaseConsumer<AuthContext>;
 
@@ -60,10 +25,7 @@ pub fn consumer(s: &KafkaSettings, name: &str, eof: bool) -> Result<AuthConsumer
         .set("isolation.level", "read_committed");
     let consumer: AuthConsumer = s
         .with_properties(c)
-        .create_with_context(AuthContext {
-            msk_iam: s.msk_iam.clone(),
-            errors: ConnectionErrors::default(),
-        })
+        .create_with_context(AuthContext::new(s))
         .map_err(KafkaFailure::Config)?;
     if s.msk_iam.is_some() {
         // The first token is asked for on the consumer's own queue, which

@@ -194,6 +194,14 @@ pub struct ConnectionErrors {
 
 impl ConnectionErrors {
     pub(crate) fn record(&self, error: &KafkaError, reason: &str) {
+        // The end of a partition is news to a reader (poll returns it
+        // too), not an error.
+        if matches!(error, KafkaError::PartitionEOF(_))
+            || error.rdkafka_error_code() == Some(RDKafkaErrorCode::PartitionEOF)
+        {
+            tracing::debug!("{reason}");
+            return;
+        }
         let sasl = reason.contains("SASL")
             || error.rdkafka_error_code() == Some(RDKafkaErrorCode::Authentication);
         if sasl && let Ok(mut last) = self.sasl.lock() {
@@ -225,17 +233,24 @@ impl ConnectionErrors {
     }
 }
 
-/// Counts deliveries as librdkafka reports them, and hands it MSK IAM tokens.
+/// What every client of ours carries: MSK IAM tokens when configured, and
+/// what its connections reported. The consumers' context as it is.
 #[derive(Default)]
-pub struct DeliveryCounter {
-    delivered: AtomicU64,
-    failed: AtomicU64,
-    first_error: Mutex<Option<String>>,
-    msk_iam: Option<Arc<MskIamSigner>>,
-    errors: ConnectionErrors,
+pub struct AuthContext {
+    pub(crate) msk_iam: Option<Arc<MskIamSigner>>,
+    pub(crate) errors: ConnectionErrors,
 }
 
-impl ClientContext for DeliveryCounter {
+impl AuthContext {
+    pub fn new(s: &KafkaSettings) -> AuthContext {
+        AuthContext {
+            msk_iam: s.msk_iam.clone(),
+            errors: ConnectionErrors::default(),
+        }
+    }
+}
+
+impl ClientContext for AuthContext {
     // librdkafka asks only when sasl.mechanism is OAUTHBEARER.
     const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
 
@@ -248,6 +263,41 @@ impl ClientContext for DeliveryCounter {
 
     fn error(&self, error: KafkaError, reason: &str) {
         self.errors.record(&error, reason);
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for AuthContext {}
+
+/// Counts deliveries as librdkafka reports them.
+#[derive(Default)]
+pub struct DeliveryCounter {
+    delivered: AtomicU64,
+    failed: AtomicU64,
+    first_error: Mutex<Option<String>>,
+    auth: AuthContext,
+}
+
+impl DeliveryCounter {
+    fn new(s: &KafkaSettings) -> DeliveryCounter {
+        DeliveryCounter {
+            auth: AuthContext::new(s),
+            ..DeliveryCounter::default()
+        }
+    }
+}
+
+impl ClientContext for DeliveryCounter {
+    const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
+
+    fn generate_oauth_token(
+        &self,
+        config: Option<&str>,
+    ) -> Result<OAuthToken, Box<dyn std::error::Error>> {
+        self.auth.generate_oauth_token(config)
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.auth.error(error, reason);
     }
 }
 
@@ -302,10 +352,7 @@ impl Session {
         let started = Instant::now();
         let producer: ThreadedProducer<DeliveryCounter> = s
             .client_config()
-            .create_with_context(DeliveryCounter {
-                msk_iam: s.msk_iam.clone(),
-                ..DeliveryCounter::default()
-            })
+            .create_with_context(DeliveryCounter::new(s))
             .map_err(KafkaFailure::Config)?;
         check_topic(s, &producer).map_err(|e| {
             match s.msk_iam.as_ref().and_then(|m| m.last_error()) {
@@ -472,7 +519,7 @@ fn check_topic(
     let md = producer
         .client()
         .fetch_metadata(Some(&s.topic), s.timeout)
-        .map_err(|e| producer.context().errors.explain(s, e))?;
+        .map_err(|e| producer.context().auth.errors.explain(s, e))?;
     let ok = md
         .topics()
         .iter()
@@ -534,10 +581,7 @@ pub fn fence(s: &KafkaSettings) -> Result<(), KafkaFailure> {
     }
     let producer: ThreadedProducer<DeliveryCounter> = s
         .client_config()
-        .create_with_context(DeliveryCounter {
-            msk_iam: s.msk_iam.clone(),
-            ..DeliveryCounter::default()
-        })
+        .create_with_context(DeliveryCounter::new(s))
         .map_err(KafkaFailure::Config)?;
     producer
         .init_transactions(s.timeout)

@@ -81,9 +81,10 @@ impl BrokerArgs {
     }
 }
 
-/// Where and how to publish member scores. Shared by `score publish` and `score run --publish`.
+/// The topic of the member scores and the registry of their schemas:
+/// shared by publishing and `score tail`.
 #[derive(Debug, Args)]
-pub struct PublishArgs {
+pub struct TopicArgs {
     #[command(flatten)]
     pub broker: BrokerArgs,
     /// The compacted topic, one per record version.
@@ -92,6 +93,13 @@ pub struct PublishArgs {
     /// Schema registry: file:DIR (embedded), glue:REGISTRY_NAME or confluent:URL.
     #[arg(long, default_value = "file:registry")]
     pub registry: RegistrySpec,
+}
+
+/// Where and how to publish member scores. Shared by `score publish` and `score run --publish`.
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    #[command(flatten)]
+    pub to: TopicArgs,
     /// Registry subject of the record value (Glue: the schema name).
     #[arg(long, default_value = DEFAULT_SUBJECT)]
     pub subject: String,
@@ -124,7 +132,7 @@ fn parse_property(s: &str) -> Result<(String, String), String> {
 }
 
 fn kafka_settings(a: &PublishArgs) -> anyhow::Result<KafkaSettings> {
-    let mut kafka = a.broker.settings(&a.topic)?;
+    let mut kafka = a.to.broker.settings(&a.to.topic)?;
     kafka.transactional = a.transactional;
     Ok(kafka)
 }
@@ -139,7 +147,7 @@ fn wire(a: &PublishArgs) -> Option<WireFormat> {
 pub fn run_publish(run_dir: &Path, a: &PublishArgs) -> anyhow::Result<PublishReport> {
     let kafka = kafka_settings(a)?;
     let brokers = kafka.brokers.clone();
-    let registry = open_registry(&a.registry)?;
+    let registry = open_registry(&a.to.registry)?;
     let req = PublishRequest {
         run_dir,
         registry: registry.as_ref(),
@@ -153,7 +161,7 @@ pub fn run_publish(run_dir: &Path, a: &PublishArgs) -> anyhow::Result<PublishRep
         format!(
             "publishing {} to {} on {brokers}",
             run_dir.display(),
-            a.topic
+            a.to.topic
         )
     })
 }
@@ -181,7 +189,7 @@ pub fn print_report(r: &PublishReport) {
 pub fn run_publish_state(state: &str, a: &PublishArgs) -> anyhow::Result<StatePublishReport> {
     let kafka = kafka_settings(a)?;
     let brokers = kafka.brokers.clone();
-    let registry = open_registry(&a.registry)?;
+    let registry = open_registry(&a.to.registry)?;
     let state_ = pitwall_score_state::State::open(state)?;
     let req = StatePublishRequest {
         state: &state_,
@@ -191,8 +199,12 @@ pub fn run_publish_state(state: &str, a: &PublishArgs) -> anyhow::Result<StatePu
         zlib: a.zlib,
         wire: wire(a),
     };
-    publish_state(&req)
-        .with_context(|| format!("publishing the state {state} to {} on {brokers}", a.topic))
+    publish_state(&req).with_context(|| {
+        format!(
+            "publishing the state {state} to {} on {brokers}",
+            a.to.topic
+        )
+    })
 }
 
 pub fn print_state_report(r: &StatePublishReport) {

@@ -236,7 +236,7 @@ fn alert_on(a: &RunArgs, result: &anyhow::Result<u8>) {
 }
 
 fn score_run(a: &RunArgs) -> anyhow::Result<u8> {
-    if a.publish && a.publish_args.broker.brokers.is_none() {
+    if a.publish && a.publish_args.to.broker.brokers.is_none() {
         eprintln!("error: --publish needs --brokers");
         return Ok(exit::USAGE);
     }

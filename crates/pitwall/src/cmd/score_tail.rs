@@ -6,10 +6,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context;
 use clap::Args;
-use pitwall_publish::registry::RegistrySpec;
 use pitwall_publish::tail::{Body, Start, TailRequest, TailSummary, Tailed, tail};
 
-use super::publish::BrokerArgs;
+use super::publish::TopicArgs;
 use super::schema::open_registry;
 use crate::exit;
 
@@ -17,14 +16,7 @@ use crate::exit;
 #[command(group(clap::ArgGroup::new("start").args(["from_beginning", "since"])))]
 pub struct TailArgs {
     #[command(flatten)]
-    pub broker: BrokerArgs,
-    /// The topic the scores are published to.
-    #[arg(long, default_value = "driving-score.member.v1")]
-    pub topic: String,
-    /// The registry the records' schemas are in: file:DIR, glue:REGISTRY_NAME or confluent:URL.
-    /// Glue and Confluent frames are told apart by their first byte.
-    #[arg(long, default_value = "file:registry")]
-    pub registry: RegistrySpec,
+    pub from: TopicArgs,
     /// Only this member's records (the record key).
     #[arg(long)]
     pub member: Option<String>,
@@ -47,8 +39,8 @@ pub struct TailArgs {
 }
 
 pub fn run(a: TailArgs) -> anyhow::Result<u8> {
-    let kafka = a.broker.settings(&a.topic)?;
-    let registry = open_registry(&a.registry)?;
+    let (topic, kafka) = (&a.from.topic, a.from.broker.settings(&a.from.topic)?);
+    let registry = open_registry(&a.from.registry)?;
     let start = match (a.from_beginning, a.since) {
         (true, _) => Start::Beginning,
         (_, Some(t)) => Start::Since(t),
@@ -56,7 +48,7 @@ pub fn run(a: TailArgs) -> anyhow::Result<u8> {
     };
     let follow = a.follow || start == Start::End;
     if follow && !a.json {
-        eprintln!("following {} (Ctrl-C to stop)", a.topic);
+        eprintln!("following {} (Ctrl-C to stop)", topic);
     }
     let req = TailRequest {
         kafka: &kafka,
@@ -78,7 +70,7 @@ pub fn run(a: TailArgs) -> anyhow::Result<u8> {
             stop.store(true, Ordering::Relaxed);
         }
     })
-    .with_context(|| format!("reading {} on {}", a.topic, kafka.brokers))?;
+    .with_context(|| format!("reading {} on {}", topic, kafka.brokers))?;
     if failed_write.is_some() {
         return Ok(exit::OK);
     }

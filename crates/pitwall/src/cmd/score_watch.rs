@@ -203,7 +203,7 @@ impl ScoreStep {
             member_changes: counts.member_changes,
             ..CycleReport::default()
         };
-        if report.committed_seq.is_none() || a.publish.broker.brokers.is_none() {
+        if report.committed_seq.is_none() || a.publish.to.broker.brokers.is_none() {
             return Ok(report);
         }
         if !may_commit() {
