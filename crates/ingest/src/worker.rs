@@ -85,6 +85,7 @@ pub struct Worker {
     held: BTreeMap<String, Held>,
     /// Each lease's counter as last seen, and when it last changed (our clock).
     seen: HashMap<String, (u64, Instant)>,
+    started: Instant,
 }
 
 impl Worker {
@@ -93,6 +94,7 @@ impl Worker {
             sh,
             held: BTreeMap::new(),
             seen: HashMap::new(),
+            started: Instant::now(),
         }
     }
 
@@ -189,18 +191,7 @@ impl Worker {
         }
         let failover = self.sh.cfg.timings.failover;
         let me = self.sh.cfg.worker_id.clone();
-        // Unowned, not renewed for the failover time, or ours from before a
-        // restart (same worker id, not held by this process).
-        let expired = |l: &Lease| {
-            l.owner.is_none()
-                || (l.owner.as_deref() == Some(me.as_str()) && !self.held.contains_key(&l.shard_id))
-                || self
-                    .seen
-                    .get(&l.shard_id)
-                    .is_some_and(|(_, t)| t.elapsed() >= failover)
-        };
-        let held = |shard: &str| self.held.contains_key(shard);
-        let plan = plan(&leases, &me, self.held.len(), &held, &expired);
+        let plan = self.plan(&leases);
         for l in plan.take {
             if let Some(counter) = self
                 .sh
@@ -210,15 +201,34 @@ impl Worker {
             {
                 // The victim of a steal is alive and may be about to commit:
                 // wait until its own clock must have told it the lease is gone.
-                let delay = match plan.steal.as_deref() == Some(l.shard_id.as_str()) {
-                    true => failover,
-                    false => Duration::ZERO,
-                };
+                let stolen = plan.steal.as_deref() == Some(l.shard_id.as_str());
+                if stolen {
+                    tracing::info!(shard = %l.shard_id, from = ?l.owner, "stealing a lease to balance");
+                }
+                let delay = if stolen { failover } else { Duration::ZERO };
                 self.start_reader(&l, counter, delay);
             }
         }
         self.sh.metrics.set_leases(self.held.len());
         Ok(())
+    }
+
+    /// What this worker would take now, by the lease table as listed.
+    fn plan(&self, leases: &[Lease]) -> Plan {
+        let failover = self.sh.cfg.timings.failover;
+        let me = self.sh.cfg.worker_id.as_str();
+        // Unowned, not renewed for the failover time, or ours from before a
+        // restart (same worker id, not held by this process).
+        let expired = |l: &Lease| {
+            l.owner.is_none()
+                || (l.owner.as_deref() == Some(me) && !self.held.contains_key(&l.shard_id))
+                || self
+                    .seen
+                    .get(&l.shard_id)
+                    .is_some_and(|(_, t)| t.elapsed() >= failover)
+        };
+        let held = |shard: &str| self.held.contains_key(shard);
+        plan(leases, me, self.held.len(), &held, &expired)
     }
 
     fn start_reader(&mut self, l: &Lease, counter: u64, delay: Duration) {
@@ -279,18 +289,20 @@ impl Worker {
         Ok(())
     }
 
+    /// Idle, for one worker of a group: every shard it holds quiet for the
+    /// idle time, and nothing it would take (no lease free, expired or worth
+    /// stealing). Then it stops and releases its leases; a peer still
+    /// running finds them free, reads them to the same quiet and stops in
+    /// turn, so the whole group ends.
     async fn idle_enough(&self) -> bool {
         let Some(quiet) = self.sh.cfg.stop_when_idle else {
             return false;
         };
-        if !self.held.values().all(|h| h.state.idle_for(quiet)) {
+        if self.started.elapsed() < quiet || !self.held.values().all(|h| h.state.idle_for(quiet)) {
             return false;
         }
-        // Nothing left that someone (we) still has to read.
         match self.sh.store.list().await {
-            Ok(leases) => leases
-                .iter()
-                .all(|l| l.finished() || self.held.contains_key(&l.shard_id)),
+            Ok(leases) => self.plan(&leases).take.is_empty(),
             Err(_) => false,
         }
     }
@@ -376,15 +388,12 @@ fn plan(
         .filter(|(o, _)| **o != me)
         .max_by_key(|(_, v)| v.len());
     match busiest {
-        Some((owner, theirs)) if theirs.len() > target => {
+        Some((_, theirs)) if theirs.len() > target => {
             match theirs.iter().find(|l| parents_done(l)) {
-                Some(l) => {
-                    tracing::info!(shard = %l.shard_id, from = %owner, "stealing a lease to balance");
-                    Plan {
-                        take: vec![(*l).clone()],
-                        steal: Some(l.shard_id.clone()),
-                    }
-                }
+                Some(l) => Plan {
+                    take: vec![(*l).clone()],
+                    steal: Some(l.shard_id.clone()),
+                },
                 None => Plan { take, steal: None },
             }
         }
@@ -472,5 +481,40 @@ mod tests {
             l.owner.is_none() || l.shard_id == "s-1"
         });
         assert!(p.take.is_empty(), "{p:?}");
+    }
+
+    /// The group-idle rule: a worker has nothing to take when each peer
+    /// holds its share; one peer stopping frees leases the others take.
+    #[test]
+    fn three_workers_at_their_shares_have_nothing_to_take_until_one_stops() {
+        let owners = ["a", "a", "b", "b", "c", "c"];
+        let leases: Vec<Lease> = owners
+            .iter()
+            .enumerate()
+            .map(|(i, o)| lease(&format!("s-{i}"), Some(o), &[]))
+            .collect();
+        for me in ["a", "b", "c"] {
+            let mine = |s: &str| {
+                leases
+                    .iter()
+                    .any(|l| l.shard_id == s && l.owner.as_deref() == Some(me))
+            };
+            let p = plan(&leases, me, 2, &mine, &unowned);
+            assert!(p.take.is_empty(), "{me}: {p:?}");
+        }
+        // a stops and releases its two: b and c each have one to take.
+        let mut after = leases.clone();
+        for l in after.iter_mut().take(2) {
+            l.owner = None;
+        }
+        for me in ["b", "c"] {
+            let mine = |s: &str| {
+                after
+                    .iter()
+                    .any(|l| l.shard_id == s && l.owner.as_deref() == Some(me))
+            };
+            let p = plan(&after, me, 2, &mine, &unowned);
+            assert_eq!(p.take.len(), 1, "{me}: {p:?}");
+        }
     }
 }

@@ -464,3 +464,40 @@ fn a_worker_wide_buffer_budget_commits_the_largest_shard_early() -> TestResult {
     );
     Ok(())
 }
+
+/// `--stop-when-idle` for a group: three workers draining one stream each
+/// stop once their own shards are quiet and nothing is left to take; a
+/// worker that stops first hands its leases to the others, who stop in turn.
+#[test]
+fn three_workers_with_stop_when_idle_all_exit_and_land_everything_once() -> TestResult {
+    let Some((_dir, stream, lake)) = fixture("idle3", 6)? else {
+        return Ok(());
+    };
+    let table = format!("dynamodb:{}", unique("leases"));
+    let all = put(&stream, 1, 1500, false)?;
+    let workers: Vec<_> = ["a", "b", "c"]
+        .iter()
+        .map(|w| {
+            ingest_with(
+                &stream,
+                &lake,
+                &table,
+                free_port(),
+                &[
+                    "--worker-id",
+                    w,
+                    "--stop-when-idle",
+                    "3s",
+                    "--max-records",
+                    "50",
+                ],
+            )
+        })
+        .collect::<Result<_, _>>()?;
+    // Before the fix none exited: each waited for the others' leases.
+    for w in workers {
+        wait_ok(w, Duration::from_secs(90))?;
+    }
+    assert_exactly_once(&read_lake(&lake)?, &all);
+    Ok(())
+}
