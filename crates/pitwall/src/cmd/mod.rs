@@ -10,6 +10,7 @@ mod ingest_alerts;
 mod ingest_http;
 mod ingest_replay;
 mod ingest_run;
+mod lake;
 mod publish;
 mod reconcile;
 mod schema;
@@ -56,6 +57,9 @@ enum Command {
     Ingest(ingest::IngestCommand),
     /// Compare the legacy log output with the lake, hour by hour (exit 4 beyond tolerance).
     Reconcile(Box<reconcile::ReconcileArgs>),
+    /// The lake in a catalog: tables for Athena and Trino.
+    #[command(subcommand)]
+    Lake(lake::LakeCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -80,6 +84,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Schema(c) => schema::run(c),
         Command::Ingest(c) => ingest::run(c),
         Command::Reconcile(a) => reconcile::run(*a),
+        Command::Lake(c) => lake::run(c),
     }
 }
 
