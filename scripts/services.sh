@@ -58,7 +58,7 @@ start() {
   install_kinesalite
   # Streams become ACTIVE at once, and resharding finishes at once, as tests want.
   node "$tools/node_modules/kinesalite/cli.js" --port "$kinesis_port" --createStreamMs 0 \
-    --deleteStreamMs 0 --updateStreamMs 0 --shardLimit 50 >"$state/kinesalite.log" 2>&1 &
+    --deleteStreamMs 0 --updateStreamMs 0 --shardLimit 500 >"$state/kinesalite.log" 2>&1 &
   echo $! >"$state/kinesalite.pid"
   wait_for_port kinesalite "$kinesis_port" "$(cat "$state/kinesalite.pid")"
   install_tansu

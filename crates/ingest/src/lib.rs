@@ -11,6 +11,7 @@
 //! - [`metrics`]: what the worker reports; [`status`]: the same, and the
 //!   lease table, for the status page.
 
+mod balance;
 pub mod files;
 pub mod kinesis;
 pub mod landed;

@@ -25,6 +25,8 @@ pub struct ShardState {
     last_call: Mutex<Option<Instant>>,
     /// Records read since the lease was taken, for the status page's rates.
     records: AtomicU64,
+    /// Record bytes read since the lease was taken: the shard's load.
+    bytes: AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -45,6 +47,7 @@ impl ShardState {
             held: AtomicUsize::new(0),
             last_call: Mutex::new(None),
             records: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
         }
     }
 
@@ -85,6 +88,14 @@ impl ShardState {
         }
         self.caught_up
             .store(records == 0 && millis_behind == 0, Ordering::Relaxed);
+    }
+
+    pub fn read_bytes(&self, bytes: u64) {
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
     }
 
     /// Caught up with the stream and nothing arrived for `d`.

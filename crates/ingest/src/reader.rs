@@ -72,6 +72,7 @@ pub async fn read_shard(
         };
         backoff = MIN_CALL_GAP;
         state.read(batch.records.len(), batch.millis_behind);
+        state.read_bytes(batch.records.iter().map(|r| r.data.len() as u64).sum());
         if let Some(r) = batch.records.last() {
             last_read = Some(r.sequence_number.clone());
         }

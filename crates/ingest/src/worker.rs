@@ -2,7 +2,7 @@
 //! expired ones, stealing to balance), and runs one reader task per leased
 //! shard. Several workers share a stream through the lease store.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -10,6 +10,7 @@ use pitwall_lake::{Location, ParquetOptions};
 use pitwall_logs::Validator;
 use tokio::task::JoinHandle;
 
+use crate::balance::{Plan, plan};
 use crate::kinesis::{Kinesis, KinesisError, StartPosition};
 use crate::metrics::{Metrics, ShardState};
 use crate::reader::{ReadEnd, read_shard};
@@ -78,13 +79,52 @@ struct Held {
     counter: u64,
     state: Arc<ShardState>,
     task: JoinHandle<Result<ReadEnd, WorkerError>>,
+    rate: Rate,
+}
+
+/// A shard's read rate, smoothed over renewals (bytes per second).
+struct Rate {
+    bytes: u64,
+    at: Instant,
+    smoothed: Option<f64>,
+}
+
+impl Rate {
+    /// Starts from what the lease last reported, so a shard taken over does
+    /// not look idle while its new reader starts.
+    fn new(reported: u64) -> Rate {
+        Rate {
+            bytes: 0,
+            at: Instant::now(),
+            smoothed: (reported > 0).then_some(reported as f64),
+        }
+    }
+
+    /// Folds in the bytes read so far; returns the smoothed rate.
+    fn sample(&mut self, bytes: u64) -> u64 {
+        if let (0, Some(s)) = (bytes, self.smoothed) {
+            // Nothing read yet (a stolen shard's reader waits out the
+            // failover time): keep what was reported.
+            self.at = Instant::now();
+            return s as u64;
+        }
+        let secs = self.at.elapsed().as_secs_f64().max(0.001);
+        let now = bytes.saturating_sub(self.bytes) as f64 / secs;
+        (self.bytes, self.at) = (bytes, Instant::now());
+        // Half the weight on the latest interval: a shard's load shows
+        // within a few renewals, and one quiet interval does not erase it.
+        let s = self.smoothed.map_or(now, |old| 0.5 * old + 0.5 * now);
+        self.smoothed = Some(s);
+        s as u64
+    }
 }
 
 pub struct Worker {
     sh: Shared,
     held: BTreeMap<String, Held>,
-    /// Each lease's counter as last seen, and when it last changed (our clock).
-    seen: HashMap<String, (u64, Instant)>,
+    /// Each lease's counter as last seen, when it last changed (our clock),
+    /// and whether we saw it change at all (its owner proved alive).
+    seen: HashMap<String, (u64, Instant, bool)>,
     started: Instant,
 }
 
@@ -158,7 +198,13 @@ impl Worker {
         let me = self.sh.cfg.worker_id.clone();
         let mut lost = Vec::new();
         for (shard, h) in &mut self.held {
-            match self.sh.store.claim(shard, &me, h.counter, false).await? {
+            let throughput = h.rate.sample(h.state.bytes());
+            match self
+                .sh
+                .store
+                .renew(shard, &me, h.counter, throughput)
+                .await?
+            {
                 Some(c) => {
                     h.counter = c;
                     h.state.renewed(self.sh.cfg.timings.failover);
@@ -184,9 +230,9 @@ impl Worker {
             let e = self
                 .seen
                 .entry(l.shard_id.clone())
-                .or_insert((l.counter, now));
+                .or_insert((l.counter, now, false));
             if e.0 != l.counter {
-                *e = (l.counter, now);
+                *e = (l.counter, now, true);
             }
         }
         let failover = self.sh.cfg.timings.failover;
@@ -225,10 +271,20 @@ impl Worker {
                 || self
                     .seen
                     .get(&l.shard_id)
-                    .is_some_and(|(_, t)| t.elapsed() >= failover)
+                    .is_some_and(|(_, t, _)| t.elapsed() >= failover)
         };
         let held = |shard: &str| self.held.contains_key(shard);
         plan(leases, me, self.held.len(), &held, &expired)
+    }
+
+    /// Whether the owner of a lease held elsewhere has proved alive: we saw
+    /// it renew within the failover time. A dead worker's lease looks held
+    /// until then, and nobody else would read it if we stopped now.
+    fn renewed_lately(&self, l: &Lease) -> bool {
+        let failover = self.sh.cfg.timings.failover;
+        self.seen
+            .get(&l.shard_id)
+            .is_some_and(|(_, t, changed)| *changed && t.elapsed() < failover)
     }
 
     fn start_reader(&mut self, l: &Lease, counter: u64, delay: Duration) {
@@ -251,6 +307,7 @@ impl Worker {
                 counter,
                 state,
                 task,
+                rate: Rate::new(l.throughput),
             },
         );
     }
@@ -290,7 +347,8 @@ impl Worker {
     }
 
     /// Idle, for one worker of a group: every shard it holds quiet for the
-    /// idle time, and nothing it would take (no lease free, expired or worth
+    /// idle time, every other unfinished lease held by a worker seen renewing
+    /// it, and nothing it would take (no lease free, expired or worth
     /// stealing). Then it stops and releases its leases; a peer still
     /// running finds them free, reads them to the same quiet and stops in
     /// turn, so the whole group ends.
@@ -301,10 +359,14 @@ impl Worker {
         if self.started.elapsed() < quiet || !self.held.values().all(|h| h.state.idle_for(quiet)) {
             return false;
         }
-        match self.sh.store.list().await {
-            Ok(leases) => self.plan(&leases).take.is_empty(),
-            Err(_) => false,
-        }
+        let Ok(leases) = self.sh.store.list().await else {
+            return false;
+        };
+        let others_alive = leases
+            .iter()
+            .filter(|l| !l.finished() && !self.held.contains_key(&l.shard_id))
+            .all(|l| self.renewed_lately(l));
+        others_alive && self.plan(&leases).take.is_empty()
     }
 
     /// Asks every reader to commit and checkpoint, waits, releases the leases.
@@ -329,192 +391,5 @@ impl Worker {
             self.sh.metrics.forget(&shard);
         }
         self.sh.metrics.set_leases(0);
-    }
-}
-
-/// What one round of taking leases decides.
-#[derive(Debug, PartialEq)]
-struct Plan {
-    take: Vec<Lease>,
-    /// The one lease taken from a busier worker, if any.
-    steal: Option<String>,
-}
-
-/// The KCL's balancing, without I/O: aim for an even share of the leases
-/// whose parents are done; take expired ones first, and only when none is
-/// free steal one from the busiest worker holding more than its share.
-fn plan(
-    leases: &[Lease],
-    me: &str,
-    held_count: usize,
-    held: &dyn Fn(&str) -> bool,
-    expired: &dyn Fn(&Lease) -> bool,
-) -> Plan {
-    let by_id: HashMap<&str, &Lease> = leases.iter().map(|l| (l.shard_id.as_str(), l)).collect();
-    let parents_done = |l: &Lease| {
-        l.parents
-            .iter()
-            .all(|p| by_id.get(p.as_str()).is_none_or(|pl| pl.finished()))
-    };
-    let active: Vec<&Lease> = leases.iter().filter(|l| !l.finished()).collect();
-    let mut load: BTreeMap<&str, Vec<&Lease>> = BTreeMap::new();
-    for l in &active {
-        if let Some(o) = l.owner.as_deref()
-            && !expired(l)
-        {
-            load.entry(o).or_default().push(l);
-        }
-    }
-    let workers = load
-        .keys()
-        .copied()
-        .chain([me])
-        .collect::<BTreeSet<_>>()
-        .len();
-    let takeable = active.iter().filter(|l| parents_done(l)).count();
-    let target = takeable.div_ceil(workers.max(1));
-    let want = target.saturating_sub(held_count);
-    let take: Vec<Lease> = active
-        .iter()
-        .filter(|l| !held(&l.shard_id) && expired(l) && parents_done(l))
-        .take(want)
-        .map(|l| (*l).clone())
-        .collect();
-    if want == 0 || !take.is_empty() {
-        return Plan { take, steal: None };
-    }
-    let busiest = load
-        .iter()
-        .filter(|(o, _)| **o != me)
-        .max_by_key(|(_, v)| v.len());
-    match busiest {
-        Some((_, theirs)) if theirs.len() > target => {
-            match theirs.iter().find(|l| parents_done(l)) {
-                Some(l) => Plan {
-                    take: vec![(*l).clone()],
-                    steal: Some(l.shard_id.clone()),
-                },
-                None => Plan { take, steal: None },
-            }
-        }
-        _ => Plan { take, steal: None },
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use pitwall_lease::Checkpoint;
-
-    fn lease(id: &str, owner: Option<&str>, parents: &[&str]) -> Lease {
-        let mut l = Lease::new(id, parents.iter().map(|p| p.to_string()).collect());
-        l.owner = owner.map(String::from);
-        l
-    }
-
-    fn ids(p: &Plan) -> Vec<&str> {
-        p.take.iter().map(|l| l.shard_id.as_str()).collect()
-    }
-
-    /// Unowned leases are expired; owned ones are alive.
-    fn unowned(l: &Lease) -> bool {
-        l.owner.is_none()
-    }
-
-    #[test]
-    fn a_new_worker_takes_its_share_of_free_leases() {
-        let leases: Vec<Lease> = (0..4)
-            .map(|i| lease(&format!("s-{i}"), None, &[]))
-            .collect();
-        let p = plan(&leases, "a", 0, &|_| false, &unowned);
-        assert_eq!(ids(&p), ["s-0", "s-1", "s-2", "s-3"], "alone, it takes all");
-        let mut shared = leases.clone();
-        shared[0].owner = Some("b".into());
-        let p = plan(&shared, "a", 0, &|_| false, &unowned);
-        assert_eq!(ids(&p), ["s-1", "s-2"], "two workers: two each");
-        assert_eq!(p.steal, None);
-    }
-
-    #[test]
-    fn children_wait_for_every_parent_to_finish() {
-        let mut parent = lease("p", Some("b"), &[]);
-        let child = lease("c", None, &["p"]);
-        let p = plan(
-            &[parent.clone(), child.clone()],
-            "a",
-            0,
-            &|_| false,
-            &unowned,
-        );
-        assert!(p.take.is_empty(), "{p:?}");
-        parent.checkpoint = Checkpoint::ShardEnd;
-        let p = plan(&[parent, child], "a", 0, &|_| false, &unowned);
-        assert_eq!(ids(&p), ["c"]);
-    }
-
-    #[test]
-    fn one_lease_is_stolen_from_a_worker_above_its_share() {
-        let leases: Vec<Lease> = (0..4)
-            .map(|i| lease(&format!("s-{i}"), Some("b"), &[]))
-            .collect();
-        let p = plan(&leases, "a", 0, &|_| false, &unowned);
-        assert_eq!(ids(&p), ["s-0"]);
-        assert_eq!(p.steal.as_deref(), Some("s-0"));
-        let even = [lease("s-0", Some("b"), &[]), lease("s-1", Some("a"), &[])];
-        let p = plan(&even, "a", 1, &|s| s == "s-1", &unowned);
-        assert_eq!(
-            p,
-            Plan {
-                take: vec![],
-                steal: None
-            },
-            "balanced: nothing to do"
-        );
-    }
-
-    #[test]
-    fn finished_and_held_leases_are_not_taken() {
-        let mut done = lease("s-0", None, &[]);
-        done.checkpoint = Checkpoint::ShardEnd;
-        let mine = lease("s-1", Some("a"), &[]);
-        let p = plan(&[done, mine], "a", 1, &|s| s == "s-1", &|l| {
-            l.owner.is_none() || l.shard_id == "s-1"
-        });
-        assert!(p.take.is_empty(), "{p:?}");
-    }
-
-    /// The group-idle rule: a worker has nothing to take when each peer
-    /// holds its share; one peer stopping frees leases the others take.
-    #[test]
-    fn three_workers_at_their_shares_have_nothing_to_take_until_one_stops() {
-        let owners = ["a", "a", "b", "b", "c", "c"];
-        let leases: Vec<Lease> = owners
-            .iter()
-            .enumerate()
-            .map(|(i, o)| lease(&format!("s-{i}"), Some(o), &[]))
-            .collect();
-        for me in ["a", "b", "c"] {
-            let mine = |s: &str| {
-                leases
-                    .iter()
-                    .any(|l| l.shard_id == s && l.owner.as_deref() == Some(me))
-            };
-            let p = plan(&leases, me, 2, &mine, &unowned);
-            assert!(p.take.is_empty(), "{me}: {p:?}");
-        }
-        // a stops and releases its two: b and c each have one to take.
-        let mut after = leases.clone();
-        for l in after.iter_mut().take(2) {
-            l.owner = None;
-        }
-        for me in ["b", "c"] {
-            let mine = |s: &str| {
-                after
-                    .iter()
-                    .any(|l| l.shard_id == s && l.owner.as_deref() == Some(me))
-            };
-            let p = plan(&after, me, 2, &mine, &unowned);
-            assert_eq!(p.take.len(), 1, "{me}: {p:?}");
-        }
     }
 }

@@ -171,6 +171,7 @@ fn lease_from(item: &Item) -> Option<Lease> {
         checkpoint,
         parents,
         owner_switches: get_n(item, "ownerSwitchesSinceCheckpoint"),
+        throughput: get_n(item, "throughputBytesPerSec"),
     })
 }
 
@@ -279,6 +280,34 @@ impl LeaseStore for DynamoLeases {
             .await;
         Ok(self
             .applied("claiming a lease", res)?
+            .then_some(seen_counter + 1))
+    }
+
+    async fn renew(
+        &self,
+        shard: &str,
+        owner: &str,
+        seen_counter: u64,
+        throughput: u64,
+    ) -> Result<Option<u64>, LeaseError> {
+        let (k, v) = Self::key(shard);
+        let res = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(k, v)
+            .update_expression(
+                "SET leaseOwner = :o, leaseCounter = :next, throughputBytesPerSec = :t",
+            )
+            .condition_expression("leaseCounter = :seen")
+            .expression_attribute_values(":o", AttributeValue::S(owner.into()))
+            .expression_attribute_values(":next", n(seen_counter + 1))
+            .expression_attribute_values(":seen", n(seen_counter))
+            .expression_attribute_values(":t", n(throughput))
+            .send()
+            .await;
+        Ok(self
+            .applied("renewing a lease", res)?
             .then_some(seen_counter + 1))
     }
 

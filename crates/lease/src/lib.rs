@@ -68,6 +68,9 @@ pub struct Lease {
     pub checkpoint: Checkpoint,
     pub parents: Vec<String>,
     pub owner_switches: u64,
+    /// The bytes per second its owner last reported reading (0: not known
+    /// yet): what load-aware balancing weighs a lease by.
+    pub throughput: u64,
 }
 
 impl Lease {
@@ -79,6 +82,7 @@ impl Lease {
             checkpoint: Checkpoint::Start,
             parents,
             owner_switches: 0,
+            throughput: 0,
         }
     }
 
@@ -141,6 +145,15 @@ pub trait LeaseStore: Send + Sync {
         owner: &str,
         seen_counter: u64,
         take: bool,
+    ) -> Result<Option<u64>, LeaseError>;
+    /// Renews a held lease (a claim that is not a take) and records the
+    /// shard's recent throughput with it, in the same write.
+    async fn renew(
+        &self,
+        shard: &str,
+        owner: &str,
+        seen_counter: u64,
+        throughput: u64,
     ) -> Result<Option<u64>, LeaseError>;
     /// Records the checkpoint, if `owner` still holds the lease.
     async fn checkpoint(

@@ -68,6 +68,7 @@ fn row_to_lease(r: &rusqlite::Row<'_>) -> rusqlite::Result<Option<Lease>> {
             .map(str::to_string)
             .collect(),
         owner_switches: r.get::<_, i64>(5)? as u64,
+        throughput: r.get::<_, i64>(6)?.max(0) as u64,
     }))
 }
 
@@ -86,16 +87,27 @@ impl LeaseStore for SqliteLeases {
                    counter INTEGER NOT NULL,
                    checkpoint TEXT NOT NULL,
                    parents TEXT NOT NULL,
-                   owner_switches INTEGER NOT NULL
+                   owner_switches INTEGER NOT NULL,
+                   throughput INTEGER NOT NULL DEFAULT 0
                  )",
-            )
+            )?;
+            // Tables made before throughput was kept gain the column.
+            let has: bool = c
+                .prepare("SELECT 1 FROM pragma_table_info('leases') WHERE name = 'throughput'")?
+                .exists([])?;
+            if !has {
+                c.execute_batch(
+                    "ALTER TABLE leases ADD COLUMN throughput INTEGER NOT NULL DEFAULT 0",
+                )?;
+            }
+            Ok(())
         })
     }
 
     async fn list(&self) -> Result<Vec<Lease>, LeaseError> {
         self.with(|c| {
             let mut st = c.prepare(
-                "SELECT shard_id, owner, counter, checkpoint, parents, owner_switches
+                "SELECT shard_id, owner, counter, checkpoint, parents, owner_switches, throughput
                  FROM leases ORDER BY shard_id",
             )?;
             let rows: Vec<Option<Lease>> =
@@ -107,7 +119,9 @@ impl LeaseStore for SqliteLeases {
     async fn create(&self, l: &Lease) -> Result<bool, LeaseError> {
         self.with(|c| {
             c.execute(
-                "INSERT OR IGNORE INTO leases VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT OR IGNORE INTO leases
+                   (shard_id, owner, counter, checkpoint, parents, owner_switches)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![
                     l.shard_id,
                     l.owner,
@@ -136,6 +150,31 @@ impl LeaseStore for SqliteLeases {
                  WHERE shard_id = ?1 AND counter = ?3
                  RETURNING counter",
                 params![shard, owner, seen_counter as i64, i64::from(take)],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()
+            .map(|c| c.map(|c| c as u64))
+        })
+    }
+
+    async fn renew(
+        &self,
+        shard: &str,
+        owner: &str,
+        seen_counter: u64,
+        throughput: u64,
+    ) -> Result<Option<u64>, LeaseError> {
+        self.with(|c| {
+            c.query_row(
+                "UPDATE leases SET owner = ?2, counter = counter + 1, throughput = ?4
+                 WHERE shard_id = ?1 AND counter = ?3
+                 RETURNING counter",
+                params![
+                    shard,
+                    owner,
+                    seen_counter as i64,
+                    throughput.min(i64::MAX as u64) as i64
+                ],
                 |r| r.get::<_, i64>(0),
             )
             .optional()

@@ -52,9 +52,36 @@ async fn keeps_the_lease_protocol(s: &dyn LeaseStore) -> TestResult {
     assert_eq!(l.parents, ["shard-0"]);
     // SHARD_END is a checkpoint like any other.
     assert_eq!(s.claim("shard-0", "a", 0, true).await?, Some(1));
+    // A renewal carries the shard's throughput; a stale counter writes nothing.
+    assert_eq!(s.renew("shard-0", "a", 1, 12_345).await?, Some(2));
+    assert_eq!(s.renew("shard-0", "a", 1, 99).await?, None);
+    assert_eq!(s.list().await?[0].throughput, 12_345);
+    assert_eq!(s.list().await?[1].throughput, 0, "never reported: unknown");
     assert!(s.checkpoint("shard-0", "a", &Checkpoint::ShardEnd).await?);
     assert!(s.list().await?[0].finished());
     Ok(())
+}
+
+#[test]
+fn a_sqlite_table_from_before_throughput_gains_the_column() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("leases.db");
+    let old = rusqlite::Connection::open(&path)?;
+    old.execute_batch(
+        "CREATE TABLE leases (shard_id TEXT PRIMARY KEY, owner TEXT, counter INTEGER NOT NULL,
+           checkpoint TEXT NOT NULL, parents TEXT NOT NULL, owner_switches INTEGER NOT NULL);
+         INSERT INTO leases VALUES ('shard-0', 'a', 3, 'START', '', 0);",
+    )?;
+    drop(old);
+    let store = SqliteLeases::open(&path)?;
+    rt().block_on(async {
+        store.prepare().await?;
+        let l = store.list().await?;
+        assert_eq!((l[0].counter, l[0].throughput), (3, 0));
+        assert_eq!(store.renew("shard-0", "a", 3, 7).await?, Some(4));
+        assert_eq!(store.list().await?[0].throughput, 7);
+        Ok(())
+    })
 }
 
 fn rt() -> tokio::runtime::Runtime {
