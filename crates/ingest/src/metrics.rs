@@ -90,6 +90,11 @@ impl ShardState {
             .store(records == 0 && millis_behind == 0, Ordering::Relaxed);
     }
 
+    /// Whether a GetRecords call has succeeded since the lease was taken.
+    pub fn has_read(&self) -> bool {
+        lock(&self.last_call).is_some()
+    }
+
     pub fn read_bytes(&self, bytes: u64) {
         self.bytes.fetch_add(bytes, Ordering::Relaxed);
     }

@@ -101,10 +101,10 @@ impl Rate {
     }
 
     /// Folds in the bytes read so far; returns the smoothed rate.
-    fn sample(&mut self, bytes: u64) -> u64 {
-        if let (0, Some(s)) = (bytes, self.smoothed) {
-            // Nothing read yet (a stolen shard's reader waits out the
-            // failover time): keep what was reported.
+    fn sample(&mut self, bytes: u64, reading: bool) -> u64 {
+        if let (false, Some(s)) = (reading, self.smoothed) {
+            // The reader has not read yet (a stolen shard's reader waits
+            // out the failover time): keep what was reported.
             self.at = Instant::now();
             return s as u64;
         }
@@ -125,6 +125,8 @@ pub struct Worker {
     /// Each lease's counter as last seen, when it last changed (our clock),
     /// and whether we saw it change at all (its owner proved alive).
     seen: HashMap<String, (u64, Instant, bool)>,
+    /// Leases this worker asked to be handed over, and when.
+    asked: HashMap<String, Instant>,
     started: Instant,
 }
 
@@ -134,6 +136,7 @@ impl Worker {
             sh,
             held: BTreeMap::new(),
             seen: HashMap::new(),
+            asked: HashMap::new(),
             started: Instant::now(),
         }
     }
@@ -198,7 +201,7 @@ impl Worker {
         let me = self.sh.cfg.worker_id.clone();
         let mut lost = Vec::new();
         for (shard, h) in &mut self.held {
-            let throughput = h.rate.sample(h.state.bytes());
+            let throughput = h.rate.sample(h.state.bytes(), h.state.has_read());
             match self
                 .sh
                 .store
@@ -235,27 +238,81 @@ impl Worker {
                 *e = (l.counter, now, true);
             }
         }
+        self.honour_handoffs(&leases).await?;
         let failover = self.sh.cfg.timings.failover;
         let me = self.sh.cfg.worker_id.clone();
         let plan = self.plan(&leases);
         for l in plan.take {
+            let stolen = plan.steal.as_deref() == Some(l.shard_id.as_str());
+            let asked = self.asked.get(&l.shard_id).copied();
+            if stolen && asked.is_none_or(|t| t.elapsed() < failover) {
+                // Ask first: the owner commits, checkpoints and hands it over.
+                if asked.is_none()
+                    && self
+                        .sh
+                        .store
+                        .request_handoff(&l.shard_id, &me, l.counter)
+                        .await?
+                {
+                    tracing::info!(shard = %l.shard_id, from = ?l.owner, "asked for a lease to balance");
+                }
+                self.asked
+                    .entry(l.shard_id.clone())
+                    .or_insert_with(Instant::now);
+                continue;
+            }
             if let Some(counter) = self
                 .sh
                 .store
                 .claim(&l.shard_id, &me, l.counter, true)
                 .await?
             {
-                // The victim of a steal is alive and may be about to commit:
-                // wait until its own clock must have told it the lease is gone.
-                let stolen = plan.steal.as_deref() == Some(l.shard_id.as_str());
+                // An owner that did not hand over within the failover time
+                // (an older pitwall) may be about to commit: wait until its
+                // own clock must have told it the lease is gone.
                 if stolen {
-                    tracing::info!(shard = %l.shard_id, from = ?l.owner, "stealing a lease to balance");
+                    tracing::info!(shard = %l.shard_id, from = ?l.owner, "stealing a lease its owner did not hand over");
                 }
                 let delay = if stolen { failover } else { Duration::ZERO };
                 self.start_reader(&l, counter, delay);
             }
         }
         self.sh.metrics.set_leases(self.held.len());
+        Ok(())
+    }
+
+    /// Hands over every held lease another worker asked for: its reader
+    /// commits and checkpoints first, so the next owner starts where this
+    /// one stopped, with nothing read twice.
+    async fn honour_handoffs(&mut self, leases: &[Lease]) -> Result<(), WorkerError> {
+        let me = self.sh.cfg.worker_id.clone();
+        for l in leases {
+            let Some(to) = l.pending_owner.as_deref().filter(|p| *p != me) else {
+                continue;
+            };
+            let Some(h) = self.held.remove(&l.shard_id) else {
+                continue;
+            };
+            h.state.stop();
+            match h.task.await {
+                Ok(Ok(end)) => {
+                    tracing::info!(shard = %l.shard_id, ?end, "reader stopped for a hand-over")
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(shard = %l.shard_id, error = %e, "reader failed while stopping for a hand-over")
+                }
+                Err(e) => {
+                    tracing::warn!(shard = %l.shard_id, error = %e, "reader panicked while stopping for a hand-over")
+                }
+            }
+            self.sh.metrics.forget(&l.shard_id);
+            if self.sh.store.hand_over(&l.shard_id, &me, to).await? {
+                tracing::info!(shard = %l.shard_id, to, "lease handed over after its checkpoint");
+            } else {
+                // Lost meanwhile, or the request was withdrawn: let it go.
+                let _ = self.sh.store.release(&l.shard_id, &me).await;
+            }
+        }
         Ok(())
     }
 
@@ -288,6 +345,7 @@ impl Worker {
     }
 
     fn start_reader(&mut self, l: &Lease, counter: u64, delay: Duration) {
+        self.asked.remove(&l.shard_id);
         tracing::info!(shard = %l.shard_id, checkpoint = %l.checkpoint.encode(), "lease taken: reading");
         let state = self.sh.metrics.shard(&l.shard_id);
         state.renewed(self.sh.cfg.timings.failover);

@@ -172,6 +172,7 @@ fn lease_from(item: &Item) -> Option<Lease> {
         parents,
         owner_switches: get_n(item, "ownerSwitchesSinceCheckpoint"),
         throughput: get_n(item, "throughputBytesPerSec"),
+        pending_owner: get_s(item, "pendingOwner").map(str::to_string),
     })
 }
 
@@ -267,10 +268,15 @@ impl LeaseStore for DynamoLeases {
             .update_item()
             .table_name(&self.table)
             .key(k, v)
-            .update_expression(
+            .update_expression(if take {
+                // A take ends any hand-over asked of the previous owner.
                 "SET leaseOwner = :o, leaseCounter = :next, \
-                 ownerSwitchesSinceCheckpoint = ownerSwitchesSinceCheckpoint + :sw",
-            )
+                 ownerSwitchesSinceCheckpoint = ownerSwitchesSinceCheckpoint + :sw \
+                 REMOVE pendingOwner"
+            } else {
+                "SET leaseOwner = :o, leaseCounter = :next, \
+                 ownerSwitchesSinceCheckpoint = ownerSwitchesSinceCheckpoint + :sw"
+            })
             .condition_expression("leaseCounter = :seen")
             .expression_attribute_values(":o", AttributeValue::S(owner.into()))
             .expression_attribute_values(":next", n(seen_counter + 1))
@@ -311,6 +317,51 @@ impl LeaseStore for DynamoLeases {
             .then_some(seen_counter + 1))
     }
 
+    async fn request_handoff(
+        &self,
+        shard: &str,
+        requester: &str,
+        seen_counter: u64,
+    ) -> Result<bool, LeaseError> {
+        let (k, v) = Self::key(shard);
+        let res = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(k, v)
+            .update_expression("SET pendingOwner = :r")
+            .condition_expression(
+                "leaseCounter = :seen AND attribute_not_exists(pendingOwner) \
+                 AND attribute_exists(leaseOwner) AND leaseOwner <> :r",
+            )
+            .expression_attribute_values(":r", AttributeValue::S(requester.into()))
+            .expression_attribute_values(":seen", n(seen_counter))
+            .send()
+            .await;
+        self.applied("asking for a hand-over", res)
+    }
+
+    async fn hand_over(&self, shard: &str, owner: &str, to: &str) -> Result<bool, LeaseError> {
+        let (k, v) = Self::key(shard);
+        let res = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(k, v)
+            .update_expression(
+                "SET leaseOwner = :to, leaseCounter = leaseCounter + :one, \
+                 ownerSwitchesSinceCheckpoint = ownerSwitchesSinceCheckpoint + :one \
+                 REMOVE pendingOwner",
+            )
+            .condition_expression("leaseOwner = :o AND pendingOwner = :to")
+            .expression_attribute_values(":o", AttributeValue::S(owner.into()))
+            .expression_attribute_values(":to", AttributeValue::S(to.into()))
+            .expression_attribute_values(":one", n(1))
+            .send()
+            .await;
+        self.applied("handing a lease over", res)
+    }
+
     async fn checkpoint(
         &self,
         shard: &str,
@@ -341,7 +392,9 @@ impl LeaseStore for DynamoLeases {
             .update_item()
             .table_name(&self.table)
             .key(k, v)
-            .update_expression("REMOVE leaseOwner SET leaseCounter = leaseCounter + :one")
+            .update_expression(
+                "REMOVE leaseOwner, pendingOwner SET leaseCounter = leaseCounter + :one",
+            )
             .condition_expression("leaseOwner = :o")
             .expression_attribute_values(":one", n(1))
             .expression_attribute_values(":o", AttributeValue::S(owner.into()))

@@ -71,6 +71,9 @@ pub struct Lease {
     /// The bytes per second its owner last reported reading (0: not known
     /// yet): what load-aware balancing weighs a lease by.
     pub throughput: u64,
+    /// A worker that asked for this lease: its owner commits, checkpoints
+    /// and hands it over instead of losing it mid-buffer.
+    pub pending_owner: Option<String>,
 }
 
 impl Lease {
@@ -83,6 +86,7 @@ impl Lease {
             parents,
             owner_switches: 0,
             throughput: 0,
+            pending_owner: None,
         }
     }
 
@@ -155,6 +159,18 @@ pub trait LeaseStore: Send + Sync {
         seen_counter: u64,
         throughput: u64,
     ) -> Result<Option<u64>, LeaseError>;
+    /// Asks for a lease held by a live worker: sets its pending owner if
+    /// the counter is still `seen_counter` and nobody asked first (the
+    /// counter does not move, so the owner's renewals still succeed).
+    async fn request_handoff(
+        &self,
+        shard: &str,
+        requester: &str,
+        seen_counter: u64,
+    ) -> Result<bool, LeaseError>;
+    /// Gives the lease to its pending owner, if `owner` still holds it and
+    /// `to` is still the one who asked (its checkpoint written first).
+    async fn hand_over(&self, shard: &str, owner: &str, to: &str) -> Result<bool, LeaseError>;
     /// Records the checkpoint, if `owner` still holds the lease.
     async fn checkpoint(
         &self,

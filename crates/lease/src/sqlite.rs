@@ -69,6 +69,7 @@ fn row_to_lease(r: &rusqlite::Row<'_>) -> rusqlite::Result<Option<Lease>> {
             .collect(),
         owner_switches: r.get::<_, i64>(5)? as u64,
         throughput: r.get::<_, i64>(6)?.max(0) as u64,
+        pending_owner: r.get(7)?,
     }))
 }
 
@@ -88,17 +89,21 @@ impl LeaseStore for SqliteLeases {
                    checkpoint TEXT NOT NULL,
                    parents TEXT NOT NULL,
                    owner_switches INTEGER NOT NULL,
-                   throughput INTEGER NOT NULL DEFAULT 0
+                   throughput INTEGER NOT NULL DEFAULT 0,
+                   pending_owner TEXT
                  )",
             )?;
-            // Tables made before throughput was kept gain the column.
-            let has: bool = c
-                .prepare("SELECT 1 FROM pragma_table_info('leases') WHERE name = 'throughput'")?
-                .exists([])?;
-            if !has {
-                c.execute_batch(
-                    "ALTER TABLE leases ADD COLUMN throughput INTEGER NOT NULL DEFAULT 0",
-                )?;
+            // Tables made by earlier versions gain the newer columns.
+            for (column, decl) in [
+                ("throughput", "INTEGER NOT NULL DEFAULT 0"),
+                ("pending_owner", "TEXT"),
+            ] {
+                let has: bool = c
+                    .prepare("SELECT 1 FROM pragma_table_info('leases') WHERE name = ?1")?
+                    .exists([column])?;
+                if !has {
+                    c.execute_batch(&format!("ALTER TABLE leases ADD COLUMN {column} {decl}"))?;
+                }
             }
             Ok(())
         })
@@ -107,7 +112,8 @@ impl LeaseStore for SqliteLeases {
     async fn list(&self) -> Result<Vec<Lease>, LeaseError> {
         self.with(|c| {
             let mut st = c.prepare(
-                "SELECT shard_id, owner, counter, checkpoint, parents, owner_switches, throughput
+                "SELECT shard_id, owner, counter, checkpoint, parents, owner_switches, throughput,
+                   pending_owner
                  FROM leases ORDER BY shard_id",
             )?;
             let rows: Vec<Option<Lease>> =
@@ -146,7 +152,8 @@ impl LeaseStore for SqliteLeases {
             c.query_row(
                 "UPDATE leases SET
                    owner_switches = owner_switches + ?4,
-                   owner = ?2, counter = counter + 1
+                   owner = ?2, counter = counter + 1,
+                   pending_owner = CASE WHEN ?4 = 1 THEN NULL ELSE pending_owner END
                  WHERE shard_id = ?1 AND counter = ?3
                  RETURNING counter",
                 params![shard, owner, seen_counter as i64, i64::from(take)],
@@ -182,6 +189,35 @@ impl LeaseStore for SqliteLeases {
         })
     }
 
+    async fn request_handoff(
+        &self,
+        shard: &str,
+        requester: &str,
+        seen_counter: u64,
+    ) -> Result<bool, LeaseError> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE leases SET pending_owner = ?2
+                 WHERE shard_id = ?1 AND counter = ?3 AND pending_owner IS NULL
+                   AND owner IS NOT NULL AND owner <> ?2",
+                params![shard, requester, seen_counter as i64],
+            )
+            .map(|n| n == 1)
+        })
+    }
+
+    async fn hand_over(&self, shard: &str, owner: &str, to: &str) -> Result<bool, LeaseError> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE leases SET owner = ?3, pending_owner = NULL, counter = counter + 1,
+                   owner_switches = owner_switches + 1
+                 WHERE shard_id = ?1 AND owner = ?2 AND pending_owner = ?3",
+                params![shard, owner, to],
+            )
+            .map(|n| n == 1)
+        })
+    }
+
     async fn checkpoint(
         &self,
         shard: &str,
@@ -200,7 +236,7 @@ impl LeaseStore for SqliteLeases {
     async fn release(&self, shard: &str, owner: &str) -> Result<bool, LeaseError> {
         self.with(|c| {
             c.execute(
-                "UPDATE leases SET owner = NULL, counter = counter + 1
+                "UPDATE leases SET owner = NULL, counter = counter + 1, pending_owner = NULL
                  WHERE shard_id = ?1 AND owner = ?2",
                 params![shard, owner],
             )

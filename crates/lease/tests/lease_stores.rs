@@ -57,13 +57,43 @@ async fn keeps_the_lease_protocol(s: &dyn LeaseStore) -> TestResult {
     assert_eq!(s.renew("shard-0", "a", 1, 99).await?, None);
     assert_eq!(s.list().await?[0].throughput, 12_345);
     assert_eq!(s.list().await?[1].throughput, 0, "never reported: unknown");
-    assert!(s.checkpoint("shard-0", "a", &Checkpoint::ShardEnd).await?);
+    // A hand-over: b asks (once; not its own, not a stale counter), a's
+    // renewals still succeed, a hands it over, b owns it.
+    assert!(
+        !s.request_handoff("shard-0", "b", 1).await?,
+        "stale counter"
+    );
+    assert!(
+        !s.request_handoff("shard-0", "a", 2).await?,
+        "its own lease"
+    );
+    assert!(s.request_handoff("shard-0", "b", 2).await?);
+    assert!(
+        !s.request_handoff("shard-0", "c", 2).await?,
+        "b asked first"
+    );
+    assert_eq!(s.list().await?[0].pending_owner.as_deref(), Some("b"));
+    assert_eq!(s.renew("shard-0", "a", 2, 12_345).await?, Some(3));
+    assert!(!s.hand_over("shard-0", "a", "c").await?, "c never asked");
+    assert!(s.hand_over("shard-0", "a", "b").await?);
+    let l = &s.list().await?[0];
+    assert_eq!(
+        (l.owner.as_deref(), l.pending_owner.as_deref(), l.counter),
+        (Some("b"), None, 4)
+    );
+    assert!(!s.checkpoint("shard-0", "a", &Checkpoint::ShardEnd).await?);
+    assert!(s.checkpoint("shard-0", "b", &Checkpoint::ShardEnd).await?);
     assert!(s.list().await?[0].finished());
+    // A take on expiry ends a hand-over nobody honoured.
+    assert_eq!(s.claim("shard-1", "a", 4, true).await?, Some(5));
+    assert!(s.request_handoff("shard-1", "b", 5).await?);
+    assert_eq!(s.claim("shard-1", "c", 5, true).await?, Some(6));
+    assert_eq!(s.list().await?[1].pending_owner, None);
     Ok(())
 }
 
 #[test]
-fn a_sqlite_table_from_before_throughput_gains_the_column() -> TestResult {
+fn an_older_sqlite_table_gains_the_newer_columns() -> TestResult {
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("leases.db");
     let old = rusqlite::Connection::open(&path)?;
@@ -77,7 +107,10 @@ fn a_sqlite_table_from_before_throughput_gains_the_column() -> TestResult {
     rt().block_on(async {
         store.prepare().await?;
         let l = store.list().await?;
-        assert_eq!((l[0].counter, l[0].throughput), (3, 0));
+        assert_eq!(
+            (l[0].counter, l[0].throughput, l[0].pending_owner.as_deref()),
+            (3, 0, None)
+        );
         assert_eq!(store.renew("shard-0", "a", 3, 7).await?, Some(4));
         assert_eq!(store.list().await?[0].throughput, 7);
         Ok(())

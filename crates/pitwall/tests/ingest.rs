@@ -501,3 +501,60 @@ fn three_workers_with_stop_when_idle_all_exit_and_land_everything_once() -> Test
     assert_exactly_once(&read_lake(&lake)?, &all);
     Ok(())
 }
+
+/// A lease stolen to balance is handed over by its live owner: it commits
+/// and checkpoints what it read, then gives the lease to the worker that
+/// asked, which goes on from that checkpoint. Roll settings that never
+/// commit on their own show it: files appear only through the hand-over.
+#[test]
+fn a_stolen_lease_is_committed_checkpointed_and_handed_over_by_its_live_owner() -> TestResult {
+    let Some((dir, stream, lake)) = fixture("handover", 2)? else {
+        return Ok(());
+    };
+    let table = format!("dynamodb:{}", unique("leases"));
+    let all = put(&stream, 1, 600, false)?;
+    let (pa, pb) = (free_port(), free_port());
+    let slow = [
+        "--failover",
+        "12s",
+        "--roll-age",
+        "10m",
+        "--roll-bytes",
+        "1GiB",
+    ];
+    let a = ingest_with(
+        &stream,
+        &lake,
+        &table,
+        pa,
+        &[&["--worker-id", "a"][..], &slow].concat(),
+    )?;
+    wait_for("a did not take both leases", || {
+        metric(pa, "pitwall_ingest_leases") == Some(2.0)
+    });
+    std::thread::sleep(Duration::from_secs(2)); // a reads everything, commits nothing
+    assert_eq!(count_files(&dir.path().join("lake")), 0);
+    let b = ingest_with(
+        &stream,
+        &lake,
+        &table,
+        pb,
+        &[&["--worker-id", "b", "--stop-when-idle", "3s"][..], &slow].concat(),
+    )?;
+    // b asks, a commits and hands over (a is still running), b holds one.
+    wait_for("a did not commit the lease it handed over", || {
+        count_files(&dir.path().join("lake")) > 0
+    });
+    wait_for("b did not get the handed-over lease", || {
+        metric(pb, "pitwall_ingest_leases") == Some(1.0)
+            && metric(pa, "pitwall_ingest_leases") == Some(1.0)
+    });
+    let status = Command::new("kill")
+        .args(["-TERM", &a.id().to_string()])
+        .status()?;
+    assert!(status.success());
+    wait_ok(a, Duration::from_secs(30))?;
+    wait_ok(b, Duration::from_secs(60))?;
+    assert_exactly_once(&read_lake(&lake)?, &all);
+    Ok(())
+}
