@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod kinesis;
+pub mod lake;
 
 use std::io::Write as _;
 use std::path::Path;

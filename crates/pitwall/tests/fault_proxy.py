@@ -1,0 +1,153 @@
+"""A fault-injecting HTTP proxy in front of moto, for the ingestion's fault
+tests: faults no server produces on demand, on real connections.
+
+    python3 fault_proxy.py --upstream http://127.0.0.1:5055 [--rate 0.2] [--dynamodb-rate R]
+        [--s3 500,503,slowdown,reset,slow] [--dynamodb throttle,slow] [--seed 1]
+
+prints `listening on PORT` once ready. Each request to S3 (anything that is
+not a DynamoDB call) or to DynamoDB (an `X-Amz-Target: DynamoDB_…` header)
+is answered with one of its service's faults with probability `rate`, else
+forwarded as is. `GET /_faults` answers the counts of faults injected by
+kind and of requests forwarded, as JSON.
+
+Faults: 500 (InternalError), 503 (ServiceUnavailable), slowdown (503
+SlowDown), reset (the connection closed after half the response body, or
+half-way through reading a request body), slow (forwarded after 1.5 s);
+DynamoDB: throttle (400 ProvisionedThroughputExceededException), slow.
+"""
+import argparse
+import http.client
+import json
+import random
+import socket
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
+
+LOCK = threading.Lock()
+COUNTS = {"forwarded": 0}
+HOP = {"connection", "keep-alive", "transfer-encoding", "proxy-connection", "upgrade"}
+
+
+def count(kind):
+    with LOCK:
+        COUNTS[kind] = COUNTS.get(kind, 0) + 1
+
+
+def s3_error(code, status, message):
+    body = (f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{code}</Code>'
+            f"<Message>{message}</Message><RequestId>fault-proxy</RequestId></Error>").encode()
+    return status, "application/xml", body
+
+
+class Proxy(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def body(self):
+        n = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(n) if n else b""
+
+    def reply(self, status, ctype, body, headers=()):
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        for k, v in headers:
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def reset(self):
+        # SO_LINGER 0: close with a TCP RST, as a broken middlebox would.
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        self.connection.close()
+        self.close_connection = True
+
+    def handle_any(self):
+        if self.command == "GET" and self.path == "/_faults":
+            with LOCK:
+                out = json.dumps(COUNTS).encode()
+            return self.reply(200, "application/json", out)
+        dynamodb = (self.headers.get("X-Amz-Target") or "").startswith("DynamoDB_")
+        kinds = ARGS.dynamodb if dynamodb else ARGS.s3
+        rate = ARGS.dynamodb_rate if dynamodb and ARGS.dynamodb_rate is not None else ARGS.rate
+        fault = RNG.choice(kinds) if kinds and RNG.random() < rate else None
+        if self.command == "HEAD" and fault not in (None, "slow"):
+            fault = "503"  # a HEAD answer has no body to cut or explain
+        if fault == "reset" and self.headers.get("Content-Length") not in (None, "0"):
+            half = int(self.headers["Content-Length"]) // 2
+            self.rfile.read(half)
+            count("s3_reset")
+            return self.reset()
+        data = self.body()
+        service = "dynamodb" if dynamodb else "s3"
+        if fault in ("500", "503", "slowdown"):
+            count(f"{service}_{fault}")
+            code = {"500": ("InternalError", 500), "503": ("ServiceUnavailable", 503),
+                    "slowdown": ("SlowDown", 503)}[fault]
+            return self.reply(*s3_error(code[0], code[1], "injected by fault_proxy"))
+        if fault == "throttle":
+            count("dynamodb_throttle")
+            body = json.dumps({"__type": "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException",
+                               "message": "injected by fault_proxy"}).encode()
+            return self.reply(400, "application/x-amz-json-1.0", body)
+        if fault == "slow":
+            count(f"{service}_slow")
+            time.sleep(1.5)
+        self.forward(data, cut=(fault == "reset"))
+
+    def forward(self, data, cut):
+        up = http.client.HTTPConnection(UPSTREAM.hostname, UPSTREAM.port, timeout=60)
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP}
+        up.request(self.command, self.path, body=data, headers=headers)
+        res = up.getresponse()
+        body = res.read()
+        up.close()
+        count("forwarded")
+        self.send_response(res.status)
+        head = self.command == "HEAD"
+        for k, v in res.getheaders():
+            if k.lower() not in HOP and (head or k.lower() != "content-length"):
+                self.send_header(k, v)
+        if not head:
+            self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if head:
+            return
+        if cut and len(body) > 1:
+            count("s3_reset")
+            self.wfile.write(body[: len(body) // 2])
+            self.wfile.flush()
+            return self.reset()
+        self.wfile.write(body)
+
+    do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = handle_any
+
+
+def main():
+    global ARGS, RNG, UPSTREAM
+    p = argparse.ArgumentParser()
+    p.add_argument("--upstream", required=True)
+    p.add_argument("--port", type=int, default=0)
+    p.add_argument("--rate", type=float, default=0.2)
+    p.add_argument("--dynamodb-rate", type=float, default=None)
+    p.add_argument("--s3", default="500,503,slowdown,reset,slow")
+    p.add_argument("--dynamodb", default="throttle,slow")
+    p.add_argument("--seed", type=int, default=1)
+    ARGS = p.parse_args()
+    ARGS.s3 = [k for k in ARGS.s3.split(",") if k]
+    ARGS.dynamodb = [k for k in ARGS.dynamodb.split(",") if k]
+    RNG = random.Random(ARGS.seed)
+    UPSTREAM = urlsplit(ARGS.upstream)
+    server = ThreadingHTTPServer(("127.0.0.1", ARGS.port), Proxy)
+    server.daemon_threads = True
+    print(f"listening on {server.server_address[1]}", flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
