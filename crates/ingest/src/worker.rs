@@ -147,9 +147,17 @@ impl Worker {
         mut self,
         shutdown: impl std::future::Future<Output = ()>,
     ) -> Result<(), WorkerError> {
-        self.sh.store.prepare().await?;
-        // A missing stream is an error at once, not an empty worker.
-        self.discover().await?;
+        self.prepare().await?;
+        // A missing stream is an error at once, not an empty worker; any
+        // other trouble (a throttled lease table) is the loop's to retry.
+        match self.discover().await {
+            Err(WorkerError::Kinesis(e @ KinesisError::NoStream { .. })) => return Err(e.into()),
+            Err(e) => {
+                tracing::warn!(error = %e, "listing shards failed; retrying");
+                self.sh.metrics.bump_errors();
+            }
+            Ok(()) => {}
+        }
         let t = &self.sh.cfg.timings;
         let mut discover = tokio::time::interval(self.sh.cfg.discover_every);
         let mut renew = tokio::time::interval(t.renew_every);
@@ -180,6 +188,24 @@ impl Worker {
         };
         self.shutdown().await;
         result
+    }
+
+    /// Makes sure the lease table exists, retrying a store that throttles
+    /// or stalls for a while before giving up.
+    async fn prepare(&self) -> Result<(), WorkerError> {
+        let mut wait = Duration::from_millis(200);
+        for attempt in 1.. {
+            match self.sh.store.prepare().await {
+                Ok(()) => return Ok(()),
+                Err(e) if attempt < 8 => {
+                    tracing::warn!(attempt, error = %e, "preparing the lease table failed; retrying");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(5));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
     }
 
     async fn discover(&mut self) -> Result<(), WorkerError> {

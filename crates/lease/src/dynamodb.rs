@@ -78,6 +78,25 @@ impl DynamoLeases {
         }
     }
 
+    /// A write that makes `owner` the owner and moves the counter on from
+    /// `seen`, if nobody moved it first; the caller adds the expression.
+    fn owner_write(
+        &self,
+        shard: &str,
+        owner: &str,
+        seen: u64,
+    ) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
+        let (k, v) = Self::key(shard);
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key(k, v)
+            .condition_expression("leaseCounter = :seen")
+            .expression_attribute_values(":o", AttributeValue::S(owner.into()))
+            .expression_attribute_values(":next", n(seen + 1))
+            .expression_attribute_values(":seen", n(seen))
+    }
+
     fn key(shard: &str) -> (String, AttributeValue) {
         ("leaseKey".into(), AttributeValue::S(shard.into()))
     }
@@ -262,12 +281,8 @@ impl LeaseStore for DynamoLeases {
         seen_counter: u64,
         take: bool,
     ) -> Result<Option<u64>, LeaseError> {
-        let (k, v) = Self::key(shard);
         let res = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key(k, v)
+            .owner_write(shard, owner, seen_counter)
             .update_expression(if take {
                 // A take ends any hand-over asked of the previous owner.
                 "SET leaseOwner = :o, leaseCounter = :next, \
@@ -277,10 +292,6 @@ impl LeaseStore for DynamoLeases {
                 "SET leaseOwner = :o, leaseCounter = :next, \
                  ownerSwitchesSinceCheckpoint = ownerSwitchesSinceCheckpoint + :sw"
             })
-            .condition_expression("leaseCounter = :seen")
-            .expression_attribute_values(":o", AttributeValue::S(owner.into()))
-            .expression_attribute_values(":next", n(seen_counter + 1))
-            .expression_attribute_values(":seen", n(seen_counter))
             .expression_attribute_values(":sw", n(u64::from(take)))
             .send()
             .await;
@@ -296,19 +307,11 @@ impl LeaseStore for DynamoLeases {
         seen_counter: u64,
         throughput: u64,
     ) -> Result<Option<u64>, LeaseError> {
-        let (k, v) = Self::key(shard);
         let res = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key(k, v)
+            .owner_write(shard, owner, seen_counter)
             .update_expression(
                 "SET leaseOwner = :o, leaseCounter = :next, throughputBytesPerSec = :t",
             )
-            .condition_expression("leaseCounter = :seen")
-            .expression_attribute_values(":o", AttributeValue::S(owner.into()))
-            .expression_attribute_values(":next", n(seen_counter + 1))
-            .expression_attribute_values(":seen", n(seen_counter))
             .expression_attribute_values(":t", n(throughput))
             .send()
             .await;

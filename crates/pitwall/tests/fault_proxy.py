@@ -2,6 +2,7 @@
 tests: faults no server produces on demand, on real connections.
 
     python3 fault_proxy.py --upstream http://127.0.0.1:5055 [--rate 0.2] [--dynamodb-rate R]
+        [--throttle-first N]
         [--s3 500,503,slowdown,reset,slow] [--dynamodb throttle,slow] [--seed 1]
 
 prints `listening on PORT` once ready. Each request to S3 (anything that is
@@ -75,6 +76,12 @@ class Proxy(BaseHTTPRequestHandler):
         dynamodb = (self.headers.get("X-Amz-Target") or "").startswith("DynamoDB_")
         kinds = ARGS.dynamodb if dynamodb else ARGS.s3
         rate = ARGS.dynamodb_rate if dynamodb and ARGS.dynamodb_rate is not None else ARGS.rate
+        if dynamodb:
+            with LOCK:
+                COUNTS["dynamodb_calls"] = COUNTS.get("dynamodb_calls", 0) + 1
+                first = COUNTS["dynamodb_calls"] <= ARGS.throttle_first
+            if first:
+                rate = 1.0
         fault = RNG.choice(kinds) if kinds and RNG.random() < rate else None
         if self.command == "HEAD" and fault not in (None, "slow"):
             fault = "503"  # a HEAD answer has no body to cut or explain
@@ -135,6 +142,8 @@ def main():
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--rate", type=float, default=0.2)
     p.add_argument("--dynamodb-rate", type=float, default=None)
+    p.add_argument("--throttle-first", type=int, default=0,
+                   help="fault every one of the first N DynamoDB calls")
     p.add_argument("--s3", default="500,503,slowdown,reset,slow")
     p.add_argument("--dynamodb", default="throttle,slow")
     p.add_argument("--seed", type=int, default=1)

@@ -28,14 +28,11 @@ struct Proxy {
 }
 
 impl Proxy {
-    fn start(upstream: &str, s3_rate: f64, dynamodb_rate: f64) -> Result<Proxy, Error> {
+    fn start(upstream: &str, args: &[&str]) -> Result<Proxy, Error> {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fault_proxy.py");
         let mut child = Command::new("python3")
             .args([script, "--upstream", upstream, "--seed", "7"])
-            .args(["--rate", &s3_rate.to_string()])
-            .args(["--dynamodb-rate", &dynamodb_rate.to_string()])
-            // Slow answers are left out: see the module comment.
-            .args(["--s3", "500,503,slowdown,reset", "--dynamodb", "throttle"])
+            .args(args)
             .stdout(Stdio::piped())
             .spawn()?;
         let out = child.stdout.take().ok_or("no proxy stdout")?;
@@ -72,7 +69,20 @@ fn faults_of_s3_and_dynamodb_lose_nothing_and_double_nothing() -> TestResult {
     let bucket = std::env::var("PITWALL_TEST_S3_BUCKET")?;
     let lake = format!("s3://{bucket}/{}", unique("faulty-lake"));
     let table = format!("dynamodb:{}", unique("leases"));
-    let proxy = Proxy::start(&upstream, 0.3, 0.1)?;
+    // Slow answers are left out: see the module comment.
+    let proxy = Proxy::start(
+        &upstream,
+        &[
+            "--rate",
+            "0.3",
+            "--dynamodb-rate",
+            "0.1",
+            "--s3",
+            "500,503,slowdown,reset",
+            "--dynamodb",
+            "throttle",
+        ],
+    )?;
     let via = format!("http://127.0.0.1:{}", proxy.port);
     let all = put(&stream, 1, 1500, true)?;
     // Small files: many PUTs, so many of them meet a fault.
@@ -118,6 +128,50 @@ fn faults_of_s3_and_dynamodb_lose_nothing_and_double_nothing() -> TestResult {
         );
     }
     // Read back past the proxy.
+    assert_exactly_once(&read_lake(&lake)?, &all);
+    Ok(())
+}
+
+/// Found by the test above: a worker whose first lease-table calls were
+/// throttled exited with the error instead of retrying them.
+#[test]
+fn a_throttled_lease_table_at_startup_is_retried_not_fatal() -> TestResult {
+    let Some((_dir, stream, _)) = fixture("throttled", 2)? else {
+        return Ok(());
+    };
+    let upstream = std::env::var("AWS_ENDPOINT_URL")?;
+    let bucket = std::env::var("PITWALL_TEST_S3_BUCKET")?;
+    let lake = format!("s3://{bucket}/{}", unique("throttled-lake"));
+    let table = format!("dynamodb:{}", unique("leases"));
+    // More refusals in a row than the SDK's own three attempts absorb.
+    let proxy = Proxy::start(
+        &upstream,
+        &[
+            "--rate",
+            "0",
+            "--dynamodb",
+            "throttle",
+            "--throttle-first",
+            "12",
+        ],
+    )?;
+    let via = format!("http://127.0.0.1:{}", proxy.port);
+    let all = put(&stream, 1, 300, false)?;
+    let worker = ingest_command(
+        &stream,
+        &lake,
+        &table,
+        free_port(),
+        &["--stop-when-idle", "2s"],
+    )
+    .env("AWS_ENDPOINT_URL_DYNAMODB", &via)
+    .spawn()?;
+    wait_ok(worker, Duration::from_secs(90))?;
+    let faults = proxy.faults()?;
+    assert!(
+        faults["dynamodb_throttle"].as_u64().unwrap_or(0) >= 12,
+        "{faults}"
+    );
     assert_exactly_once(&read_lake(&lake)?, &all);
     Ok(())
 }
