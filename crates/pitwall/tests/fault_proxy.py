@@ -9,7 +9,9 @@ prints `listening on PORT` once ready. Each request to S3 (anything that is
 not a DynamoDB call) or to DynamoDB (an `X-Amz-Target: DynamoDB_…` header)
 is answered with one of its service's faults with probability `rate`, else
 forwarded as is. `GET /_faults` answers the counts of faults injected by
-kind and of requests forwarded, as JSON.
+kind and of requests forwarded, as JSON, and `upstream_down`: calls the
+emulator itself failed (moto has been seen to exit mid-run), which make a
+run an environment failure, not a result.
 
 Faults: 500 (InternalError), 503 (ServiceUnavailable), slowdown (503
 SlowDown), reset (the connection closed after half the response body, or
@@ -110,10 +112,17 @@ class Proxy(BaseHTTPRequestHandler):
     def forward(self, data, cut):
         up = http.client.HTTPConnection(UPSTREAM.hostname, UPSTREAM.port, timeout=60)
         headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP}
-        up.request(self.command, self.path, body=data, headers=headers)
-        res = up.getresponse()
-        body = res.read()
-        up.close()
+        try:
+            up.request(self.command, self.path, body=data, headers=headers)
+            res = up.getresponse()
+            body = res.read()
+        except OSError as e:
+            # The emulator itself is gone or broken: an environment failure,
+            # counted apart from the faults we inject.
+            count("upstream_down")
+            return self.reply(502, "text/plain", f"upstream unreachable: {e}".encode())
+        finally:
+            up.close()
         count("forwarded")
         self.send_response(res.status)
         head = self.command == "HEAD"

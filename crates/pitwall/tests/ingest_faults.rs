@@ -46,10 +46,19 @@ impl Proxy {
         Ok(Proxy { child, port })
     }
 
+    /// The faults injected, by kind. Panics as an environment failure when
+    /// the emulator behind the proxy stopped answering: then nothing this
+    /// run saw says anything about pitwall.
     fn faults(&self) -> Result<serde_json::Value, Error> {
         let (status, body) = http_get(self.port, "/_faults").ok_or("proxy unreachable")?;
         assert_eq!(status, 200);
-        Ok(serde_json::from_str(&body)?)
+        let faults: serde_json::Value = serde_json::from_str(&body)?;
+        let down = faults["upstream_down"].as_u64().unwrap_or(0);
+        assert!(
+            down == 0,
+            "ENVIRONMENT FAILURE, not a result: moto stopped answering ({down} calls failed upstream)"
+        );
+        Ok(faults)
     }
 }
 
@@ -173,5 +182,24 @@ fn a_throttled_lease_table_at_startup_is_retried_not_fatal() -> TestResult {
         "{faults}"
     );
     assert_exactly_once(&read_lake(&lake)?, &all);
+    Ok(())
+}
+
+/// A dead emulator behind the proxy is reported as such (an environment
+/// failure), never folded into the faults a run was meant to survive.
+#[test]
+fn a_dead_emulator_is_an_environment_failure() -> TestResult {
+    let proxy = Proxy::start("http://127.0.0.1:1", &["--rate", "0"])?;
+    let (status, _) = http_get(proxy.port, "/bucket/key").ok_or("proxy unreachable")?;
+    assert_eq!(status, 502);
+    let (_, body) = http_get(proxy.port, "/_faults").ok_or("proxy unreachable")?;
+    let raw: serde_json::Value = serde_json::from_str(&body)?;
+    assert_eq!(raw["upstream_down"], 1);
+    let verdict = std::panic::catch_unwind(|| proxy.faults().map(|_| ()));
+    let message = match verdict {
+        Err(p) => p.downcast_ref::<String>().cloned().unwrap_or_default(),
+        Ok(_) => return Err("a dead emulator passed for a result".into()),
+    };
+    assert!(message.contains("ENVIRONMENT FAILURE"), "{message}");
     Ok(())
 }
