@@ -207,8 +207,9 @@ fn partial_field(writer: &Schema, reader: &Schema) -> Option<String> {
     None
 }
 
-/// The error and its causes in one line: "Field 'x' … : Incompatible types …".
-fn chain(e: &dyn std::error::Error) -> String {
+/// The error and its causes in one line: "Field 'x' … : Incompatible types …"
+/// (an SDK's "service error" on top, why underneath).
+pub fn chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(c) = cur {

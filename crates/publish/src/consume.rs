@@ -6,11 +6,10 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
-use crate::kafka::{AuthContext, KafkaFailure, KafkaSettings};
+use crate::kafka::{AuthContext, KafkaFailure, KafkaSettings, broker, topic_partitions};
 
 pub type AuthConsumer = BaseConsumer<AuthContext>;
 
@@ -47,21 +46,7 @@ pub fn partitions(s: &KafkaSettings, consumer: &AuthConsumer) -> Result<Vec<i32>
             }
             consumer.context().errors.explain(s, e)
         })?;
-    let topic = md
-        .topics()
-        .iter()
-        .find(|t| t.name() == s.topic && t.error().is_none() && !t.partitions().is_empty())
-        .ok_or_else(|| KafkaFailure::MissingTopic {
-            topic: s.topic.clone(),
-            brokers: s.brokers.clone(),
-        })?;
-    let mut ids: Vec<i32> = topic.partitions().iter().map(|p| p.id()).collect();
-    ids.sort_unstable();
-    Ok(ids)
-}
-
-pub(crate) fn broker(stage: &'static str) -> impl Fn(KafkaError) -> KafkaFailure {
-    move |error| KafkaFailure::Broker { stage, error }
+    topic_partitions(s, &md)
 }
 
 /// Each partition of the topic and its end offset (high watermark) now.
@@ -95,16 +80,12 @@ pub fn keys_with_header(
     for &(p, _) in &end {
         let from = start.iter().find(|x| x.0 == p).map_or(0, |x| x.1);
         tpl.add_partition_offset(&s.topic, p, Offset::Offset(from))
-            .map_err(|e| KafkaFailure::Broker {
-                stage: "assigning partitions",
-                error: e,
-            })?;
+            .map_err(broker("assigning partitions"))?;
     }
     let mut found = HashSet::new();
-    consumer.assign(&tpl).map_err(|e| KafkaFailure::Broker {
-        stage: "assigning partitions",
-        error: e,
-    })?;
+    consumer
+        .assign(&tpl)
+        .map_err(broker("assigning partitions"))?;
     // Read until every partition is past the end offset seen at the start
     // and then the topic stays quiet for a second: some brokers (tansu)
     // report end offsets that lag behind what they serve.
@@ -113,10 +94,7 @@ pub fn keys_with_header(
     while Instant::now() < deadline {
         match consumer.poll(Duration::from_millis(200)) {
             Some(m) => {
-                let m = m.map_err(|e| KafkaFailure::Broker {
-                    stage: "reading the topic back",
-                    error: e,
-                })?;
+                let m = m.map_err(broker("reading the topic back"))?;
                 let ours = m.headers().is_some_and(|h| {
                     h.iter()
                         .any(|x| x.key == name && x.value.is_some_and(|v| v == value))

@@ -391,10 +391,7 @@ impl Session {
             })?;
             producer
                 .begin_transaction()
-                .map_err(|e| KafkaFailure::Broker {
-                    stage: "beginning the transaction",
-                    error: e,
-                })?;
+                .map_err(broker("beginning the transaction"))?;
         }
         Ok(Session {
             producer,
@@ -426,13 +423,7 @@ impl Session {
     /// commits; anything short of that aborts (or, without a transaction, fails loudly).
     pub fn finish(self, expected: u64) -> Result<Produced, KafkaFailure> {
         let s = &self.settings;
-        let flushed = self
-            .producer
-            .flush(s.timeout)
-            .map_err(|e| KafkaFailure::Broker {
-                stage: "flushing",
-                error: e,
-            });
+        let flushed = self.producer.flush(s.timeout).map_err(broker("flushing"));
         let ctx = self.producer.context();
         let (delivered, failed) = (
             ctx.delivered.load(Ordering::Relaxed),
@@ -520,18 +511,30 @@ fn check_topic(
         .client()
         .fetch_metadata(Some(&s.topic), s.timeout)
         .map_err(|e| producer.context().auth.errors.explain(s, e))?;
-    let ok = md
+    topic_partitions(s, &md).map(|_| ())
+}
+
+/// The topic's partitions in the metadata, sorted, or MissingTopic.
+pub(crate) fn topic_partitions(
+    s: &KafkaSettings,
+    md: &rdkafka::metadata::Metadata,
+) -> Result<Vec<i32>, KafkaFailure> {
+    let topic = md
         .topics()
         .iter()
-        .any(|t| t.name() == s.topic && t.error().is_none() && !t.partitions().is_empty());
-    if ok {
-        Ok(())
-    } else {
-        Err(KafkaFailure::MissingTopic {
+        .find(|t| t.name() == s.topic && t.error().is_none() && !t.partitions().is_empty())
+        .ok_or_else(|| KafkaFailure::MissingTopic {
             topic: s.topic.clone(),
             brokers: s.brokers.clone(),
-        })
-    }
+        })?;
+    let mut ids: Vec<i32> = topic.partitions().iter().map(|p| p.id()).collect();
+    ids.sort_unstable();
+    Ok(ids)
+}
+
+/// The failure of a broker call at `stage`, for `map_err`.
+pub(crate) fn broker(stage: &'static str) -> impl Fn(KafkaError) -> KafkaFailure {
+    move |error| KafkaFailure::Broker { stage, error }
 }
 
 fn send_all<'r>(
@@ -585,8 +588,5 @@ pub fn fence(s: &KafkaSettings) -> Result<(), KafkaFailure> {
         .map_err(KafkaFailure::Config)?;
     producer
         .init_transactions(s.timeout)
-        .map_err(|e| KafkaFailure::Broker {
-            stage: "fencing the previous publisher",
-            error: e,
-        })
+        .map_err(broker("fencing the previous publisher"))
 }

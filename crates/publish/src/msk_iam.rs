@@ -223,7 +223,9 @@ impl MskIamSigner {
         });
         match rx.recv_timeout(CREDENTIALS_TIMEOUT) {
             Ok(Ok(c)) => Ok(c),
-            Ok(Err(e)) => Err(MskIamError::Credentials(with_sources(&e))),
+            Ok(Err(e)) => Err(MskIamError::Credentials(pitwall_contract::compat::chain(
+                &e,
+            ))),
             Err(_) => Err(MskIamError::Credentials(format!(
                 "no answer within {CREDENTIALS_TIMEOUT:?}"
             ))),
@@ -245,18 +247,6 @@ pub fn oauth_token(
         principal_name: "pitwall".into(),
         lifetime_ms: t.expires_at_ms,
     })
-}
-
-/// The SDK's errors say "an error occurred" at the top and why underneath.
-fn with_sources(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 fn runtime() -> std::io::Result<tokio::runtime::Runtime> {

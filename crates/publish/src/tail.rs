@@ -18,8 +18,8 @@ use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use serde::Serialize;
 
-use crate::consume::{self, AuthConsumer, broker};
-use crate::kafka::{KafkaFailure, KafkaSettings};
+use crate::consume::{self, AuthConsumer};
+use crate::kafka::{KafkaFailure, KafkaSettings, broker};
 use crate::registry::{Registered, Registry, RegistryError};
 
 /// Where in each partition to start.
@@ -161,6 +161,9 @@ impl Schemas<'_> {
             };
             self.known.insert(r, found);
         }
+        if let Some(s) = self.known.get(&r).cloned().flatten() {
+            return Ok(Ok(s));
+        }
         let name = self.registry.name();
         let hint = match r {
             SchemaRef::Glue(_) if name.starts_with("confluent:") => {
@@ -171,13 +174,10 @@ impl Schemas<'_> {
             }
             _ => "",
         };
-        Ok(match self.known.get(&r).cloned().flatten() {
-            Some(s) => Ok(s),
-            None => Err((
-                Problem::UnknownSchemaVersion,
-                format!("{r} is not in {name} (or is not a valid Avro schema there){hint}"),
-            )),
-        })
+        Ok(Err((
+            Problem::UnknownSchemaVersion,
+            format!("{r} is not in {name} (or is not a valid Avro schema there){hint}"),
+        )))
     }
 }
 
@@ -304,7 +304,10 @@ fn record(
         key,
         partition: m.partition(),
         offset: m.offset(),
-        timestamp: m.timestamp().to_millis().map(rfc3339),
+        timestamp: m
+            .timestamp()
+            .to_millis()
+            .map(pitwall_score_state::ops::rfc3339),
         body,
     })
 }
@@ -359,10 +362,6 @@ fn decode(bytes: &[u8], schemas: &mut Schemas<'_>) -> Result<Decoded, RegistryEr
         },
     };
     Ok(Ok((info, value)))
-}
-
-fn rfc3339(ms: i64) -> String {
-    pitwall_score_state::ops::rfc3339(ms)
 }
 
 #[cfg(test)]
