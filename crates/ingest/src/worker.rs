@@ -320,17 +320,7 @@ impl Worker {
                 continue;
             };
             h.state.stop();
-            match h.task.await {
-                Ok(Ok(end)) => {
-                    tracing::info!(shard = %l.shard_id, ?end, "reader stopped for a hand-over")
-                }
-                Ok(Err(e)) => {
-                    tracing::warn!(shard = %l.shard_id, error = %e, "reader failed while stopping for a hand-over")
-                }
-                Err(e) => {
-                    tracing::warn!(shard = %l.shard_id, error = %e, "reader panicked while stopping for a hand-over")
-                }
-            }
+            stopped(&l.shard_id, h, " for a hand-over").await;
             self.sh.metrics.forget(&l.shard_id);
             if self.sh.store.hand_over(&l.shard_id, &me, to).await? {
                 tracing::info!(shard = %l.shard_id, to, "lease handed over after its checkpoint");
@@ -460,20 +450,22 @@ impl Worker {
         }
         let held = std::mem::take(&mut self.held);
         for (shard, h) in held {
-            match h.task.await {
-                Ok(Ok(end)) => tracing::info!(shard = %shard, ?end, "reader stopped"),
-                Ok(Err(e)) => {
-                    tracing::error!(shard = %shard, error = %e, "reader failed while stopping")
-                }
-                Err(e) => {
-                    tracing::error!(shard = %shard, error = %e, "reader panicked while stopping")
-                }
-            }
+            stopped(&shard, h, "").await;
             if let Err(e) = self.sh.store.release(&shard, &self.sh.cfg.worker_id).await {
                 tracing::warn!(shard = %shard, error = %e, "could not release the lease; it expires after the failover time");
             }
             self.sh.metrics.forget(&shard);
         }
         self.sh.metrics.set_leases(0);
+    }
+}
+
+/// Waits for a reader told to stop (its last commit and checkpoint) and
+/// says how it ended; `why` is appended to the message.
+async fn stopped(shard: &str, h: Held, why: &str) {
+    match h.task.await {
+        Ok(Ok(end)) => tracing::info!(shard, ?end, "reader stopped{why}"),
+        Ok(Err(e)) => tracing::error!(shard, error = %e, "reader failed while stopping{why}"),
+        Err(e) => tracing::error!(shard, error = %e, "reader panicked while stopping{why}"),
     }
 }
