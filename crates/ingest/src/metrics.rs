@@ -51,10 +51,13 @@ impl ShardState {
         }
     }
 
-    /// The lease was renewed: it is ours for the failover time, less a
-    /// margin for the store's latency, by our clock.
-    pub fn renewed(&self, failover: Duration) {
-        *lock(&self.valid_until) = Instant::now() + failover.mul_f32(0.8);
+    /// The lease was renewed by a write sent at `sent`: it is ours for the
+    /// failover time from then, less a margin, by our clock. From the send,
+    /// not the answer: the store applied the write somewhere in between, and
+    /// another worker counts the failover time from when it saw it, so a
+    /// slow answer must not stretch our validity past theirs.
+    pub fn renewed(&self, sent: Instant, failover: Duration) {
+        *lock(&self.valid_until) = sent + failover.mul_f32(0.8);
     }
 
     /// May the reader still write? (No renewal for most of the failover
@@ -355,6 +358,22 @@ mod tests {
         assert!(over_budget(50, &[50, 30, 30], 100), "largest, over budget");
         assert!(!over_budget(30, &[50, 30, 30], 100), "not the largest");
         assert!(!over_budget(0, &[0, 0], 0), "nothing held");
+    }
+
+    #[test]
+    fn a_lease_is_valid_for_most_of_the_failover_time_from_the_renewal_sent() {
+        let m = Metrics::default();
+        let s = m.shard("shard-1");
+        let failover = Duration::from_secs(10);
+        s.renewed(Instant::now(), failover);
+        assert!(s.lease_valid(), "just renewed");
+        // A renewal answered late: sent 9 s ago, past 80 % of 10 s.
+        let sent = Instant::now().checked_sub(Duration::from_secs(9));
+        s.renewed(sent.unwrap_or_else(Instant::now), failover);
+        assert!(!s.lease_valid() || sent.is_none(), "valid from the send");
+        s.renewed(Instant::now(), failover);
+        s.lose();
+        assert!(!s.lease_valid(), "lost");
     }
 
     #[test]

@@ -1,12 +1,14 @@
 //! One leased shard read: GetRecords within the service's limits, records
 //! through the shard's buffer, commits when due, checkpoints after them.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::kinesis::{From, KinesisError, Record};
 use crate::metrics::ShardState;
-use crate::sink::{RawRecord, ShardBuffer};
+use crate::sink::{RawRecord, ShardBuffer, SinkError};
 use crate::worker::{Shared, WorkerError};
+use pitwall_lake::LakeError;
 use pitwall_lease::Checkpoint;
 
 /// Kinesis allows five GetRecords calls per second per shard.
@@ -28,7 +30,7 @@ pub async fn read_shard(
     sh: Shared,
     shard: String,
     checkpoint: Checkpoint,
-    state: std::sync::Arc<ShardState>,
+    state: Arc<ShardState>,
 ) -> Result<ReadEnd, WorkerError> {
     let start = match &checkpoint {
         Checkpoint::ShardEnd => return Ok(ReadEnd::ShardEnd),
@@ -144,7 +146,7 @@ async fn add_records(
 async fn commit(
     sh: &Shared,
     shard: &str,
-    state: &ShardState,
+    state: &Arc<ShardState>,
     buf: &mut Option<ShardBuffer<'static>>,
 ) -> Result<bool, WorkerError> {
     if !state.lease_valid() {
@@ -153,16 +155,29 @@ async fn commit(
     let Some(mut b) = buf.take() else {
         return Ok(true);
     };
-    let (lake, opts) = (sh.lake.clone(), sh.cfg.parquet.clone());
+    let (lake, opts, fence) = (sh.lake.clone(), sh.cfg.parquet.clone(), state.clone());
     let (b, res) = tokio::task::spawn_blocking(move || {
         let counts = std::mem::take(&mut b.counts);
-        let res = b.commit(&lake, &opts).map(|c| (c, counts));
+        // Checked while each PUT runs, not only before the commit: a PUT
+        // retrying past the lease's validity would land after the next
+        // owner's file of the same name and overwrite it.
+        let res = b
+            .commit_while(&lake, &opts, &|| fence.lease_valid())
+            .map(|c| (c, counts));
         (b, res)
     })
     .await
     .map_err(|e| WorkerError::Reader(format!("commit task failed: {e}")))?;
     let (done, counts) = match res {
         Ok(x) => x,
+        Err(SinkError::Lake(LakeError::Abandoned { path })) => {
+            tracing::warn!(
+                shard,
+                path,
+                "lease lapsed during a commit: the write was abandoned; the next owner reads from the checkpoint"
+            );
+            return Ok(false);
+        }
         Err(e) => {
             // The records must be read again: the worker releases the lease.
             return Err(WorkerError::Reader(format!("writing to the lake: {e}")));

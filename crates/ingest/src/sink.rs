@@ -381,6 +381,21 @@ impl<'c> ShardBuffer<'c> {
         lake: &Location,
         opts: &ParquetOptions,
     ) -> Result<Option<Committed>, SinkError> {
+        self.commit_while(lake, opts, &|| true)
+    }
+
+    /// [`commit`](Self::commit) by a writer whose right to write can lapse:
+    /// every file's write is abandoned once `allowed` turns false (see
+    /// [`Location::put_while`]), so a stale lease owner's PUT can never land
+    /// after the next owner's file of the same name. Files written before it
+    /// lapsed stay; the next owner, reading from the same checkpoint,
+    /// rewrites them under the same names.
+    pub fn commit_while(
+        &mut self,
+        lake: &Location,
+        opts: &ParquetOptions,
+        allowed: &dyn Fn() -> bool,
+    ) -> Result<Option<Committed>, SinkError> {
         let Some(checkpoint) = self.last_seq.clone() else {
             return Ok(None);
         };
@@ -405,7 +420,8 @@ impl<'c> ShardBuffer<'c> {
                 file_stem(&self.shard_id, &open.first)
             );
             done.bytes_written += bytes.len() as u64;
-            done.files.push(lake.put(&rel, Bytes::from(bytes))?);
+            done.files
+                .push(lake.put_while(&rel, Bytes::from(bytes), allowed)?);
         }
         for (dt, open) in &mut self.dlq {
             let rel = format!(
@@ -416,7 +432,8 @@ impl<'c> ShardBuffer<'c> {
             done.dlq_events += open.lines.matches('\n').count() as u64;
             done.bytes_written += open.lines.len() as u64;
             let lines = std::mem::take(&mut open.lines);
-            done.files.push(lake.put(&rel, Bytes::from(lines))?);
+            done.files
+                .push(lake.put_while(&rel, Bytes::from(lines), allowed)?);
         }
         self.partitions.clear();
         self.dlq.clear();

@@ -228,6 +228,7 @@ impl Worker {
         let mut lost = Vec::new();
         for (shard, h) in &mut self.held {
             let throughput = h.rate.sample(h.state.bytes(), h.state.has_read());
+            let sent = Instant::now();
             match self
                 .sh
                 .store
@@ -236,7 +237,7 @@ impl Worker {
             {
                 Some(c) => {
                     h.counter = c;
-                    h.state.renewed(self.sh.cfg.timings.failover);
+                    h.state.renewed(sent, self.sh.cfg.timings.failover);
                 }
                 None => lost.push(shard.clone()),
             }
@@ -287,6 +288,7 @@ impl Worker {
                     .or_insert_with(Instant::now);
                 continue;
             }
+            let sent = Instant::now();
             if let Some(counter) = self
                 .sh
                 .store
@@ -300,7 +302,7 @@ impl Worker {
                     tracing::info!(shard = %l.shard_id, from = ?l.owner, "stealing a lease its owner did not hand over");
                 }
                 let delay = if stolen { failover } else { Duration::ZERO };
-                self.start_reader(&l, counter, delay);
+                self.start_reader(&l, counter, delay, sent);
             }
         }
         self.sh.metrics.set_leases(self.held.len());
@@ -360,11 +362,11 @@ impl Worker {
             .is_some_and(|(_, t, changed)| *changed && t.elapsed() < failover)
     }
 
-    fn start_reader(&mut self, l: &Lease, counter: u64, delay: Duration) {
+    fn start_reader(&mut self, l: &Lease, counter: u64, delay: Duration, claimed: Instant) {
         self.asked.remove(&l.shard_id);
         tracing::info!(shard = %l.shard_id, checkpoint = %l.checkpoint.encode(), "lease taken: reading");
         let state = self.sh.metrics.shard(&l.shard_id);
-        state.renewed(self.sh.cfg.timings.failover);
+        state.renewed(claimed, self.sh.cfg.timings.failover);
         let (sh, shard, cp, st) = (
             self.sh.clone(),
             l.shard_id.clone(),

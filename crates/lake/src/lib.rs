@@ -34,6 +34,10 @@ pub enum LakeError {
     UnsupportedUrl(String),
     #[error("{path}: {problem}")]
     BadTable { path: String, problem: String },
+    #[error(
+        "{path}: the write was abandoned because the writer's right to write lapsed (its lease)"
+    )]
+    Abandoned { path: String },
     #[error("cannot write Parquet file {path}: {source}")]
     Parquet {
         path: String,

@@ -2,6 +2,7 @@ use std::fs::File;
 use std::io::Read;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::TryStreamExt;
@@ -212,22 +213,51 @@ impl Location {
     /// renamed into place; an object is one PUT, visible only once complete.
     /// Returns how the file is named to people.
     pub fn put(&self, rel: &str, bytes: Bytes) -> Result<String> {
+        self.put_while(rel, bytes, &|| true)
+    }
+
+    /// [`put`](Self::put), abandoned as soon as `allowed` turns false: the
+    /// check runs before the write and every 50 ms while an object's PUT
+    /// (with the store's own retries) is under way, and dropping the request
+    /// closes its connection. A writer whose right to write lapses (a lease
+    /// gone stale) then stops writing at once instead of retrying for
+    /// minutes and landing after the next writer. Returns
+    /// [`LakeError::Abandoned`] when it gave up.
+    pub fn put_while(&self, rel: &str, bytes: Bytes, allowed: &dyn Fn() -> bool) -> Result<String> {
+        let abandoned = |display: String| LakeError::Abandoned { path: display };
         match self {
             Location::Local(root) => {
                 let path = root.join(rel);
+                if !allowed() {
+                    return Err(abandoned(path.display().to_string()));
+                }
                 crate::write_bytes(&path, &bytes)?;
                 Ok(path.display().to_string())
             }
             Location::Store { url, store, prefix } => {
                 let key = StorePath::from(format!("{prefix}/{rel}").trim_start_matches('/'));
                 let display = format!("{url}/{rel}");
-                runtime()
-                    .block_on(store.put(&key, bytes.into()))
-                    .map_err(|source| LakeError::ObjectStore {
-                        url: display.clone(),
+                if !allowed() {
+                    return Err(abandoned(display));
+                }
+                let put = runtime().block_on(async {
+                    let mut put = std::pin::pin!(store.put(&key, bytes.into()));
+                    let mut check = tokio::time::interval(Duration::from_millis(50));
+                    loop {
+                        tokio::select! {
+                            done = &mut put => return Some(done),
+                            _ = check.tick() => if !allowed() { return None },
+                        }
+                    }
+                });
+                match put {
+                    None => Err(abandoned(display)),
+                    Some(Err(source)) => Err(LakeError::ObjectStore {
+                        url: display,
                         source,
-                    })?;
-                Ok(display)
+                    }),
+                    Some(Ok(_)) => Ok(display),
+                }
             }
         }
     }
@@ -327,6 +357,21 @@ impl ChunkReader for Input {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_write_no_longer_allowed_is_abandoned_and_leaves_nothing() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|source| LakeError::Io {
+            path: "tmp".into(),
+            source,
+        })?;
+        let loc = Location::Local(dir.path().to_path_buf());
+        let res = loc.put_while("dt=x/a.parquet", Bytes::from_static(b"1"), &|| false);
+        assert!(matches!(res, Err(LakeError::Abandoned { .. })), "{res:?}");
+        assert!(!dir.path().join("dt=x/a.parquet").exists());
+        loc.put_while("dt=x/a.parquet", Bytes::from_static(b"1"), &|| true)?;
+        assert!(dir.path().join("dt=x/a.parquet").exists());
+        Ok(())
+    }
 
     #[test]
     fn lists_recursively_sorted_and_skips_hidden_files() -> Result<()> {

@@ -13,15 +13,23 @@ kind and of requests forwarded, as JSON, and `upstream_down`: calls the
 emulator itself failed (moto has been seen to exit mid-run), which make a
 run an environment failure, not a result.
 
+`POST /_faults/config` with a JSON object changes the settings while it
+runs (`rate`, `dynamodb_rate`, `s3`, `dynamodb`, `stall`, each optional), so a
+test can turn a fault on at the moment its scenario needs it.
+
 Faults: 500 (InternalError), 503 (ServiceUnavailable), slowdown (503
 SlowDown), reset (the connection closed after half the response body, or
-half-way through reading a request body), slow (forwarded after 1.5 s);
+half-way through reading a request body), slow (forwarded after 1.5 s),
+stall (a request with a body, such as a PUT, held `--stall` seconds as in a
+congested network: it reaches the emulator only if its client is still
+waiting then, `s3_stall_landed`, else it is dropped, `s3_stall_abandoned`);
 DynamoDB: throttle (400 ProvisionedThroughputExceededException), slow.
 """
 import argparse
 import http.client
 import json
 import random
+import select
 import socket
 import sys
 import threading
@@ -37,6 +45,28 @@ HOP = {"connection", "keep-alive", "transfer-encoding", "proxy-connection", "upg
 def count(kind):
     with LOCK:
         COUNTS[kind] = COUNTS.get(kind, 0) + 1
+
+
+def client_gone(sock):
+    """Whether the client closed its connection (it stopped waiting)."""
+    readable, _, _ = select.select([sock], [], [], 0)
+    if not readable:
+        return False
+    try:
+        return sock.recv(1, socket.MSG_PEEK) == b""
+    except OSError:
+        return True
+
+
+def configure(body):
+    new = json.loads(body or b"{}")
+    with LOCK:
+        for key in ("rate", "dynamodb_rate", "stall"):
+            if key in new:
+                setattr(ARGS, key, new[key])
+        for key in ("s3", "dynamodb"):
+            if key in new:
+                setattr(ARGS, key, [k for k in new[key].split(",") if k])
 
 
 def s3_error(code, status, message):
@@ -75,6 +105,9 @@ class Proxy(BaseHTTPRequestHandler):
             with LOCK:
                 out = json.dumps(COUNTS).encode()
             return self.reply(200, "application/json", out)
+        if self.command == "POST" and self.path == "/_faults/config":
+            configure(self.body())
+            return self.reply(200, "application/json", b"{}")
         dynamodb = (self.headers.get("X-Amz-Target") or "").startswith("DynamoDB_")
         kinds = ARGS.dynamodb if dynamodb else ARGS.s3
         rate = ARGS.dynamodb_rate if dynamodb and ARGS.dynamodb_rate is not None else ARGS.rate
@@ -85,6 +118,8 @@ class Proxy(BaseHTTPRequestHandler):
             if first:
                 rate = 1.0
         fault = RNG.choice(kinds) if kinds and RNG.random() < rate else None
+        if fault == "stall" and self.headers.get("Content-Length") in (None, "0"):
+            fault = None  # only a request with a body can stall on its way
         if self.command == "HEAD" and fault not in (None, "slow"):
             fault = "503"  # a HEAD answer has no body to cut or explain
         if fault == "reset" and self.headers.get("Content-Length") not in (None, "0"):
@@ -107,6 +142,14 @@ class Proxy(BaseHTTPRequestHandler):
         if fault == "slow":
             count(f"{service}_slow")
             time.sleep(1.5)
+        if fault == "stall":
+            count(f"{service}_stall")
+            time.sleep(ARGS.stall)
+            if client_gone(self.connection):
+                count(f"{service}_stall_abandoned")
+                self.close_connection = True
+                return
+            count(f"{service}_stall_landed")
         self.forward(data, cut=(fault == "reset"))
 
     def forward(self, data, cut):
@@ -155,6 +198,8 @@ def main():
                    help="fault every one of the first N DynamoDB calls")
     p.add_argument("--s3", default="500,503,slowdown,reset,slow")
     p.add_argument("--dynamodb", default="throttle,slow")
+    p.add_argument("--stall", type=float, default=20.0,
+                   help="seconds a stalled request is held")
     p.add_argument("--seed", type=int, default=1)
     ARGS = p.parse_args()
     ARGS.s3 = [k for k in ARGS.s3.split(",") if k]

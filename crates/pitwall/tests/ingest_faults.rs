@@ -4,12 +4,10 @@
 //! answers and DynamoDB throttling. Afterwards every valid event is in the
 //! lake exactly once and every bad record in the DLQ.
 //!
-//! Slow answers are not injected here: with slow DynamoDB renewals and slow
-//! S3 PUTs a lease can lapse while its owner's commit is still retrying,
-//! and that commit's late PUT can overwrite the file the next owner wrote
-//! under the same name with fewer events (seen: 46 of 1,364 events lost).
-//! The fix needs the lake write fenced by the lease; until then this test
-//! covers the faults that do not open that window.
+//! Slow answers are injected too: with slow renewals and slow PUTs a lease
+//! can lapse while its owner's commit is under way, which is what
+//! `a_put_outliving_its_lease_is_abandoned_not_landed_over_the_next_owner`
+//! pins down.
 
 mod common;
 
@@ -17,7 +15,9 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::kinesis::{fixture, free_port, http_get, ingest_command, put, unique, wait_ok};
+use common::kinesis::{
+    fixture, free_port, http_get, ingest_command, put, unique, wait_for, wait_ok,
+};
 use common::lake::{assert_exactly_once, read_lake};
 use common::{Error, TestResult};
 
@@ -60,6 +60,26 @@ impl Proxy {
         );
         Ok(faults)
     }
+
+    /// Changes the proxy's settings (see fault_proxy.py's `/_faults/config`).
+    fn configure(&self, settings: serde_json::Value) -> TestResult {
+        use std::io::{Read, Write};
+        let body = settings.to_string();
+        let mut c = std::net::TcpStream::connect(("127.0.0.1", self.port))?;
+        write!(
+            c,
+            "POST /_faults/config HTTP/1.0\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )?;
+        let mut res = String::new();
+        c.read_to_string(&mut res)?;
+        assert!(res.split(' ').nth(1) == Some("200"), "proxy said {res}");
+        Ok(())
+    }
+
+    fn count(&self, kind: &str) -> Result<u64, Error> {
+        Ok(self.faults()?[kind].as_u64().unwrap_or(0))
+    }
 }
 
 impl Drop for Proxy {
@@ -78,7 +98,6 @@ fn faults_of_s3_and_dynamodb_lose_nothing_and_double_nothing() -> TestResult {
     let bucket = std::env::var("PITWALL_TEST_S3_BUCKET")?;
     let lake = format!("s3://{bucket}/{}", unique("faulty-lake"));
     let table = format!("dynamodb:{}", unique("leases"));
-    // Slow answers are left out: see the module comment.
     let proxy = Proxy::start(
         &upstream,
         &[
@@ -87,9 +106,9 @@ fn faults_of_s3_and_dynamodb_lose_nothing_and_double_nothing() -> TestResult {
             "--dynamodb-rate",
             "0.1",
             "--s3",
-            "500,503,slowdown,reset",
+            "500,503,slowdown,reset,slow",
             "--dynamodb",
-            "throttle",
+            "throttle,slow",
         ],
     )?;
     let via = format!("http://127.0.0.1:{}", proxy.port);
@@ -129,7 +148,9 @@ fn faults_of_s3_and_dynamodb_lose_nothing_and_double_nothing() -> TestResult {
         "s3_503",
         "s3_slowdown",
         "s3_reset",
+        "s3_slow",
         "dynamodb_throttle",
+        "dynamodb_slow",
     ] {
         assert!(
             faults[kind].as_u64().unwrap_or(0) > 0,
@@ -201,5 +222,72 @@ fn a_dead_emulator_is_an_environment_failure() -> TestResult {
         Ok(_) => return Err("a dead emulator passed for a result".into()),
     };
     assert!(message.contains("ENVIRONMENT FAILURE"), "{message}");
+    Ok(())
+}
+
+/// Found by the fault soak: a worker whose lease lapsed while its commit's
+/// PUT was still under way (renewals throttled, the PUT stalled in the
+/// network) let the PUT land later, over the file the next owner had
+/// written under the same name with more events: those events were lost.
+/// Now the PUT is abandoned the moment the lease's validity ends, and a
+/// renewal's validity counts from when it was sent, not answered.
+#[test]
+fn a_put_outliving_its_lease_is_abandoned_not_landed_over_the_next_owner() -> TestResult {
+    let Some((_dir, stream, _)) = fixture("stale-writer", 1)? else {
+        return Ok(());
+    };
+    let upstream = std::env::var("AWS_ENDPOINT_URL")?;
+    let bucket = std::env::var("PITWALL_TEST_S3_BUCKET")?;
+    let lake = format!("s3://{bucket}/{}", unique("stale-writer-lake"));
+    let table = format!("dynamodb:{}", unique("leases"));
+    let proxy = Proxy::start(&upstream, &["--rate", "0", "--stall", "15"])?;
+    let via = format!("http://127.0.0.1:{}", proxy.port);
+    let flags = |w: &'static str| {
+        [
+            "--worker-id",
+            w,
+            "--failover",
+            "6s",
+            "--roll-age",
+            "1s",
+            "--stop-when-idle",
+            "5s",
+        ]
+    };
+    // Worker a reaches S3 and DynamoDB only through the proxy.
+    let a = ingest_command(&stream, &lake, &table, free_port(), &flags("a"))
+        .env("AWS_ENDPOINT_URL_S3", &via)
+        .env("AWS_ENDPOINT_URL_DYNAMODB", &via)
+        .spawn()?;
+    let mut all = put(&stream, 1, 100, false)?;
+    let landed = |n: usize| read_lake(&lake).is_ok_and(|l| l.ids.len() == n);
+    let first = all.good.len();
+    wait_for("a lands the first batch", || landed(first));
+    // a's renewals now fail and its next commit's PUT stalls.
+    proxy.configure(serde_json::json!({
+        "rate": 1.0, "s3": "stall", "dynamodb_rate": 1.0, "dynamodb": "throttle"
+    }))?;
+    all.add(put(&stream, 101, 100, false)?);
+    wait_for("a's commit stalls", || {
+        proxy.count("s3_stall").is_ok_and(|n| n > 0)
+    });
+    // b takes the lapsed lease and lands the second batch with the third,
+    // in a file named like a's stalled one (both start at record 101).
+    all.add(put(&stream, 201, 100, false)?);
+    let b = ingest_command(&stream, &lake, &table, free_port(), &flags("b")).spawn()?;
+    let every = all.good.len();
+    wait_for("b lands the second and third batches", || landed(every));
+    // Past the stall: a's PUT would have landed by now had a still waited.
+    std::thread::sleep(Duration::from_secs(12));
+    proxy.configure(serde_json::json!({"rate": 0.0, "dynamodb_rate": 0.0}))?;
+    wait_ok(b, Duration::from_secs(60))?;
+    wait_ok(a, Duration::from_secs(60))?;
+    assert_exactly_once(&read_lake(&lake)?, &all);
+    assert!(
+        proxy.count("s3_stall_abandoned")? > 0,
+        "{}",
+        proxy.faults()?
+    );
+    assert_eq!(proxy.count("s3_stall_landed")?, 0, "{}", proxy.faults()?);
     Ok(())
 }
