@@ -14,6 +14,17 @@ pub(crate) struct Plan {
     pub(crate) steal: Option<String>,
 }
 
+/// Whether a lease's parents are read to their end (or gone from the
+/// table): then it may be read, parents before children.
+pub(crate) fn parents_done(leases: &[Lease]) -> impl Fn(&Lease) -> bool + '_ {
+    let by_id: HashMap<&str, &Lease> = leases.iter().map(|l| (l.shard_id.as_str(), l)).collect();
+    move |l: &Lease| {
+        l.parents
+            .iter()
+            .all(|p| by_id.get(p.as_str()).is_none_or(|pl| pl.finished()))
+    }
+}
+
 /// Balancing by throughput once any active lease has reported one, else
 /// by count (the KCL's): aim for an even share of the leases whose
 /// parents are done; take expired ones first, and only when none is free
@@ -25,12 +36,7 @@ pub(crate) fn plan(
     held: &dyn Fn(&str) -> bool,
     expired: &dyn Fn(&Lease) -> bool,
 ) -> Plan {
-    let by_id: HashMap<&str, &Lease> = leases.iter().map(|l| (l.shard_id.as_str(), l)).collect();
-    let parents_done = |l: &Lease| {
-        l.parents
-            .iter()
-            .all(|p| by_id.get(p.as_str()).is_none_or(|pl| pl.finished()))
-    };
+    let parents_done = parents_done(leases);
     let active: Vec<&Lease> = leases.iter().filter(|l| !l.finished()).collect();
     if active.iter().any(|l| l.throughput > 0) {
         return by_load(&active, me, held, expired, &parents_done);

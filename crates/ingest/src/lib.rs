@@ -20,6 +20,7 @@ pub mod reader;
 pub mod replay;
 pub mod sink;
 pub mod status;
+mod stuck;
 pub mod worker;
 
 pub use files::{Archive, FilesJob, FilesReport, ingest_files};

@@ -1,7 +1,7 @@
 //! What a worker knows about itself: per-shard state shared between the
 //! worker and its readers, counters, and their Prometheus rendering.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -27,6 +27,11 @@ pub struct ShardState {
     records: AtomicU64,
     /// Record bytes read since the lease was taken: the shard's load.
     bytes: AtomicU64,
+    /// When the shard last made progress: a checkpoint, or a read that
+    /// found it caught up with nothing held. Kept across takes by
+    /// [`Metrics`], so a reader that fails and is taken again stays stuck.
+    progress: Mutex<Instant>,
+    committing: AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -34,7 +39,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl ShardState {
-    fn new(shard_id: &str) -> ShardState {
+    fn new(shard_id: &str, progress: Instant) -> ShardState {
         ShardState {
             shard_id: shard_id.to_string(),
             stop: AtomicBool::new(false),
@@ -48,6 +53,8 @@ impl ShardState {
             last_call: Mutex::new(None),
             records: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
+            progress: Mutex::new(progress),
+            committing: AtomicBool::new(false),
         }
     }
 
@@ -88,6 +95,8 @@ impl ShardState {
         self.millis_behind.store(millis_behind, Ordering::Relaxed);
         if records > 0 {
             *lock(&self.last_data) = Instant::now();
+        } else if millis_behind == 0 && self.held() == 0 {
+            *lock(&self.progress) = Instant::now();
         }
         self.caught_up
             .store(records == 0 && millis_behind == 0, Ordering::Relaxed);
@@ -106,13 +115,28 @@ impl ShardState {
         self.bytes.load(Ordering::Relaxed)
     }
 
-    /// Caught up with the stream and nothing arrived for `d`.
+    /// Caught up with the stream, nothing arrived for `d`, and no commit
+    /// under way (one retrying a failing lake is not idle, however long ago
+    /// its records arrived; a buffer merely held is committed at shutdown).
     pub fn idle_for(&self, d: Duration) -> bool {
-        self.caught_up.load(Ordering::Relaxed) && lock(&self.last_data).elapsed() >= d
+        self.caught_up.load(Ordering::Relaxed)
+            && !self.committing.load(Ordering::Acquire)
+            && lock(&self.last_data).elapsed() >= d
+    }
+
+    /// A commit starts (true) or ends (false).
+    pub fn set_committing(&self, on: bool) {
+        self.committing.store(on, Ordering::Release);
     }
 
     pub fn checkpointed(&self, at: &str) {
         *lock(&self.checkpointed) = Some((Instant::now(), at.to_string()));
+        *lock(&self.progress) = Instant::now();
+    }
+
+    /// How long since the shard last made progress (see `progress`).
+    pub fn stalled_for(&self) -> Duration {
+        lock(&self.progress).elapsed()
     }
 
     pub fn set_held(&self, bytes: usize) {
@@ -153,17 +177,48 @@ pub struct Metrics {
     leases: AtomicUsize,
     /// Recent commits and rate samples, for the status page.
     pub activity: crate::status::Activity,
+    /// Each shard's last progress, kept when its reader ends.
+    progress: Mutex<HashMap<String, Instant>>,
+    /// The readable shard no live worker read the longest, and since when.
+    unread: Mutex<Option<(String, Instant)>>,
 }
 
 impl Metrics {
     pub fn shard(&self, shard_id: &str) -> Arc<ShardState> {
-        let s = Arc::new(ShardState::new(shard_id));
+        let since = lock(&self.progress).get(shard_id).copied();
+        let s = Arc::new(ShardState::new(
+            shard_id,
+            since.unwrap_or_else(Instant::now),
+        ));
         lock(&self.shards).insert(shard_id.to_string(), s.clone());
         s
     }
 
     pub fn forget(&self, shard_id: &str) {
-        lock(&self.shards).remove(shard_id);
+        if let Some(s) = lock(&self.shards).remove(shard_id) {
+            let at = *lock(&s.progress);
+            lock(&self.progress).insert(shard_id.to_string(), at);
+        }
+    }
+
+    /// Notes the readable shard left unread the longest (by the lease table).
+    pub fn set_unread(&self, oldest: Option<(String, Duration)>) {
+        let since = oldest.and_then(|(s, d)| Some((s, Instant::now().checked_sub(d)?)));
+        *lock(&self.unread) = since;
+    }
+
+    /// The shard stuck the longest, and for how long: one held here that
+    /// made no progress, or one that nobody reads.
+    pub fn stuck(&self) -> Option<(String, Duration)> {
+        let held = self
+            .shards()
+            .iter()
+            .map(|s| (s.shard_id.clone(), s.stalled_for()))
+            .max_by_key(|(_, d)| *d);
+        let unread = lock(&self.unread)
+            .as_ref()
+            .map(|(s, t)| (s.clone(), t.elapsed()));
+        held.into_iter().chain(unread).max_by_key(|(_, d)| *d)
     }
 
     pub fn shards(&self) -> Vec<Arc<ShardState>> {
@@ -311,6 +366,13 @@ impl Metrics {
             "Leases this worker holds.",
             &one(self.leases() as f64),
         );
+        let stuck = self.stuck().map_or(0.0, |(_, d)| d.as_secs_f64().floor());
+        metric(
+            "pitwall_ingest_stuck_seconds",
+            "gauge",
+            "How long the shard stuck the longest (held without progress, or readable and read by nobody) has been so.",
+            &one(stuck),
+        );
         let shards = self.shards();
         let behind: Vec<_> = shards
             .iter()
@@ -374,6 +436,38 @@ mod tests {
         s.renewed(Instant::now(), failover);
         s.lose();
         assert!(!s.lease_valid(), "lost");
+    }
+
+    #[test]
+    fn a_shards_progress_is_a_checkpoint_or_being_caught_up_and_outlives_its_reader() {
+        let m = Metrics::default();
+        let s = m.shard("shard-1");
+        std::thread::sleep(Duration::from_millis(30));
+        s.set_held(10);
+        s.read(0, 0);
+        assert!(
+            s.stalled_for() >= Duration::from_millis(30),
+            "records held: no progress"
+        );
+        s.checkpointed("49");
+        assert!(
+            s.stalled_for() < Duration::from_millis(30),
+            "a checkpoint is progress"
+        );
+        std::thread::sleep(Duration::from_millis(30));
+        m.forget("shard-1");
+        let again = m.shard("shard-1");
+        assert!(
+            again.stalled_for() >= Duration::from_millis(30),
+            "taken again, the shard is as stuck as before"
+        );
+        assert_eq!(m.stuck().map(|(s, _)| s), Some("shard-1".into()));
+        again.set_held(0);
+        again.read(0, 0);
+        assert!(
+            again.stalled_for() < Duration::from_millis(30),
+            "caught up, nothing held"
+        );
     }
 
     #[test]

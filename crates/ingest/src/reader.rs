@@ -156,7 +156,8 @@ async fn commit(
         return Ok(true);
     };
     let (lake, opts, fence) = (sh.lake.clone(), sh.cfg.parquet.clone(), state.clone());
-    let (b, res) = tokio::task::spawn_blocking(move || {
+    state.set_committing(true);
+    let written = tokio::task::spawn_blocking(move || {
         let counts = std::mem::take(&mut b.counts);
         // Checked while each PUT runs, not only before the commit: a PUT
         // retrying past the lease's validity would land after the next
@@ -167,7 +168,9 @@ async fn commit(
         (b, res)
     })
     .await
-    .map_err(|e| WorkerError::Reader(format!("commit task failed: {e}")))?;
+    .map_err(|e| WorkerError::Reader(format!("commit task failed: {e}")));
+    state.set_committing(false);
+    let (b, res) = written?;
     let (done, counts) = match res {
         Ok(x) => x,
         Err(SinkError::Lake(LakeError::Abandoned { path })) => {

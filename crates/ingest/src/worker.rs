@@ -2,7 +2,7 @@
 //! expired ones, stealing to balance), and runs one reader task per leased
 //! shard. Several workers share a stream through the lease store.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,6 +15,7 @@ use crate::kinesis::{Kinesis, KinesisError, StartPosition};
 use crate::metrics::{Metrics, ShardState};
 use crate::reader::{ReadEnd, read_shard};
 use crate::sink::RollPolicy;
+use crate::stuck::Unread;
 use pitwall_lease::{Lease, LeaseError, LeaseStore, LeaseTimings};
 
 #[derive(Debug, Clone)]
@@ -127,6 +128,8 @@ pub struct Worker {
     seen: HashMap<String, (u64, Instant, bool)>,
     /// Leases this worker asked to be handed over, and when.
     asked: HashMap<String, Instant>,
+    /// Readable shards nobody reads, for the stuck-shard alert.
+    unread: Unread,
     started: Instant,
 }
 
@@ -137,6 +140,7 @@ impl Worker {
             held: BTreeMap::new(),
             seen: HashMap::new(),
             asked: HashMap::new(),
+            unread: Unread::default(),
             started: Instant::now(),
         }
     }
@@ -265,6 +269,13 @@ impl Worker {
                 *e = (l.counter, now, true);
             }
         }
+        let read: HashSet<String> = leases
+            .iter()
+            .filter(|l| self.held.contains_key(&l.shard_id) || self.renewed_lately(l))
+            .map(|l| l.shard_id.clone())
+            .collect();
+        let oldest = self.unread.observe(&leases, &read, now);
+        self.sh.metrics.set_unread(oldest);
         self.honour_handoffs(&leases).await?;
         let failover = self.sh.cfg.timings.failover;
         let me = self.sh.cfg.worker_id.clone();

@@ -28,9 +28,21 @@ impl DynamoLeases {
     /// `AWS_ENDPOINT_URL` or `AWS_ENDPOINT_URL_DYNAMODB`).
     pub async fn from_env(table: &str) -> DynamoLeases {
         let conf = aws_config::load_from_env().await;
+        // The SDK sets no call timeout: one answer that never comes would
+        // hold up the worker's loop (the renewals of every lease it holds,
+        // taking, reaping) for as long as the connection stays open. A lease
+        // call is small; one attempt past 3 s is retried, and a call past
+        // 10 s fails and is retried by the loop.
+        let timeouts = aws_config::timeout::TimeoutConfig::builder()
+            .operation_attempt_timeout(std::time::Duration::from_secs(3))
+            .operation_timeout(std::time::Duration::from_secs(10))
+            .build();
+        let dconf = aws_sdk_dynamodb::config::Builder::from(&conf)
+            .timeout_config(timeouts)
+            .build();
         DynamoLeases {
             table: table.to_string(),
-            client: Client::new(&conf),
+            client: Client::from_conf(dconf),
         }
     }
 

@@ -14,7 +14,7 @@ emulator itself failed (moto has been seen to exit mid-run), which make a
 run an environment failure, not a result.
 
 `POST /_faults/config` with a JSON object changes the settings while it
-runs (`rate`, `dynamodb_rate`, `s3`, `dynamodb`, `stall`, each optional), so a
+runs (`rate`, `dynamodb_rate`, `s3`, `dynamodb`, `stall`, `hang`, each optional), so a
 test can turn a fault on at the moment its scenario needs it.
 
 Faults: 500 (InternalError), 503 (ServiceUnavailable), slowdown (503
@@ -23,9 +23,15 @@ half-way through reading a request body), slow (forwarded after 1.5 s),
 stall (a request with a body, such as a PUT, held `--stall` seconds as in a
 congested network: it reaches the emulator only if its client is still
 waiting then, `s3_stall_landed`, else it is dropped, `s3_stall_abandoned`);
-DynamoDB: throttle (400 ProvisionedThroughputExceededException), slow.
+hang (forwarded, then the answer held `--hang` seconds, past the clients'
+timeouts: the call took effect but its caller never hears so); DynamoDB:
+throttle (400 ProvisionedThroughputExceededException), slow, hang.
+
+`retries` counts requests that repeat one answered with a fault (same
+method, path and body): the clients' own retries, as the server sees them.
 """
 import argparse
+import hashlib
 import http.client
 import json
 import random
@@ -38,13 +44,25 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
 LOCK = threading.Lock()
-COUNTS = {"forwarded": 0}
+COUNTS = {"forwarded": 0, "retries": 0}
+FAULTED = set()  # requests answered with a fault, until they are sent again
 HOP = {"connection", "keep-alive", "transfer-encoding", "proxy-connection", "upgrade"}
 
 
 def count(kind):
     with LOCK:
         COUNTS[kind] = COUNTS.get(kind, 0) + 1
+
+
+def seen_again(identity, faulted):
+    """Counts a retry when this request repeats a faulted one; remembers it
+    when it is being faulted now."""
+    with LOCK:
+        if identity in FAULTED:
+            FAULTED.discard(identity)
+            COUNTS["retries"] += 1
+        if faulted:
+            FAULTED.add(identity)
 
 
 def client_gone(sock):
@@ -61,7 +79,7 @@ def client_gone(sock):
 def configure(body):
     new = json.loads(body or b"{}")
     with LOCK:
-        for key in ("rate", "dynamodb_rate", "stall"):
+        for key in ("rate", "dynamodb_rate", "stall", "hang"):
             if key in new:
                 setattr(ARGS, key, new[key])
         for key in ("s3", "dynamodb"):
@@ -122,13 +140,19 @@ class Proxy(BaseHTTPRequestHandler):
             fault = None  # only a request with a body can stall on its way
         if self.command == "HEAD" and fault not in (None, "slow"):
             fault = "503"  # a HEAD answer has no body to cut or explain
+        # A client retrying a PUT cut mid-body sends it whole: identify it by
+        # its path alone then, which a cut body cannot tell apart anyway.
         if fault == "reset" and self.headers.get("Content-Length") not in (None, "0"):
             half = int(self.headers["Content-Length"]) // 2
             self.rfile.read(half)
             count("s3_reset")
+            seen_again((self.command, self.path, None), True)
             return self.reset()
         data = self.body()
         service = "dynamodb" if dynamodb else "s3"
+        seen_again((self.command, self.path, None), False)
+        seen_again((self.command, self.path, hashlib.sha1(data).hexdigest()),
+                   fault not in (None, "slow", "stall", "hang"))
         if fault in ("500", "503", "slowdown"):
             count(f"{service}_{fault}")
             code = {"500": ("InternalError", 500), "503": ("ServiceUnavailable", 503),
@@ -150,9 +174,11 @@ class Proxy(BaseHTTPRequestHandler):
                 self.close_connection = True
                 return
             count(f"{service}_stall_landed")
-        self.forward(data, cut=(fault == "reset"))
+        if fault == "hang":
+            count(f"{service}_hang")
+        self.forward(data, cut=(fault == "reset"), hang=(fault == "hang"))
 
-    def forward(self, data, cut):
+    def forward(self, data, cut, hang=False):
         up = http.client.HTTPConnection(UPSTREAM.hostname, UPSTREAM.port, timeout=60)
         headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP}
         try:
@@ -167,6 +193,8 @@ class Proxy(BaseHTTPRequestHandler):
         finally:
             up.close()
         count("forwarded")
+        if hang:
+            time.sleep(ARGS.hang)
         self.send_response(res.status)
         head = self.command == "HEAD"
         for k, v in res.getheaders():
@@ -184,7 +212,15 @@ class Proxy(BaseHTTPRequestHandler):
             return self.reset()
         self.wfile.write(body)
 
-    do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = handle_any
+    def handle_quietly(self):
+        try:
+            self.handle_any()
+        except (BrokenPipeError, ConnectionResetError):
+            # The client gave up first (a held answer, a timeout): expected.
+            count("client_gone")
+            self.close_connection = True
+
+    do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = handle_quietly
 
 
 def main():
@@ -200,6 +236,8 @@ def main():
     p.add_argument("--dynamodb", default="throttle,slow")
     p.add_argument("--stall", type=float, default=20.0,
                    help="seconds a stalled request is held")
+    p.add_argument("--hang", type=float, default=35.0,
+                   help="seconds a hung answer is held (object_store gives up after 30)")
     p.add_argument("--seed", type=int, default=1)
     ARGS = p.parse_args()
     ARGS.s3 = [k for k in ARGS.s3.split(",") if k]

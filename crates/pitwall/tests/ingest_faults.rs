@@ -291,3 +291,117 @@ fn a_put_outliving_its_lease_is_abandoned_not_landed_over_the_next_owner() -> Te
     assert_eq!(proxy.count("s3_stall_landed")?, 0, "{}", proxy.faults()?);
     Ok(())
 }
+
+/// Found while building the soak: the DynamoDB client had no call timeout,
+/// so one lease-table answer that never came held up the worker's whole
+/// loop (every renewal, every take) for as long as the connection stayed
+/// open. Now an attempt past 3 s is retried and a call past 10 s fails.
+#[test]
+fn a_lease_table_answer_that_never_comes_times_out_instead_of_holding_the_worker() -> TestResult {
+    let Some((_dir, stream, _)) = fixture("hung-table", 1)? else {
+        return Ok(());
+    };
+    let upstream = std::env::var("AWS_ENDPOINT_URL")?;
+    let bucket = std::env::var("PITWALL_TEST_S3_BUCKET")?;
+    let lake = format!("s3://{bucket}/{}", unique("hung-table-lake"));
+    let table = format!("dynamodb:{}", unique("leases"));
+    let proxy = Proxy::start(&upstream, &["--rate", "0", "--hang", "300"])?;
+    let via = format!("http://127.0.0.1:{}", proxy.port);
+    let worker = ingest_command(
+        &stream,
+        &lake,
+        &table,
+        free_port(),
+        &["--roll-age", "1s", "--stop-when-idle", "5s"],
+    )
+    .env("AWS_ENDPOINT_URL_DYNAMODB", &via)
+    .spawn()?;
+    let mut all = put(&stream, 1, 50, false)?;
+    let landed = |n: usize| read_lake(&lake).is_ok_and(|l| l.ids.len() == n);
+    let first = all.good.len();
+    wait_for("the first batch lands", || landed(first));
+    // Every lease-table answer is held for 5 minutes, for 5 seconds.
+    proxy.configure(serde_json::json!({"dynamodb_rate": 1.0, "dynamodb": "hang"}))?;
+    wait_for("a lease call hangs", || {
+        proxy.count("dynamodb_hang").is_ok_and(|n| n > 0)
+    });
+    std::thread::sleep(Duration::from_secs(5));
+    proxy.configure(serde_json::json!({"dynamodb_rate": 0.0}))?;
+    // Held answers are not waited for: the worker goes on within 30 s.
+    all.add(put(&stream, 51, 50, false)?);
+    let every = all.good.len();
+    wait_for("the worker goes on after the table answers again", || {
+        landed(every)
+    });
+    wait_ok(worker, Duration::from_secs(60))?;
+    assert_exactly_once(&read_lake(&lake)?, &all);
+    Ok(())
+}
+
+/// A shard whose commits all fail (every PUT answered 503) makes no
+/// progress: the worker alerts within its lag threshold, naming the shard,
+/// and resolves once the lake takes writes again; nothing is lost. Found
+/// with it: `--stop-when-idle` counted a shard whose commit was retrying
+/// as idle (its records had arrived long ago), so the worker stopped with
+/// them unlanded; a commit under way is not idle now.
+#[test]
+fn a_stuck_shard_alerts_within_its_lag_threshold_and_resolves() -> TestResult {
+    let Some((_dir, stream, _)) = fixture("stuck", 1)? else {
+        return Ok(());
+    };
+    let upstream = std::env::var("AWS_ENDPOINT_URL")?;
+    let bucket = std::env::var("PITWALL_TEST_S3_BUCKET")?;
+    let lake = format!("s3://{bucket}/{}", unique("stuck-lake"));
+    let table = format!("dynamodb:{}", unique("leases"));
+    let proxy = Proxy::start(&upstream, &["--rate", "0", "--s3", "503"])?;
+    let via = format!("http://127.0.0.1:{}", proxy.port);
+    let (hook, alerts) = common::recorder()?;
+    // Records first: a worker with nothing to read would stop when idle.
+    let all = put(&stream, 1, 60, false)?;
+    proxy.configure(serde_json::json!({"rate": 1.0}))?;
+    let worker = ingest_command(
+        &stream,
+        &lake,
+        &table,
+        free_port(),
+        &[
+            "--roll-age",
+            "1s",
+            "--alert-lag",
+            "8s",
+            "--stop-when-idle",
+            "5s",
+        ],
+    )
+    .env("AWS_ENDPOINT_URL_S3", &via)
+    .env(
+        "PITWALL_SLACK_WEBHOOK_URL",
+        format!("{hook}/services/T/B/X"),
+    )
+    .spawn()?;
+    // Other conditions may fire meanwhile (the failing reader gives its
+    // lease back): this test is about the stuck shard's.
+    let next = |what: &str, within: u64| -> Result<String, Error> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(within);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let (_, body) = alerts
+                .recv_timeout(left)
+                .map_err(|_| format!("no {what} within {within} s"))?;
+            if body.contains(what) {
+                return Ok(body);
+            }
+        }
+    };
+    let fired = next("ingest/stuck-shard/", 40)?;
+    assert!(
+        fired.contains("shardId-000000000000") && fired.contains("no progress"),
+        "{fired}"
+    );
+    assert!(proxy.count("s3_503")? > 0);
+    proxy.configure(serde_json::json!({"rate": 0.0}))?;
+    next("stuck-shard is back to normal", 120)?;
+    wait_ok(worker, Duration::from_secs(120))?;
+    assert_exactly_once(&read_lake(&lake)?, &all);
+    Ok(())
+}

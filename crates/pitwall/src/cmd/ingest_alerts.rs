@@ -1,6 +1,8 @@
 //! What the ingestion service alerts on, judged from its metrics once per
-//! interval: lag above a threshold, a DLQ rate above a threshold, and a
-//! worker that held leases and lost them all. Each condition fires once when
+//! interval: lag above a threshold, a shard stuck for longer than the same
+//! threshold (held here without progress, or readable and read by nobody),
+//! a DLQ rate above a threshold, and a worker that held leases and lost
+//! them all. Each condition fires once when
 //! it starts and resolves once when it ends.
 
 use std::collections::BTreeMap;
@@ -11,9 +13,11 @@ use pitwall_alert::{Alert, Notifier, Severity};
 use pitwall_ingest::metrics::Metrics;
 
 /// One look at the metrics.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Snapshot {
     pub max_lag_ms: i64,
+    /// The shard stuck the longest and for how long (see `Metrics::stuck`).
+    pub stuck: Option<(String, Duration)>,
     pub events: u64,
     pub dlq: u64,
     pub leases: usize,
@@ -38,7 +42,14 @@ pub struct Watch {
     last: Snapshot,
     firing: BTreeMap<&'static str, bool>,
     held_leases: bool,
+    /// Looks in a row that found no lease held.
+    leaseless_looks: u32,
 }
+
+/// Looks in a row without a lease before "leases-lost" fires: a reader that
+/// fails gives its lease back and takes it again a moment later, which one
+/// look can catch.
+const LEASELESS_LOOKS: u32 = 3;
 
 impl Watch {
     pub fn step(&mut self, now: Snapshot, t: &Thresholds) -> Vec<Action> {
@@ -46,12 +57,27 @@ impl Watch {
         let dlq = now.dlq.saturating_sub(self.last.dlq);
         let rate = dlq as f64 / (events + dlq).max(1) as f64;
         self.held_leases |= now.leases > 0;
+        self.leaseless_looks = if now.leases == 0 {
+            self.leaseless_looks + 1
+        } else {
+            0
+        };
         let lag = Duration::from_millis(now.max_lag_ms.max(0) as u64);
+        let (stuck_shard, stuck_for) = now.stuck.clone().unwrap_or_default();
         let conditions = [
             (
                 "lag",
                 lag > t.lag,
                 format!("ingestion is {} behind the stream (threshold {})", human(lag), human(t.lag)),
+            ),
+            (
+                "stuck-shard",
+                stuck_for > t.lag,
+                format!(
+                    "shard {stuck_shard} has made no progress for {} (threshold {}): no checkpoint while records wait, or nobody reads it",
+                    human(stuck_for),
+                    human(t.lag)
+                ),
             ),
             (
                 "dlq-rate",
@@ -65,11 +91,11 @@ impl Watch {
             ),
             (
                 "leases-lost",
-                self.held_leases && now.leases == 0,
+                self.held_leases && self.leaseless_looks >= LEASELESS_LOOKS,
                 "this worker held leases and now holds none: is it partitioned from the lease table, or are its renewals failing?".to_string(),
             ),
         ];
-        self.last = now;
+        self.last = now.clone();
         let mut actions = Vec::new();
         for (name, bad, text) in conditions {
             let was = self.firing.insert(name, bad).unwrap_or(false);
@@ -98,6 +124,7 @@ pub fn snapshot(m: &Metrics) -> Snapshot {
             .map(|s| s.millis_behind())
             .max()
             .unwrap_or(0),
+        stuck: m.stuck(),
         events: c.events,
         dlq: c.dlq_total(),
         leases: m.leases(),
@@ -169,6 +196,7 @@ mod tests {
     fn snap(lag_s: i64, events: u64, dlq: u64, leases: usize) -> Snapshot {
         Snapshot {
             max_lag_ms: lag_s * 1000,
+            stuck: None,
             events,
             dlq,
             leases,
@@ -189,6 +217,27 @@ mod tests {
             w.step(snap(2, 0, 0, 2), &T),
             [Action::Resolve("lag", "lag is back to normal".into())]
         );
+    }
+
+    #[test]
+    fn a_stuck_shard_fires_past_the_lag_threshold_naming_it_and_resolves() {
+        let mut w = Watch::default();
+        let stuck = |s: u64| Snapshot {
+            stuck: Some(("shardId-000000000007".into(), Duration::from_secs(s))),
+            leases: 1,
+            ..Snapshot::default()
+        };
+        assert!(w.step(stuck(299), &T).is_empty());
+        let a = w.step(stuck(301), &T);
+        assert!(
+            matches!(&a[..], [Action::Fire("stuck-shard", t)] if t.contains("shardId-000000000007") && t.contains("5m 1s")),
+            "{a:?}"
+        );
+        assert!(w.step(stuck(400), &T).is_empty(), "fires once");
+        assert!(matches!(
+            &w.step(stuck(1), &T)[..],
+            [Action::Resolve("stuck-shard", _)]
+        ));
     }
 
     #[test]
@@ -215,6 +264,13 @@ mod tests {
             "a starting worker holds none yet"
         );
         assert!(w.step(snap(0, 0, 0, 3), &T).is_empty());
+        assert!(
+            w.step(snap(0, 0, 0, 0), &T).is_empty(),
+            "a lease given back and taken again"
+        );
+        assert!(w.step(snap(0, 0, 0, 1), &T).is_empty());
+        assert!(w.step(snap(0, 0, 0, 0), &T).is_empty());
+        assert!(w.step(snap(0, 0, 0, 0), &T).is_empty());
         assert!(matches!(
             &w.step(snap(0, 0, 0, 0), &T)[..],
             [Action::Fire("leases-lost", _)]

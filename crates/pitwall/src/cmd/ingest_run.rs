@@ -78,7 +78,7 @@ pub struct RunArgs {
     /// zstd level of the lake's Parquet files, 1 (fastest) to 22 (smallest); default 3.
     #[arg(long)]
     pub zstd_level: Option<i32>,
-    /// Alert when the furthest-behind shard lags the stream by more than this (default 5m).
+    /// Alert when the furthest-behind shard lags the stream by more than this, or a shard makes no progress for as long (default 5m).
     #[arg(long)]
     pub alert_lag: Option<String>,
     /// Alert when more than this share of an interval's events goes to the DLQ (default 0.05).
@@ -218,7 +218,9 @@ pub fn run(a: RunArgs) -> anyhow::Result<u8> {
             stream.clone(),
             cfg.worker_id.clone(),
             thresholds,
-            Duration::from_secs(30),
+            // A tenth of the threshold (at most 30 s): a condition is then
+            // told within 1.1 × its threshold.
+            (thresholds.lag / 10).clamp(Duration::from_secs(1), Duration::from_secs(30)),
         ));
         tracing::info!(stream = %stream, worker = %cfg.worker_id, leases = %store.name(), lake = %lake, "ingesting");
         let sh = Shared {
