@@ -8,6 +8,8 @@
 #   moto (S3) on 127.0.0.1:${PITWALL_MOTO_PORT:-5055}
 #   kinesalite (Kinesis, in-memory; resharding like Kinesis) on 127.0.0.1:${PITWALL_KINESIS_PORT:-4567},
 #   installed with npm into ~/.cache/pitwall/tools on first use;
+#   kinesis-mock (npm kinesis-local 0.6.2: Kinesis with SubscribeToShard and
+#   ChildShards, for enhanced fan-out) on plain HTTP 127.0.0.1:${PITWALL_KINESIS_MOCK_PORT:-4569};
 #   tansu (Kafka protocol, in-memory, no transactions) on 127.0.0.1:${PITWALL_KAFKA_PORT:-19092};
 #   installed on first use with `cargo install` into ~/.cache/pitwall/tools (a debug
 #   build, ~5-8 min on 2 cores, serves tests well), outside the clone so it is built once.
@@ -17,6 +19,7 @@ state="${PITWALL_SERVICES_DIR:-/tmp/pitwall-services}"
 moto_port="${PITWALL_MOTO_PORT:-5055}"
 kafka_port="${PITWALL_KAFKA_PORT:-19092}"
 kinesis_port="${PITWALL_KINESIS_PORT:-4567}"
+kinesis_mock_port="${PITWALL_KINESIS_MOCK_PORT:-4569}"
 tools="${PITWALL_TOOLS_DIR:-$HOME/.cache/pitwall/tools}"
 tansu="$tools/bin/tansu"
 mkdir -p "$state"
@@ -34,6 +37,13 @@ install_kinesalite() {
   echo "installing kinesalite 3.3.3 (once; cached in $tools) ..." >&2
   mkdir -p "$tools"
   npm install --silent --no-audit --no-fund --prefix "$tools" kinesalite@3.3.3 >&2
+}
+
+install_kinesis_mock() {
+  [ -f "$tools/node_modules/kinesis-local/main.js" ] && return 0
+  echo "installing kinesis-local 0.6.2 (once; cached in $tools) ..." >&2
+  mkdir -p "$tools"
+  npm install --silent --no-audit --no-fund --prefix "$tools" kinesis-local@0.6.2 >&2
 }
 
 wait_for_port() { # name port pid
@@ -61,6 +71,17 @@ start() {
     --deleteStreamMs 0 --updateStreamMs 0 --shardLimit 500 >"$state/kinesalite.log" 2>&1 &
   echo $! >"$state/kinesalite.pid"
   wait_for_port kinesalite "$kinesis_port" "$(cat "$state/kinesalite.pid")"
+  install_kinesis_mock
+  # It reads server.json (its TLS key) from the working directory; its TLS
+  # port is moved off kinesalite's, and streams and consumers become ACTIVE
+  # after 100 ms.
+  (cd "$tools/node_modules/kinesis-local" && KINESIS_MOCK_PLAIN_PORT="$kinesis_mock_port" \
+    KINESIS_MOCK_TLS_PORT="$((kinesis_mock_port + 1))" CREATE_STREAM_DURATION=100ms \
+    REGISTER_STREAM_CONSUMER_DURATION=100ms SPLIT_SHARD_DURATION=100ms \
+    MERGE_SHARDS_DURATION=100ms SHARD_LIMIT=500 LOG_LEVEL=WARN \
+    exec node main.js >"$state/kinesis-mock.log" 2>&1) &
+  echo $! >"$state/kinesis-mock.pid"
+  wait_for_port kinesis-mock "$kinesis_mock_port" "$(cat "$state/kinesis-mock.pid")"
   install_tansu
   "$tansu" broker --listener-url "tcp://127.0.0.1:$kafka_port" \
     --advertised-listener-url "tcp://127.0.0.1:$kafka_port" \
@@ -81,6 +102,7 @@ export PITWALL_TEST_S3_BUCKET=pitwall-test
 export PITWALL_TEST_KAFKA=127.0.0.1:$kafka_port
 export AWS_ENDPOINT_URL_KINESIS=http://127.0.0.1:$kinesis_port
 export PITWALL_TEST_KINESIS=http://127.0.0.1:$kinesis_port
+export PITWALL_TEST_KINESIS_MOCK=http://127.0.0.1:$kinesis_mock_port
 ENV
 }
 

@@ -66,6 +66,8 @@ pub struct Batch {
     /// None: the shard is closed and was read to its end (SHARD_END).
     pub next_iterator: Option<String>,
     pub millis_behind: i64,
+    /// At the shard's end, the shards that continue it (ChildShards).
+    pub children: Vec<ShardInfo>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +80,8 @@ pub enum KinesisError {
     Throttled,
     #[error("the shard iterator expired")]
     ExpiredIterator,
+    #[error("the enhanced fan-out subscription broke: {0}")]
+    SubscriptionBroken(String),
     #[error("Kinesis {call} on {stream}: {detail}; check the endpoint, region and credentials")]
     Call {
         call: &'static str,
@@ -116,7 +120,7 @@ impl Kinesis {
         &self.client
     }
 
-    fn err<E, R>(&self, call: &'static str, e: SdkError<E, R>) -> KinesisError
+    pub(crate) fn err<E, R>(&self, call: &'static str, e: SdkError<E, R>) -> KinesisError
     where
         E: std::error::Error + aws_sdk_kinesis::error::ProvideErrorMetadata + 'static,
         R: std::fmt::Debug,
@@ -135,6 +139,15 @@ impl Kinesis {
             call,
             stream: self.stream.clone(),
             detail: DisplayErrorContext(e).to_string(),
+        }
+    }
+
+    /// A call that answered, but not with what it must.
+    pub(crate) fn fail(&self, call: &'static str, detail: &str) -> KinesisError {
+        KinesisError::Call {
+            call,
+            stream: self.stream.clone(),
+            detail: detail.to_string(),
         }
     }
 
@@ -224,23 +237,32 @@ impl Kinesis {
                 return Err(self.err("GetRecords", e));
             }
         };
-        let records = res
-            .records()
-            .iter()
-            .map(|r| Record {
-                sequence_number: r.sequence_number().to_string(),
-                arrival_ms: r
-                    .approximate_arrival_timestamp()
-                    .and_then(|t| t.to_millis().ok())
-                    .unwrap_or(0),
-                data: r.data().as_ref().to_vec(),
-            })
-            .collect();
         Ok(Batch {
-            records,
+            records: res.records().iter().map(record_of).collect(),
             next_iterator: res.next_shard_iterator().map(str::to_string),
             millis_behind: res.millis_behind_latest().unwrap_or(0),
+            children: res.child_shards().iter().map(child_of).collect(),
         })
+    }
+}
+
+/// A shard named in ChildShards (at a parent's end): open, with its parents.
+pub(crate) fn child_of(c: &aws_sdk_kinesis::types::ChildShard) -> ShardInfo {
+    ShardInfo {
+        shard_id: c.shard_id().to_string(),
+        parents: c.parent_shards().to_vec(),
+        closed: false,
+    }
+}
+
+pub(crate) fn record_of(r: &aws_sdk_kinesis::types::Record) -> Record {
+    Record {
+        sequence_number: r.sequence_number().to_string(),
+        arrival_ms: r
+            .approximate_arrival_timestamp()
+            .and_then(|t| t.to_millis().ok())
+            .unwrap_or(0),
+        data: r.data().as_ref().to_vec(),
     }
 }
 

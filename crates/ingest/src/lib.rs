@@ -12,6 +12,7 @@
 //!   lease table, for the status page.
 
 mod balance;
+pub mod efo;
 pub mod files;
 pub mod kinesis;
 pub mod landed;
@@ -19,6 +20,7 @@ pub mod metrics;
 pub mod reader;
 pub mod replay;
 pub mod sink;
+mod source;
 pub mod status;
 mod stuck;
 pub mod worker;

@@ -32,6 +32,8 @@ pub struct ShardState {
     /// [`Metrics`], so a reader that fails and is taken again stays stuck.
     progress: Mutex<Instant>,
     committing: AtomicBool,
+    /// ListShards showed the shard closed by a reshard.
+    closed: AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -55,6 +57,7 @@ impl ShardState {
             bytes: AtomicU64::new(0),
             progress: Mutex::new(progress),
             committing: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
         }
     }
 
@@ -122,6 +125,15 @@ impl ShardState {
         self.caught_up.load(Ordering::Relaxed)
             && !self.committing.load(Ordering::Acquire)
             && lock(&self.last_data).elapsed() >= d
+    }
+
+    pub fn mark_closed(&self) {
+        self.closed.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether ListShards showed the shard closed (it has an end to reach).
+    pub fn closed(&self) -> bool {
+        self.closed.load(Ordering::Relaxed)
     }
 
     /// A commit starts (true) or ends (false).

@@ -7,12 +7,11 @@ use std::time::{Duration, Instant};
 use crate::kinesis::{From, KinesisError, Record};
 use crate::metrics::ShardState;
 use crate::sink::{RawRecord, ShardBuffer, SinkError};
+use crate::source::{MIN_CALL_GAP, Source};
 use crate::worker::{Shared, WorkerError};
 use pitwall_lake::LakeError;
-use pitwall_lease::Checkpoint;
+use pitwall_lease::{Checkpoint, Lease};
 
-/// Kinesis allows five GetRecords calls per second per shard.
-const MIN_CALL_GAP: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// How a reader ended.
@@ -39,7 +38,7 @@ pub async fn read_shard(
             sequence_number, ..
         } => From::After(sequence_number.clone()),
     };
-    let mut iterator = sh.kinesis.iterator(&shard, &start).await?;
+    let mut source = Source::open(&sh, &shard, &start).await?;
     let mut buf = Some(ShardBuffer::new(sh.validator, &shard));
     let mut last_read: Option<String> = None;
     let mut backoff = MIN_CALL_GAP;
@@ -54,7 +53,8 @@ pub async fn read_shard(
             };
         }
         let called = Instant::now();
-        let batch = match sh.kinesis.get_records(&iterator, sh.cfg.max_records).await {
+        let resume = last_read.clone().map_or(start.clone(), From::After);
+        let batch = match source.next(&sh, &shard, &resume, state.closed()).await {
             Ok(b) => b,
             Err(KinesisError::Throttled) => {
                 sh.metrics.bump_throttles();
@@ -62,12 +62,13 @@ pub async fn read_shard(
                 backoff = (backoff * 2).min(MAX_BACKOFF);
                 continue;
             }
-            Err(KinesisError::ExpiredIterator) => {
+            Err(e @ (KinesisError::ExpiredIterator | KinesisError::SubscriptionBroken(_))) => {
                 // Resume right after what is already in the buffer (the
                 // checkpoint, when the buffer is empty), as the KCL does.
-                tracing::info!(shard = %shard, "shard iterator expired; resuming after the last record read");
-                let from = last_read.clone().map_or(start.clone(), From::After);
-                iterator = sh.kinesis.iterator(&shard, &from).await?;
+                tracing::info!(shard = %shard, reason = %e, "resuming after the last record read");
+                source.reopen(&sh, &shard, &resume).await?;
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
                 continue;
             }
             Err(e) => return Err(e.into()),
@@ -88,6 +89,14 @@ pub async fn read_shard(
         }
         match batch.next_iterator {
             None => {
+                // Children named at the end (ChildShards) get their leases
+                // now, not at the next ListShards; they are read once this
+                // parent's SHARD_END is checkpointed.
+                for c in batch.children {
+                    if sh.store.create(&Lease::new(&c.shard_id, c.parents)).await? {
+                        tracing::info!(shard = %c.shard_id, parent = %shard, "child shard: lease created");
+                    }
+                }
                 if !sh
                     .store
                     .checkpoint(&shard, &sh.cfg.worker_id, &Checkpoint::ShardEnd)
@@ -98,14 +107,9 @@ pub async fn read_shard(
                 state.checkpointed("SHARD_END");
                 return Ok(ReadEnd::ShardEnd);
             }
-            Some(next) => iterator = next,
+            Some(next) => source.advance(next),
         }
-        let wait = if got == 0 {
-            sh.cfg.idle_poll
-        } else {
-            MIN_CALL_GAP.saturating_sub(called.elapsed())
-        };
-        tokio::time::sleep(wait).await;
+        tokio::time::sleep(source.wait(got, called, sh.cfg.idle_poll)).await;
     }
 }
 

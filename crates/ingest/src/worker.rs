@@ -36,6 +36,11 @@ pub struct WorkerConfig {
     /// Event bytes all shards' buffers may hold together before the
     /// largest commits early.
     pub max_buffered: usize,
+    /// Read by enhanced fan-out as this registered consumer, not by polling.
+    pub consumer: Option<String>,
+    /// Subscribe again after this long (the service ends a subscription
+    /// after five minutes).
+    pub efo_renew: Duration,
 }
 
 impl WorkerConfig {
@@ -51,6 +56,8 @@ impl WorkerConfig {
             max_records: 10_000,
             stop_when_idle: None,
             max_buffered: 512 << 20,
+            consumer: None,
+            efo_renew: Duration::from_secs(290),
         }
     }
 }
@@ -74,6 +81,9 @@ pub struct Shared {
     pub lake: Location,
     pub validator: &'static Validator<'static>,
     pub metrics: Arc<Metrics>,
+    /// The enhanced fan-out consumer's ARN: set by the worker when it
+    /// starts, from `WorkerConfig::consumer`.
+    pub consumer_arn: Option<String>,
 }
 
 struct Held {
@@ -152,6 +162,11 @@ impl Worker {
         shutdown: impl std::future::Future<Output = ()>,
     ) -> Result<(), WorkerError> {
         self.prepare().await?;
+        if let Some(name) = self.sh.cfg.consumer.clone() {
+            let arn = self.sh.kinesis.register_consumer(&name).await?;
+            tracing::info!(consumer = %name, arn = %arn, "reading by enhanced fan-out");
+            self.sh.consumer_arn = Some(arn);
+        }
         // A missing stream is an error at once, not an empty worker; any
         // other trouble (a throttled lease table) is the loop's to retry.
         match self.discover().await {
@@ -215,6 +230,11 @@ impl Worker {
     async fn discover(&mut self) -> Result<(), WorkerError> {
         let shards = self.sh.kinesis.list_shards().await?;
         for s in shards {
+            if s.closed
+                && let Some(h) = self.held.get(&s.shard_id)
+            {
+                h.state.mark_closed();
+            }
             if self
                 .sh
                 .store

@@ -4,19 +4,17 @@
 //! every bad record in the DLQ with its reason — across kill -9, resharding
 //! and an S3 lake on moto.
 
-use std::collections::BTreeMap;
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
 
+use common::TestResult;
 use common::kinesis::{
-    admin, fixture, free_port, have_kinesis, http_get, ingest, ingest_command, ingest_with, metric,
-    put, python, script, unique, wait_for, wait_ok,
+    admin, fixture, free_port, have_kinesis, http_get, ingest, ingest_command, ingest_with,
+    leases_table, metric, put, script, unique, wait_for, wait_ok,
 };
 use common::lake::{assert_exactly_once, count_files, read_lake};
-use common::{Error, TestResult};
 
 #[test]
 fn every_record_format_and_every_bad_record_lands_once() -> TestResult {
@@ -164,16 +162,6 @@ fn a_split_and_a_merge_while_consuming_lose_nothing() -> TestResult {
         );
     }
     Ok(())
-}
-
-/// shard → checkpoint, read with Python's sqlite3 (no SQLite in this crate's tests).
-fn leases_table(path: &Path) -> Result<BTreeMap<String, String>, Error> {
-    let out = python(&[
-        "-c",
-        "import json,sqlite3,sys; print(json.dumps(dict(sqlite3.connect(sys.argv[1]).execute('select shard_id, checkpoint from leases').fetchall())))",
-        &path.display().to_string(),
-    ])?;
-    Ok(serde_json::from_str(&out)?)
 }
 
 #[test]

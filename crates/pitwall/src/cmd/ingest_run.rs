@@ -84,6 +84,14 @@ pub struct RunArgs {
     /// Alert when more than this share of an interval's events goes to the DLQ (default 0.05).
     #[arg(long)]
     pub alert_dlq_rate: Option<f64>,
+    /// How shards are read: `polling` (GetRecords, the default) or `efo:NAME` (enhanced fan-out as
+    /// the consumer NAME, registered if it is not; SubscribeToShard per shard).
+    #[arg(long)]
+    pub consumer: Option<String>,
+    /// With `--consumer efo:…`, subscribe again after this long (default 290s; the service ends a
+    /// subscription after 5 minutes).
+    #[arg(long)]
+    pub efo_renew: Option<String>,
     /// List the score runs of this directory (a `score run --out`, or a directory of them) on the
     /// status page.
     #[arg(long)]
@@ -127,6 +135,8 @@ impl RunArgs {
             zstd_level,
             alert_lag,
             alert_dlq_rate,
+            consumer,
+            efo_renew,
             score_runs
         );
         Ok(self)
@@ -179,6 +189,14 @@ pub fn run(a: RunArgs) -> anyhow::Result<u8> {
         Some(n @ 1..=10_000) => n,
         Some(n) => bail!("--max-records {n}: Kinesis allows 1 to 10000"),
     };
+    cfg.consumer = match a.consumer.as_deref() {
+        None | Some("polling") => None,
+        Some(c) => match c.strip_prefix("efo:") {
+            Some(name) if !name.is_empty() => Some(name.to_string()),
+            _ => bail!("--consumer {c:?}: use polling or efo:NAME (the stream consumer's name)"),
+        },
+    };
+    cfg.efo_renew = duration("efo-renew", a.efo_renew.as_deref(), "290s")?;
     cfg.stop_when_idle = a
         .stop_when_idle
         .as_deref()
@@ -230,6 +248,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<u8> {
             lake,
             validator,
             metrics: metrics.clone(),
+            consumer_arn: None,
         };
         Worker::new(sh).run(shutdown_signal()).await?;
         let c = metrics.counts();

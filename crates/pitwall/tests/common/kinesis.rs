@@ -2,6 +2,7 @@
 //! fed by the Python scripts beside the tests, `pitwall ingest run` started
 //! with test timings, and its HTTP endpoints read.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -24,7 +25,17 @@ pub fn script(name: &str) -> String {
 }
 
 pub fn python(args: &[&str]) -> Result<String, Error> {
-    let out = Command::new("python3").args(args).output()?;
+    python_at(None, args)
+}
+
+/// [`python`] with the scripts' Kinesis calls sent to `kinesis` (another
+/// emulator than the default one) when given.
+pub fn python_at(kinesis: Option<&str>, args: &[&str]) -> Result<String, Error> {
+    let mut cmd = Command::new("python3");
+    if let Some(url) = kinesis {
+        cmd.env("AWS_ENDPOINT_URL_KINESIS", url);
+    }
+    let out = cmd.args(args).output()?;
     if !out.status.success() {
         return Err(format!("python3 {args:?}: {}", String::from_utf8_lossy(&out.stderr)).into());
     }
@@ -32,9 +43,13 @@ pub fn python(args: &[&str]) -> Result<String, Error> {
 }
 
 pub fn admin(args: &[&str]) -> Result<String, Error> {
+    admin_at(None, args)
+}
+
+pub fn admin_at(kinesis: Option<&str>, args: &[&str]) -> Result<String, Error> {
     let mut all = vec![script("kinesis_admin.py")];
     all.extend(args.iter().map(|s| s.to_string()));
-    python(&all.iter().map(String::as_str).collect::<Vec<_>>())
+    python_at(kinesis, &all.iter().map(String::as_str).collect::<Vec<_>>())
 }
 
 /// What was put: the valid event ids, and how many things must reach the DLQ.
@@ -46,12 +61,25 @@ pub struct Put {
 }
 
 pub fn put(stream: &str, first: u64, count: u64, bad: bool) -> Result<Put, Error> {
+    put_at(None, stream, first, count, bad)
+}
+
+pub fn put_at(
+    kinesis: Option<&str>,
+    stream: &str,
+    first: u64,
+    count: u64,
+    bad: bool,
+) -> Result<Put, Error> {
     let (f, c) = (first.to_string(), count.to_string());
     let mut args = vec![script("kinesis_put.py"), stream.into(), f, c];
     if bad {
         args.push("--bad".into());
     }
-    let out = python(&args.iter().map(String::as_str).collect::<Vec<_>>())?;
+    let out = python_at(
+        kinesis,
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+    )?;
     let v: serde_json::Value = serde_json::from_str(&out)?;
     Ok(Put {
         good: v["good"]
@@ -224,4 +252,14 @@ pub fn metric(port: u16, name: &str) -> Option<f64> {
     let (_, body) = http_get(port, "/metrics")?;
     body.lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// shard → checkpoint, read with Python's sqlite3 (no SQLite in this crate's tests).
+pub fn leases_table(path: &Path) -> Result<BTreeMap<String, String>, Error> {
+    let out = python(&[
+        "-c",
+        "import json,sqlite3,sys; print(json.dumps(dict(sqlite3.connect(sys.argv[1]).execute('select shard_id, checkpoint from leases').fetchall())))",
+        &path.display().to_string(),
+    ])?;
+    Ok(serde_json::from_str(&out)?)
 }

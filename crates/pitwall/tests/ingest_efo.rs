@@ -1,0 +1,119 @@
+//! `pitwall ingest run --consumer efo:NAME` against kinesis-mock (npm
+//! kinesis-local, started by scripts/services.sh): the consumer registered,
+//! one SubscribeToShard per shard renewed every few seconds, a kill -9 and
+//! a split, and the lake read back: every event exactly once, parents read
+//! to their end before their children. kinesis-mock never ends a split
+//! parent's subscription with ChildShards: the reader learns the parent is
+//! closed from ListShards and finds its end with one GetRecords (which
+//! names the children); see `pitwall-ingest::source`.
+
+use std::time::Duration;
+
+mod common;
+
+use common::TestResult;
+use common::kinesis::{
+    admin_at, free_port, ingest_command, leases_table, put_at, unique, wait_for, wait_ok,
+};
+use common::lake::{assert_exactly_once, count_files, read_lake};
+
+/// kinesis-mock's URL, or None (the test is skipped) without it.
+fn mock() -> Option<String> {
+    if let Ok(url) = std::env::var("PITWALL_TEST_KINESIS_MOCK") {
+        return Some(url);
+    }
+    if std::env::var_os("PITWALL_REQUIRE_SERVICES").is_some() {
+        panic!("PITWALL_TEST_KINESIS_MOCK is not set: start the services with scripts/services.sh");
+    }
+    eprintln!("skipped: no kinesis-mock (run scripts/test.sh)");
+    None
+}
+
+fn efo_worker(
+    mock: &str,
+    stream: &str,
+    lake: &str,
+    leases: &std::path::Path,
+    extra: &[&str],
+) -> std::process::Command {
+    let spec = format!("sqlite:{}", leases.display());
+    let efo = [
+        "--consumer",
+        "efo:pitwall-test",
+        "--efo-renew",
+        "3s",
+        "--discover-every",
+        "2s",
+    ];
+    let mut cmd = ingest_command(
+        stream,
+        lake,
+        &spec,
+        free_port(),
+        &[&efo[..], extra].concat(),
+    );
+    cmd.env("AWS_ENDPOINT_URL_KINESIS", mock);
+    cmd
+}
+
+#[test]
+fn efo_reads_every_record_once_across_renewals_and_a_kill() -> TestResult {
+    let Some(mock) = mock() else { return Ok(()) };
+    let dir = tempfile::tempdir()?;
+    let stream = unique("efo-kill");
+    admin_at(Some(&mock), &["create", &stream, "2"])?;
+    let lake = dir.path().join("lake").display().to_string();
+    let leases = dir.path().join("leases.db");
+    let small = ["--roll-bytes", "8KiB", "--roll-age", "1s"];
+    let mut all = put_at(Some(&mock), &stream, 1, 600, true)?;
+    let mut child = efo_worker(&mock, &stream, &lake, &leases, &small).spawn()?;
+    wait_for("no files written", || {
+        count_files(&dir.path().join("lake")) >= 4
+    });
+    child.kill()?; // SIGKILL: buffers lost, leases still held, subscriptions cut
+    child.wait()?;
+    all.add(put_at(Some(&mock), &stream, 1001, 600, false)?);
+    // Longer than several renewals (3 s): each resumes after the last record.
+    let mut args = small.to_vec();
+    args.extend(["--stop-when-idle", "8s"]);
+    let worker = efo_worker(&mock, &stream, &lake, &leases, &args).spawn()?;
+    std::thread::sleep(Duration::from_secs(4));
+    all.add(put_at(Some(&mock), &stream, 2001, 300, false)?);
+    wait_ok(worker, Duration::from_secs(120))?;
+    assert_exactly_once(&read_lake(&lake)?, &all);
+    Ok(())
+}
+
+#[test]
+fn efo_follows_a_split_parents_to_their_end_first() -> TestResult {
+    let Some(mock) = mock() else { return Ok(()) };
+    let dir = tempfile::tempdir()?;
+    let stream = unique("efo-split");
+    admin_at(Some(&mock), &["create", &stream, "1"])?;
+    let lake = dir.path().join("lake").display().to_string();
+    let leases = dir.path().join("leases.db");
+    let worker = efo_worker(
+        &mock,
+        &stream,
+        &lake,
+        &leases,
+        &["--roll-age", "1s", "--stop-when-idle", "8s"],
+    )
+    .spawn()?;
+    let mut all = put_at(Some(&mock), &stream, 1, 300, false)?;
+    std::thread::sleep(Duration::from_secs(2));
+    admin_at(Some(&mock), &["split", &stream, "shardId-000000000000"])?;
+    all.add(put_at(Some(&mock), &stream, 1001, 300, false)?);
+    wait_ok(worker, Duration::from_secs(120))?;
+    let got = read_lake(&lake)?;
+    assert_exactly_once(&got, &all);
+    // The parent and both children were read, the parent to its end.
+    assert_eq!(got.shards.len(), 3, "shards read: {:?}", got.shards);
+    let checkpoints = leases_table(&leases)?;
+    assert_eq!(
+        checkpoints.get("shardId-000000000000").map(String::as_str),
+        Some("SHARD_END"),
+        "{checkpoints:?}"
+    );
+    Ok(())
+}
