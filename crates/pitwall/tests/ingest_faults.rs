@@ -89,17 +89,48 @@ impl Drop for Proxy {
     }
 }
 
-#[test]
-fn faults_of_s3_and_dynamodb_lose_nothing_and_double_nothing() -> TestResult {
-    let Some((_dir, stream, _)) = fixture("faults", 4)? else {
-        return Ok(());
+/// One fault test's world: a stream, an S3 lake and a DynamoDB lease
+/// table of its own, and a proxy in front of moto (`via`) started with
+/// `proxy_args`.
+struct Scene {
+    _dir: tempfile::TempDir,
+    stream: String,
+    lake: String,
+    table: String,
+    proxy: Proxy,
+    via: String,
+}
+
+/// None (the test is skipped) without the emulators.
+fn scene(name: &str, shards: u32, proxy_args: &[&str]) -> Result<Option<Scene>, Error> {
+    let Some((dir, stream, _)) = fixture(name, shards)? else {
+        return Ok(None);
     };
     let upstream = std::env::var("AWS_ENDPOINT_URL")?;
     let bucket = std::env::var("PITWALL_TEST_S3_BUCKET")?;
-    let lake = format!("s3://{bucket}/{}", unique("faulty-lake"));
-    let table = format!("dynamodb:{}", unique("leases"));
-    let proxy = Proxy::start(
-        &upstream,
+    let proxy = Proxy::start(&upstream, proxy_args)?;
+    Ok(Some(Scene {
+        _dir: dir,
+        stream,
+        lake: format!("s3://{bucket}/{}", unique(&format!("{name}-lake"))),
+        table: format!("dynamodb:{}", unique("leases")),
+        via: format!("http://127.0.0.1:{}", proxy.port),
+        proxy,
+    }))
+}
+
+#[test]
+fn faults_of_s3_and_dynamodb_lose_nothing_and_double_nothing() -> TestResult {
+    let Some(Scene {
+        _dir,
+        stream,
+        lake,
+        table,
+        proxy,
+        via,
+    }) = scene(
+        "faults",
+        4,
         &[
             "--rate",
             "0.3",
@@ -110,8 +141,10 @@ fn faults_of_s3_and_dynamodb_lose_nothing_and_double_nothing() -> TestResult {
             "--dynamodb",
             "throttle,slow",
         ],
-    )?;
-    let via = format!("http://127.0.0.1:{}", proxy.port);
+    )?
+    else {
+        return Ok(());
+    };
     let all = put(&stream, 1, 1500, true)?;
     // Small files: many PUTs, so many of them meet a fault.
     let small = [
@@ -166,16 +199,17 @@ fn faults_of_s3_and_dynamodb_lose_nothing_and_double_nothing() -> TestResult {
 /// throttled exited with the error instead of retrying them.
 #[test]
 fn a_throttled_lease_table_at_startup_is_retried_not_fatal() -> TestResult {
-    let Some((_dir, stream, _)) = fixture("throttled", 2)? else {
-        return Ok(());
-    };
-    let upstream = std::env::var("AWS_ENDPOINT_URL")?;
-    let bucket = std::env::var("PITWALL_TEST_S3_BUCKET")?;
-    let lake = format!("s3://{bucket}/{}", unique("throttled-lake"));
-    let table = format!("dynamodb:{}", unique("leases"));
     // More refusals in a row than the SDK's own three attempts absorb.
-    let proxy = Proxy::start(
-        &upstream,
+    let Some(Scene {
+        _dir,
+        stream,
+        lake,
+        table,
+        proxy,
+        via,
+    }) = scene(
+        "throttled",
+        2,
         &[
             "--rate",
             "0",
@@ -184,8 +218,10 @@ fn a_throttled_lease_table_at_startup_is_retried_not_fatal() -> TestResult {
             "--throttle-first",
             "12",
         ],
-    )?;
-    let via = format!("http://127.0.0.1:{}", proxy.port);
+    )?
+    else {
+        return Ok(());
+    };
     let all = put(&stream, 1, 300, false)?;
     let worker = ingest_command(
         &stream,
@@ -233,15 +269,17 @@ fn a_dead_emulator_is_an_environment_failure() -> TestResult {
 /// renewal's validity counts from when it was sent, not answered.
 #[test]
 fn a_put_outliving_its_lease_is_abandoned_not_landed_over_the_next_owner() -> TestResult {
-    let Some((_dir, stream, _)) = fixture("stale-writer", 1)? else {
+    let Some(Scene {
+        _dir,
+        stream,
+        lake,
+        table,
+        proxy,
+        via,
+    }) = scene("stale-writer", 1, &["--rate", "0", "--stall", "15"])?
+    else {
         return Ok(());
     };
-    let upstream = std::env::var("AWS_ENDPOINT_URL")?;
-    let bucket = std::env::var("PITWALL_TEST_S3_BUCKET")?;
-    let lake = format!("s3://{bucket}/{}", unique("stale-writer-lake"));
-    let table = format!("dynamodb:{}", unique("leases"));
-    let proxy = Proxy::start(&upstream, &["--rate", "0", "--stall", "15"])?;
-    let via = format!("http://127.0.0.1:{}", proxy.port);
     let flags = |w: &'static str| {
         [
             "--worker-id",
@@ -298,15 +336,17 @@ fn a_put_outliving_its_lease_is_abandoned_not_landed_over_the_next_owner() -> Te
 /// open. Now an attempt past 3 s is retried and a call past 10 s fails.
 #[test]
 fn a_lease_table_answer_that_never_comes_times_out_instead_of_holding_the_worker() -> TestResult {
-    let Some((_dir, stream, _)) = fixture("hung-table", 1)? else {
+    let Some(Scene {
+        _dir,
+        stream,
+        lake,
+        table,
+        proxy,
+        via,
+    }) = scene("hung-table", 1, &["--rate", "0", "--hang", "300"])?
+    else {
         return Ok(());
     };
-    let upstream = std::env::var("AWS_ENDPOINT_URL")?;
-    let bucket = std::env::var("PITWALL_TEST_S3_BUCKET")?;
-    let lake = format!("s3://{bucket}/{}", unique("hung-table-lake"));
-    let table = format!("dynamodb:{}", unique("leases"));
-    let proxy = Proxy::start(&upstream, &["--rate", "0", "--hang", "300"])?;
-    let via = format!("http://127.0.0.1:{}", proxy.port);
     let worker = ingest_command(
         &stream,
         &lake,
@@ -346,15 +386,17 @@ fn a_lease_table_answer_that_never_comes_times_out_instead_of_holding_the_worker
 /// them unlanded; a commit under way is not idle now.
 #[test]
 fn a_stuck_shard_alerts_within_its_lag_threshold_and_resolves() -> TestResult {
-    let Some((_dir, stream, _)) = fixture("stuck", 1)? else {
+    let Some(Scene {
+        _dir,
+        stream,
+        lake,
+        table,
+        proxy,
+        via,
+    }) = scene("stuck", 1, &["--rate", "0", "--s3", "503"])?
+    else {
         return Ok(());
     };
-    let upstream = std::env::var("AWS_ENDPOINT_URL")?;
-    let bucket = std::env::var("PITWALL_TEST_S3_BUCKET")?;
-    let lake = format!("s3://{bucket}/{}", unique("stuck-lake"));
-    let table = format!("dynamodb:{}", unique("leases"));
-    let proxy = Proxy::start(&upstream, &["--rate", "0", "--s3", "503"])?;
-    let via = format!("http://127.0.0.1:{}", proxy.port);
     let (hook, alerts) = common::recorder()?;
     // Records first: a worker with nothing to read would stop when idle.
     let all = put(&stream, 1, 60, false)?;
