@@ -18,7 +18,9 @@ the lake and its DLQ back from moto directly, with DuckDB.
 Prints events in, faults by kind, retries (requests that repeat a faulted
 one, as the proxy saw them), lease moves (takes beyond each shard's first),
 kills, restarts, splits, merges, duplicates and missing (both must be 0),
-DLQ entries against the bad records put. --json prints the same as one JSON
+DLQ entries against the bad records put, and credential leaks: the workers
+run with a secret key and a PII key made up for the run, and every log line
+they wrote is searched for either (must be 0). --json prints the same as one JSON
 object on stdout. Exit 0: every valid event exactly once and every bad one
 in the DLQ; 1: not so; 2: ENVIRONMENT FAILURE (moto or kinesalite stopped
 answering: the run says nothing about pitwall).
@@ -50,6 +52,10 @@ ANSI = re.compile(r"\x1b\[[0-9;]*m")
 DATASET = "server_log.api_request"
 S3_FAULTS = "500,503,slowdown,reset,slow,stall,hang"
 DYNAMODB_FAULTS = "throttle,slow,hang"
+# Made up per run, so finding one in a log can only be a leak. The access key
+# id stays (moto picks the account by it); the secret is never checked.
+SECRET_KEY = "soakSecret" + os.urandom(12).hex()
+PII_KEY = "soakPii" + os.urandom(12).hex()
 
 
 def log(msg):
@@ -163,7 +169,7 @@ class Workers:
         self.incarnation += 1
         worker_id = worker_id or f"w{slot}-{self.incarnation}"
         env = dict(os.environ, AWS_ENDPOINT_URL_S3=self.via, AWS_ENDPOINT_URL_DYNAMODB=self.via,
-                   PITWALL_PII_KEY="soak-key", PITWALL_LOG="info")
+                   PITWALL_PII_KEY=PII_KEY, PITWALL_LOG="info")
         err = open(self.logs / f"{worker_id}.{self.incarnation}.log", "w")
         p = subprocess.Popen([
             self.pitwall, "ingest", "run", "--stream", self.stream, "--lake", self.lake,
@@ -211,6 +217,11 @@ class Workers:
             if p.returncode != 0:
                 failed.append(f"{worker_id} exited {p.returncode}")
         return failed
+
+    def leaks(self, secrets):
+        """Log files that contain any of `secrets`."""
+        return sorted(f.name for f in self.logs.glob("*.log")
+                      if any(x in f.read_text(errors="replace") for x in secrets))
 
     def lease_takes(self):
         takes = collections.Counter()
@@ -359,6 +370,7 @@ def judge(producer, ids, dlq):
 
 def soak(a, work):
     rnd = random.Random(a.seed)
+    os.environ["AWS_SECRET_ACCESS_KEY"] = SECRET_KEY
     run = f"soak-{os.getpid()}-{int(time.time())}"
     bucket = os.environ.get("PITWALL_TEST_S3_BUCKET", "pitwall-test")
     stream = Stream(run, rnd)
@@ -423,6 +435,7 @@ def drive(a, rnd, stream, workers, port, bucket, run, work):
         "kills": workers.kills, "terms": workers.terms, "restarts": workers.restarts,
         "splits": stream.splits, "merges": stream.merges, "shards_total": len(stream.shards()),
         "worker_exit_problems": stopped,
+        "credential_leaks": workers.leaks([SECRET_KEY, PII_KEY]),
     })
     return verdict
 
@@ -430,7 +443,8 @@ def drive(a, rnd, stream, workers, port, bucket, run, work):
 def ok(v):
     return (v["duplicates"] == 0 and v["missing"] == 0 and v["unexpected"] == 0
             and v["dlq_found"] == v["dlq_expected"] and v["dlq_duplicates"] == 0
-            and v["dlq_missing"] == 0 and v["drained"] and not v["worker_exit_problems"])
+            and v["dlq_missing"] == 0 and v["drained"] and not v["worker_exit_problems"]
+            and not v["credential_leaks"])
 
 
 def main():
@@ -477,6 +491,7 @@ def main():
               f"kills {v['kills']}, TERMs {v['terms']}, restarts {v['restarts']}; "
               f"splits {v['splits']}, merges {v['merges']} ({v['shards_total']} shards in all); "
               f"drained {v['drain_seconds']} s after the end")
+        print(f"  credentials in the workers' logs: {len(v['credential_leaks'])} files")
         for p in v["worker_exit_problems"]:
             print(f"  worker: {p}")
         print("PASS" if v["passed"] else f"FAIL (logs in {work})")

@@ -1,7 +1,7 @@
 //! `pitwall ingest run --consumer efo:NAME` against kinesis-mock (npm
 //! kinesis-local, started by scripts/services.sh): the consumer registered,
-//! one SubscribeToShard per shard renewed every few seconds, a kill -9 and
-//! a split, and the lake read back: every event exactly once, parents read
+//! one SubscribeToShard per shard renewed every few seconds, a kill -9, a
+//! split and a merge, and the lake read back: every event exactly once, parents read
 //! to their end before their children. kinesis-mock never ends a split
 //! parent's subscription with ChildShards: the reader learns the parent is
 //! closed from ListShards and finds its end with one GetRecords (which
@@ -85,7 +85,7 @@ fn efo_reads_every_record_once_across_renewals_and_a_kill() -> TestResult {
 }
 
 #[test]
-fn efo_follows_a_split_parents_to_their_end_first() -> TestResult {
+fn efo_follows_a_split_and_a_merge_parents_to_their_end_first() -> TestResult {
     let Some(mock) = mock() else { return Ok(()) };
     let dir = tempfile::tempdir()?;
     let stream = unique("efo-split");
@@ -104,16 +104,26 @@ fn efo_follows_a_split_parents_to_their_end_first() -> TestResult {
     std::thread::sleep(Duration::from_secs(2));
     admin_at(Some(&mock), &["split", &stream, "shardId-000000000000"])?;
     all.add(put_at(Some(&mock), &stream, 1001, 300, false)?);
+    std::thread::sleep(Duration::from_secs(2));
+    // Merge the split's two children back into one.
+    let children: Vec<String> =
+        serde_json::from_str(&admin_at(Some(&mock), &["shards", &stream])?)?;
+    assert_eq!(children.len(), 2, "split made two children: {children:?}");
+    admin_at(Some(&mock), &["merge", &stream, &children[0], &children[1]])?;
+    all.add(put_at(Some(&mock), &stream, 2001, 300, false)?);
     wait_ok(worker, Duration::from_secs(120))?;
     let got = read_lake(&lake)?;
     assert_exactly_once(&got, &all);
-    // The parent and both children were read, the parent to its end.
-    assert_eq!(got.shards.len(), 3, "shards read: {:?}", got.shards);
+    // The parent, the split's children and the merge's child were read,
+    // each closed one to its end.
+    assert_eq!(got.shards.len(), 4, "shards read: {:?}", got.shards);
     let checkpoints = leases_table(&leases)?;
-    assert_eq!(
-        checkpoints.get("shardId-000000000000").map(String::as_str),
-        Some("SHARD_END"),
-        "{checkpoints:?}"
-    );
+    for closed in ["shardId-000000000000", &children[0], &children[1]] {
+        assert_eq!(
+            checkpoints.get(closed).map(String::as_str),
+            Some("SHARD_END"),
+            "{closed}: {checkpoints:?}"
+        );
+    }
     Ok(())
 }

@@ -49,6 +49,11 @@ fn a_minute_of_faults_kills_and_reshards_loses_nothing_and_doubles_nothing() -> 
         v["drained"] == true,
         "every record checkpointed: {v}\n{log}"
     );
+    assert_eq!(
+        v["credential_leaks"],
+        serde_json::json!([]),
+        "a secret in the workers' logs"
+    );
     assert!(v["passed"] == true, "{v}\n{log}");
     // The run really met what it claims to survive.
     assert!(n("events_in") > 1000, "{v}");
