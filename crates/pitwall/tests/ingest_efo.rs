@@ -13,7 +13,7 @@ mod common;
 
 use common::TestResult;
 use common::kinesis::{
-    admin_at, free_port, ingest_command, leases_table, put_at, unique, wait_for, wait_ok,
+    admin_at, fixture_at, free_port, ingest_command, leases_table, put_at, wait_for, wait_ok,
 };
 use common::lake::{assert_exactly_once, count_files, read_lake};
 
@@ -59,10 +59,7 @@ fn efo_worker(
 #[test]
 fn efo_reads_every_record_once_across_renewals_and_a_kill() -> TestResult {
     let Some(mock) = mock() else { return Ok(()) };
-    let dir = tempfile::tempdir()?;
-    let stream = unique("efo-kill");
-    admin_at(Some(&mock), &["create", &stream, "2"])?;
-    let lake = dir.path().join("lake").display().to_string();
+    let (dir, stream, lake) = fixture_at(Some(&mock), "efo-kill", 2)?;
     let leases = dir.path().join("leases.db");
     let small = ["--roll-bytes", "8KiB", "--roll-age", "1s"];
     let mut all = put_at(Some(&mock), &stream, 1, 600, true)?;
@@ -87,10 +84,7 @@ fn efo_reads_every_record_once_across_renewals_and_a_kill() -> TestResult {
 #[test]
 fn efo_follows_a_split_and_a_merge_parents_to_their_end_first() -> TestResult {
     let Some(mock) = mock() else { return Ok(()) };
-    let dir = tempfile::tempdir()?;
-    let stream = unique("efo-split");
-    admin_at(Some(&mock), &["create", &stream, "1"])?;
-    let lake = dir.path().join("lake").display().to_string();
+    let (dir, stream, lake) = fixture_at(Some(&mock), "efo-split", 1)?;
     let leases = dir.path().join("leases.db");
     let worker = efo_worker(
         &mock,

@@ -110,11 +110,20 @@ pub fn fixture(
     if !have_kinesis() {
         return Ok(None);
     }
+    fixture_at(None, prefix, shards).map(Some)
+}
+
+/// [`fixture`]'s stream made on `kinesis` (another emulator) when given.
+pub fn fixture_at(
+    kinesis: Option<&str>,
+    prefix: &str,
+    shards: u32,
+) -> Result<(tempfile::TempDir, String, String), Error> {
     let dir = tempfile::tempdir()?;
     let stream = unique(prefix);
-    admin(&["create", &stream, &shards.to_string()])?;
+    admin_at(kinesis, &["create", &stream, &shards.to_string()])?;
     let lake = dir.path().join("lake").display().to_string();
-    Ok(Some((dir, stream, lake)))
+    Ok((dir, stream, lake))
 }
 
 pub fn unique(prefix: &str) -> String {
