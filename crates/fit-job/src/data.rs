@@ -2,7 +2,7 @@
 //! `rental_scores.parquet` of a full run) joined with claims, one row per
 //! rental, split by end time into the training and the validation period.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, Int64Type, TimestampMillisecondType};
@@ -18,10 +18,10 @@ use pitwall_score_state::{FinalTable, State};
 use crate::claims::Span;
 use crate::{FitJobError, Result};
 
-/// One rental result with what a fit and a member score need of it.
+/// One rental result with what a fit and a member score need of it; its
+/// rental id is [`Results::rental_id`] of its position.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RentalRow {
-    pub rental_id: String,
     /// Index into [`Results::members`].
     pub member: u32,
     pub start_at: i64,
@@ -58,13 +58,81 @@ pub struct Results {
     /// Where they came from, for the provenance.
     pub source: String,
     pub rows: Vec<RentalRow>,
+    /// The rental id of each row.
+    ids: RentalIds,
+    /// Every FENCE-th id, copied: a lookup's binary search runs in this
+    /// small table, then in one stretch of `ids`, instead of jumping across
+    /// all of them.
+    fences: RentalIds,
     pub members: Vec<String>,
 }
+
+/// Rental ids, one per row, in one buffer: millions of rows without an
+/// allocation each, and a lookup that reads only ids.
+#[derive(Debug, Clone, Default)]
+pub struct RentalIds {
+    text: String,
+    /// Where id i ends in `text`; it starts where id i − 1 ends.
+    ends: Vec<usize>,
+}
+
+impl RentalIds {
+    pub fn with_capacity(rows: usize) -> RentalIds {
+        RentalIds {
+            text: String::with_capacity(rows * 16),
+            ends: Vec::with_capacity(rows),
+        }
+    }
+
+    pub fn push(&mut self, id: &str) {
+        self.text.push_str(id);
+        self.ends.push(self.text.len());
+    }
+
+    pub fn get(&self, i: usize) -> &str {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.text[start..self.ends[i]]
+    }
+
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// The number of ids ≤ `id` at the start of a sorted list, as
+    /// `slice::partition_point` with `pred` on each id.
+    fn partition_point(&self, pred: impl Fn(&str) -> bool) -> usize {
+        let (mut lo, mut hi) = (0, self.len());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if pred(self.get(mid)) {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
+    }
+
+    fn permuted(&self, order: &[usize]) -> RentalIds {
+        let mut out = RentalIds::with_capacity(order.len());
+        for &i in order {
+            out.push(self.get(i));
+        }
+        out
+    }
+}
+
+/// Rows per stretch between two fences of [`Results::index`].
+const FENCE: usize = 32;
 
 /// Member ids to dense indices while rows are read.
 #[derive(Default)]
 struct Interner {
-    index: HashMap<String, u32>,
+    index: FxHashMap<Box<str>, u32>,
     ids: Vec<String>,
 }
 
@@ -74,31 +142,53 @@ impl Interner {
             return i;
         }
         let i = u32::try_from(self.ids.len()).unwrap_or(u32::MAX);
-        self.index.insert(id.to_string(), i);
+        self.index.insert(id.into(), i);
         self.ids.push(id.to_string());
         i
     }
 }
 
 impl Results {
-    /// Results from rows in any order (checked for duplicate ids).
-    pub fn new(source: &str, mut rows: Vec<RentalRow>, members: Vec<String>) -> Result<Results> {
+    /// Results from rows in any order, `ids[i]` the rental id of
+    /// `rows[i]` (checked for duplicates).
+    pub fn new(
+        source: &str,
+        mut rows: Vec<RentalRow>,
+        mut ids: RentalIds,
+        members: Vec<String>,
+    ) -> Result<Results> {
         // Rental id order: every figure is independent of the input's order.
-        if !rows.is_sorted_by(|a, b| a.rental_id <= b.rental_id) {
-            rows.sort_by(|a, b| a.rental_id.cmp(&b.rental_id));
+        let sorted = (1..ids.len()).all(|i| ids.get(i - 1) <= ids.get(i));
+        if !sorted {
+            let mut order: Vec<usize> = (0..ids.len()).collect();
+            order.sort_unstable_by(|&a, &b| ids.get(a).cmp(ids.get(b)));
+            let mut taken: Vec<Option<RentalRow>> = rows.into_iter().map(Some).collect();
+            rows = order.iter().filter_map(|&i| taken[i].take()).collect();
+            ids = ids.permuted(&order);
         }
-        if let Some(w) = rows.windows(2).find(|w| w[0].rental_id == w[1].rental_id) {
+        if let Some(i) = (1..ids.len()).find(|&i| ids.get(i - 1) == ids.get(i)) {
             return Err(FitJobError::Refused(format!(
                 "rental {} appears twice in the results at {source}: give one result per rental \
                  (a state's final results, or one run's rental_scores.parquet)",
-                w[0].rental_id
+                ids.get(i)
             )));
+        }
+        let mut fences = RentalIds::with_capacity(ids.len() / FENCE + 1);
+        for i in (0..ids.len()).step_by(FENCE) {
+            fences.push(ids.get(i));
         }
         Ok(Results {
             source: source.to_string(),
             rows,
+            ids,
+            fences,
             members,
         })
+    }
+
+    /// The rental id of row i.
+    pub fn rental_id(&self, i: usize) -> &str {
+        self.ids.get(i)
     }
 
     /// Results from the state's own row type (synthetic data, tests).
@@ -107,10 +197,11 @@ impl Results {
         rows: &[pitwall_score_state::ResultRow],
     ) -> Result<Results> {
         let mut members = Interner::default();
+        let mut ids = RentalIds::with_capacity(rows.len());
         let rows = rows
             .iter()
+            .inspect(|r| ids.push(&r.rental.rental_id))
             .map(|r| RentalRow {
-                rental_id: r.rental.rental_id.clone(),
                 member: members.get(&r.rental.member_id),
                 start_at: r.rental.start_at,
                 end_at: r.rental.end_at,
@@ -119,13 +210,27 @@ impl Results {
                 claims: 0,
             })
             .collect();
-        Results::new(source, rows, members.ids)
+        Results::new(source, rows, ids, members.ids)
     }
 
-    fn index(&self, rental_id: &str) -> Option<usize> {
-        self.rows
-            .binary_search_by(|r| r.rental_id.as_str().cmp(rental_id))
-            .ok()
+    /// The row of the rental with this id.
+    pub fn index(&self, rental_id: &str) -> Option<usize> {
+        // The last fence at or below the id bounds its stretch of FENCE rows.
+        let f = self.fences.partition_point(|k| k <= rental_id);
+        if f == 0 {
+            return None;
+        }
+        let mut lo = (f - 1) * FENCE;
+        let mut hi = (f * FENCE).min(self.ids.len());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match self.ids.get(mid).cmp(rental_id) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => return Some(mid),
+            }
+        }
+        None
     }
 
     /// The rental with this id.
@@ -155,8 +260,27 @@ impl Results {
     /// Reads the claims at `url` under the contract, against these
     /// rentals, and attaches the valid at-fault ones.
     pub fn read_claims(&mut self, url: &str) -> Result<crate::claims::ClaimInput> {
-        let input = crate::claims::read_claims(&Location::parse(url)?, &|id| self.span(id))?;
-        self.attach(&input.claims);
+        let span = |i: usize| {
+            let r = &self.rows[i];
+            Span {
+                start_at: r.start_at,
+                end_at: r.end_at,
+            }
+        };
+        let input =
+            crate::claims::read_claims(&Location::parse(url)?, &|id| self.index(id).map(span))?;
+        let rows: Vec<usize> = input
+            .claims
+            .iter()
+            .filter(|c| c.at_fault)
+            .filter_map(|c| self.index(&c.rental_id))
+            .collect();
+        for r in &mut self.rows {
+            r.claims = 0;
+        }
+        for i in rows {
+            self.rows[i].claims += 1;
+        }
         Ok(input)
     }
 
@@ -172,27 +296,45 @@ impl Results {
 /// Reads rental results from a score state (its final results) or from
 /// Parquet results files (a full run's `rental_scores.parquet`).
 pub fn load_results(url: &str) -> Result<Results> {
-    let mut members = Interner::default();
-    let rows = if url.ends_with(".parquet") {
-        from_files(url, &mut members)?
+    let mut read = Read::default();
+    if url.ends_with(".parquet") {
+        from_files(url, &mut read)?
     } else {
         let state = State::open(url)?;
         if state.head().is_some() {
-            from_table(&state.load_final()?, &mut members)?
+            from_table(&state.load_final()?, &mut read)?
         } else {
-            from_files(url, &mut members)?
+            from_files(url, &mut read)?
         }
     };
-    Results::new(url, rows, members.ids)
+    Results::new(url, read.rows, read.ids, read.members.ids)
 }
 
-fn from_table(table: &FinalTable, members: &mut Interner) -> Result<Vec<RentalRow>> {
-    let mut out = Vec::with_capacity(table.len());
+/// Rows as they are read, with their ids and the members met so far.
+#[derive(Default)]
+struct Read {
+    rows: Vec<RentalRow>,
+    ids: RentalIds,
+    members: Interner,
+}
+
+impl Read {
+    fn reserve(&mut self, rows: usize) {
+        self.rows.reserve(rows);
+        self.ids.ends.reserve(rows);
+        self.ids.text.reserve(rows * 16);
+    }
+}
+
+fn from_table(table: &FinalTable, read: &mut Read) -> Result<()> {
+    read.reserve(table.len());
     table.for_each(|c, i| {
-        out.push(row_of(c, i, members)?);
+        read.ids.push(c.rental_id.value(i));
+        let row = row_of(c, i, &mut read.members)?;
+        read.rows.push(row);
         Ok(())
     })?;
-    Ok(out)
+    Ok(())
 }
 
 /// What a fit reads of a results file besides the integer features
@@ -202,7 +344,7 @@ const IDS: [&str; 3] = ["rental_id", "member_id", "status"];
 const TIMES: [&str; 2] = ["start_at", "end_at"];
 const FLOATS: [&str; 2] = ["coverage", "distance_km"];
 
-fn from_files(url: &str, members: &mut Interner) -> Result<Vec<RentalRow>> {
+fn from_files(url: &str, read: &mut Read) -> Result<()> {
     let loc = Location::parse(url)?;
     let files = loc.list(&[".parquet"])?;
     if files.is_empty() {
@@ -212,7 +354,6 @@ fn from_files(url: &str, members: &mut Interner) -> Result<Vec<RentalRow>> {
             expected: "a score state, or rental_scores.parquet files",
         });
     }
-    let mut out = Vec::new();
     for file in &files {
         let bad = |e: &dyn std::fmt::Display| {
             FitJobError::Lake(pitwall_lake::LakeError::BadTable {
@@ -222,6 +363,7 @@ fn from_files(url: &str, members: &mut Interner) -> Result<Vec<RentalRow>> {
         };
         let builder =
             ParquetRecordBatchReaderBuilder::try_new(Location::open(file)?).map_err(|e| bad(&e))?;
+        read.reserve(builder.metadata().file_metadata().num_rows().max(0) as usize);
         let needed = IDS
             .iter()
             .chain(&TIMES)
@@ -237,11 +379,11 @@ fn from_files(url: &str, members: &mut Interner) -> Result<Vec<RentalRow>> {
             let batch = batch.map_err(|e| bad(&e))?;
             Projected::of(&batch)
                 .map_err(|e| bad(&e))?
-                .rows(members, &mut out)
+                .rows(read)
                 .map_err(|e| bad(&e))?;
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// The needed columns of one batch, cast to the types the rows take.
@@ -278,11 +420,7 @@ impl Projected {
         })
     }
 
-    fn rows(
-        &self,
-        members: &mut Interner,
-        out: &mut Vec<RentalRow>,
-    ) -> std::result::Result<(), String> {
+    fn rows(&self, read: &mut Read) -> std::result::Result<(), String> {
         let [rental, member, status] = self.ids.each_ref().map(|a| a.as_string::<i32>());
         let [start, end] = self
             .times
@@ -306,9 +444,9 @@ impl Projected {
                     "row {i}: a rental_id, member_id, status, start_at or end_at is null"
                 ));
             }
-            out.push(RentalRow {
-                rental_id: rental.value(i).to_string(),
-                member: members.get(member.value(i)),
+            read.ids.push(rental.value(i));
+            read.rows.push(RentalRow {
+                member: read.members.get(member.value(i)),
                 start_at: start.value(i),
                 end_at: end.value(i),
                 status: results::parse_status(status.value(i)).map_err(|e| e.to_string())?,
@@ -326,7 +464,6 @@ fn row_of(
     members: &mut Interner,
 ) -> Result<RentalRow, pitwall_score_state::StateError> {
     Ok(RentalRow {
-        rental_id: c.rental_id.value(i).to_string(),
         member: members.get(c.member_id.value(i)),
         start_at: c.start_at.value(i),
         end_at: c.end_at.value(i),
@@ -339,4 +476,66 @@ fn row_of(
 /// The capped factor values of a rental under `model`, in its factor order.
 pub fn factors(model: &Model, f: &Features) -> [f64; 5] {
     model.factor_inputs(f).as_array()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(member: u32, end_at: i64) -> RentalRow {
+        RentalRow {
+            member,
+            start_at: end_at - 60_000,
+            end_at,
+            status: Status::Scored,
+            features: Features::default(),
+            claims: 0,
+        }
+    }
+
+    fn results(ids: &[String]) -> Result<Results> {
+        let mut list = RentalIds::default();
+        let rows = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| {
+                list.push(id);
+                row(0, i as i64 * 1000)
+            })
+            .collect();
+        Results::new("test", rows, list, vec!["m".into()])
+    }
+
+    #[test]
+    fn every_id_is_found_at_its_row_and_no_other_is() {
+        // More than a few fence stretches, the last one short.
+        let ids: Vec<String> = (0..(FENCE * 7 + 5))
+            .map(|i| format!("r{:05}", i * 2))
+            .collect();
+        let r = results(&ids).expect("results");
+        for (i, id) in ids.iter().enumerate() {
+            assert_eq!(r.index(id), Some(i), "{id}");
+            assert_eq!(r.rental_id(i), id);
+        }
+        for miss in ["", "a", "r00001", "r00065", "r99999", "s", "r0000"] {
+            assert_eq!(r.index(miss), None, "{miss}");
+        }
+        assert_eq!(results(&[]).expect("empty").index("r"), None);
+    }
+
+    #[test]
+    fn rows_given_out_of_order_are_sorted_with_their_ids() {
+        let ids: Vec<String> = ["c", "a", "b"].map(String::from).into();
+        let r = results(&ids).expect("results");
+        let by_id: Vec<(&str, i64)> = (0..3).map(|i| (r.rental_id(i), r.rows[i].end_at)).collect();
+        assert_eq!(by_id, [("a", 1000), ("b", 2000), ("c", 0)]);
+        assert_eq!(r.index("c"), Some(2));
+    }
+
+    #[test]
+    fn a_rental_twice_is_refused_by_id() {
+        let ids: Vec<String> = ["b", "a", "b"].map(String::from).into();
+        let e = results(&ids).expect_err("duplicate").to_string();
+        assert!(e.contains("rental b appears twice"), "{e}");
+    }
 }

@@ -81,10 +81,10 @@ fn refused(msg: String) -> FitJobError {
 pub fn fit_model(results: &Results, cfg: &FitConfig) -> Result<FitOutcome> {
     let rows = &results.rows;
     let max_end = rows.iter().map(|r| r.end_at).max().unwrap_or(cfg.split);
-    let training: Vec<&RentalRow> = rows
-        .iter()
-        .filter(|r| r.fits() && r.end_at < cfg.split)
+    let training_rows: Vec<usize> = (0..rows.len())
+        .filter(|&i| rows[i].fits() && rows[i].end_at < cfg.split)
         .collect();
+    let training: Vec<&RentalRow> = training_rows.iter().map(|&i| &rows[i]).collect();
     let later = rows
         .iter()
         .filter(|r| r.fits() && r.end_at >= cfg.split)
@@ -134,7 +134,7 @@ pub fn fit_model(results: &Results, cfg: &FitConfig) -> Result<FitOutcome> {
     let validation = judge(&judged, &model, Some(&cfg.current))?;
     let validate_ms = started.elapsed().as_millis() as u64 - fit_ms;
     let figures = figures(&training, fitted);
-    let fingerprint = fingerprint(&training, &design);
+    let fingerprint = fingerprint(results, &training_rows, &design);
     model.fit = Some(record(cfg, &figures, &validation, &training, fingerprint));
     // A model file is never written with a NaN: from_toml checks every number.
     let model = Model::from_toml(&model.to_toml()?)?;
@@ -238,11 +238,11 @@ fn candidate(cfg: &FitConfig, f: &Fit) -> Model {
 /// gives the candidate's median member score on the training data the
 /// current model's.
 fn calibrate(model: &mut Model, current: &Model, results: &Results, cfg: &FitConfig) {
-    let by = ByMember::new(results);
+    let by = ByMember::new(results, cfg.threads);
     // Member scores at the split see only the training rentals.
     let as_of = cfg.split - 1;
     let median = |m: &Model| {
-        let mut s: Vec<f64> = scores(&results.rows, &by, m, as_of, cfg.threads)
+        let mut s: Vec<f64> = scores(&by, m, as_of)
             .iter()
             .filter_map(|m| m.score)
             .collect();
@@ -291,10 +291,11 @@ fn figures(training: &[&RentalRow], fit: Fit) -> FitFigures {
 }
 
 /// SHA-256 over the fitted rows in rental id order.
-fn fingerprint(training: &[&RentalRow], d: &Design) -> String {
+fn fingerprint(results: &Results, training: &[usize], d: &Design) -> String {
     let mut h = Sha256::new();
-    for (i, r) in training.iter().enumerate() {
-        h.update(r.rental_id.as_bytes());
+    for (i, &row) in training.iter().enumerate() {
+        let r = &results.rows[row];
+        h.update(results.rental_id(row).as_bytes());
         h.update([0]);
         for v in &d.x[i * 5..i * 5 + 5] {
             h.update(v.to_le_bytes());

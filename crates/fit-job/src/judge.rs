@@ -6,7 +6,7 @@
 use pitwall_fit::calibration::{Calibration, MemberOutcome, MemberView, calibration, member_view};
 use pitwall_fit::gini::{Gini, ginis, lorenz};
 use pitwall_fit::validate::{Compared, DoubleDecile, Lift, Scored, double_lift, lift};
-use pitwall_score::Model;
+use pitwall_score::{Model, Status};
 use serde::Serialize;
 
 use crate::data::{Period, RentalRow, Results};
@@ -158,26 +158,31 @@ fn figures(
     })
 }
 
+/// A member's score and grade, when scored.
+type Graded<'m> = Option<(f64, &'m str)>;
+
 /// Members at the end of the period under `model`: their scores, and their
 /// distance and claims in the period.
-fn member_outcomes(
+fn member_outcomes<'m>(
     j: &Judged<'_>,
-    by: &ByMember,
-    model: &Model,
-) -> (Vec<MemberOutcome>, Vec<Option<(f64, String)>>) {
+    by: &ByMember<'_>,
+    model: &'m Model,
+) -> (Vec<MemberOutcome>, Vec<Graded<'m>>) {
     let as_of = j.period.to - 1;
-    let ms = scores(&j.results.rows, by, model, as_of, j.threads);
+    let ms = scores(by, model, as_of);
     let outcomes = by
-        .members
-        .iter()
+        .members()
         .zip(&ms)
-        .map(|(idx, m)| {
-            let (km, claims) = idx
+        .map(|(entries, m)| {
+            let (km, claims) = entries
                 .iter()
-                .map(|&i| &j.results.rows[i])
-                .filter(|r| r.fits() && j.period.holds(r.end_at))
-                .fold((0.0, 0.0), |(k, c), r| {
-                    (k + r.features.distance_km, c + f64::from(r.claims))
+                .filter(|e| {
+                    e.status == Status::Scored
+                        && e.features.distance_km > 0.0
+                        && j.period.holds(e.end_at)
+                })
+                .fold((0.0, 0.0), |(k, c), e| {
+                    (k + e.features.distance_km, c + f64::from(e.claims))
                 });
             MemberOutcome {
                 score: m.score,
@@ -186,7 +191,7 @@ fn member_outcomes(
             }
         })
         .collect();
-    let grades = ms.iter().map(|m| m.score.zip(m.grade.clone())).collect();
+    let grades = ms.iter().map(|m| m.score.zip(m.grade)).collect();
     (outcomes, grades)
 }
 
@@ -211,7 +216,7 @@ pub fn judge(j: &Judged<'_>, candidate: &Model, current: Option<&Model>) -> Resu
             rfc3339(j.period.to)
         )));
     }
-    let by = ByMember::new(j.results);
+    let by = ByMember::new(j.results, j.threads);
     let models: Vec<&Model> = std::iter::once(candidate).chain(current).collect();
     let members: Vec<_> = models.iter().map(|m| member_outcomes(j, &by, m)).collect();
     let expected: Vec<Expected> = models
@@ -269,9 +274,8 @@ pub fn judge(j: &Judged<'_>, candidate: &Model, current: Option<&Model>) -> Resu
     Ok(v)
 }
 
-fn stability(candidate: &[Option<(f64, String)>], current: &[Option<(f64, String)>]) -> Stability {
-    let scores =
-        |v: &[Option<(f64, String)>]| v.iter().flatten().map(|(s, _)| *s).collect::<Vec<f64>>();
+fn stability(candidate: &[Graded<'_>], current: &[Graded<'_>]) -> Stability {
+    let scores = |v: &[Graded<'_>]| v.iter().flatten().map(|(s, _)| *s).collect::<Vec<f64>>();
     let both: Vec<_> = candidate
         .iter()
         .zip(current)

@@ -2,49 +2,137 @@
 //! (`pitwall-score::member`), with each rental's score recomputed by the
 //! model from its features: the member view and the stability figures.
 
-use pitwall_score::member::{MemberScore, RentalOutcome, member_score};
-use pitwall_score::{Model, Status};
+use pitwall_score::member::{MemberStatus, RentalOutcome, member_value};
+use pitwall_score::{Features, Model, Status};
 
-use crate::data::{RentalRow, Results};
+use crate::data::Results;
 
-/// Row indices of each member's rentals, members in id order.
-pub struct ByMember {
-    pub members: Vec<Vec<usize>>,
+/// Every member's rentals side by side, members in id order: built once,
+/// then each member score under each model reads one contiguous stretch
+/// instead of millions of rows scattered over the results. Built and read
+/// in parts, one per thread, each a range of members.
+pub struct ByMember<'r> {
+    parts: Vec<Part<'r>>,
 }
 
-impl ByMember {
-    pub fn new(results: &Results) -> ByMember {
-        let mut by: Vec<Vec<usize>> = vec![Vec::new(); results.members.len()];
+struct Part<'r> {
+    /// Its m-th member's rentals are `entries[starts[m]..starts[m + 1]]`.
+    starts: Vec<usize>,
+    entries: Vec<Entry<'r>>,
+}
+
+/// What a member score and the member view read of a rental.
+#[derive(Debug, Clone, Copy)]
+pub struct Entry<'r> {
+    pub rental_id: &'r str,
+    pub end_at: i64,
+    pub status: Status,
+    pub claims: u32,
+    pub features: Features,
+}
+
+impl<'r> ByMember<'r> {
+    pub fn new(results: &'r Results, threads: usize) -> ByMember<'r> {
+        let mut order: Vec<usize> = (0..results.members.len()).collect();
+        order.sort_unstable_by(|&a, &b| results.members[a].cmp(&results.members[b]));
+        let mut place = vec![0usize; order.len()];
+        for (k, &m) in order.iter().enumerate() {
+            place[m] = k;
+        }
+        // A counting sort by member place: rows stay in rental id order
+        // within a member.
+        let mut starts = vec![0usize; order.len() + 1];
+        for r in &results.rows {
+            starts[place[r.member as usize] + 1] += 1;
+        }
+        for k in 1..starts.len() {
+            starts[k] += starts[k - 1];
+        }
+        let mut next = starts.clone();
+        let mut rows = vec![0u32; results.rows.len()];
         for (i, r) in results.rows.iter().enumerate() {
-            by[r.member as usize].push(i);
+            let k = &mut next[place[r.member as usize]];
+            rows[*k] = u32::try_from(i).unwrap_or(u32::MAX);
+            *k += 1;
         }
-        let mut order: Vec<usize> = (0..by.len()).collect();
-        order.sort_by(|&a, &b| results.members[a].cmp(&results.members[b]));
-        let mut by: Vec<Option<Vec<usize>>> = by.into_iter().map(Some).collect();
-        ByMember {
-            members: order.iter().filter_map(|&m| by[m].take()).collect(),
-        }
+        // The copy reads rows at random: the threads share it.
+        let members = order.len();
+        let chunk = members.div_ceil(threads.max(1)).max(1);
+        let (starts, rows) = (&starts, &rows);
+        let parts = std::thread::scope(|s| {
+            let jobs: Vec<_> = (0..members)
+                .step_by(chunk)
+                .map(|first| {
+                    s.spawn(move || {
+                        let last = (first + chunk).min(members);
+                        let (from, to) = (starts[first], starts[last]);
+                        let entries = rows[from..to]
+                            .iter()
+                            .map(|&i| {
+                                let r = &results.rows[i as usize];
+                                Entry {
+                                    rental_id: results.rental_id(i as usize),
+                                    end_at: r.end_at,
+                                    status: r.status,
+                                    claims: r.claims,
+                                    features: r.features,
+                                }
+                            })
+                            .collect();
+                        Part {
+                            starts: starts[first..=last].iter().map(|s| s - from).collect(),
+                            entries,
+                        }
+                    })
+                })
+                .collect();
+            jobs.into_iter()
+                .filter_map(|j| j.join().ok())
+                .collect::<Vec<_>>()
+        });
+        ByMember { parts }
+    }
+
+    pub fn len(&self) -> usize {
+        self.parts.iter().map(|p| p.starts.len() - 1).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Every member's rentals, in member id order.
+    pub fn members(&self) -> impl Iterator<Item = &[Entry<'r>]> {
+        self.parts.iter().flat_map(|p| p.members())
     }
 }
 
+impl<'r> Part<'r> {
+    fn members(&self) -> impl Iterator<Item = &[Entry<'r>]> {
+        self.starts.windows(2).map(|w| &self.entries[w[0]..w[1]])
+    }
+}
+
+/// A member's score under a model and the grade it falls in.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Member<'m> {
+    pub status: MemberStatus,
+    pub score: Option<f64>,
+    pub grade: Option<&'m str>,
+}
+
 /// Every member's score at `as_of` under `model`, in [`ByMember`] order,
-/// computed on `threads` threads.
-pub fn scores(
-    rows: &[RentalRow],
-    by: &ByMember,
-    model: &Model,
-    as_of: i64,
-    threads: usize,
-) -> Vec<MemberScore> {
-    let chunk = by.members.len().div_ceil(threads.max(1)).max(1);
+/// each part of the members on a thread of its own.
+pub fn scores<'m>(by: &ByMember<'_>, model: &'m Model, as_of: i64) -> Vec<Member<'m>> {
     std::thread::scope(|s| {
         let jobs: Vec<_> = by
-            .members
-            .chunks(chunk)
+            .parts
+            .iter()
             .map(|part| {
                 s.spawn(move || {
-                    part.iter()
-                        .map(|idx| one(rows, idx, model, as_of))
+                    let mut outcomes = Vec::new();
+                    part.members()
+                        .map(|m| one(m, model, as_of, &mut outcomes))
                         .collect::<Vec<_>>()
                 })
             })
@@ -55,18 +143,29 @@ pub fn scores(
     })
 }
 
-fn one(rows: &[RentalRow], idx: &[usize], model: &Model, as_of: i64) -> MemberScore {
-    let outcomes: Vec<RentalOutcome> = idx
-        .iter()
-        .map(|&i| &rows[i])
-        .filter(|r| r.end_at <= as_of)
-        .map(|r| RentalOutcome {
-            rental_id: &r.rental_id,
-            end_at: r.end_at,
-            status: r.status,
-            score: (r.status == Status::Scored).then(|| model.rental_score(&r.features)),
-            features: r.features,
-        })
-        .collect();
-    member_score(&outcomes, as_of, model)
+fn one<'r, 'm>(
+    entries: &[Entry<'r>],
+    model: &'m Model,
+    as_of: i64,
+    outcomes: &mut Vec<RentalOutcome<'r>>,
+) -> Member<'m> {
+    outcomes.clear();
+    outcomes.extend(
+        entries
+            .iter()
+            .filter(|e| e.end_at <= as_of)
+            .map(|e| RentalOutcome {
+                rental_id: e.rental_id,
+                end_at: e.end_at,
+                status: e.status,
+                score: (e.status == Status::Scored).then(|| model.rental_score(&e.features)),
+                features: e.features,
+            }),
+    );
+    let (status, score) = member_value(outcomes, as_of, model);
+    Member {
+        status,
+        score,
+        grade: score.map(|s| model.grade(s).grade.as_str()),
+    }
 }

@@ -7,6 +7,7 @@
 //! with p = 6: solved by hand ([`linalg`]), no BLAS.
 
 pub mod calibration;
+pub mod exp;
 pub mod gini;
 pub mod linalg;
 pub mod poisson;

@@ -26,6 +26,18 @@ impl Matrix {
         self.a[i * self.p + j] += v;
     }
 
+    /// The system of the variables `keep` alone (their rows and columns).
+    pub fn sub(&self, keep: &[usize]) -> Matrix {
+        let p = keep.len();
+        let mut m = Matrix::zeros(p);
+        for (a, &i) in keep.iter().enumerate() {
+            for (b, &j) in keep.iter().enumerate() {
+                m.a[a * p + b] = self.at(i, j);
+            }
+        }
+        m
+    }
+
     /// The lower Cholesky factor L (A = L Lᵀ), or None when A is not
     /// positive definite (relative to its diagonal).
     pub fn cholesky(&self) -> Option<Matrix> {

@@ -36,29 +36,6 @@ impl Design {
         out[0] = 1.0;
         out[1..=k].copy_from_slice(&self.x[i * k..(i + 1) * k]);
     }
-
-    /// The same rows without factor `drop` (for its likelihood-ratio test).
-    fn without(&self, drop: usize) -> Design {
-        let k = self.k();
-        let mut x = Vec::with_capacity(self.rows() * (k - 1));
-        for i in 0..self.rows() {
-            let r = &self.x[i * k..(i + 1) * k];
-            x.extend(
-                r.iter()
-                    .enumerate()
-                    .filter(|(j, _)| *j != drop)
-                    .map(|(_, v)| *v),
-            );
-        }
-        let mut names = self.names.clone();
-        names.remove(drop);
-        Design {
-            names,
-            x,
-            offset: self.offset.clone(),
-            y: self.y.clone(),
-        }
-    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -136,7 +113,7 @@ const Z95: f64 = 1.959_963_984_540_054;
 pub fn fit(d: &Design, opts: &FitOptions) -> Result<Fit, FitError> {
     check(d)?;
     let p = d.k() + 1;
-    let (beta, info, iterations) = irls(d, opts, None)?;
+    let (beta, info, iterations, _) = irls(d, opts, None, None)?;
     let mu = means(d, &beta);
     let ll = log_likelihood(&d.y, &mu);
     let deviance = deviance(&d.y, &mu);
@@ -155,16 +132,11 @@ pub fn fit(d: &Design, opts: &FitOptions) -> Result<Fit, FitError> {
     for (j, name) in names.into_iter().enumerate() {
         let se = cov.at(j, j).sqrt();
         let lr = if opts.lr_tests && j > 0 {
-            let reduced = d.without(j - 1);
             // From the full fit's β without factor j: a few steps away.
-            let start: Vec<f64> = beta
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| *i != j)
-                .map(|(_, b)| *b)
-                .collect();
-            let (rb, _, _) = irls(&reduced, opts, Some(start))?;
-            let stat = (self::deviance(&reduced.y, &means(&reduced, &rb)) - deviance).max(0.0);
+            let mut start = beta.clone();
+            start[j] = 0.0;
+            let (_, _, _, reduced) = irls(d, opts, Some(start), Some(j))?;
+            let stat = (reduced - deviance).max(0.0);
             Some((stat, chi2_1_survival(stat)))
         } else {
             None
@@ -223,16 +195,22 @@ fn check(d: &Design) -> Result<(), FitError> {
     Ok(())
 }
 
-/// β, the (penalised) information at β, and the iterations taken.
+/// β, the (penalised) information at β, the iterations taken and the
+/// deviance at β.
 ///
 /// One pass over the rows per iteration: at β it sums the information,
 /// the score and the deviance together, so the pass that finds the
 /// deviance has stopped changing already holds the information to return.
+///
+/// `dropped`: the model without factor j (its likelihood-ratio test),
+/// fitted on the same rows with βⱼ held at 0 — the rows are not copied
+/// without the column; its row and column of the system are left out.
 fn irls(
     d: &Design,
     opts: &FitOptions,
     start: Option<Vec<f64>>,
-) -> Result<(Vec<f64>, Matrix, usize), FitError> {
+    dropped: Option<usize>,
+) -> Result<(Vec<f64>, Matrix, usize, f64), FitError> {
     let p = d.k() + 1;
     let mut beta = start.unwrap_or_else(|| {
         // The intercept-only rate: every row's μ at the overall frequency.
@@ -241,19 +219,24 @@ fn irls(
         b[0] = ((d.y.iter().sum::<f64>() + 0.5) / exposure).ln();
         b
     });
+    let kept: Vec<usize> = (0..p).filter(|&j| Some(j) != dropped).collect();
     let mut last = f64::INFINITY;
     for it in 0..=opts.max_iterations {
-        let (mut info, mut score, deviance) = pass(d, &beta, opts.threads);
-        for j in 1..p {
-            info.add(j, j, opts.ridge);
-            score[j] -= opts.ridge * beta[j];
+        let (info, score, deviance) = pass(d, &beta, opts.threads);
+        let (mut info, mut score) = (
+            info.sub(&kept),
+            kept.iter().map(|&j| score[j]).collect::<Vec<_>>(),
+        );
+        for (a, &j) in kept.iter().enumerate().skip(1) {
+            info.add(a, a, opts.ridge);
+            score[a] -= opts.ridge * beta[j];
         }
         let penalised = deviance + opts.ridge * beta[1..].iter().map(|b| b * b).sum::<f64>();
         if !penalised.is_finite() {
             return Err(FitError::NotConverged(it));
         }
         if (last - penalised).abs() <= opts.tolerance * penalised.abs().max(1e-300) {
-            return Ok((beta, info, it));
+            return Ok((beta, info, it, deviance));
         }
         if it == opts.max_iterations {
             break;
@@ -262,8 +245,8 @@ fn irls(
         // Newton on the log-likelihood: for the canonical link this is
         // IRLS with weight μ and working response η − offset + (y − μ)/μ.
         let l = info.cholesky().ok_or(FitError::Singular)?;
-        for (b, s) in beta.iter_mut().zip(solve(&l, &score)) {
-            *b += s;
+        for (&j, s) in kept.iter().zip(solve(&l, &score)) {
+            beta[j] += s;
         }
     }
     Err(FitError::NotConverged(opts.max_iterations))
@@ -313,6 +296,93 @@ fn pass(d: &Design, beta: &[f64], threads: usize) -> (Matrix, Vec<f64>, f64) {
 }
 
 fn chunk(d: &Design, beta: &[f64], rows: std::ops::Range<usize>) -> (Matrix, Vec<f64>, f64) {
+    // The factor count fixed at compile time keeps a row's sums in
+    // registers; the model has five factors, its LR tests four.
+    match d.k() {
+        1 => chunk_of::<1>(d, beta, rows),
+        2 => chunk_of::<2>(d, beta, rows),
+        3 => chunk_of::<3>(d, beta, rows),
+        4 => chunk_of::<4>(d, beta, rows),
+        5 => chunk_of::<5>(d, beta, rows),
+        6 => chunk_of::<6>(d, beta, rows),
+        _ => chunk_any(d, beta, rows),
+    }
+}
+
+/// ln y of a claim count, from `table` (ln 0 … ln 15) for the counts that occur.
+fn ln_count(y: f64, table: &[f64; 16]) -> f64 {
+    if y < 16.0 { table[y as usize] } else { y.ln() }
+}
+
+/// Rows whose means are computed before they are summed.
+const STRETCH: usize = 256;
+
+/// [`chunk_any`] for K factors; the same sums in the same order.
+fn chunk_of<const K: usize>(
+    d: &Design,
+    beta: &[f64],
+    rows: std::ops::Range<usize>,
+) -> (Matrix, Vec<f64>, f64) {
+    let (x, _) = d.x[rows.start * K..rows.end * K].as_chunks::<K>();
+    let (offset, y) = (&d.offset[rows.clone()], &d.y[rows]);
+    let b: [f64; K] = std::array::from_fn(|j| beta[j + 1]);
+    let (mut mu_sum, mut r_sum, mut dev) = (0.0, 0.0, 0.0);
+    let (mut score, mut xw) = ([0.0; K], [0.0; K]);
+    let mut xwx = [[0.0; K]; K];
+    // Every call to exp or ln may clobber every vector register: the
+    // means of a stretch are found first, then summed in a loop without
+    // calls, whose accumulators stay in registers.
+    let mut mu = [0.0; STRETCH];
+    let ln: [f64; 16] = std::array::from_fn(|k| (k as f64).ln());
+    for start in (0..y.len()).step_by(STRETCH) {
+        let end = (start + STRETCH).min(y.len());
+        let mut eta = [0.0; STRETCH];
+        for (i, e) in (start..end).zip(eta.iter_mut()) {
+            *e = offset[i] + x[i].iter().zip(&b).fold(beta[0], |s, (a, b)| s + a * b);
+        }
+        for (m, &e) in mu.iter_mut().zip(&eta) {
+            *m = crate::exp::exp(e);
+        }
+        for (i, (&m, &e)) in (start..end).zip(mu.iter().zip(&eta)) {
+            // ln(y/μ) = ln y − η: no logarithm of μ per row.
+            dev += if y[i] > 0.0 {
+                2.0 * (y[i] * (ln_count(y[i], &ln) - e) - (y[i] - m))
+            } else {
+                2.0 * m
+            };
+        }
+        for (i, &mu) in (start..end).zip(&mu) {
+            let (x, r) = (&x[i], y[i] - mu);
+            r_sum += r;
+            mu_sum += mu;
+            for a in 0..K {
+                score[a] += x[a] * r;
+                let wa = x[a] * mu;
+                xw[a] += wa;
+                for c in 0..=a {
+                    xwx[a][c] += wa * x[c];
+                }
+            }
+        }
+    }
+    let p = K + 1;
+    let mut info = Matrix::zeros(p);
+    info.a[0] = mu_sum;
+    let mut sc = vec![0.0; p];
+    sc[0] = r_sum;
+    for a in 0..K {
+        sc[a + 1] = score[a];
+        info.a[(a + 1) * p] = xw[a];
+        info.a[a + 1] = xw[a];
+        for (c, &v) in xwx[a][..=a].iter().enumerate() {
+            info.a[(a + 1) * p + c + 1] = v;
+            info.a[(c + 1) * p + a + 1] = v;
+        }
+    }
+    (info, sc, dev)
+}
+
+fn chunk_any(d: &Design, beta: &[f64], rows: std::ops::Range<usize>) -> (Matrix, Vec<f64>, f64) {
     let (k, p) = (d.k(), beta.len());
     let mut info = Matrix::zeros(p);
     let mut score = vec![0.0; p];
@@ -515,6 +585,15 @@ mod tests {
             fit(&d, &FitOptions::default()),
             Err(FitError::BadRow { row: 2, .. })
         ));
+    }
+
+    #[test]
+    fn the_log_table_is_ln() {
+        let table: [f64; 16] = std::array::from_fn(|k| (k as f64).ln());
+        for k in 1..40 {
+            let y = f64::from(k);
+            assert_eq!(ln_count(y, &table), y.ln(), "{k}");
+        }
     }
 
     #[test]

@@ -154,16 +154,25 @@ pub fn double_lift(rows: &[Compared]) -> Vec<DoubleDecile> {
 /// depend on the order they are added in, and the figures must not depend
 /// on the input's.
 pub(crate) fn ordered(rows: &[Scored]) -> Vec<usize> {
-    let mut order: Vec<usize> = (0..rows.len()).collect();
-    order.sort_by(|&a, &b| {
-        let (x, y) = (&rows[a], &rows[b]);
-        x.risk
-            .total_cmp(&y.risk)
-            .then(x.km.total_cmp(&y.km))
-            .then(x.claims.total_cmp(&y.claims))
-            .then(x.expected.total_cmp(&y.expected))
-    });
-    order
+    // The keys are copied beside each index: a sort that compared through
+    // the indices would jump across the rows at every comparison. The index
+    // last makes the unstable sort's order the stable sort's.
+    let mut keyed: Vec<([u64; 4], usize)> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let k = [r.risk, r.km, r.claims, r.expected].map(total_order);
+            (k, i)
+        })
+        .collect();
+    keyed.sort_unstable();
+    keyed.into_iter().map(|(_, i)| i).collect()
+}
+
+/// A key whose unsigned order is `f64::total_cmp`'s.
+fn total_order(x: f64) -> u64 {
+    let b = x.to_bits();
+    if b >> 63 == 1 { !b } else { b | 1 << 63 }
 }
 
 /// Sums of consecutive rows of equal risk, in risk order.
@@ -198,6 +207,30 @@ fn blocks(rows: &[Scored], order: &[usize]) -> Vec<Block> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    #[test]
+    fn total_order_keys_sort_as_total_cmp() {
+        let mut v = vec![
+            f64::NAN,
+            -f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            0.0,
+            -0.0,
+            1.5,
+            -1.5,
+            f64::MIN_POSITIVE,
+            -f64::MIN_POSITIVE,
+            3e300,
+        ];
+        let mut by_key = v.clone();
+        v.sort_by(f64::total_cmp);
+        by_key.sort_by_key(|x| total_order(*x));
+        assert_eq!(
+            v.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+            by_key.iter().map(|x| x.to_bits()).collect::<Vec<_>>()
+        );
+    }
     use crate::gini::gini;
 
     pub(crate) fn row(risk: f64, km: f64, claims: f64) -> Scored {

@@ -292,7 +292,7 @@ fn claims_breaking_the_contract_are_counted_per_rule_and_kept() -> TestResult {
             .unwrap_or_default()
     };
     let (id, inside, late) = (
-        |k: usize| r[k].rental_id.clone(),
+        |k: usize| all.rental_id(k).to_string(),
         |k: usize| at(r[k].start_at + 1000),
         at(r[1].end_at + 2 * 3_600_000),
     );
@@ -388,11 +388,18 @@ fn fits_that_cannot_be_made_are_refused_with_the_reason_and_exit_1() -> TestResu
     let few = dir.path().join("few.csv");
     let mut lines = vec!["claim_id,rental_id,occurred_at,at_fault,severity".to_string()];
     let all = pitwall_fit_job::data::load_results(&results)?;
-    for r in all.rows.iter().filter(|r| r.fits()).take(50) {
+    for (i, r) in all
+        .rows
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.fits())
+        .take(50)
+    {
         let t = chrono::DateTime::from_timestamp_millis(r.end_at)
             .ok_or("time")?
             .to_rfc3339();
-        lines.push(format!("c{},{},{t},true,minor", r.rental_id, r.rental_id));
+        let id = all.rental_id(i);
+        lines.push(format!("c{id},{id},{t},true,minor"));
     }
     std::fs::write(&few, lines.join("\n"))?;
     refused(fit_args(&results, &s(&few), &out), "needs at least 60")?;

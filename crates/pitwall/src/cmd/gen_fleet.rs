@@ -57,7 +57,11 @@ fn fleet_claims(
     let spans: Vec<_> = results
         .rows
         .iter()
-        .map(|r| (r.rental_id.clone(), r.start_at, r.end_at, r.features))
+        .enumerate()
+        .map(|(i, r)| {
+            let id = results.rental_id(i).to_string();
+            (id, r.start_at, r.end_at, r.features)
+        })
         .collect();
     super::gen_results::write_claims(&a.out, truth, &spans, a.seed)
 }
