@@ -4,6 +4,8 @@
 //! out.
 
 use std::collections::BTreeMap;
+
+use rustc_hash::FxHashMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -40,6 +42,8 @@ pub struct Claim {
 pub struct Span {
     pub start_at: i64,
     pub end_at: i64,
+    /// Where the caller keeps the rental, handed back with its claims.
+    pub row: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -59,6 +63,8 @@ pub struct ClaimInput {
     pub files: usize,
     pub rows: u64,
     pub claims: Vec<Claim>,
+    /// The [`Span::row`] of each claim's rental, beside `claims`.
+    pub rental_rows: Vec<usize>,
     pub rejected: Vec<RejectedClaim>,
 }
 
@@ -176,7 +182,7 @@ impl Batch<'_> {
         &self,
         i: usize,
         rentals: &dyn Fn(&str) -> Option<Span>,
-    ) -> Result<Claim, &'static str> {
+    ) -> Result<(Claim, usize), &'static str> {
         let present = |v: Option<&str>| v.is_some_and(|s| !s.trim().is_empty());
         let (claim_id, rental_id) = (opt(self.claim_id, i), opt(self.rental_id, i));
         if !present(claim_id) {
@@ -198,19 +204,21 @@ impl Batch<'_> {
         let severity = opt(self.severity, i)
             .and_then(|s| SEVERITIES.iter().find(|k| **k == s))
             .ok_or("severity_invalid")?;
-        Ok(Claim {
+        let claim = Claim {
             claim_id: claim_id.unwrap_or_default().to_string(),
             rental_id: rental_id.to_string(),
             occurred_at,
             at_fault,
             severity,
-        })
+        };
+        Ok((claim, span.row))
     }
 }
 
 /// A valid claim and where it was read, should its id turn out duplicated.
 struct Found {
     claim: Claim,
+    rental_row: usize,
     file: usize,
     row: u64,
 }
@@ -239,8 +247,9 @@ pub fn read_claims(loc: &Location, rentals: &dyn Fn(&str) -> Option<Span>) -> Re
             let b = cols.batch(file, row);
             for i in 0..batch.num_rows() {
                 match b.check(i, rentals) {
-                    Ok(claim) => valid.push(Found {
+                    Ok((claim, rental_row)) => valid.push(Found {
                         claim,
+                        rental_row,
                         file: f,
                         row: row + i as u64,
                     }),
@@ -302,17 +311,41 @@ impl Columns {
 }
 
 /// Identical copies of a claim are one claim (a redelivered extract); an id
-/// on rows that differ cannot be trusted on any of them.
-fn resolve_duplicates(mut valid: Vec<Found>, files: &[FileRef], input: &mut ClaimInput) {
-    valid.sort_by(|a, b| a.claim.claim_id.cmp(&b.claim.claim_id));
-    let mut rows = valid.into_iter().peekable();
+/// on rows that differ cannot be trusted on any of them. Ids are grouped
+/// by hashing: only the few that repeat are sorted and compared.
+fn resolve_duplicates(valid: Vec<Found>, files: &[FileRef], input: &mut ClaimInput) {
+    let mut first: FxHashMap<&str, usize> = FxHashMap::default();
+    first.reserve(valid.len());
+    let mut repeated = vec![false; valid.len()];
+    for (i, f) in valid.iter().enumerate() {
+        if let Some(&j) = first.get(f.claim.claim_id.as_str()) {
+            repeated[i] = true;
+            repeated[j] = true;
+        } else {
+            first.insert(&f.claim.claim_id, i);
+        }
+    }
+    drop(first);
+    let mut again = Vec::new();
+    for (f, repeated) in valid.into_iter().zip(repeated) {
+        if repeated {
+            again.push(f);
+        } else {
+            input.claims.push(f.claim);
+            input.rental_rows.push(f.rental_row);
+        }
+    }
+    again.sort_by(|a, b| a.claim.claim_id.cmp(&b.claim.claim_id));
+    let mut rows = again.into_iter().peekable();
     while let Some(first) = rows.next() {
         let mut same = vec![first];
         while let Some(next) = rows.next_if(|n| n.claim.claim_id == same[0].claim.claim_id) {
             same.push(next);
         }
         if same.iter().all(|f| f.claim == same[0].claim) {
-            input.claims.push(same.swap_remove(0).claim);
+            let kept = same.swap_remove(0);
+            input.claims.push(kept.claim);
+            input.rental_rows.push(kept.rental_row);
         } else {
             input
                 .rejected

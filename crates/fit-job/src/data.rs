@@ -2,15 +2,21 @@
 //! `rental_scores.parquet` of a full run) joined with claims, one row per
 //! rental, split by end time into the training and the validation period.
 
-use rustc_hash::FxHashMap;
+use std::hash::BuildHasher;
+
+use hashbrown::HashTable;
+use hashbrown::hash_table::Entry;
+use rustc_hash::FxBuildHasher;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, Int64Type, TimestampMillisecondType};
 use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_schema::DataType;
 use parquet::arrow::ProjectionMask;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use pitwall_lake::Location;
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
+};
+use pitwall_lake::{FileRef, Input, Location};
 use pitwall_score::{Features, Model, Status};
 use pitwall_score_state::results::{self, Columns};
 use pitwall_score_state::{FinalTable, State};
@@ -129,22 +135,44 @@ impl RentalIds {
 /// Rows per stretch between two fences of [`Results::index`].
 const FENCE: usize = 32;
 
-/// Member ids to dense indices while rows are read.
+/// Member ids to dense indices while rows are read. The table holds only
+/// indices (a few bytes per member, so it stays in cache), the ids sit in
+/// one buffer: a lookup reads the table and one id.
 #[derive(Default)]
 struct Interner {
-    index: FxHashMap<Box<str>, u32>,
-    ids: Vec<String>,
+    table: HashTable<u32>,
+    names: RentalIds,
+}
+
+fn hash(id: &str) -> u64 {
+    FxBuildHasher.hash_one(id)
 }
 
 impl Interner {
     fn get(&mut self, id: &str) -> u32 {
-        if let Some(&i) = self.index.get(id) {
-            return i;
+        let names = &self.names;
+        let entry = self.table.entry(
+            hash(id),
+            |&i| names.get(i as usize) == id,
+            |&i| hash(names.get(i as usize)),
+        );
+        match entry {
+            Entry::Occupied(e) => *e.get(),
+            Entry::Vacant(v) => {
+                let i = u32::try_from(names.len()).unwrap_or(u32::MAX);
+                v.insert(i);
+                self.names.push(id);
+                i
+            }
         }
-        let i = u32::try_from(self.ids.len()).unwrap_or(u32::MAX);
-        self.index.insert(id.into(), i);
-        self.ids.push(id.to_string());
-        i
+    }
+
+    fn ids(&self) -> impl Iterator<Item = &str> {
+        (0..self.names.len()).map(|i| self.names.get(i))
+    }
+
+    fn into_ids(self) -> Vec<String> {
+        self.ids().map(str::to_string).collect()
     }
 }
 
@@ -210,7 +238,7 @@ impl Results {
                 claims: 0,
             })
             .collect();
-        Results::new(source, rows, ids, members.ids)
+        Results::new(source, rows, ids, members.into_ids())
     }
 
     /// The row of the rental with this id.
@@ -239,9 +267,10 @@ impl Results {
     }
 
     pub fn span(&self, rental_id: &str) -> Option<Span> {
-        self.find(rental_id).map(|r| Span {
-            start_at: r.start_at,
-            end_at: r.end_at,
+        self.index(rental_id).map(|row| Span {
+            start_at: self.rows[row].start_at,
+            end_at: self.rows[row].end_at,
+            row,
         })
     }
 
@@ -260,20 +289,13 @@ impl Results {
     /// Reads the claims at `url` under the contract, against these
     /// rentals, and attaches the valid at-fault ones.
     pub fn read_claims(&mut self, url: &str) -> Result<crate::claims::ClaimInput> {
-        let span = |i: usize| {
-            let r = &self.rows[i];
-            Span {
-                start_at: r.start_at,
-                end_at: r.end_at,
-            }
-        };
-        let input =
-            crate::claims::read_claims(&Location::parse(url)?, &|id| self.index(id).map(span))?;
+        let input = crate::claims::read_claims(&Location::parse(url)?, &|id| self.span(id))?;
         let rows: Vec<usize> = input
             .claims
             .iter()
-            .filter(|c| c.at_fault)
-            .filter_map(|c| self.index(&c.rental_id))
+            .zip(&input.rental_rows)
+            .filter(|(c, _)| c.at_fault)
+            .map(|(_, &row)| row)
             .collect();
         for r in &mut self.rows {
             r.claims = 0;
@@ -295,19 +317,19 @@ impl Results {
 
 /// Reads rental results from a score state (its final results) or from
 /// Parquet results files (a full run's `rental_scores.parquet`).
-pub fn load_results(url: &str) -> Result<Results> {
+pub fn load_results(url: &str, threads: usize) -> Result<Results> {
     let mut read = Read::default();
     if url.ends_with(".parquet") {
-        from_files(url, &mut read)?
+        from_files(url, &mut read, threads)?
     } else {
         let state = State::open(url)?;
         if state.head().is_some() {
             from_table(&state.load_final()?, &mut read)?
         } else {
-            from_files(url, &mut read)?
+            from_files(url, &mut read, threads)?
         }
     };
-    Results::new(url, read.rows, read.ids, read.members.ids)
+    Results::new(url, read.rows, read.ids, read.members.into_ids())
 }
 
 /// Rows as they are read, with their ids and the members met so far.
@@ -319,6 +341,19 @@ struct Read {
 }
 
 impl Read {
+    /// The rows of a later part, its members interned into ours: the
+    /// member order is the one a single reader would have met them in.
+    fn append(&mut self, part: Read) {
+        let remap: Vec<u32> = part.members.ids().map(|id| self.members.get(id)).collect();
+        self.rows.extend(part.rows.into_iter().map(|mut r| {
+            r.member = remap[r.member as usize];
+            r
+        }));
+        for i in 0..part.ids.len() {
+            self.ids.push(part.ids.get(i));
+        }
+    }
+
     fn reserve(&mut self, rows: usize) {
         self.rows.reserve(rows);
         self.ids.ends.reserve(rows);
@@ -344,7 +379,7 @@ const IDS: [&str; 3] = ["rental_id", "member_id", "status"];
 const TIMES: [&str; 2] = ["start_at", "end_at"];
 const FLOATS: [&str; 2] = ["coverage", "distance_km"];
 
-fn from_files(url: &str, read: &mut Read) -> Result<()> {
+fn from_files(url: &str, read: &mut Read, threads: usize) -> Result<()> {
     let loc = Location::parse(url)?;
     let files = loc.list(&[".parquet"])?;
     if files.is_empty() {
@@ -354,16 +389,69 @@ fn from_files(url: &str, read: &mut Read) -> Result<()> {
             expected: "a score state, or rental_scores.parquet files",
         });
     }
-    for file in &files {
-        let bad = |e: &dyn std::fmt::Display| {
-            FitJobError::Lake(pitwall_lake::LakeError::BadTable {
-                path: file.display.clone(),
-                problem: format!("{e} (expected the columns of rental_scores.parquet)"),
+    // Every row group of every file is a unit of work; each thread reads a
+    // contiguous run of them, so the parts join in file and row order.
+    let mut opened = Vec::with_capacity(files.len());
+    let mut units: Vec<(usize, usize, usize)> = Vec::new();
+    for (f, file) in files.iter().enumerate() {
+        let input = Location::open(file)?;
+        let meta = ArrowReaderMetadata::load(&input, ArrowReaderOptions::default())
+            .map_err(|e| bad_results(file, &e))?;
+        for (g, rg) in meta.metadata().row_groups().iter().enumerate() {
+            units.push((f, g, rg.num_rows().max(0) as usize));
+        }
+        opened.push((input, meta));
+    }
+    read.reserve(units.iter().map(|u| u.2).sum());
+    let per = units.len().div_ceil(threads.max(1)).max(1);
+    let (files, opened) = (&files, &opened);
+    let parts = std::thread::scope(|s| {
+        let jobs: Vec<_> = units
+            .chunks(per)
+            .map(|run| s.spawn(move || read_units(files, opened, run)))
+            .collect();
+        jobs.into_iter()
+            .map(|j| {
+                j.join().unwrap_or_else(|_| {
+                    Err(FitJobError::Refused(
+                        "a results reader thread panicked".into(),
+                    ))
+                })
             })
+            .collect::<Vec<Result<Read>>>()
+    });
+    for part in parts {
+        read.append(part?);
+    }
+    Ok(())
+}
+
+fn bad_results(file: &FileRef, e: &dyn std::fmt::Display) -> FitJobError {
+    FitJobError::Lake(pitwall_lake::LakeError::BadTable {
+        path: file.display.clone(),
+        problem: format!("{e} (expected the columns of rental_scores.parquet)"),
+    })
+}
+
+/// The rows of some row groups, `(file, row group, rows)`.
+fn read_units(
+    files: &[FileRef],
+    opened: &[(Input, ArrowReaderMetadata)],
+    units: &[(usize, usize, usize)],
+) -> Result<Read> {
+    let mut part = Read::default();
+    part.reserve(units.iter().map(|u| u.2).sum());
+    for &(f, g, _) in units {
+        let file = &files[f];
+        let bad = |e: &dyn std::fmt::Display| bad_results(file, e);
+        let (first, meta) = &opened[f];
+        // A local file is opened again (a clone would share its offset);
+        // a fetched object is shared.
+        let input = match first {
+            Input::Remote(bytes) => Input::Remote(bytes.clone()),
+            Input::Local(_) => Location::open(file)?,
         };
-        let builder =
-            ParquetRecordBatchReaderBuilder::try_new(Location::open(file)?).map_err(|e| bad(&e))?;
-        read.reserve(builder.metadata().file_metadata().num_rows().max(0) as usize);
+        let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(input, meta.clone());
         let needed = IDS
             .iter()
             .chain(&TIMES)
@@ -371,6 +459,7 @@ fn from_files(url: &str, read: &mut Read) -> Result<()> {
             .chain(&results::INT_COLUMNS);
         let mask = ProjectionMask::columns(builder.parquet_schema(), needed.copied());
         let reader = builder
+            .with_row_groups(vec![g])
             .with_projection(mask)
             .with_batch_size(64 * 1024)
             .build()
@@ -379,11 +468,11 @@ fn from_files(url: &str, read: &mut Read) -> Result<()> {
             let batch = batch.map_err(|e| bad(&e))?;
             Projected::of(&batch)
                 .map_err(|e| bad(&e))?
-                .rows(read)
+                .rows(&mut part)
                 .map_err(|e| bad(&e))?;
         }
     }
-    Ok(())
+    Ok(part)
 }
 
 /// The needed columns of one batch, cast to the types the rows take.
@@ -530,6 +619,41 @@ mod tests {
         let by_id: Vec<(&str, i64)> = (0..3).map(|i| (r.rental_id(i), r.rows[i].end_at)).collect();
         assert_eq!(by_id, [("a", 1000), ("b", 2000), ("c", 0)]);
         assert_eq!(r.index("c"), Some(2));
+    }
+
+    fn read_of(rows: &[(&str, &str)]) -> Read {
+        let mut read = Read::default();
+        for (i, (rental, member)) in rows.iter().enumerate() {
+            let m = read.members.get(member);
+            read.ids.push(rental);
+            read.rows.push(row(m, i as i64));
+        }
+        read
+    }
+
+    #[test]
+    fn parts_read_apart_join_as_one_reader_would_have_read_them() {
+        let all = [
+            ("a", "m3"),
+            ("b", "m1"),
+            ("c", "m3"),
+            ("d", "m2"),
+            ("e", "m1"),
+            ("f", "m4"),
+        ];
+        let whole = read_of(&all);
+        let mut joined = read_of(&all[..2]);
+        joined.append(read_of(&all[2..5]));
+        joined.append(read_of(&all[5..]));
+        let members = |r: &Read| r.rows.iter().map(|r| r.member).collect::<Vec<_>>();
+        assert_eq!(members(&joined), members(&whole));
+        let ids = |r: &Read| {
+            (0..r.ids.len())
+                .map(|i| r.ids.get(i).to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(ids(&joined), ids(&whole));
+        assert_eq!(joined.members.into_ids(), whole.members.into_ids());
     }
 
     #[test]

@@ -216,28 +216,40 @@ pub fn judge(j: &Judged<'_>, candidate: &Model, current: Option<&Model>) -> Resu
             rfc3339(j.period.to)
         )));
     }
-    let by = ByMember::new(j.results, j.threads);
     let models: Vec<&Model> = std::iter::once(candidate).chain(current).collect();
+    // The models are independent until they are compared: what runs on
+    // one thread runs beside the other model's.
+    let (by, expected) = beside(
+        || ByMember::new(j.results, j.threads),
+        || each(&models, |m| expected(m, &period, &before)),
+    );
     let members: Vec<_> = models.iter().map(|m| member_outcomes(j, &by, m)).collect();
-    let expected: Vec<Expected> = models
-        .iter()
-        .map(|m| expected(m, &period, &before))
-        .collect();
-    let rows: Vec<Vec<Scored>> = expected.iter().map(|e| scored(e, &period)).collect();
+    let rows: Vec<Vec<Scored>> = each(&expected, |e| scored(e, &period));
     // Bootstrapped together: every model is judged on the same resamples.
     let slices: Vec<&[Scored]> = rows.iter().map(Vec::as_slice).collect();
     let g = ginis(&slices, j.resamples, j.seed, j.threads);
-    let mut figs = Vec::with_capacity(models.len());
-    for (k, m) in models.iter().enumerate() {
-        figs.push(figures(
-            m,
-            &expected[k],
-            &rows[k],
-            &members[k].0,
-            g[k].clone(),
-        )?);
-    }
-    let mut figs = figs.into_iter();
+    let ks: Vec<usize> = (0..models.len()).collect();
+    let (figs, compared) = beside(
+        || {
+            each(&ks, |&k| {
+                figures(
+                    models[k],
+                    &expected[k],
+                    &rows[k],
+                    &members[k].0,
+                    g[k].clone(),
+                )
+            })
+        },
+        || match (rows.as_slice(), members.as_slice()) {
+            ([cand, cur], [m_cand, m_cur]) => Some((
+                double_lift(&compared(cand, cur)),
+                stability(&m_cand.1, &m_cur.1),
+            )),
+            _ => None,
+        },
+    );
+    let mut figs = figs.into_iter().collect::<Result<Vec<_>>>()?.into_iter();
     let candidate_figures = figs
         .next()
         .ok_or_else(|| FitJobError::Refused("no model to judge".into()))?;
@@ -255,23 +267,44 @@ pub fn judge(j: &Judged<'_>, candidate: &Model, current: Option<&Model>) -> Resu
         checks: Vec::new(),
         recommended: false,
     };
-    if let [cand, cur] = rows.as_slice() {
-        let compared: Vec<Compared> = cand
-            .iter()
-            .zip(cur)
-            .map(|(a, b)| Compared {
-                km: a.km,
-                claims: a.claims,
-                candidate: a.expected,
-                current: b.expected,
-            })
-            .collect();
-        v.double_lift = Some(double_lift(&compared));
-        v.stability = Some(stability(&members[0].1, &members[1].1));
+    if let Some((double, stable)) = compared {
+        v.double_lift = Some(double);
+        v.stability = Some(stable);
     }
     v.checks = checks(&v);
     v.recommended = v.checks.iter().all(|c| c.passed);
     Ok(v)
+}
+
+fn compared(cand: &[Scored], cur: &[Scored]) -> Vec<Compared> {
+    cand.iter()
+        .zip(cur)
+        .map(|(a, b)| Compared {
+            km: a.km,
+            claims: a.claims,
+            candidate: a.expected,
+            current: b.expected,
+        })
+        .collect()
+}
+
+/// `f` of every item, each on a thread of its own.
+fn each<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    std::thread::scope(|s| {
+        let jobs: Vec<_> = items.iter().map(|i| s.spawn(|| f(i))).collect();
+        jobs.into_iter()
+            .map(|j| j.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    })
+}
+
+/// `a` and `b` at the same time.
+fn beside<A: Send, B: Send>(a: impl FnOnce() -> A + Send, b: impl FnOnce() -> B + Send) -> (A, B) {
+    std::thread::scope(|s| {
+        let a = s.spawn(a);
+        let b = b();
+        (a.join().unwrap_or_else(|p| std::panic::resume_unwind(p)), b)
+    })
 }
 
 fn stability(candidate: &[Graded<'_>], current: &[Graded<'_>]) -> Stability {

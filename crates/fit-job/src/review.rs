@@ -42,7 +42,7 @@ pub fn review(
     as_of: i64,
     threads: usize,
 ) -> Result<Review> {
-    let mut results = load_results(results_url)?;
+    let mut results = load_results(results_url, threads)?;
     let input = results.read_claims(claims_url)?;
     let from = results.min_end().unwrap_or(as_of);
     let judged = Judged {

@@ -63,9 +63,9 @@ pub fn ginis(models: &[&[Scored]], resamples: usize, seed: u64, threads: usize) 
         rows.iter_mut().for_each(|r| *r = place[*r as usize]);
     }
     let ones = vec![[1u8; LANES]; n];
-    let point: Vec<f64> = curves
+    let point: Vec<f64> = normalised(&curves, &ones, &perfect)
         .iter()
-        .map(|c| c.normalised(&ones, &perfect)[0])
+        .map(|g| g[0])
         .collect();
     let batches = resamples.div_ceil(LANES);
     let threads = threads.clamp(1, batches.max(1));
@@ -83,8 +83,7 @@ pub fn ginis(models: &[&[Scored]], resamples: usize, seed: u64, threads: usize) 
                             seed ^ r.wrapping_mul(0xA24B_AED4_963E_E407)
                         });
                         poisson_weights(&mut w, seeds);
-                        let per_model: Vec<[f64; LANES]> =
-                            curves.iter().map(|c| c.normalised(&w, perfect)).collect();
+                        let per_model = normalised(curves, &w, perfect);
                         for lane in 0..LANES {
                             let r = b * LANES + lane;
                             if r < resamples {
@@ -298,20 +297,34 @@ impl Curve {
             block_end,
         }
     }
+}
 
-    /// The normalised Gini of each lane, rental i counted w[i][lane] times.
-    fn normalised(&self, w: &[[u8; LANES]], perfect: &Perfect) -> [f64; LANES] {
-        let a = area(&self.order(), w, [0.0; LANES]);
-        let best = perfect.gini(w, &a.km, &a.claims);
-        let mut out = [0.0; LANES];
-        for l in 0..LANES {
-            let (km, claims) = (a.km[l], a.claims[l]);
-            if km > 0.0 && claims > 0.0 && best[l] > 0.0 {
-                out[l] = (2.0 * a.area[l] / (km * claims) - 1.0) / best[l];
+/// The normalised Gini of each model in each lane, rental i counted
+/// w[i][lane] times. The perfect order's Gini is the same for every model:
+/// it is found once, from the first model's totals (the others' differ
+/// only in the order of their sums).
+fn normalised(curves: &[Curve], w: &[[u8; LANES]], perfect: &Perfect) -> Vec<[f64; LANES]> {
+    let areas: Vec<Areas> = curves
+        .iter()
+        .map(|c| area(&c.order(), w, [0.0; LANES]))
+        .collect();
+    let Some(first) = areas.first() else {
+        return Vec::new();
+    };
+    let best = perfect.gini(w, &first.km, &first.claims);
+    areas
+        .iter()
+        .map(|a| {
+            let mut out = [0.0; LANES];
+            for l in 0..LANES {
+                let (km, claims) = (a.km[l], a.claims[l]);
+                if km > 0.0 && claims > 0.0 && best[l] > 0.0 {
+                    out[l] = (2.0 * a.area[l] / (km * claims) - 1.0) / best[l];
+                }
             }
-        }
-        out
-    }
+            out
+        })
+        .collect()
 }
 
 impl Perfect {

@@ -284,7 +284,11 @@ fn claims_breaking_the_contract_are_counted_per_rule_and_kept() -> TestResult {
     gen_results(&data, 20_000)?;
     let results = s(&data.join("rental_scores.parquet"));
     // A CSV of one good claim and one row per rule, on real rentals.
-    let all = pitwall_fit_job::data::load_results(&results)?;
+    let all = pitwall_fit_job::data::load_results(&results, 2)?;
+    // Row groups read on threads join as one reader reads them.
+    let one = pitwall_fit_job::data::load_results(&results, 1)?;
+    assert_eq!(one.rows, all.rows);
+    assert_eq!(one.members, all.members);
     let r = &all.rows[..3];
     let at = |ms: i64| {
         chrono::DateTime::from_timestamp_millis(ms)
@@ -387,7 +391,7 @@ fn fits_that_cannot_be_made_are_refused_with_the_reason_and_exit_1() -> TestResu
     // Too few claims: only the first 50 claims of the file.
     let few = dir.path().join("few.csv");
     let mut lines = vec!["claim_id,rental_id,occurred_at,at_fault,severity".to_string()];
-    let all = pitwall_fit_job::data::load_results(&results)?;
+    let all = pitwall_fit_job::data::load_results(&results, 2)?;
     for (i, r) in all
         .rows
         .iter()

@@ -53,6 +53,7 @@ fn fleet_claims(
         .context("scoring the fleet for its features")?;
     let results = pitwall_fit_job::data::load_results(
         &scored.join("rental_scores.parquet").display().to_string(),
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
     )?;
     let spans: Vec<_> = results
         .rows

@@ -107,7 +107,7 @@ fn read(inputs: &Inputs) -> anyhow::Result<(Results, ClaimInput, Timings)> {
     let mut timings = Timings::default();
     eprintln!("reading rental results from {} ...", inputs.results);
     let t = std::time::Instant::now();
-    let mut results = load_results(&inputs.results)?;
+    let mut results = load_results(&inputs.results, inputs.threads())?;
     timings.read_results = ms(t);
     let t = std::time::Instant::now();
     eprintln!("reading claims from {} ...", inputs.claims);
