@@ -186,20 +186,21 @@ impl Results {
         members: Vec<String>,
     ) -> Result<Results> {
         // Rental id order: every figure is independent of the input's order.
-        let sorted = (1..ids.len()).all(|i| ids.get(i - 1) <= ids.get(i));
-        if !sorted {
+        // Strictly rising ids are sorted and have no duplicate: one pass.
+        let rising = (1..ids.len()).all(|i| ids.get(i - 1) < ids.get(i));
+        if !rising {
             let mut order: Vec<usize> = (0..ids.len()).collect();
             order.sort_unstable_by(|&a, &b| ids.get(a).cmp(ids.get(b)));
             let mut taken: Vec<Option<RentalRow>> = rows.into_iter().map(Some).collect();
             rows = order.iter().filter_map(|&i| taken[i].take()).collect();
             ids = ids.permuted(&order);
-        }
-        if let Some(i) = (1..ids.len()).find(|&i| ids.get(i - 1) == ids.get(i)) {
-            return Err(FitJobError::Refused(format!(
-                "rental {} appears twice in the results at {source}: give one result per rental \
-                 (a state's final results, or one run's rental_scores.parquet)",
-                ids.get(i)
-            )));
+            if let Some(i) = (1..ids.len()).find(|&i| ids.get(i - 1) == ids.get(i)) {
+                return Err(FitJobError::Refused(format!(
+                    "rental {} appears twice in the results at {source}: give one result per \
+                     rental (a state's final results, or one run's rental_scores.parquet)",
+                    ids.get(i)
+                )));
+            }
         }
         let mut fences = RentalIds::with_capacity(ids.len() / FENCE + 1);
         for i in (0..ids.len()).step_by(FENCE) {
