@@ -261,7 +261,12 @@ class Stream:
         """Splits a random open shard, or merges two adjacent ones, keeping
         the open count within lo..hi."""
         open_ = sorted(self.open_shards(), key=lambda s: int(s["HashKeyRange"]["StartingHashKey"]))
-        merge = len(open_) >= hi or (len(open_) > lo and self.rnd.random() < 0.5)
+        if self.splits == 0 and len(open_) < hi:
+            merge = False  # a short soak still sees both kinds
+        elif self.merges == 0 and len(open_) > lo:
+            merge = True
+        else:
+            merge = len(open_) >= hi or (len(open_) > lo and self.rnd.random() < 0.5)
         if merge:
             i = self.rnd.randrange(len(open_) - 1)
             a, b = open_[i], open_[i + 1]

@@ -397,6 +397,10 @@ fn a_stuck_shard_alerts_within_its_lag_threshold_and_resolves() -> TestResult {
     else {
         return Ok(());
     };
+    // Minutes of retry lines: into a file, not a pipe nobody reads until
+    // the end — a worker blocked on a full pipe makes no progress, which
+    // this test would read as the shard still stuck.
+    let log_path = _dir.path().join("worker.log");
     let (hook, alerts) = common::recorder()?;
     // Records first: a worker with nothing to read would stop when idle.
     let all = put(&stream, 1, 60, false)?;
@@ -420,16 +424,18 @@ fn a_stuck_shard_alerts_within_its_lag_threshold_and_resolves() -> TestResult {
         "PITWALL_SLACK_WEBHOOK_URL",
         format!("{hook}/services/T/B/X"),
     )
+    .stderr(std::fs::File::create(&log_path)?)
     .spawn()?;
+    let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
     // Other conditions may fire meanwhile (the failing reader gives its
     // lease back): this test is about the stuck shard's.
     let next = |what: &str, within: u64| -> Result<String, Error> {
         let deadline = std::time::Instant::now() + Duration::from_secs(within);
         loop {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
-            let (_, body) = alerts
-                .recv_timeout(left)
-                .map_err(|_| format!("no {what} within {within} s"))?;
+            let (_, body) = alerts.recv_timeout(left).map_err(|_| {
+                format!("no {what} within {within} s; the worker's log:\n{}", log())
+            })?;
             if body.contains(what) {
                 return Ok(body);
             }
