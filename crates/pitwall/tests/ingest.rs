@@ -11,7 +11,7 @@ mod common;
 
 use common::TestResult;
 use common::kinesis::{
-    admin, fixture, free_port, have_kinesis, http_get, ingest, ingest_command, ingest_with,
+    admin, drain, fixture, free_port, have_kinesis, http_get, ingest, ingest_command, ingest_with,
     leases_table, metric, put, script, unique, wait_for, wait_ok,
 };
 use common::lake::{assert_exactly_once, count_files, read_lake};
@@ -237,17 +237,19 @@ fn two_workers_share_a_stream_and_one_takes_over_when_the_other_dies() -> TestRe
         pa,
         &[&["--worker-id", "a"][..], &slow].concat(),
     )?;
+    drain(&mut a);
     // a alone takes every lease; b, started later, must steal its share.
     wait_for("a did not take all four leases", || {
         metric(pa, "pitwall_ingest_leases") == Some(4.0)
     });
-    let b = ingest_with(
+    let mut b = ingest_with(
         &stream,
         &lake,
         &table,
         pb,
         &[&["--worker-id", "b", "--stop-when-idle", "3s"][..], &slow].concat(),
     )?;
+    drain(&mut b);
     // They balance by stealing, one lease per round: two each.
     wait_for("workers did not balance 2/2", || {
         metric(pa, "pitwall_ingest_leases") == Some(2.0)
@@ -433,13 +435,14 @@ fn a_stolen_lease_is_committed_checkpointed_and_handed_over_by_its_live_owner() 
     });
     std::thread::sleep(Duration::from_secs(2)); // a reads everything, commits nothing
     assert_eq!(count_files(&dir.path().join("lake")), 0);
-    let b = ingest_with(
+    let mut b = ingest_with(
         &stream,
         &lake,
         &table,
         pb,
         &[&["--worker-id", "b", "--stop-when-idle", "3s"][..], &slow].concat(),
     )?;
+    drain(&mut b);
     // b asks, a commits and hands over (a is still running), b holds one.
     wait_for("a did not commit the lease it handed over", || {
         count_files(&dir.path().join("lake")) > 0

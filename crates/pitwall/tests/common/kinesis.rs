@@ -155,6 +155,16 @@ pub fn ingest_with(
     Ok(ingest_command(stream, lake, leases, port, extra).spawn()?)
 }
 
+/// Copies the child's stderr to the test's own as it is written: a
+/// worker that logs more than a pipe holds, read only at its exit, would
+/// block on its log and make no progress. The test runner shows the log
+/// when the test fails.
+pub fn drain(child: &mut Child) {
+    if let Some(mut pipe) = child.stderr.take() {
+        std::thread::spawn(move || std::io::copy(&mut pipe, &mut std::io::stderr()));
+    }
+}
+
 /// The `pitwall ingest run` command of [`ingest_with`], not yet started.
 pub fn ingest_command(
     stream: &str,
