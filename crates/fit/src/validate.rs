@@ -207,6 +207,7 @@ fn blocks(rows: &[Scored], order: &[usize]) -> Vec<Block> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::gini::gini;
 
     #[test]
     fn total_order_keys_sort_as_total_cmp() {
@@ -231,7 +232,6 @@ pub(crate) mod tests {
             by_key.iter().map(|x| x.to_bits()).collect::<Vec<_>>()
         );
     }
-    use crate::gini::gini;
 
     pub(crate) fn row(risk: f64, km: f64, claims: f64) -> Scored {
         Scored {
