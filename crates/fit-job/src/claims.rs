@@ -4,8 +4,6 @@
 //! out.
 
 use std::collections::BTreeMap;
-
-use rustc_hash::FxHashMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -14,6 +12,7 @@ use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch, StringArray, UInt6
 use arrow_schema::{DataType, Field, Schema};
 use pitwall_lake::tabular::{self, TimeColumn};
 use pitwall_lake::{FileRef, Location};
+use rustc_hash::FxHashMap;
 use serde::Serialize;
 
 use crate::{FitJobError, HOUR_MS, Result};

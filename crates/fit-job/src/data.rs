@@ -41,8 +41,13 @@ pub struct RentalRow {
 impl RentalRow {
     /// A row a fit or a lift uses: scored, with distance.
     pub fn fits(&self) -> bool {
-        self.status == Status::Scored && self.features.distance_km > 0.0
+        fits(self.status, &self.features)
     }
+}
+
+/// A rental a fit, a lift or the member view uses: scored, with distance.
+pub fn fits(status: Status, features: &Features) -> bool {
+    status == Status::Scored && features.distance_km > 0.0
 }
 
 /// `[from, to)` in ms since the epoch.
@@ -84,10 +89,15 @@ pub struct RentalIds {
 
 impl RentalIds {
     pub fn with_capacity(rows: usize) -> RentalIds {
-        RentalIds {
-            text: String::with_capacity(rows * 16),
-            ends: Vec::with_capacity(rows),
-        }
+        let mut ids = RentalIds::default();
+        ids.reserve(rows);
+        ids
+    }
+
+    /// Room for `rows` more ids of about 16 bytes.
+    pub fn reserve(&mut self, rows: usize) {
+        self.ends.reserve(rows);
+        self.text.reserve(rows * 16);
     }
 
     pub fn push(&mut self, id: &str) {
@@ -108,10 +118,18 @@ impl RentalIds {
         self.ends.is_empty()
     }
 
-    /// The number of ids ≤ `id` at the start of a sorted list, as
-    /// `slice::partition_point` with `pred` on each id.
-    fn partition_point(&self, pred: impl Fn(&str) -> bool) -> usize {
-        let (mut lo, mut hi) = (0, self.len());
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        (0..self.len()).map(|i| self.get(i))
+    }
+
+    /// `slice::partition_point` over the ids in `within` of a sorted list:
+    /// the first place in it whose id fails `pred`.
+    fn partition_point(
+        &self,
+        within: std::ops::Range<usize>,
+        pred: impl Fn(&str) -> bool,
+    ) -> usize {
+        let (mut lo, mut hi) = (within.start, within.end.min(self.len()));
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
             if pred(self.get(mid)) {
@@ -129,6 +147,12 @@ impl RentalIds {
             out.push(self.get(i));
         }
         out
+    }
+
+    fn extend<'a>(&mut self, ids: impl Iterator<Item = &'a str>) {
+        for id in ids {
+            self.push(id);
+        }
     }
 }
 
@@ -168,7 +192,7 @@ impl Interner {
     }
 
     fn ids(&self) -> impl Iterator<Item = &str> {
-        (0..self.names.len()).map(|i| self.names.get(i))
+        self.names.iter()
     }
 
     fn into_ids(self) -> Vec<String> {
@@ -245,26 +269,12 @@ impl Results {
     /// The row of the rental with this id.
     pub fn index(&self, rental_id: &str) -> Option<usize> {
         // The last fence at or below the id bounds its stretch of FENCE rows.
-        let f = self.fences.partition_point(|k| k <= rental_id);
-        if f == 0 {
-            return None;
-        }
-        let mut lo = (f - 1) * FENCE;
-        let mut hi = (f * FENCE).min(self.ids.len());
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            match self.ids.get(mid).cmp(rental_id) {
-                std::cmp::Ordering::Less => lo = mid + 1,
-                std::cmp::Ordering::Greater => hi = mid,
-                std::cmp::Ordering::Equal => return Some(mid),
-            }
-        }
-        None
-    }
-
-    /// The rental with this id.
-    pub fn find(&self, rental_id: &str) -> Option<&RentalRow> {
-        self.index(rental_id).map(|i| &self.rows[i])
+        let f = self
+            .fences
+            .partition_point(0..self.fences.len(), |k| k <= rental_id);
+        let stretch = f.checked_sub(1)? * FENCE..f * FENCE;
+        let i = self.ids.partition_point(stretch, |k| k < rental_id);
+        (i < self.ids.len() && self.ids.get(i) == rental_id).then_some(i)
     }
 
     pub fn span(&self, rental_id: &str) -> Option<Span> {
@@ -277,13 +287,21 @@ impl Results {
 
     /// Sets each rental's at-fault claim count from the valid claims.
     pub fn attach(&mut self, claims: &[crate::claims::Claim]) {
+        let rows: Vec<usize> = claims
+            .iter()
+            .filter(|c| c.at_fault)
+            .filter_map(|c| self.index(&c.rental_id))
+            .collect();
+        self.count_claims(rows);
+    }
+
+    /// Each rental's claim count: how often its row is in `rows`.
+    fn count_claims(&mut self, rows: Vec<usize>) {
         for r in &mut self.rows {
             r.claims = 0;
         }
-        for c in claims.iter().filter(|c| c.at_fault) {
-            if let Some(i) = self.index(&c.rental_id) {
-                self.rows[i].claims += 1;
-            }
+        for i in rows {
+            self.rows[i].claims += 1;
         }
     }
 
@@ -298,12 +316,7 @@ impl Results {
             .filter(|(c, _)| c.at_fault)
             .map(|(_, &row)| row)
             .collect();
-        for r in &mut self.rows {
-            r.claims = 0;
-        }
-        for i in rows {
-            self.rows[i].claims += 1;
-        }
+        self.count_claims(rows);
         Ok(input)
     }
 
@@ -350,15 +363,12 @@ impl Read {
             r.member = remap[r.member as usize];
             r
         }));
-        for i in 0..part.ids.len() {
-            self.ids.push(part.ids.get(i));
-        }
+        self.ids.extend(part.ids.iter());
     }
 
     fn reserve(&mut self, rows: usize) {
         self.rows.reserve(rows);
-        self.ids.ends.reserve(rows);
-        self.ids.text.reserve(rows * 16);
+        self.ids.reserve(rows);
     }
 }
 

@@ -6,11 +6,12 @@
 use pitwall_fit::calibration::{Calibration, MemberOutcome, MemberView, calibration, member_view};
 use pitwall_fit::gini::{Gini, ginis, lorenz};
 use pitwall_fit::validate::{Compared, DoubleDecile, Lift, Scored, double_lift, lift};
-use pitwall_score::{Model, Status};
+use pitwall_score::Model;
 use serde::Serialize;
 
-use crate::data::{Period, RentalRow, Results};
+use crate::data::{Period, RentalRow, Results, fits};
 use crate::members::{ByMember, scores};
+use crate::par::{beside, each};
 use crate::{FitJobError, Result, rfc3339};
 
 /// Members scoring at least this against at most `LOW`: the product's claim.
@@ -176,11 +177,7 @@ fn member_outcomes<'m>(
         .map(|(entries, m)| {
             let (km, claims) = entries
                 .iter()
-                .filter(|e| {
-                    e.status == Status::Scored
-                        && e.features.distance_km > 0.0
-                        && j.period.holds(e.end_at)
-                })
+                .filter(|e| fits(e.status, &e.features) && j.period.holds(e.end_at))
                 .fold((0.0, 0.0), |(k, c), e| {
                     (k + e.features.distance_km, c + f64::from(e.claims))
                 });
@@ -286,25 +283,6 @@ fn compared(cand: &[Scored], cur: &[Scored]) -> Vec<Compared> {
             current: b.expected,
         })
         .collect()
-}
-
-/// `f` of every item, each on a thread of its own.
-fn each<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    std::thread::scope(|s| {
-        let jobs: Vec<_> = items.iter().map(|i| s.spawn(|| f(i))).collect();
-        jobs.into_iter()
-            .map(|j| j.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-            .collect()
-    })
-}
-
-/// `a` and `b` at the same time.
-fn beside<A: Send, B: Send>(a: impl FnOnce() -> A + Send, b: impl FnOnce() -> B + Send) -> (A, B) {
-    std::thread::scope(|s| {
-        let a = s.spawn(a);
-        let b = b();
-        (a.join().unwrap_or_else(|p| std::panic::resume_unwind(p)), b)
-    })
 }
 
 fn stability(candidate: &[Graded<'_>], current: &[Graded<'_>]) -> Stability {

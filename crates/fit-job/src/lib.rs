@@ -12,6 +12,7 @@ pub mod fitting;
 pub mod judge;
 pub mod members;
 pub mod outputs;
+mod par;
 pub mod report;
 pub mod review;
 mod svg;

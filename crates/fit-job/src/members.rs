@@ -6,6 +6,7 @@ use pitwall_score::member::{MemberStatus, RentalOutcome, member_value};
 use pitwall_score::{Features, Model, Status};
 
 use crate::data::Results;
+use crate::par::each;
 
 /// Every member's rentals side by side, members in id order: built once,
 /// then each member score under each model reads one contiguous stretch
@@ -58,37 +59,29 @@ impl<'r> ByMember<'r> {
         // The copy reads rows at random: the threads share it.
         let members = order.len();
         let chunk = members.div_ceil(threads.max(1)).max(1);
-        let (starts, rows) = (&starts, &rows);
-        let parts = std::thread::scope(|s| {
-            let jobs: Vec<_> = (0..members)
-                .step_by(chunk)
-                .map(|first| {
-                    s.spawn(move || {
-                        let last = (first + chunk).min(members);
-                        let (from, to) = (starts[first], starts[last]);
-                        let entries = rows[from..to]
-                            .iter()
-                            .map(|&i| {
-                                let r = &results.rows[i as usize];
-                                Entry {
-                                    rental_id: results.rental_id(i as usize),
-                                    end_at: r.end_at,
-                                    status: r.status,
-                                    claims: r.claims,
-                                    features: r.features,
-                                }
-                            })
-                            .collect();
-                        Part {
-                            starts: starts[first..=last].iter().map(|s| s - from).collect(),
-                            entries,
-                        }
-                    })
+        let ranges: Vec<(usize, usize)> = (0..members)
+            .step_by(chunk)
+            .map(|first| (first, (first + chunk).min(members)))
+            .collect();
+        let parts = each(&ranges, |&(first, last)| {
+            let (from, to) = (starts[first], starts[last]);
+            let entries = rows[from..to]
+                .iter()
+                .map(|&i| {
+                    let r = &results.rows[i as usize];
+                    Entry {
+                        rental_id: results.rental_id(i as usize),
+                        end_at: r.end_at,
+                        status: r.status,
+                        claims: r.claims,
+                        features: r.features,
+                    }
                 })
                 .collect();
-            jobs.into_iter()
-                .filter_map(|j| j.join().ok())
-                .collect::<Vec<_>>()
+            Part {
+                starts: starts[first..=last].iter().map(|s| s - from).collect(),
+                entries,
+            }
         });
         ByMember { parts }
     }
@@ -124,23 +117,13 @@ pub struct Member<'m> {
 /// Every member's score at `as_of` under `model`, in [`ByMember`] order,
 /// each part of the members on a thread of its own.
 pub fn scores<'m>(by: &ByMember<'_>, model: &'m Model, as_of: i64) -> Vec<Member<'m>> {
-    std::thread::scope(|s| {
-        let jobs: Vec<_> = by
-            .parts
-            .iter()
-            .map(|part| {
-                s.spawn(move || {
-                    let mut outcomes = Vec::new();
-                    part.members()
-                        .map(|m| one(m, model, as_of, &mut outcomes))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        jobs.into_iter()
-            .flat_map(|j| j.join().unwrap_or_default())
-            .collect()
-    })
+    let parts = each(&by.parts, |part| {
+        let mut outcomes = Vec::new();
+        part.members()
+            .map(|m| one(m, model, as_of, &mut outcomes))
+            .collect::<Vec<_>>()
+    });
+    parts.into_iter().flatten().collect()
 }
 
 fn one<'r, 'm>(
