@@ -108,6 +108,7 @@ class Producer(threading.Thread):
         self.stream, self.rate, self.rnd = stream, rate, rnd
         self.good, self.refused, self.garbage = [], set(), 0
         self.last_seq = {}
+        self.placed = {}  # event id -> (shard, sequence number): where a missing one was put
         self.next_id, self.records = 1, 0
         self.stop = threading.Event()
         self.error = None
@@ -140,6 +141,7 @@ class Producer(threading.Thread):
                     self.garbage += 1
                 for n in ids or []:
                     (self.refused.add(n) if n % 11 == 0 else self.good.append(n))
+                    self.placed[n] = (r["ShardId"], r["SequenceNumber"])
             if not failed:
                 return
             pending = failed
@@ -358,7 +360,11 @@ def judge(producer, ids, dlq):
             refused_got[n] += 1
         except (ValueError, KeyError, TypeError):
             garbage_got += 1
+    missing = sorted(n for n in producer.good if "00000000-0000-4000-8000-%012d" % n not in got)
     return {
+        "missing_sample": [{"event": n, "shard": producer.placed[n][0], "sequence": producer.placed[n][1]}
+                           for n in missing[:20]],
+        "missing_by_shard": dict(collections.Counter(producer.placed[n][0] for n in missing)),
         "events_in": len(producer.good),
         "events_in_lake": sum(got.values()),
         "duplicates": sum(c - 1 for c in got.values() if c > 1),
@@ -484,6 +490,7 @@ def main():
             print(json.dumps(v))
         sys.exit(2)
     v["passed"] = ok(v)
+    v["logs"] = str(work)
     if a.json:
         print(json.dumps(v))
     else:
@@ -496,6 +503,8 @@ def main():
               f"kills {v['kills']}, TERMs {v['terms']}, restarts {v['restarts']}; "
               f"splits {v['splits']}, merges {v['merges']} ({v['shards_total']} shards in all); "
               f"drained {v['drain_seconds']} s after the end")
+        if v["missing"]:
+            print(f"  missing by shard: {v['missing_by_shard']}; first: {v['missing_sample'][:5]}")
         print(f"  credentials in the workers' logs: {len(v['credential_leaks'])} files")
         for p in v["worker_exit_problems"]:
             print(f"  worker: {p}")

@@ -97,6 +97,9 @@ pub async fn read_shard(
                         tracing::info!(shard = %c.shard_id, parent = %shard, "child shard: lease created");
                     }
                 }
+                if state.is_lost() {
+                    return Ok(ReadEnd::Lost);
+                }
                 if !sh
                     .store
                     .checkpoint(&shard, &sh.cfg.worker_id, &Checkpoint::ShardEnd)
@@ -199,6 +202,11 @@ async fn commit(
         sequence_number: done.checkpoint.clone(),
         sub_sequence: done.sub_sequence,
     };
+    // The table may still name this worker after a renewal failed; a lost
+    // reader must not move the checkpoint the next reader starts from.
+    if state.is_lost() {
+        return Ok(false);
+    }
     if !sh.store.checkpoint(shard, &sh.cfg.worker_id, &cp).await? {
         return Ok(false);
     }

@@ -133,6 +133,11 @@ impl Rate {
 pub struct Worker {
     sh: Shared,
     held: BTreeMap<String, Held>,
+    /// Readers whose lease was lost and that have not ended yet. Their shard
+    /// is not taken again meanwhile: the lease table may still name this
+    /// worker, and a second reader of the same shard in this process could
+    /// overwrite the first one's files after it checkpointed past them.
+    retiring: HashMap<String, JoinHandle<Result<ReadEnd, WorkerError>>>,
     /// Each lease's counter as last seen, when it last changed (our clock),
     /// and whether we saw it change at all (its owner proved alive).
     seen: HashMap<String, (u64, Instant, bool)>,
@@ -148,6 +153,7 @@ impl Worker {
         Worker {
             sh,
             held: BTreeMap::new(),
+            retiring: HashMap::new(),
             seen: HashMap::new(),
             asked: HashMap::new(),
             unread: Unread::default(),
@@ -271,6 +277,7 @@ impl Worker {
             if let Some(h) = self.held.remove(&shard) {
                 h.state.lose();
                 self.sh.metrics.forget(&shard);
+                self.retiring.insert(shard, h.task);
             }
         }
         self.sh.metrics.set_leases(self.held.len());
@@ -301,6 +308,9 @@ impl Worker {
         let me = self.sh.cfg.worker_id.clone();
         let plan = self.plan(&leases);
         for l in plan.take {
+            if self.retiring.contains_key(&l.shard_id) {
+                continue;
+            }
             let stolen = plan.steal.as_deref() == Some(l.shard_id.as_str());
             let asked = self.asked.get(&l.shard_id).copied();
             if stolen && asked.is_none_or(|t| t.elapsed() < failover) {
@@ -379,7 +389,7 @@ impl Worker {
                     .get(&l.shard_id)
                     .is_some_and(|(_, t, _)| t.elapsed() >= failover)
         };
-        let held = |shard: &str| self.held.contains_key(shard);
+        let held = |shard: &str| self.held.contains_key(shard) || self.retiring.contains_key(shard);
         plan(leases, me, self.held.len(), &held, &expired)
     }
 
@@ -422,6 +432,13 @@ impl Worker {
     /// Collects reader tasks that ended: a shard read to its end, or a
     /// reader that failed (its lease is released so it is retried).
     async fn reap(&mut self) -> Result<(), WorkerError> {
+        self.retiring.retain(|shard, task| {
+            let done = task.is_finished();
+            if done {
+                tracing::info!(shard = %shard, "the reader of a lost lease has ended; the shard may be taken again");
+            }
+            !done
+        });
         let done: Vec<String> = self
             .held
             .iter()

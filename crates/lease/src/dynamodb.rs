@@ -109,6 +109,43 @@ impl DynamoLeases {
             .expression_attribute_values(":seen", n(seen))
     }
 
+    /// Whether an owner write that answered "condition failed" had in fact
+    /// landed: the SDK retries an attempt that timed out, and when the first
+    /// attempt was applied the retry finds the counter already moved, by us.
+    /// Read as KCL does, so that a renewal is not mistaken for a lost lease.
+    async fn landed_anyway(&self, shard: &str, owner: &str, seen: u64) -> Result<bool, LeaseError> {
+        let (k, v) = Self::key(shard);
+        let res = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(k, v)
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| self.err("reading a lease back", e))?;
+        Ok(res
+            .item()
+            .and_then(lease_from)
+            .is_some_and(|l| l.owner.as_deref() == Some(owner) && l.counter == seen + 1))
+    }
+
+    /// [`applied`](Self::applied) for an owner write, with a refusal checked
+    /// against the table (see [`landed_anyway`](Self::landed_anyway)).
+    async fn owner_applied<T, E, R>(
+        &self,
+        what: &str,
+        res: Result<T, SdkError<E, R>>,
+        (shard, owner, seen): (&str, &str, u64),
+    ) -> Result<Option<u64>, LeaseError>
+    where
+        E: std::error::Error + aws_sdk_dynamodb::error::ProvideErrorMetadata + 'static,
+        R: std::fmt::Debug,
+    {
+        let ok = self.applied(what, res)? || self.landed_anyway(shard, owner, seen).await?;
+        Ok(ok.then_some(seen + 1))
+    }
+
     fn key(shard: &str) -> (String, AttributeValue) {
         ("leaseKey".into(), AttributeValue::S(shard.into()))
     }
@@ -307,9 +344,8 @@ impl LeaseStore for DynamoLeases {
             .expression_attribute_values(":sw", n(u64::from(take)))
             .send()
             .await;
-        Ok(self
-            .applied("claiming a lease", res)?
-            .then_some(seen_counter + 1))
+        self.owner_applied("claiming a lease", res, (shard, owner, seen_counter))
+            .await
     }
 
     async fn renew(
@@ -327,9 +363,8 @@ impl LeaseStore for DynamoLeases {
             .expression_attribute_values(":t", n(throughput))
             .send()
             .await;
-        Ok(self
-            .applied("renewing a lease", res)?
-            .then_some(seen_counter + 1))
+        self.owner_applied("renewing a lease", res, (shard, owner, seen_counter))
+            .await
     }
 
     async fn request_handoff(

@@ -42,6 +42,31 @@ impl SqliteLeases {
     }
 }
 
+/// An owner write's new counter; when the write found the counter moved on,
+/// whether it moved by this owner's own write of `seen + 1` (the contract
+/// DynamoDB's store keeps for a retried call: see its `landed_anyway`).
+fn already_held(
+    c: &Connection,
+    done: Option<i64>,
+    shard: &str,
+    owner: &str,
+    seen: u64,
+) -> rusqlite::Result<Option<u64>> {
+    if let Some(n) = done {
+        return Ok(Some(n as u64));
+    }
+    let now: Option<(Option<String>, i64)> = c
+        .query_row(
+            "SELECT owner, counter FROM leases WHERE shard_id = ?1",
+            params![shard],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    Ok(now
+        .filter(|(o, n)| o.as_deref() == Some(owner) && *n as u64 == seen + 1)
+        .map(|_| seen + 1))
+}
+
 /// A stored lease, or None (logged) when its checkpoint is unreadable:
 /// restarting that shard from the start position could write its events
 /// twice, so it is left alone until someone fixes the row.
@@ -160,7 +185,7 @@ impl LeaseStore for SqliteLeases {
                 |r| r.get::<_, i64>(0),
             )
             .optional()
-            .map(|c| c.map(|c| c as u64))
+            .and_then(|done| already_held(c, done, shard, owner, seen_counter))
         })
     }
 
@@ -185,7 +210,7 @@ impl LeaseStore for SqliteLeases {
                 |r| r.get::<_, i64>(0),
             )
             .optional()
-            .map(|c| c.map(|c| c as u64))
+            .and_then(|done| already_held(c, done, shard, owner, seen_counter))
         })
     }
 

@@ -54,7 +54,10 @@ async fn keeps_the_lease_protocol(s: &dyn LeaseStore) -> TestResult {
     assert_eq!(s.claim("shard-0", "a", 0, true).await?, Some(1));
     // A renewal carries the shard's throughput; a stale counter writes nothing.
     assert_eq!(s.renew("shard-0", "a", 1, 12_345).await?, Some(2));
-    assert_eq!(s.renew("shard-0", "a", 1, 99).await?, None);
+    assert_eq!(s.renew("shard-0", "a", 0, 99).await?, None);
+    // A renewal whose write had landed (its answer came too late and the
+    // call was retried) is still a renewal, not a lease lost: KCL's reading.
+    assert_eq!(s.renew("shard-0", "a", 1, 99).await?, Some(2));
     assert_eq!(s.list().await?[0].throughput, 12_345);
     assert_eq!(s.list().await?[1].throughput, 0, "never reported: unknown");
     // A hand-over: b asks (once; not its own, not a stale counter), a's

@@ -25,7 +25,8 @@ congested network: it reaches the emulator only if its client is still
 waiting then, `s3_stall_landed`, else it is dropped, `s3_stall_abandoned`);
 hang (forwarded, then the answer held `--hang` seconds, past the clients'
 timeouts: the call took effect but its caller never hears so); DynamoDB:
-throttle (400 ProvisionedThroughputExceededException), slow, hang.
+throttle (400 ProvisionedThroughputExceededException), slow, hang, and
+hang_renewal (a hang of lease renewals only; other calls pass).
 
 `retries` counts requests that repeat one answered with a fault (same
 method, path and body): the clients' own retries, as the server sees them.
@@ -150,6 +151,12 @@ class Proxy(BaseHTTPRequestHandler):
             return self.reset()
         data = self.body()
         service = "dynamodb" if dynamodb else "s3"
+        if fault == "hang_renewal":
+            # Only a lease renewal reports throughput: the call whose late
+            # answer, once retried, looks like a lease lost.
+            fault = "hang" if b"throughputBytesPerSec" in data else None
+            if fault:
+                count("dynamodb_hang_renewal")
         seen_again((self.command, self.path, None), False)
         seen_again((self.command, self.path, hashlib.sha1(data).hexdigest()),
                    fault not in (None, "slow", "stall", "hang"))

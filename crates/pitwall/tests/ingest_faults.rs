@@ -378,6 +378,80 @@ fn a_lease_table_answer_that_never_comes_times_out_instead_of_holding_the_worker
     Ok(())
 }
 
+/// Found by the fault soak: a renewal whose answer came after the client's
+/// attempt timeout had taken effect, so the SDK's retry found the counter
+/// moved on (by that same renewal) and the worker took it for a lease lost
+/// to another worker. It then took the lease straight back, as its own from
+/// before, while the first reader could still checkpoint: two readers of
+/// one shard in one worker. Now the refused retry is read back, as KCL
+/// does, and a lost lease is not taken again until its reader has ended.
+#[test]
+fn a_renewal_answered_too_late_is_a_renewal_not_a_lost_lease() -> TestResult {
+    let Some(Scene {
+        _dir,
+        stream,
+        lake,
+        table,
+        proxy,
+        via,
+    }) = scene("late-renewal", 1, &["--rate", "0", "--hang", "4"])?
+    else {
+        return Ok(());
+    };
+    let log_path = _dir.path().join("worker.log");
+    let worker = ingest_command(
+        &stream,
+        &lake,
+        &table,
+        free_port(),
+        &[
+            "--failover",
+            "10s",
+            "--roll-age",
+            "1s",
+            "--stop-when-idle",
+            "10s",
+        ],
+    )
+    .env("AWS_ENDPOINT_URL_DYNAMODB", &via)
+    .stderr(std::fs::File::create(&log_path)?)
+    .spawn()?;
+    let mut all = put(&stream, 1, 40, false)?;
+    let landed = |n: usize| read_lake(&lake).is_ok_and(|l| l.ids.len() == n);
+    let first = all.good.len();
+    wait_for("the first batch lands", || landed(first));
+    for round in 0..3 {
+        // Records all along: the worker must not stop as idle meanwhile.
+        all.add(put(&stream, 41 + 10 * round, 10, false)?);
+        // One renewal's answer held past the 3 s attempt timeout; its
+        // retry goes through and is refused, the counter having moved.
+        proxy.configure(serde_json::json!({"dynamodb_rate": 1.0, "dynamodb": "hang_renewal"}))?;
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !proxy
+            .count("dynamodb_hang_renewal")
+            .is_ok_and(|n| n > round)
+        {
+            if std::time::Instant::now() > deadline {
+                let log = std::fs::read_to_string(&log_path)?;
+                return Err(format!("round {round}: no renewal within 30 s:\n{log}").into());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        proxy.configure(serde_json::json!({"dynamodb_rate": 0.0}))?;
+        std::thread::sleep(Duration::from_secs(4));
+    }
+    let every = all.good.len();
+    wait_for("every batch lands", || landed(every));
+    wait_ok(worker, Duration::from_secs(60))?;
+    let log = std::fs::read_to_string(&log_path)?;
+    assert!(
+        !log.contains("lease lost to another worker"),
+        "one worker alone took a late renewal for a lost lease:\n{log}"
+    );
+    assert_exactly_once(&read_lake(&lake)?, &all);
+    Ok(())
+}
+
 /// A shard whose commits all fail (every PUT answered 503) makes no
 /// progress: the worker alerts within its lag threshold, naming the shard,
 /// and resolves once the lake takes writes again; nothing is lost. Found
