@@ -126,18 +126,19 @@ pub fn run(
         None
     };
     let prior_open = state.load_open()?;
-    let members = snapshot(
+    let previous_scores = previous.as_deref().map(scores_of);
+    let (members, changes) = snapshot(
         cfg,
         &Recompute {
             table: &table,
             open: &open,
             evaluated: &work.evaluated,
             prior_open: &prior_open,
-            previous: previous.as_deref().filter(|_| model_change.is_none()),
             previous_as_of: head.as_ref().map_or(cfg.as_of, |h| h.as_of_ms),
         },
+        previous,
+        model_change.is_none(),
     )?;
-    let changes = changed(&members, previous.as_deref());
     timings.score_members_ms = crate::ms(t);
 
     let counts = Counts {
@@ -156,7 +157,7 @@ pub fn run(
         scored: &scored,
         telemetry: &telemetry,
         members: &members,
-        previous: previous.as_ref().map(|p| scores_of(p)),
+        previous: previous_scores,
         state: Some(gates(cfg, &work.evaluated, &scored, &made_final)),
     });
     run.made_final_landed_ms = made_final
@@ -404,22 +405,29 @@ struct Recompute<'a> {
     open: &'a [ResultRow],
     evaluated: &'a [Rental],
     prior_open: &'a [ResultRow],
-    /// The previous snapshot; None recomputes every member (a first run, a model change).
-    previous: Option<&'a [MemberRecord]>,
     previous_as_of: i64,
 }
 
-/// Every member's record at as_of. Only the members whose record can have
+/// Every member's record at as_of, and those that differ from `previous`
+/// (or are new). With `reuse`, only the members whose record can have
 /// changed are recomputed from their rentals: those with a rental evaluated
 /// now or open before, and those with a rental leaving the 365-day window
-/// since the previous run. Every other record is the previous one: nothing
-/// it depends on moved (the equivalence test holds the two ways equal).
-fn snapshot(cfg: &JobConfig, r: &Recompute<'_>) -> Result<Vec<MemberRecord>, JobError> {
-    let Some(previous) = r.previous else {
-        return Ok(pitwall_score_state::table::members(
-            r.table, r.open, cfg.as_of, &cfg.model,
-        )?);
-    };
+/// since the previous run. Every other record is the previous one, moved
+/// over, not copied: nothing it depends on moved (the equivalence test holds
+/// the two ways equal). Without `reuse` (a first run, a model change) every
+/// member is recomputed.
+fn snapshot(
+    cfg: &JobConfig,
+    r: &Recompute<'_>,
+    previous: Option<Vec<MemberRecord>>,
+    reuse: bool,
+) -> Result<(Vec<MemberRecord>, Vec<MemberRecord>), JobError> {
+    let previous = previous.unwrap_or_default();
+    if !reuse || previous.is_empty() {
+        let all = pitwall_score_state::table::members(r.table, r.open, cfg.as_of, &cfg.model)?;
+        let changes = changed(&all, &previous);
+        return Ok((all, changes));
+    }
     let mut affected = pitwall_score_state::table::leaving_window(
         r.table,
         r.previous_as_of,
@@ -435,19 +443,35 @@ fn snapshot(cfg: &JobConfig, r: &Recompute<'_>) -> Result<Vec<MemberRecord>, Job
         cfg.as_of,
         &cfg.model,
     )?;
-    let mut all: Vec<MemberRecord> = previous
-        .iter()
-        .filter(|m| !affected.contains(&m.member_id))
-        .cloned()
-        .chain(fresh)
-        .collect();
-    all.sort_by(|a, b| a.member_id.cmp(&b.member_id));
-    Ok(all)
+    let (before, mut kept): (Vec<MemberRecord>, Vec<MemberRecord>) = previous
+        .into_iter()
+        .partition(|m| affected.contains(&m.member_id));
+    // A snapshot is written in member order; one from elsewhere may not be.
+    if !kept.is_sorted_by(|x, y| x.member_id <= y.member_id) {
+        kept.sort_by(|x, y| x.member_id.cmp(&y.member_id));
+    }
+    let changes = changed(&fresh, &before);
+    Ok((merge_by_member(kept, fresh), changes))
+}
+
+/// Two member lists sorted by member_id (and without a member in both) as one.
+fn merge_by_member(a: Vec<MemberRecord>, b: Vec<MemberRecord>) -> Vec<MemberRecord> {
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    let (mut a, mut b) = (a.into_iter().peekable(), b.into_iter().peekable());
+    loop {
+        let take_a = match (a.peek(), b.peek()) {
+            (Some(x), Some(y)) => x.member_id <= y.member_id,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (None, None) => return out,
+        };
+        out.extend(if take_a { a.next() } else { b.next() });
+    }
 }
 
 /// The members whose record differs from the previous snapshot, or is new.
-fn changed(members: &[MemberRecord], previous: Option<&[MemberRecord]>) -> Vec<MemberRecord> {
-    pitwall_score_state::snapshot::differing(members, previous.unwrap_or_default())
+fn changed(members: &[MemberRecord], previous: &[MemberRecord]) -> Vec<MemberRecord> {
+    pitwall_score_state::snapshot::differing(members, previous)
         .into_iter()
         .cloned()
         .collect()
