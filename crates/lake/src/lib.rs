@@ -14,7 +14,9 @@ mod write;
 pub use hive::Span;
 pub use location::{FileRef, Input, Listing, Location};
 pub use small::Created;
-pub use write::{ParquetOptions, parquet_bytes, write_atomic, write_bytes, write_parquet};
+pub use write::{
+    ParquetOptions, parquet_bytes, parquet_bytes_parallel, write_atomic, write_bytes, write_parquet,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LakeError {

@@ -181,7 +181,7 @@ pub fn run(
     let t = Instant::now();
     // Encoded once: the same bytes go to --out and into the state.
     let members_parquet =
-        pitwall_score_state::snapshot::parquet(&members, &cfg.model.id(), cfg.as_of)?;
+        pitwall_score_state::snapshot::parquet(&members, &cfg.model.id(), cfg.as_of, cfg.threads)?;
     let o = outputs::Outputs {
         input: &input,
         rentals: &work.evaluated,
