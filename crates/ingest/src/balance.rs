@@ -73,7 +73,10 @@ pub(crate) fn plan(
         .max_by_key(|(_, v)| v.len());
     match busiest {
         Some((_, theirs)) if theirs.len() > target => {
-            match theirs.iter().find(|l| parents_done(l)) {
+            match theirs
+                .iter()
+                .find(|l| parents_done(l) && !held(&l.shard_id))
+            {
                 Some(l) => Plan {
                     take: vec![(*l).clone()],
                     steal: Some(l.shard_id.clone()),
@@ -144,7 +147,7 @@ fn by_load(
         }
         for l in leases
             .iter()
-            .filter(|l| l.throughput > 0 && parents_done(l))
+            .filter(|l| l.throughput > 0 && parents_done(l) && !held(&l.shard_id))
         {
             let t = l.throughput as f64;
             // The move must leave the busier of the two less busy than the victim was.
@@ -240,6 +243,32 @@ mod tests {
             },
             "balanced: nothing to do"
         );
+    }
+
+    /// `held` is what this worker still runs a reader for, whatever the
+    /// table says (a lease it lost whose reader has not ended): never a
+    /// steal, by count or by load, which would start a second reader.
+    #[test]
+    fn a_lease_this_worker_still_reads_is_never_stolen() {
+        let leases: Vec<Lease> = (0..4)
+            .map(|i| lease(&format!("s-{i}"), Some("b"), &[]))
+            .collect();
+        let p = plan(&leases, "a", 0, &|s| s == "s-0", &unowned);
+        assert_eq!(p.steal.as_deref(), Some("s-1"), "by count: {p:?}");
+        let mut loaded = leases.clone();
+        for l in &mut loaded {
+            l.throughput = 100;
+        }
+        loaded[0].throughput = 150;
+        let p = plan(&loaded, "a", 0, &|_| false, &unowned);
+        assert_eq!(
+            p.steal.as_deref(),
+            Some("s-0"),
+            "by load, the hottest: {p:?}"
+        );
+        let p = plan(&loaded, "a", 0, &|s| s == "s-0", &unowned);
+        assert_ne!(p.steal.as_deref(), Some("s-0"), "by load: {p:?}");
+        assert!(p.take.iter().all(|l| l.shard_id != "s-0"), "{p:?}");
     }
 
     #[test]

@@ -308,9 +308,6 @@ impl Worker {
         let me = self.sh.cfg.worker_id.clone();
         let plan = self.plan(&leases);
         for l in plan.take {
-            if self.retiring.contains_key(&l.shard_id) {
-                continue;
-            }
             let stolen = plan.steal.as_deref() == Some(l.shard_id.as_str());
             let asked = self.asked.get(&l.shard_id).copied();
             if stolen && asked.is_none_or(|t| t.elapsed() < failover) {
