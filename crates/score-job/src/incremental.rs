@@ -68,7 +68,7 @@ pub fn run(
     let started = Instant::now();
     let mut timings = run_json::Timings::default();
     crate::create_out(cfg)?;
-    let state = State::open(&opts.location)?;
+    let state = State::open(&opts.location)?.with_threads(cfg.threads);
     let head = state.head().cloned();
     let mut table = state.load_final()?;
     let model_change = check(cfg, opts, head.as_ref(), &table)?;

@@ -32,6 +32,8 @@ pub struct State {
     loc: Location,
     url: String,
     head: Option<Entry>,
+    /// Threads a file is decoded on: every core unless the job says.
+    threads: usize,
 }
 
 impl State {
@@ -43,9 +45,16 @@ impl State {
             loc,
             url: url.trim_end_matches('/').to_string(),
             head: None,
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
         };
         state.head = state.find_head()?;
         Ok(state)
+    }
+
+    /// Decodes files on at most `threads` threads (a job's `--threads`).
+    pub fn with_threads(mut self, threads: usize) -> State {
+        self.threads = threads.max(1);
+        self
     }
 
     pub fn url(&self) -> &str {
@@ -102,7 +111,7 @@ impl State {
         parse_entry(&path, &bytes)
     }
 
-    /// A whole state file, its row groups decoded on every core in
+    /// A whole state file, its row groups decoded on `threads` threads in
     /// contiguous runs (the rows keep the file's order): the final results
     /// of a year are millions of rows, read on every run.
     fn parquet(&self, rel: &str) -> Result<Vec<RecordBatch>, StateError> {
@@ -117,8 +126,7 @@ impl State {
         };
         let meta = ArrowReaderMetadata::load(&bytes, Default::default()).map_err(|e| bad(&e))?;
         let groups = meta.metadata().num_row_groups();
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let per = groups.div_ceil(cores.clamp(1, groups.max(1))).max(1);
+        let per = groups.div_ceil(self.threads.clamp(1, groups.max(1))).max(1);
         let runs: Vec<Vec<usize>> = (0..groups)
             .collect::<Vec<_>>()
             .chunks(per)
@@ -353,6 +361,7 @@ impl Draft {
             loc: self.loc.clone(),
             url: self.url.clone(),
             head: None,
+            threads: 1,
         };
         let mut keep: Vec<String> = referenced(entry);
         for seq in self.seq.saturating_sub(KEEP_RUNS)..self.seq {
@@ -512,18 +521,21 @@ mod tests {
         };
         let bytes = pitwall_lake::parquet_bytes(batch.schema(), &[batch], &opts)?;
         state.location().put("t.parquet", Bytes::from(bytes))?;
-        let read: Vec<i64> = state
-            .parquet("t.parquet")?
-            .iter()
-            .flat_map(|b| {
-                b.column(0)
-                    .as_any()
-                    .downcast_ref::<Int64Array>()
-                    .map(|a| a.values().to_vec())
-                    .unwrap_or_default()
-            })
-            .collect();
-        assert_eq!(read, values);
+        for threads in [1, 2, 3] {
+            let read: Vec<i64> = State::open(&url)?
+                .with_threads(threads)
+                .parquet("t.parquet")?
+                .iter()
+                .flat_map(|b| {
+                    b.column(0)
+                        .as_any()
+                        .downcast_ref::<Int64Array>()
+                        .map(|a| a.values().to_vec())
+                        .unwrap_or_default()
+                })
+                .collect();
+            assert_eq!(read, values, "{threads} threads");
+        }
         Ok(())
     }
 
