@@ -7,7 +7,8 @@
 use std::time::{Duration, Instant};
 
 use aws_sdk_kinesis::types::{
-    ConsumerStatus, ShardIteratorType, StartingPosition, SubscribeToShardEventStream,
+    ConsumerStatus, ShardIteratorType, StartingPosition, SubscribeToShardEvent,
+    SubscribeToShardEventStream,
 };
 
 use crate::kinesis::{
@@ -164,29 +165,125 @@ impl Subscription {
             let SubscribeToShardEventStream::SubscribeToShardEvent(ev) = event else {
                 continue; // a kind of event this pitwall does not know
             };
-            let children: Vec<ShardInfo> = ev.child_shards().iter().map(child_of).collect();
-            tracing::trace!(
-                records = ev.records().len(),
-                continuation = ev.continuation_sequence_number(),
-                children = children.len(),
-                millis_behind = ev.millis_behind_latest(),
-                "pushed"
-            );
-            let next = Some(ev.continuation_sequence_number())
-                .filter(|c| !c.is_empty())
-                .map(str::to_string);
-            return Ok(Some(Batch {
-                records: ev.records().iter().map(record_of).collect(),
-                // At the end there is no continuation and the children are
-                // named; a continuation with children is not an end.
-                next_iterator: if next.is_none() && !children.is_empty() {
-                    None
-                } else {
-                    Some(next.unwrap_or_default())
-                },
-                millis_behind: ev.millis_behind_latest(),
-                children,
-            }));
+            return Ok(Some(batch_of(&ev)));
         }
+    }
+}
+
+/// A pushed event as a batch. At a closed shard's end the event has no
+/// continuation and names the children (ChildShards): the batch then has
+/// no next position, and the reader ends the shard as a GetRecords end.
+/// A continuation with children is not an end.
+fn batch_of(ev: &SubscribeToShardEvent) -> Batch {
+    let children: Vec<ShardInfo> = ev.child_shards().iter().map(child_of).collect();
+    tracing::trace!(
+        records = ev.records().len(),
+        continuation = ev.continuation_sequence_number(),
+        children = children.len(),
+        millis_behind = ev.millis_behind_latest(),
+        "pushed"
+    );
+    let next = Some(ev.continuation_sequence_number())
+        .filter(|c| !c.is_empty())
+        .map(str::to_string);
+    Batch {
+        records: ev.records().iter().map(record_of).collect(),
+        next_iterator: if next.is_none() && !children.is_empty() {
+            None
+        } else {
+            Some(next.unwrap_or_default())
+        },
+        millis_behind: ev.millis_behind_latest(),
+        children,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_kinesis::primitives::Blob;
+    use aws_sdk_kinesis::types::{ChildShard, HashKeyRange, Record};
+
+    fn child(id: &str, parents: &[&str]) -> ChildShard {
+        let range = HashKeyRange::builder()
+            .starting_hash_key("0")
+            .ending_hash_key("1")
+            .build();
+        ChildShard::builder()
+            .shard_id(id)
+            .set_parent_shards(Some(parents.iter().map(|p| p.to_string()).collect()))
+            .set_hash_key_range(range.ok())
+            .build()
+            .unwrap_or_else(|e| panic!("child shard: {e}"))
+    }
+
+    fn event(
+        continuation: &str,
+        records: &[&str],
+        children: Vec<ChildShard>,
+    ) -> SubscribeToShardEvent {
+        let records = records
+            .iter()
+            .map(|seq| {
+                Record::builder()
+                    .sequence_number(*seq)
+                    .data(Blob::new(seq.as_bytes()))
+                    .partition_key("k")
+                    .build()
+                    .unwrap_or_else(|e| panic!("record: {e}"))
+            })
+            .collect();
+        SubscribeToShardEvent::builder()
+            .continuation_sequence_number(continuation)
+            .millis_behind_latest(0)
+            .set_records(Some(records))
+            .set_child_shards(Some(children))
+            .build()
+            .unwrap_or_else(|e| panic!("event: {e}"))
+    }
+
+    #[test]
+    fn an_event_with_children_and_no_continuation_is_the_shards_end() {
+        let b = batch_of(&event(
+            "",
+            &["49", "50"],
+            vec![
+                child("shardId-1", &["shardId-0"]),
+                child("shardId-2", &["shardId-0"]),
+            ],
+        ));
+        assert_eq!(b.next_iterator, None);
+        assert_eq!(b.records.len(), 2, "the last records come with the end");
+        let ids: Vec<&str> = b.children.iter().map(|c| c.shard_id.as_str()).collect();
+        assert_eq!(ids, ["shardId-1", "shardId-2"]);
+        assert!(
+            b.children
+                .iter()
+                .all(|c| c.parents == ["shardId-0"] && !c.closed)
+        );
+    }
+
+    #[test]
+    fn a_merge_child_names_both_parents() {
+        let b = batch_of(&event(
+            "",
+            &[],
+            vec![child("shardId-3", &["shardId-1", "shardId-2"])],
+        ));
+        assert_eq!(b.next_iterator, None);
+        assert_eq!(b.children[0].parents, ["shardId-1", "shardId-2"]);
+    }
+
+    #[test]
+    fn a_continuation_is_read_on_from_even_with_children_named() {
+        let b = batch_of(&event(
+            "51",
+            &["51"],
+            vec![child("shardId-1", &["shardId-0"])],
+        ));
+        assert_eq!(b.next_iterator.as_deref(), Some("51"));
+        let quiet = batch_of(&event("52", &[], Vec::new()));
+        assert_eq!(quiet.next_iterator.as_deref(), Some("52"));
+        assert!(quiet.records.is_empty() && quiet.children.is_empty());
     }
 }

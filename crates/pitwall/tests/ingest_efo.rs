@@ -7,13 +7,14 @@
 //! closed from ListShards and finds its end with one GetRecords (which
 //! names the children); see `pitwall-ingest::source`.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 mod common;
 
 use common::TestResult;
 use common::kinesis::{
-    admin_at, fixture_at, free_port, ingest_command, leases_table, put_at, wait_for, wait_ok,
+    admin_at, drain, fixture_at, free_port, ingest_command, leases_table, metric, put_at, unique,
+    wait_for, wait_ok,
 };
 use common::lake::{assert_exactly_once, count_files, read_lake};
 
@@ -37,6 +38,18 @@ fn efo_worker(
     extra: &[&str],
 ) -> std::process::Command {
     let spec = format!("sqlite:{}", leases.display());
+    efo_worker_with(mock, stream, lake, &spec, free_port(), extra)
+}
+
+/// [`efo_worker`] with any lease table and a known status port.
+fn efo_worker_with(
+    mock: &str,
+    stream: &str,
+    lake: &str,
+    leases: &str,
+    port: u16,
+    extra: &[&str],
+) -> std::process::Command {
     let efo = [
         "--consumer",
         "efo:pitwall-test",
@@ -45,13 +58,7 @@ fn efo_worker(
         "--discover-every",
         "2s",
     ];
-    let mut cmd = ingest_command(
-        stream,
-        lake,
-        &spec,
-        free_port(),
-        &[&efo[..], extra].concat(),
-    );
+    let mut cmd = ingest_command(stream, lake, leases, port, &[&efo[..], extra].concat());
     cmd.env("AWS_ENDPOINT_URL_KINESIS", mock);
     cmd
 }
@@ -119,5 +126,62 @@ fn efo_follows_a_split_and_a_merge_parents_to_their_end_first() -> TestResult {
             "{closed}: {checkpoints:?}"
         );
     }
+    Ok(())
+}
+
+/// Two EFO workers on one consumer and a DynamoDB lease table (moto): they
+/// balance one shard each; a is killed with its subscription still open on
+/// the service, and b takes a's shard over, subscribing to it while the
+/// dead worker's subscription may still hold it (ResourceInUse: retried),
+/// from a's last checkpoint. Every record lands once.
+#[test]
+fn a_second_efo_worker_takes_over_a_killed_ones_shard() -> TestResult {
+    let Some(mock) = mock() else { return Ok(()) };
+    let (_dir, stream, lake) = fixture_at(Some(&mock), "efo-pair", 2)?;
+    let table = format!("dynamodb:{}", unique("efo-leases"));
+    let mut all = put_at(Some(&mock), &stream, 1, 600, false)?;
+    let (pa, pb) = (free_port(), free_port());
+    let small = ["--roll-bytes", "8KiB", "--roll-age", "1s"];
+    let mut a = efo_worker_with(
+        &mock,
+        &stream,
+        &lake,
+        &table,
+        pa,
+        &[&["--worker-id", "a"][..], &small].concat(),
+    )
+    .spawn()?;
+    drain(&mut a);
+    wait_for("a did not take both leases", || {
+        metric(pa, "pitwall_ingest_leases") == Some(2.0)
+    });
+    let mut b = efo_worker_with(
+        &mock,
+        &stream,
+        &lake,
+        &table,
+        pb,
+        &[&["--worker-id", "b", "--stop-when-idle", "15s"][..], &small].concat(),
+    )
+    .spawn()?;
+    drain(&mut b);
+    wait_for("the workers did not balance 1/1", || {
+        metric(pa, "pitwall_ingest_leases") == Some(1.0)
+            && metric(pb, "pitwall_ingest_leases") == Some(1.0)
+    });
+    all.add(put_at(Some(&mock), &stream, 1001, 300, false)?);
+    a.kill()?; // SIGKILL: its lease stays a's until it expires, its subscription open
+    a.wait()?;
+    let killed = Instant::now();
+    while metric(pb, "pitwall_ingest_leases") != Some(2.0) {
+        assert!(
+            killed.elapsed() < Duration::from_secs(30),
+            "b did not take a's lease"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    all.add(put_at(Some(&mock), &stream, 2001, 300, false)?);
+    wait_ok(b, Duration::from_secs(120))?;
+    assert_exactly_once(&read_lake(&lake)?, &all);
     Ok(())
 }
