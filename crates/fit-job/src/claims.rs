@@ -180,7 +180,7 @@ impl Batch<'_> {
     fn check(
         &self,
         i: usize,
-        rentals: &dyn Fn(&str) -> Option<Span>,
+        rentals: &(dyn Fn(&str) -> Option<Span> + Sync),
     ) -> Result<(Claim, usize), &'static str> {
         let present = |v: Option<&str>| v.is_some_and(|s| !s.trim().is_empty());
         let (claim_id, rental_id) = (opt(self.claim_id, i), opt(self.rental_id, i));
@@ -222,48 +222,102 @@ struct Found {
     row: u64,
 }
 
-/// Reads every claims file under `loc` and checks each row against the
-/// contract and the rentals. Duplicate ids are resolved after all files are
-/// read, so file order never matters.
-pub fn read_claims(loc: &Location, rentals: &dyn Fn(&str) -> Option<Span>) -> Result<ClaimInput> {
-    let files = loc.list(&[".parquet", ".csv"])?;
-    if files.is_empty() {
-        return Err(FitJobError::NoInput {
-            what: "claims",
-            location: loc.to_string(),
-            expected: ".parquet or .csv files",
-        });
+/// The claims files under a location, decoded: they need nothing of the
+/// rentals, so they can be read while the rental results are.
+pub struct ClaimFiles {
+    files: Vec<FileRef>,
+    tables: Vec<Vec<RecordBatch>>,
+}
+
+impl ClaimFiles {
+    pub fn read(loc: &Location) -> Result<ClaimFiles> {
+        let files = loc.list(&[".parquet", ".csv"])?;
+        if files.is_empty() {
+            return Err(FitJobError::NoInput {
+                what: "claims",
+                location: loc.to_string(),
+                expected: ".parquet or .csv files",
+            });
+        }
+        let tables = files
+            .iter()
+            .map(|f| tabular::read_table(f, &COLUMNS))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(ClaimFiles { files, tables })
     }
-    let mut input = ClaimInput {
-        files: files.len(),
-        ..ClaimInput::default()
-    };
-    let mut valid: Vec<Found> = Vec::new();
-    for (f, file) in files.iter().enumerate() {
-        let mut row = 0u64;
-        for batch in tabular::read_table(file, &COLUMNS)? {
-            let cols = Columns::of(file, &batch)?;
-            let b = cols.batch(file, row);
+
+    /// Checks each row against the contract and the rentals, on `threads`
+    /// runs of batches joined in file and row order. Duplicate ids are
+    /// resolved after every file is checked, so file order never matters.
+    pub fn check(
+        &self,
+        rentals: &(dyn Fn(&str) -> Option<Span> + Sync),
+        threads: usize,
+    ) -> Result<ClaimInput> {
+        // (file, its first row, batch), in file and row order.
+        let mut units: Vec<(usize, u64, &RecordBatch)> = Vec::new();
+        for (f, batches) in self.tables.iter().enumerate() {
+            let mut row = 0u64;
+            for b in batches {
+                units.push((f, row, b));
+                row += b.num_rows() as u64;
+            }
+        }
+        let per = units.len().div_ceil(threads.max(1)).max(1);
+        let runs: Vec<&[(usize, u64, &RecordBatch)]> = units.chunks(per).collect();
+        let checked = crate::par::each(&runs, |run| self.check_run(run, rentals));
+        let mut input = ClaimInput {
+            files: self.files.len(),
+            rows: units.iter().map(|u| u.2.num_rows() as u64).sum(),
+            ..ClaimInput::default()
+        };
+        let mut valid: Vec<Found> = Vec::new();
+        for part in checked {
+            let (found, rejected) = part?;
+            valid.extend(found);
+            input.rejected.extend(rejected);
+        }
+        resolve_duplicates(valid, &self.files, &mut input);
+        input
+            .rejected
+            .sort_by(|a, b| a.file.cmp(&b.file).then(a.row.cmp(&b.row)));
+        Ok(input)
+    }
+
+    fn check_run(
+        &self,
+        run: &[(usize, u64, &RecordBatch)],
+        rentals: &(dyn Fn(&str) -> Option<Span> + Sync),
+    ) -> Result<(Vec<Found>, Vec<RejectedClaim>)> {
+        let (mut valid, mut rejected) = (Vec::new(), Vec::new());
+        for &(f, first_row, batch) in run {
+            let file = &self.files[f];
+            let cols = Columns::of(file, batch)?;
+            let b = cols.batch(file, first_row);
             for i in 0..batch.num_rows() {
                 match b.check(i, rentals) {
                     Ok((claim, rental_row)) => valid.push(Found {
                         claim,
                         rental_row,
                         file: f,
-                        row: row + i as u64,
+                        row: first_row + i as u64,
                     }),
-                    Err(rule) => input.rejected.push(b.reject(i, rule)),
+                    Err(rule) => rejected.push(b.reject(i, rule)),
                 }
             }
-            row += batch.num_rows() as u64;
-            input.rows += batch.num_rows() as u64;
         }
+        Ok((valid, rejected))
     }
-    resolve_duplicates(valid, &files, &mut input);
-    input
-        .rejected
-        .sort_by(|a, b| a.file.cmp(&b.file).then(a.row.cmp(&b.row)));
-    Ok(input)
+}
+
+/// Reads every claims file under `loc` and checks each row against the
+/// contract and the rentals ([`ClaimFiles`]).
+pub fn read_claims(
+    loc: &Location,
+    rentals: &(dyn Fn(&str) -> Option<Span> + Sync),
+    threads: usize,
+) -> Result<ClaimInput> {
+    ClaimFiles::read(loc)?.check(rentals, threads)
 }
 
 /// A batch's columns in the types the checks read.

@@ -21,7 +21,7 @@ use pitwall_score::{Features, Model, Status};
 use pitwall_score_state::results::{self, Columns};
 use pitwall_score_state::{FinalTable, State};
 
-use crate::claims::Span;
+use crate::claims::{ClaimFiles, ClaimInput, Span};
 use crate::{FitJobError, Result};
 
 /// One rental result with what a fit and a member score need of it; its
@@ -307,8 +307,14 @@ impl Results {
 
     /// Reads the claims at `url` under the contract, against these
     /// rentals, and attaches the valid at-fault ones.
-    pub fn read_claims(&mut self, url: &str) -> Result<crate::claims::ClaimInput> {
-        let input = crate::claims::read_claims(&Location::parse(url)?, &|id| self.span(id))?;
+    pub fn read_claims(&mut self, url: &str, threads: usize) -> Result<ClaimInput> {
+        self.attach_claims(&ClaimFiles::read(&Location::parse(url)?)?, threads)
+    }
+
+    /// Checks decoded claims files against these rentals and attaches the
+    /// valid at-fault ones.
+    pub fn attach_claims(&mut self, files: &ClaimFiles, threads: usize) -> Result<ClaimInput> {
+        let input = files.check(&|id| self.span(id), threads)?;
         let rows: Vec<usize> = input
             .claims
             .iter()
@@ -344,6 +350,21 @@ pub fn load_results(url: &str, threads: usize) -> Result<Results> {
         }
     };
     Results::new(url, read.rows, read.ids, read.members.into_ids())
+}
+
+/// The rental results at `results` and the claims files at `claims`,
+/// decoded at the same time (the claims' checks need the rentals: see
+/// [`Results::attach_claims`]).
+pub fn load_with_claims(
+    results: &str,
+    claims: &str,
+    threads: usize,
+) -> Result<(Results, ClaimFiles)> {
+    let (results, claims) = crate::par::beside(
+        || load_results(results, threads),
+        || ClaimFiles::read(&Location::parse(claims)?),
+    );
+    Ok((results?, claims?))
 }
 
 /// Rows as they are read, with their ids and the members met so far.

@@ -68,7 +68,9 @@ pub struct FitReport<'a> {
 /// Where a command's time went, in ms.
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct Timings {
+    /// Reading the rental results, with the claims files decoded beside.
     pub read_results: u64,
+    /// Checking the claims against the rentals and attaching them.
     pub read_claims: u64,
     pub fit: u64,
     pub validate: u64,

@@ -220,7 +220,7 @@ pub fn judge(j: &Judged<'_>, candidate: &Model, current: Option<&Model>) -> Resu
         || ByMember::new(j.results, j.threads),
         || each(&models, |m| expected(m, &period, &before)),
     );
-    let members: Vec<_> = models.iter().map(|m| member_outcomes(j, &by, m)).collect();
+    let members: Vec<_> = each(&models, |m| member_outcomes(j, &by, m));
     let rows: Vec<Vec<Scored>> = each(&expected, |e| scored(e, &period));
     // Bootstrapped together: every model is judged on the same resamples.
     let slices: Vec<&[Scored]> = rows.iter().map(Vec::as_slice).collect();

@@ -43,7 +43,7 @@ pub fn review(
     threads: usize,
 ) -> Result<Review> {
     let mut results = load_results(results_url, threads)?;
-    let input = results.read_claims(claims_url)?;
+    let input = results.read_claims(claims_url, threads)?;
     let from = results.min_end().unwrap_or(as_of);
     let judged = Judged {
         results: &results,

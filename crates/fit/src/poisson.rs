@@ -296,6 +296,30 @@ fn pass(d: &Design, beta: &[f64], threads: usize) -> (Matrix, Vec<f64>, f64) {
 }
 
 fn chunk(d: &Design, beta: &[f64], rows: std::ops::Range<usize>) -> (Matrix, Vec<f64>, f64) {
+    pulp::Arch::new().dispatch(Chunk { d, beta, rows })
+}
+
+/// One chunk's sums, run through [`pulp::Arch::dispatch`]: the same code,
+/// compiled also for AVX2 and taken where the CPU has it. The sums keep
+/// their order (Rust never fuses a multiply and an add by itself), so the
+/// bits are the same either way.
+struct Chunk<'a> {
+    d: &'a Design,
+    beta: &'a [f64],
+    rows: std::ops::Range<usize>,
+}
+
+impl pulp::WithSimd for Chunk<'_> {
+    type Output = (Matrix, Vec<f64>, f64);
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) -> Self::Output {
+        chunk_in(self.d, self.beta, self.rows)
+    }
+}
+
+#[inline(always)]
+fn chunk_in(d: &Design, beta: &[f64], rows: std::ops::Range<usize>) -> (Matrix, Vec<f64>, f64) {
     // The factor count fixed at compile time keeps a row's sums in
     // registers; the model has five factors, its LR tests four.
     match d.k() {
@@ -310,6 +334,7 @@ fn chunk(d: &Design, beta: &[f64], rows: std::ops::Range<usize>) -> (Matrix, Vec
 }
 
 /// ln y of a claim count, from `table` (ln 0 … ln 15) for the counts that occur.
+#[inline(always)]
 fn ln_count(y: f64, table: &[f64; 16]) -> f64 {
     if y < 16.0 { table[y as usize] } else { y.ln() }
 }
@@ -319,6 +344,7 @@ const STRETCH: usize = 256;
 
 /// [`chunk_any`] for K factors: the same formulas and the same sums in
 /// the same order, so the same bits (tested).
+#[inline(always)]
 fn chunk_of<const K: usize>(
     d: &Design,
     beta: &[f64],

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use clap::Args;
 use pitwall_fit_job::claims::{self, ClaimInput, ClaimsReport};
-use pitwall_fit_job::data::{Period, Results, load_results};
+use pitwall_fit_job::data::{Period, Results, load_with_claims};
 use pitwall_fit_job::fitting::{FitConfig, FitReport, Timings, fit_model};
 use pitwall_fit_job::judge::{Judged, Validation, judge};
 use pitwall_fit_job::{outputs, report};
@@ -105,13 +105,15 @@ fn load_model(path: &Path) -> anyhow::Result<Model> {
 fn read(inputs: &Inputs) -> anyhow::Result<(Results, ClaimInput, Timings)> {
     let ms = |t: std::time::Instant| t.elapsed().as_millis() as u64;
     let mut timings = Timings::default();
-    eprintln!("reading rental results from {} ...", inputs.results);
+    eprintln!(
+        "reading rental results from {} and claims from {} ...",
+        inputs.results, inputs.claims
+    );
     let t = std::time::Instant::now();
-    let mut results = load_results(&inputs.results, inputs.threads())?;
+    let (mut results, files) = load_with_claims(&inputs.results, &inputs.claims, inputs.threads())?;
     timings.read_results = ms(t);
     let t = std::time::Instant::now();
-    eprintln!("reading claims from {} ...", inputs.claims);
-    let input = results.read_claims(&inputs.claims)?;
+    let input = results.attach_claims(&files, inputs.threads())?;
     timings.read_claims = ms(t);
     std::fs::create_dir_all(&inputs.out)
         .with_context(|| format!("cannot create output directory {}", inputs.out.display()))?;
