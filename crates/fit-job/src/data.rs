@@ -159,12 +159,16 @@ impl RentalIds {
 /// Rows per stretch between two fences of [`Results::index`].
 const FENCE: usize = 32;
 
-/// Member ids to dense indices while rows are read. The table holds only
-/// indices (a few bytes per member, so it stays in cache), the ids sit in
-/// one buffer: a lookup reads the table and one id.
+/// Member ids to dense indices while rows are read. An id of up to 15
+/// bytes (most are) is its own key: its bytes and length in one `u128`,
+/// held in the table beside its index, so a lookup reads one slot and
+/// compares no text. Longer ids sit in one buffer and the table holds
+/// their indices; a lookup reads the table and one id. The ids are kept
+/// in first-met order either way.
 #[derive(Default)]
 struct Interner {
-    table: HashTable<u32>,
+    short: HashTable<(u128, u32)>,
+    long: HashTable<u32>,
     names: RentalIds,
 }
 
@@ -172,10 +176,38 @@ fn hash(id: &str) -> u64 {
     FxBuildHasher.hash_one(id)
 }
 
+/// The bytes of an id shorter than 16 with its length in the last byte:
+/// two ids have the same key only if they are the same id.
+fn short_key(id: &str) -> Option<u128> {
+    let b = id.as_bytes();
+    (b.len() < 16).then(|| {
+        let mut k = [0u8; 16];
+        k[..b.len()].copy_from_slice(b);
+        k[15] = b.len() as u8;
+        u128::from_le_bytes(k)
+    })
+}
+
 impl Interner {
     fn get(&mut self, id: &str) -> u32 {
+        let next = u32::try_from(self.names.len()).unwrap_or(u32::MAX);
+        if let Some(key) = short_key(id) {
+            let entry = self.short.entry(
+                FxBuildHasher.hash_one(key),
+                |&(k, _)| k == key,
+                |&(k, _)| FxBuildHasher.hash_one(k),
+            );
+            return match entry {
+                Entry::Occupied(e) => e.get().1,
+                Entry::Vacant(v) => {
+                    v.insert((key, next));
+                    self.names.push(id);
+                    next
+                }
+            };
+        }
         let names = &self.names;
-        let entry = self.table.entry(
+        let entry = self.long.entry(
             hash(id),
             |&i| names.get(i as usize) == id,
             |&i| hash(names.get(i as usize)),
@@ -183,10 +215,9 @@ impl Interner {
         match entry {
             Entry::Occupied(e) => *e.get(),
             Entry::Vacant(v) => {
-                let i = u32::try_from(names.len()).unwrap_or(u32::MAX);
-                v.insert(i);
+                v.insert(next);
                 self.names.push(id);
-                i
+                next
             }
         }
     }
@@ -686,6 +717,37 @@ mod tests {
         };
         assert_eq!(ids(&joined), ids(&whole));
         assert_eq!(joined.members.into_ids(), whole.members.into_ids());
+    }
+
+    #[test]
+    fn short_and_long_ids_are_interned_in_first_met_order() {
+        let long = "member-with-a-long-identifier";
+        let ids = [
+            "m1",
+            "",
+            long,
+            "m1",
+            "m1\0",
+            "abcdefghijklmno",
+            long,
+            "",
+            "abcdefghijklmnop",
+        ];
+        let mut i = Interner::default();
+        let got: Vec<u32> = ids.iter().map(|id| i.get(id)).collect();
+        // "m1\0" is not "m1": the length is part of the key.
+        assert_eq!(got, [0, 1, 2, 0, 3, 4, 2, 1, 5]);
+        assert_eq!(
+            i.into_ids(),
+            [
+                "m1",
+                "",
+                long,
+                "m1\0",
+                "abcdefghijklmno",
+                "abcdefghijklmnop"
+            ]
+        );
     }
 
     #[test]

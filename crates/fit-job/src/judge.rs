@@ -4,8 +4,8 @@
 //! promotion checks).
 
 use pitwall_fit::calibration::{Calibration, MemberOutcome, MemberView, calibration, member_view};
-use pitwall_fit::gini::{Gini, ginis, lorenz};
-use pitwall_fit::validate::{Compared, DoubleDecile, Lift, Scored, double_lift, lift};
+use pitwall_fit::gini::{Gini, ginis_ordered};
+use pitwall_fit::validate::{Compared, DoubleDecile, Lift, Ordered, Scored, double_lift};
 use pitwall_score::Model;
 use serde::Serialize;
 
@@ -141,21 +141,21 @@ fn scored(e: &Expected, period: &[&RentalRow]) -> Vec<Scored> {
 fn figures(
     model: &Model,
     e: &Expected,
-    scored: &[Scored],
+    scored: &Ordered<'_>,
     members: &[MemberOutcome],
     gini: Gini,
 ) -> Result<ModelFigures> {
-    let cal = calibration(scored)
+    let cal = calibration(scored.rows)
         .map_err(|e| FitJobError::Refused(format!("calibration of {}: {e}", model.id())))?;
     Ok(ModelFigures {
         model: model.id(),
         log_base: e.log_base,
         scale: e.scale,
-        lift: lift(scored),
+        lift: scored.lift(),
         gini,
         calibration: cal,
         member_view: member_view(members, HIGH, LOW),
-        lorenz: lorenz(scored, 100),
+        lorenz: scored.lorenz(100),
     })
 }
 
@@ -222,9 +222,15 @@ pub fn judge(j: &Judged<'_>, candidate: &Model, current: Option<&Model>) -> Resu
     );
     let members: Vec<_> = each(&models, |m| member_outcomes(j, &by, m));
     let rows: Vec<Vec<Scored>> = each(&expected, |e| scored(e, &period));
+    // Sorted by risk once for the Gini, the lift and the Lorenz curve.
+    let ordered: Vec<Ordered<'_>> = each(&rows, |r| Ordered::new(r));
     // Bootstrapped together: every model is judged on the same resamples.
-    let slices: Vec<&[Scored]> = rows.iter().map(Vec::as_slice).collect();
-    let g = ginis(&slices, j.resamples, j.seed, j.threads);
+    let g = ginis_ordered(
+        &ordered.iter().collect::<Vec<_>>(),
+        j.resamples,
+        j.seed,
+        j.threads,
+    );
     let ks: Vec<usize> = (0..models.len()).collect();
     let (figs, compared) = beside(
         || {
@@ -232,7 +238,7 @@ pub fn judge(j: &Judged<'_>, candidate: &Model, current: Option<&Model>) -> Resu
                 figures(
                     models[k],
                     &expected[k],
-                    &rows[k],
+                    &ordered[k],
                     &members[k].0,
                     g[k].clone(),
                 )

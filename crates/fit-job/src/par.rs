@@ -3,7 +3,7 @@
 //! would be a wrong figure, not a smaller one.
 
 /// `f` of every item, each on a thread of its own, in the items' order.
-pub fn each<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+pub fn each<'a, T: Sync, R: Send>(items: &'a [T], f: impl Fn(&'a T) -> R + Sync) -> Vec<R> {
     std::thread::scope(|s| {
         let jobs: Vec<_> = items.iter().map(|i| s.spawn(|| f(i))).collect();
         jobs.into_iter()

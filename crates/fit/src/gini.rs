@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::validate::{Scored, ordered};
+use crate::validate::{Ordered, Scored};
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Gini {
@@ -42,7 +42,23 @@ pub fn gini(rows: &[Scored], resamples: usize, seed: u64, threads: usize) -> Gin
 /// model's risk order, which is computed once. Resample r draws from its
 /// own stream (seed, r), so the interval does not depend on the thread count.
 pub fn ginis(models: &[&[Scored]], resamples: usize, seed: u64, threads: usize) -> Vec<Gini> {
-    let n = models.first().map_or(0, |m| m.len());
+    let ordered: Vec<Ordered<'_>> = models.iter().map(|m| Ordered::new(m)).collect();
+    ginis_ordered(
+        &ordered.iter().collect::<Vec<_>>(),
+        resamples,
+        seed,
+        threads,
+    )
+}
+
+/// [`ginis`] of models already in risk order.
+pub fn ginis_ordered(
+    models: &[&Ordered<'_>],
+    resamples: usize,
+    seed: u64,
+    threads: usize,
+) -> Vec<Gini> {
+    let n = models.first().map_or(0, |m| m.rows.len());
     let Some((curves, perfect, _)) = orders(models) else {
         return Vec::new();
     };
@@ -115,14 +131,14 @@ pub fn ginis(models: &[&[Scored]], resamples: usize, seed: u64, threads: usize) 
 /// their place in the first model's order (also returned, by input index):
 /// the first model's pass then reads the weights in sequence, and the draws
 /// do not depend on the order the rentals were given in.
-fn orders(models: &[&[Scored]]) -> Option<(Vec<Curve>, Perfect, Vec<u32>)> {
+fn orders(models: &[&Ordered<'_>]) -> Option<(Vec<Curve>, Perfect, Vec<u32>)> {
     let mut curves: Vec<Curve> = models.iter().map(|m| Curve::new(m)).collect();
     let first = curves.first()?;
     let mut place = vec![0u32; first.row.len()];
     for (k, &r) in first.row.iter().enumerate() {
         place[r as usize] = k as u32;
     }
-    let mut perfect = Perfect::new(models[0], &place);
+    let mut perfect = Perfect::new(models[0].rows, &place);
     for rows in curves
         .iter_mut()
         .map(|c| &mut c.row)
@@ -168,7 +184,17 @@ const LANES: usize = 8;
 /// share of exposure, cumulative share of claims), from (0, 0) to (1, 1),
 /// for plotting.
 pub fn lorenz(rows: &[Scored], points: usize) -> Vec<(f64, f64)> {
-    let curve = Curve::new(rows);
+    Ordered::new(rows).lorenz(points)
+}
+
+impl Ordered<'_> {
+    /// See [`lorenz`].
+    pub fn lorenz(&self, points: usize) -> Vec<(f64, f64)> {
+        lorenz_of(&Curve::new(self), points)
+    }
+}
+
+fn lorenz_of(curve: &Curve, points: usize) -> Vec<(f64, f64)> {
     let km: f64 = curve.km.iter().sum();
     let claims: f64 = curve.claims.iter().sum();
     let mut out = vec![(0.0, 0.0)];
@@ -352,8 +378,8 @@ fn block_ends(n: usize, same: impl Fn(usize, usize) -> bool) -> Vec<bool> {
 }
 
 impl Curve {
-    fn new(rows: &[Scored]) -> Curve {
-        let order = ordered(rows);
+    fn new(o: &Ordered<'_>) -> Curve {
+        let (rows, order) = (o.rows, &o.order);
         let block_end = block_ends(order.len(), |a, b| {
             rows[order[a]].risk.total_cmp(&rows[order[b]].risk).is_eq()
         });
@@ -589,7 +615,8 @@ mod tests {
         let mut rows = informative(600);
         rows[7] = row(0.002, 0.0, 1.0);
         let blind: Vec<Scored> = rows.iter().map(|r| Scored { risk: 1.0, ..*r }).collect();
-        let Some((curves, perfect, place)) = orders(&[&rows, &blind]) else {
+        let (a, b) = (Ordered::new(&rows), Ordered::new(&blind));
+        let Some((curves, perfect, place)) = orders(&[&a, &b]) else {
             panic!("no orders");
         };
         let mut w = vec![[0u8; LANES]; rows.len()];

@@ -38,11 +38,36 @@ pub struct Lift {
     pub inversions: usize,
 }
 
+/// A model's rentals of the period with their order by risk: sorted once
+/// for every figure that reads it (lift, Lorenz curve, Gini).
+pub struct Ordered<'a> {
+    pub rows: &'a [Scored],
+    pub(crate) order: Vec<usize>,
+}
+
+impl<'a> Ordered<'a> {
+    pub fn new(rows: &'a [Scored]) -> Ordered<'a> {
+        Ordered {
+            rows,
+            order: ordered(rows),
+        }
+    }
+
+    /// See [`lift`].
+    pub fn lift(&self) -> Lift {
+        lift_in(self.rows, &self.order)
+    }
+}
+
 /// Rentals ordered by risk, cut into ten groups of equal exposure. Rentals
 /// of equal risk form one block that is spread over the deciles it spans in
 /// proportion to exposure: ties are not broken by anything, least of all the
 /// outcome, so the result never depends on the input's order.
 pub fn lift(rows: &[Scored]) -> Lift {
+    Ordered::new(rows).lift()
+}
+
+fn lift_in(rows: &[Scored], order: &[usize]) -> Lift {
     let total: f64 = rows.iter().map(|r| r.km).sum();
     let mut deciles: Vec<Decile> = (0..10)
         .map(|d| Decile {
@@ -55,7 +80,7 @@ pub fn lift(rows: &[Scored]) -> Lift {
         })
         .collect();
     let mut seen = 0.0;
-    for block in blocks(rows, &ordered(rows)) {
+    for block in blocks(rows, order) {
         let (start, end) = (seen, seen + block.km);
         seen = end;
         if block.km <= 0.0 || total <= 0.0 {
@@ -121,19 +146,24 @@ pub fn double_lift(rows: &[Compared]) -> Vec<DoubleDecile> {
             0.0
         }
     };
-    let by = |expected: &dyn Fn(&Compared) -> f64| {
-        let scored: Vec<Scored> = rows
-            .iter()
+    let scored = |expected: &dyn Fn(&Compared) -> f64| -> Vec<Scored> {
+        rows.iter()
             .map(|r| Scored {
                 risk: ratio(r),
                 km: r.km,
                 claims: r.claims,
                 expected: expected(r),
             })
-            .collect();
-        lift(&scored).deciles
+            .collect()
     };
-    let (candidate, current) = (by(&|r| r.candidate), by(&|r| r.current));
+    let (candidate, current) = (scored(&|r| r.candidate), scored(&|r| r.current));
+    // One order for both: the risk (the ratio) is the same, only the
+    // expectations summed differ.
+    let order = ordered(&candidate);
+    let (candidate, current) = (
+        lift_in(&candidate, &order).deciles,
+        lift_in(&current, &order).deciles,
+    );
     let per_1000 = |v: f64, km: f64| if km > 0.0 { v / km * 1000.0 } else { 0.0 };
     candidate
         .iter()

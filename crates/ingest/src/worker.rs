@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use pitwall_lake::{Location, ParquetOptions};
 use pitwall_logs::Validator;
-use tokio::task::JoinHandle;
+use tokio::task::{JoinError, JoinHandle};
 
 use crate::balance::{Plan, plan};
 use crate::kinesis::{Kinesis, KinesisError, StartPosition};
@@ -429,13 +429,17 @@ impl Worker {
     /// Collects reader tasks that ended: a shard read to its end, or a
     /// reader that failed (its lease is released so it is retried).
     async fn reap(&mut self) -> Result<(), WorkerError> {
-        self.retiring.retain(|shard, task| {
-            let done = task.is_finished();
-            if done {
-                tracing::info!(shard = %shard, "the reader of a lost lease has ended; the shard may be taken again");
+        let retired: Vec<String> = self
+            .retiring
+            .iter()
+            .filter(|(_, task)| task.is_finished())
+            .map(|(s, _)| s.clone())
+            .collect();
+        for shard in retired {
+            if let Some(task) = self.retiring.remove(&shard) {
+                self.retired(&shard, task.await);
             }
-            !done
-        });
+        }
         let done: Vec<String> = self
             .held
             .iter()
@@ -465,6 +469,28 @@ impl Worker {
         }
         self.sh.metrics.set_leases(self.held.len());
         Ok(())
+    }
+
+    /// The end of the reader of a lost lease: its shard may be taken again.
+    /// A failure after the loss wrote nothing uncommitted (the commit is
+    /// conditional on the lease), but it is said, with what failed.
+    fn retired(&self, shard: &str, end: Result<Result<ReadEnd, WorkerError>, JoinError>) {
+        match end {
+            Ok(Ok(end)) => tracing::info!(
+                shard = %shard,
+                ?end,
+                "the reader of a lost lease has ended; the shard may be taken again"
+            ),
+            Ok(Err(e)) => tracing::warn!(
+                shard = %shard,
+                error = %e,
+                "the reader of a lost lease failed after the loss; nothing uncommitted was written, the shard may be taken again"
+            ),
+            Err(e) => {
+                tracing::error!(shard = %shard, error = %e, "the reader of a lost lease panicked; the shard may be taken again");
+                self.sh.metrics.bump_errors();
+            }
+        }
     }
 
     /// Idle, for one worker of a group: every shard it holds quiet for the
