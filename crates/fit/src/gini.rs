@@ -645,6 +645,40 @@ mod tests {
     }
 
     #[test]
+    fn a_batch_gives_the_same_bits_with_and_without_avx2() {
+        use pulp::Simd;
+        let mut rows = informative(3_000);
+        rows[7] = row(0.002, 0.0, 1.0);
+        let other: Vec<Scored> = rows
+            .iter()
+            .enumerate()
+            .map(|(i, r)| Scored {
+                risk: (i % 37) as f64,
+                ..*r
+            })
+            .collect();
+        let (a, b) = (Ordered::new(&rows), Ordered::new(&other));
+        let Some((curves, perfect, _)) = orders(&[&a, &b]) else {
+            panic!("no orders");
+        };
+        let run = |on: &dyn Fn(Batch<'_>) -> Vec<[f64; LANES]>| {
+            let (mut w, mut scratch) = (vec![[0u8; LANES]; rows.len()], Vec::new());
+            on(Batch {
+                w: &mut w,
+                seeds: std::array::from_fn(|l| 3 + l as u64),
+                curves: &curves,
+                perfect: &perfect,
+                scratch: &mut scratch,
+            })
+        };
+        // The baseline build against what this CPU is dispatched to
+        // (AVX2 on any x86-64 of the last ten years).
+        let scalar = run(&|b| pulp::Scalar::new().vectorize(b));
+        assert_eq!(scalar, run(&|b| pulp::Arch::new().dispatch(b)));
+        assert!(scalar.iter().flatten().all(|g| g.is_finite() && *g != 0.0));
+    }
+
+    #[test]
     fn the_interval_does_not_depend_on_the_thread_count() {
         let rows = informative(2_000);
         assert_eq!(gini(&rows, 64, 3, 1), gini(&rows, 64, 3, 2));

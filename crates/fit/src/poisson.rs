@@ -631,6 +631,23 @@ mod tests {
     }
 
     #[test]
+    fn a_chunk_gives_the_same_bits_with_and_without_avx2() {
+        use pulp::Simd;
+        let mut d = planted(3 * STRETCH + 17, &[-1.0, 0.3, 0.2, -0.1, 0.05, 0.1], 9);
+        d.y[7] = 20.0;
+        let beta = [-0.9, 0.25, 0.1, -0.05, 0.0, 0.2];
+        let rows = 3..d.rows();
+        let scalar = pulp::Scalar::new().vectorize(Chunk {
+            d: &d,
+            beta: &beta,
+            rows: rows.clone(),
+        });
+        let best = chunk(&d, &beta, rows);
+        assert_eq!(scalar.0.a, best.0.a);
+        assert_eq!((scalar.1, scalar.2), (best.1, best.2));
+    }
+
+    #[test]
     fn the_log_table_is_ln() {
         let table: [f64; 16] = std::array::from_fn(|k| (k as f64).ln());
         for k in 1..40 {
