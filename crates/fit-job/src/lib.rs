@@ -49,8 +49,24 @@ pub type Result<T, E = FitJobError> = std::result::Result<T, E>;
 
 const HOUR_MS: i64 = 3_600_000;
 
+/// A time as RFC 3339 text, with milliseconds only when it has them: a
+/// split or a window reads as `2026-08-01T00:00:00Z`, and a rejected
+/// claim's time keeps every digit it was given (a claim 200 ms outside its
+/// rental must show why).
 pub(crate) fn rfc3339(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
         .unwrap_or_else(|| ms.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn times_keep_their_milliseconds_and_whole_seconds_stay_short() {
+        assert_eq!(super::rfc3339(1_785_542_400_000), "2026-08-01T00:00:00Z");
+        assert_eq!(
+            super::rfc3339(1_785_542_400_200),
+            "2026-08-01T00:00:00.200Z"
+        );
+    }
 }

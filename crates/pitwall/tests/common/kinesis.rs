@@ -259,8 +259,13 @@ pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
 
 /// A metric's value from a worker's /metrics.
 /// Polls `done` for up to 30 s; fails the test with `what` if it never holds.
-pub fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
+pub fn wait_for(what: &str, done: impl FnMut() -> bool) {
+    wait_for_within(what, Duration::from_secs(30), done);
+}
+
+/// [`wait_for`] for up to `limit`.
+pub fn wait_for_within(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
     while !done() {
         assert!(Instant::now() < deadline, "{what}");
         std::thread::sleep(Duration::from_millis(50));
