@@ -225,12 +225,7 @@ pub fn judge(j: &Judged<'_>, candidate: &Model, current: Option<&Model>) -> Resu
     // Sorted by risk once for the Gini, the lift and the Lorenz curve.
     let ordered: Vec<Ordered<'_>> = each(&rows, |r| Ordered::new(r));
     // Bootstrapped together: every model is judged on the same resamples.
-    let g = ginis_ordered(
-        &ordered.iter().collect::<Vec<_>>(),
-        j.resamples,
-        j.seed,
-        j.threads,
-    );
+    let g = ginis_ordered(&ordered, j.resamples, j.seed, j.threads);
     let ks: Vec<usize> = (0..models.len()).collect();
     let (figs, compared) = beside(
         || {

@@ -43,17 +43,12 @@ pub fn gini(rows: &[Scored], resamples: usize, seed: u64, threads: usize) -> Gin
 /// own stream (seed, r), so the interval does not depend on the thread count.
 pub fn ginis(models: &[&[Scored]], resamples: usize, seed: u64, threads: usize) -> Vec<Gini> {
     let ordered: Vec<Ordered<'_>> = models.iter().map(|m| Ordered::new(m)).collect();
-    ginis_ordered(
-        &ordered.iter().collect::<Vec<_>>(),
-        resamples,
-        seed,
-        threads,
-    )
+    ginis_ordered(&ordered, resamples, seed, threads)
 }
 
 /// [`ginis`] of models already in risk order.
 pub fn ginis_ordered(
-    models: &[&Ordered<'_>],
+    models: &[Ordered<'_>],
     resamples: usize,
     seed: u64,
     threads: usize,
@@ -129,9 +124,10 @@ pub fn ginis_ordered(
 
 /// Each model's curve and the perfect order, their rentals numbered by
 /// their place in the first model's order (also returned, by input index):
-/// the first model's pass then reads the weights in sequence, and the draws
-/// do not depend on the order the rentals were given in.
-fn orders(models: &[&Ordered<'_>]) -> Option<(Vec<Curve>, Perfect, Vec<u32>)> {
+/// the first curve's rentals are then 0, 1, 2, … — its pass reads the
+/// weights in place — and the draws do not depend on the order the rentals
+/// were given in.
+fn orders(models: &[Ordered<'_>]) -> Option<(Vec<Curve>, Perfect, Vec<u32>)> {
     let mut curves: Vec<Curve> = models.iter().map(|m| Curve::new(m)).collect();
     let first = curves.first()?;
     let mut place = vec![0u32; first.row.len()];
@@ -146,10 +142,6 @@ fn orders(models: &[&Ordered<'_>]) -> Option<(Vec<Curve>, Perfect, Vec<u32>)> {
     {
         rows.iter_mut().for_each(|r| *r = place[*r as usize]);
     }
-    for c in &mut curves {
-        c.sequential = is_sequential(&c.row);
-    }
-    perfect.sequential = is_sequential(&perfect.row);
     Some((curves, perfect, place))
 }
 
@@ -224,7 +216,6 @@ struct Curve {
     /// The last rental of its block of equal risk.
     block_end: Vec<bool>,
     ties: Vec<Tie>,
-    sequential: bool,
 }
 
 /// The rentals with a positive claim frequency in frequency order, with
@@ -235,7 +226,6 @@ struct Perfect {
     km: Vec<f64>,
     claims: Vec<f64>,
     ties: Vec<Tie>,
-    sequential: bool,
 }
 
 /// The borrowed view `area` reads, of a curve or of the perfect order.
@@ -248,7 +238,6 @@ macro_rules! order_view {
                     row: &self.row,
                     km: &self.km,
                     claims: &self.claims,
-                    sequential: self.sequential,
                     ties: &self.ties,
                 }
             }
@@ -293,8 +282,6 @@ struct Order<'a> {
     row: &'a [u32],
     km: &'a [f64],
     claims: &'a [f64],
-    /// Its rentals are 0, 1, 2, …: the weights are read in place.
-    sequential: bool,
     ties: &'a [Tie],
 }
 
@@ -349,28 +336,20 @@ fn area(o: &Order<'_>, w: &[[u8; LANES]], km_before: [f64; LANES]) -> Areas {
     }
 }
 
-/// The weights of an order's rentals in its order: `w` itself for the
-/// first model's (the weights are drawn in it), else gathered into
-/// `scratch`. A gather on its own keeps many reads of the scattered
-/// weights in flight, which the sums' pass behind each read would not.
+/// The weights of an order's rentals gathered into `scratch` in its order.
+/// A gather on its own keeps many reads of the scattered weights in
+/// flight, which the sums' pass behind each read would not.
 #[inline(always)]
-fn in_order<'w>(
+fn gathered<'w>(
     o: &Order<'_>,
-    w: &'w [[u8; LANES]],
+    w: &[[u8; LANES]],
     scratch: &'w mut Vec<[u8; LANES]>,
 ) -> &'w [[u8; LANES]] {
-    if o.sequential {
-        return &w[..o.row.len()];
-    }
     scratch.resize(o.row.len(), [0; LANES]);
     for (s, &r) in scratch.iter_mut().zip(o.row) {
         *s = w[r as usize];
     }
     scratch
-}
-
-fn is_sequential(row: &[u32]) -> bool {
-    row.iter().enumerate().all(|(k, &r)| r as usize == k)
 }
 
 fn block_ends(n: usize, same: impl Fn(usize, usize) -> bool) -> Vec<bool> {
@@ -387,7 +366,6 @@ impl Curve {
         Curve {
             km: order.iter().map(|&i| rows[i].km).collect(),
             ties: ties(&claims, &block_end),
-            sequential: false,
             claims,
             row: order.iter().map(|&i| i as u32).collect(),
             block_end,
@@ -409,15 +387,17 @@ fn normalised(
     // A loop, not an iterator chain: the chain's fold would be a function
     // of its own, compiled without the dispatched target's instructions.
     let mut areas: Vec<Areas> = Vec::with_capacity(curves.len());
-    for c in curves {
+    for (k, c) in curves.iter().enumerate() {
         let o = c.order();
-        areas.push(area(&o, in_order(&o, w, scratch), [0.0; LANES]));
+        // The weights are drawn in the first model's order ([`orders`]).
+        let w = if k == 0 { w } else { gathered(&o, w, scratch) };
+        areas.push(area(&o, w, [0.0; LANES]));
     }
     let Some(first) = areas.first() else {
         return Vec::new();
     };
     let o = perfect.order();
-    let best = perfect.gini(in_order(&o, w, scratch), &first.km, &first.claims);
+    let best = perfect.gini(gathered(&o, w, scratch), &first.km, &first.claims);
     areas
         .iter()
         .map(|a| {
@@ -453,16 +433,14 @@ impl Perfect {
         Perfect {
             km: order.iter().map(|&i| rows[i].km).collect(),
             ties: ties(&claims, &block_end),
-            sequential: false,
             claims,
             row: order.iter().map(|&i| i as u32).collect(),
         }
     }
 
     /// The Gini of the curve ordered by the claims, given each lane's
-    /// weighted totals.
+    /// weighted totals; `w`: the weights of its rentals, in its order.
     #[inline(always)]
-    /// `w`: the weights of its rentals, in its order.
     fn gini(&self, w: &[[u8; LANES]], km: &[f64; LANES], claims: &[f64; LANES]) -> [f64; LANES] {
         let (mut pos_km, mut pos_claims) = ([0.0; LANES], [0.0; LANES]);
         for (j, ws) in w.iter().enumerate() {
@@ -616,7 +594,7 @@ mod tests {
         rows[7] = row(0.002, 0.0, 1.0);
         let blind: Vec<Scored> = rows.iter().map(|r| Scored { risk: 1.0, ..*r }).collect();
         let (a, b) = (Ordered::new(&rows), Ordered::new(&blind));
-        let Some((curves, perfect, place)) = orders(&[&a, &b]) else {
+        let Some((curves, perfect, place)) = orders(&[a, b]) else {
             panic!("no orders");
         };
         let mut w = vec![[0u8; LANES]; rows.len()];
@@ -658,7 +636,7 @@ mod tests {
             })
             .collect();
         let (a, b) = (Ordered::new(&rows), Ordered::new(&other));
-        let Some((curves, perfect, _)) = orders(&[&a, &b]) else {
+        let Some((curves, perfect, _)) = orders(&[a, b]) else {
             panic!("no orders");
         };
         let run = |on: &dyn Fn(Batch<'_>) -> Vec<[f64; LANES]>| {
