@@ -310,16 +310,6 @@ impl ClaimFiles {
     }
 }
 
-/// Reads every claims file under `loc` and checks each row against the
-/// contract and the rentals ([`ClaimFiles`]).
-pub fn read_claims(
-    loc: &Location,
-    rentals: &(dyn Fn(&str) -> Option<Span> + Sync),
-    threads: usize,
-) -> Result<ClaimInput> {
-    ClaimFiles::read(loc)?.check(rentals, threads)
-}
-
 /// A batch's columns in the types the checks read.
 struct Columns {
     claim_id: ArrayRef,

@@ -18,7 +18,7 @@ pub mod review;
 mod svg;
 pub mod synth;
 
-pub use claims::{ClaimInput, read_claims};
+pub use claims::{ClaimFiles, ClaimInput};
 pub use data::{Period, RentalRow, load_results};
 pub use fitting::{FitConfig, FitOutcome, fit_model};
 pub use judge::{Judged, Validation, judge};
