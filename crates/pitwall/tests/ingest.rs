@@ -269,13 +269,9 @@ fn two_workers_share_a_stream_and_one_takes_over_when_the_other_dies() -> TestRe
     a.kill()?; // kill -9: a's leases stay owned by a until they expire
     a.wait()?;
     let killed = Instant::now();
-    while metric(pb, "pitwall_ingest_leases") != Some(4.0) {
-        assert!(
-            killed.elapsed() < Duration::from_secs(15),
-            "b did not take a's leases"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for_within("b did not take a's leases", Duration::from_secs(15), || {
+        metric(pb, "pitwall_ingest_leases") == Some(4.0)
+    });
     // The bound: b notices a's last renewal at its next listing (≤ 1.5s),
     // waits the failover time (3s) by its own clock, and takes at the next
     // listing (≤ 1.5s); one second of slack for a loaded machine.

@@ -7,14 +7,14 @@
 //! closed from ListShards and finds its end with one GetRecords (which
 //! names the children); see `pitwall-ingest::source`.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 mod common;
 
 use common::TestResult;
 use common::kinesis::{
     admin_at, drain, fixture_at, free_port, ingest_command, leases_table, metric, put_at, unique,
-    wait_for, wait_ok,
+    wait_for, wait_for_within, wait_ok,
 };
 use common::lake::{assert_exactly_once, count_files, read_lake};
 
@@ -172,14 +172,9 @@ fn a_second_efo_worker_takes_over_a_killed_ones_shard() -> TestResult {
     all.add(put_at(Some(&mock), &stream, 1001, 300, false)?);
     a.kill()?; // SIGKILL: its lease stays a's until it expires, its subscription open
     a.wait()?;
-    let killed = Instant::now();
-    while metric(pb, "pitwall_ingest_leases") != Some(2.0) {
-        assert!(
-            killed.elapsed() < Duration::from_secs(30),
-            "b did not take a's lease"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_for_within("b did not take a's lease", Duration::from_secs(30), || {
+        metric(pb, "pitwall_ingest_leases") == Some(2.0)
+    });
     all.add(put_at(Some(&mock), &stream, 2001, 300, false)?);
     wait_ok(b, Duration::from_secs(120))?;
     assert_exactly_once(&read_lake(&lake)?, &all);
