@@ -361,9 +361,14 @@ def judge(producer, ids, dlq):
         except (ValueError, KeyError, TypeError):
             garbage_got += 1
     missing = sorted(n for n in producer.good if "00000000-0000-4000-8000-%012d" % n not in got)
+    dlq_missing = sorted(n for n in producer.refused if n not in refused_got)
+
+    def where(ns):
+        return [{"event": n, "shard": producer.placed[n][0], "sequence": producer.placed[n][1]}
+                for n in ns[:20]]
     return {
-        "missing_sample": [{"event": n, "shard": producer.placed[n][0], "sequence": producer.placed[n][1]}
-                           for n in missing[:20]],
+        "missing_sample": where(missing),
+        "dlq_missing_sample": where(dlq_missing),
         "missing_by_shard": dict(collections.Counter(producer.placed[n][0] for n in missing)),
         "events_in": len(producer.good),
         "events_in_lake": sum(got.values()),
@@ -373,7 +378,7 @@ def judge(producer, ids, dlq):
         "dlq_expected": len(producer.refused) + producer.garbage,
         "dlq_found": len(dlq),
         "dlq_duplicates": sum(c - 1 for c in refused_got.values() if c > 1),
-        "dlq_missing": sum(1 for n in producer.refused if n not in refused_got),
+        "dlq_missing": len(dlq_missing),
         "dlq_garbage_expected": producer.garbage,
         "dlq_garbage_found": garbage_got,
     }

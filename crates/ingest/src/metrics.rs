@@ -34,6 +34,11 @@ pub struct ShardState {
     committing: AtomicBool,
     /// ListShards showed the shard closed by a reshard.
     closed: AtomicBool,
+    /// When the first renewal that failed since the last success was sent:
+    /// it may have landed all the same (see [`renewal_failed`](Self::renewal_failed)).
+    doubt: Mutex<Option<Instant>>,
+    /// A PUT of the reader's may still land (see [`unsettle`](Self::unsettle)).
+    unsettled: AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -58,6 +63,8 @@ impl ShardState {
             progress: Mutex::new(progress),
             committing: AtomicBool::new(false),
             closed: AtomicBool::new(false),
+            doubt: Mutex::new(None),
+            unsettled: AtomicBool::new(false),
         }
     }
 
@@ -66,8 +73,32 @@ impl ShardState {
     /// not the answer: the store applied the write somewhere in between, and
     /// another worker counts the failover time from when it saw it, so a
     /// slow answer must not stretch our validity past theirs.
+    ///
+    /// After a failed renewal the success may only have found that one's
+    /// write, read back (its answer was lost, the store had applied it):
+    /// the counter others watch moved at the earlier send, so validity
+    /// counts from there.
     pub fn renewed(&self, sent: Instant, failover: Duration) {
-        *lock(&self.valid_until) = sent + failover.mul_f32(0.8);
+        let from = lock(&self.doubt).take().map_or(sent, |d| d.min(sent));
+        *lock(&self.valid_until) = from + failover.mul_f32(0.8);
+    }
+
+    /// A renewal sent at `sent` failed: an attempt of it may have landed
+    /// before its answer was lost, so it may have moved the counter.
+    pub fn renewal_failed(&self, sent: Instant) {
+        lock(&self.doubt).get_or_insert(sent);
+    }
+
+    /// A PUT of the reader's was abandoned or failed mid-commit: once sent,
+    /// it may still land, so the shard's next reader must not start before
+    /// it has, or its file could be replaced by this older one.
+    pub fn unsettle(&self) {
+        self.unsettled.store(true, Ordering::Release);
+    }
+
+    /// Whether a PUT of the reader's may still land.
+    pub fn unsettled(&self) -> bool {
+        self.unsettled.load(Ordering::Acquire)
     }
 
     /// May the reader still write? (No renewal for most of the failover
@@ -193,9 +224,23 @@ pub struct Metrics {
     progress: Mutex<HashMap<String, Instant>>,
     /// The readable shard no live worker read the longest, and since when.
     unread: Mutex<Option<(String, Instant)>>,
+    /// Told when the worker stops reading (see [`stop_reading`](Self::stop_reading)).
+    stopping: tokio::sync::Notify,
 }
 
 impl Metrics {
+    /// The worker stops reading and is about to make its last commits: what
+    /// watches it takes its last look now, while the shards are still its.
+    pub fn stop_reading(&self) {
+        self.stopping.notify_one();
+    }
+
+    /// Resolves once [`stop_reading`](Self::stop_reading) has been called
+    /// (also when it was before this call).
+    pub async fn stopped_reading(&self) {
+        self.stopping.notified().await;
+    }
+
     pub fn shard(&self, shard_id: &str) -> Arc<ShardState> {
         let since = lock(&self.progress).get(shard_id).copied();
         let s = Arc::new(ShardState::new(
@@ -448,6 +493,28 @@ mod tests {
         s.renewed(Instant::now(), failover);
         s.lose();
         assert!(!s.lease_valid(), "lost");
+    }
+
+    #[test]
+    fn a_renewal_after_a_failed_one_counts_from_the_failed_ones_send() {
+        let m = Metrics::default();
+        let s = m.shard("shard-1");
+        let failover = Duration::from_secs(10);
+        let Some(failed) = Instant::now().checked_sub(Duration::from_secs(9)) else {
+            return;
+        };
+        // The failed renewal's write may be what the next one found.
+        s.renewal_failed(failed);
+        s.renewal_failed(Instant::now());
+        s.renewed(Instant::now(), failover);
+        assert!(
+            !s.lease_valid(),
+            "valid from the first failed send, 9 s ago"
+        );
+        // The doubt ends with that success: the next renewal moved the
+        // counter itself.
+        s.renewed(Instant::now(), failover);
+        assert!(s.lease_valid(), "valid from its own send");
     }
 
     #[test]

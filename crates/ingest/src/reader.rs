@@ -177,10 +177,11 @@ async fn commit(
     .await
     .map_err(|e| WorkerError::Reader(format!("commit task failed: {e}")));
     state.set_committing(false);
-    let (b, res) = written?;
+    let (b, res) = written.inspect_err(|_| state.unsettle())?;
     let (done, counts) = match res {
         Ok(x) => x,
         Err(SinkError::Lake(LakeError::Abandoned { path })) => {
+            state.unsettle();
             tracing::warn!(
                 shard,
                 path,
@@ -189,7 +190,9 @@ async fn commit(
             return Ok(false);
         }
         Err(e) => {
-            // The records must be read again: the worker releases the lease.
+            // The records must be read again, once a PUT that timed out
+            // can no longer land: the worker lets the lease settle.
+            state.unsettle();
             return Err(WorkerError::Reader(format!("writing to the lake: {e}")));
         }
     };

@@ -91,6 +91,9 @@ struct Held {
     state: Arc<ShardState>,
     task: JoinHandle<Result<ReadEnd, WorkerError>>,
     rate: Rate,
+    /// The worker that asked for the lease: once the reader has stopped
+    /// (committed and checkpointed), the lease is handed to it.
+    hand_to: Option<String>,
 }
 
 /// A shard's read rate, smoothed over renewals (bytes per second).
@@ -137,7 +140,10 @@ pub struct Worker {
     /// is not taken again meanwhile: the lease table may still name this
     /// worker, and a second reader of the same shard in this process could
     /// overwrite the first one's files after it checkpointed past them.
-    retiring: HashMap<String, JoinHandle<Result<ReadEnd, WorkerError>>>,
+    retiring: HashMap<String, Held>,
+    /// Shards whose last reader may have left a PUT in flight, and until
+    /// when it may still land: neither released nor taken again meanwhile.
+    settling: HashMap<String, Instant>,
     /// Each lease's counter as last seen, when it last changed (our clock),
     /// and whether we saw it change at all (its owner proved alive).
     seen: HashMap<String, (u64, Instant, bool)>,
@@ -154,6 +160,7 @@ impl Worker {
             sh,
             held: BTreeMap::new(),
             retiring: HashMap::new(),
+            settling: HashMap::new(),
             seen: HashMap::new(),
             asked: HashMap::new(),
             unread: Unread::default(),
@@ -211,6 +218,7 @@ impl Worker {
                 break Ok(());
             }
         };
+        self.sh.metrics.stop_reading();
         self.shutdown().await;
         result
     }
@@ -254,22 +262,35 @@ impl Worker {
     }
 
     async fn renew(&mut self) -> Result<(), WorkerError> {
-        let me = self.sh.cfg.worker_id.clone();
-        let mut lost = Vec::new();
-        for (shard, h) in &mut self.held {
+        let (me, store) = (self.sh.cfg.worker_id.as_str(), &self.sh.store);
+        // All at once: one slow answer must not hold up the other leases'
+        // renewals past their validity.
+        let calls = self.held.iter_mut().map(|(shard, h)| {
             let throughput = h.rate.sample(h.state.bytes(), h.state.has_read());
-            let sent = Instant::now();
-            match self
-                .sh
-                .store
-                .renew(shard, &me, h.counter, throughput)
-                .await?
-            {
-                Some(c) => {
+            let seen = h.counter;
+            async move {
+                let sent = Instant::now();
+                let answer = store.renew(shard, me, seen, throughput).await;
+                (shard.clone(), sent, answer)
+            }
+        });
+        let answers = futures::future::join_all(calls).await;
+        let failover = self.sh.cfg.timings.failover;
+        let (mut lost, mut failed) = (Vec::new(), None);
+        for (shard, sent, answer) in answers {
+            let Some(h) = self.held.get_mut(&shard) else {
+                continue;
+            };
+            match answer {
+                Ok(Some(c)) => {
                     h.counter = c;
-                    h.state.renewed(sent, self.sh.cfg.timings.failover);
+                    h.state.renewed(sent, failover);
                 }
-                None => lost.push(shard.clone()),
+                Ok(None) => lost.push(shard),
+                Err(e) => {
+                    h.state.renewal_failed(sent);
+                    failed.get_or_insert(e);
+                }
             }
         }
         for shard in lost {
@@ -277,11 +298,11 @@ impl Worker {
             if let Some(h) = self.held.remove(&shard) {
                 h.state.lose();
                 self.sh.metrics.forget(&shard);
-                self.retiring.insert(shard, h.task);
+                self.retiring.insert(shard, h);
             }
         }
         self.sh.metrics.set_leases(self.held.len());
-        Ok(())
+        failed.map_or(Ok(()), |e| Err(e.into()))
     }
 
     async fn take(&mut self) -> Result<(), WorkerError> {
@@ -303,7 +324,7 @@ impl Worker {
             .collect();
         let oldest = self.unread.observe(&leases, &read, now);
         self.sh.metrics.set_unread(oldest);
-        self.honour_handoffs(&leases).await?;
+        self.honour_handoffs(&leases);
         let failover = self.sh.cfg.timings.failover;
         let me = self.sh.cfg.worker_id.clone();
         let plan = self.plan(&leases);
@@ -347,29 +368,41 @@ impl Worker {
         Ok(())
     }
 
-    /// Hands over every held lease another worker asked for: its reader
-    /// commits and checkpoints first, so the next owner starts where this
-    /// one stopped, with nothing read twice.
-    async fn honour_handoffs(&mut self, leases: &[Lease]) -> Result<(), WorkerError> {
-        let me = self.sh.cfg.worker_id.clone();
+    /// Stops the reader of every held lease another worker asked for; once
+    /// it has committed and checkpointed, [`reap`](Self::reap) hands the
+    /// lease over, so the next owner starts where this one stopped, with
+    /// nothing read twice. Not waited for here: the lease is renewed while
+    /// the reader's last commit runs, as are the others.
+    fn honour_handoffs(&mut self, leases: &[Lease]) {
+        let me = self.sh.cfg.worker_id.as_str();
         for l in leases {
             let Some(to) = l.pending_owner.as_deref().filter(|p| *p != me) else {
                 continue;
             };
-            let Some(h) = self.held.remove(&l.shard_id) else {
+            let Some(h) = self.held.get_mut(&l.shard_id) else {
                 continue;
             };
-            h.state.stop();
-            stopped(&l.shard_id, h, " for a hand-over").await;
-            self.sh.metrics.forget(&l.shard_id);
-            if self.sh.store.hand_over(&l.shard_id, &me, to).await? {
-                tracing::info!(shard = %l.shard_id, to, "lease handed over after its checkpoint");
-            } else {
-                // Lost meanwhile, or the request was withdrawn: let it go.
-                let _ = self.sh.store.release(&l.shard_id, &me).await;
+            if h.hand_to.is_none() {
+                tracing::info!(shard = %l.shard_id, to, "asked for the lease: its reader stops to hand it over");
+                h.state.stop();
+                h.hand_to = Some(to.to_string());
             }
         }
-        Ok(())
+    }
+
+    /// Gives the lease of a reader stopped for a hand-over to its asker.
+    async fn hand_over(&self, shard: &str, to: &str) {
+        let me = self.sh.cfg.worker_id.as_str();
+        match self.sh.store.hand_over(shard, me, to).await {
+            Ok(true) => tracing::info!(shard, to, "lease handed over after its checkpoint"),
+            // Lost meanwhile, or the request was withdrawn: let it go.
+            Ok(false) => {
+                let _ = self.sh.store.release(shard, me).await;
+            }
+            Err(e) => {
+                tracing::warn!(shard, to, error = %e, "could not hand the lease over; it is read again from its checkpoint")
+            }
+        }
     }
 
     /// What this worker would take now, by the lease table as listed.
@@ -386,7 +419,11 @@ impl Worker {
                     .get(&l.shard_id)
                     .is_some_and(|(_, t, _)| t.elapsed() >= failover)
         };
-        let held = |shard: &str| self.held.contains_key(shard) || self.retiring.contains_key(shard);
+        let held = |shard: &str| {
+            self.held.contains_key(shard)
+                || self.retiring.contains_key(shard)
+                || self.settling.contains_key(shard)
+        };
         plan(leases, me, self.held.len(), &held, &expired)
     }
 
@@ -422,6 +459,7 @@ impl Worker {
                 state,
                 task,
                 rate: Rate::new(l.throughput),
+                hand_to: None,
             },
         );
     }
@@ -429,15 +467,21 @@ impl Worker {
     /// Collects reader tasks that ended: a shard read to its end, or a
     /// reader that failed (its lease is released so it is retried).
     async fn reap(&mut self) -> Result<(), WorkerError> {
+        let now = Instant::now();
+        self.settling.retain(|_, until| now < *until);
         let retired: Vec<String> = self
             .retiring
             .iter()
-            .filter(|(_, task)| task.is_finished())
+            .filter(|(_, h)| h.task.is_finished())
             .map(|(s, _)| s.clone())
             .collect();
         for shard in retired {
-            if let Some(task) = self.retiring.remove(&shard) {
-                self.retired(&shard, task.await);
+            if let Some(h) = self.retiring.remove(&shard) {
+                let unsettled = h.state.unsettled();
+                self.retired(&shard, h.task.await);
+                if unsettled {
+                    self.settle(&shard);
+                }
             }
         }
         let done: Vec<String> = self
@@ -451,24 +495,50 @@ impl Worker {
                 continue;
             };
             match h.task.await {
-                Ok(Ok(end)) => tracing::info!(shard = %shard, ?end, "reader ended"),
+                Ok(Ok(end)) => {
+                    tracing::info!(shard = %shard, ?end, hand_to = ?h.hand_to, "reader ended")
+                }
                 Ok(Err(WorkerError::Kinesis(e @ KinesisError::NoStream { .. }))) => {
                     return Err(e.into());
                 }
                 Ok(Err(e)) => {
-                    tracing::error!(shard = %shard, error = %e, "reader failed; releasing the lease to retry from the checkpoint");
+                    tracing::error!(shard = %shard, error = %e, "reader failed; the shard is read again from its checkpoint");
                     self.sh.metrics.bump_errors();
                 }
                 Err(e) => {
-                    tracing::error!(shard = %shard, error = %e, "reader panicked; releasing the lease");
+                    tracing::error!(shard = %shard, error = %e, "reader panicked; the shard is read again from its checkpoint");
                     self.sh.metrics.bump_errors();
                 }
             }
-            let _ = self.sh.store.release(&shard, &self.sh.cfg.worker_id).await;
             self.sh.metrics.forget(&shard);
+            if h.state.unsettled() {
+                // An asker steals it once the failover time has passed.
+                self.settle(&shard);
+            } else if let Some(to) = &h.hand_to {
+                self.hand_over(&shard, to).await;
+            } else {
+                let _ = self.sh.store.release(&shard, &self.sh.cfg.worker_id).await;
+            }
         }
         self.sh.metrics.set_leases(self.held.len());
         Ok(())
+    }
+
+    /// Keeps a shard whose last reader may have left a PUT in flight out of
+    /// reach until it must have landed or died: a lease released now could
+    /// be taken at once, and the next reader's file replaced by that older
+    /// one of the same name. Not released, another worker takes it once
+    /// the failover time has passed since our last renewal, as a dead
+    /// worker's; we wait the failover time from now.
+    fn settle(&mut self, shard: &str) {
+        let wait = self.sh.cfg.timings.failover;
+        tracing::warn!(
+            shard,
+            ?wait,
+            "a write of the shard's last reader may still land: its lease is left to expire, not released, and not taken here again before then"
+        );
+        self.settling
+            .insert(shard.to_string(), Instant::now() + wait);
     }
 
     /// The end of the reader of a lost lease: its shard may be taken again.
@@ -494,16 +564,20 @@ impl Worker {
     }
 
     /// Idle, for one worker of a group: every shard it holds quiet for the
-    /// idle time, every other unfinished lease held by a worker seen renewing
-    /// it, and nothing it would take (no lease free, expired or worth
-    /// stealing). Then it stops and releases its leases; a peer still
+    /// idle time, none settling, every other unfinished lease held by a
+    /// worker seen renewing it, and nothing it would take (no lease free,
+    /// expired or worth stealing). Then it stops and releases its leases; a peer still
     /// running finds them free, reads them to the same quiet and stops in
     /// turn, so the whole group ends.
     async fn idle_enough(&self) -> bool {
         let Some(quiet) = self.sh.cfg.stop_when_idle else {
             return false;
         };
-        if self.started.elapsed() < quiet || !self.held.values().all(|h| h.state.idle_for(quiet)) {
+        // A settling shard is still ours to read once it has settled.
+        if self.started.elapsed() < quiet
+            || !self.settling.is_empty()
+            || !self.held.values().all(|h| h.state.idle_for(quiet))
+        {
             return false;
         }
         let Ok(leases) = self.sh.store.list().await else {
@@ -521,10 +595,24 @@ impl Worker {
         for h in self.held.values() {
             h.state.stop();
         }
+        // Renewed while the last commits run: a slow one must not outlive
+        // its lease and be abandoned.
+        let mut renew = tokio::time::interval(self.sh.cfg.timings.renew_every);
+        while self.held.values().any(|h| !h.task.is_finished()) {
+            tokio::select! {
+                _ = renew.tick() => if let Err(e) = self.renew().await {
+                    tracing::warn!(error = %e, "renewing leases while stopping failed");
+                },
+                () = tokio::time::sleep(Duration::from_millis(50)) => {}
+            }
+        }
         let held = std::mem::take(&mut self.held);
         for (shard, h) in held {
-            stopped(&shard, h, "").await;
-            if let Err(e) = self.sh.store.release(&shard, &self.sh.cfg.worker_id).await {
+            let state = h.state.clone();
+            stopped(&shard, h).await;
+            if state.unsettled() {
+                tracing::warn!(shard = %shard, "a write of the last commit may still land: the lease is left to expire after the failover time, not released");
+            } else if let Err(e) = self.sh.store.release(&shard, &self.sh.cfg.worker_id).await {
                 tracing::warn!(shard = %shard, error = %e, "could not release the lease; it expires after the failover time");
             }
             self.sh.metrics.forget(&shard);
@@ -534,11 +622,11 @@ impl Worker {
 }
 
 /// Waits for a reader told to stop (its last commit and checkpoint) and
-/// says how it ended; `why` is appended to the message.
-async fn stopped(shard: &str, h: Held, why: &str) {
+/// says how it ended.
+async fn stopped(shard: &str, h: Held) {
     match h.task.await {
-        Ok(Ok(end)) => tracing::info!(shard, ?end, "reader stopped{why}"),
-        Ok(Err(e)) => tracing::error!(shard, error = %e, "reader failed while stopping{why}"),
-        Err(e) => tracing::error!(shard, error = %e, "reader panicked while stopping{why}"),
+        Ok(Ok(end)) => tracing::info!(shard, ?end, "reader stopped"),
+        Ok(Err(e)) => tracing::error!(shard, error = %e, "reader failed while stopping"),
+        Err(e) => tracing::error!(shard, error = %e, "reader panicked while stopping"),
     }
 }

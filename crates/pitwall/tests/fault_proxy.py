@@ -14,12 +14,14 @@ emulator itself failed (moto has been seen to exit mid-run), which make a
 run an environment failure, not a result.
 
 `POST /_faults/config` with a JSON object changes the settings while it
-runs (`rate`, `dynamodb_rate`, `s3`, `dynamodb`, `stall`, `hang`, each optional), so a
+runs (`rate`, `dynamodb_rate`, `s3`, `dynamodb`, `stall`, `hang`, `slow`, each optional), so a
 test can turn a fault on at the moment its scenario needs it.
 
 Faults: 500 (InternalError), 503 (ServiceUnavailable), slowdown (503
 SlowDown), reset (the connection closed after half the response body, or
-half-way through reading a request body), slow (forwarded after 1.5 s),
+half-way through reading a request body), slow (forwarded after `--slow`
+seconds, 1.5 by default, whether or not its client still waits: a PUT whose
+body had reached the server before its client gave up),
 stall (a request with a body, such as a PUT, held `--stall` seconds as in a
 congested network: it reaches the emulator only if its client is still
 waiting then, `s3_stall_landed`, else it is dropped, `s3_stall_abandoned`);
@@ -80,7 +82,7 @@ def client_gone(sock):
 def configure(body):
     new = json.loads(body or b"{}")
     with LOCK:
-        for key in ("rate", "dynamodb_rate", "stall", "hang"):
+        for key in ("rate", "dynamodb_rate", "stall", "hang", "slow"):
             if key in new:
                 setattr(ARGS, key, new[key])
         for key in ("s3", "dynamodb"):
@@ -172,7 +174,7 @@ class Proxy(BaseHTTPRequestHandler):
             return self.reply(400, "application/x-amz-json-1.0", body)
         if fault == "slow":
             count(f"{service}_slow")
-            time.sleep(1.5)
+            time.sleep(ARGS.slow)
         if fault == "stall":
             count(f"{service}_stall")
             time.sleep(ARGS.stall)
@@ -241,6 +243,8 @@ def main():
                    help="fault every one of the first N DynamoDB calls")
     p.add_argument("--s3", default="500,503,slowdown,reset,slow")
     p.add_argument("--dynamodb", default="throttle,slow")
+    p.add_argument("--slow", type=float, default=1.5,
+                   help="seconds a slow request is held before it is forwarded")
     p.add_argument("--stall", type=float, default=20.0,
                    help="seconds a stalled request is held")
     p.add_argument("--hang", type=float, default=35.0,

@@ -3,7 +3,9 @@
 //! threshold (held here without progress, or readable and read by nobody),
 //! a DLQ rate above a threshold, and a worker that held leases and lost
 //! them all. Each condition fires once when
-//! it starts and resolves once when it ends.
+//! it starts and resolves once when it ends. The last look is taken as the
+//! worker stops, so what ended by then is resolved before the process
+//! exits, and what has not stays open for whoever reads the shards next.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -46,13 +48,24 @@ pub struct Watch {
     leaseless_looks: u32,
 }
 
-/// Looks in a row without a lease before "leases-lost" fires: a reader that
-/// fails gives its lease back and takes it again a moment later, which one
-/// look can catch.
+/// Looks in a row without a lease before "leases-lost" fires: between a
+/// shard read to its end or handed over and the next take, a worker can
+/// hold none for a moment, which one look can catch.
 const LEASELESS_LOOKS: u32 = 3;
 
 impl Watch {
     pub fn step(&mut self, now: Snapshot, t: &Thresholds) -> Vec<Action> {
+        self.look(now, t, false)
+    }
+
+    /// The look taken as the worker stops: as [`step`](Self::step), except
+    /// that its leases are given up on purpose, so "leases-lost" does not
+    /// fire and, having fired, ends with the worker.
+    pub fn last_look(&mut self, now: Snapshot, t: &Thresholds) -> Vec<Action> {
+        self.look(now, t, true)
+    }
+
+    fn look(&mut self, now: Snapshot, t: &Thresholds, stopping: bool) -> Vec<Action> {
         let events = now.events.saturating_sub(self.last.events);
         let dlq = now.dlq.saturating_sub(self.last.dlq);
         let rate = dlq as f64 / (events + dlq).max(1) as f64;
@@ -91,7 +104,7 @@ impl Watch {
             ),
             (
                 "leases-lost",
-                self.held_leases && self.leaseless_looks >= LEASELESS_LOOKS,
+                !stopping && self.held_leases && self.leaseless_looks >= LEASELESS_LOOKS,
                 "this worker held leases and now holds none: is it partitioned from the lease table, or are its renewals failing?".to_string(),
             ),
         ];
@@ -131,8 +144,10 @@ pub fn snapshot(m: &Metrics) -> Snapshot {
     }
 }
 
-/// Looks at the metrics every `every` and tells the sinks; runs until the
-/// process ends. Does nothing when no sink is configured.
+/// Looks at the metrics every `every` and tells the sinks, until the worker
+/// stops reading (`Metrics::stop_reading`): then it takes its last look,
+/// tells what that found and returns. Does nothing when no sink is
+/// configured.
 pub async fn watch(
     metrics: Arc<Metrics>,
     stream: String,
@@ -147,40 +162,56 @@ pub async fn watch(
     let mut w = Watch::default();
     let mut tick = tokio::time::interval(every);
     loop {
-        tick.tick().await;
-        for action in w.step(snapshot(&metrics), &t) {
-            let (name, text, fire) = match action {
-                Action::Fire(n, t) => (n, t, true),
-                Action::Resolve(n, t) => (n, t, false),
-            };
-            let key = if name == "leases-lost" {
-                format!("ingest/{name}/{stream}/{worker}")
-            } else {
-                format!("ingest/{name}/{stream}")
-            };
-            if fire {
-                let a = Alert {
-                    key,
-                    summary: format!("pitwall ingest on {stream}: {text}"),
-                    description: format!(
-                        "Worker {worker}. See its /metrics and /status, and the lake's _dlq for refused events."
-                    ),
-                    severity: if name == "dlq-rate" {
-                        Severity::Warning
-                    } else {
-                        Severity::Critical
-                    },
-                    details: BTreeMap::from([
-                        ("stream".into(), stream.clone()),
-                        ("worker".into(), worker.clone()),
-                    ]),
-                    source: "pitwall ingest run".into(),
-                };
-                n.fire(&a).await;
-            } else {
-                n.resolve(&key, &text, "pitwall ingest run").await;
-            }
+        let last = tokio::select! {
+            _ = tick.tick() => false,
+            () = metrics.stopped_reading() => true,
+        };
+        let actions = if last {
+            w.last_look(snapshot(&metrics), &t)
+        } else {
+            w.step(snapshot(&metrics), &t)
+        };
+        tell(&n, actions, &stream, &worker).await;
+        if last {
+            return;
         }
+    }
+}
+
+/// Sends what one look found.
+async fn tell(n: &Notifier, actions: Vec<Action>, stream: &str, worker: &str) {
+    for action in actions {
+        let (name, text, fire) = match action {
+            Action::Fire(n, t) => (n, t, true),
+            Action::Resolve(n, t) => (n, t, false),
+        };
+        let key = if name == "leases-lost" {
+            format!("ingest/{name}/{stream}/{worker}")
+        } else {
+            format!("ingest/{name}/{stream}")
+        };
+        if !fire {
+            n.resolve(&key, &text, "pitwall ingest run").await;
+            continue;
+        }
+        let a = Alert {
+            key,
+            summary: format!("pitwall ingest on {stream}: {text}"),
+            description: format!(
+                "Worker {worker}. See its /metrics and /status, and the lake's _dlq for refused events."
+            ),
+            severity: if name == "dlq-rate" {
+                Severity::Warning
+            } else {
+                Severity::Critical
+            },
+            details: BTreeMap::from([
+                ("stream".into(), stream.to_string()),
+                ("worker".into(), worker.to_string()),
+            ]),
+            source: "pitwall ingest run".into(),
+        };
+        n.fire(&a).await;
     }
 }
 
@@ -279,5 +310,37 @@ mod tests {
             &w.step(snap(0, 0, 0, 1), &T)[..],
             [Action::Resolve("leases-lost", _)]
         ));
+    }
+
+    #[test]
+    fn the_last_look_resolves_what_ended_keeps_what_did_not_and_never_fires_leases_lost() {
+        let mut w = Watch::default();
+        let look = |lag_s, stuck_s: u64, leases| Snapshot {
+            stuck: Some(("shardId-000000000001".into(), Duration::from_secs(stuck_s))),
+            ..snap(lag_s, 0, 0, leases)
+        };
+        w.step(look(400, 400, 1), &T);
+        for _ in 0..LEASELESS_LOOKS {
+            w.step(look(400, 400, 0), &T);
+        }
+        assert_eq!(w.firing.values().filter(|f| **f).count(), 3, "{w:?}");
+        // Caught up as it stops: the stuck shard moved, the lag did not.
+        let a = w.last_look(look(400, 1, 0), &T);
+        assert_eq!(a.len(), 2, "{a:?}");
+        assert!(a.contains(&Action::Resolve(
+            "stuck-shard",
+            "stuck-shard is back to normal".into()
+        )));
+        assert!(a.contains(&Action::Resolve(
+            "leases-lost",
+            "leases-lost is back to normal".into()
+        )));
+        // A worker stopping without ever having lost its leases does not
+        // report its own stop as their loss.
+        let mut w = Watch::default();
+        for _ in 0..=LEASELESS_LOOKS {
+            w.step(snap(0, 0, 0, 2), &T);
+        }
+        assert!(w.last_look(snap(0, 0, 0, 0), &T).is_empty());
     }
 }

@@ -153,6 +153,9 @@ fn required(flag: &str, v: Option<String>) -> anyhow::Result<String> {
     v.ok_or_else(|| anyhow::anyhow!("--{flag} is required (as a flag or in --config)"))
 }
 
+/// How long a stopping worker waits for its last alerts to be sent.
+const ALERTS_AT_STOP: Duration = Duration::from_secs(15);
+
 pub fn run(a: RunArgs) -> anyhow::Result<u8> {
     let a = a.merged()?;
     let stream = required("stream", a.stream.clone())?;
@@ -231,7 +234,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<u8> {
             },
         )
         .await?;
-        tokio::spawn(super::ingest_alerts::watch(
+        let alerts = tokio::spawn(super::ingest_alerts::watch(
             metrics.clone(),
             stream.clone(),
             cfg.worker_id.clone(),
@@ -250,7 +253,15 @@ pub fn run(a: RunArgs) -> anyhow::Result<u8> {
             metrics: metrics.clone(),
             consumer_arn: None,
         };
-        Worker::new(sh).run(shutdown_signal()).await?;
+        let ran = Worker::new(sh).run(shutdown_signal()).await;
+        // The watch took its last look as the worker stopped reading (or
+        // takes it now, had the worker failed before); its notifications
+        // go out before the process ends.
+        metrics.stop_reading();
+        if tokio::time::timeout(ALERTS_AT_STOP, alerts).await.is_err() {
+            tracing::warn!(wait = ?ALERTS_AT_STOP, "the alert sinks did not answer at stop; exiting without them");
+        }
+        ran?;
         let c = metrics.counts();
         eprintln!(
             "stopped: {} records, {} events to the lake, {} to the DLQ {:?}",
