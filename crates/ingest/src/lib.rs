@@ -8,7 +8,8 @@
 //! - [`kinesis`], [`reader`], [`worker`]: the stream side;
 //! - [`files`]: archived records through the same path; [`replay`] and
 //!   [`landed`]: re-ingesting them without doubling what the lake holds;
-//! - [`metrics`]: what the worker reports; [`status`]: the same, and the
+//! - [`shard_state`]: one leased shard as its reader and the worker share
+//!   it; [`metrics`]: what the worker reports; [`status`]: the same, and the
 //!   lease table, for the status page.
 
 mod balance;
@@ -19,6 +20,7 @@ pub mod landed;
 pub mod metrics;
 pub mod reader;
 pub mod replay;
+pub mod shard_state;
 pub mod sink;
 mod source;
 pub mod status;

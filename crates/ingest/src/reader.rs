@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::kinesis::{From, KinesisError, Record};
-use crate::metrics::ShardState;
+use crate::shard_state::ShardState;
 use crate::sink::{RawRecord, ShardBuffer, SinkError};
 use crate::source::{MIN_CALL_GAP, Source};
 use crate::worker::{Shared, WorkerError};

@@ -12,8 +12,9 @@ use tokio::task::{JoinError, JoinHandle};
 
 use crate::balance::{Plan, plan};
 use crate::kinesis::{Kinesis, KinesisError, StartPosition};
-use crate::metrics::{Metrics, ShardState};
+use crate::metrics::Metrics;
 use crate::reader::{ReadEnd, read_shard};
+use crate::shard_state::ShardState;
 use crate::sink::RollPolicy;
 use crate::stuck::Unread;
 use pitwall_lease::{Lease, LeaseError, LeaseStore, LeaseTimings};
@@ -394,7 +395,11 @@ impl Worker {
     async fn hand_over(&self, shard: &str, to: &str) {
         let me = self.sh.cfg.worker_id.as_str();
         match self.sh.store.hand_over(shard, me, to).await {
-            Ok(true) => tracing::info!(shard, to, "lease handed over after its checkpoint"),
+            Ok(true) => tracing::info!(
+                shard,
+                to,
+                "lease handed over to the worker that asked for it"
+            ),
             // Lost meanwhile, or the request was withdrawn: let it go.
             Ok(false) => {
                 let _ = self.sh.store.release(shard, me).await;
