@@ -101,6 +101,31 @@ struct Scene {
     via: String,
 }
 
+/// A worker's log, in a file: a worker that logs much (minutes of retry
+/// lines) would block on a pipe nobody reads until the end.
+struct Log(std::path::PathBuf);
+
+impl Log {
+    fn read(&self) -> String {
+        std::fs::read_to_string(&self.0).unwrap_or_default()
+    }
+}
+
+impl Scene {
+    /// `ingest run` on the scene's stream, lake and lease table with
+    /// `extra` flags, reaching the services in `proxied` (`S3`, `DYNAMODB`)
+    /// through the proxy, and its log.
+    fn worker(&self, extra: &[&str], proxied: &[&str]) -> Result<(Command, Log), Error> {
+        let path = self._dir.path().join(format!("{}.log", unique("worker")));
+        let mut cmd = ingest_command(&self.stream, &self.lake, &self.table, free_port(), extra);
+        for service in proxied {
+            cmd.env(format!("AWS_ENDPOINT_URL_{service}"), &self.via);
+        }
+        cmd.stderr(std::fs::File::create(&path)?);
+        Ok((cmd, Log(path)))
+    }
+}
+
 /// None (the test is skipped) without the emulators.
 fn scene(name: &str, shards: u32, proxy_args: &[&str]) -> Result<Option<Scene>, Error> {
     let Some((dir, stream, _)) = fixture(name, shards)? else {
@@ -340,41 +365,30 @@ fn a_put_outliving_its_lease_is_abandoned_not_landed_over_the_next_owner() -> Te
 /// time.
 #[test]
 fn a_lease_whose_commit_was_abandoned_is_not_taken_again_before_its_put_settles() -> TestResult {
-    let Some(Scene {
-        _dir,
-        stream,
-        lake,
-        table,
-        proxy,
-        via,
-    }) = scene("settle", 1, &["--rate", "0", "--slow", "4"])?
-    else {
+    let Some(sc) = scene("settle", 1, &["--rate", "0", "--slow", "4"])? else {
         return Ok(());
     };
-    let log_path = _dir.path().join("worker.log");
+    let Scene {
+        stream,
+        lake,
+        proxy,
+        ..
+    } = &sc;
     let failover = Duration::from_secs(10);
-    let worker = ingest_command(
-        &stream,
-        &lake,
-        &table,
-        free_port(),
-        &[
-            "--failover",
-            "10s",
-            "--roll-age",
-            "1s",
-            "--stop-when-idle",
-            "5s",
-        ],
-    )
-    .env("AWS_ENDPOINT_URL_S3", &via)
-    .env("AWS_ENDPOINT_URL_DYNAMODB", &via)
-    .stderr(std::fs::File::create(&log_path)?)
-    .spawn()?;
-    let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    let flags = [
+        "--failover",
+        "10s",
+        "--roll-age",
+        "1s",
+        "--stop-when-idle",
+        "5s",
+    ];
+    let (mut cmd, log) = sc.worker(&flags, &["S3", "DYNAMODB"])?;
+    let worker = cmd.spawn()?;
+    let log = || log.read();
     let takes = || log().matches("lease taken: reading").count();
-    let mut all = put(&stream, 1, 100, false)?;
-    let landed = |n: usize| read_lake(&lake).is_ok_and(|l| l.ids.len() == n);
+    let mut all = put(stream, 1, 100, false)?;
+    let landed = |n: usize| read_lake(lake).is_ok_and(|l| l.ids.len() == n);
     let first = all.good.len();
     wait_for("the first batch lands", || landed(first));
     // Renewals stop being answered, and the next commit's PUTs take 4 s
@@ -383,7 +397,7 @@ fn a_lease_whose_commit_was_abandoned_is_not_taken_again_before_its_put_settles(
     proxy.configure(serde_json::json!({
         "rate": 1.0, "s3": "slow", "dynamodb_rate": 1.0, "dynamodb": "hang_renewal"
     }))?;
-    all.add(put(&stream, 101, 100, false)?);
+    all.add(put(stream, 101, 100, false)?);
     wait_for(
         "the commit is abandoned and the lease left to settle",
         || log().contains("may still land"),
@@ -393,7 +407,7 @@ fn a_lease_whose_commit_was_abandoned_is_not_taken_again_before_its_put_settles(
     proxy.configure(serde_json::json!({"rate": 0.0, "dynamodb_rate": 0.0}))?;
     // More records, so that the next reader's file differs from the one
     // abandoned under the same name.
-    all.add(put(&stream, 201, 100, false)?);
+    all.add(put(stream, 201, 100, false)?);
     wait_for("the shard is taken again", || takes() > taken_before);
     let waited = settled_from.elapsed();
     let every = all.good.len();
@@ -405,7 +419,7 @@ fn a_lease_whose_commit_was_abandoned_is_not_taken_again_before_its_put_settles(
         log()
     );
     assert!(proxy.count("s3_slow")? > 0, "{}", proxy.faults()?);
-    assert_exactly_once(&read_lake(&lake)?, &all);
+    assert_exactly_once(&read_lake(lake)?, &all);
     Ok(())
 }
 
@@ -466,42 +480,32 @@ fn a_lease_table_answer_that_never_comes_times_out_instead_of_holding_the_worker
 /// does, and a lost lease is not taken again until its reader has ended.
 #[test]
 fn a_renewal_answered_too_late_is_a_renewal_not_a_lost_lease() -> TestResult {
-    let Some(Scene {
-        _dir,
-        stream,
-        lake,
-        table,
-        proxy,
-        via,
-    }) = scene("late-renewal", 1, &["--rate", "0", "--hang", "4"])?
-    else {
+    let Some(sc) = scene("late-renewal", 1, &["--rate", "0", "--hang", "4"])? else {
         return Ok(());
     };
-    let log_path = _dir.path().join("worker.log");
-    let worker = ingest_command(
-        &stream,
-        &lake,
-        &table,
-        free_port(),
-        &[
-            "--failover",
-            "10s",
-            "--roll-age",
-            "1s",
-            "--stop-when-idle",
-            "10s",
-        ],
-    )
-    .env("AWS_ENDPOINT_URL_DYNAMODB", &via)
-    .stderr(std::fs::File::create(&log_path)?)
-    .spawn()?;
-    let mut all = put(&stream, 1, 40, false)?;
-    let landed = |n: usize| read_lake(&lake).is_ok_and(|l| l.ids.len() == n);
+    let Scene {
+        stream,
+        lake,
+        proxy,
+        ..
+    } = &sc;
+    let flags = [
+        "--failover",
+        "10s",
+        "--roll-age",
+        "1s",
+        "--stop-when-idle",
+        "10s",
+    ];
+    let (mut cmd, log) = sc.worker(&flags, &["DYNAMODB"])?;
+    let worker = cmd.spawn()?;
+    let mut all = put(stream, 1, 40, false)?;
+    let landed = |n: usize| read_lake(lake).is_ok_and(|l| l.ids.len() == n);
     let first = all.good.len();
     wait_for("the first batch lands", || landed(first));
     for round in 0..3 {
         // Records all along: the worker must not stop as idle meanwhile.
-        all.add(put(&stream, 41 + 10 * round, 10, false)?);
+        all.add(put(stream, 41 + 10 * round, 10, false)?);
         // One renewal's answer held past the 3 s attempt timeout; its
         // retry goes through and is refused, the counter having moved.
         proxy.configure(serde_json::json!({"dynamodb_rate": 1.0, "dynamodb": "hang_renewal"}))?;
@@ -511,7 +515,7 @@ fn a_renewal_answered_too_late_is_a_renewal_not_a_lost_lease() -> TestResult {
             .is_ok_and(|n| n > round)
         {
             if std::time::Instant::now() > deadline {
-                let log = std::fs::read_to_string(&log_path)?;
+                let log = log.read();
                 return Err(format!("round {round}: no renewal within 30 s:\n{log}").into());
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -522,12 +526,12 @@ fn a_renewal_answered_too_late_is_a_renewal_not_a_lost_lease() -> TestResult {
     let every = all.good.len();
     wait_for("every batch lands", || landed(every));
     wait_ok(worker, Duration::from_secs(60))?;
-    let log = std::fs::read_to_string(&log_path)?;
+    let log = log.read();
     assert!(
         !log.contains("lease lost to another worker"),
         "one worker alone took a late renewal for a lost lease:\n{log}"
     );
-    assert_exactly_once(&read_lake(&lake)?, &all);
+    assert_exactly_once(&read_lake(lake)?, &all);
     Ok(())
 }
 
@@ -539,47 +543,37 @@ fn a_renewal_answered_too_late_is_a_renewal_not_a_lost_lease() -> TestResult {
 /// them unlanded; a commit under way is not idle now.
 #[test]
 fn a_stuck_shard_alerts_within_its_lag_threshold_and_resolves() -> TestResult {
-    let Some(Scene {
-        _dir,
-        stream,
-        lake,
-        table,
-        proxy,
-        via,
-    }) = scene("stuck", 1, &["--rate", "0", "--s3", "503"])?
-    else {
+    let Some(sc) = scene("stuck", 1, &["--rate", "0", "--s3", "503"])? else {
         return Ok(());
     };
-    // Minutes of retry lines: into a file, not a pipe nobody reads until
-    // the end — a worker blocked on a full pipe makes no progress, which
-    // this test would read as the shard still stuck.
-    let log_path = _dir.path().join("worker.log");
+    let Scene {
+        stream,
+        lake,
+        proxy,
+        ..
+    } = &sc;
+    // Minutes of retry lines: in a file (see `Log`), or the worker would
+    // block and this test read it as the shard still stuck.
     let (hook, alerts) = common::recorder()?;
     // Records first: a worker with nothing to read would stop when idle.
-    let all = put(&stream, 1, 60, false)?;
+    let all = put(stream, 1, 60, false)?;
     proxy.configure(serde_json::json!({"rate": 1.0}))?;
-    let worker = ingest_command(
-        &stream,
-        &lake,
-        &table,
-        free_port(),
-        &[
-            "--roll-age",
-            "1s",
-            "--alert-lag",
-            "8s",
-            "--stop-when-idle",
-            "5s",
-        ],
-    )
-    .env("AWS_ENDPOINT_URL_S3", &via)
-    .env(
-        "PITWALL_SLACK_WEBHOOK_URL",
-        format!("{hook}/services/T/B/X"),
-    )
-    .stderr(std::fs::File::create(&log_path)?)
-    .spawn()?;
-    let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    let flags = [
+        "--roll-age",
+        "1s",
+        "--alert-lag",
+        "8s",
+        "--stop-when-idle",
+        "5s",
+    ];
+    let (mut cmd, log) = sc.worker(&flags, &["S3"])?;
+    let worker = cmd
+        .env(
+            "PITWALL_SLACK_WEBHOOK_URL",
+            format!("{hook}/services/T/B/X"),
+        )
+        .spawn()?;
+    let log = || log.read();
     // Other conditions may fire meanwhile (the failing reader's lease is
     // left to settle, so none is held for a while): this test is about the
     // stuck shard's.
@@ -604,6 +598,6 @@ fn a_stuck_shard_alerts_within_its_lag_threshold_and_resolves() -> TestResult {
     proxy.configure(serde_json::json!({"rate": 0.0}))?;
     next("stuck-shard is back to normal", 120)?;
     wait_ok(worker, Duration::from_secs(120))?;
-    assert_exactly_once(&read_lake(&lake)?, &all);
+    assert_exactly_once(&read_lake(lake)?, &all);
     Ok(())
 }
