@@ -177,11 +177,16 @@ async fn commit(
     .await
     .map_err(|e| WorkerError::Reader(format!("commit task failed: {e}")));
     state.set_committing(false);
-    let (b, res) = written.inspect_err(|_| state.unsettle())?;
+    // A commit that did not complete (abandoned, failed, its task gone) may
+    // have left a PUT that still lands: the worker lets the lease settle
+    // before the records are read again.
+    if !matches!(written, Ok((_, Ok(_)))) {
+        state.unsettle();
+    }
+    let (b, res) = written?;
     let (done, counts) = match res {
         Ok(x) => x,
         Err(SinkError::Lake(LakeError::Abandoned { path })) => {
-            state.unsettle();
             tracing::warn!(
                 shard,
                 path,
@@ -190,9 +195,6 @@ async fn commit(
             return Ok(false);
         }
         Err(e) => {
-            // The records must be read again, once a PUT that timed out
-            // can no longer land: the worker lets the lease settle.
-            state.unsettle();
             return Err(WorkerError::Reader(format!("writing to the lake: {e}")));
         }
     };

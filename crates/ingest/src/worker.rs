@@ -469,8 +469,9 @@ impl Worker {
         );
     }
 
-    /// Collects reader tasks that ended: a shard read to its end, or a
-    /// reader that failed (its lease is released so it is retried).
+    /// Collects reader tasks that ended: a shard read to its end, a reader
+    /// stopped for a hand-over (its lease goes to the asker), or one that
+    /// failed (its lease is released, or left to settle, so it is retried).
     async fn reap(&mut self) -> Result<(), WorkerError> {
         let now = Instant::now();
         self.settling.retain(|_, until| now < *until);
@@ -571,9 +572,9 @@ impl Worker {
     /// Idle, for one worker of a group: every shard it holds quiet for the
     /// idle time, none settling, every other unfinished lease held by a
     /// worker seen renewing it, and nothing it would take (no lease free,
-    /// expired or worth stealing). Then it stops and releases its leases; a peer still
-    /// running finds them free, reads them to the same quiet and stops in
-    /// turn, so the whole group ends.
+    /// expired or worth stealing). Then it stops and releases its leases;
+    /// a peer still running finds them free, reads them to the same quiet
+    /// and stops in turn, so the whole group ends.
     async fn idle_enough(&self) -> bool {
         let Some(quiet) = self.sh.cfg.stop_when_idle else {
             return false;

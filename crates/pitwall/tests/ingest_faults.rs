@@ -368,12 +368,7 @@ fn a_lease_whose_commit_was_abandoned_is_not_taken_again_before_its_put_settles(
     let Some(sc) = scene("settle", 1, &["--rate", "0", "--slow", "4"])? else {
         return Ok(());
     };
-    let Scene {
-        stream,
-        lake,
-        proxy,
-        ..
-    } = &sc;
+    let (stream, lake, proxy) = (&sc.stream, &sc.lake, &sc.proxy);
     let failover = Duration::from_secs(10);
     let flags = [
         "--failover",
@@ -483,12 +478,7 @@ fn a_renewal_answered_too_late_is_a_renewal_not_a_lost_lease() -> TestResult {
     let Some(sc) = scene("late-renewal", 1, &["--rate", "0", "--hang", "4"])? else {
         return Ok(());
     };
-    let Scene {
-        stream,
-        lake,
-        proxy,
-        ..
-    } = &sc;
+    let (stream, lake, proxy) = (&sc.stream, &sc.lake, &sc.proxy);
     let flags = [
         "--failover",
         "10s",
@@ -546,12 +536,7 @@ fn a_stuck_shard_alerts_within_its_lag_threshold_and_resolves() -> TestResult {
     let Some(sc) = scene("stuck", 1, &["--rate", "0", "--s3", "503"])? else {
         return Ok(());
     };
-    let Scene {
-        stream,
-        lake,
-        proxy,
-        ..
-    } = &sc;
+    let (stream, lake, proxy) = (&sc.stream, &sc.lake, &sc.proxy);
     // Minutes of retry lines: in a file (see `Log`), or the worker would
     // block and this test read it as the shard still stuck.
     let (hook, alerts) = common::recorder()?;
