@@ -215,8 +215,16 @@ impl Worker {
                 break Err(e);
             }
             if self.idle_enough().await {
-                tracing::info!("every shard drained and idle: stopping");
-                break Ok(());
+                match self.drain().await {
+                    Ok(true) => {
+                        tracing::info!("every shard drained and idle: stopping");
+                        break Ok(());
+                    }
+                    Ok(false) => tracing::warn!(
+                        "a last commit before stopping did not complete: reading on until what it held is in the lake"
+                    ),
+                    Err(e) => break Err(e),
+                }
             }
         };
         self.sh.metrics.stop_reading();
@@ -472,7 +480,9 @@ impl Worker {
     /// Collects reader tasks that ended: a shard read to its end, a reader
     /// stopped for a hand-over (its lease goes to the asker), or one that
     /// failed (its lease is released, or left to settle, so it is retried).
-    async fn reap(&mut self) -> Result<(), WorkerError> {
+    /// Returns how many readers of held leases ended otherwise than at the
+    /// shard's end or stopped with everything committed.
+    async fn reap(&mut self) -> Result<usize, WorkerError> {
         let now = Instant::now();
         self.settling.retain(|_, until| now < *until);
         let retired: Vec<String> = self
@@ -496,13 +506,15 @@ impl Worker {
             .filter(|(_, h)| h.task.is_finished())
             .map(|(s, _)| s.clone())
             .collect();
+        let mut unfinished = 0;
         for shard in done {
             let Some(h) = self.held.remove(&shard) else {
                 continue;
             };
-            match h.task.await {
+            let finished = match h.task.await {
                 Ok(Ok(end)) => {
-                    tracing::info!(shard = %shard, ?end, hand_to = ?h.hand_to, "reader ended")
+                    tracing::info!(shard = %shard, ?end, hand_to = ?h.hand_to, "reader ended");
+                    end != ReadEnd::Lost
                 }
                 Ok(Err(WorkerError::Kinesis(e @ KinesisError::NoStream { .. }))) => {
                     return Err(e.into());
@@ -510,12 +522,15 @@ impl Worker {
                 Ok(Err(e)) => {
                     tracing::error!(shard = %shard, error = %e, "reader failed; the shard is read again from its checkpoint");
                     self.sh.metrics.bump_errors();
+                    false
                 }
                 Err(e) => {
                     tracing::error!(shard = %shard, error = %e, "reader panicked; the shard is read again from its checkpoint");
                     self.sh.metrics.bump_errors();
+                    false
                 }
-            }
+            };
+            unfinished += usize::from(!finished);
             self.sh.metrics.forget(&shard);
             if h.state.unsettled() {
                 // An asker steals it once the failover time has passed.
@@ -527,7 +542,7 @@ impl Worker {
             }
         }
         self.sh.metrics.set_leases(self.held.len());
-        Ok(())
+        Ok(unfinished)
     }
 
     /// Keeps a shard whose last reader may have left a PUT in flight out of
@@ -596,8 +611,22 @@ impl Worker {
         others_alive && self.plan(&leases).take.is_empty()
     }
 
-    /// Asks every reader to commit and checkpoint, waits, releases the leases.
-    async fn shutdown(&mut self) {
+    /// The stop of a worker that found the stream drained: every reader
+    /// commits and checkpoints what it holds (a tail too small to have
+    /// rolled) and its lease is released. True when every one of them did.
+    /// Otherwise the worker reads on: a peer that saw this worker renewing
+    /// may have stopped already, and nobody else would read that tail.
+    async fn drain(&mut self) -> Result<bool, WorkerError> {
+        let readers = self.held.len();
+        self.stop_readers().await;
+        // A lease lost meanwhile (a renewal retried after its first try
+        // landed looks the same) took its reader's tail with it.
+        let lost = readers - self.held.len();
+        Ok(self.reap().await? == 0 && lost == 0)
+    }
+
+    /// Asks every reader to commit and checkpoint, and waits for them.
+    async fn stop_readers(&mut self) {
         for h in self.held.values() {
             h.state.stop();
         }
@@ -612,6 +641,11 @@ impl Worker {
                 () = tokio::time::sleep(Duration::from_millis(50)) => {}
             }
         }
+    }
+
+    /// Asks every reader to commit and checkpoint, waits, releases the leases.
+    async fn shutdown(&mut self) {
+        self.stop_readers().await;
         let held = std::mem::take(&mut self.held);
         for (shard, h) in held {
             let state = h.state.clone();

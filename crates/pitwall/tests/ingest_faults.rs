@@ -146,14 +146,7 @@ fn scene(name: &str, shards: u32, proxy_args: &[&str]) -> Result<Option<Scene>, 
 
 #[test]
 fn faults_of_s3_and_dynamodb_lose_nothing_and_double_nothing() -> TestResult {
-    let Some(Scene {
-        _dir,
-        stream,
-        lake,
-        table,
-        proxy,
-        via,
-    }) = scene(
+    let Some(sc) = scene(
         "faults",
         4,
         &[
@@ -170,7 +163,7 @@ fn faults_of_s3_and_dynamodb_lose_nothing_and_double_nothing() -> TestResult {
     else {
         return Ok(());
     };
-    let all = put(&stream, 1, 1500, true)?;
+    let all = put(&sc.stream, 1, 1500, true)?;
     // Small files: many PUTs, so many of them meet a fault.
     let small = [
         "--max-records",
@@ -182,25 +175,24 @@ fn faults_of_s3_and_dynamodb_lose_nothing_and_double_nothing() -> TestResult {
         "--failover",
         "10s",
     ];
-    let workers: Vec<Child> = ["a", "b"]
-        .iter()
-        .map(|w| {
-            ingest_command(
-                &stream,
-                &lake,
-                &table,
-                free_port(),
-                &[&["--worker-id", w][..], &small].concat(),
-            )
-            .env("AWS_ENDPOINT_URL_S3", &via)
-            .env("AWS_ENDPOINT_URL_DYNAMODB", &via)
-            .spawn()
-        })
-        .collect::<Result<_, _>>()?;
-    for w in workers {
-        wait_ok(w, Duration::from_secs(150))?;
+    let mut logs = Vec::new();
+    let mut workers = Vec::new();
+    for w in ["a", "b"] {
+        let flags = [&["--worker-id", w][..], &small].concat();
+        let (mut cmd, log) = sc.worker(&flags, &["S3", "DYNAMODB"])?;
+        workers.push(cmd.spawn()?);
+        logs.push(log);
     }
-    let faults = proxy.faults()?;
+    let said = || {
+        logs.iter()
+            .map(Log::read)
+            .collect::<Vec<_>>()
+            .join("\n---\n")
+    };
+    for w in workers {
+        wait_ok(w, Duration::from_secs(150)).map_err(|e| format!("{e}\n{}", said()))?;
+    }
+    let faults = sc.proxy.faults()?;
     for kind in [
         "s3_500",
         "s3_503",
@@ -216,7 +208,9 @@ fn faults_of_s3_and_dynamodb_lose_nothing_and_double_nothing() -> TestResult {
         );
     }
     // Read back past the proxy.
-    assert_exactly_once(&read_lake(&lake)?, &all);
+    let lake = read_lake(&sc.lake)?;
+    let whole = std::panic::catch_unwind(|| assert_exactly_once(&lake, &all));
+    assert!(whole.is_ok(), "the workers said:\n{}", said());
     Ok(())
 }
 
@@ -415,6 +409,43 @@ fn a_lease_whose_commit_was_abandoned_is_not_taken_again_before_its_put_settles(
     );
     assert!(proxy.count("s3_slow")? > 0, "{}", proxy.faults()?);
     assert_exactly_once(&read_lake(lake)?, &all);
+    Ok(())
+}
+
+/// Found by `faults_of_s3_and_dynamodb_lose_nothing_and_double_nothing`
+/// (one CI run lost three DLQ lines): a worker that stops when idle commits
+/// its tail, too small to have rolled, as it stops. That commit failed, the
+/// worker stopped all the same, and its peer, which had seen it renewing,
+/// had stopped already: nobody read the tail again. Now a worker whose last
+/// commit did not land reads on until it has.
+#[test]
+fn a_worker_stopping_when_idle_reads_on_when_its_last_commit_fails() -> TestResult {
+    let Some(sc) = scene("tail", 1, &["--rate", "0", "--slow", "4"])? else {
+        return Ok(());
+    };
+    // The default roll age (minutes): nothing is committed before the stop.
+    let flags = ["--failover", "6s", "--stop-when-idle", "3s"];
+    let all = put(&sc.stream, 1, 60, true)?;
+    let (mut cmd, log) = sc.worker(&flags, &["S3", "DYNAMODB"])?;
+    let mut worker = cmd.spawn()?;
+    wait_for("the worker reads", || {
+        log.read().contains("lease taken: reading")
+    });
+    // The stop's commit: its PUTs take 4 s and renewals are not answered,
+    // so the lease lapses while it runs and the write is abandoned.
+    sc.proxy.configure(serde_json::json!({
+        "rate": 1.0, "s3": "slow", "dynamodb_rate": 1.0, "dynamodb": "hang_renewal"
+    }))?;
+    // (Before the fix the worker stopped here, its tail lost.)
+    wait_for("the last commit fails", || {
+        log.read().contains("did not complete") || worker.try_wait().is_ok_and(|s| s.is_some())
+    });
+    sc.proxy
+        .configure(serde_json::json!({"rate": 0.0, "dynamodb_rate": 0.0}))?;
+    wait_ok(worker, Duration::from_secs(90)).map_err(|e| format!("{e}\n{}", log.read()))?;
+    let lake = read_lake(&sc.lake)?;
+    let whole = std::panic::catch_unwind(|| assert_exactly_once(&lake, &all));
+    assert!(whole.is_ok(), "the worker said:\n{}", log.read());
     Ok(())
 }
 

@@ -189,7 +189,11 @@ pub fn ingest_command(
         .args(["--listen", &format!("127.0.0.1:{port}")])
         .args(extra)
         .env("PITWALL_PII_KEY", "test-key")
-        .env("PITWALL_LOG", "info")
+        // PITWALL_TEST_LOG raises it for a run being debugged.
+        .env(
+            "PITWALL_LOG",
+            std::env::var("PITWALL_TEST_LOG").unwrap_or_else(|_| "info".into()),
+        )
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     cmd
