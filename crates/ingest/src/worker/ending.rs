@@ -20,13 +20,7 @@ impl Worker {
     pub(super) async fn reap(&mut self) -> Result<usize, WorkerError> {
         let now = Instant::now();
         self.settling.retain(|_, until| now < *until);
-        let retired: Vec<String> = self
-            .retiring
-            .iter()
-            .filter(|(_, h)| h.task.is_finished())
-            .map(|(s, _)| s.clone())
-            .collect();
-        for shard in retired {
+        for shard in ended(&self.retiring) {
             if let Some(h) = self.retiring.remove(&shard) {
                 let unsettled = h.state.unsettled();
                 self.retired(&shard, h.task.await);
@@ -35,14 +29,8 @@ impl Worker {
                 }
             }
         }
-        let done: Vec<String> = self
-            .held
-            .iter()
-            .filter(|(_, h)| h.task.is_finished())
-            .map(|(s, _)| s.clone())
-            .collect();
         let mut unfinished = 0;
-        for shard in done {
+        for shard in ended(&self.held) {
             let Some(h) = self.held.remove(&shard) else {
                 continue;
             };
@@ -194,6 +182,15 @@ impl Worker {
         }
         self.sh.metrics.set_leases(0);
     }
+}
+
+/// The shards whose reader task has ended, of `readers` (held or retiring).
+fn ended<'a>(readers: impl IntoIterator<Item = (&'a String, &'a Held)>) -> Vec<String> {
+    readers
+        .into_iter()
+        .filter(|(_, h)| h.task.is_finished())
+        .map(|(s, _)| s.clone())
+        .collect()
 }
 
 /// Waits for a reader told to stop (its last commit and checkpoint) and
