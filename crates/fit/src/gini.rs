@@ -5,6 +5,9 @@ use serde::Serialize;
 
 use crate::validate::{Ordered, Scored};
 
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Gini {
     /// The model's Gini over the Gini of ordering by the claims themselves.
@@ -38,9 +41,10 @@ pub fn gini(rows: &[Scored], resamples: usize, seed: u64, threads: usize) -> Gin
 /// The resamples are Poisson bootstraps: each rental counts W ~ Poisson(1)
 /// times, the large-sample equivalent of drawing n rentals with
 /// replacement. Unlike a multinomial draw it needs no random access: a
-/// resample is one streaming pass to draw the weights and one over each
-/// model's risk order, which is computed once. Resample r draws from its
-/// own stream (seed, r), so the interval does not depend on the thread count.
+/// rental's weight in resample r is a hash of (seed, r, the rental), so a
+/// resample is one streaming pass over each model's risk order (computed
+/// once) that draws the weights as it goes, and the interval does not
+/// depend on the thread count.
 pub fn ginis(models: &[&[Scored]], resamples: usize, seed: u64, threads: usize) -> Vec<Gini> {
     let ordered: Vec<Ordered<'_>> = models.iter().map(|m| Ordered::new(m)).collect();
     ginis_ordered(&ordered, resamples, seed, threads)
@@ -53,12 +57,10 @@ pub fn ginis_ordered(
     seed: u64,
     threads: usize,
 ) -> Vec<Gini> {
-    let n = models.first().map_or(0, |m| m.rows.len());
     let Some((curves, perfect, _)) = orders(models) else {
         return Vec::new();
     };
-    let ones = vec![[1u8; LANES]; n];
-    let point: Vec<f64> = normalised(&curves, &ones, &perfect, &mut Vec::new())
+    let point: Vec<f64> = normalised(&curves, &Ones, &perfect)
         .iter()
         .map(|g| g[0])
         .collect();
@@ -70,22 +72,10 @@ pub fn ginis_ordered(
         let jobs: Vec<_> = (0..threads)
             .map(|t| {
                 scope.spawn(move || {
-                    let mut w = vec![[0u8; LANES]; n];
-                    let mut scratch = Vec::with_capacity(n);
                     let mut out = Vec::new();
-                    let arch = pulp::Arch::new();
                     for b in (t..batches).step_by(threads) {
-                        let seeds: [u64; LANES] = std::array::from_fn(|lane| {
-                            let r = (b * LANES + lane) as u64;
-                            seed ^ r.wrapping_mul(0xA24B_AED4_963E_E407)
-                        });
-                        let per_model = arch.dispatch(Batch {
-                            w: &mut w,
-                            seeds,
-                            curves,
-                            perfect,
-                            scratch: &mut scratch,
-                        });
+                        let keys = Keys::of(seed, b * LANES);
+                        let per_model = normalised(curves, &keys, perfect);
                         for lane in 0..LANES {
                             let r = b * LANES + lane;
                             if r < resamples {
@@ -145,31 +135,9 @@ fn orders(models: &[Ordered<'_>]) -> Option<(Vec<Curve>, Perfect, Vec<u32>)> {
     Some((curves, perfect, place))
 }
 
-/// One batch of LANES resamples: their weights drawn, each model's Gini
-/// under them. Run through [`pulp::Arch::dispatch`]: the same code, compiled
-/// also for AVX2 and taken where the CPU has it (the sums in the same
-/// order, so the same bits either way).
-struct Batch<'a> {
-    w: &'a mut [[u8; LANES]],
-    seeds: [u64; LANES],
-    curves: &'a [Curve],
-    perfect: &'a Perfect,
-    scratch: &'a mut Vec<[u8; LANES]>,
-}
-
-impl pulp::WithSimd for Batch<'_> {
-    type Output = Vec<[f64; LANES]>;
-
-    #[inline(always)]
-    fn with_simd<S: pulp::Simd>(self, _: S) -> Self::Output {
-        poisson_weights(self.w, self.seeds);
-        normalised(self.curves, self.w, self.perfect, self.scratch)
-    }
-}
-
-/// Resamples weighed in one pass over a curve: each rental's weights of
-/// LANES resamples sit side by side, so the pass reads the curve once for
-/// all of them and their sums run as independent chains.
+/// Resamples weighed in one pass over a curve: a rental's weights in LANES
+/// resamples are drawn side by side (one AVX2 vector), so the pass reads
+/// the curve once for all of them and their sums run as independent chains.
 const LANES: usize = 8;
 
 /// The ordered Lorenz curve as at most `points` + 1 points (cumulative
@@ -293,12 +261,19 @@ struct Order<'a> {
 /// each rental the exposure before it in the block plus half its own, so
 /// the difference is ½ Σᵢ uᵢ (K − tᵢ − 2 × exposure before i in the block).
 ///
-/// `w`: the weights of the order's rentals, in its order.
-#[inline(always)]
-fn area(o: &Order<'_>, w: &[[u8; LANES]], km_before: [f64; LANES]) -> Areas {
-    let mut before = km_before;
-    let (mut area, mut total) = ([0.0; LANES], [0.0; LANES]);
-    for ((ws, &x), &c) in w.iter().zip(o.km).zip(o.claims) {
+/// The pass starts from no exposure before it; an order that follows
+/// exposure `b` adds b × its claims (the area is linear in it).
+fn area(o: &Order<'_>, w: &impl Weights) -> Areas {
+    let mut a = w.pass(o);
+    set_ties_right(o, w, &mut a.area);
+    a
+}
+
+/// [`area`]'s pass, before the ties are set right; any target.
+fn portable_pass(o: &Order<'_>, w: &impl Weights) -> Areas {
+    let (mut area, mut before, mut total) = ([0.0; LANES], [0.0; LANES], [0.0; LANES]);
+    for ((&r, &x), &c) in o.row.iter().zip(o.km).zip(o.claims) {
+        let ws = w.of(r);
         for l in 0..LANES {
             let wl = f64::from(ws[l]);
             let (t, u) = (wl * x, wl * c);
@@ -307,49 +282,33 @@ fn area(o: &Order<'_>, w: &[[u8; LANES]], km_before: [f64; LANES]) -> Areas {
             total[l] += u;
         }
     }
+    Areas {
+        area,
+        km: before,
+        claims: total,
+    }
+}
+
+fn set_ties_right(o: &Order<'_>, w: &impl Weights, area: &mut [f64; LANES]) {
     for tie in o.ties {
         let range = tie.start..tie.end;
-        let weighed = |k: usize, l: usize| f64::from(w[k][l]);
+        let weighed: Vec<[i32; LANES]> = o.row[range.clone()].iter().map(|&r| w.of(r)).collect();
         let mut block = [0.0; LANES];
-        for k in range.clone() {
+        for (k, ws) in range.clone().zip(&weighed) {
             for (l, b) in block.iter_mut().enumerate() {
-                *b += weighed(k, l) * o.km[k];
+                *b += f64::from(ws[l]) * o.km[k];
             }
         }
         let mut inside = [0.0; LANES];
-        for k in range {
+        for (k, ws) in range.zip(&weighed) {
             for l in 0..LANES {
-                let (t, u) = (weighed(k, l) * o.km[k], weighed(k, l) * o.claims[k]);
+                let wl = f64::from(ws[l]);
+                let (t, u) = (wl * o.km[k], wl * o.claims[k]);
                 area[l] += 0.5 * u * (block[l] - t - 2.0 * inside[l]);
                 inside[l] += t;
             }
         }
     }
-    let mut added = before;
-    for l in 0..LANES {
-        added[l] -= km_before[l];
-    }
-    Areas {
-        area,
-        km: added,
-        claims: total,
-    }
-}
-
-/// The weights of an order's rentals gathered into `scratch` in its order.
-/// A gather on its own keeps many reads of the scattered weights in
-/// flight, which the sums' pass behind each read would not.
-#[inline(always)]
-fn gathered<'w>(
-    o: &Order<'_>,
-    w: &[[u8; LANES]],
-    scratch: &'w mut Vec<[u8; LANES]>,
-) -> &'w [[u8; LANES]] {
-    scratch.resize(o.row.len(), [0; LANES]);
-    for (s, &r) in scratch.iter_mut().zip(o.row) {
-        *s = w[r as usize];
-    }
-    scratch
 }
 
 fn block_ends(n: usize, same: impl Fn(usize, usize) -> bool) -> Vec<bool> {
@@ -374,30 +333,21 @@ impl Curve {
 }
 
 /// The normalised Gini of each model in each lane, rental i counted
-/// w[i][lane] times. The perfect order's Gini is the same for every model:
-/// it is found once, from the first model's totals (the others' differ
-/// only in the order of their sums).
+/// `w.of(i)[lane]` times. The perfect order's Gini is the same for every
+/// model: it is found once, from the first model's totals (the others'
+/// differ only in the order of their sums).
 #[inline(always)]
-fn normalised(
-    curves: &[Curve],
-    w: &[[u8; LANES]],
-    perfect: &Perfect,
-    scratch: &mut Vec<[u8; LANES]>,
-) -> Vec<[f64; LANES]> {
+fn normalised(curves: &[Curve], w: &impl Weights, perfect: &Perfect) -> Vec<[f64; LANES]> {
     // A loop, not an iterator chain: the chain's fold would be a function
     // of its own, compiled without the dispatched target's instructions.
     let mut areas: Vec<Areas> = Vec::with_capacity(curves.len());
-    for (k, c) in curves.iter().enumerate() {
-        let o = c.order();
-        // The weights are drawn in the first model's order ([`orders`]).
-        let w = if k == 0 { w } else { gathered(&o, w, scratch) };
-        areas.push(area(&o, w, [0.0; LANES]));
+    for c in curves {
+        areas.push(area(&c.order(), w));
     }
     let Some(first) = areas.first() else {
         return Vec::new();
     };
-    let o = perfect.order();
-    let best = perfect.gini(gathered(&o, w, scratch), &first.km, &first.claims);
+    let best = perfect.gini(w, &first.km, &first.claims);
     areas
         .iter()
         .map(|a| {
@@ -439,55 +389,100 @@ impl Perfect {
     }
 
     /// The Gini of the curve ordered by the claims, given each lane's
-    /// weighted totals; `w`: the weights of its rentals, in its order.
+    /// weighted totals.
     #[inline(always)]
-    fn gini(&self, w: &[[u8; LANES]], km: &[f64; LANES], claims: &[f64; LANES]) -> [f64; LANES] {
-        let (mut pos_km, mut pos_claims) = ([0.0; LANES], [0.0; LANES]);
-        for (j, ws) in w.iter().enumerate() {
-            for l in 0..LANES {
-                pos_km[l] += f64::from(ws[l]) * self.km[j];
-                pos_claims[l] += f64::from(ws[l]) * self.claims[j];
-            }
-        }
-        // The first block: every rental of frequency 0 (claims only from
-        // rentals with claims but no distance).
-        let mut zero_km = [0.0; LANES];
-        for l in 0..LANES {
-            zero_km[l] = (km[l] - pos_km[l]).max(0.0);
-        }
-        let a = area(&self.order(), w, zero_km);
+    fn gini(&self, w: &impl Weights, km: &[f64; LANES], claims: &[f64; LANES]) -> [f64; LANES] {
+        let a = area(&self.order(), w);
         let mut out = [0.0; LANES];
         for l in 0..LANES {
             if km[l] > 0.0 && claims[l] > 0.0 {
-                let zero_claims = (claims[l] - pos_claims[l]).max(0.0);
-                out[l] =
-                    2.0 * (a.area[l] + zero_claims * zero_km[l] / 2.0) / (km[l] * claims[l]) - 1.0;
+                // The first block: every rental of frequency 0 (claims
+                // only from rentals with claims but no distance); the
+                // rentals with a positive frequency follow its exposure.
+                let zero_km = (km[l] - a.km[l]).max(0.0);
+                let zero_claims = (claims[l] - a.claims[l]).max(0.0);
+                let area = a.area[l] + zero_km * a.claims[l] + zero_claims * zero_km / 2.0;
+                out[l] = 2.0 * area / (km[l] * claims[l]) - 1.0;
             }
         }
         out
     }
 }
 
-/// Fills each lane of `w` with Poisson(1) counts from its stream: the
-/// lanes' SplitMix64 streams step side by side, each 64-bit draw gives two
-/// rentals a 32-bit uniform, and a count is how many of the cumulative
-/// probabilities the uniform reaches — compares without a branch or a
-/// table, so the lanes run as vectors (counts above 10, probability 1e-8,
-/// are counted as 10).
-#[inline(always)]
-fn poisson_weights(w: &mut [[u8; LANES]], seeds: [u64; LANES]) {
-    let mut state = seeds;
-    for pair in w.chunks_mut(2) {
-        let mut v = [0u64; LANES];
-        for (s, v) in state.iter_mut().zip(&mut v) {
-            *s = s.wrapping_add(SPLITMIX_GAMMA);
-            *v = splitmix(*s);
-        }
-        let halves = [v.map(|v| v as u32), v.map(|v| (v >> 32) as u32)];
-        for (slot, u) in pair.iter_mut().zip(halves) {
-            *slot = poisson1(u);
+/// How often each resample of a batch counts rental i (numbered by its
+/// place in the first model's order).
+trait Weights: Sized {
+    fn of(&self, i: u32) -> [i32; LANES];
+
+    /// [`area`]'s pass over an order under these weights.
+    fn pass(&self, o: &Order<'_>) -> Areas {
+        portable_pass(o, self)
+    }
+}
+
+/// The sample itself: every rental once.
+struct Ones;
+
+impl Weights for Ones {
+    #[inline(always)]
+    fn of(&self, _: u32) -> [i32; LANES] {
+        [1; LANES]
+    }
+}
+
+/// A batch's resamples: in lane l, rental i counts W ~ Poisson(1) times,
+/// W drawn from the 32-bit uniform fmix32(i·γₗ + kₗ) — a counter-based
+/// generator (SplitMix's Weyl sequence with MurmurHash3's finaliser, a
+/// stream of its own per lane: γₗ odd and kₗ drawn from the resample's
+/// seed). A weight is found from the rental's number alone, so each
+/// model's pass draws the weights of its own order as it goes: nothing is
+/// stored, and no pass reads weights at random.
+struct Keys {
+    gamma: [u32; LANES],
+    offset: [u32; LANES],
+}
+
+impl Keys {
+    /// The keys of resamples `first..first + LANES`.
+    fn of(seed: u64, first: usize) -> Keys {
+        let z: [u64; LANES] = std::array::from_fn(|lane| {
+            let r = (first + lane) as u64;
+            splitmix(seed ^ r.wrapping_mul(0xA24B_AED4_963E_E407))
+        });
+        Keys {
+            gamma: z.map(|z| z as u32 | 1),
+            offset: z.map(|z| (z >> 32) as u32),
         }
     }
+}
+
+impl Weights for Keys {
+    #[inline(always)]
+    fn of(&self, i: u32) -> [i32; LANES] {
+        let u: [u32; LANES] = std::array::from_fn(|l| {
+            fmix32(i.wrapping_mul(self.gamma[l]).wrapping_add(self.offset[l]))
+        });
+        poisson1(u)
+    }
+
+    fn pass(&self, o: &Order<'_>) -> Areas {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(v3) = pulp::x86::V3::try_new() {
+            return avx2::pass(v3, o, self);
+        }
+        portable_pass(o, self)
+    }
+}
+
+/// MurmurHash3's 32-bit finaliser: a bijection in which every input bit
+/// reaches every output bit.
+#[inline(always)]
+fn fmix32(mut h: u32) -> u32 {
+    h ^= h >> 16;
+    h = h.wrapping_mul(0x85EB_CA6B);
+    h ^= h >> 13;
+    h = h.wrapping_mul(0xC2B2_AE35);
+    h ^ (h >> 16)
 }
 
 /// floor(2³² × P(W ≤ k)) for W ~ Poisson(1), k = 0..=9.
@@ -504,23 +499,46 @@ const POISSON1_CDF: [u32; 10] = {
     t
 };
 
-/// Each lane's count: the thresholds its uniform reaches.
+/// The thresholds moved to the signed range, where AVX2 compares in one
+/// instruction: u ≥ t exactly when (u − 2³¹) ≥ (t − 2³¹) as i32.
+const POISSON1_SIGNED: [i32; 10] = {
+    let mut t = [0i32; 10];
+    let mut k = 0;
+    while k < 10 {
+        t[k] = (POISSON1_CDF[k] ^ 0x8000_0000) as i32;
+        k += 1;
+    }
+    t
+};
+
+/// The thresholds every lane is compared with; the rest only when a lane
+/// reaches all of these (P(W ≥ 6) = 6e-4: one batch of rentals in 200).
+const POISSON1_FIRST: usize = 6;
+
+/// Each lane's count, W ~ Poisson(1): how many of the cumulative
+/// probabilities its uniform reaches — compares without a table, so the
+/// lanes run as vectors (counts above 10, probability 1e-8, count as 10).
 #[inline(always)]
-fn poisson1(u: [u32; LANES]) -> [u8; LANES] {
-    let mut count = [0u8; LANES];
-    for t in POISSON1_CDF {
-        for (c, &u) in count.iter_mut().zip(&u) {
-            *c += u8::from(u >= t);
+fn poisson1(u: [u32; LANES]) -> [i32; LANES] {
+    let s = u.map(|u| (u ^ 0x8000_0000) as i32);
+    let mut count = [0i32; LANES];
+    for t in &POISSON1_SIGNED[..POISSON1_FIRST] {
+        for (c, &s) in count.iter_mut().zip(&s) {
+            *c += i32::from(s >= *t);
+        }
+    }
+    if count.contains(&(POISSON1_FIRST as i32)) {
+        for t in &POISSON1_SIGNED[POISSON1_FIRST..] {
+            for (c, &s) in count.iter_mut().zip(&s) {
+                *c += i32::from(s >= *t);
+            }
         }
     }
     count
 }
 
-/// SplitMix64 (a seeded, portable stream, so a bootstrap interval is the
-/// same on every machine): the state advances by the gamma, the output is
-/// the state mixed.
-const SPLITMIX_GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
-
+/// SplitMix64's output function (portable, so a bootstrap interval is the
+/// same on every machine): a resample's keys from its seed.
 #[inline(always)]
 fn splitmix(state: u64) -> u64 {
     let mut z = state;
@@ -597,34 +615,29 @@ mod tests {
         let Some((curves, perfect, place)) = orders(&[a, b]) else {
             panic!("no orders");
         };
-        let mut w = vec![[0u8; LANES]; rows.len()];
-        poisson_weights(&mut w, std::array::from_fn(|l| 11 + l as u64));
-        let got = normalised(&curves, &w, &perfect, &mut Vec::new());
+        let keys = Keys::of(11, 0);
+        let got = normalised(&curves, &keys, &perfect);
         let freq = |r: &Scored| if r.km > 0.0 { r.claims / r.km } else { 0.0 };
-        for l in 0..LANES {
-            // The resample itself: rental i repeated as often as it is drawn.
-            let drawn = |m: &[Scored]| -> Vec<Scored> {
-                m.iter()
+        for (k, model) in [&rows, &blind].into_iter().enumerate() {
+            for (l, got) in got[k].iter().enumerate() {
+                // The resample itself: rental i repeated as often as it is drawn.
+                let resample: Vec<Scored> = model
+                    .iter()
                     .enumerate()
-                    .flat_map(|(i, r)| std::iter::repeat_n(*r, w[place[i] as usize][l].into()))
-                    .collect()
-            };
-            for (k, model) in [&rows, &blind].into_iter().enumerate() {
-                let resample = drawn(model);
+                    .flat_map(|(i, r)| std::iter::repeat_n(*r, keys.of(place[i])[l] as usize))
+                    .collect();
                 let want =
                     reference_gini(&resample, &|r| r.risk) / reference_gini(&resample, &freq);
                 assert!(
-                    (got[k][l] - want).abs() < 1e-12,
-                    "lane {l}, model {k}: {} vs {want}",
-                    got[k][l]
+                    (got - want).abs() < 1e-12,
+                    "lane {l}, model {k}: {got} vs {want}"
                 );
             }
         }
     }
 
     #[test]
-    fn a_batch_gives_the_same_bits_with_and_without_avx2() {
-        use pulp::Simd;
+    fn the_avx2_pass_gives_the_bits_of_the_portable_one() {
         let mut rows = informative(3_000);
         rows[7] = row(0.002, 0.0, 1.0);
         let other: Vec<Scored> = rows
@@ -639,21 +652,27 @@ mod tests {
         let Some((curves, perfect, _)) = orders(&[a, b]) else {
             panic!("no orders");
         };
-        let run = |on: &dyn Fn(Batch<'_>) -> Vec<[f64; LANES]>| {
-            let (mut w, mut scratch) = (vec![[0u8; LANES]; rows.len()], Vec::new());
-            on(Batch {
-                w: &mut w,
-                seeds: std::array::from_fn(|l| 3 + l as u64),
-                curves: &curves,
-                perfect: &perfect,
-                scratch: &mut scratch,
-            })
+        // Some lane reaches the first thresholds: the rare path is run too.
+        let keys = Keys::of(3, 40);
+        let orders: Vec<Order<'_>> = curves
+            .iter()
+            .map(|c| c.order())
+            .chain([perfect.order()])
+            .collect();
+        let Some(v3) = pulp::x86::V3::try_new() else {
+            // A CPU without AVX2 runs the portable pass only.
+            return;
         };
-        // The baseline build against what this CPU is dispatched to
-        // (AVX2 on any x86-64 of the last ten years).
-        let scalar = run(&|b| pulp::Scalar::new().vectorize(b));
-        assert_eq!(scalar, run(&|b| pulp::Arch::new().dispatch(b)));
-        assert!(scalar.iter().flatten().all(|g| g.is_finite() && *g != 0.0));
+        for o in &orders {
+            let (want, got) = (portable_pass(o, &keys), avx2::pass(v3, o, &keys));
+            assert_eq!(
+                (want.area, want.km, want.claims),
+                (got.area, got.km, got.claims)
+            );
+            assert!(want.area.iter().all(|a| a.is_finite() && *a != 0.0));
+        }
+        let rare = (0..rows.len() as u32).any(|i| keys.of(i).iter().any(|&w| w >= 6));
+        assert!(rare, "no weight of 6 or more: the rare path was not taken");
     }
 
     #[test]
@@ -664,19 +683,45 @@ mod tests {
     }
 
     #[test]
-    fn poisson_weights_have_mean_and_variance_one() {
-        let n = 400_000;
-        let mut w = vec![[0u8; LANES]; n];
-        poisson_weights(&mut w, [9; LANES]);
-        let draws: Vec<f64> = w.iter().map(|c| f64::from(c[3])).collect();
-        let mean = draws.iter().sum::<f64>() / n as f64;
-        let var = draws.iter().map(|d| (d - mean).powi(2)).sum::<f64>() / n as f64;
-        assert!(
-            (mean - 1.0).abs() < 0.01 && (var - 1.0).abs() < 0.02,
-            "{mean} {var}"
-        );
-        let zeros = draws.iter().filter(|d| **d == 0.0).count() as f64 / n as f64;
-        assert!((zeros - (-1.0f64).exp()).abs() < 0.005, "{zeros}");
+    fn poisson_weights_have_mean_and_variance_one_and_lanes_are_independent() {
+        let n = 400_000u32;
+        let keys = Keys::of(9, 0);
+        let draws: Vec<[i32; LANES]> = (0..n).map(|i| keys.of(i)).collect();
+        let lane = |l: usize| -> Vec<f64> { draws.iter().map(|w| f64::from(w[l])).collect() };
+        let moments = |v: &[f64]| {
+            let mean = v.iter().sum::<f64>() / v.len() as f64;
+            let var = v.iter().map(|d| (d - mean).powi(2)).sum::<f64>() / v.len() as f64;
+            (mean, var)
+        };
+        for l in 0..LANES {
+            let (mean, var) = moments(&lane(l));
+            assert!(
+                (mean - 1.0).abs() < 0.01 && (var - 1.0).abs() < 0.02,
+                "lane {l}: {mean} {var}"
+            );
+            let zeros = lane(l).iter().filter(|d| **d == 0.0).count() as f64 / f64::from(n);
+            assert!((zeros - (-1.0f64).exp()).abs() < 0.005, "{zeros}");
+        }
+        // Neighbouring lanes and neighbouring rentals uncorrelated:
+        // |r| < 4/√n ≈ 0.006 holds by chance with probability 0.99994.
+        let corr = |a: &[f64], b: &[f64]| {
+            let (ma, va) = moments(a);
+            let (mb, vb) = moments(b);
+            let cov = a
+                .iter()
+                .zip(b)
+                .map(|(x, y)| (x - ma) * (y - mb))
+                .sum::<f64>()
+                / a.len() as f64;
+            cov / (va * vb).sqrt()
+        };
+        let (a, b) = (lane(0), lane(1));
+        assert!(corr(&a, &b).abs() < 0.006, "lanes: {}", corr(&a, &b));
+        let next = corr(&a[..a.len() - 1], &a[1..]);
+        assert!(next.abs() < 0.006, "rentals: {next}");
+        let later = Keys::of(9, LANES);
+        let c: Vec<f64> = (0..n).map(|i| f64::from(later.of(i)[0])).collect();
+        assert!(corr(&a, &c).abs() < 0.006, "batches: {}", corr(&a, &c));
     }
 
     #[test]
@@ -691,9 +736,9 @@ mod tests {
     #[test]
     fn a_count_is_the_thresholds_its_uniform_reaches() {
         // Each threshold, one below it and one above, in every lane.
-        let cases: Vec<(u32, u8)> = std::iter::once((0, 0))
+        let cases: Vec<(u32, i32)> = std::iter::once((0, 0))
             .chain(POISSON1_CDF.iter().enumerate().flat_map(|(k, &t)| {
-                let k = k as u8;
+                let k = k as i32;
                 [(t - 1, k), (t, k + 1), (t.saturating_add(1), k + 1)]
             }))
             .chain([(u32::MAX, 10)])
@@ -702,7 +747,7 @@ mod tests {
             assert_eq!(poisson1([u; LANES]), [want; LANES], "u = {u:#x}");
         }
         let mixed = std::array::from_fn(|l| POISSON1_CDF[l]);
-        assert_eq!(poisson1(mixed), std::array::from_fn(|l| l as u8 + 1));
+        assert_eq!(poisson1(mixed), std::array::from_fn(|l| l as i32 + 1));
     }
 
     #[test]
