@@ -75,6 +75,10 @@ pub struct Results {
     /// small table, then in one stretch of `ids`, instead of jumping across
     /// all of them.
     fences: RentalIds,
+    /// When every id has at most 15 bytes (most fleets'), each id as an
+    /// integer in the same order ([`ordered_key`]): a lookup is a binary
+    /// search over integers, reading no text.
+    keys: Option<Vec<u128>>,
     pub members: Vec<String>,
 }
 
@@ -154,6 +158,23 @@ impl RentalIds {
             self.push(id);
         }
     }
+}
+
+/// An id of at most 15 bytes as an integer that orders as the id does:
+/// its bytes zero-padded and read big-endian, its length in the last byte
+/// (so a prefix comes first, as it does among strings).
+fn ordered_key(id: &str) -> Option<u128> {
+    let b = id.as_bytes();
+    (b.len() < 16).then(|| {
+        let mut k = [0u8; 16];
+        k[..b.len()].copy_from_slice(b);
+        k[15] = b.len() as u8;
+        u128::from_be_bytes(k)
+    })
+}
+
+fn ordered_keys(ids: &RentalIds) -> Option<Vec<u128>> {
+    ids.iter().map(ordered_key).collect()
 }
 
 /// Rows per stretch between two fences of [`Results::index`].
@@ -242,13 +263,18 @@ impl Results {
     ) -> Result<Results> {
         // Rental id order: every figure is independent of the input's order.
         // Strictly rising ids are sorted and have no duplicate: one pass.
-        let rising = (1..ids.len()).all(|i| ids.get(i - 1) < ids.get(i));
+        let mut keys = ordered_keys(&ids);
+        let rising = match &keys {
+            Some(k) => k.windows(2).all(|w| w[0] < w[1]),
+            None => (1..ids.len()).all(|i| ids.get(i - 1) < ids.get(i)),
+        };
         if !rising {
             let mut order: Vec<usize> = (0..ids.len()).collect();
             order.sort_unstable_by(|&a, &b| ids.get(a).cmp(ids.get(b)));
             let mut taken: Vec<Option<RentalRow>> = rows.into_iter().map(Some).collect();
             rows = order.iter().filter_map(|&i| taken[i].take()).collect();
             ids = ids.permuted(&order);
+            keys = ordered_keys(&ids);
             if let Some(i) = (1..ids.len()).find(|&i| ids.get(i - 1) == ids.get(i)) {
                 return Err(FitJobError::Refused(format!(
                     "rental {} appears twice in the results at {source}: give one result per \
@@ -266,6 +292,7 @@ impl Results {
             rows,
             ids,
             fences,
+            keys,
             members,
         })
     }
@@ -299,6 +326,10 @@ impl Results {
 
     /// The row of the rental with this id.
     pub fn index(&self, rental_id: &str) -> Option<usize> {
+        if let Some(keys) = &self.keys {
+            // An id longer than every stored one is not among them.
+            return keys.binary_search(&ordered_key(rental_id)?).ok();
+        }
         // The last fence at or below the id bounds its stretch of FENCE rows.
         let f = self
             .fences
@@ -660,19 +691,50 @@ mod tests {
 
     #[test]
     fn every_id_is_found_at_its_row_and_no_other_is() {
-        // More than a few fence stretches, the last one short.
-        let ids: Vec<String> = (0..(FENCE * 7 + 5))
-            .map(|i| format!("r{:05}", i * 2))
-            .collect();
-        let r = results(&ids).expect("results");
-        for (i, id) in ids.iter().enumerate() {
-            assert_eq!(r.index(id), Some(i), "{id}");
-            assert_eq!(r.rental_id(i), id);
-        }
-        for miss in ["", "a", "r00001", "r00065", "r99999", "s", "r0000"] {
-            assert_eq!(r.index(miss), None, "{miss}");
+        // More than a few fence stretches, the last one short; ids short
+        // enough to search as integers, and ids that are not (searched in
+        // the text through the fences).
+        for long in ["", "-with-a-long-suffix"] {
+            let ids: Vec<String> = (0..(FENCE * 7 + 5))
+                .map(|i| format!("r{:05}{long}", i * 2))
+                .collect();
+            let r = results(&ids).expect("results");
+            assert_eq!(r.keys.is_some(), long.is_empty());
+            for (i, id) in ids.iter().enumerate() {
+                assert_eq!(r.index(id), Some(i), "{id}");
+                assert_eq!(r.rental_id(i), id);
+            }
+            for miss in [
+                "", "a", "r00001", "r00065", "r99999", "s", "r0000", "r00000\0",
+            ] {
+                let miss = format!("{miss}{long}");
+                assert_eq!(r.index(&miss), None, "{miss}");
+            }
+            assert_eq!(r.index("r00000-and-longer-than-any"), None);
         }
         assert_eq!(results(&[]).expect("empty").index("r"), None);
+    }
+
+    #[test]
+    fn integer_keys_order_as_the_ids_do() {
+        let ids = [
+            "",
+            "\0",
+            "a",
+            "a\0",
+            "a\0b",
+            "ab",
+            "b",
+            "r000000009",
+            "r00000001",
+            "~~~~~~~~~~~~~~~",
+        ];
+        for a in ids {
+            for b in ids {
+                assert_eq!(ordered_key(a).cmp(&ordered_key(b)), a.cmp(b), "{a:?} {b:?}");
+            }
+        }
+        assert_eq!(ordered_key(&"x".repeat(16)), None);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use pitwall_fit::validate::{Compared, DoubleDecile, Lift, Ordered, Scored, doubl
 use pitwall_score::Model;
 use serde::Serialize;
 
-use crate::data::{Period, RentalRow, Results, fits};
+use crate::data::{Period, RentalRow, Results, factors, fits};
 use crate::members::{ByMember, scores};
 use crate::par::{beside, each};
 use crate::{FitJobError, Result, rfc3339};
@@ -95,7 +95,16 @@ struct Expected {
 }
 
 fn expected(model: &Model, rows: &[&RentalRow], before: &[&RentalRow]) -> Expected {
-    let rr = |r: &RentalRow| r.features.distance_km / 100.0 * model.relative_risk(&r.features);
+    // The relative risk as the GLM writes it, exp(Σ xᵢ ln mᵢ): one exp per
+    // rental where Π mᵢ^xᵢ takes five powf (multipliers are > 0). The
+    // figures read only its order and sums; member scores keep the score
+    // job's own formula.
+    let ln_m = model.factors().map(|(_, f)| f.multiplier.ln());
+    let rr = |r: &RentalRow| {
+        let x = factors(model, &r.features);
+        let eta: f64 = x.iter().zip(&ln_m).map(|(x, l)| x * l).sum();
+        r.features.distance_km / 100.0 * eta.exp()
+    };
     let (log_base, scale) = match &model.fit {
         Some(f) => (f.intercept, ScaleSource::Fit),
         None => {

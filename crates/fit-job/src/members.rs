@@ -34,8 +34,7 @@ pub struct Entry<'r> {
 
 impl<'r> ByMember<'r> {
     pub fn new(results: &'r Results, threads: usize) -> ByMember<'r> {
-        let mut order: Vec<usize> = (0..results.members.len()).collect();
-        order.sort_unstable_by(|&a, &b| results.members[a].cmp(&results.members[b]));
+        let order = id_order(&results.members);
         let mut place = vec![0usize; order.len()];
         for (k, &m) in order.iter().enumerate() {
             place[m] = k;
@@ -106,6 +105,36 @@ impl<'r> Part<'r> {
     }
 }
 
+/// Member indices in member id order. Ids of at most 16 bytes are sorted
+/// as integers: the bytes zero-padded, read big-endian, then the length —
+/// the order of the strings (a prefix first), without a comparison that
+/// follows a pointer.
+fn id_order(ids: &[String]) -> Vec<usize> {
+    let keyed: Option<Vec<(u128, u8, u32)>> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            let b = id.as_bytes();
+            (b.len() <= 16 && i <= u32::MAX as usize).then(|| {
+                let mut k = [0u8; 16];
+                k[..b.len()].copy_from_slice(b);
+                (u128::from_be_bytes(k), b.len() as u8, i as u32)
+            })
+        })
+        .collect();
+    match keyed {
+        Some(mut keyed) => {
+            keyed.sort_unstable();
+            keyed.into_iter().map(|(_, _, i)| i as usize).collect()
+        }
+        None => {
+            let mut order: Vec<usize> = (0..ids.len()).collect();
+            order.sort_unstable_by(|&a, &b| ids[a].cmp(&ids[b]));
+            order
+        }
+    }
+}
+
 /// A member's score under a model and the grade it falls in.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Member<'m> {
@@ -150,5 +179,37 @@ fn one<'r, 'm>(
         status,
         score,
         grade: score.map(|s| model.grade(s).grade.as_str()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn members_are_ordered_as_their_ids_are() {
+        let ids: Vec<String> = [
+            "m2",
+            "m10",
+            "m1",
+            "m1\0",
+            "",
+            "zz",
+            "a",
+            "m0999999999999999",
+            "m099999999999999",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let mut want: Vec<usize> = (0..ids.len()).collect();
+        want.sort_by(|&a, &b| ids[a].cmp(&ids[b]));
+        assert_eq!(id_order(&ids), want);
+        // An id longer than 16 bytes: the strings themselves are compared.
+        let mut long = ids.clone();
+        long.push("m".repeat(17));
+        let mut want: Vec<usize> = (0..long.len()).collect();
+        want.sort_by(|&a, &b| long[a].cmp(&long[b]));
+        assert_eq!(id_order(&long), want);
     }
 }

@@ -86,7 +86,10 @@ fn lift_in(rows: &[Scored], order: &[usize]) -> Lift {
         if block.km <= 0.0 || total <= 0.0 {
             continue;
         }
-        for (d, dec) in deciles.iter_mut().enumerate() {
+        // Only the deciles the block may overlap: the others' share is 0.
+        let first = ((start / total * 10.0) as usize).saturating_sub(1);
+        let last = ((end / total * 10.0) as usize + 1).min(9);
+        for (d, dec) in deciles.iter_mut().enumerate().take(last + 1).skip(first) {
             let (lo, hi) = (total * d as f64 / 10.0, total * (d + 1) as f64 / 10.0);
             let share = ((end.min(hi) - start.max(lo)).max(0.0)) / block.km;
             dec.km += block.km * share;
