@@ -162,8 +162,9 @@ impl RentalIds {
 
 /// An id of at most 15 bytes as an integer that orders as the id does:
 /// its bytes zero-padded and read big-endian, its length in the last byte
-/// (so a prefix comes first, as it does among strings).
-fn ordered_key(id: &str) -> Option<u128> {
+/// (so a prefix comes first, as it does among strings). Two ids have the
+/// same key only if they are the same id.
+pub(crate) fn ordered_key(id: &str) -> Option<u128> {
     let b = id.as_bytes();
     (b.len() < 16).then(|| {
         let mut k = [0u8; 16];
@@ -197,22 +198,10 @@ fn hash(id: &str) -> u64 {
     FxBuildHasher.hash_one(id)
 }
 
-/// The bytes of an id shorter than 16 with its length in the last byte:
-/// two ids have the same key only if they are the same id.
-fn short_key(id: &str) -> Option<u128> {
-    let b = id.as_bytes();
-    (b.len() < 16).then(|| {
-        let mut k = [0u8; 16];
-        k[..b.len()].copy_from_slice(b);
-        k[15] = b.len() as u8;
-        u128::from_le_bytes(k)
-    })
-}
-
 impl Interner {
     fn get(&mut self, id: &str) -> u32 {
         let next = u32::try_from(self.names.len()).unwrap_or(u32::MAX);
-        if let Some(key) = short_key(id) {
+        if let Some(key) = ordered_key(id) {
             let entry = self.short.entry(
                 FxBuildHasher.hash_one(key),
                 |&(k, _)| k == key,
