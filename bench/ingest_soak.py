@@ -56,6 +56,9 @@ DYNAMODB_FAULTS = "throttle,slow,hang"
 # id stays (moto picks the account by it); the secret is never checked.
 SECRET_KEY = "soakSecret" + os.urandom(12).hex()
 PII_KEY = "soakPii" + os.urandom(12).hex()
+# Kubernetes' default terminationGracePeriodSeconds is 30; past twice that a
+# TERM drain is a fault of the worker, not a slow environment.
+TERM_GRACE = 60
 
 
 def log(msg):
@@ -166,6 +169,9 @@ class Workers:
         self.procs = {}  # slot -> (worker id, Popen)
         self.incarnation = 0
         self.kills = self.terms = self.restarts = 0
+        self.stopping = []  # (slot, worker id, Popen, how, when signalled)
+        self.pending = []  # (restart at, slot, worker id or None for a new one)
+        self.problems, self.term_exit_seconds = [], []
 
     def start(self, slot, worker_id=None):
         self.incarnation += 1
@@ -182,10 +188,14 @@ class Workers:
         self.procs[slot] = (worker_id, p)
 
     def disrupt(self):
-        """Kills or stops one worker at random and restarts it, half the
-        time under its old id (a StatefulSet pod), else under a new one."""
+        """Kills or stops one running worker at random. It does not wait for
+        the exit: `tend` reaps it and restarts it later, half the time under
+        its old id (a StatefulSet pod), else under a new one, so a slow TERM
+        drain does not hold back the rest of the schedule."""
+        if not self.procs:
+            return
         slot = self.rnd.choice(sorted(self.procs))
-        worker_id, p = self.procs[slot]
+        worker_id, p = self.procs.pop(slot)
         if self.rnd.random() < 0.6:
             p.kill()
             self.kills += 1
@@ -194,21 +204,50 @@ class Workers:
             p.send_signal(signal.SIGTERM)
             self.terms += 1
             how = "stopped (TERM)"
-        try:
-            p.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
-        log(f"worker {worker_id} {how}, exit {p.returncode}")
-        time.sleep(self.rnd.uniform(0.5, 4))
-        self.restarts += 1
-        self.start(slot, worker_id if self.rnd.random() < 0.5 else None)
+        self.stopping.append((slot, worker_id, p, how, time.time()))
+
+    def tend(self):
+        """Reaps the workers that have exited since they were signalled and
+        restarts those whose delay has passed. A TERM that takes longer
+        than TERM_GRACE is a problem: Kubernetes would have killed the pod."""
+        now = time.time()
+        still = []
+        for slot, worker_id, p, how, t in self.stopping:
+            if p.poll() is None and now - t < TERM_GRACE:
+                still.append((slot, worker_id, p, how, t))
+                continue
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+                self.problems.append(f"{worker_id} did not stop within {TERM_GRACE} s of TERM")
+            took = round(time.time() - t, 1)
+            if how.startswith("stopped"):
+                self.term_exit_seconds.append(took)
+            log(f"worker {worker_id} {how}, exit {p.returncode} after {took} s")
+            keep = self.rnd.random() < 0.5
+            self.pending.append((now + self.rnd.uniform(0.5, 4), slot, worker_id if keep else None))
+        self.stopping = still
+        due = [x for x in self.pending if x[0] <= now]
+        self.pending = [x for x in self.pending if x[0] > now]
+        for _, slot, worker_id in due:
+            self.restarts += 1
+            self.start(slot, worker_id)
+
+    def settle(self, timeout=TERM_GRACE + 10):
+        """Waits for every signalled worker to exit and be restarted."""
+        deadline = time.time() + timeout
+        while (self.stopping or self.pending) and time.time() < deadline:
+            self.tend()
+            time.sleep(0.2)
 
     def stop_all(self):
-        failed = []
-        for worker_id, p in self.procs.values():
-            p.send_signal(signal.SIGTERM)
-        for worker_id, p in self.procs.values():
+        self.settle()
+        failed = list(self.problems)
+        running = list(self.procs.values()) + [(w, p) for _, w, p, _, _ in self.stopping]
+        for worker_id, p in running:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for worker_id, p in running:
             try:
                 p.wait(timeout=90)
             except subprocess.TimeoutExpired:
@@ -420,6 +459,7 @@ def drive(a, rnd, stream, workers, port, bucket, run, work):
         check_environment(port)
         if producer.error:
             raise EnvironmentFailure(f"kinesalite stopped taking records: {producer.error}")
+        workers.tend()
         if time.time() >= next_disrupt:
             workers.disrupt()
             next_disrupt = time.time() + rnd.uniform(a.disrupt_every / 2, a.disrupt_every * 1.5)
@@ -428,6 +468,7 @@ def drive(a, rnd, stream, workers, port, bucket, run, work):
             next_reshard = time.time() + rnd.uniform(a.reshard_every / 2, a.reshard_every * 1.5)
     producer.stop.set()
     producer.join()
+    workers.settle()
     log(f"producer stopped after {len(producer.good)} valid events; draining with the faults on")
     deadline = time.time() + a.drain_timeout
     while not drained(stream, run, producer.last_seq):
@@ -449,6 +490,7 @@ def drive(a, rnd, stream, workers, port, bucket, run, work):
         "requests_forwarded": faults.get("forwarded", 0), "retries": faults.get("retries", 0),
         "lease_takes": sum(takes.values()), "lease_moves": sum(takes.values()) - len(takes),
         "kills": workers.kills, "terms": workers.terms, "restarts": workers.restarts,
+        "term_exit_seconds_max": max(workers.term_exit_seconds, default=None),
         "splits": stream.splits, "merges": stream.merges, "shards_total": len(stream.shards()),
         "worker_exit_problems": stopped,
         "credential_leaks": workers.leaks([SECRET_KEY, PII_KEY]),
@@ -505,7 +547,7 @@ def main():
               f"DLQ {v['dlq_found']} of {v['dlq_expected']} (duplicates {v['dlq_duplicates']}, missing {v['dlq_missing']})")
         print(f"  faults: " + ", ".join(f"{k} {n}" for k, n in v["faults"].items()))
         print(f"  retries {v['retries']}; lease moves {v['lease_moves']} ({v['lease_takes']} takes); "
-              f"kills {v['kills']}, TERMs {v['terms']}, restarts {v['restarts']}; "
+              f"kills {v['kills']}, TERMs {v['terms']} (slowest exit {v['term_exit_seconds_max']} s), restarts {v['restarts']}; "
               f"splits {v['splits']}, merges {v['merges']} ({v['shards_total']} shards in all); "
               f"drained {v['drain_seconds']} s after the end")
         if v["missing"]:
