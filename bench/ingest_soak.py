@@ -241,12 +241,12 @@ class Workers:
             time.sleep(0.2)
 
     def stop_all(self):
-        self.settle()
+        """Stops the running workers; called after `settle`, so none is
+        still stopping or waiting to restart."""
         failed = list(self.problems)
-        running = list(self.procs.values()) + [(w, p) for _, w, p, _, _ in self.stopping]
+        running = list(self.procs.values())
         for worker_id, p in running:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
+            p.send_signal(signal.SIGTERM)
         for worker_id, p in running:
             try:
                 p.wait(timeout=90)
