@@ -153,10 +153,11 @@ impl RentalIds {
         out
     }
 
-    fn extend<'a>(&mut self, ids: impl Iterator<Item = &'a str>) {
-        for id in ids {
-            self.push(id);
-        }
+    /// `other`'s ids after these, in one copy of their text.
+    fn append(&mut self, other: &RentalIds) {
+        let base = self.text.len();
+        self.text.push_str(&other.text);
+        self.ends.extend(other.ends.iter().map(|e| e + base));
     }
 }
 
@@ -389,15 +390,14 @@ impl Results {
 /// Reads rental results from a score state (its final results) or from
 /// Parquet results files (a full run's `rental_scores.parquet`).
 pub fn load_results(url: &str, threads: usize) -> Result<Results> {
-    let mut read = Read::default();
-    if url.ends_with(".parquet") {
-        from_files(url, &mut read, threads)?
+    let read = if url.ends_with(".parquet") {
+        from_files(url, threads)?
     } else {
         let state = State::open(url)?;
         if state.head().is_some() {
-            from_table(&state.load_final()?, &mut read)?
+            from_table(&state.load_final()?)?
         } else {
-            from_files(url, &mut read, threads)?
+            from_files(url, threads)?
         }
     };
     Results::new(url, read.rows, read.ids, read.members.into_ids())
@@ -435,7 +435,7 @@ impl Read {
             r.member = remap[r.member as usize];
             r
         }));
-        self.ids.extend(part.ids.iter());
+        self.ids.append(&part.ids);
     }
 
     fn reserve(&mut self, rows: usize) {
@@ -444,7 +444,8 @@ impl Read {
     }
 }
 
-fn from_table(table: &FinalTable, read: &mut Read) -> Result<()> {
+fn from_table(table: &FinalTable) -> Result<Read> {
+    let mut read = Read::default();
     read.reserve(table.len());
     table.for_each(|c, i| {
         read.ids.push(c.rental_id.value(i));
@@ -452,7 +453,7 @@ fn from_table(table: &FinalTable, read: &mut Read) -> Result<()> {
         read.rows.push(row);
         Ok(())
     })?;
-    Ok(())
+    Ok(read)
 }
 
 /// What a fit reads of a results file besides the integer features
@@ -462,7 +463,7 @@ const IDS: [&str; 3] = ["rental_id", "member_id", "status"];
 const TIMES: [&str; 2] = ["start_at", "end_at"];
 const FLOATS: [&str; 2] = ["coverage", "distance_km"];
 
-fn from_files(url: &str, read: &mut Read, threads: usize) -> Result<()> {
+fn from_files(url: &str, threads: usize) -> Result<Read> {
     let loc = Location::parse(url)?;
     let files = loc.list(&[".parquet"])?;
     if files.is_empty() {
@@ -485,7 +486,6 @@ fn from_files(url: &str, read: &mut Read, threads: usize) -> Result<()> {
         }
         opened.push((input, meta));
     }
-    read.reserve(units.iter().map(|u| u.2).sum());
     let per = units.len().div_ceil(threads.max(1)).max(1);
     let (files, opened) = (&files, &opened);
     let parts = std::thread::scope(|s| {
@@ -503,10 +503,14 @@ fn from_files(url: &str, read: &mut Read, threads: usize) -> Result<()> {
             })
             .collect::<Vec<Result<Read>>>()
     });
+    // The first part is the start of the whole, its members already in
+    // first-met order: it is kept, not copied, and the others join it.
+    let mut parts = parts.into_iter();
+    let mut read = parts.next().transpose()?.unwrap_or_default();
     for part in parts {
         read.append(part?);
     }
-    Ok(())
+    Ok(read)
 }
 
 fn bad_results(file: &FileRef, e: &dyn std::fmt::Display) -> FitJobError {

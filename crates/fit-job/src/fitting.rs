@@ -11,6 +11,7 @@ use crate::claims::ClaimsReport;
 use crate::data::{Period, RentalRow, Results, factors};
 use crate::judge::{Judged, Validation, judge};
 use crate::members::{ByMember, scores};
+use crate::par::beside;
 use crate::{FitJobError, Result, rfc3339};
 
 /// At-fault claims a fit needs per estimated parameter.
@@ -107,9 +108,12 @@ pub fn fit_model(results: &Results, cfg: &FitConfig) -> Result<FitOutcome> {
             training.len()
         )));
     }
-    let design = design(&cfg.current, &training);
+    // The hash is one stream on one core: it runs beside the design.
+    let (design, fingerprint) = beside(
+        || design(&cfg.current, &training),
+        || fingerprint(results, &training_rows, &cfg.current),
+    );
     check_design(&design, cfg)?;
-    let fingerprint = fingerprint(results, &training_rows, &design);
     let fitted = fit(
         &design,
         &FitOptions {
@@ -292,17 +296,18 @@ fn figures(training: &[&RentalRow], fit: Fit) -> FitFigures {
     }
 }
 
-/// SHA-256 over the fitted rows in rental id order.
-fn fingerprint(results: &Results, training: &[usize], d: &Design) -> String {
+/// SHA-256 over the fitted rows in rental id order: each rental's id, its
+/// factor values under `current`'s caps, distance and claims.
+fn fingerprint(results: &Results, training: &[usize], current: &Model) -> String {
     let mut h = Sha256::new();
     // The same bytes as one update per value, handed over 64 KiB at a time:
     // millions of small updates cost more than the hashing.
     let mut buf: Vec<u8> = Vec::with_capacity(1 << 16);
-    for (i, &row) in training.iter().enumerate() {
+    for &row in training {
         let r = &results.rows[row];
         buf.extend_from_slice(results.rental_id(row).as_bytes());
         buf.push(0);
-        for v in &d.x[i * 5..i * 5 + 5] {
+        for v in factors(current, &r.features) {
             buf.extend_from_slice(&v.to_le_bytes());
         }
         buf.extend_from_slice(&r.features.distance_km.to_le_bytes());
@@ -361,5 +366,53 @@ fn record(
             actual_over_expected: v.candidate.calibration.actual_over_expected.unwrap_or(0.0),
             recommended: v.recommended,
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::synth::{SynthConfig, claims, results, spans};
+
+    const END: i64 = 1_793_491_200_000;
+
+    fn rows(n: usize) -> Results {
+        let truth = Model::from_toml(include_str!("../../../models/planted-claims.toml"))
+            .expect("the planted model parses");
+        let rows = results(&SynthConfig::new(n, 5, END), &Model::default());
+        let drawn = claims(&spans(&rows), &truth, 5).expect("claims");
+        let mut r = Results::from_result_rows("synthetic", &rows).expect("results");
+        r.attach(&drawn);
+        r
+    }
+
+    /// The fingerprint as the provenance defines it, from the design's
+    /// own columns: one update per value.
+    fn reference(results: &Results, training: &[usize], d: &Design) -> String {
+        let mut h = Sha256::new();
+        for (i, &row) in training.iter().enumerate() {
+            h.update(results.rental_id(row).as_bytes());
+            h.update([0]);
+            for v in &d.x[i * 5..i * 5 + 5] {
+                h.update(v.to_le_bytes());
+            }
+            h.update(results.rows[row].features.distance_km.to_le_bytes());
+            h.update(results.rows[row].claims.to_le_bytes());
+        }
+        h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    #[test]
+    fn the_fingerprint_hashes_the_rows_the_design_fits_and_moves_with_a_claim() {
+        let mut r = rows(3_000);
+        let current = Model::default();
+        let training: Vec<usize> = (0..r.rows.len()).filter(|&i| r.rows[i].fits()).collect();
+        let design_rows: Vec<&RentalRow> = training.iter().map(|&i| &r.rows[i]).collect();
+        let d = design(&current, &design_rows);
+        let got = fingerprint(&r, &training, &current);
+        assert_eq!(got, reference(&r, &training, &d));
+        // One more claim on one fitted rental: another fingerprint.
+        r.rows[training[17]].claims += 1;
+        assert_ne!(fingerprint(&r, &training, &current), got);
     }
 }
