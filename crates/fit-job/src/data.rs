@@ -520,6 +520,16 @@ fn bad_results(file: &FileRef, e: &dyn std::fmt::Display) -> FitJobError {
     })
 }
 
+/// A row whose value is no such value: the columns are right, the row is not.
+fn bad_row(file: &FileRef, e: &dyn std::fmt::Display) -> FitJobError {
+    FitJobError::Lake(pitwall_lake::LakeError::BadTable {
+        path: file.display.clone(),
+        problem: format!(
+            "{e}; a fit reads the results as a score run wrote them: correct or drop the row"
+        ),
+    })
+}
+
 /// The rows of some row groups, `(file, row group, rows)`.
 fn read_units(
     files: &[FileRef],
@@ -531,10 +541,15 @@ fn read_units(
     for &(f, g, _) in units {
         let file = &files[f];
         let bad = |e: &dyn std::fmt::Display| bad_results(file, e);
-        let (first, meta) = &opened[f];
+        let (opened_input, meta) = &opened[f];
+        // The file's row number of the group's first row, for the messages.
+        let mut first: usize = meta.metadata().row_groups()[..g]
+            .iter()
+            .map(|rg| rg.num_rows().max(0) as usize)
+            .sum();
         // A local file is opened again (a clone would share its offset);
         // a fetched object is shared.
-        let input = match first {
+        let input = match opened_input {
             Input::Remote(bytes) => Input::Remote(bytes.clone()),
             Input::Local(_) => Location::open(file)?,
         };
@@ -555,8 +570,9 @@ fn read_units(
             let batch = batch.map_err(|e| bad(&e))?;
             Projected::of(&batch)
                 .map_err(|e| bad(&e))?
-                .rows(&mut part)
-                .map_err(|e| bad(&e))?;
+                .rows(&mut part, first)
+                .map_err(|e| bad_row(file, &e))?;
+            first += batch.num_rows();
         }
     }
     Ok(part)
@@ -596,7 +612,9 @@ impl Projected {
         })
     }
 
-    fn rows(&self, read: &mut Read) -> std::result::Result<(), String> {
+    /// Appends the batch's rows; `first` is the file's row number of its
+    /// first, for the messages.
+    fn rows(&self, read: &mut Read, first: usize) -> std::result::Result<(), String> {
         let [rental, member, status] = self.ids.each_ref().map(|a| a.as_string::<i32>());
         let [start, end] = self
             .times
@@ -617,7 +635,8 @@ impl Projected {
             ];
             if null.iter().any(|x| *x) {
                 return Err(format!(
-                    "row {i}: a rental_id, member_id, status, start_at or end_at is null"
+                    "row {}: a rental_id, member_id, status, start_at or end_at is null",
+                    first + i
                 ));
             }
             read.ids.push(rental.value(i));
@@ -625,8 +644,10 @@ impl Projected {
                 member: read.members.get(member.value(i)),
                 start_at: start.value(i),
                 end_at: end.value(i),
-                status: results::parse_status(status.value(i)).map_err(|e| e.to_string())?,
-                features: results::features_at(&ints, coverage, km, i),
+                status: results::parse_status(status.value(i))
+                    .map_err(|e| format!("row {}: {e}", first + i))?,
+                features: results::features_at(&ints, coverage, km, i)
+                    .map_err(|e| format!("row {}: {e}", first + i))?,
                 claims: 0,
             });
         }
@@ -644,7 +665,7 @@ fn row_of(
         start_at: c.start_at.value(i),
         end_at: c.end_at.value(i),
         status: c.status(i)?,
-        features: c.features(i),
+        features: c.features(i)?,
         claims: 0,
     })
 }

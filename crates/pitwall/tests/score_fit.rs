@@ -443,6 +443,39 @@ fn fits_that_cannot_be_made_are_refused_with_the_reason_and_exit_1() -> TestResu
     assert_eq!(model.score.excess_speeding.multiplier, 1.0);
     assert!(model.to_toml()?.find("nan").is_none());
 
+    // Results whose counts are no counts: a negative harsh-braking count
+    // in one row is refused with the file, the row and the column, not
+    // read as 4294967295 braking events.
+    let batch = pitwall_score_state::results::to_batch(&rows, false)?;
+    let at = batch
+        .schema_ref()
+        .index_of("harsh_brake_n")
+        .map_err(|e| e.to_string())?;
+    let mut cols = batch.columns().to_vec();
+    let brakes: Vec<i64> = (0..batch.num_rows())
+        .map(|i| if i == 123 { -3 } else { 1 })
+        .collect();
+    cols[at] = std::sync::Arc::new(arrow_array::Int64Array::from(brakes));
+    let negative = dir.path().join("negative.parquet");
+    let bad = arrow_array::RecordBatch::try_new(batch.schema(), cols)?;
+    pitwall_lake::write_parquet(
+        &negative,
+        bad.schema(),
+        &[bad],
+        &pitwall_lake::ParquetOptions::default(),
+    )?;
+    let elsewhere = s(&dir.path().join("negative-out"));
+    let run = pitwall(&fit_args(&s(&negative), &claims, &elsewhere))?;
+    assert_eq!(run.status.code(), Some(1), "{}", stderr(&run));
+    for says in ["negative.parquet", "row 123: harsh_brake_n is -3"] {
+        assert!(
+            stderr(&run).contains(says),
+            "{says:?} not in {}",
+            stderr(&run)
+        );
+    }
+    assert!(!Path::new(&elsewhere).join("model.toml").exists());
+
     // Results that are not results.
     let junk = dir.path().join("junk.parquet");
     std::fs::write(&junk, b"not parquet")?;

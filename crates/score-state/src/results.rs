@@ -199,25 +199,70 @@ pub const INT_COLUMNS: [&str; 7] = [
     "unstable_stop_n",
 ];
 
+/// A feature value that is no such value, and which column held it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BadValue {
+    pub column: &'static str,
+    pub value: String,
+    pub expected: &'static str,
+}
+
+impl std::fmt::Display for BadValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} is {}; expected {}",
+            self.column, self.value, self.expected
+        )
+    }
+}
+
 /// Row i's features from the [`INT_COLUMNS`] arrays, coverage and distance.
+/// A results file need not be pitwall's own (a fit reads any), so a count
+/// that is null, negative or beyond u32, or a coverage or distance that is
+/// null, negative or not finite, is refused rather than read as some other
+/// number; the caller says which row of what it was.
 pub fn features_at(
     ints: &[&Int64Array; 7],
     coverage: &Float64Array,
     distance_km: &Float64Array,
     i: usize,
-) -> Features {
-    let n = |k: usize| u32::try_from(ints[k].value(i)).unwrap_or(u32::MAX);
-    Features {
-        samples: n(0),
-        coverage: coverage.value(i),
-        distance_km: distance_km.value(i),
-        moving_s: n(1),
-        speeding_s: n(2),
-        excess_speeding_s: n(3),
-        harsh_accel_n: n(4),
-        harsh_brake_n: n(5),
-        unstable_stop_n: n(6),
-    }
+) -> Result<Features, BadValue> {
+    let bad = |column, value, expected| BadValue {
+        column,
+        value,
+        expected,
+    };
+    let n = |k: usize| -> Result<u32, BadValue> {
+        let (a, name) = (ints[k], INT_COLUMNS[k]);
+        if a.is_null(i) {
+            return Err(bad(name, "null".into(), "a count"));
+        }
+        u32::try_from(a.value(i))
+            .map_err(|_| bad(name, a.value(i).to_string(), "a count from 0 to 4294967295"))
+    };
+    let x = |a: &Float64Array, name| -> Result<f64, BadValue> {
+        if a.is_null(i) {
+            return Err(bad(name, "null".into(), "a number"));
+        }
+        let v = a.value(i);
+        if v.is_finite() && v >= 0.0 {
+            Ok(v)
+        } else {
+            Err(bad(name, v.to_string(), "a finite number ≥ 0"))
+        }
+    };
+    Ok(Features {
+        samples: n(0)?,
+        coverage: x(coverage, "coverage")?,
+        distance_km: x(distance_km, "distance_km")?,
+        moving_s: n(1)?,
+        speeding_s: n(2)?,
+        excess_speeding_s: n(3)?,
+        harsh_accel_n: n(4)?,
+        harsh_brake_n: n(5)?,
+        unstable_stop_n: n(6)?,
+    })
 }
 
 impl<'a> Columns<'a> {
@@ -269,8 +314,11 @@ impl<'a> Columns<'a> {
         })
     }
 
-    pub fn features(&self, i: usize) -> Features {
-        features_at(&self.ints, self.coverage, self.distance_km, i)
+    pub fn features(&self, i: usize) -> Result<Features, StateError> {
+        features_at(&self.ints, self.coverage, self.distance_km, i).map_err(|e| StateError::Table {
+            what: "rental results".into(),
+            problem: format!("row {i}: {e}"),
+        })
     }
 
     pub fn status(&self, i: usize) -> Result<Status, StateError> {
@@ -301,7 +349,7 @@ impl<'a> Columns<'a> {
                 end_at: self.end_at.value(i),
             },
             assessment: Assessment {
-                features: self.features(i),
+                features: self.features(i)?,
                 status: self.status(i)?,
                 reason,
                 score: self.score.is_valid(i).then(|| self.score.value(i)),
@@ -453,5 +501,77 @@ mod tests {
             .map_err(|e| e.to_string())
             .and_then(|b| normalize(&b, false).map_err(|e| e.to_string()));
         assert!(err.is_err_and(|e| e.contains("member_id")));
+    }
+
+    /// The batch of `row` with one column replaced.
+    fn with_column(name: &str, col: ArrayRef) -> Result<RecordBatch, StateError> {
+        let batch = to_batch(&[row("a", "m", 1_000_000, false)], false)?;
+        // Another producer's file may declare any column nullable.
+        let (fields, cols): (Vec<Field>, Vec<ArrayRef>) = batch
+            .schema_ref()
+            .fields()
+            .iter()
+            .zip(batch.columns())
+            .map(|(f, c)| {
+                let f = f.as_ref().clone();
+                match f.name() == name {
+                    true => (f.with_nullable(true), col.clone()),
+                    false => (f, c.clone()),
+                }
+            })
+            .unzip();
+        let schema = Arc::new(Schema::new(fields));
+        RecordBatch::try_new(schema, cols).map_err(|e| StateError::Table {
+            what: "test batch".into(),
+            problem: e.to_string(),
+        })
+    }
+
+    #[test]
+    fn counts_and_distances_that_are_no_such_thing_are_refused_by_row_and_column()
+    -> Result<(), StateError> {
+        let ints = |v: Option<i64>| Arc::new(Int64Array::from(vec![v])) as ArrayRef;
+        let floats = |v: Option<f64>| Arc::new(Float64Array::from(vec![v])) as ArrayRef;
+        let cases = [
+            (
+                "harsh_brake_n",
+                ints(Some(-3)),
+                "row 0: harsh_brake_n is -3",
+            ),
+            (
+                "samples",
+                ints(Some(1 << 40)),
+                "row 0: samples is 1099511627776",
+            ),
+            ("moving_s", ints(None), "row 0: moving_s is null"),
+            (
+                "distance_km",
+                floats(Some(f64::NAN)),
+                "row 0: distance_km is NaN",
+            ),
+            (
+                "distance_km",
+                floats(Some(-1.5)),
+                "row 0: distance_km is -1.5",
+            ),
+            ("coverage", floats(None), "row 0: coverage is null"),
+        ];
+        for (name, col, says) in cases {
+            let batch = with_column(name, col)?;
+            let err = Columns::of(&batch)?
+                .row(0)
+                .map(|_| ())
+                .map_err(|e| e.to_string());
+            assert!(
+                err.as_ref().is_err_and(|e| e.contains(says)),
+                "{name}: {err:?}"
+            );
+        }
+        // The largest count and a zero distance are features like any other.
+        let batch = with_column("samples", ints(Some(i64::from(u32::MAX))))?;
+        assert_eq!(Columns::of(&batch)?.features(0)?.samples, u32::MAX);
+        let batch = with_column("distance_km", floats(Some(0.0)))?;
+        assert_eq!(Columns::of(&batch)?.features(0)?.distance_km, 0.0);
+        Ok(())
     }
 }

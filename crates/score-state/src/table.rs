@@ -258,7 +258,7 @@ fn outcome<'a>(
                 end_at: c.end_at.value(i),
                 status: c.status(i)?,
                 score: arrow_array::Array::is_valid(c.score, i).then(|| c.score.value(i)),
-                features: c.features(i),
+                features: c.features(i)?,
             }
         }
         At::Open(k) => {
