@@ -445,7 +445,8 @@ fn fits_that_cannot_be_made_are_refused_with_the_reason_and_exit_1() -> TestResu
 
     // Results whose counts are no counts: a negative harsh-braking count
     // in one row is refused with the file, the row and the column, not
-    // read as 4294967295 braking events.
+    // read as 4294967295 braking events. Row groups of 4,000 rows: the
+    // row is numbered in the file, not in its group.
     let batch = pitwall_score_state::results::to_batch(&rows, false)?;
     let at = batch
         .schema_ref()
@@ -453,21 +454,20 @@ fn fits_that_cannot_be_made_are_refused_with_the_reason_and_exit_1() -> TestResu
         .map_err(|e| e.to_string())?;
     let mut cols = batch.columns().to_vec();
     let brakes: Vec<i64> = (0..batch.num_rows())
-        .map(|i| if i == 123 { -3 } else { 1 })
+        .map(|i| if i == 12_345 { -3 } else { 1 })
         .collect();
     cols[at] = std::sync::Arc::new(arrow_array::Int64Array::from(brakes));
     let negative = dir.path().join("negative.parquet");
     let bad = arrow_array::RecordBatch::try_new(batch.schema(), cols)?;
-    pitwall_lake::write_parquet(
-        &negative,
-        bad.schema(),
-        &[bad],
-        &pitwall_lake::ParquetOptions::default(),
-    )?;
+    let groups = pitwall_lake::ParquetOptions {
+        max_row_group_rows: 4_000,
+        ..pitwall_lake::ParquetOptions::default()
+    };
+    pitwall_lake::write_parquet(&negative, bad.schema(), &[bad], &groups)?;
     let elsewhere = s(&dir.path().join("negative-out"));
     let run = pitwall(&fit_args(&s(&negative), &claims, &elsewhere))?;
     assert_eq!(run.status.code(), Some(1), "{}", stderr(&run));
-    for says in ["negative.parquet", "row 123: harsh_brake_n is -3"] {
+    for says in ["negative.parquet", "row 12345: harsh_brake_n is -3"] {
         assert!(
             stderr(&run).contains(says),
             "{says:?} not in {}",
