@@ -88,7 +88,9 @@ pub fn ginis_ordered(
             })
             .collect();
         jobs.into_iter()
-            .flat_map(|j| j.join().unwrap_or_default())
+            // A thread that panicked panics the caller: its draws or sums
+            // left out would be a wrong figure, not a smaller one.
+            .flat_map(|j| j.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
             .collect()
     });
     (0..curves.len())
