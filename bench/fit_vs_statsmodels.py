@@ -16,8 +16,8 @@ and standard errors must agree with pitwall's to a relative 1e-6.
 
 Printed: wall time and peak RSS of each, the ratio, and pitwall's own stage
 times (read, claims, fit, validation) with its fit stage against
-statsmodels' fit. Exit status 1 when the
-fits disagree, 3 when the goal (ratio <= 0.25) is missed, 0 otherwise.
+statsmodels' fit. Exit status 1 when the fits disagree, 3 when the goal
+(ratio <= 0.25) is missed, 0 otherwise.
 
     python3 bench/fit_vs_statsmodels.py                      # 2 M rentals
     python3 bench/fit_vs_statsmodels.py --rentals 200000     # a quick look

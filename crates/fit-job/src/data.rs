@@ -626,6 +626,7 @@ impl Projected {
             .map(|a| a.as_primitive::<Float64Type>());
         let ints = self.ints.each_ref().map(|a| a.as_primitive::<Int64Type>());
         for i in 0..rental.len() {
+            let at = |e: &dyn std::fmt::Display| format!("row {}: {e}", first + i);
             let null = [
                 rental.is_null(i),
                 member.is_null(i),
@@ -634,9 +635,8 @@ impl Projected {
                 end.is_null(i),
             ];
             if null.iter().any(|x| *x) {
-                return Err(format!(
-                    "row {}: a rental_id, member_id, status, start_at or end_at is null",
-                    first + i
+                return Err(at(
+                    &"a rental_id, member_id, status, start_at or end_at is null",
                 ));
             }
             read.ids.push(rental.value(i));
@@ -644,10 +644,8 @@ impl Projected {
                 member: read.members.get(member.value(i)),
                 start_at: start.value(i),
                 end_at: end.value(i),
-                status: results::parse_status(status.value(i))
-                    .map_err(|e| format!("row {}: {e}", first + i))?,
-                features: results::features_at(&ints, coverage, km, i)
-                    .map_err(|e| format!("row {}: {e}", first + i))?,
+                status: results::parse_status(status.value(i)).map_err(|e| at(&e))?,
+                features: results::features_at(&ints, coverage, km, i).map_err(|e| at(&e))?,
                 claims: 0,
             });
         }

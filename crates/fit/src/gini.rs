@@ -88,8 +88,8 @@ pub fn ginis_ordered(
             })
             .collect();
         jobs.into_iter()
-            // A thread that panicked panics the caller: its draws or sums
-            // left out would be a wrong figure, not a smaller one.
+            // A thread that panicked panics the caller: its resamples left
+            // out would be a wrong interval, not a smaller one.
             .flat_map(|j| j.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
             .collect()
     });

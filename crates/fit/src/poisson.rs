@@ -292,8 +292,8 @@ fn pass(d: &Design, beta: &[f64], threads: usize) -> (Matrix, Vec<f64>, f64) {
             })
             .collect();
         jobs.into_iter()
-            // A thread that panicked panics the caller: its draws or sums
-            // left out would be a wrong figure, not a smaller one.
+            // A thread that panicked panics the caller: its chunks' sums
+            // left out would be a wrong fit, not a smaller one.
             .flat_map(|j| j.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
             .collect()
     });
