@@ -65,6 +65,14 @@ pub struct Listing {
     pub partitions_skipped: u64,
 }
 
+impl Listing {
+    /// Nothing was found and nothing was pruned: the location is missing or
+    /// holds no file of the kind asked for.
+    pub fn is_empty_location(&self) -> bool {
+        self.files.is_empty() && self.partitions_skipped == 0
+    }
+}
+
 #[derive(Debug, Clone)]
 pub(crate) enum Source {
     Local(PathBuf),

@@ -40,6 +40,19 @@ impl Location {
     }
 }
 
+impl Location {
+    /// [`list_pruned`](Self::list_pruned), but a local directory that does
+    /// not exist lists as empty, as a missing S3 prefix does: a lake that
+    /// nothing has landed in yet. [`Listing::is_empty_location`] tells it
+    /// from a listing whose every partition was pruned.
+    pub fn list_pruned_if_exists(&self, suffixes: &[&str], keep: Keep<'_>) -> Result<Listing> {
+        match self {
+            Location::Local(p) if !p.exists() => Ok(Listing::default()),
+            _ => self.list_pruned(suffixes, keep),
+        }
+    }
+}
+
 /// The local walk of both listings; `list` keeps every folder.
 pub(crate) fn walk_local(
     root: &Path,

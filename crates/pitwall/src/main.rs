@@ -3,6 +3,7 @@
 
 mod alerts;
 mod cmd;
+mod errors;
 mod progress;
 
 use std::process::ExitCode;
@@ -44,7 +45,7 @@ fn main() -> ExitCode {
             }) {
                 return ExitCode::from(exit::OK);
             }
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", errors::describe(&e));
             ExitCode::from(exit::ERROR)
         }
     }

@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
 use pitwall_lake::Location;
-use pitwall_score::rental::{is_considered, is_final};
+use pitwall_score::rental::{self as rental, is_considered};
 use pitwall_score::{Reason, Rental, Status};
 use pitwall_score_state::{
     Counts, Entry, EntryKind, FinalTable, Finality, MemberRecord, ModelChange, ResultRow, State,
@@ -25,6 +25,11 @@ const DAY_MS: i64 = 24 * HOUR_MS;
 /// How far back a run looks for samples arriving for final rentals: a
 /// rental lasts at most 7 days, and the grace period is hours.
 const LATE_LOOKBACK_MS: i64 = 8 * DAY_MS;
+/// How far past an evaluated rental's end the run reads its car's samples:
+/// a later sample (the car parked, its next trip) brings the rental's tail
+/// in when its own last seconds never come. Later evidence is not looked
+/// for: such a rental waits for the grace, as the spec allows.
+const TAIL_LOOKAHEAD_MS: i64 = HOUR_MS;
 /// Final-result files a state holds before a run rewrites them as one.
 const MAX_FINAL_FILES: usize = 24;
 
@@ -83,13 +88,31 @@ pub fn run(
     let cars = Cars::new(&work.evaluated, |_| true);
     let late = Cars::new(&work.recently_final, |_| true);
     let plan = ReadPlan {
-        wanted: Spans::new(cars.spans()),
+        wanted: Spans::new(
+            cars.spans()
+                .into_iter()
+                .map(|(s, e)| (s, e.saturating_add(TAIL_LOOKAHEAD_MS)))
+                .collect(),
+        ),
         late: Some((&late, Spans::new(late.spans()))),
         seen: seen.as_ref(),
     };
     let t = Instant::now();
-    let listing =
-        Location::parse(&cfg.telemetry)?.list_pruned(&[".parquet"], &|p| plan.lists(p))?;
+    let listing = Location::parse(&cfg.telemetry)?
+        .list_pruned_if_exists(&[".parquet"], &|p| plan.lists(p))?;
+    let mut warnings = Vec::new();
+    if listing.is_empty_location() {
+        // A fresh deployment scores before ingestion lands its first file:
+        // that is an empty input, not a failed run.
+        let w = format!(
+            "no telemetry at {}: it does not exist yet or holds no .parquet file \
+             (a lake nothing has landed in); the run reads 0 samples, and rentals \
+             wait for their telemetry as usual",
+            cfg.telemetry
+        );
+        tracing::warn!("{w}");
+        warnings.push(w);
+    }
     timings.read_telemetry_ms = crate::ms(t);
     let (mut telemetry, scored) = crate::read_and_score(
         cfg,
@@ -112,7 +135,12 @@ pub fn run(
         run_id: run_id.clone(),
         as_of: cfg.as_of,
     };
-    let (mut made_final, mut open) = split(cfg, &work.evaluated, &scored, &finality);
+    let tail_in = |r: &Rental| rental::tail_is_in(cars.latest(&telemetry, r), r.end_at, &cfg.model);
+    let Split {
+        mut made_final,
+        mut open,
+        awaiting_tail,
+    } = split(cfg, &work.evaluated, &scored, &finality, &tail_in);
     let compact = opts.rescore.is_some() || table.files() >= MAX_FINAL_FILES;
     let new_base = if compact {
         let base = table.compacted(&made_final, &work.rescored)?;
@@ -149,6 +177,7 @@ pub fn run(
         members: members.len() as u64,
         member_changes: changes.len() as u64,
         late_for_final: telemetry.late_for_final,
+        awaiting_tail,
     };
     let mut run = run_json::build(run_json::Facts {
         cfg,
@@ -160,6 +189,7 @@ pub fn run(
         previous: previous_scores,
         state: Some(gates(cfg, &work.evaluated, &scored, &made_final)),
     });
+    run.warnings = warnings;
     run.made_final_landed_ms = made_final
         .iter()
         .filter_map(|r| cars.landed(&telemetry, &r.rental))
@@ -376,27 +406,52 @@ fn work(
     })
 }
 
-/// Evaluated rentals as rows: those the rules make final, and the open rest.
+/// Evaluated rentals as rows, by where the finality rules leave them.
+struct Split {
+    made_final: Vec<ResultRow>,
+    open: Vec<ResultRow>,
+    /// Of the open, those final but for their tail.
+    awaiting_tail: u64,
+}
+
 fn split(
     cfg: &JobConfig,
     evaluated: &[Rental],
     scored: &Scored,
     finality: &Finality,
-) -> (Vec<ResultRow>, Vec<ResultRow>) {
+    tail_in: &dyn Fn(&Rental) -> bool,
+) -> Split {
     let model = cfg.model.id();
-    let (mut done, mut open) = (Vec::new(), Vec::new());
+    let mut out = Split {
+        made_final: Vec::new(),
+        open: Vec::new(),
+        awaiting_tail: 0,
+    };
     for (r, a) in evaluated.iter().zip(&scored.assessments) {
         let Some(a) = a else { continue };
-        let is = is_final(a, r.end_at, cfg.as_of, cfg.grace_ms(), &cfg.model);
+        let verdict = rental::finality(
+            a,
+            r.end_at,
+            cfg.as_of,
+            cfg.grace_ms(),
+            tail_in(r),
+            &cfg.model,
+        );
+        let is = verdict == rental::Finality::Final;
         let row = ResultRow {
             rental: r.clone(),
             assessment: a.clone(),
             model: model.clone(),
             finality: is.then(|| finality.clone()),
         };
-        if is { done.push(row) } else { open.push(row) }
+        out.awaiting_tail += u64::from(verdict == rental::Finality::AwaitingTail);
+        if is {
+            out.made_final.push(row)
+        } else {
+            out.open.push(row)
+        }
     }
-    (done, open)
+    out
 }
 
 /// What the member snapshot is recomputed from.

@@ -18,6 +18,7 @@ mod report;
 mod run_json;
 mod scoring;
 mod spill;
+mod tail;
 mod telemetry;
 
 use std::path::PathBuf;

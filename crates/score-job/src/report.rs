@@ -65,6 +65,9 @@ pub fn render(
     for reason in &run.held_because {
         let _ = write!(h, "<p class=held>Held: {}</p>", esc(reason));
     }
+    for w in &run.warnings {
+        let _ = write!(h, "<p class=muted>Warning: {}</p>", esc(w));
+    }
     gates(&mut h, run);
     counts(&mut h, run);
 
@@ -120,6 +123,7 @@ pub fn render(
     );
     h.push_str("</div>");
     factors(&mut h, &assessed);
+    tail(&mut h, run);
     claims_review(&mut h, run);
     rejections(&mut h, "Rejected rental rows", &run.rejected.rentals);
     rejections(&mut h, "Rejected telemetry rows", &run.rejected.telemetry);
@@ -254,6 +258,44 @@ fn counts(h: &mut String, run: &RunJson) {
         let _ = write!(h, "<tr><th>{k}</th><td>{v}</td></tr>");
     }
     h.push_str("</table></div></div>");
+}
+
+/// How far before end_at rentals' last samples fall, and (with a state)
+/// how many rentals wait only for their tail: what `tail_within` is set from.
+fn tail(h: &mut String, run: &RunJson) {
+    let t = &run.rentals.last_sample_before_end;
+    let secs = |v: Option<f64>| v.map_or_else(|| "–".to_string(), |v| format!("{v:.1} s"));
+    let waiting = run.state.as_ref().map_or_else(String::new, |s| {
+        format!(
+            " {} rentals are scored (or too short) and wait only for their tail.",
+            s.counts.awaiting_tail
+        )
+    });
+    let _ = write!(
+        h,
+        "<h2>Last sample before end_at</h2><p class=muted>A rental is final only once a sample of its car at or after \
+         end_at − {tw} is in (<code>completeness.tail_within</code>).{waiting} Over {n} assessed rentals with samples \
+         ({none} without any): median {p50}, p90 {p90}, p99 {p99}, max {max}.</p>{chart}",
+        tw = esc(&run.model.tail_within),
+        n = t.rentals_with_samples,
+        none = t.rentals_without_samples,
+        p50 = secs(t.p50_s),
+        p90 = secs(t.p90_s),
+        p99 = secs(t.p99_s),
+        max = secs(t.max_s),
+        chart = bars(
+            &t.histogram
+                .iter()
+                .map(|(l, _)| l.to_string())
+                .collect::<Vec<_>>(),
+            &t.histogram
+                .iter()
+                .map(|&(_, n)| n as f64)
+                .collect::<Vec<_>>(),
+            "#8a5a44",
+            0
+        ),
+    );
 }
 
 /// Pooled factor rates over scored rentals, the inputs of the formula.

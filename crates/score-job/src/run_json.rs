@@ -32,6 +32,10 @@ pub struct RunJson {
     pub run_id: String,
     pub status: RunStatus,
     pub held_because: Vec<String>,
+    /// What the run noticed but went on with (an input location that does
+    /// not exist yet), also logged at warn.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     pub as_of: String,
     pub pitwall_version: &'static str,
     pub model: ModelInfo,
@@ -78,6 +82,8 @@ pub struct ModelInfo {
     pub id: String,
     pub source: String,
     pub grace: String,
+    /// A rental is final only once a sample this close to end_at is in.
+    pub tail_within: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -118,6 +124,9 @@ pub struct RentalCounts {
     pub not_yet_ended: usize,
     pub by_status: BTreeMap<&'static str, u64>,
     pub by_reason: BTreeMap<&'static str, u64>,
+    /// How far before end_at the assessed rentals' last samples fall, to
+    /// choose `completeness.tail_within` from.
+    pub last_sample_before_end: crate::tail::TailGaps,
 }
 
 #[derive(Debug, Serialize)]
@@ -217,12 +226,14 @@ pub fn build(f: Facts<'_>) -> RunJson {
             RunStatus::Held
         },
         held_because,
+        warnings: Vec::new(),
         as_of: rfc3339(cfg.as_of),
         pitwall_version: env!("CARGO_PKG_VERSION"),
         model: ModelInfo {
             id: cfg.model.id(),
             source: cfg.model_source.clone(),
             grace: humantime_ms(cfg.grace_ms()),
+            tail_within: humantime::format_duration(cfg.model.completeness.tail_within).to_string(),
         },
         inputs: Inputs {
             rentals: InputCounts {
@@ -259,6 +270,7 @@ pub fn build(f: Facts<'_>) -> RunJson {
                 .count(),
             by_status,
             by_reason,
+            last_sample_before_end: crate::tail::TailGaps::of(f.rentals, scored),
         },
         members: MemberCounts {
             total: members.len(),

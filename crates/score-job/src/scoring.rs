@@ -15,7 +15,12 @@ pub struct Scored {
     pub assessments: Vec<Option<Assessment>>,
     /// Duplicate samples (same car and ts) removed within rentals.
     pub duplicates: u64,
+    /// Per rental index: its last sample's ts, for considered rentals that have one.
+    pub last_sample: Vec<Option<i64>>,
 }
+
+/// One rental's outcome from a bucket: its index, assessment and last sample.
+type Outcome = (usize, Assessment, Option<i64>);
 
 pub struct Scoring<'a> {
     pub rentals: &'a [Rental],
@@ -25,7 +30,7 @@ pub struct Scoring<'a> {
     pub model: &'a Model,
 }
 
-type BucketResult = Result<(Vec<(usize, Assessment)>, u64), JobError>;
+type BucketResult = Result<(Vec<Outcome>, u64), JobError>;
 
 impl Scoring<'_> {
     pub fn run(
@@ -61,23 +66,20 @@ impl Scoring<'_> {
         let mut scored = Scored {
             assessments: vec![None; self.rentals.len()],
             duplicates: 0,
+            last_sample: vec![None; self.rentals.len()],
         };
         for r in results {
             let (list, dups) = r?;
             scored.duplicates += dups;
-            for (i, a) in list {
+            for (i, a, last) in list {
                 scored.assessments[i] = Some(a);
+                scored.last_sample[i] = last;
             }
         }
         Ok(scored)
     }
 
-    fn bucket(
-        &self,
-        spill: &Spill,
-        b: usize,
-        out: &mut Vec<(usize, Assessment)>,
-    ) -> Result<u64, JobError> {
+    fn bucket(&self, spill: &Spill, b: usize, out: &mut Vec<Outcome>) -> Result<u64, JobError> {
         let mut by_car = spill.read(b).map_err(JobError::Spill)?;
         let mut dups = 0;
         // Every car of the bucket, including those without a single sample:
@@ -87,15 +89,12 @@ impl Scoring<'_> {
             dups += sort_dedup(&mut samples) as u64;
             for &i in &self.cars.rentals[car] {
                 let r = &self.rentals[i];
-                let f = rental_features(
-                    rental_slice(&samples, r.start_at, r.end_at),
-                    r.start_at,
-                    r.end_at,
-                    &self.model.events,
-                );
+                let slice = rental_slice(&samples, r.start_at, r.end_at);
+                let f = rental_features(slice, r.start_at, r.end_at, &self.model.events);
                 out.push((
                     i,
                     assess(f, r.end_at, self.as_of, self.grace_ms, self.model),
+                    slice.last().map(|s| s.ts),
                 ));
             }
         }

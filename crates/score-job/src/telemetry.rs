@@ -98,6 +98,17 @@ impl Cars {
             .max()
     }
 
+    /// The newest valid sample of `rental`'s car that the pass read, inside
+    /// a rental or not: the evidence that the rental's tail is in.
+    pub fn latest(&self, stats: &TelemetryStats, rental: &Rental) -> Option<i64> {
+        let car = *self.index.get(&rental.car_id)?;
+        stats
+            .latest
+            .get(car as usize)
+            .copied()
+            .filter(|&t| t != i64::MIN)
+    }
+
     fn covers(&self, car: u32, ts: i64) -> bool {
         let spans = &self.spans[car as usize];
         let i = spans.partition_point(|&(s, _)| s <= ts);
@@ -124,6 +135,9 @@ pub struct TelemetryStats {
     /// sorted by car once the pass is done, so a rental's are found by
     /// binary search instead of a scan per rental.
     pub landed: Vec<Landed>,
+    /// Per car (by index among `Cars`): its newest valid sample read,
+    /// `i64::MIN` for none; may be shorter than the cars, for none.
+    pub latest: Vec<i64>,
 }
 
 /// A car's kept samples in one file.
@@ -176,6 +190,20 @@ impl TelemetryStats {
         self.read.merge(&o.read);
         self.files_seen.extend(o.files_seen);
         self.landed.extend(o.landed);
+        self.note_latest(o.latest.iter().copied().enumerate());
+    }
+
+    /// Raises each car's newest sample to what `cars` says.
+    fn note_latest(&mut self, cars: impl Iterator<Item = (usize, i64)>) {
+        for (car, t) in cars {
+            if t == i64::MIN {
+                continue;
+            }
+            if self.latest.len() <= car {
+                self.latest.resize(car + 1, i64::MIN);
+            }
+            self.latest[car] = self.latest[car].max(t);
+        }
     }
 }
 
@@ -452,6 +480,7 @@ impl Pass<'_> {
         let mut last_day = i64::MIN;
         // Per dictionary key, not per row through a map: the loop is hot.
         let mut key_reach: Vec<(i64, i64)> = vec![(i64::MAX, i64::MIN); names.len()];
+        let mut key_latest: Vec<i64> = vec![i64::MIN; names.len()];
         for i in 0..batch.num_rows() {
             let row_no = *b.row;
             *b.row += 1;
@@ -478,6 +507,9 @@ impl Pass<'_> {
             }
             let (t, v) = (t.unwrap_or_default(), v.unwrap_or_default());
             stats.valid += 1;
+            if let Some(l) = key.and_then(|k| key_latest.get_mut(k)) {
+                *l = (*l).max(t);
+            }
             let day = t.div_euclid(DAY_MS);
             if day != last_day {
                 stats.days.insert(day);
@@ -507,6 +539,8 @@ impl Pass<'_> {
                 *r = (r.0.min(first), r.1.max(last));
             }
         }
+        let latest = key_latest.iter().zip(&wanted);
+        stats.note_latest(latest.filter_map(|(&t, c)| c.map(|c| (c as usize, t))));
         stats.rows += batch.num_rows() as u64;
         Ok(())
     }

@@ -46,6 +46,10 @@ pub struct Counts {
     pub member_changes: u64,
     /// Samples read for rentals that were already final (they change nothing).
     pub late_for_final: u64,
+    /// Open rentals that would be final but for their tail (scored with
+    /// full coverage, or too short) whose last seconds are not in yet.
+    #[serde(default)]
+    pub awaiting_tail: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -27,6 +27,8 @@ pub struct CycleReport {
     pub held_because: Option<String>,
     pub rentals_evaluated: u64,
     pub made_final: u64,
+    /// Open rentals that wait only for their tail (`score-state.md`).
+    pub awaiting_tail: u64,
     pub member_changes: u64,
     /// Members sent to the topic by the cycle's publication.
     pub members_published: u64,
@@ -103,6 +105,7 @@ pub async fn watch(
     metrics: Arc<WatchMetrics>,
     stop: Arc<AtomicBool>,
 ) -> Result<(), pitwall_lease::LeaseError> {
+    let alerts: Arc<dyn Alerts> = Arc::new(Logged::new(alerts));
     while !stop.load(Ordering::SeqCst) {
         metrics.set_lease(false);
         if !holder.acquire(&stop).await? {
@@ -145,6 +148,45 @@ pub async fn watch(
     }
     metrics.set_lease(false);
     Ok(())
+}
+
+/// Alerts, also logged: someone tailing the pod's logs sees a cycle fail
+/// or be held, and see it end, once per transition as the alert sinks do.
+struct Logged {
+    inner: Arc<dyn Alerts>,
+    firing: std::sync::Mutex<std::collections::HashMap<String, bool>>,
+}
+
+impl Logged {
+    fn new(inner: Arc<dyn Alerts>) -> Logged {
+        Logged {
+            inner,
+            firing: Default::default(),
+        }
+    }
+
+    /// Whether `key` changes to `now`, remembering it.
+    fn changes(&self, key: &str, now: bool) -> bool {
+        let mut firing = match self.firing.lock() {
+            Ok(f) => f,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        firing.insert(key.to_string(), now).unwrap_or(false) != now
+    }
+}
+
+impl Alerts for Logged {
+    fn outcome(&self, key: &str, problem: Option<(String, String)>) {
+        if self.changes(key, problem.is_some()) {
+            match &problem {
+                Some((summary, description)) => {
+                    tracing::error!(alert = key, "{summary}: {description}")
+                }
+                None => tracing::warn!(alert = key, "resolved: a later cycle got through"),
+            }
+        }
+        self.inner.outcome(key, problem);
+    }
 }
 
 async fn run_cycle(cfg: &WatchConfig, holder: &Arc<lease::Holder>, step: &Arc<dyn Step>) -> Cycle {
@@ -248,6 +290,22 @@ mod tests {
                 v.push((key.to_string(), problem.is_some()));
             }
         }
+    }
+
+    #[test]
+    fn a_condition_is_logged_once_when_it_starts_and_once_when_it_ends() {
+        let inner = Arc::new(Recorded::default());
+        let logged = Logged::new(inner.clone());
+        let failed = || Some(("a cycle failed".to_string(), "why".to_string()));
+        assert!(logged.changes("k", true), "starts");
+        assert!(!logged.changes("k", true), "goes on: not again");
+        assert!(logged.changes("k", false), "ends");
+        assert!(!logged.changes("k", false));
+        assert!(!logged.changes("other", false), "never started");
+        // Every outcome still reaches the sinks, which dedup on their own.
+        logged.outcome("x", failed());
+        logged.outcome("x", failed());
+        assert_eq!(inner.0.lock().expect("lock").len(), 2);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -24,6 +24,7 @@ struct Inner {
     duration_sum_s: f64,
     last_duration_s: f64,
     rentals_evaluated: u64,
+    awaiting_tail: u64,
     members_published: u64,
     freshness: [u64; FRESHNESS_BUCKETS.len()],
     freshness_count: u64,
@@ -78,6 +79,9 @@ impl WatchMetrics {
         m.duration_sum_s += c.duration_s;
         m.last_duration_s = c.duration_s;
         m.rentals_evaluated += c.report.rentals_evaluated;
+        if c.outcome != Outcome::Failed {
+            m.awaiting_tail = c.report.awaiting_tail;
+        }
         m.members_published += c.report.members_published;
         for &f in &c.report.freshness_s {
             m.freshness_count += 1;
@@ -186,6 +190,16 @@ impl WatchMetrics {
                 out,
                 "pitwall_watch_rentals_evaluated_total {}",
                 m.rentals_evaluated
+            )?;
+            writeln!(
+                out,
+                "# HELP pitwall_watch_rentals_awaiting_tail Open rentals, as of the last cycle, final but for their last seconds (still on their way)."
+            )?;
+            writeln!(out, "# TYPE pitwall_watch_rentals_awaiting_tail gauge")?;
+            writeln!(
+                out,
+                "pitwall_watch_rentals_awaiting_tail {}",
+                m.awaiting_tail
             )?;
             writeln!(
                 out,

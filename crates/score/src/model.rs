@@ -58,6 +58,25 @@ pub struct CompletenessParams {
     pub grace: Duration,
     pub late_min_coverage: f64,
     pub min_distance_km: f64,
+    /// A rental's tail is in once a sample of its car at or after
+    /// end_at − this has been read (`score-state.md`, "Finality"). Model
+    /// files written before it existed get the adjacency gap, the rental's
+    /// last second.
+    #[serde(
+        default = "default_tail_within",
+        with = "humantime_serde_compat::tail_within"
+    )]
+    pub tail_within: Duration,
+}
+
+fn default_tail_within() -> Duration {
+    Duration::from_millis(1500)
+}
+
+impl CompletenessParams {
+    pub fn tail_within_ms(&self) -> i64 {
+        i64::try_from(self.tail_within.as_millis()).unwrap_or(i64::MAX)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -156,6 +175,14 @@ impl Model {
             || !(0.0..=1.0).contains(&c.late_min_coverage)
         {
             return Err(invalid("coverage thresholds must be within 0..=1"));
+        }
+        if c.tail_within > c.grace {
+            return Err(invalid(&format!(
+                "`completeness.tail_within` ({}) must not exceed `completeness.grace` ({}): \
+                 a rental waits for its tail at most until the grace ends",
+                humantime::format_duration(c.tail_within),
+                humantime::format_duration(c.grace)
+            )));
         }
         let s = &self.score;
         let factors = self.factors();
@@ -321,6 +348,32 @@ mod humantime_serde_compat {
         let text = String::deserialize(d)?;
         humantime::parse_duration(&text).map_err(serde::de::Error::custom)
     }
+
+    /// `completeness.tail_within`: humantime has no negative durations, so
+    /// a leading minus gets a message that names the key instead of
+    /// "expected number".
+    pub mod tail_within {
+        use std::time::Duration;
+
+        use serde::{Deserialize, Deserializer, Serializer};
+
+        pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+            super::serialize(d, s)
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+            let text = String::deserialize(d)?;
+            if text.trim_start().starts_with('-') {
+                return Err(serde::de::Error::custom(format!(
+                    "`completeness.tail_within` is {text:?}; it must not be negative \
+                     (a duration such as \"1500ms\" or \"30s\")"
+                )));
+            }
+            humantime::parse_duration(&text).map_err(|e| {
+                serde::de::Error::custom(format!("`completeness.tail_within` is {text:?}: {e}"))
+            })
+        }
+    }
 }
 
 #[cfg(test)]
@@ -447,6 +500,47 @@ mod tests {
         assert!(Model::from_toml(&unknown).is_err());
         let bad_grace = DEFAULT_MODEL_TOML.replace("grace = \"4h\"", "grace = \"soon\"");
         assert!(Model::from_toml(&bad_grace).is_err());
+    }
+
+    fn with_tail_within(value: &str) -> String {
+        DEFAULT_MODEL_TOML.replace(
+            "tail_within = \"1500ms\"",
+            &format!("tail_within = \"{value}\""),
+        )
+    }
+
+    #[test]
+    fn tail_within_defaults_to_the_last_second_and_is_bounded_by_the_grace() {
+        assert_eq!(
+            Model::default().completeness.tail_within,
+            Duration::from_millis(1500)
+        );
+        let older = DEFAULT_MODEL_TOML.replace("tail_within = \"1500ms\"", "");
+        assert_ne!(older, DEFAULT_MODEL_TOML, "the embedded model names it");
+        let m = Model::from_toml(&older).expect("a model file without the key");
+        assert_eq!(m.completeness.tail_within, Duration::from_millis(1500));
+        let at_grace = Model::from_toml(&with_tail_within("4h")).expect("4h is the grace");
+        assert_eq!(at_grace.completeness.tail_within_ms(), 4 * 3_600_000);
+        let zero = Model::from_toml(&with_tail_within("0s")).expect("zero is allowed");
+        assert_eq!(zero.completeness.tail_within_ms(), 0);
+        let beyond = Model::from_toml(&with_tail_within("4h 1s")).expect_err("beyond the grace");
+        assert!(
+            beyond
+                .to_string()
+                .contains("`completeness.tail_within` (4h 1s)"),
+            "{beyond}"
+        );
+        let negative = Model::from_toml(&with_tail_within("-2s")).expect_err("negative");
+        assert!(
+            negative
+                .to_string()
+                .contains("`completeness.tail_within` is \"-2s\""),
+            "{negative}"
+        );
+        assert!(negative.to_string().contains("negative"), "{negative}");
+        let m = Model::from_toml(&with_tail_within("30s")).expect("30s");
+        let again = Model::from_toml(&m.to_toml().expect("toml")).expect("round trip");
+        assert_eq!(again.completeness.tail_within, Duration::from_secs(30));
     }
 
     #[test]

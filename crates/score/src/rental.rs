@@ -127,13 +127,51 @@ pub fn assess(
     }
 }
 
-/// Whether an assessment is final (`score-state.md`, "Finality"): scored
-/// with full coverage, past the grace period, or too short a drive. A final
-/// rental is never evaluated again, but by a rescore.
-pub fn is_final(a: &Assessment, end_at: i64, as_of: i64, grace_ms: i64, model: &Model) -> bool {
+/// Whether a rental's tail is in (`score-state.md`, "Finality"): the run
+/// read a sample of the car at or after end_at − `tail_within`, its own
+/// last seconds or any later sample (its next trip). Devices upload in
+/// order, so such a sample means nothing of the rental is still on its way.
+/// `latest_sample` is the car's newest sample the run read, if any.
+pub fn tail_is_in(latest_sample: Option<i64>, end_at: i64, model: &Model) -> bool {
+    let from = end_at.saturating_sub(model.completeness.tail_within_ms());
+    latest_sample.is_some_and(|t| t >= from)
+}
+
+/// Where an evaluated rental stands after a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finality {
+    Final,
+    /// Final but for its tail: scored with full coverage, or too short,
+    /// while the last seconds of the trip may still be on their way.
+    AwaitingTail,
+    Open,
+}
+
+/// The finality rules of `score-state.md`, in its order: scored with full
+/// coverage and the tail in, past the grace period, or too short a drive
+/// with the tail in. A final rental is never evaluated again, but by a
+/// rescore.
+pub fn finality(
+    a: &Assessment,
+    end_at: i64,
+    as_of: i64,
+    grace_ms: i64,
+    tail_in: bool,
+    model: &Model,
+) -> Finality {
     let full =
         a.status == Status::Scored && a.features.coverage >= model.completeness.scored_min_coverage;
-    full || as_of >= end_at.saturating_add(grace_ms) || a.reason == Some(Reason::TooShort)
+    if as_of >= end_at.saturating_add(grace_ms) {
+        Finality::Final
+    } else if full || a.reason == Some(Reason::TooShort) {
+        if tail_in {
+            Finality::Final
+        } else {
+            Finality::AwaitingTail
+        }
+    } else {
+        Finality::Open
+    }
 }
 
 #[cfg(test)]
@@ -143,19 +181,47 @@ mod tests {
     #[test]
     fn finality_follows_the_three_rules() {
         let m = Model::default();
-        let at = |coverage: f64, km: f64, after_end: i64| {
+        let at = |coverage: f64, km: f64, after_end: i64, tail_in: bool| {
             let a = assess(f(coverage, km), 0, after_end, GRACE, &m);
-            is_final(&a, 0, after_end, GRACE, &m)
+            finality(&a, 0, after_end, GRACE, tail_in, &m)
         };
-        // 1. scored with coverage >= 0.95, at once.
-        assert!(at(0.95, 5.0, 0));
-        // Pending within grace is open.
-        assert!(!at(0.94, 5.0, GRACE - 1));
-        // 2. at end + grace, whatever the outcome.
-        assert!(at(0.70, 5.0, GRACE));
-        assert!(at(0.10, 5.0, GRACE));
-        // 3. too short (coverage was enough to judge the distance).
-        assert!(at(1.0, 0.5, 0));
+        // 1. scored with coverage >= 0.95 and the tail in, at once.
+        assert_eq!(at(0.95, 5.0, 0, true), Finality::Final);
+        // ... but not before the tail is in.
+        assert_eq!(at(0.99, 5.0, 0, false), Finality::AwaitingTail);
+        assert_eq!(at(0.99, 5.0, GRACE - 1, false), Finality::AwaitingTail);
+        // Pending within grace is open, tail or not.
+        assert_eq!(at(0.94, 5.0, GRACE - 1, true), Finality::Open);
+        // 2. at end + grace, whatever the outcome and the tail.
+        assert_eq!(at(0.70, 5.0, GRACE, false), Finality::Final);
+        assert_eq!(at(0.10, 5.0, GRACE, false), Finality::Final);
+        assert_eq!(at(0.99, 5.0, GRACE, false), Finality::Final);
+        // 3. too short (coverage was enough to judge the distance), with its tail.
+        assert_eq!(at(1.0, 0.5, 0, true), Finality::Final);
+        assert_eq!(at(1.0, 0.5, 0, false), Finality::AwaitingTail);
+    }
+
+    #[test]
+    fn the_tail_is_in_from_end_at_minus_tail_within() {
+        let m = Model::default();
+        let end = 1_000_000;
+        // The default tail_within is 1.5 s: the rental's last second.
+        assert!(tail_is_in(Some(end), end, &m));
+        assert!(tail_is_in(Some(end - 1500), end, &m), "the boundary is in");
+        assert!(!tail_is_in(Some(end - 1501), end, &m));
+        assert!(
+            tail_is_in(Some(end + 60_000), end, &m),
+            "a later sample of the car (its next trip) is evidence"
+        );
+        assert!(!tail_is_in(None, end, &m), "no sample, no tail");
+        let mut wide = Model::default();
+        wide.completeness.tail_within = std::time::Duration::from_secs(30);
+        assert!(tail_is_in(Some(end - 30_000), end, &wide));
+        assert!(!tail_is_in(Some(end - 30_001), end, &wide));
+        let mut zero = Model::default();
+        zero.completeness.tail_within = std::time::Duration::ZERO;
+        assert!(tail_is_in(Some(end), end, &zero));
+        assert!(!tail_is_in(Some(end - 1), end, &zero));
     }
 
     const H: i64 = 3_600_000;

@@ -201,7 +201,7 @@ fn alert_publication<T>(result: &anyhow::Result<T>, what: (&str, String)) {
         key: "score/publish".into(),
         summary: "driving-score publication failed: the app sees stale scores until one succeeds"
             .into(),
-        description: format!("{e:#}"),
+        description: crate::errors::describe(e),
         severity: pitwall_alert::Severity::Critical,
         details: [(what.0.to_string(), what.1)].into(),
         source: source.into(),
@@ -222,7 +222,10 @@ fn alert_on(a: &RunArgs, result: &anyhow::Result<u8>) {
             ),
         )),
         Ok(_) => None,
-        Err(e) => Some(("driving-score run failed".to_string(), format!("{e:#}"))),
+        Err(e) => Some((
+            "driving-score run failed".to_string(),
+            crate::errors::describe(e),
+        )),
     };
     let problem = problem.map(|(summary, description)| pitwall_alert::Alert {
         key: "score/run".into(),
@@ -277,6 +280,15 @@ pub fn job_config(a: &RunArgs) -> anyhow::Result<JobConfig> {
     );
     apply_model_and_gates(&mut cfg, a.model.as_deref(), a.gates.as_deref())?;
     cfg.grace_ms = a.grace.map(|g| g.as_millis() as i64);
+    if let Some(g) = a.grace.filter(|g| *g < cfg.model.completeness.tail_within) {
+        anyhow::bail!(
+            "--grace {} is shorter than the model's `completeness.tail_within` ({}): a rental \
+             waits for its tail at most until the grace ends; give a longer --grace, or lower \
+             tail_within in the model file",
+            humantime::format_duration(g),
+            humantime::format_duration(cfg.model.completeness.tail_within)
+        );
+    }
     cfg.previous = a.previous.clone();
     cfg.claims = a.claims.clone();
     if let Some(location) = &a.state {
@@ -489,8 +501,8 @@ fn print_state(s: &pitwall_score_state::ops::Summary) {
             );
             let c = &e.counts;
             println!(
-                "    evaluated {}, made final {}, late samples for final rentals {}, member changes {}",
-                c.evaluated, c.made_final, c.late_for_final, c.member_changes
+                "    evaluated {}, made final {}, awaiting their tail {}, late samples for final rentals {}, member changes {}",
+                c.evaluated, c.made_final, c.awaiting_tail, c.late_for_final, c.member_changes
             );
         }
     }

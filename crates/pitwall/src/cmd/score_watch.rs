@@ -164,7 +164,8 @@ impl Step for ScoreStep {
                 self.stop.store(true, Ordering::SeqCst);
             }
         }
-        self.run(as_of_ms, may_commit).map_err(|e| format!("{e:#}"))
+        self.run(as_of_ms, may_commit)
+            .map_err(|e| crate::errors::describe(&e))
     }
 }
 
@@ -200,6 +201,7 @@ impl ScoreStep {
             held_because: (run.status == RunStatus::Held).then(|| run.held_because.join("; ")),
             rentals_evaluated: counts.evaluated,
             made_final: counts.made_final,
+            awaiting_tail: counts.awaiting_tail,
             member_changes: counts.member_changes,
             ..CycleReport::default()
         };
@@ -222,7 +224,7 @@ impl ScoreStep {
                     .map(|&landed| (now - landed).max(0) as f64 / 1000.0)
                     .collect();
             }
-            Err(e) => report.publish_error = Some(format!("{e:#}")),
+            Err(e) => report.publish_error = Some(crate::errors::describe(&e)),
         }
         Ok(report)
     }

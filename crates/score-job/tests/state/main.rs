@@ -173,6 +173,154 @@ fn two_rentals(d: &Dirs) -> TestResult {
     one_drive(d, "b", "c2", BASE + 2 * HOUR, 45.0)
 }
 
+/// `rows` of car `car` as one file named `name` in the hour of `hour_of`.
+fn write_piece(d: &Dirs, name: &str, hour_of: i64, rows: &[pitwall_fleetgen::Row]) -> TestResult {
+    let t = chrono::DateTime::from_timestamp_millis(hour_of).ok_or("time")?;
+    let path = d
+        .telemetry()
+        .join(t.format("dt=%Y-%m-%d/hour=%H").to_string())
+        .join(format!("{name}.parquet"));
+    std::fs::create_dir_all(path.parent().ok_or("parent")?)?;
+    pitwall_fleetgen::write_telemetry(&path, rows)?;
+    Ok(())
+}
+
+/// Rental "a" of car c1, 10 minutes from BASE, its samples at 40 km/h but
+/// for a harsh stop in the last 5 seconds; and the rentals file.
+fn drive_with_a_harsh_end(d: &Dirs) -> Result<Vec<pitwall_fleetgen::Row>, Error> {
+    let rentals = vec![(
+        "a".to_string(),
+        "m".to_string(),
+        "c1".to_string(),
+        BASE,
+        BASE + 600_000,
+    )];
+    Fleet {
+        rentals,
+        uploads: Vec::new(),
+    }
+    .write_rentals(&d.rentals())?;
+    Ok((0..=600)
+        .map(|k| {
+            let speed = if k > 595 { 0.0 } else { 40.0 };
+            pitwall_fleetgen::Row::new("c1", BASE + k * 1000, speed, Some(50.0))
+        })
+        .collect())
+}
+
+#[test]
+fn a_rental_at_full_coverage_waits_for_its_tail() -> TestResult {
+    let d = Dirs::new()?;
+    let rows = drive_with_a_harsh_end(&d)?;
+    let state = d.state();
+    // 590 of 601 seconds (98 %): scored, but the last upload is in flight.
+    write_piece(&d, "a-p0", BASE, &rows[..590])?;
+    let first = d.run(BASE + 15 * MIN, "run-1", Some(&state))?;
+    let s = first.state.as_ref().ok_or("no state")?;
+    assert_eq!(
+        (s.counts.made_final, s.counts.open, s.counts.awaiting_tail),
+        (0, 1, 1)
+    );
+    assert_eq!(first.rentals.by_status.get("scored"), Some(&1));
+    let gaps = &first.rentals.last_sample_before_end;
+    assert_eq!((gaps.rentals_with_samples, gaps.max_s), (1, Some(11.0)));
+    assert_eq!(first.model.tail_within, "1s 500ms");
+
+    write_piece(&d, "a-p1", BASE, &rows[590..])?;
+    let second = d.run(BASE + 20 * MIN, "run-2", Some(&state))?;
+    let s = second.state.as_ref().ok_or("no state")?;
+    assert_eq!(
+        (
+            s.counts.made_final,
+            s.counts.awaiting_tail,
+            s.counts.late_for_final
+        ),
+        (1, 0, 0)
+    );
+    let full = d.run(BASE + 20 * MIN, "full", None)?;
+    assert!(full.state.is_none());
+    assert_eq!(
+        results(&d.root.join("run-2/rental_scores.parquet"))?,
+        results(&d.root.join("full/rental_scores.parquet"))?,
+        "final with its harsh end, as a full run over all of it"
+    );
+    let report = std::fs::read_to_string(d.root.join("run-1/report.html"))?;
+    assert!(report.contains("wait only for their tail"), "{report}");
+    Ok(())
+}
+
+#[test]
+fn a_later_sample_of_the_car_brings_the_tail_in_and_the_grace_ends_the_wait() -> TestResult {
+    let d = Dirs::new()?;
+    let rows = drive_with_a_harsh_end(&d)?;
+    write_piece(&d, "a-p0", BASE, &rows[..590])?;
+    let state = d.state();
+    let first = d.run(BASE + 15 * MIN, "run-1", Some(&state))?;
+    assert_eq!(first.state.map(|s| s.counts.awaiting_tail), Some(1));
+    // The car parked and sent one more sample after the rental: nothing
+    // of the rental is still on its way, so its end stays a gap.
+    let parked = [pitwall_fleetgen::Row::new(
+        "c1",
+        BASE + 601_000,
+        0.0,
+        Some(50.0),
+    )];
+    write_piece(&d, "c1-after", BASE, &parked)?;
+    let second = d.run(BASE + 16 * MIN, "run-2", Some(&state))?;
+    let s = second.state.ok_or("no state")?;
+    assert_eq!((s.counts.made_final, s.counts.awaiting_tail), (1, 0));
+
+    // Without any such sample, the grace ends the wait.
+    let d = Dirs::new()?;
+    let rows = drive_with_a_harsh_end(&d)?;
+    write_piece(&d, "a-p0", BASE, &rows[..590])?;
+    let state = d.state();
+    let before_grace = d.run(BASE + 10 * MIN + 4 * HOUR - 1, "run-1", Some(&state))?;
+    assert_eq!(
+        before_grace
+            .state
+            .map(|s| (s.counts.made_final, s.counts.awaiting_tail)),
+        Some((0, 1))
+    );
+    let at_grace = d.run(BASE + 10 * MIN + 4 * HOUR, "run-2", Some(&state))?;
+    assert_eq!(
+        at_grace
+            .state
+            .map(|s| (s.counts.made_final, s.counts.awaiting_tail)),
+        Some((1, 0))
+    );
+    Ok(())
+}
+
+#[test]
+fn a_telemetry_location_that_does_not_exist_yet_is_an_empty_input() -> TestResult {
+    let d = Dirs::new()?;
+    drive_with_a_harsh_end(&d)?;
+    assert!(!d.telemetry().exists());
+    let state = d.state();
+    let run = d.run(BASE + 15 * MIN, "run-1", Some(&state))?;
+    let s = run.state.as_ref().ok_or("no state")?;
+    assert!(s.committed, "{:?}", s.not_committed_because);
+    assert_eq!(
+        (run.inputs.telemetry.files, run.inputs.telemetry.rows),
+        (0, 0)
+    );
+    assert_eq!((s.counts.evaluated, s.counts.open), (1, 1));
+    assert_eq!(run.warnings.len(), 1, "{:?}", run.warnings);
+    assert!(
+        run.warnings[0].contains(&d.telemetry().display().to_string()),
+        "{:?}",
+        run.warnings
+    );
+    // A rentals input that does not exist is still an error.
+    let mut cfg = d.config(BASE + 16 * MIN, "run-2", Some(&state));
+    cfg.rentals = d.root.join("no-rentals").display().to_string();
+    let e =
+        pitwall_score_job::run(&cfg, &pitwall_score_job::NoProgress).expect_err("missing rentals");
+    assert!(e.to_string().contains("no-rentals"), "{e}");
+    Ok(())
+}
+
 #[test]
 fn samples_after_finality_are_counted_and_change_nothing() -> TestResult {
     let d = Dirs::new()?;

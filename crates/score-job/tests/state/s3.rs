@@ -97,3 +97,29 @@ fn on_s3_two_runs_from_one_state_cannot_both_commit() -> TestResult {
     );
     Ok(())
 }
+
+#[test]
+fn a_telemetry_prefix_nothing_has_landed_under_is_an_empty_input() -> TestResult {
+    let Some(bucket) = bucket() else {
+        return Ok(());
+    };
+    let d = Dirs::new()?;
+    let fleet = Fleet::generate(8, 6);
+    fleet.write_rentals(&d.rentals())?;
+    let telemetry = format!("s3://{bucket}/{}", unique("no-lake-yet"));
+    let mut cfg = d.config(BASE + 2 * HOUR, "run", Some(&d.state()));
+    cfg.telemetry = telemetry.clone();
+    let run = pitwall_score_job::run(&cfg, &pitwall_score_job::NoProgress)?;
+    let s = run.state.as_ref().ok_or("no state")?;
+    assert!(s.committed, "{:?}", s.not_committed_because);
+    assert_eq!(
+        (run.inputs.telemetry.files, run.inputs.telemetry.rows),
+        (0, 0)
+    );
+    assert!(
+        run.warnings.len() == 1 && run.warnings[0].contains(&telemetry),
+        "{:?}",
+        run.warnings
+    );
+    Ok(())
+}

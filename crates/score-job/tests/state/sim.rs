@@ -1,7 +1,9 @@
 //! A small fleet whose telemetry arrives over time, as uploads do: each
 //! rental's samples land in event-hour partitions (`dt=/hour=`) as files
 //! that appear at their arrival time, in one piece, in two (the first too
-//! thin to be final), with a lost tail, or twice (a redelivery).
+//! thin to be final, or full enough but without its last seconds), with a
+//! lost tail, or twice (a redelivery). A car's pieces arrive in the order
+//! it drove them, as devices upload; only redeliveries come out of order.
 
 use std::path::{Path, PathBuf};
 
@@ -52,6 +54,8 @@ impl Fleet {
         };
         // A car is in one rental at a time: rentals of a car never overlap.
         let mut free_at = [BASE; 5];
+        // When each car's last piece (redeliveries aside) arrived.
+        let mut arrived_by = [BASE; 5];
         for i in 0..rentals {
             let c = rng.random_range(0..5);
             let car = format!("car-{c}");
@@ -65,24 +69,38 @@ impl Fleet {
                 .rentals
                 .push((id.clone(), member, car.clone(), start, end));
             let rows = samples(&mut rng, &car, start, end);
-            let first = end + rng.random_range(0..GRACE - 30 * MIN);
-            match rng.random_range(0..4) {
+            let first = (end + rng.random_range(0..GRACE - 30 * MIN)).max(arrived_by[c]);
+            // A second piece lands before the grace ends (2 minutes to
+            // spare), so no sample comes after its rental is final.
+            let room = (end + GRACE - 2 * MIN - first).clamp(MIN + 1, 25 * MIN);
+            let second = first + rng.random_range(MIN..room);
+            arrived_by[c] = first;
+            match rng.random_range(0..5) {
                 0 => fleet.add(&id, 0, first, rows),
                 1 => {
                     // The first piece is too thin to be final: the rest follows within grace.
                     let cut = rows.len() * rng.random_range(30..85) / 100;
-                    let second = first + rng.random_range(MIN..25 * MIN);
                     fleet.add(&id, 0, first, rows[..cut].to_vec());
                     fleet.add(&id, 1, second, rows[cut..].to_vec());
+                    arrived_by[c] = second;
                 }
                 2 => {
                     let keep = rows.len() * rng.random_range(40..99) / 100;
                     fleet.add(&id, 0, first, rows[..keep].to_vec());
                 }
-                _ => {
+                3 => {
                     let again = first + rng.random_range(0..2 * GRACE);
                     fleet.add(&id, 0, first, rows.clone());
                     fleet.add(&id, 9, again, rows);
+                }
+                _ => {
+                    // Full coverage without the last seconds (at least two
+                    // samples, so the first piece ends before end_at - 1.5 s):
+                    // the last upload still in flight.
+                    let cut = (rows.len() * rng.random_range(95..100) / 100).min(rows.len() - 2);
+                    fleet.add(&id, 0, first, rows[..cut].to_vec());
+                    fleet.add(&id, 1, second, rows[cut..].to_vec());
+                    arrived_by[c] = second;
                 }
             }
         }
