@@ -61,6 +61,8 @@ impl Fleet {
             model_change: false,
             force: true,
             fence: None,
+            write_snapshot: false,
+            compaction: Default::default(),
         });
         pitwall_score_job::run(&cfg, &NoProgress)?;
         Ok(())

@@ -4,15 +4,18 @@
 //! became final into the state; recomputes every member from the final
 //! results; and commits by one create-if-absent log entry.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::time::Instant;
 
 use pitwall_lake::Location;
 use pitwall_score::rental::{self as rental, is_considered};
 use pitwall_score::{Reason, Rental, Status};
 use pitwall_score_state::{
-    Counts, Entry, EntryKind, FinalTable, Finality, MemberRecord, ModelChange, ResultRow, State,
+    Counts, Entry, EntryKind, FinalTable, Finality, MemberRecord, ModelChange, ResultRow, Snapshot,
+    State,
 };
+
+use crate::members::MemberStats;
 
 use crate::plan::{ReadPlan, Spans};
 use crate::run_json::{self, RunJson, RunStatus, StateGates, StateReport, rfc3339};
@@ -46,6 +49,11 @@ pub struct StateOptions {
     /// Asked right before the commit: false stops it (a watcher whose
     /// lease is no longer provably its own must not commit).
     pub fence: Option<Fence>,
+    /// Also write the whole member snapshot, `member_scores.parquet`, into
+    /// `--out` (the state always holds it; `score state export` writes it).
+    pub write_snapshot: bool,
+    /// When the member snapshot's deltas are written as one new base.
+    pub compaction: pitwall_score_state::Compaction,
 }
 
 /// A check the run makes before it commits.
@@ -75,10 +83,17 @@ pub fn run(
     crate::create_out(cfg)?;
     let state = State::open(&opts.location)?.with_threads(cfg.threads);
     let head = state.head().cloned();
+    // A state an older pitwall wrote is read as it is and written in this
+    // format from this run on; the log entry records the upgrade.
+    let upgraded_from = head
+        .as_ref()
+        .map(|h| h.format)
+        .filter(|&f| f < pitwall_score_state::log::FORMAT);
     let mut table = state.load_final()?;
+    let final_rows_read = table.batches().iter().map(|b| b.num_rows()).sum::<usize>();
     let model_change = check(cfg, opts, head.as_ref(), &table)?;
     let seen = state.load_seen()?;
-    let previous = head.as_ref().map(|_| state.load_members()).transpose()?;
+    let previous = state.load_snapshot()?;
 
     let t = Instant::now();
     let input = rentals::read(&Location::parse(&cfg.rentals)?)?;
@@ -154,8 +169,11 @@ pub fn run(
         None
     };
     let prior_open = state.load_open()?;
-    let previous_scores = previous.as_deref().map(scores_of);
-    let (members, changes) = snapshot(
+    let previous_scores = head
+        .as_ref()
+        .map(|_| MemberStats::of_snapshot(&previous, &[], &HashSet::new()).map(|s| s.scores))
+        .transpose()?;
+    let members = recompute(
         cfg,
         &Recompute {
             table: &table,
@@ -164,9 +182,10 @@ pub fn run(
             prior_open: &prior_open,
             previous_as_of: head.as_ref().map_or(cfg.as_of, |h| h.as_of_ms),
         },
-        previous,
+        &previous,
         model_change.is_none(),
     )?;
+    let stats = MemberStats::of_snapshot(&previous, &members.changes, &members.removed)?;
     timings.score_members_ms = crate::ms(t);
 
     let counts = Counts {
@@ -174,8 +193,8 @@ pub fn run(
         made_final: made_final.len() as u64,
         final_total: table.len() as u64,
         open: open.len() as u64,
-        members: members.len() as u64,
-        member_changes: changes.len() as u64,
+        members: stats.total as u64,
+        member_changes: members.changes.len() as u64,
         late_for_final: telemetry.late_for_final,
         awaiting_tail,
     };
@@ -185,7 +204,7 @@ pub fn run(
         rentals: &work.evaluated,
         scored: &scored,
         telemetry: &telemetry,
-        members: &members,
+        members: &stats,
         previous: previous_scores,
         state: Some(gates(cfg, &work.evaluated, &scored, &made_final)),
     });
@@ -206,22 +225,46 @@ pub fn run(
             .as_ref()
             .map(|c| format!("{} -> {}", c.from, c.to)),
         counts: counts.clone(),
+        state_io: run_json::StateIo::default(),
     });
 
     let t = Instant::now();
-    // Encoded once: the same bytes go to --out and into the state.
-    let members_parquet =
-        pitwall_score_state::snapshot::parquet(&members, &cfg.model.id(), cfg.as_of, cfg.threads)?;
+    // The whole snapshot is written out only when asked: every member every
+    // run would make the run cost the membership, not the new data.
+    let compact =
+        members.compact || previous.should_compact(members.changes.len(), opts.compaction);
+    let snapshot = if compact || opts.write_snapshot {
+        Some(previous.all_with(&members.changes, &members.removed)?)
+    } else {
+        None
+    };
     let o = outputs::Outputs {
         input: &input,
         rentals: &work.evaluated,
         scored: &scored,
-        members: &members,
-        members_parquet: Some(&members_parquet),
+        members: snapshot.as_deref().filter(|_| opts.write_snapshot),
     };
     outputs::write_all(cfg, &o, &telemetry, &mut run)?;
+    if let Some(s) = run.state.as_mut() {
+        let reads = state.reads();
+        let (base_rows, delta_rows, deltas) = previous.sizes();
+        s.state_io = run_json::StateIo {
+            files_read: reads.files,
+            bytes_read: reads.bytes,
+            final_rows_read: final_rows_read as u64,
+            snapshot_base_rows_read: base_rows as u64,
+            snapshot_delta_rows_read: delta_rows as u64,
+            deltas_merged: deltas as u64,
+            compacted: compact,
+            member_rows_written: snapshot
+                .as_ref()
+                .filter(|_| compact)
+                .map_or(members.changes.len(), Vec::len) as u64,
+            upgraded_from,
+        };
+    }
     let change_batch =
-        pitwall_score_state::snapshot::to_batch(&changes, &cfg.model.id(), cfg.as_of)?;
+        pitwall_score_state::snapshot::to_batch(&members.changes, &cfg.model.id(), cfg.as_of)?;
     outputs::write(&cfg.out, names::MEMBER_CHANGES, change_batch, &mut run)?;
     run_json::write(&cfg.out, &run)?;
 
@@ -251,7 +294,18 @@ pub fn run(
             None => {}
         }
         files.open = Some(draft.write_results("open.parquet", &mut open)?);
-        files.members = Some(draft.write_members_parquet(members_parquet.clone())?);
+        match &snapshot {
+            Some(all) if compact => {
+                files.members = Some(draft.write_members(all, &cfg.model.id(), cfg.as_of)?);
+                files.member_deltas.clear();
+            }
+            _ if members.changes.is_empty() => {}
+            _ => files.member_deltas.push(draft.write_member_delta(
+                &members.changes,
+                &cfg.model.id(),
+                cfg.as_of,
+            )?),
+        }
         files.seen = Some(draft.write_seen(&seen)?);
         let entry = Entry {
             format: 0,
@@ -270,6 +324,7 @@ pub fn run(
             model_change,
             files,
             counts,
+            upgraded_from,
             inputs: serde_json::to_value(&run.inputs).unwrap_or_default(),
         };
         if opts.fence.as_ref().is_some_and(|f| !(f.0)()) {
@@ -293,14 +348,7 @@ pub fn run(
     run.timings_ms = timings;
     crate::review_claims(cfg, &mut run);
     run_json::write(&cfg.out, &run)?;
-    report::write(
-        &cfg.out,
-        &run,
-        &work.evaluated,
-        &scored,
-        &members,
-        &cfg.model,
-    )?;
+    report::write(&cfg.out, &run, &work.evaluated, &scored, &stats, &cfg.model)?;
     Ok(run)
 }
 
@@ -463,25 +511,44 @@ struct Recompute<'a> {
     previous_as_of: i64,
 }
 
-/// Every member's record at as_of, and those that differ from `previous`
-/// (or are new). With `reuse`, only the members whose record can have
-/// changed are recomputed from their rentals: those with a rental evaluated
-/// now or open before, and those with a rental leaving the 365-day window
-/// since the previous run. Every other record is the previous one, moved
-/// over, not copied: nothing it depends on moved (the equivalence test holds
-/// the two ways equal). Without `reuse` (a first run, a model change) every
+/// What a run changes of the member snapshot.
+struct MemberChanges {
+    /// Records that differ from the previous snapshot's, or are new, by member_id.
+    changes: Vec<MemberRecord>,
+    /// Members with a previous record and no rental left (their open
+    /// rentals vanished from the input).
+    removed: HashSet<String>,
+    /// Every member was recomputed: the snapshot is written as a new base.
+    compact: bool,
+}
+
+/// The member records that change at as_of. With `reuse`, only the members
+/// whose record can have changed are recomputed from their rentals: those
+/// with a rental evaluated now or open before, and those with a rental
+/// leaving the 365-day window since the previous run; every other record
+/// stays as the snapshot holds it (the equivalence test holds the two ways
+/// equal). Without `reuse` (a model change) or on an empty snapshot, every
 /// member is recomputed.
-fn snapshot(
+fn recompute(
     cfg: &JobConfig,
     r: &Recompute<'_>,
-    previous: Option<Vec<MemberRecord>>,
+    previous: &Snapshot,
     reuse: bool,
-) -> Result<(Vec<MemberRecord>, Vec<MemberRecord>), JobError> {
-    let previous = previous.unwrap_or_default();
+) -> Result<MemberChanges, JobError> {
     if !reuse || previous.is_empty() {
         let all = pitwall_score_state::table::members(r.table, r.open, cfg.as_of, &cfg.model)?;
-        let changes = changed(&all, &previous);
-        return Ok((all, changes));
+        let ids: HashSet<String> = all.iter().map(|m| m.member_id.clone()).collect();
+        let before = previous.all_with(&[], &HashSet::new())?;
+        let removed = before
+            .iter()
+            .filter(|m| !ids.contains(&m.member_id))
+            .map(|m| m.member_id.clone())
+            .collect();
+        return Ok(MemberChanges {
+            changes: changed(&all, &before),
+            removed,
+            compact: true,
+        });
     }
     let mut affected = pitwall_score_state::table::leaving_window(
         r.table,
@@ -498,30 +565,19 @@ fn snapshot(
         cfg.as_of,
         &cfg.model,
     )?;
-    let (before, mut kept): (Vec<MemberRecord>, Vec<MemberRecord>) = previous
-        .into_iter()
-        .partition(|m| affected.contains(&m.member_id));
-    // A snapshot is written in member order; one from elsewhere may not be.
-    if !kept.is_sorted_by(|x, y| x.member_id <= y.member_id) {
-        kept.sort_by(|x, y| x.member_id.cmp(&y.member_id));
-    }
-    let changes = changed(&fresh, &before);
-    Ok((merge_by_member(kept, fresh), changes))
-}
-
-/// Two member lists sorted by member_id (and without a member in both) as one.
-fn merge_by_member(a: Vec<MemberRecord>, b: Vec<MemberRecord>) -> Vec<MemberRecord> {
-    let mut out = Vec::with_capacity(a.len() + b.len());
-    let (mut a, mut b) = (a.into_iter().peekable(), b.into_iter().peekable());
-    loop {
-        let take_a = match (a.peek(), b.peek()) {
-            (Some(x), Some(y)) => x.member_id <= y.member_id,
-            (Some(_), None) => true,
-            (None, Some(_)) => false,
-            (None, None) => return out,
-        };
-        out.extend(if take_a { a.next() } else { b.next() });
-    }
+    let before = previous.records_of(&affected)?;
+    let now: HashSet<&str> = fresh.iter().map(|m| m.member_id.as_str()).collect();
+    let removed: HashSet<String> = before
+        .iter()
+        .filter(|m| !now.contains(m.member_id.as_str()))
+        .map(|m| m.member_id.clone())
+        .collect();
+    Ok(MemberChanges {
+        changes: changed(&fresh, &before),
+        // A delta holds records, not their absence: a removal rewrites the base.
+        compact: !removed.is_empty(),
+        removed,
+    })
 }
 
 /// The members whose record differs from the previous snapshot, or is new.
@@ -529,13 +585,6 @@ fn changed(members: &[MemberRecord], previous: &[MemberRecord]) -> Vec<MemberRec
     pitwall_score_state::snapshot::differing(members, previous)
         .into_iter()
         .cloned()
-        .collect()
-}
-
-fn scores_of(records: &[MemberRecord]) -> HashMap<String, f64> {
-    records
-        .iter()
-        .filter_map(|m| m.score.score.map(|s| (m.member_id.clone(), s)))
         .collect()
 }
 

@@ -168,13 +168,14 @@ pub fn run(cfg: &JobConfig, progress: &dyn Progress) -> Result<RunJson, JobError
         .as_deref()
         .map(members::read_previous)
         .transpose()?;
+    let stats = members::MemberStats::of_records(&members);
     let mut run = run_json::build(run_json::Facts {
         cfg,
         input: &rentals,
         rentals: &rentals.rentals,
         scored: &scored,
         telemetry: &telemetry,
-        members: &members,
+        members: &stats,
         previous,
         state: None,
     });
@@ -184,8 +185,7 @@ pub fn run(cfg: &JobConfig, progress: &dyn Progress) -> Result<RunJson, JobError
         input: &rentals,
         rentals: &rentals.rentals,
         scored: &scored,
-        members: &members,
-        members_parquet: None,
+        members: Some(&members),
     };
     outputs::write_all(cfg, &outputs, &telemetry, &mut run)?;
     timings.write_ms = ms(t);
@@ -198,7 +198,7 @@ pub fn run(cfg: &JobConfig, progress: &dyn Progress) -> Result<RunJson, JobError
         &run,
         &rentals.rentals,
         &scored,
-        &members,
+        &stats,
         &cfg.model,
     )?;
     Ok(run)

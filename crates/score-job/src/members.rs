@@ -1,7 +1,7 @@
 //! Member scores from the assessed rentals, and the previous run's scores
 //! for the drift gates.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
 use arrow_array::cast::AsArray;
@@ -11,9 +11,70 @@ use arrow_schema::DataType;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use pitwall_score::member::{RentalOutcome, member_score};
 use pitwall_score::{Assessment, Model, Rental};
-use pitwall_score_state::{MemberRecord, RecentRental};
+use pitwall_score_state::{MemberRecord, RecentRental, Snapshot};
 
 use crate::{JobError, names};
+
+/// What run.json, the gates and the report need of the whole member
+/// snapshot after a run: counts and every member's score and grade, not
+/// the records (a state run holds only the records it changed).
+#[derive(Debug, Default)]
+pub struct MemberStats {
+    pub total: usize,
+    pub eligible: usize,
+    pub by_status: BTreeMap<String, u64>,
+    pub scores: HashMap<String, f64>,
+    pub grades: BTreeMap<String, u64>,
+}
+
+impl MemberStats {
+    fn add(
+        &mut self,
+        id: &str,
+        eligible: bool,
+        status: &str,
+        score: Option<f64>,
+        grade: Option<&str>,
+    ) {
+        self.total += 1;
+        self.eligible += usize::from(eligible);
+        *self.by_status.entry(status.to_string()).or_default() += 1;
+        if let Some(s) = score {
+            self.scores.insert(id.to_string(), s);
+        }
+        if let Some(g) = grade {
+            *self.grades.entry(g.to_string()).or_default() += 1;
+        }
+    }
+
+    pub fn of_records(records: &[MemberRecord]) -> MemberStats {
+        let mut st = MemberStats::default();
+        for m in records {
+            let s = &m.score;
+            st.add(
+                &m.member_id,
+                s.eligible,
+                s.status.as_str(),
+                s.score,
+                s.grade.as_deref(),
+            );
+        }
+        st
+    }
+
+    /// The snapshot with `changes` applied and `removed` left out.
+    pub fn of_snapshot(
+        snapshot: &Snapshot,
+        changes: &[MemberRecord],
+        removed: &HashSet<String>,
+    ) -> Result<MemberStats, JobError> {
+        let mut st = MemberStats::default();
+        snapshot.for_each_with(changes, removed, |m| {
+            st.add(m.member_id, m.eligible, m.status, m.score, m.grade)
+        })?;
+        Ok(st)
+    }
+}
 
 /// One record per member with at least one considered rental, by member_id.
 pub fn score(

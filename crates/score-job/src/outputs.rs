@@ -18,15 +18,13 @@ use crate::{JobConfig, JobError, names};
 
 /// What a run's outputs are made of: the rentals it assessed (all
 /// considered ones in a full run, the evaluated ones with a state) and the
-/// member records.
+/// member snapshot, when `member_scores.parquet` is written (a full run, or
+/// a state run asked for it).
 pub struct Outputs<'a> {
     pub input: &'a RentalInput,
     pub rentals: &'a [Rental],
     pub scored: &'a Scored,
-    pub members: &'a [MemberRecord],
-    /// The members already encoded as `member_scores.parquet` (a state run
-    /// writes the same bytes into the state), else encoded here.
-    pub members_parquet: Option<&'a [u8]>,
+    pub members: Option<&'a [MemberRecord]>,
 }
 
 pub fn write_all(
@@ -44,19 +42,13 @@ pub fn write_all(
         rental_scores(o.rentals, o.scored, &model)?,
         run,
     )?;
-    match o.members_parquet {
-        Some(bytes) => {
-            let path = out.join(names::MEMBER_SCORES);
-            pitwall_lake::write_bytes(&path, bytes)?;
-            run.outputs
-                .insert("member_scores", path.display().to_string());
-        }
-        None => write(
+    if let Some(members) = o.members {
+        write(
             out,
             names::MEMBER_SCORES,
-            pitwall_score_state::snapshot::to_batch(o.members, &model, cfg.as_of)?,
+            pitwall_score_state::snapshot::to_batch(members, &model, cfg.as_of)?,
             run,
-        )?,
+        )?;
     }
     write(
         out,

@@ -7,18 +7,18 @@ use std::path::Path;
 use pitwall_score::member::pooled_rates;
 use pitwall_score::{Assessment, Model, Rental};
 
+use crate::members::MemberStats;
 use crate::rejects::RuleReport;
 use crate::run_json::{RunJson, RunStatus};
 use crate::scoring::Scored;
 use crate::{JobError, names};
-use pitwall_score_state::MemberRecord;
 
 pub fn write(
     out: &Path,
     run: &RunJson,
     rentals: &[Rental],
     scored: &Scored,
-    members: &[MemberRecord],
+    members: &MemberStats,
     model: &Model,
 ) -> Result<(), JobError> {
     let html = render(run, rentals, scored, members, model);
@@ -44,7 +44,7 @@ pub fn render(
     run: &RunJson,
     rentals: &[Rental],
     scored: &Scored,
-    members: &[MemberRecord],
+    members: &MemberStats,
     model: &Model,
 ) -> String {
     let mut h = String::new();
@@ -77,7 +77,7 @@ pub fn render(
         .filter_map(|(r, a)| a.as_ref().map(|a| (r, a)))
         .collect();
     let rental_scores: Vec<f64> = assessed.iter().filter_map(|(_, a)| a.score).collect();
-    let member_scores: Vec<f64> = members.iter().filter_map(|m| m.score.score).collect();
+    let member_scores: Vec<f64> = members.scores.values().copied().collect();
     h.push_str("<h2>Scores</h2><div class=grid>");
     let _ = write!(
         h,
@@ -105,12 +105,10 @@ pub fn render(
             .filter_map(|(_, a)| a.grade.as_deref())
             .collect(),
     );
-    let mg = count_grades(
-        members
-            .iter()
-            .filter_map(|m| m.score.grade.as_deref())
-            .collect(),
-    );
+    let mg: Vec<f64> = grade_names
+        .iter()
+        .map(|g| members.grades.get(g).copied().unwrap_or(0) as f64)
+        .collect();
     let _ = write!(
         h,
         "<div><h3>Rentals</h3>{}</div>",

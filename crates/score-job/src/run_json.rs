@@ -9,7 +9,6 @@ use pitwall_score::gates::{self, GateInputs, GateResult};
 use serde::Serialize;
 
 use pitwall_score::Rental;
-use pitwall_score_state::MemberRecord;
 
 use crate::rejects::RuleReport;
 use crate::rentals::RentalInput;
@@ -75,6 +74,30 @@ pub struct StateReport {
     pub rescore: Option<(String, String)>,
     pub model_change: Option<String>,
     pub counts: pitwall_score_state::Counts,
+    /// What the run read and wrote of the state itself, beside what it
+    /// read of the telemetry (`inputs.telemetry_read`).
+    pub state_io: StateIo,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct StateIo {
+    /// State files read (tables, not the run log) and their bytes.
+    pub files_read: u64,
+    pub bytes_read: u64,
+    /// Final results loaded.
+    pub final_rows_read: u64,
+    /// Member snapshot rows read: the base's and the deltas'.
+    pub snapshot_base_rows_read: u64,
+    pub snapshot_delta_rows_read: u64,
+    /// Delta files merged into the snapshot as read.
+    pub deltas_merged: u64,
+    /// This run wrote the member snapshot as one new base (deltas past a
+    /// share of it, a model change, or a first run).
+    pub compacted: bool,
+    /// Member records written into the state.
+    pub member_rows_written: u64,
+    /// The state format this run upgraded from.
+    pub upgraded_from: Option<u32>,
 }
 
 #[derive(Debug, Serialize)]
@@ -133,7 +156,7 @@ pub struct RentalCounts {
 pub struct MemberCounts {
     pub total: usize,
     pub eligible: usize,
-    pub by_status: BTreeMap<&'static str, u64>,
+    pub by_status: BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -154,7 +177,7 @@ pub struct Facts<'a> {
     pub rentals: &'a [Rental],
     pub scored: &'a Scored,
     pub telemetry: &'a TelemetryStats,
-    pub members: &'a [MemberRecord],
+    pub members: &'a crate::members::MemberStats,
     pub previous: Option<HashMap<String, f64>>,
     /// With a state: the gate inputs only a state run has.
     pub state: Option<StateGates>,
@@ -188,10 +211,6 @@ pub fn build(f: Facts<'_>) -> RunJson {
         }
     }
     let considered = scored.assessments.iter().flatten().count();
-    let mut member_status = BTreeMap::new();
-    for m in members {
-        *member_status.entry(m.score.status.as_str()).or_default() += 1;
-    }
     let (pending, judged) = f.state.map_or(
         (
             by_status.get("pending").copied().unwrap_or(0),
@@ -205,10 +224,7 @@ pub fn build(f: Facts<'_>) -> RunJson {
         considered_rentals: judged,
         pending_rentals: pending,
         days_without_telemetry: days_without_telemetry(f.rentals, scored, &telemetry.days),
-        member_scores: members
-            .iter()
-            .filter_map(|m| m.score.score.map(|s| (m.member_id.clone(), s)))
-            .collect(),
+        member_scores: members.scores.clone(),
         previous_member_scores: f.previous,
         made_final: f.state.map(|s| s.made_final),
     };
@@ -273,9 +289,9 @@ pub fn build(f: Facts<'_>) -> RunJson {
             last_sample_before_end: crate::tail::TailGaps::of(f.rentals, scored),
         },
         members: MemberCounts {
-            total: members.len(),
-            eligible: members.iter().filter(|m| m.score.eligible).count(),
-            by_status: member_status,
+            total: members.total,
+            eligible: members.eligible,
+            by_status: members.by_status.clone(),
         },
         gates,
         state: None,

@@ -9,6 +9,7 @@
 //! This crate stores and commits; the run that fills a draft lives in
 //! `pitwall-score-job`, the rules in `pitwall-score`.
 
+pub mod deltas;
 pub mod log;
 pub mod ops;
 pub mod published;
@@ -18,11 +19,12 @@ pub mod snapshot;
 mod state;
 pub mod table;
 
+pub use deltas::{Compaction, Snapshot};
 pub use log::{Counts, Entry, EntryKind, Files, ModelChange};
 pub use results::{Finality, ResultRow};
 pub use seen::SeenFiles;
 pub use snapshot::{MemberRecord, RecentRental};
-pub use state::{Draft, State};
+pub use state::{Draft, Reads, State};
 pub use table::FinalTable;
 
 #[derive(Debug, thiserror::Error)]
@@ -31,7 +33,11 @@ pub enum StateError {
     Lake(#[from] pitwall_lake::LakeError),
     #[error("{what}: {problem}")]
     Table { what: String, problem: String },
-    #[error("cannot read {path}: {problem}")]
+    #[error(
+        "cannot read {path}: {problem}. pitwall writes the state's files whole, so it was \
+         damaged or changed by hand: restore it from a copy (or a backup of the bucket), or \
+         rebuild the state with `pitwall score state import`"
+    )]
     Parquet { path: String, problem: String },
     #[error(
         "run-log entry {path} cannot be used: {problem}. pitwall writes entries whole, so it was \

@@ -4,8 +4,11 @@
 
 use serde::{Deserialize, Serialize};
 
-/// The newest state layout this build reads and writes.
-pub const FORMAT: u32 = 1;
+/// The newest state layout this build reads and writes. 2: the member
+/// snapshot is a base and delta files (`Files::member_deltas`); a state of
+/// format 1 (no deltas) reads as one whose deltas are none, and its next
+/// run writes format 2, recording the upgrade (`Entry::upgraded_from`).
+pub const FORMAT: u32 = 2;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -25,8 +28,12 @@ pub struct Files {
     pub final_results: Vec<String>,
     /// The open rentals after the run.
     pub open: Option<String>,
-    /// The member snapshot at the run's as_of.
+    /// The member snapshot's base (the whole snapshot when there are no deltas).
     pub members: Option<String>,
+    /// The member records changed since the base, one file per run, oldest
+    /// first; a member's newest row is its record.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub member_deltas: Vec<String>,
     /// Telemetry files already read (for counting samples late for final rentals).
     pub seen: Option<String>,
 }
@@ -81,6 +88,9 @@ pub struct Entry {
     pub model_change: Option<ModelChange>,
     pub files: Files,
     pub counts: Counts,
+    /// The state format of the run before, when this run upgraded it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upgraded_from: Option<u32>,
     /// What the run read: rentals and telemetry (files and rows listed,
     /// opened, skipped), as run.json reports it.
     #[serde(default)]

@@ -87,15 +87,21 @@ pub fn summary(state: &State) -> Result<Summary, StateError> {
         *by_status.entry(c.status.value(i).to_string()).or_default() += 1;
         Ok(())
     })?;
-    let members = state.load_members()?;
+    let (mut members, mut members_scored) = (0, 0);
+    state
+        .load_snapshot()?
+        .for_each_with(&[], &Default::default(), |m| {
+            members += 1;
+            members_scored += u64::from(m.score.is_some());
+        })?;
     Ok(Summary {
         state: state.url().to_string(),
         last_run: state.head().cloned(),
         final_rentals: table.len() as u64,
         final_by_status: by_status,
         open_rentals: state.load_open()?.len() as u64,
-        members: members.len() as u64,
-        members_scored: members.iter().filter(|m| m.score.score.is_some()).count() as u64,
+        members,
+        members_scored,
     })
 }
 
@@ -176,6 +182,7 @@ pub fn import(
         final_results: vec![draft.write_results("final.parquet", &mut rows)?],
         open: Some(draft.write_results("open.parquet", &mut [])?),
         members: Some(draft.write_members(&members, &model_id, as_of)?),
+        member_deltas: Vec::new(),
         // Which telemetry files exist is unknown here: the next run records them.
         seen: None,
     };
@@ -203,6 +210,7 @@ pub fn import(
         model_change: None,
         files,
         counts,
+        upgraded_from: None,
         inputs: serde_json::json!({ "rental_results": file.display().to_string() }),
     };
     let entry = draft.commit(entry)?;
@@ -217,9 +225,9 @@ pub fn import(
 }
 
 fn read_results(file: &Path) -> Result<Vec<RecordBatch>, StateError> {
-    let bad = |e: &dyn std::fmt::Display| StateError::Parquet {
-        path: file.display().to_string(),
-        problem: e.to_string(),
+    let bad = |e: &dyn std::fmt::Display| StateError::Table {
+        what: format!("the rental results {}", file.display()),
+        problem: format!("not readable as Parquet ({e})"),
     };
     let loc = Location::parse(&file.display().to_string())?;
     let mut out = Vec::new();

@@ -290,7 +290,7 @@ fn recent_of(list: &ArrayRef) -> Result<Vec<RecentRental>, StateError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     pub(crate) fn record(id: &str, score: Option<f64>) -> MemberRecord {

@@ -5,7 +5,9 @@
 //! STATE/log/000000000042.json      the commit of run 42 (create-if-absent)
 //! STATE/runs/000000000042-<nonce>/  the files run 42 wrote: final.parquet
 //!                                   (rentals it made final), open.parquet,
-//!                                   members.parquet, seen.parquet
+//!                                   members-delta.parquet (the records it
+//!                                   changed) or members.parquet (a new
+//!                                   base), seen.parquet
 //! STATE/_head                      a hint: the newest seq known (never trusted alone)
 //! ```
 
@@ -17,6 +19,7 @@ use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ParquetRecordBatchReader
 use pitwall_lake::{Created, Location, ParquetOptions};
 
 use crate::StateError;
+use crate::deltas::Snapshot;
 use crate::log::{self, Entry, FORMAT};
 use crate::results::{self, Columns, ResultRow};
 use crate::seen::SeenFiles;
@@ -34,6 +37,15 @@ pub struct State {
     head: Option<Entry>,
     /// Threads a file is decoded on: every core unless the job says.
     threads: usize,
+    /// What was read of the state's files, for run.json.
+    read: std::sync::Mutex<Reads>,
+}
+
+/// Files and bytes read of a state's tables.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct Reads {
+    pub files: u64,
+    pub bytes: u64,
 }
 
 impl State {
@@ -46,6 +58,7 @@ impl State {
             url: url.trim_end_matches('/').to_string(),
             head: None,
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            read: Default::default(),
         };
         state.head = state.find_head()?;
         Ok(state)
@@ -59,6 +72,11 @@ impl State {
 
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// What this handle has read of the state's tables so far.
+    pub fn reads(&self) -> Reads {
+        self.read.lock().map(|r| r.clone()).unwrap_or_default()
     }
 
     pub fn location(&self) -> &Location {
@@ -120,6 +138,10 @@ impl State {
             .loc
             .get(rel)?
             .ok_or_else(|| StateError::MissingFile { path: path.clone() })?;
+        if let Ok(mut r) = self.read.lock() {
+            r.files += 1;
+            r.bytes += bytes.len() as u64;
+        }
         let bad = |e: &dyn std::fmt::Display| StateError::Parquet {
             path: path.clone(),
             problem: e.to_string(),
@@ -196,11 +218,28 @@ impl State {
         (0..batch.num_rows()).map(|i| cols.row(i)).collect()
     }
 
+    /// The member snapshot as base and deltas, decoded as columns: a run
+    /// turns only the records it needs into structs.
+    pub fn load_snapshot(&self) -> Result<Snapshot, StateError> {
+        let Some(head) = &self.head else {
+            return Ok(Snapshot::empty());
+        };
+        let base = match &head.files.members {
+            Some(rel) => self.parquet(rel)?,
+            None => Vec::new(),
+        };
+        let deltas = head
+            .files
+            .member_deltas
+            .iter()
+            .map(|rel| self.parquet(rel))
+            .collect::<Result<Vec<_>, _>>()?;
+        Snapshot::new(base, deltas)
+    }
+
+    /// Every member's record, by member_id.
     pub fn load_members(&self) -> Result<Vec<MemberRecord>, StateError> {
-        match self.head.as_ref().and_then(|h| h.files.members.clone()) {
-            Some(rel) => snapshot::from_batches(&self.parquet(&rel)?),
-            None => Ok(Vec::new()),
-        }
+        self.load_snapshot()?.all_with(&[], &Default::default())
     }
 
     /// The telemetry files committed runs have read; None when the state
@@ -305,11 +344,18 @@ impl Draft {
         )
     }
 
-    /// Writes a snapshot already encoded by [`snapshot::parquet`].
-    pub fn write_members_parquet(&self, bytes: Bytes) -> Result<String, StateError> {
-        let rel = format!("{}/members.parquet", self.dir);
-        self.loc.put(&rel, bytes)?;
-        Ok(rel)
+    /// Writes the records a run changed (sorted by member_id): a delta of
+    /// the member snapshot.
+    pub fn write_member_delta(
+        &self,
+        records: &[MemberRecord],
+        model: &str,
+        as_of: i64,
+    ) -> Result<String, StateError> {
+        self.put_parquet(
+            "members-delta.parquet",
+            snapshot::to_batch(records, model, as_of)?,
+        )
     }
 
     pub fn write_seen(&self, seen: &SeenFiles) -> Result<String, StateError> {
@@ -362,6 +408,7 @@ impl Draft {
             url: self.url.clone(),
             head: None,
             threads: 1,
+            read: Default::default(),
         };
         let mut keep: Vec<String> = referenced(entry);
         for seq in self.seq.saturating_sub(KEEP_RUNS)..self.seq {
@@ -389,6 +436,7 @@ fn referenced(e: &Entry) -> Vec<String> {
         .cloned()
         .chain(f.open.clone())
         .chain(f.members.clone())
+        .chain(f.member_deltas.iter().cloned())
         .chain(f.seen.clone())
         .collect()
 }
@@ -416,6 +464,7 @@ mod tests {
             model_change: None,
             files: crate::Files::default(),
             counts: Counts::default(),
+            upgraded_from: None,
             inputs: serde_json::Value::Null,
         }
     }

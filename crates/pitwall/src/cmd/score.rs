@@ -137,6 +137,11 @@ pub struct RunArgs {
     /// With --state: go on with a model other than the state's (recorded in the run log).
     #[arg(long, requires = "state")]
     pub model_change: bool,
+    /// With --state: also write the whole member snapshot (member_scores.parquet)
+    /// into --out; by default --out holds member_changes.parquet, and
+    /// `score state export` writes the snapshot on demand.
+    #[arg(long, requires = "state")]
+    pub out_snapshot: bool,
     /// Worker threads (default: the machine's cores).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -303,6 +308,8 @@ pub fn job_config(a: &RunArgs) -> anyhow::Result<JobConfig> {
             model_change: a.model_change,
             force: a.publish_args.force,
             fence: None,
+            write_snapshot: a.out_snapshot,
+            compaction: Default::default(),
         });
     }
     if let Some(t) = a.threads {
@@ -347,12 +354,12 @@ pub fn print_summary(run: &RunJson) {
         RunStatus::Ok => "ok",
         RunStatus::Held => "HELD",
     };
-    let by = |m: &std::collections::BTreeMap<&str, u64>| {
+    fn by<K: std::fmt::Display>(m: &std::collections::BTreeMap<K, u64>) -> String {
         m.iter()
             .map(|(k, v)| format!("{k} {v}"))
             .collect::<Vec<_>>()
             .join(", ")
-    };
+    }
     println!("score run {} — {status}", run.run_id);
     println!(
         "  telemetry: {} rows in {} files, {} rejected, {} duplicates removed",

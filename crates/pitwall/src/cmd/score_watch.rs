@@ -190,6 +190,8 @@ impl ScoreStep {
             model_change: false,
             force: false,
             fence: Some(Fence(may_commit.clone())),
+            write_snapshot: false,
+            compaction: Default::default(),
         });
         let run = pitwall_score_job::run(&cfg, &pitwall_score_job::NoProgress)
             .with_context(|| format!("score run --state {} into {}", a.state, out.display()))?;

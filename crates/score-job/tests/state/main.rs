@@ -8,9 +8,9 @@ mod sim;
 use std::path::Path;
 
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use pitwall_score_job::{JobError, RunStatus};
+use pitwall_score_job::{JobError, NoProgress, RunStatus};
 use pitwall_score_state::results::Columns;
-use pitwall_score_state::{MemberRecord, ResultRow, State, ops, snapshot};
+use pitwall_score_state::{Compaction, MemberRecord, ResultRow, State, ops, snapshot};
 use proptest::prelude::*;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -47,6 +47,18 @@ fn members(path: &Path) -> Result<Vec<MemberRecord>, Error> {
 /// Runs the chain at `as_ofs` with uploads arriving in between, then one
 /// full run at the last as_of, and compares them value for value.
 fn chain_equals_full_run(seed: u64, n: usize, as_ofs: &[i64]) -> TestResult {
+    chain_with(seed, n, as_ofs, Compaction::default()).map(|_| ())
+}
+
+/// [`chain_equals_full_run`] with the member snapshot compacted by
+/// `policy`; returns (runs that wrote a delta, runs that compacted).
+fn chain_with(
+    seed: u64,
+    n: usize,
+    as_ofs: &[i64],
+    policy: Compaction,
+) -> Result<(u32, u32), Error> {
+    let mut kinds = (0, 0);
     let d = Dirs::new()?;
     let fleet = Fleet::generate(seed, n);
     fleet.write_rentals(&d.rentals())?;
@@ -65,7 +77,25 @@ fn chain_equals_full_run(seed: u64, n: usize, as_ofs: &[i64]) -> TestResult {
     }
     for (k, &as_of) in as_ofs.iter().enumerate() {
         fleet.arrive(&d.telemetry(), as_of)?;
-        let run = d.run(as_of, &format!("run-{k}"), Some(&state))?;
+        let mut cfg = d.config(as_of, &format!("run-{k}"), Some(&state));
+        // The whole snapshot in --out only when asked: here, of the last run.
+        if let Some(o) = cfg.state.as_mut() {
+            o.write_snapshot = k + 1 == as_ofs.len();
+            o.compaction = policy;
+        }
+        let run = pitwall_score_job::run(&cfg, &pitwall_score_job::NoProgress)?;
+        let io = &run.state.as_ref().ok_or("no state section")?.state_io;
+        if io.compacted {
+            kinds.1 += 1;
+        } else if io.member_rows_written > 0 {
+            kinds.0 += 1;
+        }
+        let out = d.root.join(format!("run-{k}"));
+        assert!(out.join("member_changes.parquet").exists());
+        assert_eq!(
+            out.join("member_scores.parquet").exists(),
+            k + 1 == as_ofs.len()
+        );
         let s = run.state.ok_or("no state section")?;
         assert!(
             s.committed,
@@ -95,7 +125,7 @@ fn chain_equals_full_run(seed: u64, n: usize, as_ofs: &[i64]) -> TestResult {
         .root
         .join(format!("run-{}/member_scores.parquet", as_ofs.len() - 1));
     assert_eq!(members(&out)?, once);
-    Ok(())
+    Ok(kinds)
 }
 
 proptest! {
@@ -108,9 +138,27 @@ proptest! {
             .map(|_| BASE + rng.random_range(0..84 * HOUR))
             .collect();
         as_ofs.sort_unstable();
-        let r = chain_equals_full_run(seed, n, &as_ofs);
+        // Compacting every run, by a share of the base, never by size.
+        let share = [0.0, 0.1, 0.5, 1e9][rng.random_range(0..4)];
+        let policy = Compaction { share, max_deltas: rng.random_range(2..6) };
+        let r = chain_with(seed, n, &as_ofs, policy);
         prop_assert!(r.is_ok(), "{:?}", r.err().map(|e| e.to_string()));
     }
+}
+
+#[test]
+fn a_chain_with_member_deltas_and_compactions_equals_one_full_run() -> TestResult {
+    let as_ofs: Vec<i64> = (1..=90).step_by(3).map(|h| BASE + h * HOUR).collect();
+    let never_by_share = Compaction {
+        share: 1e9,
+        max_deltas: 4,
+    };
+    let (deltas, compactions) = chain_with(7, 40, &as_ofs, never_by_share)?;
+    assert!(
+        deltas >= 5 && compactions >= 2,
+        "{deltas} deltas, {compactions} compactions"
+    );
+    Ok(())
 }
 
 #[test]
@@ -589,7 +637,8 @@ fn damaged_or_newer_run_log_entries_are_refused_by_path() -> TestResult {
     let entry = d.root.join("state/log/000000000001.json");
     let text = std::fs::read_to_string(&entry)?;
 
-    std::fs::write(&entry, text.replace("\"format\": 1", "\"format\": 99"))?;
+    assert!(text.contains("\"format\": 2"), "{text}");
+    std::fs::write(&entry, text.replace("\"format\": 2", "\"format\": 99"))?;
     let newer = State::open(&state)
         .err()
         .map(|e| e.to_string())
@@ -705,5 +754,121 @@ fn a_rescore_after_a_source_fix_evaluates_final_rentals_again() -> TestResult {
         1,
         "a rescore rewrites the table once"
     );
+    Ok(())
+}
+
+/// Copies a directory tree.
+fn copy_tree(from: &Path, to: &Path) -> TestResult {
+    std::fs::create_dir_all(to)?;
+    for e in std::fs::read_dir(from)? {
+        let e = e?;
+        if e.file_type()?.is_dir() {
+            copy_tree(&e.path(), &to.join(e.file_name()))?;
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name()))?;
+        }
+    }
+    Ok(())
+}
+
+/// `format1/` is a state the previous pitwall (state format 1: the member
+/// snapshot one whole file per run) wrote with two runs over
+/// `pitwall gen fleet --rentals 16 --seed 9` (end 2026-11-01), at
+/// 2026-03-01 and 2026-09-09T12:00Z. This build reads it as it is, writes
+/// format 2 from its first run on, and says so in the log and run.json.
+#[test]
+fn a_state_of_the_previous_format_is_upgraded_by_the_next_run_on_record() -> TestResult {
+    let d = Dirs::new()?;
+    let end = 1_793_491_200_000; // 2026-11-01T00:00:00Z
+    pitwall_fleetgen::generate(
+        &d.root.join("fleet"),
+        &pitwall_fleetgen::FleetConfig::new(16, 9, end),
+    )?;
+    let state = d.root.join("state");
+    copy_tree(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/state/format1"),
+        &state,
+    )?;
+    let state = state.display().to_string();
+    let before = State::open(&state)?;
+    assert_eq!(before.head().map(|h| (h.seq, h.format)), Some((2, 1)));
+    let previous_members = before.load_members()?;
+    assert_eq!(previous_members.len(), 2);
+
+    let config = |as_of: i64, out: &str, state: Option<&str>| {
+        let mut cfg = d.config(as_of, out, state);
+        cfg.rentals = d.root.join("fleet/rentals.parquet").display().to_string();
+        cfg.telemetry = d.root.join("fleet/telemetry").display().to_string();
+        cfg
+    };
+    let run = pitwall_score_job::run(&config(end, "run-3", Some(&state)), &NoProgress)?;
+    let s = run.state.as_ref().ok_or("no state section")?;
+    assert!(s.committed && s.seq == Some(3), "{s:?}");
+    assert_eq!(s.state_io.upgraded_from, Some(1));
+    let head = State::open(&state)?.head().cloned().ok_or("no head")?;
+    assert_eq!((head.format, head.upgraded_from), (2, Some(1)));
+
+    pitwall_score_job::run(&config(end, "full", None), &NoProgress)?;
+    let export = d.root.join("export");
+    std::fs::create_dir_all(&export)?;
+    ops::export(&State::open(&state)?, &export)?;
+    assert_eq!(
+        results(&export.join("rental_results.parquet"))?,
+        results(&d.root.join("full/rental_scores.parquet"))?
+    );
+    assert_eq!(
+        members(&export.join("member_scores.parquet"))?,
+        members(&d.root.join("full/member_scores.parquet"))?
+    );
+    Ok(())
+}
+
+#[test]
+fn a_member_delta_that_is_missing_or_damaged_stops_the_run_naming_it() -> TestResult {
+    let d = Dirs::new()?;
+    let fleet = Fleet::generate(3, 20);
+    fleet.write_rentals(&d.rentals())?;
+    std::fs::create_dir_all(d.telemetry())?;
+    let state = d.state();
+    let deltas_only = Compaction {
+        share: 1e9,
+        max_deltas: 100,
+    };
+    let run_at = |k: i64| -> Result<Result<pitwall_score_job::RunJson, JobError>, Error> {
+        let as_of = BASE + k * 6 * HOUR;
+        fleet.arrive(&d.telemetry(), as_of)?;
+        let mut cfg = d.config(as_of, &format!("run-{k}"), Some(&state));
+        if let Some(o) = cfg.state.as_mut() {
+            o.compaction = deltas_only;
+        }
+        Ok(pitwall_score_job::run(&cfg, &NoProgress))
+    };
+    for k in 1..=6 {
+        run_at(k)??;
+    }
+    let head = State::open(&state)?.head().cloned().ok_or("no head")?;
+    let delta = head.files.member_deltas.last().ok_or("no member delta")?;
+    let path = d.root.join("state").join(delta);
+    let bytes = std::fs::read(&path)?;
+
+    std::fs::write(&path, b"not parquet")?;
+    let damaged = run_at(7)?.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(
+        damaged.contains(delta.as_str()) && damaged.contains("restore it"),
+        "{damaged}"
+    );
+    std::fs::remove_file(&path)?;
+    let missing = run_at(7)?.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(
+        missing.contains(delta.as_str()) && missing.contains("is gone"),
+        "{missing}"
+    );
+    assert_eq!(
+        State::open(&state)?.head(),
+        Some(&head),
+        "the state is untouched"
+    );
+    std::fs::write(&path, bytes)?;
+    assert!(run_at(7)??.state.is_some_and(|s| s.committed));
     Ok(())
 }

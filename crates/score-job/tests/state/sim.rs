@@ -212,6 +212,8 @@ impl Dirs {
             model_change: false,
             force: false,
             fence: None,
+            write_snapshot: false,
+            compaction: Default::default(),
         });
         cfg
     }

@@ -1,0 +1,433 @@
+//! The member snapshot as the state holds it: one base file, sorted by
+//! member_id, and the delta files of the runs since, each holding only the
+//! records its run changed (or added). A member's record is its newest row:
+//! the last delta that holds it, else the base. A run writes a delta of the
+//! size of what changed instead of the whole snapshot; once the deltas pass
+//! a share of the base, a run writes base and deltas as one new base
+//! (a compaction, committed like any run: the log entry names the files).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use arrow_array::cast::AsArray;
+use arrow_array::{Array, RecordBatch, StringArray};
+
+use crate::StateError;
+use crate::snapshot::{self, MemberRecord};
+
+/// When a run writes the snapshot as one new base instead of a delta.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Compaction {
+    /// Delta rows (summed over the delta files, this run's included) past
+    /// this share of the base rows.
+    pub share: f64,
+    /// Delta files past this many, whatever their size.
+    pub max_deltas: usize,
+}
+
+impl Default for Compaction {
+    /// A tenth: reading the deltas then costs at most a tenth more than
+    /// the base, and a compaction's rewrite comes once per that many
+    /// changed records.
+    fn default() -> Compaction {
+        Compaction {
+            share: 0.10,
+            max_deltas: 48,
+        }
+    }
+}
+
+/// Where a member's newest row is: (batch, row).
+type At = (u32, u32);
+
+pub struct Snapshot {
+    /// The base's batches, sorted by member_id across batches.
+    base: Vec<RecordBatch>,
+    /// Per base batch: its member_id column.
+    base_ids: Vec<StringArray>,
+    /// The deltas' batches, oldest first.
+    deltas: Vec<RecordBatch>,
+    /// Per member in a delta: its newest delta row.
+    in_deltas: HashMap<String, At>,
+    /// Members in the base that no delta holds, plus those only in deltas.
+    len: usize,
+    base_rows: usize,
+    delta_rows: usize,
+    delta_files: usize,
+}
+
+/// One member's summary, as the gates and counts need it.
+pub struct Summary<'a> {
+    pub member_id: &'a str,
+    pub eligible: bool,
+    pub status: &'a str,
+    pub score: Option<f64>,
+    pub grade: Option<&'a str>,
+}
+
+fn err(problem: impl ToString) -> StateError {
+    StateError::Table {
+        what: "member snapshot".into(),
+        problem: problem.to_string(),
+    }
+}
+
+fn ids_of(b: &RecordBatch) -> Result<StringArray, StateError> {
+    b.column_by_name("member_id")
+        .and_then(|c| c.as_string_opt::<i32>())
+        .cloned()
+        .ok_or_else(|| err("no member_id column of strings"))
+}
+
+impl Snapshot {
+    pub fn empty() -> Snapshot {
+        Snapshot {
+            base: Vec::new(),
+            base_ids: Vec::new(),
+            deltas: Vec::new(),
+            in_deltas: HashMap::new(),
+            len: 0,
+            base_rows: 0,
+            delta_rows: 0,
+            delta_files: 0,
+        }
+    }
+
+    /// The base's batches (sorted by member_id, as pitwall writes them; an
+    /// unsorted base is sorted here) and each delta file's batches, oldest first.
+    pub fn new(
+        base: Vec<RecordBatch>,
+        deltas: Vec<Vec<RecordBatch>>,
+    ) -> Result<Snapshot, StateError> {
+        let base = sorted(base)?;
+        let base_ids: Vec<StringArray> = base.iter().map(ids_of).collect::<Result<_, _>>()?;
+        let base_rows = base_ids.iter().map(|a| a.len()).sum();
+        let mut s = Snapshot {
+            base,
+            base_ids,
+            deltas: Vec::new(),
+            in_deltas: HashMap::new(),
+            len: base_rows,
+            base_rows,
+            delta_rows: 0,
+            delta_files: deltas.len(),
+        };
+        for file in deltas {
+            for batch in file {
+                let ids = ids_of(&batch)?;
+                let b = s.deltas.len() as u32;
+                for row in 0..ids.len() {
+                    let id = ids.value(row);
+                    let new = !s.in_deltas.contains_key(id) && s.base_at(id).is_none();
+                    s.len += usize::from(new);
+                    s.in_deltas.insert(id.to_string(), (b, row as u32));
+                }
+                s.delta_rows += batch.num_rows();
+                s.deltas.push(batch);
+            }
+        }
+        Ok(s)
+    }
+
+    /// Members in the snapshot.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// (base rows, delta rows, delta files), for run.json.
+    pub fn sizes(&self) -> (usize, usize, usize) {
+        (self.base_rows, self.delta_rows, self.delta_files)
+    }
+
+    /// Whether a run that adds `changed` delta rows should write one new
+    /// base instead of another delta.
+    pub fn should_compact(&self, changed: usize, policy: Compaction) -> bool {
+        let rows = self.delta_rows + changed;
+        self.delta_files + 1 > policy.max_deltas
+            || rows as f64 > policy.share * self.base_rows as f64
+    }
+
+    fn base_at(&self, id: &str) -> Option<At> {
+        // Batches are sorted and contiguous: the first batch whose last id is >= id.
+        let b = self
+            .base_ids
+            .partition_point(|a| a.is_empty() || a.value(a.len() - 1) < id);
+        let ids = self.base_ids.get(b)?;
+        let (mut lo, mut hi) = (0, ids.len());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if ids.value(mid) < id {
+                lo = mid + 1
+            } else {
+                hi = mid
+            }
+        }
+        (lo < ids.len() && ids.value(lo) == id).then_some((b as u32, lo as u32))
+    }
+
+    /// The newest row of `id`: (is it a delta's, batch, row).
+    fn find(&self, id: &str) -> Option<(bool, At)> {
+        match self.in_deltas.get(id) {
+            Some(&at) => Some((true, at)),
+            None => self.base_at(id).map(|at| (false, at)),
+        }
+    }
+
+    fn batch(&self, delta: bool, b: u32) -> &RecordBatch {
+        if delta {
+            &self.deltas[b as usize]
+        } else {
+            &self.base[b as usize]
+        }
+    }
+
+    /// The records of the members in `ids` that the snapshot holds, by member_id.
+    pub fn records_of(&self, ids: &HashSet<String>) -> Result<Vec<MemberRecord>, StateError> {
+        // Grouped by batch, so each batch is decoded once for all its rows.
+        let mut wanted: BTreeMap<(bool, u32), Vec<u32>> = BTreeMap::new();
+        for id in ids {
+            if let Some((delta, (b, row))) = self.find(id) {
+                wanted.entry((delta, b)).or_default().push(row);
+            }
+        }
+        let mut out = Vec::with_capacity(ids.len());
+        for ((delta, b), mut rows) in wanted {
+            rows.sort_unstable();
+            let idx = arrow_array::UInt32Array::from(rows);
+            let batch = self.batch(delta, b);
+            let taken = arrow_select::take::take_record_batch(batch, &idx).map_err(err)?;
+            out.extend(snapshot::from_batches(&[taken])?);
+        }
+        out.sort_by(|a, b| a.member_id.cmp(&b.member_id));
+        Ok(out)
+    }
+
+    /// Every record, by member_id, with `changes` in place of the
+    /// snapshot's and the members in `removed` left out: the snapshot
+    /// after a run.
+    pub fn all_with(
+        &self,
+        changes: &[MemberRecord],
+        removed: &HashSet<String>,
+    ) -> Result<Vec<MemberRecord>, StateError> {
+        let mut ids: Vec<&str> = self
+            .base_ids
+            .iter()
+            .flat_map(|a| (0..a.len()).map(move |i| a.value(i)))
+            .chain(self.in_deltas.keys().map(String::as_str))
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let changed: HashMap<&str, &MemberRecord> =
+            changes.iter().map(|m| (m.member_id.as_str(), m)).collect();
+        let unchanged: HashSet<String> = ids
+            .iter()
+            .filter(|id| !changed.contains_key(*id) && !removed.contains(**id))
+            .map(|id| id.to_string())
+            .collect();
+        let mut out = self.records_of(&unchanged)?;
+        out.extend(changes.iter().cloned());
+        out.sort_by(|a, b| a.member_id.cmp(&b.member_id));
+        Ok(out)
+    }
+
+    /// Calls `f` with every member's summary, `changes` in place of the
+    /// snapshot's records and `removed` left out (any order).
+    pub fn for_each_with(
+        &self,
+        changes: &[MemberRecord],
+        removed: &HashSet<String>,
+        mut f: impl FnMut(Summary<'_>),
+    ) -> Result<(), StateError> {
+        let changed: HashSet<&str> = changes.iter().map(|m| m.member_id.as_str()).collect();
+        for m in changes {
+            f(Summary {
+                member_id: &m.member_id,
+                eligible: m.score.eligible,
+                status: m.score.status.as_str(),
+                score: m.score.score,
+                grade: m.score.grade.as_deref(),
+            });
+        }
+        for (delta, batches) in [(false, &self.base), (true, &self.deltas)] {
+            for (b, batch) in batches.iter().enumerate() {
+                let cols = SummaryColumns::of(batch)?;
+                for row in 0..batch.num_rows() {
+                    let id = cols.ids.value(row);
+                    let newest = self.find(id) == Some((delta, (b as u32, row as u32)));
+                    if !newest || changed.contains(id) || removed.contains(id) {
+                        continue;
+                    }
+                    f(cols.at(row));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+struct SummaryColumns<'a> {
+    ids: &'a StringArray,
+    eligible: &'a arrow_array::BooleanArray,
+    status: &'a StringArray,
+    score: &'a arrow_array::Float64Array,
+    grade: &'a StringArray,
+}
+
+impl<'a> SummaryColumns<'a> {
+    fn of(b: &'a RecordBatch) -> Result<SummaryColumns<'a>, StateError> {
+        let col = |n: &str| {
+            b.column_by_name(n)
+                .ok_or_else(|| err(format!("no column {n:?}")))
+        };
+        let s = |n: &str| col(n)?.as_string_opt::<i32>().ok_or_else(|| err(n));
+        Ok(SummaryColumns {
+            ids: s("member_id")?,
+            eligible: col("eligible")?
+                .as_boolean_opt()
+                .ok_or_else(|| err("eligible"))?,
+            status: s("status")?,
+            score: col("score")?
+                .as_primitive_opt::<arrow_array::types::Float64Type>()
+                .ok_or_else(|| err("score"))?,
+            grade: s("grade")?,
+        })
+    }
+
+    fn at(&self, row: usize) -> Summary<'a> {
+        Summary {
+            member_id: self.ids.value(row),
+            eligible: self.eligible.value(row),
+            status: self.status.value(row),
+            score: self.score.is_valid(row).then(|| self.score.value(row)),
+            grade: self.grade.is_valid(row).then(|| self.grade.value(row)),
+        }
+    }
+}
+
+/// The base's batches in member_id order: as written, or sorted once here
+/// (a base from an older writer is checked, not trusted).
+fn sorted(base: Vec<RecordBatch>) -> Result<Vec<RecordBatch>, StateError> {
+    let ids: Vec<StringArray> = base.iter().map(ids_of).collect::<Result<_, _>>()?;
+    let mut last: Option<&str> = None;
+    let mut ordered = true;
+    for a in &ids {
+        for i in 0..a.len() {
+            let id = a.value(i);
+            ordered &= last.is_none_or(|l| l < id);
+            last = Some(id);
+        }
+    }
+    if ordered || base.is_empty() {
+        return Ok(base);
+    }
+    let schema = base[0].schema();
+    let one = arrow_select::concat::concat_batches(&schema, &base).map_err(err)?;
+    let ids = ids_of(&one)?;
+    let mut order: Vec<u32> = (0..one.num_rows() as u32).collect();
+    order.sort_by(|&a, &b| ids.value(a as usize).cmp(ids.value(b as usize)));
+    let order = arrow_array::UInt32Array::from(order);
+    Ok(vec![
+        arrow_select::take::take_record_batch(&one, &order).map_err(err)?,
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::tests::record;
+
+    fn batch(records: &[MemberRecord]) -> Result<RecordBatch, StateError> {
+        snapshot::to_batch(records, "m@1", 1)
+    }
+
+    #[test]
+    fn the_newest_row_of_a_member_wins() -> Result<(), StateError> {
+        let base = batch(&[
+            record("a", Some(1.0)),
+            record("b", Some(2.0)),
+            record("c", None),
+        ])?;
+        let d1 = batch(&[record("b", Some(20.0)), record("d", Some(4.0))])?;
+        let d2 = batch(&[record("b", Some(200.0))])?;
+        let s = Snapshot::new(vec![base], vec![vec![d1], vec![d2]])?;
+        assert_eq!(s.len(), 4);
+        assert_eq!(s.sizes(), (3, 3, 2));
+        let ids: HashSet<String> = ["b", "d", "x"].iter().map(|s| s.to_string()).collect();
+        let got = s.records_of(&ids)?;
+        assert_eq!(got, vec![record("b", Some(200.0)), record("d", Some(4.0))]);
+        let gone: HashSet<String> = ["c".to_string()].into();
+        let all = s.all_with(&[record("a", Some(9.0))], &gone)?;
+        let scores: Vec<(String, Option<f64>)> = all
+            .iter()
+            .map(|m| (m.member_id.clone(), m.score.score))
+            .collect();
+        assert_eq!(
+            scores,
+            vec![
+                ("a".into(), Some(9.0)),
+                ("b".into(), Some(200.0)),
+                ("d".into(), Some(4.0))
+            ]
+        );
+        let mut seen = Vec::new();
+        s.for_each_with(&[record("a", Some(9.0))], &HashSet::new(), |m| {
+            seen.push((m.member_id.to_string(), m.score))
+        })?;
+        seen.sort_by(|x, y| x.0.cmp(&y.0));
+        assert_eq!(
+            seen.iter().map(|x| x.1).collect::<Vec<_>>(),
+            vec![Some(9.0), Some(200.0), None, Some(4.0)]
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn an_unsorted_base_is_sorted_and_a_split_one_is_searched_across_batches()
+    -> Result<(), StateError> {
+        let unsorted = batch(&[record("c", None), record("a", Some(1.0))])?;
+        let s = Snapshot::new(vec![unsorted], Vec::new())?;
+        let ids: HashSet<String> = ["a", "c"].iter().map(|s| s.to_string()).collect();
+        assert_eq!(s.records_of(&ids)?.len(), 2);
+        let split = vec![
+            batch(&[record("a", Some(1.0)), record("b", None)])?,
+            batch(&[record("c", Some(3.0)), record("e", None)])?,
+        ];
+        let s = Snapshot::new(split, Vec::new())?;
+        for id in ["a", "b", "c", "e"] {
+            assert!(s.base_at(id).is_some(), "{id}");
+        }
+        assert!(s.base_at("d").is_none() && s.base_at("f").is_none());
+        Ok(())
+    }
+
+    #[test]
+    fn deltas_past_a_tenth_of_the_base_or_too_many_files_compact() -> Result<(), StateError> {
+        let base: Vec<MemberRecord> = (0..100)
+            .map(|i| record(&format!("m{i:03}"), None))
+            .collect();
+        let s = Snapshot::new(vec![batch(&base)?], vec![vec![batch(&base[..5])?]])?;
+        let policy = Compaction::default();
+        assert!(
+            !s.should_compact(5, policy),
+            "10 of 100 rows is not past a tenth"
+        );
+        assert!(s.should_compact(6, policy));
+        let many: Vec<Vec<RecordBatch>> = (0..policy.max_deltas)
+            .map(|_| Ok(vec![batch(&base[..0])?]))
+            .collect::<Result<_, StateError>>()?;
+        let s = Snapshot::new(vec![batch(&base)?], many)?;
+        assert!(s.should_compact(0, policy));
+        assert!(!s.should_compact(
+            0,
+            Compaction {
+                share: 1.0,
+                max_deltas: 49
+            }
+        ));
+        Ok(())
+    }
+}
