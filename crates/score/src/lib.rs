@@ -4,6 +4,7 @@
 //! every rule is unit-tested on hand-built data.
 
 pub mod contract;
+pub mod exact;
 pub mod features;
 pub mod fitted;
 pub mod gates;

@@ -2,6 +2,7 @@
 
 use serde::Serialize;
 
+use crate::exact::exact_sum;
 use crate::features::Features;
 use crate::model::{Model, per_100km, round1, share_pct};
 use crate::rental::Status;
@@ -111,7 +112,7 @@ fn choose<'r, 'a>(rentals: &'r [RentalOutcome<'a>], as_of: i64, model: &Model) -
         .iter()
         .filter(|r| r.status == Status::Scored && r.end_at <= as_of)
         .collect();
-    let distance_km_total: f64 = sorted_sum(scored.iter().map(|r| r.features.distance_km));
+    let distance_km_total = exact_sum(scored.iter().map(|r| r.features.distance_km));
     let rentals_12m = rentals.iter().filter(in_window).count();
 
     let mut recent: Vec<&RentalOutcome<'_>> = scored.iter().copied().filter(in_window).collect();
@@ -171,14 +172,6 @@ pub fn pooled_rates<'a>(rentals: impl IntoIterator<Item = &'a Features>) -> Fact
         speeding_pct: share_pct(sum(|r| r.speeding_s), moving),
         excess_speeding_pct: share_pct(sum(|r| r.excess_speeding_s), moving),
     }
-}
-
-/// Float addition is not associative: sum in a fixed order so the total
-/// never depends on the order rentals were read in.
-fn sorted_sum(values: impl Iterator<Item = f64>) -> f64 {
-    let mut v: Vec<f64> = values.collect();
-    v.sort_by(f64::total_cmp);
-    v.iter().sum()
 }
 
 #[cfg(test)]
