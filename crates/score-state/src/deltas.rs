@@ -257,7 +257,13 @@ impl Snapshot {
                 let cols = SummaryColumns::of(batch)?;
                 for row in 0..batch.num_rows() {
                     let id = cols.ids.value(row);
-                    let newest = self.find(id) == Some((delta, (b as u32, row as u32)));
+                    // A base row is the newest unless a delta holds the member
+                    // (base ids are unique); a delta row, if it is the last one.
+                    let newest = if delta {
+                        self.in_deltas.get(id) == Some(&(b as u32, row as u32))
+                    } else {
+                        !self.in_deltas.contains_key(id)
+                    };
                     if !newest || changed.contains(id) || removed.contains(id) {
                         continue;
                     }

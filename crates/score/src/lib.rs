@@ -9,6 +9,7 @@ pub mod features;
 pub mod fitted;
 pub mod gates;
 pub mod member;
+pub mod member_part;
 pub mod model;
 pub mod rental;
 

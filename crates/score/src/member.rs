@@ -67,7 +67,10 @@ pub struct MemberScore {
 
 /// Scores one member from all their considered rentals (any order).
 pub fn member_score(rentals: &[RentalOutcome<'_>], as_of: i64, model: &Model) -> MemberScore {
-    let c = choose(rentals, as_of, model);
+    score_of(choose(rentals, as_of, model), model)
+}
+
+pub(crate) fn score_of(c: Chosen<'_, '_>, model: &Model) -> MemberScore {
     MemberScore {
         eligible: c.eligible,
         status: c.status,
@@ -94,7 +97,7 @@ pub fn member_value(
 }
 
 /// The rentals a member score uses and what follows from them.
-struct Chosen<'r, 'a> {
+pub(crate) struct Chosen<'r, 'a> {
     recent: Vec<&'r RentalOutcome<'a>>,
     rentals_12m: usize,
     distance_km_total: f64,
@@ -104,18 +107,58 @@ struct Chosen<'r, 'a> {
 }
 
 fn choose<'r, 'a>(rentals: &'r [RentalOutcome<'a>], as_of: i64, model: &Model) -> Chosen<'r, 'a> {
+    let window = Window::at(as_of, model);
+    let scored = || {
+        rentals
+            .iter()
+            .filter(|r| r.status == Status::Scored && r.end_at <= as_of)
+    };
+    choose_from(
+        Pool {
+            candidates: scored().filter(|r| window.holds(r.end_at)).collect(),
+            distance_km_total: exact_sum(scored().map(|r| r.features.distance_km)),
+            rentals_12m: rentals.iter().filter(|r| window.holds(r.end_at)).count(),
+        },
+        model,
+    )
+}
+
+/// The 365-day window of a member score at an as_of: (as_of − window, as_of].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Window {
+    start: i64,
+    end: i64,
+}
+
+impl Window {
+    pub(crate) fn at(as_of: i64, model: &Model) -> Window {
+        Window {
+            start: as_of - model.member.window_days * DAY_MS,
+            end: as_of,
+        }
+    }
+
+    pub(crate) fn holds(&self, end_at: i64) -> bool {
+        end_at > self.start && end_at <= self.end
+    }
+}
+
+/// What a member's record is chosen from: its scored rentals within the
+/// window (at least the latest `latest_rentals` of them), its total scored
+/// distance and how many of its rentals ended within the window.
+pub(crate) struct Pool<'r, 'a> {
+    pub candidates: Vec<&'r RentalOutcome<'a>>,
+    pub distance_km_total: f64,
+    pub rentals_12m: usize,
+}
+
+pub(crate) fn choose_from<'r, 'a>(pool: Pool<'r, 'a>, model: &Model) -> Chosen<'r, 'a> {
     let p = &model.member;
-    let window_start = as_of - p.window_days * DAY_MS;
-    let in_window = |r: &&RentalOutcome<'_>| r.end_at > window_start && r.end_at <= as_of;
-
-    let scored: Vec<&RentalOutcome<'_>> = rentals
-        .iter()
-        .filter(|r| r.status == Status::Scored && r.end_at <= as_of)
-        .collect();
-    let distance_km_total = exact_sum(scored.iter().map(|r| r.features.distance_km));
-    let rentals_12m = rentals.iter().filter(in_window).count();
-
-    let mut recent: Vec<&RentalOutcome<'_>> = scored.iter().copied().filter(in_window).collect();
+    let Pool {
+        candidates: mut recent,
+        distance_km_total,
+        rentals_12m,
+    } = pool;
     // Latest first; rental_id breaks ties so the choice never depends on input order.
     recent.sort_by(|a, b| {
         b.end_at
