@@ -4,7 +4,7 @@
 //! became final into the state; recomputes every member from the final
 //! results; and commits by one create-if-absent log entry.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
 use pitwall_lake::Location;
@@ -14,6 +14,9 @@ use pitwall_score_state::{
     Counts, Entry, EntryKind, FinalTable, Finality, MemberRecord, ModelChange, ResultRow, Snapshot,
     State,
 };
+
+use pitwall_score::member_part::FinalPart;
+use pitwall_score_state::{Kept, recompute};
 
 use crate::members::MemberStats;
 
@@ -177,6 +180,9 @@ pub fn run(
         cfg,
         &Recompute {
             table: &table,
+            made_final: &made_final,
+            seq,
+            rescored: opts.rescore.is_some(),
             open: &open,
             evaluated: &work.evaluated,
             prior_open: &prior_open,
@@ -185,7 +191,8 @@ pub fn run(
         &previous,
         model_change.is_none(),
     )?;
-    let stats = MemberStats::of_snapshot(&previous, &members.changes, &members.removed)?;
+    let kept_records: Vec<MemberRecord> = members.rows.iter().map(|k| k.record.clone()).collect();
+    let stats = MemberStats::of_snapshot(&previous, &kept_records, &members.removed)?;
     timings.score_members_ms = crate::ms(t);
 
     let counts = Counts {
@@ -231,18 +238,21 @@ pub fn run(
     let t = Instant::now();
     // The whole snapshot is written out only when asked: every member every
     // run would make the run cost the membership, not the new data.
-    let compact =
-        members.compact || previous.should_compact(members.changes.len(), opts.compaction);
+    let compact = members.compact || previous.should_compact(members.rows.len(), opts.compaction);
     let snapshot = if compact || opts.write_snapshot {
-        Some(previous.all_with(&members.changes, &members.removed)?)
+        Some(previous.all_with(&members.rows, &members.removed)?)
     } else {
         None
     };
+    let snapshot_records: Option<Vec<MemberRecord>> = snapshot
+        .as_ref()
+        .filter(|_| opts.write_snapshot)
+        .map(|all| all.iter().map(|k| k.record.clone()).collect());
     let o = outputs::Outputs {
         input: &input,
         rentals: &work.evaluated,
         scored: &scored,
-        members: snapshot.as_deref().filter(|_| opts.write_snapshot),
+        members: snapshot_records.as_deref(),
     };
     outputs::write_all(cfg, &o, &telemetry, &mut run)?;
     if let Some(s) = run.state.as_mut() {
@@ -259,7 +269,7 @@ pub fn run(
             member_rows_written: snapshot
                 .as_ref()
                 .filter(|_| compact)
-                .map_or(members.changes.len(), Vec::len) as u64,
+                .map_or(members.rows.len(), Vec::len) as u64,
             upgraded_from,
         };
     }
@@ -296,12 +306,12 @@ pub fn run(
         files.open = Some(draft.write_results("open.parquet", &mut open)?);
         match &snapshot {
             Some(all) if compact => {
-                files.members = Some(draft.write_members(all, &cfg.model.id(), cfg.as_of)?);
+                files.members = Some(draft.write_member_base(all, &cfg.model.id(), cfg.as_of)?);
                 files.member_deltas.clear();
             }
-            _ if members.changes.is_empty() => {}
+            _ if members.rows.is_empty() => {}
             _ => files.member_deltas.push(draft.write_member_delta(
-                &members.changes,
+                &members.rows,
                 &cfg.model.id(),
                 cfg.as_of,
             )?),
@@ -504,17 +514,26 @@ fn split(
 
 /// What the member snapshot is recomputed from.
 struct Recompute<'a> {
+    /// The final results, with the rentals made final by this run.
     table: &'a FinalTable,
+    made_final: &'a [ResultRow],
     open: &'a [ResultRow],
     evaluated: &'a [Rental],
     prior_open: &'a [ResultRow],
     previous_as_of: i64,
+    /// This run's seq: the rentals it made final are not leaving the window.
+    seq: u64,
+    /// A rescore changed final rentals: kept parts no longer hold.
+    rescored: bool,
 }
 
 /// What a run changes of the member snapshot.
 struct MemberChanges {
-    /// Records that differ from the previous snapshot's, or are new, by member_id.
+    /// Records that differ from the previous snapshot's, or are new, by
+    /// member_id: `member_changes.parquet`, the counts and the gates.
     changes: Vec<MemberRecord>,
+    /// Members whose record or kept final part changed: the state's delta.
+    rows: Vec<Kept>,
     /// Members with a previous record and no rental left (their open
     /// rentals vanished from the input).
     removed: HashSet<String>,
@@ -522,70 +541,131 @@ struct MemberChanges {
     compact: bool,
 }
 
-/// The member records that change at as_of. With `reuse`, only the members
-/// whose record can have changed are recomputed from their rentals: those
-/// with a rental evaluated now or open before, and those with a rental
-/// leaving the 365-day window since the previous run; every other record
-/// stays as the snapshot holds it (the equivalence test holds the two ways
-/// equal). Without `reuse` (a model change) or on an empty snapshot, every
-/// member is recomputed.
+/// The member records that change at as_of. A member's record is its kept
+/// final part (`pitwall_score::member_part`) and its open rentals. With
+/// `reuse`, only the members whose record can have changed are recomputed:
+/// those with a rental evaluated now or open before, and those with a
+/// final rental leaving the 365-day window since the previous run; their
+/// parts are extended by the rentals made final now, so no member's final
+/// rentals are read again. Every other member stays as the snapshot holds
+/// it (the equivalence test holds the two ways equal). Without `reuse` (a
+/// model change), on a rescore, an empty snapshot or one without parts,
+/// every part is built from the final results.
 fn recompute(
     cfg: &JobConfig,
     r: &Recompute<'_>,
     previous: &Snapshot,
     reuse: bool,
 ) -> Result<MemberChanges, JobError> {
-    if !reuse || previous.is_empty() {
-        let all = pitwall_score_state::table::members(r.table, r.open, cfg.as_of, &cfg.model)?;
-        let ids: HashSet<String> = all.iter().map(|m| m.member_id.clone()).collect();
-        let before = previous.all_with(&[], &HashSet::new())?;
-        let removed = before
-            .iter()
-            .filter(|m| !ids.contains(&m.member_id))
-            .map(|m| m.member_id.clone())
+    let (model, as_of) = (&cfg.model, cfg.as_of);
+    let open_by = recompute::open_by_member(r.open);
+    if !reuse || r.rescored || previous.is_empty() || !previous.has_parts() {
+        let parts = recompute::parts_of_all(r.table, as_of, model)?;
+        let mut ids: Vec<&str> = parts.keys().map(String::as_str).collect();
+        ids.extend(open_by.keys().copied());
+        ids.sort_unstable();
+        ids.dedup();
+        let before: HashMap<String, Kept> = previous
+            .all_with(&[], &HashSet::new())?
+            .into_iter()
+            .map(|k| (k.record.member_id.clone(), k))
             .collect();
-        return Ok(MemberChanges {
-            changes: changed(&all, &before),
-            removed,
+        let empty = FinalPart::default();
+        let mut out = MemberChanges {
+            changes: Vec::new(),
+            rows: Vec::new(),
+            removed: HashSet::new(),
             compact: true,
-        });
+        };
+        for id in ids {
+            let part = parts.get(id).unwrap_or(&empty);
+            let open = open_by.get(id).map_or(&[][..], Vec::as_slice);
+            if let Some(record) = recompute::record_of(id, part, open, as_of, model) {
+                if before.get(id).is_none_or(|k| k.record != record) {
+                    out.changes.push(record.clone());
+                }
+                out.rows.push(Kept {
+                    record,
+                    part: Some(part.clone()),
+                });
+            }
+        }
+        let now: HashSet<&str> = out
+            .rows
+            .iter()
+            .map(|k| k.record.member_id.as_str())
+            .collect();
+        out.removed = before
+            .keys()
+            .filter(|id| !now.contains(id.as_str()))
+            .cloned()
+            .collect();
+        return Ok(out);
     }
-    let mut affected = pitwall_score_state::table::leaving_window(
+    let leaving = recompute::leaving(
         r.table,
         r.previous_as_of,
-        cfg.as_of,
-        cfg.model.member.window_days,
+        as_of,
+        model.member.window_days,
+        r.seq,
     )?;
+    let mut affected: HashSet<String> = leaving.keys().cloned().collect();
     affected.extend(r.evaluated.iter().map(|x| x.member_id.clone()));
     affected.extend(r.prior_open.iter().map(|x| x.rental.member_id.clone()));
-    let fresh = pitwall_score_state::table::members_of(
-        r.table,
-        r.open,
-        Some(&affected),
-        cfg.as_of,
-        &cfg.model,
-    )?;
-    let before = previous.records_of(&affected)?;
-    let now: HashSet<&str> = fresh.iter().map(|m| m.member_id.as_str()).collect();
-    let removed: HashSet<String> = before
-        .iter()
-        .filter(|m| !now.contains(m.member_id.as_str()))
-        .map(|m| m.member_id.clone())
-        .collect();
-    Ok(MemberChanges {
-        changes: changed(&fresh, &before),
-        // A delta holds records, not their absence: a removal rewrites the base.
-        compact: !removed.is_empty(),
-        removed,
-    })
-}
-
-/// The members whose record differs from the previous snapshot, or is new.
-fn changed(members: &[MemberRecord], previous: &[MemberRecord]) -> Vec<MemberRecord> {
-    pitwall_score_state::snapshot::differing(members, previous)
+    let before: HashMap<String, Kept> = previous
+        .kept_of(&affected)?
         .into_iter()
-        .cloned()
-        .collect()
+        .map(|k| (k.record.member_id.clone(), k))
+        .collect();
+    let mut made: HashMap<&str, Vec<&ResultRow>> = HashMap::new();
+    for row in r.made_final {
+        made.entry(row.rental.member_id.as_str())
+            .or_default()
+            .push(row);
+    }
+    let mut ids: Vec<&String> = affected.iter().collect();
+    ids.sort_unstable();
+    let mut out = MemberChanges {
+        changes: Vec::new(),
+        rows: Vec::new(),
+        removed: HashSet::new(),
+        compact: false,
+    };
+    for id in ids {
+        let prev = before.get(id);
+        let mut part = prev.and_then(|k| k.part.clone()).unwrap_or_default();
+        part.advance(leaving.get(id).copied().unwrap_or(0), as_of, model);
+        for row in made.get(id.as_str()).into_iter().flatten() {
+            part.add(
+                recompute::kept_of_row(row),
+                row.assessment.status,
+                as_of,
+                model,
+            );
+        }
+        let open = open_by.get(id.as_str()).map_or(&[][..], Vec::as_slice);
+        match recompute::record_of(id, &part, open, as_of, model) {
+            None => {
+                if prev.is_some() {
+                    out.removed.insert(id.clone());
+                }
+            }
+            Some(record) => {
+                if prev.is_none_or(|k| k.record != record) {
+                    out.changes.push(record.clone());
+                }
+                if prev.is_none_or(|k| k.record != record || k.part.as_ref() != Some(&part)) {
+                    out.rows.push(Kept {
+                        record,
+                        part: Some(part),
+                    });
+                }
+            }
+        }
+    }
+    // A delta holds records, not their absence: a removal rewrites the base.
+    out.compact = !out.removed.is_empty();
+    Ok(out)
 }
 
 /// The pending gate judges rentals that ended over an hour ago; the

@@ -11,8 +11,19 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use arrow_array::cast::AsArray;
 use arrow_array::{Array, RecordBatch, StringArray};
 
+use pitwall_score::member_part::FinalPart;
+
 use crate::StateError;
+use crate::parts;
 use crate::snapshot::{self, MemberRecord};
+
+/// A member as the snapshot keeps it: its record, and the final part the
+/// next run extends (absent in a snapshot written before parts existed).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Kept {
+    pub record: MemberRecord,
+    pub part: Option<FinalPart>,
+}
 
 /// When a run writes the snapshot as one new base instead of a delta.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -184,8 +195,18 @@ impl Snapshot {
         }
     }
 
+    /// Whether every file of the snapshot carries the members' final parts.
+    pub fn has_parts(&self) -> bool {
+        self.base.iter().chain(&self.deltas).all(parts::present)
+    }
+
     /// The records of the members in `ids` that the snapshot holds, by member_id.
     pub fn records_of(&self, ids: &HashSet<String>) -> Result<Vec<MemberRecord>, StateError> {
+        Ok(self.kept_of(ids)?.into_iter().map(|k| k.record).collect())
+    }
+
+    /// The members in `ids` that the snapshot holds, with their parts, by member_id.
+    pub fn kept_of(&self, ids: &HashSet<String>) -> Result<Vec<Kept>, StateError> {
         // Grouped by batch, so each batch is decoded once for all its rows.
         let mut wanted: BTreeMap<(bool, u32), Vec<u32>> = BTreeMap::new();
         for id in ids {
@@ -199,20 +220,25 @@ impl Snapshot {
             let idx = arrow_array::UInt32Array::from(rows);
             let batch = self.batch(delta, b);
             let taken = arrow_select::take::take_record_batch(batch, &idx).map_err(err)?;
-            out.extend(snapshot::from_batches(&[taken])?);
+            let records = snapshot::from_batches(std::slice::from_ref(&taken))?;
+            let with_parts = parts::present(&taken);
+            for (row, record) in records.into_iter().enumerate() {
+                let part = with_parts.then(|| parts::read(&taken, row)).transpose()?;
+                out.push(Kept { record, part });
+            }
         }
-        out.sort_by(|a, b| a.member_id.cmp(&b.member_id));
+        out.sort_by(|a, b| a.record.member_id.cmp(&b.record.member_id));
         Ok(out)
     }
 
-    /// Every record, by member_id, with `changes` in place of the
+    /// Every member, by member_id, with `changes` in place of the
     /// snapshot's and the members in `removed` left out: the snapshot
     /// after a run.
     pub fn all_with(
         &self,
-        changes: &[MemberRecord],
+        changes: &[Kept],
         removed: &HashSet<String>,
-    ) -> Result<Vec<MemberRecord>, StateError> {
+    ) -> Result<Vec<Kept>, StateError> {
         let mut ids: Vec<&str> = self
             .base_ids
             .iter()
@@ -221,16 +247,18 @@ impl Snapshot {
             .collect();
         ids.sort_unstable();
         ids.dedup();
-        let changed: HashMap<&str, &MemberRecord> =
-            changes.iter().map(|m| (m.member_id.as_str(), m)).collect();
+        let changed: HashSet<&str> = changes
+            .iter()
+            .map(|m| m.record.member_id.as_str())
+            .collect();
         let unchanged: HashSet<String> = ids
             .iter()
-            .filter(|id| !changed.contains_key(*id) && !removed.contains(**id))
+            .filter(|id| !changed.contains(*id) && !removed.contains(**id))
             .map(|id| id.to_string())
             .collect();
-        let mut out = self.records_of(&unchanged)?;
+        let mut out = self.kept_of(&unchanged)?;
         out.extend(changes.iter().cloned());
-        out.sort_by(|a, b| a.member_id.cmp(&b.member_id));
+        out.sort_by(|a, b| a.record.member_id.cmp(&b.record.member_id));
         Ok(out)
     }
 
@@ -366,10 +394,14 @@ mod tests {
         let got = s.records_of(&ids)?;
         assert_eq!(got, vec![record("b", Some(200.0)), record("d", Some(4.0))]);
         let gone: HashSet<String> = ["c".to_string()].into();
-        let all = s.all_with(&[record("a", Some(9.0))], &gone)?;
+        let a9 = Kept {
+            record: record("a", Some(9.0)),
+            part: None,
+        };
+        let all = s.all_with(&[a9], &gone)?;
         let scores: Vec<(String, Option<f64>)> = all
             .iter()
-            .map(|m| (m.member_id.clone(), m.score.score))
+            .map(|m| (m.record.member_id.clone(), m.record.score.score))
             .collect();
         assert_eq!(
             scores,

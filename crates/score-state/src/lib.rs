@@ -12,14 +12,16 @@
 pub mod deltas;
 pub mod log;
 pub mod ops;
+pub mod parts;
 pub mod published;
+pub mod recompute;
 pub mod results;
 pub mod seen;
 pub mod snapshot;
 mod state;
 pub mod table;
 
-pub use deltas::{Compaction, Snapshot};
+pub use deltas::{Compaction, Kept, Snapshot};
 pub use log::{Counts, Entry, EntryKind, Files, ModelChange};
 pub use results::{Finality, ResultRow};
 pub use seen::SeenFiles;

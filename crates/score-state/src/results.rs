@@ -422,7 +422,7 @@ fn parse_reason(s: &str) -> Result<Reason, StateError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     pub(crate) fn row(id: &str, member: &str, end_at: i64, fin: bool) -> ResultRow {

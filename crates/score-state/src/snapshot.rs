@@ -166,6 +166,37 @@ pub fn to_batch(
     RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).map_err(err)
 }
 
+/// Members as the state keeps them: the records of [`to_batch`] and, when
+/// every member has one, the final parts' columns
+/// ([`crate::parts::columns`]).
+pub fn to_state_batch(
+    kept: &[crate::deltas::Kept],
+    model: &str,
+    as_of: i64,
+) -> Result<RecordBatch, StateError> {
+    let records: Vec<MemberRecord> = kept.iter().map(|k| k.record.clone()).collect();
+    let batch = to_batch(&records, model, as_of)?;
+    let Some(parts) = kept
+        .iter()
+        .map(|k| k.part.clone())
+        .collect::<Option<Vec<_>>>()
+    else {
+        return Ok(batch);
+    };
+    let mut fields: Vec<Field> = batch
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    let mut cols = batch.columns().to_vec();
+    for (f, c) in crate::parts::columns(&parts)? {
+        fields.push(f);
+        cols.push(c);
+    }
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).map_err(err)
+}
+
 /// Records as the bytes of one zstd Parquet file, its columns encoded on
 /// `threads` threads.
 pub fn parquet(

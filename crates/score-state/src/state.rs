@@ -19,7 +19,7 @@ use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ParquetRecordBatchReader
 use pitwall_lake::{Created, Location, ParquetOptions};
 
 use crate::StateError;
-use crate::deltas::Snapshot;
+use crate::deltas::{Kept, Snapshot};
 use crate::log::{self, Entry, FORMAT};
 use crate::results::{self, Columns, ResultRow};
 use crate::seen::SeenFiles;
@@ -239,7 +239,12 @@ impl State {
 
     /// Every member's record, by member_id.
     pub fn load_members(&self) -> Result<Vec<MemberRecord>, StateError> {
-        self.load_snapshot()?.all_with(&[], &Default::default())
+        Ok(self
+            .load_snapshot()?
+            .all_with(&[], &Default::default())?
+            .into_iter()
+            .map(|k| k.record)
+            .collect())
     }
 
     /// The telemetry files committed runs have read; None when the state
@@ -344,17 +349,30 @@ impl Draft {
         )
     }
 
-    /// Writes the records a run changed (sorted by member_id): a delta of
+    /// Writes the members a run changed (sorted by member_id): a delta of
     /// the member snapshot.
     pub fn write_member_delta(
         &self,
-        records: &[MemberRecord],
+        kept: &[Kept],
         model: &str,
         as_of: i64,
     ) -> Result<String, StateError> {
         self.put_parquet(
             "members-delta.parquet",
-            snapshot::to_batch(records, model, as_of)?,
+            snapshot::to_state_batch(kept, model, as_of)?,
+        )
+    }
+
+    /// Writes the whole snapshot (sorted by member_id) as a new base.
+    pub fn write_member_base(
+        &self,
+        kept: &[Kept],
+        model: &str,
+        as_of: i64,
+    ) -> Result<String, StateError> {
+        self.put_parquet(
+            "members.parquet",
+            snapshot::to_state_batch(kept, model, as_of)?,
         )
     }
 

@@ -30,6 +30,8 @@ pub struct KeptRental {
 /// A member's final rentals, as of the as_of of the last run that updated it.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct FinalPart {
+    /// Final rentals of any status, ever: a member with one has a record.
+    pub rentals: u64,
     /// Scored distance of all final rentals, exactly.
     pub distance: ExactSum,
     /// Final rentals (any status) that ended within the window.
@@ -43,6 +45,7 @@ impl FinalPart {
     pub fn add(&mut self, rental: KeptRental, status: Status, as_of: i64, model: &Model) {
         let window = Window::at(as_of, model);
         let scored = status == Status::Scored && rental.end_at <= as_of;
+        self.rentals += 1;
         if scored {
             self.distance.add(rental.features.distance_km);
         }
@@ -68,7 +71,7 @@ impl FinalPart {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.distance.partials().is_empty() && self.in_window == 0 && self.recent.is_empty()
+        self.rentals == 0
     }
 
     fn outcomes(&self) -> impl Iterator<Item = RentalOutcome<'_>> {
