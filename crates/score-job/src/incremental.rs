@@ -4,7 +4,7 @@
 //! became final into the state; recomputes every member from the final
 //! results; and commits by one create-if-absent log entry.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::Instant;
 
 use pitwall_lake::Location;
@@ -16,6 +16,7 @@ use pitwall_score_state::{
 };
 
 use pitwall_score::member_part::FinalPart;
+use pitwall_score_state::days::{FinalDays, day_of, days_between};
 use pitwall_score_state::{Kept, recompute};
 
 use crate::members::MemberStats;
@@ -36,8 +37,6 @@ const LATE_LOOKBACK_MS: i64 = 8 * DAY_MS;
 /// in when its own last seconds never come. Later evidence is not looked
 /// for: such a rental waits for the grace, as the spec allows.
 const TAIL_LOOKAHEAD_MS: i64 = HOUR_MS;
-/// Final-result files a state holds before a run rewrites them as one.
-const MAX_FINAL_FILES: usize = 24;
 
 /// What `--state` and its companions ask for.
 #[derive(Debug, Clone)]
@@ -73,6 +72,8 @@ impl std::fmt::Debug for Fence {
 struct Work {
     evaluated: Vec<Rental>,
     rescored: HashSet<String>,
+    /// The days of the rescored rentals' final results.
+    rescored_days: BTreeSet<i64>,
     recently_final: Vec<Rental>,
 }
 
@@ -92,16 +93,24 @@ pub fn run(
         .as_ref()
         .map(|h| h.format)
         .filter(|&f| f < pitwall_score_state::log::FORMAT);
-    let mut table = state.load_final()?;
-    let final_rows_read = table.batches().iter().map(|b| b.num_rows()).sum::<usize>();
-    let model_change = check(cfg, opts, head.as_ref(), &table)?;
     let seen = state.load_seen()?;
     let previous = state.load_snapshot()?;
-
     let t = Instant::now();
     let input = rentals::read(&Location::parse(&cfg.rentals)?)?;
-    let work = work(cfg, opts, &input.rentals, &table)?;
     timings.read_rentals_ms = crate::ms(t);
+
+    // Of the final results, a run reads the days it can need; one that
+    // rebuilds every member's final part reads them all.
+    let rebuild = opts.rescore.is_some()
+        || head.as_ref().is_some_and(|h| h.model != cfg.model.id())
+        || previous.is_empty()
+        || !previous.has_parts();
+    let wanted = needed_days(cfg, &input.rentals, head.as_ref());
+    let mut days = state.load_final_days(&|d| rebuild || wanted.contains(&d))?;
+    let mut table = days.table()?;
+    let final_rows_read = days.rows();
+    let model_change = check(cfg, opts, head.as_ref(), &table)?;
+    let work = work(cfg, opts, &input.rentals, &days, &table)?;
 
     let cars = Cars::new(&work.evaluated, |_| true);
     let late = Cars::new(&work.recently_final, |_| true);
@@ -159,18 +168,11 @@ pub fn run(
         mut open,
         awaiting_tail,
     } = split(cfg, &work.evaluated, &scored, &finality, &tail_in);
-    let compact = opts.rescore.is_some() || table.files() >= MAX_FINAL_FILES;
-    let new_base = if compact {
-        let base = table.compacted(&made_final, &work.rescored)?;
-        table = FinalTable::new(vec![base.clone()])?;
-        Some(base)
-    } else {
-        made_final.sort_by(|a, b| a.rental.rental_id.cmp(&b.rental.rental_id));
-        if !made_final.is_empty() {
-            table.push(pitwall_score_state::results::to_batch(&made_final, true)?)?;
-        }
-        None
-    };
+    made_final.sort_by(|a, b| a.rental.rental_id.cmp(&b.rental.rental_id));
+    let touched = days.apply(&made_final, &work.rescored, &work.rescored_days)?;
+    table = days.table()?;
+    let before_days = head.as_ref().map_or(&[][..], |h| &h.files.final_days[..]);
+    let final_total = days.total_after(&touched, before_days);
     let prior_open = state.load_open()?;
     let previous_scores = head
         .as_ref()
@@ -198,7 +200,7 @@ pub fn run(
     let counts = Counts {
         evaluated: work.evaluated.len() as u64,
         made_final: made_final.len() as u64,
-        final_total: table.len() as u64,
+        final_total,
         open: open.len() as u64,
         members: stats.total as u64,
         member_changes: members.changes.len() as u64,
@@ -294,15 +296,9 @@ pub fn run(
         }
         seen.forget_before(cfg.as_of - LATE_LOOKBACK_MS - 7 * DAY_MS);
         let mut files = head.as_ref().map(|h| h.files.clone()).unwrap_or_default();
-        match new_base {
-            Some(base) => {
-                files.final_results = vec![draft.write_results_batch("final.parquet", base)?]
-            }
-            None if !made_final.is_empty() => files
-                .final_results
-                .push(draft.write_results("final.parquet", &mut made_final)?),
-            None => {}
-        }
+        files.final_days = draft.write_final_days(&days, &touched, before_days)?;
+        // A state of the previous layout is upgraded: its files by day now.
+        files.final_results.clear();
         files.open = Some(draft.write_results("open.parquet", &mut open)?);
         match &snapshot {
             Some(all) if compact => {
@@ -426,16 +422,35 @@ fn rescores_everything(rescore: Option<(i64, i64)>, table: &FinalTable) -> Resul
     Ok(all)
 }
 
+/// The days of final results a run can need: those of the rentals it is
+/// given (to know which are final), the late-sample lookback, and those
+/// whose rentals leave the 365-day window since the last run.
+fn needed_days(cfg: &JobConfig, input: &[Rental], head: Option<&Entry>) -> BTreeSet<i64> {
+    let mut wanted: BTreeSet<i64> = input
+        .iter()
+        .filter(|r| is_considered(r, cfg.as_of))
+        .map(|r| day_of(r.end_at))
+        .collect();
+    wanted.extend(days_between(cfg.as_of - LATE_LOOKBACK_MS, cfg.as_of));
+    if let Some(h) = head {
+        let window = cfg.model.member.window_days * DAY_MS;
+        // (previous as_of − window, as_of − window]
+        wanted.extend(days_between(h.as_of_ms - window, cfg.as_of - window));
+    }
+    wanted
+}
+
 /// The rentals to evaluate and the recently final ones to watch.
 fn work(
     cfg: &JobConfig,
     opts: &StateOptions,
     input: &[Rental],
+    days: &FinalDays,
     table: &FinalTable,
 ) -> Result<Work, JobError> {
     let mut evaluated = Vec::new();
     for r in input.iter().filter(|r| is_considered(r, cfg.as_of)) {
-        if !table.contains(&r.rental_id)? {
+        if !days.contains(&r.rental_id, r.end_at)? {
             evaluated.push(r.clone());
         }
     }
@@ -446,6 +461,10 @@ fn work(
     let rescored: HashSet<String> = rescored_rows
         .iter()
         .map(|r| r.rental.rental_id.clone())
+        .collect();
+    let rescored_days = rescored_rows
+        .iter()
+        .map(|r| day_of(r.rental.end_at))
         .collect();
     evaluated.extend(rescored_rows.into_iter().map(|r| r.rental));
     evaluated.sort_by(|a, b| a.rental_id.cmp(&b.rental_id));
@@ -460,6 +479,7 @@ fn work(
     Ok(Work {
         evaluated,
         rescored,
+        rescored_days,
         recently_final,
     })
 }

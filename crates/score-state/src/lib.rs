@@ -9,6 +9,7 @@
 //! This crate stores and commits; the run that fills a draft lives in
 //! `pitwall-score-job`, the rules in `pitwall-score`.
 
+pub mod days;
 pub mod deltas;
 pub mod log;
 pub mod ops;

@@ -4,10 +4,11 @@
 
 use serde::{Deserialize, Serialize};
 
-/// The newest state layout this build reads and writes. 2: the member
-/// snapshot is a base and delta files (`Files::member_deltas`); a state of
-/// format 1 (no deltas) reads as one whose deltas are none, and its next
-/// run writes format 2, recording the upgrade (`Entry::upgraded_from`).
+/// The newest state layout this build reads and writes. 2: the final
+/// results by day (`Files::final_days`), the member snapshot as a base and
+/// delta files (`Files::member_deltas`) with each member's final part. A
+/// state of format 1 is read as it is, and its next run writes format 2,
+/// recording the upgrade (`Entry::upgraded_from`).
 pub const FORMAT: u32 = 2;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -22,10 +23,14 @@ pub enum EntryKind {
 /// The files of the state as of an entry, relative to the state's root.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Files {
-    /// Final rental results, oldest first; a rental in a later file
-    /// supersedes the same rental in an earlier one.
-    #[serde(rename = "final")]
+    /// Final rental results of a format-1 state, oldest first; a rental in a
+    /// later file supersedes the same rental in an earlier one. Empty from
+    /// format 2 on, which keeps them by day (`final_days`).
+    #[serde(rename = "final", default, skip_serializing_if = "Vec::is_empty")]
     pub final_results: Vec<String>,
+    /// Final rental results by UTC day of end_at, in day order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub final_days: Vec<crate::days::DayFile>,
     /// The open rentals after the run.
     pub open: Option<String>,
     /// The member snapshot's base (the whole snapshot when there are no deltas).

@@ -9,10 +9,11 @@ use pitwall_lake::{Location, ParquetOptions};
 use pitwall_score::{Model, Status};
 use serde::Serialize;
 
+use crate::days::FinalDays;
 use crate::log::{Counts, Entry, EntryKind, FORMAT, Files};
 use crate::results::{self, Columns, Finality, ResultRow};
 use crate::snapshot;
-use crate::table::{self, FinalTable};
+use crate::table::FinalTable;
 use crate::{State, StateError};
 
 /// What `state export` wrote.
@@ -177,11 +178,25 @@ pub fn import(
     rows.sort_by(|a, b| a.rental.rental_id.cmp(&b.rental.rental_id));
     rows.dedup_by(|a, b| a.rental.rental_id == b.rental.rental_id);
     let table = FinalTable::new(vec![results::to_batch(&rows, true)?])?;
-    let members = table::members(&table, &[], as_of, model)?;
+    // Each member with its final part, so the next run extends the parts
+    // instead of reading every final rental again.
+    let parts = crate::recompute::parts_of_all(&table, as_of, model)?;
+    let mut members: Vec<crate::Kept> = parts
+        .iter()
+        .filter_map(|(id, part)| {
+            crate::recompute::record_of(id, part, &[], as_of, model).map(|record| crate::Kept {
+                record,
+                part: Some(part.clone()),
+            })
+        })
+        .collect();
+    members.sort_by(|a, b| a.record.member_id.cmp(&b.record.member_id));
+    let days = FinalDays::split(&table)?;
     let files = Files {
-        final_results: vec![draft.write_results("final.parquet", &mut rows)?],
+        final_results: Vec::new(),
+        final_days: draft.write_final_days(&days, &Default::default(), &[])?,
         open: Some(draft.write_results("open.parquet", &mut [])?),
-        members: Some(draft.write_members(&members, &model_id, as_of)?),
+        members: Some(draft.write_member_base(&members, &model_id, as_of)?),
         member_deltas: Vec::new(),
         // Which telemetry files exist is unknown here: the next run records them.
         seen: None,

@@ -19,6 +19,7 @@ use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ParquetRecordBatchReader
 use pitwall_lake::{Created, Location, ParquetOptions};
 
 use crate::StateError;
+use crate::days::{DayFile, FinalDays};
 use crate::deltas::{Kept, Snapshot};
 use crate::log::{self, Entry, FORMAT};
 use crate::results::{self, Columns, ResultRow};
@@ -196,17 +197,37 @@ impl State {
         })
     }
 
+    /// Every final result (an export, a fit, a run that rebuilds every member).
     pub fn load_final(&self) -> Result<FinalTable, StateError> {
+        self.load_final_days(&|_| true)?.table()
+    }
+
+    /// The final results of the days `wanted` says yes to. A state of the
+    /// previous layout has no days: all of it is read, split by day.
+    pub fn load_final_days(&self, wanted: &dyn Fn(i64) -> bool) -> Result<FinalDays, StateError> {
         let Some(head) = &self.head else {
-            return Ok(FinalTable::empty());
+            return Ok(FinalDays {
+                days: Default::default(),
+                from_legacy: false,
+            });
         };
-        let batches = head
-            .files
-            .final_results
-            .iter()
-            .map(|f| self.results_file(f))
-            .collect::<Result<Vec<_>, _>>()?;
-        FinalTable::new(batches)
+        if !head.files.final_results.is_empty() {
+            let batches = head
+                .files
+                .final_results
+                .iter()
+                .map(|f| self.results_file(f))
+                .collect::<Result<Vec<_>, _>>()?;
+            return FinalDays::split(&FinalTable::new(batches)?);
+        }
+        let mut days = std::collections::BTreeMap::new();
+        for d in head.files.final_days.iter().filter(|d| wanted(d.day)) {
+            days.insert(d.day, self.results_file(&d.file)?);
+        }
+        Ok(FinalDays {
+            days,
+            from_legacy: false,
+        })
     }
 
     pub fn load_open(&self) -> Result<Vec<ResultRow>, StateError> {
@@ -328,25 +349,36 @@ impl Draft {
         self.put_parquet(name, results::to_batch(rows, true)?)
     }
 
-    /// Writes an already sorted results batch (a compacted table).
-    pub fn write_results_batch(
-        &self,
-        name: &str,
-        batch: RecordBatch,
-    ) -> Result<String, StateError> {
-        self.put_parquet(name, batch)
+    /// Writes one day of final results (sorted by rental_id).
+    pub fn write_final_day(&self, day: i64, batch: RecordBatch) -> Result<DayFile, StateError> {
+        let rows = batch.num_rows() as u64;
+        let date = chrono_day(day);
+        let file = self.put_parquet(&format!("final-{date}.parquet"), batch)?;
+        Ok(DayFile { day, file, rows })
     }
 
-    pub fn write_members(
+    /// Writes the days `touched` of `days` and returns the state's day
+    /// files after it: `before`'s, those days replaced (or gone, emptied).
+    pub fn write_final_days(
         &self,
-        records: &[MemberRecord],
-        model: &str,
-        as_of: i64,
-    ) -> Result<String, StateError> {
-        self.put_parquet(
-            "members.parquet",
-            snapshot::to_batch(records, model, as_of)?,
-        )
+        days: &FinalDays,
+        touched: &std::collections::BTreeSet<i64>,
+        before: &[DayFile],
+    ) -> Result<Vec<DayFile>, StateError> {
+        let mut out: std::collections::BTreeMap<i64, DayFile> = if days.from_legacy {
+            Default::default()
+        } else {
+            before.iter().map(|d| (d.day, d.clone())).collect()
+        };
+        for day in touched {
+            out.remove(day);
+        }
+        for (&day, batch) in &days.days {
+            if days.from_legacy || touched.contains(&day) {
+                out.insert(day, self.write_final_day(day, batch.clone())?);
+            }
+        }
+        Ok(out.into_values().collect())
     }
 
     /// Writes the members a run changed (sorted by member_id): a delta of
@@ -447,11 +479,18 @@ impl Draft {
     }
 }
 
+/// YYYY-MM-DD of a day since the epoch.
+fn chrono_day(day: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(day.saturating_mul(crate::days::DAY_MS))
+        .map_or_else(|| format!("day{day}"), |t| t.format("%Y-%m-%d").to_string())
+}
+
 fn referenced(e: &Entry) -> Vec<String> {
     let f = &e.files;
     f.final_results
         .iter()
         .cloned()
+        .chain(f.final_days.iter().map(|d| d.file.clone()))
         .chain(f.open.clone())
         .chain(f.members.clone())
         .chain(f.member_deltas.iter().cloned())
@@ -604,6 +643,14 @@ mod tests {
             assert_eq!(read, values, "{threads} threads");
         }
         Ok(())
+    }
+
+    #[test]
+    fn day_files_are_named_by_their_date() {
+        assert_eq!(chrono_day(0), "1970-01-01");
+        assert_eq!(chrono_day(20_758), "2026-11-01");
+        assert_eq!(chrono_day(-1), "1969-12-31");
+        assert_eq!(chrono_day(11_016), "2000-02-29");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use pitwall_score::Model;
 use pitwall_score::member::{RentalOutcome, member_score};
 
 use crate::StateError;
-use crate::results::{self, Columns, ResultRow};
+use crate::results::{Columns, ResultRow};
 use crate::snapshot::{MemberRecord, RecentRental};
 
 pub struct FinalTable {
@@ -36,6 +36,15 @@ impl FinalTable {
             table.push(b)?;
         }
         Ok(table)
+    }
+
+    /// Batches that share no rental (days of final results): nothing to
+    /// supersede, so no batch is searched for another's rentals.
+    pub fn disjoint(batches: Vec<RecordBatch>) -> Result<FinalTable, StateError> {
+        Ok(FinalTable {
+            live: batches.iter().map(|b| vec![true; b.num_rows()]).collect(),
+            batches,
+        })
     }
 
     /// Adds a newer file's rows (sorted by rental_id): they supersede the
@@ -108,26 +117,6 @@ impl FinalTable {
         })?;
         Ok(out)
     }
-
-    /// Every live row but those in `except`, plus `added`, as one batch
-    /// sorted by rental_id: the table rewritten as a single file.
-    pub fn compacted(
-        &self,
-        added: &[ResultRow],
-        except: &std::collections::HashSet<String>,
-    ) -> Result<RecordBatch, StateError> {
-        let mut rows: Vec<ResultRow> = Vec::with_capacity(self.len() + added.len());
-        self.for_each(|c, i| {
-            if !except.contains(c.rental_id.value(i)) {
-                rows.push(c.row(i)?);
-            }
-            Ok(())
-        })?;
-        rows.extend(added.iter().cloned());
-        rows.sort_by(|a, b| a.rental.rental_id.cmp(&b.rental.rental_id));
-        rows.dedup_by(|later, earlier| later.rental.rental_id == earlier.rental.rental_id);
-        results::to_batch(&rows, true)
-    }
 }
 
 /// The row of `rental_id` in a batch sorted by rental_id.
@@ -145,28 +134,6 @@ fn partition_point(n: usize, pred: impl Fn(usize) -> bool) -> usize {
         if pred(mid) { lo = mid + 1 } else { hi = mid }
     }
     lo
-}
-
-/// The members whose record can differ between `from` and `to` (as_of
-/// values) through time alone: a rental of theirs, of any status, leaves the
-/// `window_days` window in between.
-pub fn leaving_window(
-    table: &FinalTable,
-    from: i64,
-    to: i64,
-    window_days: i64,
-) -> Result<HashSet<String>, StateError> {
-    let window = window_days.saturating_mul(86_400_000);
-    let (lo, hi) = (from.saturating_sub(window), to.saturating_sub(window));
-    let mut out = HashSet::new();
-    table.for_each(|c, i| {
-        let end = c.end_at.value(i);
-        if end > lo && end <= hi {
-            out.insert(c.member_id.value(i).to_string());
-        }
-        Ok(())
-    })?;
-    Ok(out)
 }
 
 /// Where one of a member's rentals lives: a final row, or an open one.
@@ -349,8 +316,6 @@ mod tests {
         let rows = t.ended_in(0, 2 * DAY)?;
         let b = rows.iter().find(|r| r.rental.rental_id == "b");
         assert_eq!(b.and_then(|r| r.assessment.score), Some(90.0));
-        let one = t.compacted(&[], &Default::default())?;
-        assert_eq!(one.num_rows(), 2);
         Ok(())
     }
 
@@ -370,22 +335,6 @@ mod tests {
         assert_eq!(after[0].score.score, Some(90.0));
         assert_eq!(after[0].recent.len(), 1);
         assert_eq!(after[0].score.rentals_12m, 1);
-        Ok(())
-    }
-
-    #[test]
-    fn members_leaving_the_window_are_found_by_end_at() -> Result<(), StateError> {
-        let t = FinalTable::new(vec![to_batch(
-            &[row("a", "m", 10 * DAY, 50.0), row("b", "n", 20 * DAY, 90.0)],
-            true,
-        )?])?;
-        let gone = leaving_window(&t, 370 * DAY, 380 * DAY, 365)?;
-        assert_eq!(gone, ["m".to_string()].into());
-        assert!(leaving_window(&t, 380 * DAY, 380 * DAY, 365)?.is_empty());
-        let only: HashSet<String> = ["n".to_string()].into();
-        let m = members_of(&t, &[], Some(&only), 380 * DAY, &Model::default())?;
-        assert_eq!(m.len(), 1);
-        assert_eq!(m[0].member_id, "n");
         Ok(())
     }
 

@@ -749,10 +749,20 @@ fn a_rescore_after_a_source_fix_evaluates_final_rentals_again() -> TestResult {
     assert_eq!(s.counts.member_changes, 1);
     let head = State::open(&state)?.head().cloned().ok_or("no head")?;
     assert_eq!(head.rescore, Some((BASE, BASE + HOUR)));
-    assert_eq!(
-        head.files.final_results.len(),
-        1,
-        "a rescore rewrites the table once"
+    // Both rentals ended on 2026-06-01: one day file, rewritten by the
+    // rescore; nothing in the layout of format 1.
+    assert!(head.files.final_results.is_empty());
+    assert_eq!(head.files.final_days.len(), 1);
+    assert_eq!(head.files.final_days[0].rows, 2);
+    assert!(
+        head.files.final_days[0]
+            .file
+            .ends_with("final-2026-06-01.parquet")
+    );
+    assert!(
+        head.files.final_days[0]
+            .file
+            .starts_with(&format!("runs/{:012}-", head.seq))
     );
     Ok(())
 }
@@ -870,5 +880,69 @@ fn a_member_delta_that_is_missing_or_damaged_stops_the_run_naming_it() -> TestRe
     );
     std::fs::write(&path, bytes)?;
     assert!(run_at(7)??.state.is_some_and(|s| s.committed));
+    Ok(())
+}
+
+fn rentals_file(d: &Dirs, rentals: &[(&str, &str, i64)]) -> TestResult {
+    let rows = rentals
+        .iter()
+        .map(|(id, car, start)| {
+            (
+                id.to_string(),
+                "m".to_string(),
+                car.to_string(),
+                *start,
+                start + 600_000,
+            )
+        })
+        .collect();
+    Fleet {
+        rentals: rows,
+        uploads: Vec::new(),
+    }
+    .write_rentals(&d.rentals())
+}
+
+/// A member's earlier rentals are not read again: the run that scores its
+/// new rental a month later reads no final result (its days are neither
+/// the input's, nor the lookback, nor leaving the window), and the member's
+/// record still equals a full run's over all three rentals.
+#[test]
+fn a_run_reads_only_the_days_of_final_results_it_needs() -> TestResult {
+    let d = Dirs::new()?;
+    let month = 30 * 24 * HOUR;
+    rentals_file(&d, &[("a", "c1", BASE), ("b", "c2", BASE + HOUR)])?;
+    one_drive(&d, "a", "c1", BASE, 40.0)?;
+    one_drive(&d, "b", "c2", BASE + HOUR, 55.0)?;
+    let state = d.state();
+    let first = d.run(BASE + 5 * HOUR, "run-1", Some(&state))?;
+    assert_eq!(first.state.map(|s| s.counts.made_final), Some(2));
+
+    // The rentals input is a recent extract: only the new rental.
+    rentals_file(&d, &[("c", "c1", BASE + month)])?;
+    one_drive(&d, "c", "c1", BASE + month, 70.0)?;
+    let second = d.run(BASE + month + HOUR, "run-2", Some(&state))?;
+    let s = second.state.ok_or("no state")?;
+    assert_eq!((s.counts.made_final, s.counts.final_total), (1, 3));
+    assert_eq!(s.state_io.final_rows_read, 0, "{:?}", s.state_io);
+
+    rentals_file(
+        &d,
+        &[
+            ("a", "c1", BASE),
+            ("b", "c2", BASE + HOUR),
+            ("c", "c1", BASE + month),
+        ],
+    )?;
+    d.run(BASE + month + HOUR, "full", None)?;
+    let export = d.root.join("export");
+    std::fs::create_dir_all(&export)?;
+    ops::export(&State::open(&state)?, &export)?;
+    let from_state = members(&export.join("member_scores.parquet"))?;
+    assert_eq!(
+        from_state,
+        members(&d.root.join("full/member_scores.parquet"))?
+    );
+    assert_eq!(from_state[0].score.rentals_12m, 3);
     Ok(())
 }
