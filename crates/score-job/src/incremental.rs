@@ -184,14 +184,13 @@ pub fn run(
             table: &table,
             made_final: &made_final,
             seq,
-            rescored: opts.rescore.is_some(),
+            rebuild,
             open: &open,
             evaluated: &work.evaluated,
             prior_open: &prior_open,
             previous_as_of: head.as_ref().map_or(cfg.as_of, |h| h.as_of_ms),
         },
         &previous,
-        model_change.is_none(),
     )?;
     let kept_records: Vec<MemberRecord> = members.rows.iter().map(|k| k.record.clone()).collect();
     let stats = MemberStats::of_snapshot(&previous, &kept_records, &members.removed)?;
@@ -543,8 +542,9 @@ struct Recompute<'a> {
     previous_as_of: i64,
     /// This run's seq: the rentals it made final are not leaving the window.
     seq: u64,
-    /// A rescore changed final rentals: kept parts no longer hold.
-    rescored: bool,
+    /// Every part is built from every day of final results (a model
+    /// change, a rescore, an empty snapshot or one without parts).
+    rebuild: bool,
 }
 
 /// What a run changes of the member snapshot.
@@ -562,24 +562,23 @@ struct MemberChanges {
 }
 
 /// The member records that change at as_of. A member's record is its kept
-/// final part (`pitwall_score::member_part`) and its open rentals. With
-/// `reuse`, only the members whose record can have changed are recomputed:
+/// final part (`pitwall_score::member_part`) and its open rentals. Unless
+/// `rebuild`, only the members whose record can have changed are recomputed:
 /// those with a rental evaluated now or open before, and those with a
 /// final rental leaving the 365-day window since the previous run; their
 /// parts are extended by the rentals made final now, so no member's final
 /// rentals are read again. Every other member stays as the snapshot holds
-/// it (the equivalence test holds the two ways equal). Without `reuse` (a
-/// model change), on a rescore, an empty snapshot or one without parts,
-/// every part is built from the final results.
+/// it (the equivalence test holds the two ways equal). On a rebuild (a
+/// model change, a rescore, an empty snapshot or one without parts), every
+/// part is built from all the final results.
 fn recompute(
     cfg: &JobConfig,
     r: &Recompute<'_>,
     previous: &Snapshot,
-    reuse: bool,
 ) -> Result<MemberChanges, JobError> {
     let (model, as_of) = (&cfg.model, cfg.as_of);
     let open_by = recompute::open_by_member(r.open);
-    if !reuse || r.rescored || previous.is_empty() || !previous.has_parts() {
+    if r.rebuild {
         let parts = recompute::parts_of_all(r.table, as_of, model)?;
         let mut ids: Vec<&str> = parts.keys().map(String::as_str).collect();
         ids.extend(open_by.keys().copied());

@@ -45,6 +45,8 @@ fn err(problem: impl ToString) -> StateError {
 /// Loaded days of final results.
 pub struct FinalDays {
     pub days: BTreeMap<i64, RecordBatch>,
+    /// Every day the state holds, loaded or not.
+    pub known: BTreeSet<i64>,
     /// Read from a state of the previous layout (files of any days): every
     /// day is written anew by the next commit.
     pub from_legacy: bool,
@@ -67,6 +69,7 @@ impl FinalDays {
             days.insert(day, results::to_batch(&rows, true)?);
         }
         Ok(FinalDays {
+            known: days.keys().copied().collect(),
             days,
             from_legacy: true,
         })
@@ -135,6 +138,17 @@ impl FinalDays {
                 .push(r.clone());
         }
         let touched: BTreeSet<i64> = new.keys().chain(dropped_days).copied().collect();
+        // A day the state has but the run did not read would be written
+        // with only the new rows: the rest of it lost.
+        if let Some(day) = touched
+            .iter()
+            .find(|d| self.known.contains(d) && !self.days.contains_key(d))
+        {
+            return Err(err(format!(
+                "day {day} of the final results was not read but changes; this is a bug in \
+                 pitwall, and nothing was committed"
+            )));
+        }
         for &day in &touched {
             let mut rows = new.remove(&day).unwrap_or_default();
             rows.sort_by(|a, b| a.rental.rental_id.cmp(&b.rental.rental_id));
@@ -150,8 +164,10 @@ impl FinalDays {
             };
             if merged.num_rows() == 0 {
                 self.days.remove(&day);
+                self.known.remove(&day);
             } else {
                 self.days.insert(day, merged);
+                self.known.insert(day);
             }
         }
         Ok(touched)

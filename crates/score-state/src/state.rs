@@ -208,6 +208,7 @@ impl State {
         let Some(head) = &self.head else {
             return Ok(FinalDays {
                 days: Default::default(),
+                known: Default::default(),
                 from_legacy: false,
             });
         };
@@ -226,6 +227,7 @@ impl State {
         }
         Ok(FinalDays {
             days,
+            known: head.files.final_days.iter().map(|d| d.day).collect(),
             from_legacy: false,
         })
     }
