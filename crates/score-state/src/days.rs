@@ -228,4 +228,17 @@ mod tests {
         );
         Ok(())
     }
+
+    #[test]
+    fn a_day_the_state_has_but_the_run_did_not_read_is_never_overwritten() {
+        let mut days = FinalDays {
+            days: BTreeMap::new(),
+            known: [5].into(),
+            from_legacy: false,
+        };
+        let late = row("x", "m", 5 * DAY_MS + 1, true);
+        let e = days.apply(&[late], &HashSet::new(), &BTreeSet::new());
+        assert!(e.is_err_and(|e| e.to_string().contains("day 5")));
+        assert!(days.days.is_empty(), "nothing changed");
+    }
 }
