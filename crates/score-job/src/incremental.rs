@@ -19,6 +19,8 @@ use pitwall_score::member_part::FinalPart;
 use pitwall_score_state::days::{FinalDays, day_of, days_between};
 use pitwall_score_state::{Kept, recompute};
 
+use pitwall_score::gates::Drift;
+
 use crate::members::MemberStats;
 
 use crate::plan::{ReadPlan, Spans};
@@ -213,7 +215,7 @@ pub fn run(
         scored: &scored,
         telemetry: &telemetry,
         members: &stats,
-        previous: previous_scores,
+        drift: previous_scores.map(|p| Drift::moved(p, &members.moves)),
         state: Some(gates(cfg, &work.evaluated, &scored, &made_final)),
     });
     run.warnings = warnings;
@@ -559,6 +561,9 @@ struct MemberChanges {
     removed: HashSet<String>,
     /// Every member was recomputed: the snapshot is written as a new base.
     compact: bool,
+    /// (previous, current) score of each member whose record changed or
+    /// that was removed: the drift gates' view of the run.
+    moves: Vec<(Option<f64>, Option<f64>)>,
 }
 
 /// The member records that change at as_of. A member's record is its kept
@@ -595,12 +600,16 @@ fn recompute(
             rows: Vec::new(),
             removed: HashSet::new(),
             compact: true,
+            moves: Vec::new(),
         };
         for id in ids {
             let part = parts.get(id).unwrap_or(&empty);
             let open = open_by.get(id).map_or(&[][..], Vec::as_slice);
             if let Some(record) = recompute::record_of(id, part, open, as_of, model) {
-                if before.get(id).is_none_or(|k| k.record != record) {
+                let old = before.get(id).map(|k| &k.record);
+                if old != Some(&record) {
+                    out.moves
+                        .push((old.and_then(|r| r.score.score), record.score.score));
                     out.changes.push(record.clone());
                 }
                 out.rows.push(Kept {
@@ -619,6 +628,12 @@ fn recompute(
             .filter(|id| !now.contains(id.as_str()))
             .cloned()
             .collect();
+        out.moves.extend(
+            out.removed
+                .iter()
+                .filter_map(|id| before.get(id))
+                .map(|k| (k.record.score.score, None)),
+        );
         return Ok(out);
     }
     let leaving = recompute::leaving(
@@ -649,6 +664,7 @@ fn recompute(
         rows: Vec::new(),
         removed: HashSet::new(),
         compact: false,
+        moves: Vec::new(),
     };
     for id in ids {
         let prev = before.get(id);
@@ -665,12 +681,15 @@ fn recompute(
         let open = open_by.get(id.as_str()).map_or(&[][..], Vec::as_slice);
         match recompute::record_of(id, &part, open, as_of, model) {
             None => {
-                if prev.is_some() {
+                if let Some(k) = prev {
                     out.removed.insert(id.clone());
+                    out.moves.push((k.record.score.score, None));
                 }
             }
             Some(record) => {
                 if prev.is_none_or(|k| k.record != record) {
+                    out.moves
+                        .push((prev.and_then(|k| k.record.score.score), record.score.score));
                     out.changes.push(record.clone());
                 }
                 if prev.is_none_or(|k| k.record != record || k.part.as_ref() != Some(&part)) {

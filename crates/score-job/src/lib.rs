@@ -176,7 +176,13 @@ pub fn run(cfg: &JobConfig, progress: &dyn Progress) -> Result<RunJson, JobError
         scored: &scored,
         telemetry: &telemetry,
         members: &stats,
-        previous,
+        drift: previous.map(|p| {
+            let cur = members
+                .iter()
+                .filter_map(|m| m.score.score.map(|s| (m.member_id.clone(), s)))
+                .collect();
+            pitwall_score::gates::Drift::between(&p, &cur)
+        }),
         state: None,
     });
 

@@ -23,41 +23,36 @@ pub struct MemberStats {
     pub total: usize,
     pub eligible: usize,
     pub by_status: BTreeMap<String, u64>,
-    pub scores: HashMap<String, f64>,
+    /// Every scored member's score (any order).
+    pub scores: Vec<f64>,
     pub grades: BTreeMap<String, u64>,
 }
 
 impl MemberStats {
-    fn add(
-        &mut self,
-        id: &str,
-        eligible: bool,
-        status: &str,
-        score: Option<f64>,
-        grade: Option<&str>,
-    ) {
+    fn add(&mut self, eligible: bool, status: &str, score: Option<f64>, grade: Option<&str>) {
         self.total += 1;
         self.eligible += usize::from(eligible);
-        *self.by_status.entry(status.to_string()).or_default() += 1;
-        if let Some(s) = score {
-            self.scores.insert(id.to_string(), s);
+        // Counted in place: no String per member once the key is there.
+        for (map, key) in [
+            (&mut self.by_status, Some(status)),
+            (&mut self.grades, grade),
+        ] {
+            let Some(key) = key else { continue };
+            match map.get_mut(key) {
+                Some(n) => *n += 1,
+                None => {
+                    map.insert(key.to_string(), 1);
+                }
+            }
         }
-        if let Some(g) = grade {
-            *self.grades.entry(g.to_string()).or_default() += 1;
-        }
+        self.scores.extend(score);
     }
 
     pub fn of_records(records: &[MemberRecord]) -> MemberStats {
         let mut st = MemberStats::default();
         for m in records {
             let s = &m.score;
-            st.add(
-                &m.member_id,
-                s.eligible,
-                s.status.as_str(),
-                s.score,
-                s.grade.as_deref(),
-            );
+            st.add(s.eligible, s.status.as_str(), s.score, s.grade.as_deref());
         }
         st
     }
@@ -70,7 +65,7 @@ impl MemberStats {
     ) -> Result<MemberStats, JobError> {
         let mut st = MemberStats::default();
         snapshot.for_each_with(changes, removed, |m| {
-            st.add(m.member_id, m.eligible, m.status, m.score, m.grade)
+            st.add(m.eligible, m.status, m.score, m.grade)
         })?;
         Ok(st)
     }

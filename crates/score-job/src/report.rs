@@ -77,7 +77,7 @@ pub fn render(
         .filter_map(|(r, a)| a.as_ref().map(|a| (r, a)))
         .collect();
     let rental_scores: Vec<f64> = assessed.iter().filter_map(|(_, a)| a.score).collect();
-    let member_scores: Vec<f64> = members.scores.values().copied().collect();
+    let member_scores = &members.scores;
     h.push_str("<h2>Scores</h2><div class=grid>");
     let _ = write!(
         h,
@@ -89,7 +89,7 @@ pub fn render(
         h,
         "<div><h3>Member scores ({} scored)</h3>{}</div>",
         member_scores.len(),
-        histogram(&member_scores, "#6a4c93")
+        histogram(member_scores, "#6a4c93")
     );
     h.push_str("</div><h2>Grades</h2><div class=grid>");
     let grade_names: Vec<String> = model.grades.iter().map(|g| g.grade.clone()).collect();

@@ -1,7 +1,7 @@
 //! run.json: what a run read, rejected, decided and wrote — the machine
 //! readable account an on-call engineer or a scheduler reads first.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use pitwall_score::contract::{RentalRule, TelemetryRule};
@@ -178,7 +178,8 @@ pub struct Facts<'a> {
     pub scored: &'a Scored,
     pub telemetry: &'a TelemetryStats,
     pub members: &'a crate::members::MemberStats,
-    pub previous: Option<HashMap<String, f64>>,
+    /// The members' scores against the previous run's, for the drift gates.
+    pub drift: Option<pitwall_score::gates::Drift>,
     /// With a state: the gate inputs only a state run has.
     pub state: Option<StateGates>,
 }
@@ -224,8 +225,7 @@ pub fn build(f: Facts<'_>) -> RunJson {
         considered_rentals: judged,
         pending_rentals: pending,
         days_without_telemetry: days_without_telemetry(f.rentals, scored, &telemetry.days),
-        member_scores: members.scores.clone(),
-        previous_member_scores: f.previous,
+        drift: f.drift,
         made_final: f.state.map(|s| s.made_final),
     };
     let gates = gates::evaluate(&cfg.gates, &gate_inputs);

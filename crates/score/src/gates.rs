@@ -55,6 +55,68 @@ pub struct GateResult {
     pub detail: String,
 }
 
+/// What the drift gates compare: the member scores of the previous run and
+/// of this one. Built from two maps of scores by member, or (a state run,
+/// where few members change) from the previous scores and the changes.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Drift {
+    /// Over the members scored in both runs: the sum of their change.
+    pub shift_sum: f64,
+    /// Members scored in both runs.
+    pub common: usize,
+    /// Every member's score, previous and current (any order).
+    pub previous: Vec<f64>,
+    pub current: Vec<f64>,
+}
+
+impl Drift {
+    pub fn between(prev: &HashMap<String, f64>, cur: &HashMap<String, f64>) -> Drift {
+        // Summed in member order, so the total never depends on map order.
+        let mut common: Vec<(&String, f64)> = cur
+            .iter()
+            .filter_map(|(m, &s)| prev.get(m).map(|&p| (m, s - p)))
+            .collect();
+        common.sort_by(|a, b| a.0.cmp(b.0));
+        Drift {
+            shift_sum: common.iter().map(|(_, d)| d).sum(),
+            common: common.len(),
+            previous: prev.values().copied().collect(),
+            current: cur.values().copied().collect(),
+        }
+    }
+
+    /// The previous scores moved by `moves`: (old, new) score of each
+    /// member whose record changed, None where it had or has no score.
+    pub fn moved(previous: Vec<f64>, moves: &[(Option<f64>, Option<f64>)]) -> Drift {
+        let mut current = previous.clone();
+        current.sort_by(f64::total_cmp);
+        let mut olds: Vec<f64> = moves.iter().filter_map(|m| m.0).collect();
+        olds.sort_by(f64::total_cmp);
+        // The multiset difference of two sorted lists, then the new scores.
+        let mut kept = Vec::with_capacity(current.len());
+        let mut k = 0;
+        for v in current {
+            if k < olds.len() && olds[k].total_cmp(&v).is_eq() {
+                k += 1;
+            } else {
+                kept.push(v);
+            }
+        }
+        kept.extend(moves.iter().filter_map(|m| m.1));
+        let lost = moves
+            .iter()
+            .filter(|m| m.0.is_some() && m.1.is_none())
+            .count();
+        let prev_scored = previous.len();
+        Drift {
+            shift_sum: moves.iter().filter_map(|m| Some(m.1? - m.0?)).sum(),
+            common: prev_scored.saturating_sub(lost),
+            previous,
+            current: kept,
+        }
+    }
+}
+
 /// What the gates look at, gathered by the job.
 #[derive(Debug, Clone, Default)]
 pub struct GateInputs {
@@ -64,10 +126,8 @@ pub struct GateInputs {
     pub pending_rentals: u64,
     /// Days (YYYY-MM-DD) that have considered rentals and no valid telemetry.
     pub days_without_telemetry: Vec<String>,
-    /// Member scores of this run, by member_id.
-    pub member_scores: HashMap<String, f64>,
-    /// Member scores of the previous run, when one was given.
-    pub previous_member_scores: Option<HashMap<String, f64>>,
+    /// The members' scores against the previous run's, when there is one.
+    pub drift: Option<Drift>,
     /// With a state: rentals made final by the run, and how many of them
     /// were `insufficient_coverage`.
     pub made_final: Option<(u64, u64)>,
@@ -108,8 +168,8 @@ pub fn evaluate(cfg: &GateConfig, inp: &GateInputs) -> Vec<GateResult> {
             detail: "only runs with --state make rentals final".into(),
         },
     });
-    match &inp.previous_member_scores {
-        Some(prev) => out.extend(drift_gates(cfg, prev, &inp.member_scores)),
+    match &inp.drift {
+        Some(d) => out.extend(drift_gates(cfg, d)),
         None => {
             for (gate, threshold) in [
                 ("member_score_shift", cfg.max_member_score_shift),
@@ -165,23 +225,13 @@ fn days_gate(cfg: &GateConfig, days: &[String]) -> GateResult {
     }
 }
 
-fn drift_gates(
-    cfg: &GateConfig,
-    prev: &HashMap<String, f64>,
-    cur: &HashMap<String, f64>,
-) -> Vec<GateResult> {
-    // Mean shift over members scored in both runs, in a fixed order.
-    let mut common: Vec<(&String, f64)> = cur
-        .iter()
-        .filter_map(|(m, &s)| prev.get(m).map(|&p| (m, s - p)))
-        .collect();
-    common.sort_by(|a, b| a.0.cmp(b.0));
-    let shift = if common.is_empty() {
+fn drift_gates(cfg: &GateConfig, d: &Drift) -> Vec<GateResult> {
+    let shift = if d.common == 0 {
         0.0
     } else {
-        common.iter().map(|(_, d)| d).sum::<f64>() / common.len() as f64
+        d.shift_sum / d.common as f64
     };
-    let psi = psi(&sorted_values(prev), &sorted_values(cur));
+    let psi = psi(&d.previous, &d.current);
     let min = cfg.min_members_for_drift;
     let too_few = |gate, threshold, have: String| GateResult {
         gate,
@@ -193,11 +243,11 @@ fn drift_gates(
             "too few members to judge drift: {have}; it needs {min} (min_members_for_drift)"
         ),
     };
-    let shift_gate = if common.len() < min {
+    let shift_gate = if d.common < min {
         too_few(
             "member_score_shift",
             cfg.max_member_score_shift,
-            format!("{} scored in both runs", common.len()),
+            format!("{} scored in both runs", d.common),
         )
     } else {
         GateResult {
@@ -208,10 +258,11 @@ fn drift_gates(
             threshold: cfg.max_member_score_shift,
             detail: format!(
                 "mean change {shift:+.2} points over {} members scored in both runs",
-                common.len()
+                d.common
             ),
         }
     };
+    let (prev, cur) = (&d.previous, &d.current);
     let psi_gate = if prev.len().min(cur.len()) < min {
         too_few(
             "member_score_psi",
@@ -233,12 +284,6 @@ fn drift_gates(
         }
     };
     vec![shift_gate, psi_gate]
-}
-
-fn sorted_values(m: &HashMap<String, f64>) -> Vec<f64> {
-    let mut v: Vec<f64> = m.values().copied().collect();
-    v.sort_by(f64::total_cmp);
-    v
 }
 
 /// Population stability index of `actual` against `expected` over ten
@@ -354,8 +399,7 @@ mod tests {
         let prev = scores(&[("a", 10.0), ("b", 20.0)]);
         let cur = scores(&[("a", 90.0), ("b", 95.0), ("c", 99.0)]);
         let inp = GateInputs {
-            member_scores: cur,
-            previous_member_scores: Some(prev),
+            drift: Some(Drift::between(&prev, &cur)),
             ..Default::default()
         };
         let r = evaluate(&GateConfig::default(), &inp);
@@ -386,8 +430,7 @@ mod tests {
         let prev = scores(&[("a", 70.0), ("b", 80.0), ("gone", 10.0)]);
         let cur_ok = scores(&[("a", 73.0), ("b", 83.0), ("new", 99.0)]);
         let inp = GateInputs {
-            member_scores: cur_ok,
-            previous_member_scores: Some(prev.clone()),
+            drift: Some(Drift::between(&prev, &cur_ok)),
             ..Default::default()
         };
         let r = evaluate(&few(), &inp);
@@ -395,11 +438,37 @@ mod tests {
         assert!(gate(&r, "member_score_shift").passed);
         let cur_bad = scores(&[("a", 66.0), ("b", 76.9)]);
         let inp = GateInputs {
-            member_scores: cur_bad,
-            previous_member_scores: Some(prev),
+            drift: Some(Drift::between(&prev, &cur_bad)),
             ..Default::default()
         };
         assert!(!gate(&evaluate(&few(), &inp), "member_score_shift").passed);
+    }
+
+    #[test]
+    fn moved_scores_give_the_drift_two_maps_give() {
+        let prev = scores(&[
+            ("a", 70.0),
+            ("b", 80.0),
+            ("gone", 10.0),
+            ("same", 50.0),
+            ("lost", 60.0),
+        ]);
+        let cur = scores(&[("a", 73.0), ("b", 83.0), ("new", 99.0), ("same", 50.0)]);
+        let moves = [
+            (Some(70.0), Some(73.0)),
+            (Some(80.0), Some(83.0)),
+            (Some(10.0), None),
+            (Some(60.0), None),
+            (None, Some(99.0)),
+        ];
+        let mut want = Drift::between(&prev, &cur);
+        let mut got = Drift::moved(prev.values().copied().collect(), &moves);
+        for d in [&mut want, &mut got] {
+            d.previous.sort_by(f64::total_cmp);
+            d.current.sort_by(f64::total_cmp);
+        }
+        assert_eq!(got, want);
+        assert_eq!((got.common, got.shift_sum), (3, 6.0));
     }
 
     #[test]

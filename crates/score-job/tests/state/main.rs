@@ -946,3 +946,52 @@ fn a_run_reads_only_the_days_of_final_results_it_needs() -> TestResult {
     assert_eq!(from_state[0].score.rentals_12m, 3);
     Ok(())
 }
+
+/// A state run judges drift from the snapshot and its changes, without a
+/// map of every member: the same shift and PSI as two whole snapshots give.
+#[test]
+fn drift_from_the_changes_is_drift_between_the_whole_snapshots() -> TestResult {
+    use pitwall_score::gates::{Drift, evaluate};
+    let d = Dirs::new()?;
+    let fleet = Fleet::generate(17, 40);
+    fleet.write_rentals(&d.rentals())?;
+    std::fs::create_dir_all(d.telemetry())?;
+    let state = d.state();
+    let scores = || -> Result<std::collections::HashMap<String, f64>, Error> {
+        Ok(State::open(&state)?
+            .load_members()?
+            .into_iter()
+            .filter_map(|m| m.score.score.map(|s| (m.member_id, s)))
+            .collect())
+    };
+    let mut judged = 0;
+    for (k, h) in [20, 40, 60, 80].into_iter().enumerate() {
+        fleet.arrive(&d.telemetry(), BASE + h * HOUR)?;
+        let before = scores()?;
+        let mut cfg = d.config(BASE + h * HOUR, &format!("run-{k}"), Some(&state));
+        cfg.gates.min_members_for_drift = 1;
+        // Every member with a rental is eligible, so most have a score.
+        cfg.model.member.eligible_min_distance_km = 1.0;
+        let run = pitwall_score_job::run(&cfg, &NoProgress)?;
+        if k == 0 {
+            continue;
+        }
+        let want = evaluate(
+            &cfg.gates,
+            &pitwall_score::gates::GateInputs {
+                drift: Some(Drift::between(&before, &scores()?)),
+                ..Default::default()
+            },
+        );
+        for name in ["member_score_shift", "member_score_psi"] {
+            let got = run.gates.iter().find(|g| g.gate == name).ok_or(name)?;
+            let want = want.iter().find(|g| g.gate == name).ok_or(name)?;
+            assert_eq!(got.evaluated, want.evaluated, "{name} run {k}");
+            let (g, w) = (got.observed.unwrap_or(0.0), want.observed.unwrap_or(0.0));
+            assert!((g - w).abs() < 1e-9, "{name} run {k}: {g} against {w}");
+            judged += usize::from(got.evaluated && g != 0.0);
+        }
+    }
+    assert!(judged >= 3, "drift judged {judged} times");
+    Ok(())
+}
