@@ -388,3 +388,33 @@ fn eligible_members(state: &Path) -> Result<Vec<String>, common::Error> {
     ids.sort();
     Ok(ids)
 }
+
+#[test]
+fn a_watcher_starts_each_cycle_from_the_snapshot_it_committed() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    fleet(&dir.path().join("fleet"))?;
+    let rentals = dir.path().join("fleet/rentals.parquet");
+    let out = watch_command(dir.path(), &rentals, "w", free_port())
+        .args(["--cycles", "3"])
+        .output()?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut cycles: Vec<std::path::PathBuf> = std::fs::read_dir(dir.path().join("runs-w"))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    cycles.sort();
+    assert_eq!(cycles.len(), 3);
+    let in_memory: Vec<bool> = cycles
+        .iter()
+        .map(|c| -> Result<bool, common::Error> {
+            let run: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(c.join("run.json"))?)?;
+            Ok(run["state"]["state_io"]["snapshot_in_memory"] == true)
+        })
+        .collect::<Result<_, _>>()?;
+    assert_eq!(in_memory, vec![false, true, true]);
+    Ok(())
+}

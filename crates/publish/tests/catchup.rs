@@ -63,6 +63,7 @@ impl Fleet {
             fence: None,
             write_snapshot: false,
             compaction: Default::default(),
+            memory: None,
         });
         pitwall_score_job::run(&cfg, &NoProgress)?;
         Ok(())

@@ -5,6 +5,7 @@
 //! results; and commits by one create-if-absent log entry.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use pitwall_lake::Location;
@@ -58,6 +59,60 @@ pub struct StateOptions {
     pub write_snapshot: bool,
     /// When the member snapshot's deltas are written as one new base.
     pub compaction: pitwall_score_state::Compaction,
+    /// The snapshot a long-running caller keeps between its runs.
+    pub memory: Option<SnapshotMemory>,
+}
+
+/// The member snapshot as the last run of a long-running caller committed
+/// it. `score watch` holds the state's lease, so nobody else commits: its
+/// next cycle starts from this instead of reading the snapshot again, and
+/// reads it again only when the state's head is not the run it committed.
+#[derive(Clone, Default)]
+pub struct SnapshotMemory(Arc<Mutex<Option<Remembered>>>);
+
+/// The seq of the run that committed a snapshot, and the snapshot.
+type Remembered = (u64, Arc<Snapshot>);
+
+impl std::fmt::Debug for SnapshotMemory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SnapshotMemory")
+    }
+}
+
+impl SnapshotMemory {
+    /// The snapshot, when the state's head is the run that left it.
+    fn get(&self, head: Option<u64>) -> Option<Arc<Snapshot>> {
+        let held = self.0.lock().ok()?;
+        match (&*held, head) {
+            (Some((seq, s)), Some(h)) if *seq == h => Some(s.clone()),
+            _ => None,
+        }
+    }
+
+    fn set(&self, seq: u64, snapshot: Arc<Snapshot>) {
+        if let Ok(mut held) = self.0.lock() {
+            *held = Some((seq, snapshot));
+        }
+    }
+}
+
+/// The snapshot the state holds once this run committed: a new base, the
+/// previous one and this run's delta, or the previous one unchanged.
+fn after_commit(
+    previous: &Arc<Snapshot>,
+    members: &MemberChanges,
+    all: Option<&[Kept]>,
+    compact: bool,
+    cfg: &JobConfig,
+) -> Result<Arc<Snapshot>, JobError> {
+    let encode = |kept: &[Kept]| {
+        pitwall_score_state::snapshot::to_state_batch(kept, &cfg.model.id(), cfg.as_of)
+    };
+    Ok(match all {
+        Some(all) if compact => Arc::new(Snapshot::new(vec![encode(all)?], Vec::new())?),
+        _ if members.rows.is_empty() => previous.clone(),
+        _ => Arc::new(previous.with_delta(encode(&members.rows)?)?),
+    })
 }
 
 /// A check the run makes before it commits.
@@ -96,7 +151,15 @@ pub fn run(
         .map(|h| h.format)
         .filter(|&f| f < pitwall_score_state::log::FORMAT);
     let seen = state.load_seen()?;
-    let previous = state.load_snapshot()?;
+    let remembered = opts
+        .memory
+        .as_ref()
+        .and_then(|m| m.get(head.as_ref().map(|h| h.seq)));
+    let snapshot_in_memory = remembered.is_some();
+    let previous = match remembered {
+        Some(s) => s,
+        None => Arc::new(state.load_snapshot()?),
+    };
     let t = Instant::now();
     let input = rentals::read(&Location::parse(&cfg.rentals)?)?;
     timings.read_rentals_ms = crate::ms(t);
@@ -269,6 +332,7 @@ pub fn run(
             snapshot_delta_rows_read: delta_rows as u64,
             deltas_merged: deltas as u64,
             compacted: compact,
+            snapshot_in_memory,
             member_rows_written: snapshot
                 .as_ref()
                 .filter(|_| compact)
@@ -344,6 +408,12 @@ pub fn run(
             ));
         }
         let committed = draft.commit(entry)?;
+        if let Some(memory) = &opts.memory {
+            memory.set(
+                committed.seq,
+                after_commit(&previous, &members, snapshot.as_deref(), compact, cfg)?,
+            );
+        }
         if let Some(s) = run.state.as_mut() {
             s.committed = true;
             s.seq = Some(committed.seq);

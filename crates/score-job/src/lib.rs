@@ -28,7 +28,7 @@ use pitwall_lake::Location;
 use pitwall_score::Model;
 use pitwall_score::gates::GateConfig;
 
-pub use incremental::{Fence, StateOptions};
+pub use incremental::{Fence, SnapshotMemory, StateOptions};
 pub use pitwall_score_state::MemberRecord;
 pub use run_json::{RunJson, RunStatus};
 

@@ -94,6 +94,9 @@ pub struct StateIo {
     /// This run wrote the member snapshot as one new base (deltas past a
     /// share of it, a model change, or a first run).
     pub compacted: bool,
+    /// The snapshot was the one this process committed last (`score
+    /// watch`), not read from the state.
+    pub snapshot_in_memory: bool,
     /// Member records written into the state.
     pub member_rows_written: u64,
     /// The state format this run upgraded from.

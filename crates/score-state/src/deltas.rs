@@ -139,6 +139,19 @@ impl Snapshot {
         Ok(s)
     }
 
+    /// The snapshot after a run that wrote `delta` (the members it changed,
+    /// as [`snapshot::to_state_batch`] encodes them): what the state holds
+    /// once that run committed, without reading it back.
+    pub fn with_delta(&self, delta: RecordBatch) -> Result<Snapshot, StateError> {
+        let mut deltas: Vec<Vec<RecordBatch>> =
+            self.deltas.iter().map(|b| vec![b.clone()]).collect();
+        deltas.push(vec![delta]);
+        let mut s = Snapshot::new(self.base.clone(), deltas)?;
+        // Delta files, not batches, count towards compaction.
+        s.delta_files = self.delta_files + 1;
+        Ok(s)
+    }
+
     /// Members in the snapshot.
     pub fn len(&self) -> usize {
         self.len

@@ -310,6 +310,7 @@ pub fn job_config(a: &RunArgs) -> anyhow::Result<JobConfig> {
             fence: None,
             write_snapshot: a.out_snapshot,
             compaction: Default::default(),
+            memory: None,
         });
     }
     if let Some(t) = a.threads {

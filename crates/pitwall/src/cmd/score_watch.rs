@@ -95,6 +95,7 @@ async fn serve(a: WatchArgs) -> anyhow::Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     signals(stop.clone());
     let step = Arc::new(ScoreStep {
+        memory: Default::default(),
         cycles_left: Mutex::new(a.cycles),
         stop: stop.clone(),
         args: a,
@@ -146,6 +147,9 @@ fn signals(stop: Arc<AtomicBool>) {
 
 struct ScoreStep {
     args: WatchArgs,
+    /// The member snapshot this watcher committed last: the next cycle
+    /// starts from it instead of reading the state's snapshot again.
+    memory: pitwall_score_job::SnapshotMemory,
     cycles_left: Mutex<Option<u64>>,
     stop: Arc<AtomicBool>,
 }
@@ -192,6 +196,7 @@ impl ScoreStep {
             fence: Some(Fence(may_commit.clone())),
             write_snapshot: false,
             compaction: Default::default(),
+            memory: Some(self.memory.clone()),
         });
         let run = pitwall_score_job::run(&cfg, &pitwall_score_job::NoProgress)
             .with_context(|| format!("score run --state {} into {}", a.state, out.display()))?;

@@ -995,3 +995,54 @@ fn drift_from_the_changes_is_drift_between_the_whole_snapshots() -> TestResult {
     assert!(judged >= 3, "drift judged {judged} times");
     Ok(())
 }
+
+/// A watcher keeps the snapshot it committed and starts its next run from
+/// it: the chain still equals one full run, the snapshot is read from the
+/// state only when another writer moved the head, and what is kept is what
+/// the state holds.
+#[test]
+fn a_snapshot_kept_in_memory_between_runs_is_the_one_the_state_holds() -> TestResult {
+    let d = Dirs::new()?;
+    let fleet = Fleet::generate(29, 40);
+    fleet.write_rentals(&d.rentals())?;
+    std::fs::create_dir_all(d.telemetry())?;
+    let state = d.state();
+    let memory = pitwall_score_job::SnapshotMemory::default();
+    let deltas_too = Compaction {
+        share: 1e9,
+        max_deltas: 3,
+    };
+    let mut from_memory = 0;
+    let hours: Vec<i64> = (2..=88).step_by(6).collect();
+    for (k, &h) in hours.iter().enumerate() {
+        let as_of = BASE + h * HOUR;
+        fleet.arrive(&d.telemetry(), as_of)?;
+        // Every fourth run is another writer's: the kept snapshot is stale.
+        let other = k % 4 == 3;
+        let mut cfg = d.config(as_of, &format!("run-{k}"), Some(&state));
+        if let Some(o) = cfg.state.as_mut() {
+            o.compaction = deltas_too;
+            o.memory = (!other).then(|| memory.clone());
+        }
+        let run = pitwall_score_job::run(&cfg, &NoProgress)?;
+        let io = &run.state.as_ref().ok_or("no state")?.state_io;
+        let after_other = k > 0 && (k - 1) % 4 == 3;
+        assert_eq!(
+            io.snapshot_in_memory,
+            k > 0 && !other && !after_other,
+            "run {k}"
+        );
+        from_memory += usize::from(io.snapshot_in_memory);
+    }
+    assert!(from_memory >= 8, "{from_memory} runs from memory");
+    let last = BASE + hours[hours.len() - 1] * HOUR;
+    d.run(last, "full", None)?;
+    let export = d.root.join("export");
+    std::fs::create_dir_all(&export)?;
+    ops::export(&State::open(&state)?, &export)?;
+    assert_eq!(
+        members(&export.join("member_scores.parquet"))?,
+        members(&d.root.join("full/member_scores.parquet"))?
+    );
+    Ok(())
+}

@@ -214,6 +214,7 @@ impl Dirs {
             fence: None,
             write_snapshot: false,
             compaction: Default::default(),
+            memory: None,
         });
         cfg
     }
