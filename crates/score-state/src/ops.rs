@@ -11,9 +11,8 @@ use serde::Serialize;
 
 use crate::days::FinalDays;
 use crate::log::{Counts, Entry, EntryKind, FORMAT, Files};
-use crate::results::{self, Columns, Finality, ResultRow};
+use crate::results::{self, Columns, ResultRow};
 use crate::snapshot;
-use crate::table::FinalTable;
 use crate::{State, StateError};
 
 /// What `state export` wrote.
@@ -142,56 +141,52 @@ pub fn import(
     }
     let batches = read_results(file)?;
     let model_id = model.id();
-    let mut rows = Vec::new();
+    // Checked and filtered as columns: five million rows as structs would
+    // take gigabytes.
+    let mut kept = Vec::with_capacity(batches.len());
     let mut left_open = 0u64;
     for b in &batches {
         let c = Columns::of(b)?;
+        let mut keep = Vec::with_capacity(b.num_rows());
         for i in 0..b.num_rows() {
-            let row = c.row(i)?;
-            if row.model != model_id {
+            if c.model.value(i) != model_id {
                 return Err(StateError::Table {
                     what: file.display().to_string(),
                     problem: format!(
                         "row {i} was scored with model {}, but the state is seeded for {model_id}: \
                          pass the file's model with --model",
-                        row.model
+                        c.model.value(i)
                     ),
                 });
             }
-            if row.assessment.status == Status::Pending {
-                left_open += 1;
-            } else {
-                rows.push(row);
-            }
+            // Refused here, with its row, rather than by the next run.
+            c.features(i)?;
+            let pending = c.status(i)? == Status::Pending;
+            left_open += u64::from(pending);
+            keep.push(Some(!pending));
         }
+        let mask = arrow_array::BooleanArray::from(keep);
+        kept.push(arrow_select::filter::filter_record_batch(b, &mask).map_err(table_err)?);
     }
-    let as_of = as_of.unwrap_or_else(|| rows.iter().map(|r| r.rental.end_at).max().unwrap_or(0));
+    drop(batches);
     let draft = state.begin();
     let run_id = format!("import-{}", draft.seq());
-    for r in &mut rows {
-        r.finality = Some(Finality {
-            seq: draft.seq(),
-            run_id: run_id.clone(),
-            as_of,
-        });
-    }
-    rows.sort_by(|a, b| a.rental.rental_id.cmp(&b.rental.rental_id));
-    rows.dedup_by(|a, b| a.rental.rental_id == b.rental.rental_id);
-    let table = FinalTable::new(vec![results::to_batch(&rows, true)?])?;
+    let (days, as_of, final_rentals) = by_day(kept, as_of, draft.seq(), &run_id)?;
+    let table = days.table()?;
     // Each member with its final part, so the next run extends the parts
     // instead of reading every final rental again.
     let parts = crate::recompute::parts_of_all(&table, as_of, model)?;
+    drop(table);
     let mut members: Vec<crate::Kept> = parts
-        .iter()
+        .into_iter()
         .filter_map(|(id, part)| {
-            crate::recompute::record_of(id, part, &[], as_of, model).map(|record| crate::Kept {
+            crate::recompute::record_of(&id, &part, &[], as_of, model).map(|record| crate::Kept {
                 record,
-                part: Some(part.clone()),
+                part: Some(part),
             })
         })
         .collect();
     members.sort_by(|a, b| a.record.member_id.cmp(&b.record.member_id));
-    let days = FinalDays::split(&table)?;
     let files = Files {
         final_results: Vec::new(),
         final_days: draft.write_final_days(&days, &Default::default(), &[])?,
@@ -202,8 +197,8 @@ pub fn import(
         seen: None,
     };
     let counts = Counts {
-        made_final: rows.len() as u64,
-        final_total: rows.len() as u64,
+        made_final: final_rentals,
+        final_total: final_rentals,
         members: members.len() as u64,
         member_changes: members.len() as u64,
         ..Counts::default()
@@ -231,12 +226,91 @@ pub fn import(
     let entry = draft.commit(entry)?;
     Ok(Imported {
         seq: entry.seq,
-        final_rentals: rows.len() as u64,
+        final_rentals,
         left_open,
         members: members.len() as u64,
         model: model_id,
         as_of: entry.as_of,
     })
+}
+
+fn table_err(e: impl std::fmt::Display) -> StateError {
+    StateError::Table {
+        what: "imported rental results".into(),
+        problem: e.to_string(),
+    }
+}
+
+/// The final rows (without the state's columns) as days of final results:
+/// one row per rental_id (the first in the input), each day sorted by
+/// rental_id, made final by import run `seq` at `as_of` (default: the
+/// latest end_at). Returns the days, the as_of and the rentals.
+fn by_day(
+    batches: Vec<RecordBatch>,
+    as_of: Option<i64>,
+    seq: u64,
+    run_id: &str,
+) -> Result<(FinalDays, i64, u64), StateError> {
+    let schema = results::schema(false);
+    let all = arrow_select::concat::concat_batches(&schema, &batches).map_err(table_err)?;
+    drop(batches);
+    let c = Columns::of(&all)?;
+    let n = all.num_rows();
+    // Stable: the first of a rental's rows in the input order wins.
+    let mut order: Vec<u32> = (0..n as u32).collect();
+    order.sort_by(|&a, &b| {
+        c.rental_id
+            .value(a as usize)
+            .cmp(c.rental_id.value(b as usize))
+    });
+    order.dedup_by(|later, earlier| {
+        c.rental_id.value(*later as usize) == c.rental_id.value(*earlier as usize)
+    });
+    let day = |i: u32| crate::days::day_of(c.end_at.value(i as usize));
+    order.sort_by_key(|&i| day(i));
+    let as_of = as_of.unwrap_or_else(|| {
+        order
+            .iter()
+            .map(|&i| c.end_at.value(i as usize))
+            .max()
+            .unwrap_or(0)
+    });
+    let rows = order.len();
+    let days_of: Vec<i64> = order.iter().map(|&i| day(i)).collect();
+    let taken = arrow_select::take::take_record_batch(&all, &arrow_array::UInt32Array::from(order))
+        .map_err(table_err)?;
+    drop(all);
+    let mut cols = taken.columns().to_vec();
+    cols.push(std::sync::Arc::new(arrow_array::BooleanArray::from(
+        vec![true; rows],
+    )));
+    cols.push(std::sync::Arc::new(arrow_array::Int64Array::from(
+        vec![seq as i64; rows],
+    )));
+    cols.push(std::sync::Arc::new(arrow_array::StringArray::from(
+        vec![run_id; rows],
+    )));
+    cols.push(std::sync::Arc::new(
+        arrow_array::TimestampMillisecondArray::from(vec![as_of; rows]).with_timezone("UTC"),
+    ));
+    let with_final = RecordBatch::try_new(results::schema(true), cols).map_err(table_err)?;
+    let mut days = std::collections::BTreeMap::new();
+    let mut start = 0;
+    while start < rows {
+        let d = days_of[start];
+        let len = days_of[start..].iter().take_while(|&&x| x == d).count();
+        days.insert(d, with_final.slice(start, len));
+        start += len;
+    }
+    Ok((
+        FinalDays {
+            known: days.keys().copied().collect(),
+            days,
+            from_legacy: false,
+        },
+        as_of,
+        rows as u64,
+    ))
 }
 
 fn read_results(file: &Path) -> Result<Vec<RecordBatch>, StateError> {
