@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
-use arrow_array::{Array, BooleanArray, RecordBatch, UInt32Array};
+use arrow_array::{BooleanArray, RecordBatch, UInt32Array};
 use serde::{Deserialize, Serialize};
 
 use crate::StateError;
@@ -90,17 +90,7 @@ impl FinalDays {
         let Some(batch) = self.days.get(&day_of(end_at)) else {
             return Ok(false);
         };
-        let ids = Columns::of(batch)?.rental_id;
-        let (mut lo, mut hi) = (0, ids.len());
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            if ids.value(mid) < rental_id {
-                lo = mid + 1
-            } else {
-                hi = mid
-            }
-        }
-        Ok(lo < ids.len() && ids.value(lo) == rental_id)
+        Ok(crate::table::find_sorted(Columns::of(batch)?.rental_id, rental_id).is_some())
     }
 
     /// Final results after [`apply`](Self::apply) changed `touched`: the

@@ -179,17 +179,8 @@ impl Snapshot {
         let b = self
             .base_ids
             .partition_point(|a| a.is_empty() || a.value(a.len() - 1) < id);
-        let ids = self.base_ids.get(b)?;
-        let (mut lo, mut hi) = (0, ids.len());
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            if ids.value(mid) < id {
-                lo = mid + 1
-            } else {
-                hi = mid
-            }
-        }
-        (lo < ids.len() && ids.value(lo) == id).then_some((b as u32, lo as u32))
+        let row = crate::table::find_sorted(self.base_ids.get(b)?, id)?;
+        Some((b as u32, row as u32))
     }
 
     /// The newest row of `id`: (is it a delta's, batch, row).

@@ -391,10 +391,8 @@ impl Draft {
         model: &str,
         as_of: i64,
     ) -> Result<String, StateError> {
-        self.put_parquet(
-            "members-delta.parquet",
-            snapshot::to_state_batch(kept, model, as_of)?,
-        )
+        let batch = snapshot::to_state_batch(kept, model, as_of)?;
+        self.put_parquet("members-delta.parquet", batch)
     }
 
     /// Writes the whole snapshot (sorted by member_id) as a new base.
@@ -404,10 +402,8 @@ impl Draft {
         model: &str,
         as_of: i64,
     ) -> Result<String, StateError> {
-        self.put_parquet(
-            "members.parquet",
-            snapshot::to_state_batch(kept, model, as_of)?,
-        )
+        let batch = snapshot::to_state_batch(kept, model, as_of)?;
+        self.put_parquet("members.parquet", batch)
     }
 
     pub fn write_seen(&self, seen: &SeenFiles) -> Result<String, StateError> {

@@ -121,19 +121,22 @@ impl FinalTable {
 
 /// The row of `rental_id` in a batch sorted by rental_id.
 fn find(batch: &RecordBatch, rental_id: &str) -> Result<Option<usize>, StateError> {
-    let ids = Columns::of(batch)?.rental_id;
-    let n = batch.num_rows();
-    let at = partition_point(n, |i| ids.value(i) < rental_id);
-    Ok((at < n && ids.value(at) == rental_id).then_some(at))
+    Ok(find_sorted(Columns::of(batch)?.rental_id, rental_id))
 }
 
-fn partition_point(n: usize, pred: impl Fn(usize) -> bool) -> usize {
+/// The position of `id` in sorted `ids`, if it is there.
+pub(crate) fn find_sorted(ids: &arrow_array::StringArray, id: &str) -> Option<usize> {
+    let n = arrow_array::Array::len(ids);
     let (mut lo, mut hi) = (0, n);
     while lo < hi {
         let mid = lo + (hi - lo) / 2;
-        if pred(mid) { lo = mid + 1 } else { hi = mid }
+        if ids.value(mid) < id {
+            lo = mid + 1
+        } else {
+            hi = mid
+        }
     }
-    lo
+    (lo < n && ids.value(lo) == id).then_some(lo)
 }
 
 /// Where one of a member's rentals lives: a final row, or an open one.
