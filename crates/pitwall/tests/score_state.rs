@@ -13,12 +13,17 @@ use pitwall_score_state::snapshot;
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 type Error = Box<dyn std::error::Error>;
 
-/// The chain: eleven months of history first, then a month, then a day.
-const AS_OFS: [&str; 3] = [
+/// The chain: eleven months of history first, then a month, then days;
+/// with the share past which each run compacts the member snapshot, so
+/// that runs write deltas (a share no delta passes) and compact (0).
+const AS_OFS: [&str; 5] = [
     "2026-09-01T00:00:00Z",
     "2026-10-01T06:00:00Z",
+    "2026-10-20T00:00:00Z",
+    "2026-10-25T00:00:00Z",
     "2026-11-01T00:00:00Z",
 ];
+const COMPACT_PAST: [&str; 5] = ["0.1", "1000", "1000", "0", "1000"];
 /// Kills per run of the chain before it is let finish.
 const KILLS: usize = 4;
 
@@ -125,30 +130,50 @@ fn kill_9_at_random_points_then_the_same_run_reaches_the_uninterrupted_state() -
     let dir = tempfile::tempdir()?;
     fleet(dir.path())?;
     let calm = dir.path().join("calm").display().to_string();
+    let chain_args = |state: &str, k: usize, name: &str| {
+        let mut a = run_args(dir.path(), state, AS_OFS[k], &format!("{name}-{k}"));
+        a.extend([
+            "--compact-members-past".to_string(),
+            COMPACT_PAST[k].to_string(),
+        ]);
+        a
+    };
     let mut took = Vec::new();
-    for (k, as_of) in AS_OFS.iter().enumerate() {
+    let (mut deltas, mut compactions) = (0, 0);
+    for k in 0..AS_OFS.len() {
         let t = Instant::now();
         let o = pitwall(
-            &run_args(dir.path(), &calm, as_of, &format!("calm-{k}"))
+            &chain_args(&calm, k, "calm")
                 .iter()
                 .map(String::as_str)
                 .collect::<Vec<_>>(),
         )?;
         assert_eq!(o.status.code(), Some(0), "{}", text(&o));
         took.push(t.elapsed());
+        let run: serde_json::Value = serde_json::from_slice(&o.stdout)?;
+        let io = &run["state"]["state_io"];
+        if io["compacted"] == true {
+            compactions += 1;
+        } else if io["member_rows_written"].as_u64() > Some(0) {
+            deltas += 1;
+        }
     }
+    assert!(
+        deltas >= 2 && compactions >= 2,
+        "{deltas} delta runs, {compactions} compactions"
+    );
 
     let crashed = dir.path().join("crashed").display().to_string();
     let mut kills = 0;
     // A fixed sequence of kill points, spread over a run's length.
     let mut point = 0x9e37_79b9_u64;
-    for (k, as_of) in AS_OFS.iter().enumerate() {
-        let args = run_args(dir.path(), &crashed, as_of, &format!("crashed-{k}"));
+    for (k, took) in took.iter().enumerate() {
+        let args = chain_args(&crashed, k, "crashed");
         for _ in 0..KILLS {
             point = point
                 .wrapping_mul(6_364_136_223_846_793_005)
                 .wrapping_add(1);
-            let wait = Duration::from_millis((point >> 33) % (took[k].as_millis() as u64 + 1));
+            let wait = Duration::from_millis((point >> 33) % (took.as_millis() as u64 + 1));
             let mut child = Command::new(env!("CARGO_BIN_EXE_pitwall"))
                 .args(&args)
                 .stdout(Stdio::null())
@@ -207,6 +232,13 @@ fn state_commands_print_json_and_exit_codes() -> TestResult {
     args.extend(["--rescore-from".into(), "2026-10-01T00:00:00Z".into()]);
     let o = pitwall(&args.iter().map(String::as_str).collect::<Vec<_>>())?;
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+
+    // A compaction share is a number >= 0.
+    let mut args = run_args(dir.path(), &state, AS_OFS[1], "x");
+    args.push("--compact-members-past=-0.5".into());
+    let o = pitwall(&args.iter().map(String::as_str).collect::<Vec<_>>())?;
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("not a share"), "{}", text(&o));
 
     // A publication needs a run or a state to publish.
     let o = pitwall(&["score", "publish", "--brokers", "127.0.0.1:1"])?;

@@ -142,6 +142,10 @@ pub struct RunArgs {
     /// `score state export` writes the snapshot on demand.
     #[arg(long, requires = "state")]
     pub out_snapshot: bool,
+    /// With --state: write the member snapshot as one new base once its
+    /// delta files hold more rows than this share of the base (0: every run).
+    #[arg(long, requires = "state", default_value_t = 0.1, value_parser = parse_share)]
+    pub compact_members_past: f64,
     /// Worker threads (default: the machine's cores).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -276,6 +280,15 @@ fn score_run(a: &RunArgs) -> anyhow::Result<u8> {
     Ok(if held { exit::HELD } else { exit::OK })
 }
 
+fn parse_share(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        _ => Err(format!(
+            "{s:?} is not a share: give a number >= 0, such as 0.1"
+        )),
+    }
+}
+
 pub fn job_config(a: &RunArgs) -> anyhow::Result<JobConfig> {
     let mut cfg = JobConfig::new(
         a.rentals.clone(),
@@ -309,7 +322,10 @@ pub fn job_config(a: &RunArgs) -> anyhow::Result<JobConfig> {
             force: a.publish_args.force,
             fence: None,
             write_snapshot: a.out_snapshot,
-            compaction: Default::default(),
+            compaction: pitwall_score_state::Compaction {
+                share: a.compact_members_past,
+                ..Default::default()
+            },
             memory: None,
         });
     }
