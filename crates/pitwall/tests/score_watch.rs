@@ -418,3 +418,74 @@ fn a_watcher_starts_each_cycle_from_the_snapshot_it_committed() -> TestResult {
     assert_eq!(in_memory, vec![false, true, true]);
     Ok(())
 }
+
+/// A watcher killed mid-work and replaced by another process: the state
+/// the second one leaves equals one full run at its last as_of, whatever
+/// the first had in memory when it died.
+#[test]
+fn a_watcher_killed_and_replaced_reaches_the_state_a_full_run_gives() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    fleet(&dir.path().join("fleet"))?;
+    let rentals = dir.path().join("fleet/rentals.parquet");
+    let mut first = watcher(dir.path(), &rentals, "a", free_port())?;
+    wait_for("a's second commit", || log_entries(dir.path()) >= 2);
+    first.kill()?;
+    first.wait()?;
+    let out = watch_command(dir.path(), &rentals, "b", free_port())
+        // a's lease must lapse (3 s) before b takes it.
+        .args(["--cycles", "2"])
+        .output()?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let state = dir.path().join("state").display().to_string();
+    let show = pitwall_ok(&["score", "state", "show", "--state", &state, "--json"])?;
+    let show: serde_json::Value = serde_json::from_slice(&show.stdout)?;
+    let as_of = show["last_run"]["as_of"]
+        .as_str()
+        .ok_or("as_of")?
+        .to_string();
+    let full = dir.path().join("full");
+    pitwall_ok(&[
+        "score",
+        "run",
+        "--rentals",
+        &rentals.display().to_string(),
+        "--telemetry",
+        &dir.path().join("fleet/telemetry").display().to_string(),
+        "--as-of",
+        &as_of,
+        "--out",
+        &full.display().to_string(),
+    ])?;
+    let export = dir.path().join("export");
+    pitwall_ok(&[
+        "score",
+        "state",
+        "export",
+        "--state",
+        &state,
+        "--out",
+        &export.display().to_string(),
+    ])?;
+    let read = |p: std::path::PathBuf| -> Result<Vec<String>, common::Error> {
+        let f = std::fs::File::open(p)?;
+        let batches: Vec<arrow_array::RecordBatch> =
+            parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f)?
+                .build()?
+                .collect::<Result<_, _>>()?;
+        Ok(pitwall_score_state::snapshot::from_batches(&batches)?
+            .iter()
+            .map(|m| format!("{m:?}"))
+            .collect())
+    };
+    let (got, want) = (
+        read(export.join("member_scores.parquet"))?,
+        read(full.join("member_scores.parquet"))?,
+    );
+    assert!(!want.is_empty());
+    assert_eq!(got, want);
+    Ok(())
+}
