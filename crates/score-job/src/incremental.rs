@@ -8,6 +8,8 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use arrow_array::RecordBatch;
+
 use pitwall_lake::Location;
 use pitwall_score::rental::{self as rental, is_considered};
 use pitwall_score::{Reason, Rental, Status};
@@ -18,7 +20,7 @@ use pitwall_score_state::{
 
 use pitwall_score::member_part::FinalPart;
 use pitwall_score_state::days::{FinalDays, day_of, days_between};
-use pitwall_score_state::{Kept, recompute};
+use pitwall_score_state::{Kept, recompute, snapshot};
 
 use pitwall_score::gates::Drift;
 
@@ -96,22 +98,17 @@ impl SnapshotMemory {
     }
 }
 
-/// The snapshot the state holds once this run committed: a new base, the
-/// previous one and this run's delta, or the previous one unchanged.
+/// The snapshot the state holds once this run committed: the new base it
+/// wrote, the previous one and the delta it wrote, or the previous one.
 fn after_commit(
     previous: &Arc<Snapshot>,
-    members: &MemberChanges,
-    all: Option<&[Kept]>,
+    written: Option<RecordBatch>,
     compact: bool,
-    cfg: &JobConfig,
 ) -> Result<Arc<Snapshot>, JobError> {
-    let encode = |kept: &[Kept]| {
-        pitwall_score_state::snapshot::to_state_batch(kept, &cfg.model.id(), cfg.as_of)
-    };
-    Ok(match all {
-        Some(all) if compact => Arc::new(Snapshot::new(vec![encode(all)?], Vec::new())?),
-        _ if members.rows.is_empty() => previous.clone(),
-        _ => Arc::new(previous.with_delta(encode(&members.rows)?)?),
+    Ok(match written {
+        Some(base) if compact => Arc::new(Snapshot::new(vec![base], Vec::new())?),
+        Some(delta) => Arc::new(previous.with_delta(delta)?),
+        None => previous.clone(),
     })
 }
 
@@ -239,10 +236,6 @@ pub fn run(
     let before_days = head.as_ref().map_or(&[][..], |h| &h.files.final_days[..]);
     let final_total = days.total_after(&touched, before_days);
     let prior_open = state.load_open()?;
-    let previous_scores = head
-        .as_ref()
-        .map(|_| MemberStats::of_snapshot(&previous, &[], &HashSet::new()).map(|s| s.scores))
-        .transpose()?;
     let members = recompute(
         cfg,
         &Recompute {
@@ -257,8 +250,8 @@ pub fn run(
         },
         &previous,
     )?;
-    let kept_records: Vec<MemberRecord> = members.rows.iter().map(|k| k.record.clone()).collect();
-    let stats = MemberStats::of_snapshot(&previous, &kept_records, &members.removed)?;
+    let (previous_scores, stats) =
+        MemberStats::before_and_after(&previous, &members.rows, &members.removed)?;
     timings.score_members_ms = crate::ms(t);
 
     let counts = Counts {
@@ -278,7 +271,9 @@ pub fn run(
         scored: &scored,
         telemetry: &telemetry,
         members: &stats,
-        drift: previous_scores.map(|p| Drift::moved(p, &members.moves)),
+        drift: head
+            .as_ref()
+            .map(|_| Drift::moved(previous_scores, &members.moves)),
         state: Some(gates(cfg, &work.evaluated, &scored, &made_final)),
     });
     run.warnings = warnings;
@@ -305,12 +300,12 @@ pub fn run(
     // The whole snapshot is written out only when asked: every member every
     // run would make the run cost the membership, not the new data.
     let compact = members.compact || previous.should_compact(members.rows.len(), opts.compaction);
-    let snapshot = if compact || opts.write_snapshot {
+    let whole = if compact || opts.write_snapshot {
         Some(previous.all_with(&members.rows, &members.removed)?)
     } else {
         None
     };
-    let snapshot_records: Option<Vec<MemberRecord>> = snapshot
+    let snapshot_records: Option<Vec<MemberRecord>> = whole
         .as_ref()
         .filter(|_| opts.write_snapshot)
         .map(|all| all.iter().map(|k| k.record.clone()).collect());
@@ -333,15 +328,14 @@ pub fn run(
             deltas_merged: deltas as u64,
             compacted: compact,
             snapshot_in_memory,
-            member_rows_written: snapshot
+            member_rows_written: whole
                 .as_ref()
                 .filter(|_| compact)
                 .map_or(members.rows.len(), Vec::len) as u64,
             upgraded_from,
         };
     }
-    let change_batch =
-        pitwall_score_state::snapshot::to_batch(&members.changes, &cfg.model.id(), cfg.as_of)?;
+    let change_batch = snapshot::to_batch(&members.changes, &cfg.model.id(), cfg.as_of)?;
     outputs::write(&cfg.out, names::MEMBER_CHANGES, change_batch, &mut run)?;
     run_json::write(&cfg.out, &run)?;
 
@@ -365,17 +359,26 @@ pub fn run(
         // A state of the previous layout is upgraded: its files by day now.
         files.final_results.clear();
         files.open = Some(draft.write_results("open.parquet", &mut open)?);
-        match &snapshot {
-            Some(all) if compact => {
-                files.members = Some(draft.write_member_base(all, &cfg.model.id(), cfg.as_of)?);
-                files.member_deltas.clear();
-            }
-            _ if members.rows.is_empty() => {}
-            _ => files.member_deltas.push(draft.write_member_delta(
+        // Encoded once: the same batch goes into the state and, for a
+        // watcher, into the snapshot it keeps.
+        let model_id = cfg.model.id();
+        let written = match &whole {
+            Some(all) if compact => Some(snapshot::to_state_batch(all, &model_id, cfg.as_of)?),
+            _ if members.rows.is_empty() => None,
+            _ => Some(snapshot::to_state_batch(
                 &members.rows,
-                &cfg.model.id(),
+                &model_id,
                 cfg.as_of,
             )?),
+        };
+        if let Some(batch) = &written {
+            let rel = draft.write_members(batch.clone(), compact)?;
+            if compact {
+                files.members = Some(rel);
+                files.member_deltas.clear();
+            } else {
+                files.member_deltas.push(rel);
+            }
         }
         files.seen = Some(draft.write_seen(&seen)?);
         let entry = Entry {
@@ -409,10 +412,7 @@ pub fn run(
         }
         let committed = draft.commit(entry)?;
         if let Some(memory) = &opts.memory {
-            memory.set(
-                committed.seq,
-                after_commit(&previous, &members, snapshot.as_deref(), compact, cfg)?,
-            );
+            memory.set(committed.seq, after_commit(&previous, written, compact)?);
         }
         if let Some(s) = run.state.as_mut() {
             s.committed = true;

@@ -11,7 +11,7 @@ use arrow_schema::DataType;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use pitwall_score::member::{RentalOutcome, member_score};
 use pitwall_score::{Assessment, Model, Rental};
-use pitwall_score_state::{MemberRecord, RecentRental, Snapshot};
+use pitwall_score_state::{Kept, MemberRecord, RecentRental, Snapshot};
 
 use crate::{JobError, names};
 
@@ -57,17 +57,30 @@ impl MemberStats {
         st
     }
 
-    /// The snapshot with `changes` applied and `removed` left out.
-    pub fn of_snapshot(
+    /// One pass over the snapshot: every previous score (for the drift
+    /// gates), and the stats of the snapshot with `changes` in place of
+    /// their members' rows and `removed` left out.
+    pub fn before_and_after(
         snapshot: &Snapshot,
-        changes: &[MemberRecord],
+        changes: &[Kept],
         removed: &HashSet<String>,
-    ) -> Result<MemberStats, JobError> {
-        let mut st = MemberStats::default();
-        snapshot.for_each_with(changes, removed, |m| {
-            st.add(m.eligible, m.status, m.score, m.grade)
+    ) -> Result<(Vec<f64>, MemberStats), JobError> {
+        let changed: HashSet<&str> = changes
+            .iter()
+            .map(|k| k.record.member_id.as_str())
+            .collect();
+        let (mut previous, mut after) = (Vec::new(), MemberStats::default());
+        snapshot.for_each(|m| {
+            previous.extend(m.score);
+            if !changed.contains(m.member_id) && !removed.contains(m.member_id) {
+                after.add(m.eligible, m.status, m.score, m.grade);
+            }
         })?;
-        Ok(st)
+        for k in changes {
+            let s = &k.record.score;
+            after.add(s.eligible, s.status.as_str(), s.score, s.grade.as_deref());
+        }
+        Ok((previous, after))
     }
 }
 
@@ -154,4 +167,62 @@ pub fn read_previous(dir: &Path) -> Result<HashMap<String, f64>, JobError> {
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pitwall_score::member::{FactorRates, MemberScore, MemberStatus};
+
+    fn record(id: &str, score: Option<f64>) -> MemberRecord {
+        MemberRecord {
+            member_id: id.into(),
+            score: MemberScore {
+                eligible: score.is_some(),
+                status: if score.is_some() {
+                    MemberStatus::Scored
+                } else {
+                    MemberStatus::InsufficientDistance
+                },
+                score,
+                grade: score.map(|_| "GOOD".to_string()),
+                rentals_used: Vec::new(),
+                rentals_12m: 1,
+                distance_km_total: 1.0,
+                rates: FactorRates::default(),
+            },
+            recent: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn one_pass_gives_the_previous_scores_and_the_stats_after_the_changes() -> Result<(), JobError>
+    {
+        let before = [
+            record("a", Some(50.0)),
+            record("b", Some(60.0)),
+            record("c", None),
+        ];
+        let base = pitwall_score_state::snapshot::to_batch(&before, "m@1", 1)?;
+        let snapshot = Snapshot::new(vec![base], Vec::new())?;
+        let changes = [
+            Kept {
+                record: record("a", Some(70.0)),
+                part: None,
+            },
+            Kept {
+                record: record("d", None),
+                part: None,
+            },
+        ];
+        let removed: HashSet<String> = ["b".to_string()].into();
+        let (mut previous, after) = MemberStats::before_and_after(&snapshot, &changes, &removed)?;
+        previous.sort_by(f64::total_cmp);
+        assert_eq!(previous, vec![50.0, 60.0]);
+        assert_eq!((after.total, after.eligible), (3, 1));
+        assert_eq!(after.scores, vec![70.0]);
+        assert_eq!(after.by_status.get("insufficient_distance"), Some(&2));
+        assert_eq!(after.grades.get("GOOD"), Some(&1));
+        Ok(())
+    }
 }

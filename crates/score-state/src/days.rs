@@ -43,6 +43,7 @@ fn err(problem: impl ToString) -> StateError {
 }
 
 /// Loaded days of final results.
+#[derive(Default)]
 pub struct FinalDays {
     pub days: BTreeMap<i64, RecordBatch>,
     /// Every day the state holds, loaded or not.

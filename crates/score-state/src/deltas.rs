@@ -109,7 +109,14 @@ impl Snapshot {
         base: Vec<RecordBatch>,
         deltas: Vec<Vec<RecordBatch>>,
     ) -> Result<Snapshot, StateError> {
-        let base = sorted(base)?;
+        Snapshot::assemble(sorted(base)?, deltas)
+    }
+
+    /// [`new`](Self::new) of a base already in member_id order.
+    fn assemble(
+        base: Vec<RecordBatch>,
+        deltas: Vec<Vec<RecordBatch>>,
+    ) -> Result<Snapshot, StateError> {
         let base_ids: Vec<StringArray> = base.iter().map(ids_of).collect::<Result<_, _>>()?;
         let base_rows = base_ids.iter().map(|a| a.len()).sum();
         let mut s = Snapshot {
@@ -146,7 +153,7 @@ impl Snapshot {
         let mut deltas: Vec<Vec<RecordBatch>> =
             self.deltas.iter().map(|b| vec![b.clone()]).collect();
         deltas.push(vec![delta]);
-        let mut s = Snapshot::new(self.base.clone(), deltas)?;
+        let mut s = Snapshot::assemble(self.base.clone(), deltas)?;
         // Delta files, not batches, count towards compaction.
         s.delta_files = self.delta_files + 1;
         Ok(s)
@@ -202,11 +209,6 @@ impl Snapshot {
     /// Whether every file of the snapshot carries the members' final parts.
     pub fn has_parts(&self) -> bool {
         self.base.iter().chain(&self.deltas).all(parts::present)
-    }
-
-    /// The records of the members in `ids` that the snapshot holds, by member_id.
-    pub fn records_of(&self, ids: &HashSet<String>) -> Result<Vec<MemberRecord>, StateError> {
-        Ok(self.kept_of(ids)?.into_iter().map(|k| k.record).collect())
     }
 
     /// The members in `ids` that the snapshot holds, with their parts, by member_id.
@@ -266,24 +268,8 @@ impl Snapshot {
         Ok(out)
     }
 
-    /// Calls `f` with every member's summary, `changes` in place of the
-    /// snapshot's records and `removed` left out (any order).
-    pub fn for_each_with(
-        &self,
-        changes: &[MemberRecord],
-        removed: &HashSet<String>,
-        mut f: impl FnMut(Summary<'_>),
-    ) -> Result<(), StateError> {
-        let changed: HashSet<&str> = changes.iter().map(|m| m.member_id.as_str()).collect();
-        for m in changes {
-            f(Summary {
-                member_id: &m.member_id,
-                eligible: m.score.eligible,
-                status: m.score.status.as_str(),
-                score: m.score.score,
-                grade: m.score.grade.as_deref(),
-            });
-        }
+    /// Calls `f` with every member's summary, from its newest row (any order).
+    pub fn for_each(&self, mut f: impl FnMut(Summary<'_>)) -> Result<(), StateError> {
         for (delta, batches) in [(false, &self.base), (true, &self.deltas)] {
             for (b, batch) in batches.iter().enumerate() {
                 let cols = SummaryColumns::of(batch)?;
@@ -296,10 +282,9 @@ impl Snapshot {
                     } else {
                         !self.in_deltas.contains_key(id)
                     };
-                    if !newest || changed.contains(id) || removed.contains(id) {
-                        continue;
+                    if newest {
+                        f(cols.at(row));
                     }
-                    f(cols.at(row));
                 }
             }
         }
@@ -395,7 +380,7 @@ mod tests {
         assert_eq!(s.len(), 4);
         assert_eq!(s.sizes(), (3, 3, 2));
         let ids: HashSet<String> = ["b", "d", "x"].iter().map(|s| s.to_string()).collect();
-        let got = s.records_of(&ids)?;
+        let got: Vec<MemberRecord> = s.kept_of(&ids)?.into_iter().map(|k| k.record).collect();
         assert_eq!(got, vec![record("b", Some(200.0)), record("d", Some(4.0))]);
         let gone: HashSet<String> = ["c".to_string()].into();
         let a9 = Kept {
@@ -416,13 +401,11 @@ mod tests {
             ]
         );
         let mut seen = Vec::new();
-        s.for_each_with(&[record("a", Some(9.0))], &HashSet::new(), |m| {
-            seen.push((m.member_id.to_string(), m.score))
-        })?;
+        s.for_each(|m| seen.push((m.member_id.to_string(), m.score)))?;
         seen.sort_by(|x, y| x.0.cmp(&y.0));
         assert_eq!(
             seen.iter().map(|x| x.1).collect::<Vec<_>>(),
-            vec![Some(9.0), Some(200.0), None, Some(4.0)]
+            vec![Some(1.0), Some(200.0), None, Some(4.0)]
         );
         Ok(())
     }
@@ -433,7 +416,7 @@ mod tests {
         let unsorted = batch(&[record("c", None), record("a", Some(1.0))])?;
         let s = Snapshot::new(vec![unsorted], Vec::new())?;
         let ids: HashSet<String> = ["a", "c"].iter().map(|s| s.to_string()).collect();
-        assert_eq!(s.records_of(&ids)?.len(), 2);
+        assert_eq!(s.kept_of(&ids)?.len(), 2);
         let split = vec![
             batch(&[record("a", Some(1.0)), record("b", None)])?,
             batch(&[record("c", Some(3.0)), record("e", None)])?,

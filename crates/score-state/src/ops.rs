@@ -88,12 +88,10 @@ pub fn summary(state: &State) -> Result<Summary, StateError> {
         Ok(())
     })?;
     let (mut members, mut members_scored) = (0, 0);
-    state
-        .load_snapshot()?
-        .for_each_with(&[], &Default::default(), |m| {
-            members += 1;
-            members_scored += u64::from(m.score.is_some());
-        })?;
+    state.load_snapshot()?.for_each(|m| {
+        members += 1;
+        members_scored += u64::from(m.score.is_some());
+    })?;
     Ok(Summary {
         state: state.url().to_string(),
         last_run: state.head().cloned(),
@@ -191,7 +189,10 @@ pub fn import(
         final_results: Vec::new(),
         final_days: draft.write_final_days(&days, &Default::default(), &[])?,
         open: Some(draft.write_results("open.parquet", &mut [])?),
-        members: Some(draft.write_member_base(&members, &model_id, as_of)?),
+        members: Some(draft.write_members(
+            crate::snapshot::to_state_batch(&members, &model_id, as_of)?,
+            true,
+        )?),
         member_deltas: Vec::new(),
         // Which telemetry files exist is unknown here: the next run records them.
         seen: None,

@@ -197,26 +197,6 @@ pub fn to_state_batch(
     RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).map_err(err)
 }
 
-/// Records as the bytes of one zstd Parquet file, its columns encoded on
-/// `threads` threads.
-pub fn parquet(
-    records: &[MemberRecord],
-    model: &str,
-    as_of: i64,
-    threads: usize,
-) -> Result<bytes::Bytes, StateError> {
-    let batch = to_batch(records, model, as_of)?;
-    let bytes = pitwall_lake::parquet_bytes_parallel(
-        &batch,
-        &pitwall_lake::ParquetOptions {
-            max_row_group_rows: 256 * 1024,
-            ..pitwall_lake::ParquetOptions::default()
-        },
-        threads,
-    )?;
-    Ok(bytes::Bytes::from(bytes))
-}
-
 fn member_status(s: &str) -> Result<MemberStatus, StateError> {
     match s {
         "scored" => Ok(MemberStatus::Scored),

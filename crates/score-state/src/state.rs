@@ -20,11 +20,11 @@ use pitwall_lake::{Created, Location, ParquetOptions};
 
 use crate::StateError;
 use crate::days::{DayFile, FinalDays};
-use crate::deltas::{Kept, Snapshot};
+use crate::deltas::Snapshot;
 use crate::log::{self, Entry, FORMAT};
 use crate::results::{self, Columns, ResultRow};
 use crate::seen::SeenFiles;
-use crate::snapshot::{self, MemberRecord};
+use crate::snapshot::MemberRecord;
 use crate::table::FinalTable;
 
 const HEAD_HINT: &str = "_head";
@@ -206,11 +206,7 @@ impl State {
     /// previous layout has no days: all of it is read, split by day.
     pub fn load_final_days(&self, wanted: &dyn Fn(i64) -> bool) -> Result<FinalDays, StateError> {
         let Some(head) = &self.head else {
-            return Ok(FinalDays {
-                days: Default::default(),
-                known: Default::default(),
-                from_legacy: false,
-            });
+            return Ok(FinalDays::default());
         };
         if !head.files.final_results.is_empty() {
             let batches = head
@@ -289,6 +285,7 @@ impl State {
             url: self.url.clone(),
             seq,
             dir: format!("runs/{seq:012}-{}", nonce()),
+            threads: self.threads,
         }
     }
 }
@@ -327,6 +324,9 @@ pub struct Draft {
     url: String,
     seq: u64,
     dir: String,
+    /// Threads a file's columns are encoded on (the member base is
+    /// hundreds of MB at a fleet's scale).
+    threads: usize,
 }
 
 impl Draft {
@@ -340,7 +340,7 @@ impl Draft {
             max_row_group_rows: 256 * 1024,
             ..ParquetOptions::default()
         };
-        let bytes = pitwall_lake::parquet_bytes(batch.schema(), &[batch], &opts)?;
+        let bytes = pitwall_lake::parquet_bytes_parallel(&batch, &opts, self.threads)?;
         self.loc.put(&rel, Bytes::from(bytes))?;
         Ok(rel)
     }
@@ -383,27 +383,16 @@ impl Draft {
         Ok(out.into_values().collect())
     }
 
-    /// Writes the members a run changed (sorted by member_id): a delta of
-    /// the member snapshot.
-    pub fn write_member_delta(
-        &self,
-        kept: &[Kept],
-        model: &str,
-        as_of: i64,
-    ) -> Result<String, StateError> {
-        let batch = snapshot::to_state_batch(kept, model, as_of)?;
-        self.put_parquet("members-delta.parquet", batch)
-    }
-
-    /// Writes the whole snapshot (sorted by member_id) as a new base.
-    pub fn write_member_base(
-        &self,
-        kept: &[Kept],
-        model: &str,
-        as_of: i64,
-    ) -> Result<String, StateError> {
-        let batch = snapshot::to_state_batch(kept, model, as_of)?;
-        self.put_parquet("members.parquet", batch)
+    /// Writes members as [`snapshot::to_state_batch`] encoded them (sorted
+    /// by member_id): the changes of a run as a delta of the snapshot, or
+    /// the whole snapshot as a new base.
+    pub fn write_members(&self, batch: RecordBatch, base: bool) -> Result<String, StateError> {
+        let name = if base {
+            "members.parquet"
+        } else {
+            "members-delta.parquet"
+        };
+        self.put_parquet(name, batch)
     }
 
     pub fn write_seen(&self, seen: &SeenFiles) -> Result<String, StateError> {

@@ -4,7 +4,7 @@
 //! Rows are never turned into structs wholesale: five million of them as
 //! owned strings would take gigabytes.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 use arrow_array::RecordBatch;
 use pitwall_score::Model;
@@ -65,30 +65,12 @@ impl FinalTable {
         Ok(())
     }
 
-    pub fn batches(&self) -> &[RecordBatch] {
-        &self.batches
-    }
-
     pub fn len(&self) -> usize {
         self.live.iter().flatten().filter(|&&l| l).count()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
-    }
-
-    pub fn files(&self) -> usize {
-        self.batches.len()
-    }
-
-    /// Whether `rental_id` is final.
-    pub fn contains(&self, rental_id: &str) -> Result<bool, StateError> {
-        for b in &self.batches {
-            if find(b, rental_id)?.is_some() {
-                return Ok(true);
-            }
-        }
-        Ok(false)
     }
 
     /// Calls `f` with every live row, batch by batch.
@@ -155,42 +137,25 @@ pub fn members(
     as_of: i64,
     model: &Model,
 ) -> Result<Vec<MemberRecord>, StateError> {
-    members_of(table, open, None, as_of, model)
-}
-
-/// Like [`members`], for the members in `only` alone (all when None).
-pub fn members_of(
-    table: &FinalTable,
-    open: &[ResultRow],
-    only: Option<&HashSet<String>>,
-    as_of: i64,
-    model: &Model,
-) -> Result<Vec<MemberRecord>, StateError> {
     let cols: Vec<Columns<'_>> = table
         .batches
         .iter()
         .map(Columns::of)
         .collect::<Result<_, _>>()?;
-    let wanted = |m: &str| only.is_none_or(|set| set.contains(m));
     let mut by_member: HashMap<&str, Vec<At>> = HashMap::new();
     for (b, (c, live)) in cols.iter().zip(&table.live).enumerate() {
         for (i, _) in live.iter().enumerate().filter(|(_, l)| **l) {
-            let m = c.member_id.value(i);
-            if wanted(m) {
-                by_member
-                    .entry(m)
-                    .or_default()
-                    .push(At::Final(b as u32, i as u32));
-            }
+            by_member
+                .entry(c.member_id.value(i))
+                .or_default()
+                .push(At::Final(b as u32, i as u32));
         }
     }
     for (i, r) in open.iter().enumerate() {
-        if wanted(&r.rental.member_id) {
-            by_member
-                .entry(r.rental.member_id.as_str())
-                .or_default()
-                .push(At::Open(i as u32));
-        }
+        by_member
+            .entry(r.rental.member_id.as_str())
+            .or_default()
+            .push(At::Open(i as u32));
     }
     let sorted: BTreeMap<&str, Vec<At>> = by_member.into_iter().collect();
     let mut out = Vec::with_capacity(sorted.len());
@@ -315,8 +280,9 @@ mod tests {
         let new = to_batch(&[row("b", "m", DAY, 90.0)], true)?;
         let t = FinalTable::new(vec![old, new])?;
         assert_eq!(t.len(), 2);
-        assert!(t.contains("a")? && t.contains("b")? && !t.contains("c")?);
         let rows = t.ended_in(0, 2 * DAY)?;
+        let ids: Vec<&str> = rows.iter().map(|r| r.rental.rental_id.as_str()).collect();
+        assert_eq!(ids, vec!["a", "b"], "each rental once, c never");
         let b = rows.iter().find(|r| r.rental.rental_id == "b");
         assert_eq!(b.and_then(|r| r.assessment.score), Some(90.0));
         Ok(())
