@@ -5,6 +5,8 @@
 
 use std::fs::File;
 use std::io::Write;
+use std::ops::Range;
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use bytes::Bytes;
@@ -51,6 +53,56 @@ impl Location {
                 }
             }
         }
+    }
+
+    /// The bytes of `ranges` of `rel`, in the order asked, or None when
+    /// there is no such file. An object store gets one request per run of
+    /// nearby ranges (object_store coalesces them), a local file one `pread`
+    /// per range: a reader pays for the bytes it needs, not the file.
+    pub fn get_ranges(&self, rel: &str, ranges: &[Range<u64>]) -> Result<Option<Vec<Bytes>>> {
+        match self {
+            Location::Local(root) => {
+                let path = root.join(rel);
+                let io = |source| LakeError::Io {
+                    path: path.display().to_string(),
+                    source,
+                };
+                let file = match File::open(&path) {
+                    Ok(f) => f,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                    Err(e) => return Err(io(e)),
+                };
+                ranges
+                    .iter()
+                    .map(|r| {
+                        let len = usize::try_from(r.end.saturating_sub(r.start)).unwrap_or(0);
+                        let mut buf = vec![0u8; len];
+                        file.read_exact_at(&mut buf, r.start).map_err(io)?;
+                        Ok(Bytes::from(buf))
+                    })
+                    .collect::<Result<Vec<_>>>()
+                    .map(Some)
+            }
+            Location::Store { url, store, prefix } => {
+                let key = key(prefix, rel);
+                let got = runtime().block_on(store.get_ranges(&key, ranges));
+                match got {
+                    Ok(b) => Ok(Some(b)),
+                    Err(object_store::Error::NotFound { .. }) => Ok(None),
+                    Err(source) => Err(LakeError::ObjectStore {
+                        url: format!("{url}/{rel}"),
+                        source,
+                    }),
+                }
+            }
+        }
+    }
+
+    /// The bytes of one range of `rel`, or None when there is no such file.
+    pub fn get_range(&self, rel: &str, range: Range<u64>) -> Result<Option<Bytes>> {
+        Ok(self
+            .get_ranges(rel, std::slice::from_ref(&range))?
+            .and_then(|v| v.into_iter().next()))
     }
 
     /// Writes `bytes` as `rel` only if no file of that name exists, whole or

@@ -20,6 +20,7 @@ use pitwall_score_state::{
 
 use pitwall_score::member_part::FinalPart;
 use pitwall_score_state::days::{FinalDays, day_of, days_between};
+use pitwall_score_state::member_file::{self, Rentals};
 use pitwall_score_state::{Kept, recompute, snapshot};
 
 use pitwall_score::gates::Drift;
@@ -102,12 +103,14 @@ impl SnapshotMemory {
 /// wrote, the previous one and the delta it wrote, or the previous one.
 fn after_commit(
     previous: &Arc<Snapshot>,
-    written: Option<RecordBatch>,
+    written: Option<(RecordBatch, Rentals)>,
     compact: bool,
 ) -> Result<Arc<Snapshot>, JobError> {
     Ok(match written {
-        Some(base) if compact => Arc::new(Snapshot::new(vec![base], Vec::new())?),
-        Some(delta) => Arc::new(previous.with_delta(delta)?),
+        Some((base, rentals)) if compact => {
+            Arc::new(Snapshot::new((vec![base], rentals), Vec::new())?)
+        }
+        Some((delta, rentals)) => Arc::new(previous.with_delta(delta, rentals)?),
         None => previous.clone(),
     })
 }
@@ -157,6 +160,8 @@ pub fn run(
         Some(s) => s,
         None => Arc::new(state.load_snapshot()?),
     };
+    // A kept snapshot has counted earlier cycles' reads too.
+    let fetched_before = previous.fetched();
     let t = Instant::now();
     let input = rentals::read(&Location::parse(&cfg.rentals)?)?;
     timings.read_rentals_ms = crate::ms(t);
@@ -298,17 +303,17 @@ pub fn run(
 
     let t = Instant::now();
     // The whole snapshot is written out only when asked: every member every
-    // run would make the run cost the membership, not the new data.
-    let compact = members.compact || previous.should_compact(members.rows.len(), opts.compaction);
-    let whole = if compact || opts.write_snapshot {
-        Some(previous.all_with(&members.rows, &members.removed)?)
+    // run would make the run cost the membership, not the new data. A state
+    // of an older format is compacted, so the run leaves it all in this one.
+    let compact = members.compact
+        || upgraded_from.is_some()
+        || previous.should_compact(members.rows.len(), opts.compaction);
+    let snapshot_records: Option<Vec<MemberRecord>> = if opts.write_snapshot {
+        let all = previous.all_with(&members.rows, &members.removed)?;
+        Some(all.into_iter().map(|k| k.record).collect())
     } else {
         None
     };
-    let snapshot_records: Option<Vec<MemberRecord>> = whole
-        .as_ref()
-        .filter(|_| opts.write_snapshot)
-        .map(|all| all.iter().map(|k| k.record.clone()).collect());
     let o = outputs::Outputs {
         input: &input,
         rentals: &work.evaluated,
@@ -319,19 +324,23 @@ pub fn run(
     if let Some(s) = run.state.as_mut() {
         let reads = state.reads();
         let (base_rows, delta_rows, deltas) = previous.sizes();
+        let (entries, bytes) = previous.fetched();
         s.state_io = run_json::StateIo {
             files_read: reads.files,
             bytes_read: reads.bytes,
+            snapshot_rentals_read: entries - fetched_before.0,
+            snapshot_rental_bytes_read: bytes - fetched_before.1,
             final_rows_read: final_rows_read as u64,
             snapshot_base_rows_read: base_rows as u64,
             snapshot_delta_rows_read: delta_rows as u64,
             deltas_merged: deltas as u64,
             compacted: compact,
             snapshot_in_memory,
-            member_rows_written: whole
-                .as_ref()
-                .filter(|_| compact)
-                .map_or(members.rows.len(), Vec::len) as u64,
+            member_rows_written: if compact {
+                stats.total as u64
+            } else {
+                members.rows.len() as u64
+            },
             upgraded_from,
         };
     }
@@ -362,23 +371,29 @@ pub fn run(
         // Encoded once: the same batch goes into the state and, for a
         // watcher, into the snapshot it keeps.
         let model_id = cfg.model.id();
-        let written = match &whole {
-            Some(all) if compact => Some(snapshot::to_state_batch(all, &model_id, cfg.as_of)?),
-            _ if members.rows.is_empty() => None,
-            _ => Some(snapshot::to_state_batch(
+        let changes = member_file::encode(&members.rows, &model_id, cfg.as_of)?;
+        let file = if compact {
+            Some(previous.compacted(
+                &changes,
                 &members.rows,
+                &members.removed,
                 &model_id,
                 cfg.as_of,
-            )?),
+            )?)
+        } else {
+            (!members.rows.is_empty()).then_some(changes)
         };
-        if let Some(batch) = &written {
-            let rel = draft.write_members(batch.clone(), compact)?;
+        let mut written = None;
+        if let Some(file) = file {
+            let batch = file.batch.clone();
+            let (rel, rentals) = draft.write_members(file, compact)?;
             if compact {
                 files.members = Some(rel);
                 files.member_deltas.clear();
             } else {
                 files.member_deltas.push(rel);
             }
+            written = Some((batch, rentals));
         }
         files.seen = Some(draft.write_seen(&seen)?);
         let entry = Entry {

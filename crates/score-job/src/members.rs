@@ -204,7 +204,13 @@ mod tests {
             record("c", None),
         ];
         let base = pitwall_score_state::snapshot::to_batch(&before, "m@1", 1)?;
-        let snapshot = Snapshot::new(vec![base], Vec::new())?;
+        let snapshot = Snapshot::new(
+            (
+                vec![base],
+                pitwall_score_state::member_file::Rentals::Inline,
+            ),
+            Vec::new(),
+        )?;
         let changes = [
             Kept {
                 record: record("a", Some(70.0)),

@@ -84,6 +84,11 @@ pub struct StateIo {
     /// State files read (tables, not the run log) and their bytes.
     pub files_read: u64,
     pub bytes_read: u64,
+    /// Members' rentals read of the snapshot's rentals files (a run reads
+    /// those of the members it recomputes; a compaction copies them all),
+    /// and their bytes.
+    pub snapshot_rentals_read: u64,
+    pub snapshot_rental_bytes_read: u64,
     /// Final results loaded.
     pub final_rows_read: u64,
     /// Member snapshot rows read: the base's and the deltas'.

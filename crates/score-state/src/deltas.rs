@@ -7,13 +7,17 @@
 //! (a compaction, committed like any run: the log entry names the files).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use arrow_array::cast::AsArray;
 use arrow_array::{Array, RecordBatch, StringArray};
+use bytes::Bytes;
 
 use pitwall_score::member_part::FinalPart;
 
 use crate::StateError;
+use crate::member_file::{self, MemberFile, Rentals};
+use crate::member_rentals;
 use crate::parts;
 use crate::snapshot::{self, MemberRecord};
 
@@ -53,10 +57,13 @@ type At = (u32, u32);
 pub struct Snapshot {
     /// The base's batches, sorted by member_id across batches.
     base: Vec<RecordBatch>,
+    base_rentals: Rentals,
     /// Per base batch: its member_id column.
     base_ids: Vec<StringArray>,
     /// The deltas' batches, oldest first.
     deltas: Vec<RecordBatch>,
+    /// Per delta batch: where its file's rentals are.
+    delta_rentals: Vec<Rentals>,
     /// Per member in a delta: its newest delta row.
     in_deltas: HashMap<String, At>,
     /// Members in the base that no delta holds, plus those only in deltas.
@@ -64,7 +71,18 @@ pub struct Snapshot {
     base_rows: usize,
     delta_rows: usize,
     delta_files: usize,
+    /// Rentals entries and bytes read of the rentals files, ever.
+    fetched: Fetched,
 }
+
+#[derive(Default)]
+struct Fetched {
+    entries: AtomicU64,
+    bytes: AtomicU64,
+}
+
+/// One snapshot file as read: its batches and where their rentals are.
+pub type File = (Vec<RecordBatch>, Rentals);
 
 /// One member's summary, as the gates and counts need it.
 pub struct Summary<'a> {
@@ -93,43 +111,45 @@ impl Snapshot {
     pub fn empty() -> Snapshot {
         Snapshot {
             base: Vec::new(),
+            base_rentals: Rentals::Inline,
             base_ids: Vec::new(),
             deltas: Vec::new(),
+            delta_rentals: Vec::new(),
             in_deltas: HashMap::new(),
             len: 0,
             base_rows: 0,
             delta_rows: 0,
             delta_files: 0,
+            fetched: Fetched::default(),
         }
     }
 
-    /// The base's batches (sorted by member_id, as pitwall writes them; an
-    /// unsorted base is sorted here) and each delta file's batches, oldest first.
-    pub fn new(
-        base: Vec<RecordBatch>,
-        deltas: Vec<Vec<RecordBatch>>,
-    ) -> Result<Snapshot, StateError> {
-        Snapshot::assemble(sorted(base)?, deltas)
+    /// The base file (sorted by member_id, as pitwall writes it; an
+    /// unsorted base is sorted here) and each delta file, oldest first.
+    pub fn new(base: File, deltas: Vec<File>) -> Result<Snapshot, StateError> {
+        let (batches, rentals) = base;
+        Snapshot::assemble((sorted(batches)?, rentals), deltas)
     }
 
     /// [`new`](Self::new) of a base already in member_id order.
-    fn assemble(
-        base: Vec<RecordBatch>,
-        deltas: Vec<Vec<RecordBatch>>,
-    ) -> Result<Snapshot, StateError> {
+    fn assemble(base: File, deltas: Vec<File>) -> Result<Snapshot, StateError> {
+        let (base, base_rentals) = base;
         let base_ids: Vec<StringArray> = base.iter().map(ids_of).collect::<Result<_, _>>()?;
         let base_rows = base_ids.iter().map(|a| a.len()).sum();
         let mut s = Snapshot {
             base,
+            base_rentals,
             base_ids,
             deltas: Vec::new(),
+            delta_rentals: Vec::new(),
             in_deltas: HashMap::new(),
             len: base_rows,
             base_rows,
             delta_rows: 0,
             delta_files: deltas.len(),
+            fetched: Fetched::default(),
         };
-        for file in deltas {
+        for (file, rentals) in deltas {
             for batch in file {
                 let ids = ids_of(&batch)?;
                 let b = s.deltas.len() as u32;
@@ -141,22 +161,36 @@ impl Snapshot {
                 }
                 s.delta_rows += batch.num_rows();
                 s.deltas.push(batch);
+                s.delta_rentals.push(rentals.clone());
             }
         }
         Ok(s)
     }
 
     /// The snapshot after a run that wrote `delta` (the members it changed,
-    /// as [`snapshot::to_state_batch`] encodes them): what the state holds
-    /// once that run committed, without reading it back.
-    pub fn with_delta(&self, delta: RecordBatch) -> Result<Snapshot, StateError> {
-        let mut deltas: Vec<Vec<RecordBatch>> =
-            self.deltas.iter().map(|b| vec![b.clone()]).collect();
-        deltas.push(vec![delta]);
-        let mut s = Snapshot::assemble(self.base.clone(), deltas)?;
+    /// as [`member_file::encode`] encodes them, its rentals where
+    /// `rentals` says): what the state holds once that run committed,
+    /// without reading it back.
+    pub fn with_delta(&self, delta: RecordBatch, rentals: Rentals) -> Result<Snapshot, StateError> {
+        let mut deltas: Vec<File> = self
+            .deltas
+            .iter()
+            .zip(&self.delta_rentals)
+            .map(|(b, r)| (vec![b.clone()], r.clone()))
+            .collect();
+        deltas.push((vec![delta], rentals));
+        let mut s = Snapshot::assemble((self.base.clone(), self.base_rentals.clone()), deltas)?;
         // Delta files, not batches, count towards compaction.
         s.delta_files = self.delta_files + 1;
         Ok(s)
+    }
+
+    /// (entries, bytes) read of the rentals files so far.
+    pub fn fetched(&self) -> (u64, u64) {
+        (
+            self.fetched.entries.load(Ordering::Relaxed),
+            self.fetched.bytes.load(Ordering::Relaxed),
+        )
     }
 
     /// Members in the snapshot.
@@ -198,11 +232,11 @@ impl Snapshot {
         }
     }
 
-    fn batch(&self, delta: bool, b: u32) -> &RecordBatch {
+    fn batch(&self, delta: bool, b: u32) -> (&RecordBatch, &Rentals) {
         if delta {
-            &self.deltas[b as usize]
+            (&self.deltas[b as usize], &self.delta_rentals[b as usize])
         } else {
-            &self.base[b as usize]
+            (&self.base[b as usize], &self.base_rentals)
         }
     }
 
@@ -223,18 +257,61 @@ impl Snapshot {
         let mut out = Vec::with_capacity(ids.len());
         for ((delta, b), mut rows) in wanted {
             rows.sort_unstable();
-            let idx = arrow_array::UInt32Array::from(rows);
-            let batch = self.batch(delta, b);
-            let taken = arrow_select::take::take_record_batch(batch, &idx).map_err(err)?;
-            let records = snapshot::from_batches(std::slice::from_ref(&taken))?;
-            let with_parts = parts::present(&taken);
-            for (row, record) in records.into_iter().enumerate() {
-                let part = with_parts.then(|| parts::read(&taken, row)).transpose()?;
-                out.push(Kept { record, part });
-            }
+            let (batch, rentals) = self.batch(delta, b);
+            self.read_rows(batch, rentals, &rows, &mut out)?;
         }
         out.sort_by(|a, b| a.record.member_id.cmp(&b.record.member_id));
         Ok(out)
+    }
+
+    /// Rows `rows` of `batch`, whole: its columns, and its rentals from
+    /// the rentals file unless inline.
+    fn read_rows(
+        &self,
+        batch: &RecordBatch,
+        rentals: &Rentals,
+        rows: &[u32],
+        out: &mut Vec<Kept>,
+    ) -> Result<(), StateError> {
+        let idx = arrow_array::UInt32Array::from(rows.to_vec());
+        let taken = arrow_select::take::take_record_batch(batch, &idx).map_err(err)?;
+        let records = snapshot::from_batches(std::slice::from_ref(&taken))?;
+        let with_parts = parts::present(&taken);
+        let entries = match rentals {
+            // A file of format 3 whose metadata lost its rentals file's name
+            // would otherwise read as members without rentals.
+            Rentals::Inline if taken.column_by_name(member_file::RENTALS_AT).is_some() => {
+                return Err(rentals
+                    .damaged("the file has rentals_at columns but names no rentals file".into()));
+            }
+            Rentals::Inline => None,
+            Rentals::Stored { .. } => {
+                let got = rentals.fetch(&member_file::ranges(batch, rows)?)?;
+                self.fetched
+                    .entries
+                    .fetch_add(got.len() as u64, Ordering::Relaxed);
+                let bytes: usize = got.iter().map(Bytes::len).sum();
+                self.fetched
+                    .bytes
+                    .fetch_add(bytes as u64, Ordering::Relaxed);
+                Some(got)
+            }
+        };
+        for (row, mut record) in records.into_iter().enumerate() {
+            let mut part = with_parts.then(|| parts::read(&taken, row)).transpose()?;
+            if let Some(entries) = &entries {
+                let m = member_rentals::decode(&entries[row]).map_err(|e| {
+                    rentals.damaged(format!("the rentals of member {}: {e}", record.member_id))
+                })?;
+                record.score.rentals_used = m.recent.iter().map(|r| r.rental_id.clone()).collect();
+                record.recent = m.recent;
+                if let Some(p) = part.as_mut() {
+                    p.recent = m.kept;
+                }
+            }
+            out.push(Kept { record, part });
+        }
+        Ok(())
     }
 
     /// Every member, by member_id, with `changes` in place of the
@@ -266,6 +343,92 @@ impl Snapshot {
         out.extend(changes.iter().cloned());
         out.sort_by(|a, b| a.record.member_id.cmp(&b.record.member_id));
         Ok(out)
+    }
+
+    /// The snapshot after a run as one new base file: every member's
+    /// newest row, the run's changes (`run`, and as records `run_kept`) in
+    /// place of the snapshot's, the members in `removed` left out. When
+    /// every file is of format 3, rows and rentals entries are copied, never
+    /// decoded; a snapshot that still holds older files is decoded and
+    /// encoded again (the upgrading run's one-off cost).
+    pub fn compacted(
+        &self,
+        run: &MemberFile,
+        run_kept: &[Kept],
+        removed: &HashSet<String>,
+        model: &str,
+        as_of: i64,
+    ) -> Result<MemberFile, StateError> {
+        let fields = run.batch.schema().fields().clone();
+        let copyable = self
+            .base
+            .iter()
+            .chain(&self.deltas)
+            .all(|b| b.schema().fields() == &fields)
+            && (self.base.is_empty() || matches!(self.base_rentals, Rentals::Stored { .. }))
+            && self
+                .delta_rentals
+                .iter()
+                .all(|r| matches!(r, Rentals::Stored { .. }));
+        if !copyable {
+            let all = self.all_with(run_kept, removed)?;
+            return member_file::encode(&all, model, as_of);
+        }
+        let mut sources: Vec<(&RecordBatch, Option<&Rentals>)> = Vec::new();
+        sources.extend(self.base.iter().map(|b| (b, Some(&self.base_rentals))));
+        sources.extend(
+            self.deltas
+                .iter()
+                .zip(&self.delta_rentals)
+                .map(|(b, r)| (b, Some(r))),
+        );
+        sources.push((&run.batch, None));
+        let order = self.newest_rows(&run.batch, removed)?;
+        let mut file = member_file::copy_rows(&sources, &order, &run.rentals)?;
+        file.batch = member_file::stamped(file.batch, model, as_of)?;
+        let (entries, bytes) = (order.len() as u64, file.rentals.len() as u64);
+        self.fetched.entries.fetch_add(entries, Ordering::Relaxed);
+        self.fetched.bytes.fetch_add(bytes, Ordering::Relaxed);
+        Ok(file)
+    }
+
+    /// (source, row) of every member's newest row in member_id order: the
+    /// sources are the base batches, the delta batches, then `run`.
+    fn newest_rows(
+        &self,
+        run: &RecordBatch,
+        removed: &HashSet<String>,
+    ) -> Result<Vec<(usize, usize)>, StateError> {
+        let run_ids = ids_of(run)?;
+        let in_run: HashSet<&str> = (0..run_ids.len()).map(|i| run_ids.value(i)).collect();
+        let mut rows: Vec<(&str, usize, usize)> = Vec::with_capacity(self.len + in_run.len());
+        let keep = |id: &str| !in_run.contains(id) && !removed.contains(id);
+        for (b, ids) in self.base_ids.iter().enumerate() {
+            for r in 0..ids.len() {
+                let id = ids.value(r);
+                if keep(id) && !self.in_deltas.contains_key(id) {
+                    rows.push((id, b, r));
+                }
+            }
+        }
+        let delta_ids: Vec<StringArray> =
+            self.deltas.iter().map(ids_of).collect::<Result<_, _>>()?;
+        for (b, ids) in delta_ids.iter().enumerate() {
+            for r in 0..ids.len() {
+                let id = ids.value(r);
+                if keep(id) && self.in_deltas.get(id) == Some(&(b as u32, r as u32)) {
+                    rows.push((id, self.base.len() + b, r));
+                }
+            }
+        }
+        let last = self.base.len() + self.deltas.len();
+        for r in 0..run_ids.len() {
+            if !removed.contains(run_ids.value(r)) {
+                rows.push((run_ids.value(r), last, r));
+            }
+        }
+        rows.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        Ok(rows.into_iter().map(|(_, b, r)| (b, r)).collect())
     }
 
     /// Calls `f` with every member's summary, from its newest row (any order).
@@ -367,6 +530,10 @@ mod tests {
         snapshot::to_batch(records, "m@1", 1)
     }
 
+    fn inline(batches: Vec<RecordBatch>) -> File {
+        (batches, Rentals::Inline)
+    }
+
     #[test]
     fn the_newest_row_of_a_member_wins() -> Result<(), StateError> {
         let base = batch(&[
@@ -376,7 +543,7 @@ mod tests {
         ])?;
         let d1 = batch(&[record("b", Some(20.0)), record("d", Some(4.0))])?;
         let d2 = batch(&[record("b", Some(200.0))])?;
-        let s = Snapshot::new(vec![base], vec![vec![d1], vec![d2]])?;
+        let s = Snapshot::new(inline(vec![base]), vec![inline(vec![d1]), inline(vec![d2])])?;
         assert_eq!(s.len(), 4);
         assert_eq!(s.sizes(), (3, 3, 2));
         let ids: HashSet<String> = ["b", "d", "x"].iter().map(|s| s.to_string()).collect();
@@ -414,14 +581,14 @@ mod tests {
     fn an_unsorted_base_is_sorted_and_a_split_one_is_searched_across_batches()
     -> Result<(), StateError> {
         let unsorted = batch(&[record("c", None), record("a", Some(1.0))])?;
-        let s = Snapshot::new(vec![unsorted], Vec::new())?;
+        let s = Snapshot::new(inline(vec![unsorted]), Vec::new())?;
         let ids: HashSet<String> = ["a", "c"].iter().map(|s| s.to_string()).collect();
         assert_eq!(s.kept_of(&ids)?.len(), 2);
         let split = vec![
             batch(&[record("a", Some(1.0)), record("b", None)])?,
             batch(&[record("c", Some(3.0)), record("e", None)])?,
         ];
-        let s = Snapshot::new(split, Vec::new())?;
+        let s = Snapshot::new(inline(split), Vec::new())?;
         for id in ["a", "b", "c", "e"] {
             assert!(s.base_at(id).is_some(), "{id}");
         }
@@ -434,17 +601,20 @@ mod tests {
         let base: Vec<MemberRecord> = (0..100)
             .map(|i| record(&format!("m{i:03}"), None))
             .collect();
-        let s = Snapshot::new(vec![batch(&base)?], vec![vec![batch(&base[..5])?]])?;
+        let s = Snapshot::new(
+            inline(vec![batch(&base)?]),
+            vec![inline(vec![batch(&base[..5])?])],
+        )?;
         let policy = Compaction::default();
         assert!(
             !s.should_compact(5, policy),
             "10 of 100 rows is not past a tenth"
         );
         assert!(s.should_compact(6, policy));
-        let many: Vec<Vec<RecordBatch>> = (0..policy.max_deltas)
-            .map(|_| Ok(vec![batch(&base[..0])?]))
+        let many: Vec<File> = (0..policy.max_deltas)
+            .map(|_| Ok(inline(vec![batch(&base[..0])?])))
             .collect::<Result<_, StateError>>()?;
-        let s = Snapshot::new(vec![batch(&base)?], many)?;
+        let s = Snapshot::new(inline(vec![batch(&base)?]), many)?;
         assert!(s.should_compact(0, policy));
         assert!(!s.should_compact(
             0,

@@ -12,6 +12,8 @@
 pub mod days;
 pub mod deltas;
 pub mod log;
+pub mod member_file;
+pub mod member_rentals;
 pub mod ops;
 pub mod parts;
 pub mod published;

@@ -6,10 +6,12 @@ use serde::{Deserialize, Serialize};
 
 /// The newest state layout this build reads and writes. 2: the final
 /// results by day (`Files::final_days`), the member snapshot as a base and
-/// delta files (`Files::member_deltas`) with each member's final part. A
-/// state of format 1 is read as it is, and its next run writes format 2,
+/// delta files (`Files::member_deltas`) with each member's final part.
+/// 3: each member snapshot file keeps its members' rentals in a rentals
+/// file beside it (`member_file`), read by byte ranges. A state of an
+/// older format is read as it is, and its next run writes the newest,
 /// recording the upgrade (`Entry::upgraded_from`).
-pub const FORMAT: u32 = 2;
+pub const FORMAT: u32 = 3;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -187,12 +187,17 @@ pub fn import(
     members.sort_by(|a, b| a.record.member_id.cmp(&b.record.member_id));
     let files = Files {
         final_results: Vec::new(),
-        final_days: draft.write_final_days(&days, &Default::default(), &[])?,
+        // Every day is new to an empty state.
+        final_days: draft.write_final_days(&days, &days.days.keys().copied().collect(), &[])?,
         open: Some(draft.write_results("open.parquet", &mut [])?),
-        members: Some(draft.write_members(
-            crate::snapshot::to_state_batch(&members, &model_id, as_of)?,
-            true,
-        )?),
+        members: Some(
+            draft
+                .write_members(
+                    crate::member_file::encode(&members, &model_id, as_of)?,
+                    true,
+                )?
+                .0,
+        ),
         member_deltas: Vec::new(),
         // Which telemetry files exist is unknown here: the next run records them.
         seen: None,

@@ -5,14 +5,11 @@
 
 use std::sync::Arc;
 
-use arrow_array::builder::{
-    Float64Builder, Int64Builder, ListBuilder, StringBuilder, StructBuilder,
-    TimestampMillisecondBuilder,
-};
+use arrow_array::builder::{Float64Builder, Int64Builder, ListBuilder};
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, Int64Type, TimestampMillisecondType};
 use arrow_array::{Array, ArrayRef, RecordBatch};
-use arrow_schema::{DataType, Field, Fields};
+use arrow_schema::{DataType, Field};
 use pitwall_score::exact::ExactSum;
 use pitwall_score::member_part::{FinalPart, KeptRental};
 
@@ -31,47 +28,20 @@ fn err(problem: impl ToString) -> StateError {
     }
 }
 
-fn kept_fields() -> Fields {
-    let mut f = vec![
-        Field::new("rental_id", DataType::Utf8, false),
-        Field::new("end_at", crate::results::ts_type(), false),
-        Field::new("score", DataType::Float64, true),
-        Field::new("grade", DataType::Utf8, true),
-        Field::new("coverage", DataType::Float64, false),
-        Field::new("distance_km", DataType::Float64, false),
-    ];
-    f.extend(
-        INT_COLUMNS
-            .iter()
-            .map(|n| Field::new(*n, DataType::Int64, false)),
-    );
-    Fields::from(f)
-}
-
-fn kept_builder() -> StructBuilder {
-    StructBuilder::from_fields(kept_fields(), 0)
-}
-
-/// The three columns of `parts`, one row per part.
-pub fn columns(parts: &[FinalPart]) -> Result<Vec<(Field, ArrayRef)>, StateError> {
+/// The part columns of `parts`, one row per part. The kept rentals go to
+/// the rentals file ([`crate::member_rentals`]).
+pub fn columns(parts: &[FinalPart]) -> Vec<(Field, ArrayRef)> {
     let mut distance = ListBuilder::new(Float64Builder::new());
     let mut in_window = Int64Builder::new();
     let mut rentals = Int64Builder::new();
-    let mut recent = ListBuilder::new(kept_builder());
     for p in parts {
         distance.values().append_slice(p.distance.partials());
         distance.append(true);
         in_window.append_value(i64::from(p.in_window));
         rentals.append_value(i64::try_from(p.rentals).unwrap_or(i64::MAX));
-        let s = recent.values();
-        for k in &p.recent {
-            append_kept(s, k)?;
-        }
-        recent.append(true);
     }
     let distance: ArrayRef = Arc::new(distance.finish());
-    let recent: ArrayRef = Arc::new(recent.finish());
-    Ok(vec![
+    vec![
         (
             Field::new(RENTALS, DataType::Int64, false),
             Arc::new(rentals.finish()),
@@ -84,52 +54,21 @@ pub fn columns(parts: &[FinalPart]) -> Result<Vec<(Field, ArrayRef)>, StateError
             Field::new(IN_WINDOW, DataType::Int64, false),
             Arc::new(in_window.finish()),
         ),
-        (
-            Field::new(RECENT, recent.data_type().clone(), false),
-            recent,
-        ),
-    ])
-}
-
-fn append_kept(s: &mut StructBuilder, k: &KeptRental) -> Result<(), StateError> {
-    let f = &k.features;
-    macro_rules! field {
-        ($i:expr, $t:ty) => {
-            s.field_builder::<$t>($i)
-                .ok_or_else(|| err(format!("builder field {}", $i)))?
-        };
-    }
-    field!(0, StringBuilder).append_value(&k.rental_id);
-    field!(1, TimestampMillisecondBuilder).append_value(k.end_at);
-    field!(2, Float64Builder).append_option(k.score);
-    field!(3, StringBuilder).append_option(k.grade.as_deref());
-    field!(4, Float64Builder).append_value(f.coverage);
-    field!(5, Float64Builder).append_value(f.distance_km);
-    let ints = [
-        f.samples,
-        f.moving_s,
-        f.speeding_s,
-        f.excess_speeding_s,
-        f.harsh_accel_n,
-        f.harsh_brake_n,
-        f.unstable_stop_n,
-    ];
-    for (j, v) in ints.into_iter().enumerate() {
-        field!(6 + j, Int64Builder).append_value(i64::from(v));
-    }
-    s.append(true);
-    Ok(())
+    ]
 }
 
 /// Whether a snapshot batch carries the parts (a snapshot written before
 /// they existed does not: its first run rebuilds them from the rentals).
+/// Their kept rentals are inline (format 2) or in the rentals file.
 pub fn present(b: &RecordBatch) -> bool {
-    [RENTALS, DISTANCE, IN_WINDOW, RECENT]
+    [RENTALS, DISTANCE, IN_WINDOW]
         .iter()
         .all(|c| b.column_by_name(c).is_some())
 }
 
-/// The part of row `row` of a snapshot batch that [`present`] holds.
+/// The part of row `row` of a snapshot batch that [`present`] holds; its
+/// kept rentals only when they are inline (else the caller fills them in
+/// from the rentals file).
 pub fn read(b: &RecordBatch, row: usize) -> Result<FinalPart, StateError> {
     let col = |n: &str| {
         b.column_by_name(n)
@@ -146,10 +85,14 @@ pub fn read(b: &RecordBatch, row: usize) -> Result<FinalPart, StateError> {
         .as_primitive_opt::<Int64Type>()
         .ok_or_else(|| err(IN_WINDOW))?
         .value(row);
-    let recent = col(RECENT)?
-        .as_list_opt::<i32>()
-        .ok_or_else(|| err(RECENT))?
-        .value(row);
+    let recent = match b.column_by_name(RECENT) {
+        Some(c) => kept_of(
+            &c.as_list_opt::<i32>()
+                .ok_or_else(|| err(RECENT))?
+                .value(row),
+        )?,
+        None => Vec::new(),
+    };
     let rentals = col(RENTALS)?
         .as_primitive_opt::<Int64Type>()
         .ok_or_else(|| err(RENTALS))?
@@ -158,7 +101,7 @@ pub fn read(b: &RecordBatch, row: usize) -> Result<FinalPart, StateError> {
         rentals: u64::try_from(rentals).map_err(|_| err(format!("{RENTALS} {rentals}")))?,
         distance: ExactSum::from_partials(partials.values().to_vec()),
         in_window: u32::try_from(in_window).map_err(|_| err(format!("{IN_WINDOW} {in_window}")))?,
-        recent: kept_of(&recent)?,
+        recent,
     })
 }
 
@@ -204,6 +147,84 @@ fn kept_of(list: &ArrayRef) -> Result<Vec<KeptRental>, StateError> {
         .collect()
 }
 
+/// The kept rentals inline, as state format 2 wrote them: tests write
+/// such files.
+#[cfg(test)]
+pub(crate) mod inline {
+    use super::*;
+    use arrow_array::builder::{StringBuilder, StructBuilder, TimestampMillisecondBuilder};
+    use arrow_schema::Fields;
+
+    fn kept_fields() -> Fields {
+        let mut f = vec![
+            Field::new("rental_id", DataType::Utf8, false),
+            Field::new("end_at", crate::results::ts_type(), false),
+            Field::new("score", DataType::Float64, true),
+            Field::new("grade", DataType::Utf8, true),
+            Field::new("coverage", DataType::Float64, false),
+            Field::new("distance_km", DataType::Float64, false),
+        ];
+        f.extend(
+            INT_COLUMNS
+                .iter()
+                .map(|n| Field::new(*n, DataType::Int64, false)),
+        );
+        Fields::from(f)
+    }
+
+    fn kept_builder() -> StructBuilder {
+        StructBuilder::from_fields(kept_fields(), 0)
+    }
+
+    fn append_kept(s: &mut StructBuilder, k: &KeptRental) -> Result<(), StateError> {
+        let f = &k.features;
+        macro_rules! field {
+            ($i:expr, $t:ty) => {
+                s.field_builder::<$t>($i)
+                    .ok_or_else(|| err(format!("builder field {}", $i)))?
+            };
+        }
+        field!(0, StringBuilder).append_value(&k.rental_id);
+        field!(1, TimestampMillisecondBuilder).append_value(k.end_at);
+        field!(2, Float64Builder).append_option(k.score);
+        field!(3, StringBuilder).append_option(k.grade.as_deref());
+        field!(4, Float64Builder).append_value(f.coverage);
+        field!(5, Float64Builder).append_value(f.distance_km);
+        let ints = [
+            f.samples,
+            f.moving_s,
+            f.speeding_s,
+            f.excess_speeding_s,
+            f.harsh_accel_n,
+            f.harsh_brake_n,
+            f.unstable_stop_n,
+        ];
+        for (j, v) in ints.into_iter().enumerate() {
+            field!(6 + j, Int64Builder).append_value(i64::from(v));
+        }
+        s.append(true);
+        Ok(())
+    }
+
+    /// The kept rentals as a list column, as state format 2 kept them inline
+    /// (tests write such files).
+    pub(crate) fn recent_column(parts: &[FinalPart]) -> Result<(Field, ArrayRef), StateError> {
+        let mut recent = ListBuilder::new(kept_builder());
+        for p in parts {
+            let s = recent.values();
+            for k in &p.recent {
+                append_kept(s, k)?;
+            }
+            recent.append(true);
+        }
+        let recent: ArrayRef = Arc::new(recent.finish());
+        Ok((
+            Field::new(RECENT, recent.data_type().clone(), false),
+            recent,
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -231,7 +252,9 @@ mod tests {
             },
         });
         let parts = vec![a, FinalPart::default()];
-        let (fields, cols): (Vec<Field>, Vec<ArrayRef>) = columns(&parts)?.into_iter().unzip();
+        let mut both = columns(&parts);
+        both.push(inline::recent_column(&parts)?);
+        let (fields, cols): (Vec<Field>, Vec<ArrayRef>) = both.into_iter().unzip();
         let b =
             RecordBatch::try_new(Arc::new(arrow_schema::Schema::new(fields)), cols).map_err(err)?;
         assert!(present(&b));

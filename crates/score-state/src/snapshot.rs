@@ -64,7 +64,7 @@ fn err(problem: impl ToString) -> StateError {
 
 /// Each member's used rentals inline, as a list of structs: a publisher
 /// reads one file and needs no join against the rental results.
-fn recent_column(records: &[MemberRecord]) -> Result<ArrayRef, StateError> {
+fn recent_column(records: &[&MemberRecord]) -> Result<ArrayRef, StateError> {
     let flat: Vec<&RecentRental> = records.iter().flat_map(|m| &m.recent).collect();
     let children: Vec<ArrayRef> = vec![
         Arc::new(
@@ -104,8 +104,21 @@ pub fn to_batch(
     model: &str,
     as_of: i64,
 ) -> Result<RecordBatch, StateError> {
+    record_batch(records, model, as_of, true)
+}
+
+/// [`to_batch`], with the `recent_rentals` column only when `with_recent`
+/// (a state file keeps them in its rentals file).
+pub(crate) fn record_batch<R: std::borrow::Borrow<MemberRecord>>(
+    records: &[R],
+    model: &str,
+    as_of: i64,
+    with_recent: bool,
+) -> Result<RecordBatch, StateError> {
+    let records: Vec<&MemberRecord> = records.iter().map(|r| r.borrow()).collect();
+    let records = &records[..];
     let floats = |f: &dyn Fn(&MemberRecord) -> Option<f64>| -> ArrayRef {
-        Arc::new(records.iter().map(f).collect::<Float64Array>())
+        Arc::new(records.iter().map(|m| f(m)).collect::<Float64Array>())
     };
     let rate =
         |g: fn(&FactorRates) -> f64| floats(&move |m: &MemberRecord| Some(g(&m.score.rates)));
@@ -113,17 +126,15 @@ pub fn to_batch(
         Arc::new(records.iter().map(|m| Some(f(m))).collect::<Int64Array>())
     };
     let text = |f: &dyn Fn(&MemberRecord) -> Option<&str>| -> ArrayRef {
-        Arc::new(records.iter().map(f).collect::<StringArray>())
+        Arc::new(records.iter().map(|m| f(m)).collect::<StringArray>())
     };
-    let recent = recent_column(records)?;
-    let fields = vec![
+    let mut fields = vec![
         Field::new("member_id", DataType::Utf8, false),
         Field::new("eligible", DataType::Boolean, false),
         Field::new("status", DataType::Utf8, false),
         Field::new("score", DataType::Float64, true),
         Field::new("grade", DataType::Utf8, true),
         Field::new("rentals_used", DataType::Int64, false),
-        Field::new("recent_rentals", recent.data_type().clone(), false),
         Field::new("rentals_12m", DataType::Int64, false),
         Field::new("distance_km_total", DataType::Float64, false),
         Field::new("harsh_accel_per_100km", DataType::Float64, false),
@@ -134,7 +145,7 @@ pub fn to_batch(
         Field::new("model", DataType::Utf8, false),
         Field::new("as_of", ts_type(), false),
     ];
-    let cols: Vec<ArrayRef> = vec![
+    let mut cols: Vec<ArrayRef> = vec![
         text(&|m| Some(&m.member_id)),
         Arc::new(
             records
@@ -146,7 +157,6 @@ pub fn to_batch(
         floats(&|m| m.score.score),
         text(&|m| m.score.grade.as_deref()),
         ints(&|m| m.score.rentals_used.len() as i64),
-        recent,
         ints(&|m| i64::from(m.score.rentals_12m)),
         floats(&|m| Some(m.score.distance_km_total)),
         rate(|r| r.harsh_accel_per_100km),
@@ -163,36 +173,13 @@ pub fn to_batch(
                 .with_timezone("UTC"),
         ),
     ];
-    RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).map_err(err)
-}
-
-/// Members as the state keeps them: the records of [`to_batch`] and, when
-/// every member has one, the final parts' columns
-/// ([`crate::parts::columns`]).
-pub fn to_state_batch(
-    kept: &[crate::deltas::Kept],
-    model: &str,
-    as_of: i64,
-) -> Result<RecordBatch, StateError> {
-    let records: Vec<MemberRecord> = kept.iter().map(|k| k.record.clone()).collect();
-    let batch = to_batch(&records, model, as_of)?;
-    let Some(parts) = kept
-        .iter()
-        .map(|k| k.part.clone())
-        .collect::<Option<Vec<_>>>()
-    else {
-        return Ok(batch);
-    };
-    let mut fields: Vec<Field> = batch
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| f.as_ref().clone())
-        .collect();
-    let mut cols = batch.columns().to_vec();
-    for (f, c) in crate::parts::columns(&parts)? {
-        fields.push(f);
-        cols.push(c);
+    if with_recent {
+        let recent = recent_column(records)?;
+        fields.insert(
+            6,
+            Field::new("recent_rentals", recent.data_type().clone(), false),
+        );
+        cols.insert(6, recent);
     }
     RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).map_err(err)
 }
@@ -244,11 +231,20 @@ fn read_batch(b: &RecordBatch, out: &mut Vec<MemberRecord>) -> Result<(), StateE
         f("excess_speeding_pct")?,
     ];
     let rentals_12m = i("rentals_12m")?;
-    let recent = col("recent_rentals")?
-        .as_list_opt::<i32>()
-        .ok_or_else(|| err("recent_rentals"))?;
+    // A state file of format 3 keeps the rentals in its rentals file: the
+    // caller fills them in.
+    let recent = match b.column_by_name("recent_rentals") {
+        Some(c) => Some(
+            c.as_list_opt::<i32>()
+                .ok_or_else(|| err("recent_rentals"))?,
+        ),
+        None => None,
+    };
     for row in 0..b.num_rows() {
-        let used = recent_of(&recent.value(row))?;
+        let used = match recent {
+            Some(list) => recent_of(&list.value(row))?,
+            None => Vec::new(),
+        };
         out.push(MemberRecord {
             member_id: ids.value(row).to_string(),
             score: MemberScore {

@@ -11,6 +11,7 @@
 //! STATE/_head                      a hint: the newest seq known (never trusted alone)
 //! ```
 
+use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use arrow_array::RecordBatch;
@@ -22,6 +23,7 @@ use crate::StateError;
 use crate::days::{DayFile, FinalDays};
 use crate::deltas::Snapshot;
 use crate::log::{self, Entry, FORMAT};
+use crate::member_file::{self, MemberFile, Rentals};
 use crate::results::{self, Columns, ResultRow};
 use crate::seen::SeenFiles;
 use crate::snapshot::MemberRecord;
@@ -134,6 +136,14 @@ impl State {
     /// contiguous runs (the rows keep the file's order): the final results
     /// of a year are millions of rows, read on every run.
     fn parquet(&self, rel: &str) -> Result<Vec<RecordBatch>, StateError> {
+        Ok(self.parquet_and_metadata(rel)?.0)
+    }
+
+    /// A state file's batches and its Arrow schema's metadata.
+    fn parquet_and_metadata(
+        &self,
+        rel: &str,
+    ) -> Result<(Vec<RecordBatch>, HashMap<String, String>), StateError> {
         let path = format!("{}/{rel}", self.url);
         let bytes = self
             .loc
@@ -148,6 +158,7 @@ impl State {
             problem: e.to_string(),
         };
         let meta = ArrowReaderMetadata::load(&bytes, Default::default()).map_err(|e| bad(&e))?;
+        let schema_metadata: HashMap<String, String> = meta.schema().metadata().clone().into();
         let groups = meta.metadata().num_row_groups();
         let per = groups.div_ceil(self.threads.clamp(1, groups.max(1))).max(1);
         let runs: Vec<Vec<usize>> = (0..groups)
@@ -165,9 +176,10 @@ impl State {
                 .collect()
         };
         if runs.len() <= 1 {
-            return decode(runs.into_iter().next().unwrap_or_default());
+            let batches = decode(runs.into_iter().next().unwrap_or_default())?;
+            return Ok((batches, schema_metadata));
         }
-        std::thread::scope(|s| {
+        let batches = std::thread::scope(|s| {
             let handles: Vec<_> = runs
                 .into_iter()
                 .map(|run| s.spawn(|| decode(run)))
@@ -177,8 +189,9 @@ impl State {
                 let part = h.join().map_err(|_| bad(&"a decoding thread panicked"))??;
                 out.extend(part);
             }
-            Ok(out)
-        })
+            Ok::<_, StateError>(out)
+        })?;
+        Ok((batches, schema_metadata))
     }
 
     /// One batch of a results file, in the state's exact types.
@@ -243,15 +256,21 @@ impl State {
         let Some(head) = &self.head else {
             return Ok(Snapshot::empty());
         };
+        let file = |rel: &String| -> Result<(Vec<RecordBatch>, Rentals), StateError> {
+            let (batches, metadata) = self.parquet_and_metadata(rel)?;
+            let rentals = Rentals::of(&self.loc, &self.url, rel, &metadata);
+            rentals.check()?;
+            Ok((batches, rentals))
+        };
         let base = match &head.files.members {
-            Some(rel) => self.parquet(rel)?,
-            None => Vec::new(),
+            Some(rel) => file(rel)?,
+            None => (Vec::new(), Rentals::Inline),
         };
         let deltas = head
             .files
             .member_deltas
             .iter()
-            .map(|rel| self.parquet(rel))
+            .map(file)
             .collect::<Result<Vec<_>, _>>()?;
         Snapshot::new(base, deltas)
     }
@@ -383,16 +402,28 @@ impl Draft {
         Ok(out.into_values().collect())
     }
 
-    /// Writes members as [`snapshot::to_state_batch`] encoded them (sorted
-    /// by member_id): the changes of a run as a delta of the snapshot, or
-    /// the whole snapshot as a new base.
-    pub fn write_members(&self, batch: RecordBatch, base: bool) -> Result<String, StateError> {
-        let name = if base {
-            "members.parquet"
-        } else {
-            "members-delta.parquet"
+    /// Writes a member snapshot file (members sorted by member_id): the
+    /// changes of a run as a delta of the snapshot, or the whole snapshot
+    /// as a new base. Its rentals file goes first, so the Parquet file never
+    /// names one that is not there. Returns the Parquet file's name and
+    /// where its rentals are, for a snapshot kept in memory.
+    pub fn write_members(
+        &self,
+        file: MemberFile,
+        base: bool,
+    ) -> Result<(String, Rentals), StateError> {
+        let stem = if base { "members" } else { "members-delta" };
+        let rentals_name = format!("{stem}.rentals");
+        let rentals_rel = format!("{}/{rentals_name}", self.dir);
+        self.loc.put(&rentals_rel, file.rentals)?;
+        let batch = member_file::naming(file.batch, &rentals_name)?;
+        let rel = self.put_parquet(&format!("{stem}.parquet"), batch)?;
+        let rentals = Rentals::Stored {
+            loc: self.loc.clone(),
+            url: format!("{}/{rentals_rel}", self.url),
+            rel: rentals_rel,
         };
-        self.put_parquet(name, batch)
+        Ok((rel, rentals))
     }
 
     pub fn write_seen(&self, seen: &SeenFiles) -> Result<String, StateError> {

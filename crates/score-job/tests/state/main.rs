@@ -637,8 +637,8 @@ fn damaged_or_newer_run_log_entries_are_refused_by_path() -> TestResult {
     let entry = d.root.join("state/log/000000000001.json");
     let text = std::fs::read_to_string(&entry)?;
 
-    assert!(text.contains("\"format\": 2"), "{text}");
-    std::fs::write(&entry, text.replace("\"format\": 2", "\"format\": 99"))?;
+    assert!(text.contains("\"format\": 3"), "{text}");
+    std::fs::write(&entry, text.replace("\"format\": 3", "\"format\": 99"))?;
     let newer = State::open(&state)
         .err()
         .map(|e| e.to_string())
@@ -689,13 +689,39 @@ fn import_seeds_a_state_that_the_next_run_continues() -> TestResult {
         )
         .is_err()
     );
+    // The state holds every final row of the import, as it was.
+    let seeded = d.root.join("seeded");
+    std::fs::create_dir_all(&seeded)?;
+    ops::export(&State::open(&state)?, &seeded)?;
+    let mut old_final = results(&d.root.join("old-job/rental_scores.parquet"))?;
+    old_final.retain(|r| r.assessment.status != pitwall_score::Status::Pending);
+    assert!(!old_final.is_empty());
+    assert_eq!(done.final_rentals, old_final.len() as u64);
+    let held = results(&seeded.join("rental_results.parquet"))?;
+    assert_eq!(held.len(), old_final.len());
+    for (a, b) in held.iter().zip(&old_final) {
+        assert_eq!((&a.rental, &a.assessment), (&b.rental, &b.assessment));
+    }
+
     fleet.arrive(&d.telemetry(), end)?;
     let next = d.run(end, "next", Some(&state))?;
-    assert_eq!(next.state.and_then(|s| s.seq), Some(2));
-    // Rentals final at the import are not evaluated again.
+    let s = next.state.as_ref().ok_or("no state section")?;
+    assert_eq!(s.seq, Some(2));
+    // Rentals final at the import are not evaluated again, and the chain
+    // import + run gives what one full run at `end` gives.
     assert_eq!(
-        next.rentals.considered as u64,
-        results(&d.root.join("next/rental_scores.parquet"))?.len() as u64
+        s.counts.final_total,
+        old_final.len() as u64 + s.counts.made_final,
+        "{:?}",
+        s.counts
+    );
+    d.run(end, "full", None)?;
+    let export = d.root.join("export");
+    std::fs::create_dir_all(&export)?;
+    ops::export(&State::open(&state)?, &export)?;
+    assert_eq!(
+        members(&export.join("member_scores.parquet"))?,
+        members(&d.root.join("full/member_scores.parquet"))?
     );
     Ok(())
 }
@@ -781,13 +807,21 @@ fn copy_tree(from: &Path, to: &Path) -> TestResult {
     Ok(())
 }
 
-/// `format1/` is a state the previous pitwall (state format 1: the member
-/// snapshot one whole file per run) wrote with two runs over
-/// `pitwall gen fleet --rentals 16 --seed 9` (end 2026-11-01), at
-/// 2026-03-01 and 2026-09-09T12:00Z. This build reads it as it is, writes
-/// format 2 from its first run on, and says so in the log and run.json.
+/// `format1/` and `format2/` are states earlier pitwalls wrote with two
+/// runs over `pitwall gen fleet --rentals 16 --seed 9` (end 2026-11-01), at
+/// 2026-03-01 and 2026-09-09T12:00Z: format 1 with the member snapshot one
+/// whole file per run, format 2 with a base and a delta whose members keep
+/// their rentals inline. This build reads each as it is, writes format 3
+/// from its first run on, and says so in the log and run.json.
 #[test]
-fn a_state_of_the_previous_format_is_upgraded_by_the_next_run_on_record() -> TestResult {
+fn a_state_of_a_previous_format_is_upgraded_by_the_next_run_on_record() -> TestResult {
+    for format in [1, 2] {
+        upgraded_from(format).map_err(|e| format!("format {format}: {e}"))?;
+    }
+    Ok(())
+}
+
+fn upgraded_from(format: u32) -> TestResult {
     let d = Dirs::new()?;
     let end = 1_793_491_200_000; // 2026-11-01T00:00:00Z
     pitwall_fleetgen::generate(
@@ -796,14 +830,15 @@ fn a_state_of_the_previous_format_is_upgraded_by_the_next_run_on_record() -> Tes
     )?;
     let state = d.root.join("state");
     copy_tree(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/state/format1"),
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/state/format{format}")),
         &state,
     )?;
     let state = state.display().to_string();
     let before = State::open(&state)?;
-    assert_eq!(before.head().map(|h| (h.seq, h.format)), Some((2, 1)));
+    assert_eq!(before.head().map(|h| (h.seq, h.format)), Some((2, format)));
     let previous_members = before.load_members()?;
     assert_eq!(previous_members.len(), 2);
+    assert!(previous_members.iter().all(|m| !m.recent.is_empty()));
 
     let config = |as_of: i64, out: &str, state: Option<&str>| {
         let mut cfg = d.config(as_of, out, state);
@@ -814,9 +849,11 @@ fn a_state_of_the_previous_format_is_upgraded_by_the_next_run_on_record() -> Tes
     let run = pitwall_score_job::run(&config(end, "run-3", Some(&state)), &NoProgress)?;
     let s = run.state.as_ref().ok_or("no state section")?;
     assert!(s.committed && s.seq == Some(3), "{s:?}");
-    assert_eq!(s.state_io.upgraded_from, Some(1));
+    assert_eq!(s.state_io.upgraded_from, Some(format));
+    assert!(s.state_io.compacted, "the upgrading run writes one base");
     let head = State::open(&state)?.head().cloned().ok_or("no head")?;
-    assert_eq!((head.format, head.upgraded_from), (2, Some(1)));
+    assert_eq!((head.format, head.upgraded_from), (3, Some(format)));
+    assert!(head.files.member_deltas.is_empty());
 
     pitwall_score_job::run(&config(end, "full", None), &NoProgress)?;
     let export = d.root.join("export");
@@ -879,6 +916,25 @@ fn a_member_delta_that_is_missing_or_damaged_stops_the_run_naming_it() -> TestRe
         "the state is untouched"
     );
     std::fs::write(&path, bytes)?;
+
+    // Its rentals file: gone, or not one pitwall wrote.
+    let rentals = path.with_extension("rentals");
+    let rentals_name = delta.replace(".parquet", ".rentals");
+    let rentals_bytes = std::fs::read(&rentals)?;
+    std::fs::remove_file(&rentals)?;
+    let missing = run_at(7)?.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(
+        missing.contains(&rentals_name) && missing.contains("is gone"),
+        "{missing}"
+    );
+    std::fs::write(&rentals, b"not a rentals file")?;
+    let damaged = run_at(7)?.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(
+        damaged.contains(&rentals_name) && damaged.contains("restore it"),
+        "{damaged}"
+    );
+    assert_eq!(State::open(&state)?.head(), Some(&head));
+    std::fs::write(&rentals, rentals_bytes)?;
     assert!(run_at(7)??.state.is_some_and(|s| s.committed));
     Ok(())
 }
