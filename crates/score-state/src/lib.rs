@@ -11,6 +11,7 @@
 
 pub mod days;
 pub mod deltas;
+mod import;
 pub mod log;
 pub mod member_file;
 pub mod member_rentals;

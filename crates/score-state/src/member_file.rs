@@ -113,6 +113,51 @@ pub fn ranges(batch: &RecordBatch, rows: &[u32]) -> Result<Vec<Range<u64>>, Stat
         .collect())
 }
 
+/// Snapshot files of consecutive member ranges appended into one: their
+/// rows in order, their rentals entries copied once into one rentals file.
+#[derive(Default)]
+pub struct Appender {
+    batches: Vec<RecordBatch>,
+    rentals: Vec<u8>,
+}
+
+impl Appender {
+    pub fn push(&mut self, piece: MemberFile) -> Result<(), StateError> {
+        if self.rentals.is_empty() {
+            self.rentals.extend_from_slice(MAGIC);
+        }
+        let shift = self.rentals.len() as u64 - MAGIC.len() as u64;
+        let entries = piece
+            .rentals
+            .get(MAGIC.len()..)
+            .ok_or_else(|| err("a rentals file without its magic"))?;
+        self.rentals.extend_from_slice(entries);
+        let at = piece
+            .batch
+            .column_by_name(RENTALS_AT)
+            .and_then(|c| c.as_primitive_opt::<UInt64Type>())
+            .ok_or_else(|| err(format!("no {RENTALS_AT} column")))?;
+        let moved: ArrayRef = Arc::new(UInt64Array::from_iter_values(
+            at.values().iter().map(|v| v + shift),
+        ));
+        self.batches.push(replaced(piece.batch, RENTALS_AT, moved)?);
+        Ok(())
+    }
+
+    pub fn finish(self) -> Result<MemberFile, StateError> {
+        let schema = self
+            .batches
+            .first()
+            .map(RecordBatch::schema)
+            .ok_or_else(|| err("no member file to append"))?;
+        let batch = arrow_select::concat::concat_batches(&schema, &self.batches).map_err(err)?;
+        Ok(MemberFile {
+            batch,
+            rentals: Bytes::from(self.rentals),
+        })
+    }
+}
+
 /// Where a snapshot file's member rentals are.
 #[derive(Clone)]
 pub enum Rentals {
