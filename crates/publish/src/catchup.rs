@@ -102,8 +102,9 @@ pub fn start<'a>(req: &StatePublishRequest<'a>) -> Result<Started<'a>, PublishEr
     let pubs = req.state.publications(&topic);
     let resolved = resolve_last(&pubs, &req.kafka)?;
     let (base, view) = pubs.view()?;
-    let snapshot = req.state.load_members()?;
-    let changes = published::changes(&snapshot, &view);
+    let snapshot = req.state.load_snapshot()?;
+    let changes = published::changes(&snapshot, &view)?;
+    drop(snapshot);
     let mut report = StatePublishReport {
         topic: topic.clone(),
         state_seq: head.seq,

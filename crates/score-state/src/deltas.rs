@@ -91,6 +91,8 @@ pub struct Summary<'a> {
     pub status: &'a str,
     pub score: Option<f64>,
     pub grade: Option<&'a str>,
+    /// The record's digest, where its file keeps one (state format 3).
+    pub digest: Option<&'a [u8]>,
 }
 
 fn err(problem: impl ToString) -> StateError {
@@ -461,6 +463,7 @@ struct SummaryColumns<'a> {
     status: &'a StringArray,
     score: &'a arrow_array::Float64Array,
     grade: &'a StringArray,
+    digest: Option<&'a arrow_array::FixedSizeBinaryArray>,
 }
 
 impl<'a> SummaryColumns<'a> {
@@ -480,6 +483,9 @@ impl<'a> SummaryColumns<'a> {
                 .as_primitive_opt::<arrow_array::types::Float64Type>()
                 .ok_or_else(|| err("score"))?,
             grade: s("grade")?,
+            digest: b
+                .column_by_name(member_file::DIGEST)
+                .and_then(|c| c.as_fixed_size_binary_opt()),
         })
     }
 
@@ -490,6 +496,7 @@ impl<'a> SummaryColumns<'a> {
             status: self.status.value(row),
             score: self.score.is_valid(row).then(|| self.score.value(row)),
             grade: self.grade.is_valid(row).then(|| self.grade.value(row)),
+            digest: self.digest.map(|d| d.value(row)),
         }
     }
 }

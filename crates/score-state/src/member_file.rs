@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{UInt32Type, UInt64Type};
-use arrow_array::{ArrayRef, RecordBatch, UInt32Array, UInt64Array};
+use arrow_array::{ArrayRef, FixedSizeBinaryArray, RecordBatch, UInt32Array, UInt64Array};
 use arrow_schema::{DataType, Field, Schema};
 use bytes::Bytes;
 use pitwall_lake::Location;
@@ -22,6 +22,8 @@ use crate::deltas::Kept;
 use crate::member_rentals::{self, MAGIC};
 use crate::snapshot;
 
+/// Each record's [`snapshot::digest`]: publication compares these.
+pub const DIGEST: &str = "record_digest";
 pub const RENTALS_AT: &str = "rentals_at";
 pub const RENTALS_LEN: &str = "rentals_len";
 /// Schema metadata: the rentals file's name, in the Parquet file's folder.
@@ -76,6 +78,14 @@ pub fn encode<K: Borrow<Kept>>(
             cols.push(c);
         }
     }
+    // Sized, so that a file of no members has the column too.
+    let digests = FixedSizeBinaryArray::try_from_sparse_iter_with_size(
+        kept.iter().map(|k| Some(snapshot::digest(&k.borrow().record))),
+        16,
+    )
+    .map_err(err)?;
+    fields.push(Field::new(DIGEST, DataType::FixedSizeBinary(16), false));
+    cols.push(Arc::new(digests));
     fields.push(Field::new(RENTALS_AT, DataType::UInt64, false));
     cols.push(Arc::new(UInt64Array::from(at)));
     fields.push(Field::new(RENTALS_LEN, DataType::UInt32, false));

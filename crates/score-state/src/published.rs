@@ -1,26 +1,36 @@
 //! What the state remembers of publication to a topic: for each attempt an
 //! intent written create-if-absent before anything is sent, and an outcome
-//! written after; and the view the topic holds (every member's record as
-//! last published) after each successful one.
+//! written after; and the view the topic holds (every member's record
+//! digest as last published) after each successful one. Digests, not
+//! records: a publication then reads the snapshot's flat columns and the
+//! rentals of only the members it sends, not every member's record twice.
 //!
 //! ```text
 //! STATE/published/<topic>/000000000007.json           intent: what publication 7 sends, from which run
 //! STATE/published/<topic>/000000000007.changes.parquet the records it sends
-//! STATE/published/<topic>/000000000007.view.parquet    the topic's records once it committed
+//! STATE/published/<topic>/000000000007.view.parquet    the topic's record digests once it committed
 //! STATE/published/<topic>/000000000007.outcome.json   committed | aborted | resolved after a crash
 //! ```
 //!
 //! An intent without an outcome is a publication whose process died: the
 //! next publisher resolves it from the topic before doing anything else.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
+use arrow_array::cast::AsArray;
+use arrow_array::{FixedSizeBinaryArray, RecordBatch, StringArray};
+use arrow_schema::{DataType, Field, Schema};
 use bytes::Bytes;
 use pitwall_lake::{Created, Location, ParquetOptions};
 use serde::{Deserialize, Serialize};
 
-use crate::snapshot::{self, MemberRecord};
+use crate::deltas::Snapshot;
+use crate::snapshot::{self, Digest, MemberRecord, digest};
 use crate::{State, StateError};
+
+/// What the topic holds: each published member's record digest.
+pub type View = HashMap<String, Digest>;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Intent {
@@ -130,11 +140,70 @@ impl Publications<'_> {
 
     /// The publication the topic's view comes from, and that view: the
     /// newest one that committed (or was found on the topic after a crash).
-    pub fn view(&self) -> Result<(Option<u64>, Vec<MemberRecord>), StateError> {
+    pub fn view(&self) -> Result<(Option<u64>, View), StateError> {
         self.view_of(self.last()?.map(|(i, _)| i.pseq))
     }
 
     fn records(&self, name: &str) -> Result<Vec<MemberRecord>, StateError> {
+        let batches = self.batches(name)?;
+        snapshot::from_batches(&batches)
+    }
+
+    /// A view file: digests, or (written before views were digests) records.
+    fn view_file(&self, name: &str) -> Result<View, StateError> {
+        let batches = self.batches(name)?;
+        if batches.iter().any(|b| b.column_by_name("digest").is_none()) {
+            return Ok(view_of_records(&snapshot::from_batches(&batches)?));
+        }
+        let bad = |what: &str| StateError::Parquet {
+            path: format!("{}/{name}", self.url),
+            problem: format!("its {what} column is not what pitwall writes"),
+        };
+        let mut view = View::new();
+        for b in &batches {
+            let ids = b
+                .column_by_name("member_id")
+                .and_then(|c| c.as_string_opt::<i32>())
+                .ok_or_else(|| bad("member_id"))?;
+            let digests = b
+                .column_by_name("digest")
+                .and_then(|c| c.as_fixed_size_binary_opt())
+                .filter(|d| d.value_length() == 16)
+                .ok_or_else(|| bad("digest"))?;
+            for i in 0..b.num_rows() {
+                let d: Digest = digests.value(i).try_into().map_err(|_| bad("digest"))?;
+                view.insert(ids.value(i).to_string(), d);
+            }
+        }
+        Ok(view)
+    }
+
+    fn put_view(&self, name: &str, view: &View) -> Result<String, StateError> {
+        let mut rows: Vec<(&String, &Digest)> = view.iter().collect();
+        rows.sort_unstable();
+        let bad = |e: &dyn std::fmt::Display| StateError::Table {
+            what: "publication view".into(),
+            problem: e.to_string(),
+        };
+        let ids = StringArray::from_iter_values(rows.iter().map(|r| r.0));
+        let digests = FixedSizeBinaryArray::try_from_sparse_iter_with_size(
+            rows.iter().map(|r| Some(r.1)),
+            16,
+        )
+        .map_err(|e| bad(&e))?;
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("member_id", DataType::Utf8, false),
+            Field::new("digest", DataType::FixedSizeBinary(16), false),
+        ]));
+        let batch = RecordBatch::try_new(schema, vec![Arc::new(ids), Arc::new(digests)])
+            .map_err(|e| bad(&e))?;
+        let bytes =
+            pitwall_lake::parquet_bytes(batch.schema(), &[batch], &ParquetOptions::default())?;
+        self.loc.put(name, Bytes::from(bytes))?;
+        Ok(name.to_string())
+    }
+
+    fn batches(&self, name: &str) -> Result<Vec<RecordBatch>, StateError> {
         let path = format!("{}/{name}", self.url);
         let bytes = self
             .loc
@@ -147,8 +216,7 @@ impl Publications<'_> {
         let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
             .and_then(|b| b.build())
             .map_err(|e| bad(&e))?;
-        let batches = reader.collect::<Result<Vec<_>, _>>().map_err(|e| bad(&e))?;
-        snapshot::from_batches(&batches)
+        reader.collect::<Result<Vec<_>, _>>().map_err(|e| bad(&e))
     }
 
     /// The records an intent sends.
@@ -177,7 +245,7 @@ impl Publications<'_> {
         &self,
         intent: &Intent,
         changes: &[MemberRecord],
-        view: &[MemberRecord],
+        view: &View,
     ) -> Result<(), StateError> {
         let (model, as_of) = self
             .state
@@ -189,12 +257,7 @@ impl Publications<'_> {
             &model,
             as_of,
         )?;
-        self.put_records(
-            &Self::name(intent.pseq, "view.parquet"),
-            view,
-            &model,
-            as_of,
-        )?;
+        self.put_view(&Self::name(intent.pseq, "view.parquet"), view)?;
         let bytes = serde_json::to_vec_pretty(intent).map_err(|e| StateError::Table {
             what: "publication intent".into(),
             problem: e.to_string(),
@@ -248,16 +311,7 @@ impl Publications<'_> {
             .filter(|m| found.contains(&m.member_id))
             .collect();
         let view = overlay(&base, &landed);
-        let (model, as_of) = self
-            .state
-            .head()
-            .map_or((String::new(), 0), |h| (h.model.clone(), h.as_of_ms));
-        let name = self.put_records(
-            &Self::name(intent.pseq, "resolved-view.parquet"),
-            &view,
-            &model,
-            as_of,
-        )?;
+        let name = self.put_view(&Self::name(intent.pseq, "resolved-view.parquet"), &view)?;
         Ok(Outcome::Resolved {
             at,
             found: found.len() as u64,
@@ -266,9 +320,9 @@ impl Publications<'_> {
     }
 
     /// The view as of publication `pseq`: its own when it landed, else that of its base.
-    fn view_of(&self, pseq: Option<u64>) -> Result<(Option<u64>, Vec<MemberRecord>), StateError> {
+    fn view_of(&self, pseq: Option<u64>) -> Result<(Option<u64>, View), StateError> {
         let Some(pseq) = pseq else {
-            return Ok((None, Vec::new()));
+            return Ok((None, View::new()));
         };
         let outcome: Option<Outcome> = self.json(&Self::name(pseq, "outcome.json"))?;
         let file = match outcome {
@@ -277,7 +331,7 @@ impl Publications<'_> {
             _ => None,
         };
         match file {
-            Some(f) => Ok((Some(pseq), self.records(&f)?)),
+            Some(f) => Ok((Some(pseq), self.view_file(&f)?)),
             None => {
                 let intent: Option<Intent> = self.json(&Self::name(pseq, "json"))?;
                 self.view_of(intent.and_then(|i| i.base_pseq))
@@ -287,24 +341,55 @@ impl Publications<'_> {
 }
 
 /// The eligible members whose record differs from the view, or is new to
-/// it: what a publication sends.
-pub fn changes(snapshot: &[MemberRecord], view: &[MemberRecord]) -> Vec<MemberRecord> {
-    snapshot::differing(snapshot, view)
+/// it: what a publication sends. Only those members' records are decoded
+/// (and any of a file that keeps no digests).
+pub fn changes(snapshot: &Snapshot, view: &View) -> Result<Vec<MemberRecord>, StateError> {
+    let (mut differ, mut unsure) = (HashSet::new(), HashSet::new());
+    snapshot.for_each(|m| {
+        if !m.eligible {
+            return;
+        }
+        match m.digest {
+            Some(d) if view.get(m.member_id).is_some_and(|v| v[..] == *d) => {}
+            Some(_) => {
+                differ.insert(m.member_id.to_string());
+            }
+            None => {
+                unsure.insert(m.member_id.to_string());
+            }
+        }
+    })?;
+    let mut out: Vec<MemberRecord> = snapshot
+        .kept_of(&differ)?
         .into_iter()
-        .filter(|m| m.score.eligible)
+        .map(|k| k.record)
+        .collect();
+    let checked = snapshot.kept_of(&unsure)?.into_iter().map(|k| k.record);
+    out.extend(checked.filter(|r| view.get(&r.member_id) != Some(&digest(r))));
+    out.sort_by(|a, b| a.member_id.cmp(&b.member_id));
+    Ok(out)
+}
+
+/// [`changes`] of records in hand.
+pub fn changed_records(now: &[MemberRecord], view: &View) -> Vec<MemberRecord> {
+    now.iter()
+        .filter(|m| m.score.eligible && view.get(&m.member_id) != Some(&digest(m)))
         .cloned()
         .collect()
 }
 
+/// The view of a topic that holds `records`.
+pub fn view_of_records(records: &[MemberRecord]) -> View {
+    records
+        .iter()
+        .map(|m| (m.member_id.clone(), digest(m)))
+        .collect()
+}
+
 /// The view after `changes` land on `view`.
-pub fn overlay(view: &[MemberRecord], changes: &[MemberRecord]) -> Vec<MemberRecord> {
-    let mut by_id: HashMap<&str, &MemberRecord> =
-        view.iter().map(|m| (m.member_id.as_str(), m)).collect();
-    for m in changes {
-        by_id.insert(m.member_id.as_str(), m);
-    }
-    let mut out: Vec<MemberRecord> = by_id.into_values().cloned().collect();
-    out.sort_by(|a, b| a.member_id.cmp(&b.member_id));
+pub fn overlay(view: &View, changes: &[MemberRecord]) -> View {
+    let mut out = view.clone();
+    out.extend(changes.iter().map(|m| (m.member_id.clone(), digest(m))));
     out
 }
 
@@ -332,21 +417,86 @@ mod tests {
 
     #[test]
     fn only_eligible_members_whose_record_differs_are_sent() {
-        let view = vec![record("a", 70.0, true), record("b", 80.0, true)];
+        let view = view_of_records(&[record("a", 70.0, true), record("b", 80.0, true)]);
         let now = vec![
             record("a", 70.0, true),
             record("b", 81.0, true),
             record("c", 60.0, true),
             record("d", 50.0, false),
         ];
-        let sent: Vec<String> = changes(&now, &view)
+        let sent: Vec<String> = changed_records(&now, &view)
             .into_iter()
             .map(|m| m.member_id)
             .collect();
         assert_eq!(sent, vec!["b", "c"]);
-        let after = overlay(&view, &changes(&now, &view));
+        let after = overlay(&view, &changed_records(&now, &view));
         assert_eq!(after.len(), 3);
-        assert!(changes(&now, &after).is_empty(), "nothing is sent twice");
+        assert!(
+            changed_records(&now, &after).is_empty(),
+            "nothing is sent twice"
+        );
+    }
+
+    fn tempdir() -> Result<tempfile::TempDir, StateError> {
+        tempfile::tempdir().map_err(|source| {
+            StateError::Lake(pitwall_lake::LakeError::Io {
+                path: "tmp".into(),
+                source,
+            })
+        })
+    }
+
+    #[test]
+    fn a_publication_decodes_the_records_of_only_the_members_it_sends() -> Result<(), StateError> {
+        let dir = tempdir()?;
+        let state = State::open(&dir.path().display().to_string())?;
+        let kept: Vec<crate::Kept> = (0..50)
+            .map(|i| crate::Kept {
+                record: record(&format!("m{i:02}"), f64::from(i), i != 7),
+                part: None,
+            })
+            .collect();
+        let file = crate::member_file::encode(&kept, "m@1", 1)?;
+        let batch = file.batch.clone();
+        let (_, rentals) = state.begin().write_members(file, true)?;
+        let snapshot = Snapshot::new((vec![batch], rentals), Vec::new())?;
+        let records: Vec<MemberRecord> = kept.iter().map(|k| k.record.clone()).collect();
+        let mut view = view_of_records(&records);
+        view.remove("m03");
+        view.insert("m04".into(), [0; 16]);
+        view.remove("m07");
+        let sent: Vec<String> = changes(&snapshot, &view)?
+            .into_iter()
+            .map(|m| m.member_id)
+            .collect();
+        assert_eq!(sent, vec!["m03", "m04"], "m07 is not eligible");
+        assert_eq!(snapshot.fetched().0, 2, "two members' rentals were read");
+        Ok(())
+    }
+
+    #[test]
+    fn a_view_written_as_records_by_an_earlier_pitwall_is_read_as_digests() -> Result<(), StateError>
+    {
+        let dir = tempdir()?;
+        let state = State::open(&dir.path().display().to_string())?;
+        let pubs = state.publications("t");
+        let old = vec![record("a", 70.0, true), record("b", 80.0, true)];
+        pubs.put_records(&Publications::name(1, "view.parquet"), &old, "m@1", 1)?;
+        let intent = serde_json::to_vec(&intent(1, None, 2)).map_err(|e| StateError::Table {
+            what: "test".into(),
+            problem: e.to_string(),
+        })?;
+        pubs.loc
+            .put(&Publications::name(1, "json"), Bytes::from(intent))?;
+        pubs.finish(
+            1,
+            &Outcome::Committed {
+                at: "t".into(),
+                millis: 1,
+            },
+        )?;
+        assert_eq!(pubs.view()?, (Some(1), view_of_records(&old)));
+        Ok(())
     }
 
     fn intent(pseq: u64, base: Option<u64>, records: u64) -> Intent {
@@ -374,7 +524,7 @@ mod tests {
         let state = State::open(&dir.path().display().to_string())?;
         let pubs = state.publications("driving-score.member.v1");
         let first = vec![record("a", 70.0, true)];
-        pubs.begin(&intent(1, None, 1), &first, &first)?;
+        pubs.begin(&intent(1, None, 1), &first, &view_of_records(&first))?;
         pubs.finish(
             1,
             &Outcome::Committed {
@@ -382,13 +532,13 @@ mod tests {
                 millis: 1,
             },
         )?;
-        assert_eq!(pubs.view()?, (Some(1), first.clone()));
+        assert_eq!(pubs.view()?, (Some(1), view_of_records(&first)));
         // Publication 2 sends b and c; only b landed before the crash.
         let sent = vec![record("b", 80.0, true), record("c", 60.0, true)];
         let i2 = intent(2, Some(1), 2);
-        pubs.begin(&i2, &sent, &overlay(&first, &sent))?;
+        pubs.begin(&i2, &sent, &overlay(&view_of_records(&first), &sent))?;
         assert!(
-            pubs.begin(&i2, &sent, &sent).is_err(),
+            pubs.begin(&i2, &sent, &View::new()).is_err(),
             "one publisher per pseq"
         );
         assert!(matches!(pubs.last()?, Some((_, None))));
@@ -396,11 +546,12 @@ mod tests {
         let outcome = pubs.resolve(&i2, &found)?;
         pubs.finish(2, &outcome)?;
         let (_, view) = pubs.view()?;
-        let ids: Vec<&str> = view.iter().map(|m| m.member_id.as_str()).collect();
+        let mut ids: Vec<&str> = view.keys().map(String::as_str).collect();
+        ids.sort_unstable();
         assert_eq!(ids, vec!["a", "b"]);
         // What is left to send is c alone.
         let now = vec![first[0].clone(), sent[0].clone(), sent[1].clone()];
-        let left: Vec<String> = changes(&now, &view)
+        let left: Vec<String> = changed_records(&now, &view)
             .into_iter()
             .map(|m| m.member_id)
             .collect();

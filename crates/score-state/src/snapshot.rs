@@ -35,6 +35,71 @@ pub struct MemberRecord {
     pub recent: Vec<RecentRental>,
 }
 
+/// A record's content as 16 bytes: what publication compares instead of
+/// the records themselves, so it needs neither the published records nor
+/// the rentals of members that did not change.
+pub type Digest = [u8; 16];
+
+/// The digest of everything a record shows (SHA-256 of its fields in a
+/// fixed order, floats by their bits, truncated to 128 bits: a collision
+/// would have to be found, not met).
+pub fn digest(m: &MemberRecord) -> Digest {
+    use sha2::Digest as _;
+    let mut h = sha2::Sha256::new();
+    let text = |h: &mut sha2::Sha256, s: &str| {
+        h.update((s.len() as u64).to_le_bytes());
+        h.update(s.as_bytes());
+    };
+    let opt_f = |h: &mut sha2::Sha256, v: Option<f64>| match v {
+        None => h.update([0u8]),
+        Some(v) => {
+            h.update([1u8]);
+            h.update(v.to_bits().to_le_bytes());
+        }
+    };
+    let opt_t = |h: &mut sha2::Sha256, v: Option<&str>| match v {
+        None => h.update([0u8]),
+        Some(v) => {
+            h.update([1u8]);
+            text(h, v);
+        }
+    };
+    let s = &m.score;
+    text(&mut h, &m.member_id);
+    h.update([u8::from(s.eligible)]);
+    text(&mut h, s.status.as_str());
+    opt_f(&mut h, s.score);
+    opt_t(&mut h, s.grade.as_deref());
+    h.update((s.rentals_used.len() as u64).to_le_bytes());
+    for id in &s.rentals_used {
+        text(&mut h, id);
+    }
+    h.update(s.rentals_12m.to_le_bytes());
+    let r = &s.rates;
+    for v in [
+        s.distance_km_total,
+        r.harsh_accel_per_100km,
+        r.harsh_brake_per_100km,
+        r.unstable_stop_per_100km,
+        r.speeding_pct,
+        r.excess_speeding_pct,
+    ] {
+        h.update(v.to_bits().to_le_bytes());
+    }
+    h.update((m.recent.len() as u64).to_le_bytes());
+    for r in &m.recent {
+        text(&mut h, &r.rental_id);
+        h.update(r.end_at.to_le_bytes());
+        h.update(r.distance_km.to_bits().to_le_bytes());
+        opt_f(&mut h, r.score);
+        opt_t(&mut h, r.grade.as_deref());
+    }
+    let full = h.finalize();
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&full[..16]);
+    out
+}
+
 /// The records of `now` that differ from the record of the same member in
 /// `before`, or have none there.
 pub fn differing<'a>(now: &'a [MemberRecord], before: &[MemberRecord]) -> Vec<&'a MemberRecord> {
