@@ -347,6 +347,34 @@ impl Snapshot {
         Ok(out)
     }
 
+    /// Calls `f` with every member, in member_id order, `chunk` members at
+    /// a time: an export holds a chunk, not the snapshot.
+    pub fn for_each_chunk(
+        &self,
+        chunk: usize,
+        mut f: impl FnMut(Vec<Kept>) -> Result<(), StateError>,
+    ) -> Result<(), StateError> {
+        let order = self.newest_rows(None, &HashSet::new())?;
+        for part in order.chunks(chunk.max(1)) {
+            let mut by_source: BTreeMap<usize, Vec<u32>> = BTreeMap::new();
+            for &(src, row) in part {
+                by_source.entry(src).or_default().push(row as u32);
+            }
+            let mut out = Vec::with_capacity(part.len());
+            for (src, rows) in by_source {
+                let (delta, b) = match src.checked_sub(self.base.len()) {
+                    Some(d) => (true, d as u32),
+                    None => (false, src as u32),
+                };
+                let (batch, rentals) = self.batch(delta, b);
+                self.read_rows(batch, rentals, &rows, &mut out)?;
+            }
+            out.sort_by(|a, b| a.record.member_id.cmp(&b.record.member_id));
+            f(out)?;
+        }
+        Ok(())
+    }
+
     /// The snapshot after a run as one new base file: every member's
     /// newest row, the run's changes (`run`, and as records `run_kept`) in
     /// place of the snapshot's, the members in `removed` left out. When
@@ -385,7 +413,7 @@ impl Snapshot {
                 .map(|(b, r)| (b, Some(r))),
         );
         sources.push((&run.batch, None));
-        let order = self.newest_rows(&run.batch, removed)?;
+        let order = self.newest_rows(Some(&run.batch), removed)?;
         let mut file = member_file::copy_rows(&sources, &order, &run.rentals)?;
         file.batch = member_file::stamped(file.batch, model, as_of)?;
         let (entries, bytes) = (order.len() as u64, file.rentals.len() as u64);
@@ -398,10 +426,13 @@ impl Snapshot {
     /// sources are the base batches, the delta batches, then `run`.
     fn newest_rows(
         &self,
-        run: &RecordBatch,
+        run: Option<&RecordBatch>,
         removed: &HashSet<String>,
     ) -> Result<Vec<(usize, usize)>, StateError> {
-        let run_ids = ids_of(run)?;
+        let run_ids = match run {
+            Some(b) => ids_of(b)?,
+            None => StringArray::from(Vec::<String>::new()),
+        };
         let in_run: HashSet<&str> = (0..run_ids.len()).map(|i| run_ids.value(i)).collect();
         let mut rows: Vec<(&str, usize, usize)> = Vec::with_capacity(self.len + in_run.len());
         let keep = |id: &str| !in_run.contains(id) && !removed.contains(id);
@@ -574,6 +605,13 @@ mod tests {
                 ("d".into(), Some(4.0))
             ]
         );
+        let mut chunked = Vec::new();
+        s.for_each_chunk(1, |k| {
+            assert_eq!(k.len(), 1);
+            chunked.extend(k);
+            Ok(())
+        })?;
+        assert_eq!(chunked, s.all_with(&[], &HashSet::new())?);
         let mut seen = Vec::new();
         s.for_each(|m| seen.push((m.member_id.to_string(), m.score)))?;
         seen.sort_by(|x, y| x.0.cmp(&y.0));

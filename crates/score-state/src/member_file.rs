@@ -80,7 +80,8 @@ pub fn encode<K: Borrow<Kept>>(
     }
     // Sized, so that a file of no members has the column too.
     let digests = FixedSizeBinaryArray::try_from_sparse_iter_with_size(
-        kept.iter().map(|k| Some(snapshot::digest(&k.borrow().record))),
+        kept.iter()
+            .map(|k| Some(snapshot::digest(&k.borrow().record))),
         16,
     )
     .map_err(err)?;

@@ -3,12 +3,13 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use arrow_array::RecordBatch;
 use pitwall_lake::ParquetOptions;
 use serde::Serialize;
 
 use crate::log::Entry;
-use crate::results::{self, ResultRow};
-use crate::snapshot;
+use crate::results;
+use crate::snapshot::{self, MemberRecord};
 use crate::{State, StateError};
 
 /// What `state export` wrote.
@@ -22,46 +23,80 @@ pub struct Exported {
 }
 
 /// Writes `DIR/rental_results.parquet` (final and open, a `final` column
-/// telling which) and `DIR/member_scores.parquet` (the snapshot).
+/// telling which: the final ones day by day of end_at, each day by
+/// rental_id, then the open ones) and `DIR/member_scores.parquet` (the
+/// snapshot, by member_id). Both are written as they are read, a day or a
+/// chunk of members at a time, so an export of years holds one of those.
 pub fn export(state: &State, dir: &Path) -> Result<Exported, StateError> {
-    let table = state.load_final()?;
-    let mut rows: Vec<ResultRow> = Vec::with_capacity(table.len());
-    table.for_each(|c, i| {
-        rows.push(c.row(i)?);
-        Ok(())
-    })?;
-    let final_rentals = rows.len() as u64;
-    let open = state.load_open()?;
-    let open_rentals = open.len() as u64;
-    rows.extend(open);
-    rows.sort_by(|a, b| a.rental.rental_id.cmp(&b.rental.rental_id));
     let results_path = dir.join("rental_results.parquet");
-    let batch = results::to_batch(&rows, true)?;
-    pitwall_lake::write_parquet(
-        &results_path,
-        batch.schema(),
-        &[batch],
-        &ParquetOptions::default(),
-    )?;
-    let members = state.load_members()?;
+    let (mut final_rentals, mut open_rentals) = (0u64, 0u64);
+    write_streamed(&results_path, results::schema(true), &mut |put| {
+        state.for_each_final_day(&mut |batch| {
+            final_rentals += batch.num_rows() as u64;
+            put(batch)
+        })?;
+        let mut open = state.load_open()?;
+        open_rentals = open.len() as u64;
+        open.sort_by(|a, b| a.rental.rental_id.cmp(&b.rental.rental_id));
+        put(results::to_batch(&open, true)?)
+    })?;
     let (model, as_of) = state
         .head()
         .map_or((String::new(), 0), |h| (h.model.clone(), h.as_of_ms));
     let members_path = dir.join("member_scores.parquet");
-    let batch = snapshot::to_batch(&members, &model, as_of)?;
-    pitwall_lake::write_parquet(
-        &members_path,
-        batch.schema(),
-        &[batch],
-        &ParquetOptions::default(),
-    )?;
+    let mut members = 0u64;
+    let schema = snapshot::to_batch(&[], &model, as_of)?.schema();
+    write_streamed(&members_path, schema, &mut |put| {
+        state.load_snapshot()?.for_each_chunk(EXPORT_CHUNK, |kept| {
+            members += kept.len() as u64;
+            let records: Vec<MemberRecord> = kept.into_iter().map(|k| k.record).collect();
+            put(snapshot::to_batch(&records, &model, as_of)?)
+        })
+    })?;
     Ok(Exported {
         rental_results: results_path.display().to_string(),
         member_scores: members_path.display().to_string(),
         final_rentals,
         open_rentals,
-        members: members.len() as u64,
+        members,
     })
+}
+
+/// Members per batch of an export.
+const EXPORT_CHUNK: usize = 64 * 1024;
+
+type Put<'a> = dyn FnMut(RecordBatch) -> Result<(), StateError> + 'a;
+
+/// Writes the batches `fill` puts as one Parquet file at `path`, whole or
+/// not at all.
+fn write_streamed(
+    path: &Path,
+    schema: arrow_schema::SchemaRef,
+    fill: &mut dyn FnMut(&mut Put<'_>) -> Result<(), StateError>,
+) -> Result<(), StateError> {
+    let mut failed = None;
+    pitwall_lake::write_atomic(path, |file| {
+        let io = |e: parquet::errors::ParquetError| pitwall_lake::LakeError::Parquet {
+            path: path.display().to_string(),
+            source: e,
+        };
+        let props = ParquetOptions::default().properties();
+        let mut w =
+            parquet::arrow::ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(io)?;
+        let mut put = |b: RecordBatch| -> Result<(), StateError> {
+            w.write(&b).map_err(|e| StateError::Lake(io(e)))
+        };
+        if let Err(e) = fill(&mut put) {
+            failed = Some(e);
+            return Err(pitwall_lake::LakeError::Io {
+                path: path.display().to_string(),
+                source: std::io::Error::other("the export stopped"),
+            });
+        }
+        w.close().map_err(io)?;
+        Ok(())
+    })
+    .map_err(|e| failed.take().unwrap_or(StateError::Lake(e)))
 }
 
 /// What `state show` prints.

@@ -241,6 +241,27 @@ impl State {
         })
     }
 
+    /// Calls `f` with each day of final results in day order (a state of
+    /// the previous layout: its rows split by day), one day in memory at a time.
+    pub fn for_each_final_day(
+        &self,
+        f: &mut dyn FnMut(RecordBatch) -> Result<(), StateError>,
+    ) -> Result<(), StateError> {
+        let Some(head) = &self.head else {
+            return Ok(());
+        };
+        if !head.files.final_results.is_empty() {
+            for batch in self.load_final_days(&|_| true)?.days.into_values() {
+                f(batch)?;
+            }
+            return Ok(());
+        }
+        for d in &head.files.final_days {
+            f(self.results_file(&d.file)?)?;
+        }
+        Ok(())
+    }
+
     pub fn load_open(&self) -> Result<Vec<ResultRow>, StateError> {
         let Some(rel) = self.head.as_ref().and_then(|h| h.files.open.clone()) else {
             return Ok(Vec::new());
