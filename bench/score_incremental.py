@@ -21,7 +21,12 @@ same hour against the 1-month and the 12-month state, and what pitwall read
 and wrote of its state (run.json's state_io). The agreement check exports
 the state's snapshot after the run (untimed). Exit status 1 when the
 two disagree on a member's score, 3 when a goal is missed (ratio <= 0.25,
-peak RSS < 1 GiB, 12-month / 1-month <= 1.3), 0 otherwise.
+peak RSS < 1 GiB, 12-month / 1-month <= 1.3, 3-year / 1-month <= 1.5,
+import and export < 1 GiB), 0 otherwise.
+
+A 3-year state (three times the results, of the same members: the year's
+and two years before it) is the third point; `score state import` of each
+state and `score state export` of the 3-year one are measured too.
 
     python3 bench/score_incremental.py                    # 5 M results, 9 M samples
     python3 bench/score_incremental.py --rentals 200000 --cars 2000 --new 1000   # a quick look
@@ -45,6 +50,7 @@ AS_OF = "2026-11-01T11:00:00Z"
 GRACE_MS = 4 * HOUR_MS
 GIB = 1 << 30
 MODEL = "psf-v1@1"
+CARS = [20_000]
 
 
 # A child forked from this process (DuckDB loaded: hundreds of MiB) counts
@@ -75,24 +81,21 @@ def run_measured(cmd, env=None):
     return seconds, rss, code
 
 
-def generate(work, rentals, cars, new):
-    """Results of a year, the new hour's telemetry and the rentals input."""
-    import duckdb
-    c = duckdb.connect()
-    c.sql("SET threads = 2")
-    year = work / "results_12m.parquet"
-    # Rental i: car i % cars, member a hash of i, ended uniformly over the
-    # year before the new hour, 5-60 minutes long; 95 % scored.
-    c.sql(f"""
-      CREATE TABLE results AS
+def results_sql(lo, hi, yearly, years_back):
+    """Rental results i in [lo, hi): car i % cars, member a hash of i (a pool
+    of yearly // 10 members, whatever the years), ended uniformly over the
+    year that ends `years_back` years before the new hour, 5-60 minutes
+    long; 95 % scored."""
+    start = NEW_HOUR_MS - 1000 - years_back * 365 * DAY_MS
+    return f"""
       WITH g AS (
-        SELECT i, {NEW_HOUR_MS} - 1000 - (hash(i, 'end') % {365 * DAY_MS})::BIGINT AS e,
+        SELECT i, {start} - (hash(i, 'end') % {365 * DAY_MS})::BIGINT AS e,
                (300 + hash(i, 'len') % 3300)::BIGINT AS secs,
                hash(i, 'st') % 100 AS st, (hash(i, 'sc') % 1000) / 10.0 AS sc
-        FROM range({rentals}) t(i)
+        FROM range({lo}, {hi}) t(i)
       )
-      SELECT printf('r%010d', i) AS rental_id, printf('m%07d', hash(i, 'm') % {max(rentals // 10, 1)}) AS member_id,
-             printf('car-%05d', i % {cars}) AS car_id,
+      SELECT printf('r%010d', i) AS rental_id, printf('m%07d', hash(i, 'm') % {max(yearly // 10, 1)}) AS member_id,
+             printf('car-%05d', i % {CARS[0]}) AS car_id,
              make_timestamptz((e - secs * 1000) * 1000) AS start_at, make_timestamptz(e * 1000) AS end_at,
              CASE WHEN st < 95 THEN 'scored' ELSE 'unscorable' END AS status,
              CASE WHEN st < 95 THEN NULL WHEN st < 98 THEN 'insufficient_coverage' ELSE 'too_short' END AS reason,
@@ -104,7 +107,35 @@ def generate(work, rentals, cars, new):
              CASE WHEN st >= 95 THEN NULL WHEN sc >= 90 THEN 'EXCELLENT' WHEN sc >= 75 THEN 'GOOD'
                   WHEN sc >= 50 THEN 'FAIR' ELSE 'POOR' END AS grade,
              '{MODEL}' AS model
-      FROM g""")
+      FROM g"""
+
+
+def generate_three_years(work, rentals):
+    """A 3-year state's results: the year's, and two years before it with
+    as many rentals each, of the same members (once; reused)."""
+    path = work / "results_36m.parquet"
+    if path.exists():
+        return path
+    import duckdb
+    c = duckdb.connect()
+    c.sql("SET threads = 2")
+    older = " UNION ALL ".join(
+        f"({results_sql(k * rentals, (k + 1) * rentals, rentals, k)})" for k in (1, 2))
+    c.sql(f"""COPY (SELECT * FROM (SELECT * FROM read_parquet('{work / "results_12m.parquet"}') UNION ALL {older})
+              ORDER BY rental_id) TO '{path}' (FORMAT parquet)""")
+    return path
+
+
+def generate(work, rentals, cars, new):
+    """Results of a year, the new hour's telemetry and the rentals input."""
+    import duckdb
+    CARS[0] = cars
+    c = duckdb.connect()
+    c.sql("SET threads = 2")
+    year = work / "results_12m.parquet"
+    # Rental i: car i % cars, member a hash of i, ended uniformly over the
+    # year before the new hour, 5-60 minutes long; 95 % scored.
+    c.sql(f"CREATE TABLE results AS {results_sql(0, rentals, rentals, 0)}")
     c.sql(f"COPY (SELECT * FROM results ORDER BY rental_id) TO '{year}' (FORMAT parquet)")
     c.sql(f"""COPY (SELECT * FROM results WHERE epoch_ms(end_at) >= {NEW_HOUR_MS - 30 * DAY_MS} ORDER BY rental_id)
               TO '{work / "results_1m.parquet"}' (FORMAT parquet)""")
@@ -230,14 +261,18 @@ def duckdb_step(work, results, out, threads):
 
 
 def seeded(pitwall, work, months):
-    """A state imported from the results once, kept as a template."""
+    """A state imported from the results once, kept as a template; the
+    import's time and peak RSS are kept beside it (import.json)."""
     template = work / f"state-{months}m-template"
+    figures = work / f"import-{months}m.json"
     if not (template / "log").exists():
         shutil.rmtree(template, ignore_errors=True)
-        subprocess.run([pitwall, "score", "state", "import", "--state", str(template), "--rental-results",
-                        str(work / f"results_{months}m.parquet"), "--as-of", "2026-11-01T10:00:00Z"],
-                       check=True, stdout=subprocess.DEVNULL)
-    return template
+        t, rss, code = run_measured([pitwall, "score", "state", "import", "--state", str(template), "--rental-results",
+                                     str(work / f"results_{months}m.parquet"), "--as-of", "2026-11-01T10:00:00Z"])
+        if code != 0:
+            sys.exit(f"pitwall score state import failed with exit code {code}")
+        figures.write_text(json.dumps({"seconds": t, "rss": rss}))
+    return template, json.loads(figures.read_text()) if figures.exists() else None
 
 
 def pitwall_step(pitwall, work, template, out, threads):
@@ -256,12 +291,13 @@ def pitwall_step(pitwall, work, template, out, threads):
 
 
 def export(pitwall, state, out):
-    """The state's whole snapshot, for the agreement check (not timed: a
-    run writes only the members it changed)."""
+    """The state's whole snapshot, for the agreement check (a run writes
+    only the members it changed); returns (dir, seconds, peak RSS)."""
     shutil.rmtree(out, ignore_errors=True)
-    subprocess.run([pitwall, "score", "state", "export", "--state", str(state), "--out", str(out)],
-                   check=True, stdout=subprocess.DEVNULL)
-    return out
+    t, rss, code = run_measured([pitwall, "score", "state", "export", "--state", str(state), "--out", str(out)])
+    if code != 0:
+        sys.exit(f"pitwall score state export failed with exit code {code}")
+    return out, t, rss
 
 
 def compare(pw, dd):
@@ -292,13 +328,16 @@ def main():
         print("generating the results and the new hour (once) ...", file=sys.stderr)
         generate(work, a.rentals, a.cars, a.new)
     gen = json.loads((work / "generated.json").read_text())
-    templates = {m: seeded(pitwall, work, m) for m in (1, 12)}
+    CARS[0] = gen["cars"]
+    generate_three_years(work, gen["rentals"])
+    seeds = {m: seeded(pitwall, work, m) for m in (1, 12, 36)}
+    templates = {m: t for m, (t, _) in seeds.items()}
     for f in work.rglob("*.parquet"):
         f.read_bytes()  # the page cache warm for both sides
 
     best, states = {}, {}
     for rep in range(a.repeat):
-        for side, months in (("duckdb", 12), ("pitwall", 12), ("pitwall", 1)):
+        for side, months in (("duckdb", 12), ("pitwall", 12), ("pitwall", 1), ("pitwall", 36)):
             out = work / f"out-{side}-{months}m"
             shutil.rmtree(out, ignore_errors=True)
             out.mkdir()
@@ -313,27 +352,47 @@ def main():
                 best[key] = (t, rss)
 
     run = json.loads((work / "out-pitwall-12m" / "run.json").read_text())
-    exported = export(pitwall, states[12], work / "export-12m")
+    exported, _, _ = export(pitwall, states[12], work / "export-12m")
     members, elig_diff, score_diff = compare(exported, work / "out-duckdb-12m")
+    # The 3-year state against DuckDB on its results, once (untimed).
+    dd36 = work / "out-duckdb-36m"
+    shutil.rmtree(dd36, ignore_errors=True)
+    dd36.mkdir()
+    if duckdb_step(work, work / "results_36m.parquet", dd36, a.threads)[2] != 0:
+        sys.exit("the DuckDB step on the 3-year results failed")
+    exported36, ex_t, ex_rss = export(pitwall, states[36], work / "export-36m")
+    members36, elig36, score36 = compare(exported36, dd36)
     (pw, pw_rss), (dd, dd_rss), (pw1, _) = best[("pitwall", 12)], best[("duckdb", 12)], best[("pitwall", 1)]
-    ratio, growth = pw / dd, pw / pw1
+    pw36, pw36_rss = best[("pitwall", 36)]
+    ratio, growth, growth36 = pw / dd, pw / pw1, pw36 / pw1
     read = run["inputs"]["telemetry_read"]
     print(f"state: {gen['rentals']:,} rental results; new hour: {gen['samples']:,} samples of {gen['new']:,} rentals")
     print(f"pitwall run --state (12-month state): {pw:6.2f} s   peak RSS {pw_rss / 2**20:7.1f} MiB")
     print(f"pitwall run --state (1-month state) : {pw1:6.2f} s")
+    print(f"pitwall run --state (3-year state)  : {pw36:6.2f} s   peak RSS {pw36_rss / 2**20:7.1f} MiB")
     print(f"DuckDB, same step (12-month results): {dd:6.2f} s   peak RSS {dd_rss / 2**20:7.1f} MiB")
-    print(f"ratio pitwall/DuckDB: {ratio:.3f} (goal <= 0.25)   12-month/1-month: {growth:.2f} (goal <= 1.3)")
+    print(f"ratio pitwall/DuckDB: {ratio:.3f} (goal <= 0.25)   12-month/1-month: {growth:.2f} (goal <= 1.3)   "
+          f"3-year/1-month: {growth36:.2f} (goal <= 1.5)")
     print(f"pitwall read {read['files_opened']} of {read['files_listed']} files, {read['rows_skipped_by_statistics']:,} rows "
           f"skipped by statistics; evaluated {run['state']['counts']['evaluated']:,}, members {run['state']['counts']['members']:,}")
     io = run["state"]["state_io"]
     print(f"pitwall read of the state: {io['files_read']} files, {io['bytes_read'] / 2**20:.1f} MiB, "
           f"{io['final_rows_read']:,} final rows, {io['snapshot_base_rows_read']:,} + {io['snapshot_delta_rows_read']:,} "
-          f"snapshot rows ({io['deltas_merged']} deltas); wrote {io['member_rows_written']:,} member rows"
+          f"snapshot rows ({io['deltas_merged']} deltas), the rentals of {io['snapshot_rentals_read']:,} members "
+          f"({io['snapshot_rental_bytes_read'] / 2**20:.1f} MiB); wrote {io['member_rows_written']:,} member rows"
           f"{' (compacted)' if io['compacted'] else ''}")
-    print(f"agreement: {members:,} members, eligible differs {elig_diff}, score differs by > 0.1: {score_diff}")
-    if elig_diff or score_diff:
+    bounded = True
+    for months, (_, fig) in sorted(seeds.items()):
+        if fig:
+            print(f"score state import, {months}-month results: {fig['seconds']:6.1f} s   peak RSS {fig['rss'] / 2**20:7.1f} MiB")
+            bounded &= fig["rss"] < GIB
+    print(f"score state export, 3-year state: {ex_t:6.1f} s   peak RSS {ex_rss / 2**20:7.1f} MiB (goal < 1 GiB each)")
+    bounded &= ex_rss < GIB
+    print(f"agreement: {members:,} members, eligible differs {elig_diff}, score differs by > 0.1: {score_diff}; "
+          f"3-year: {members36:,} members, {elig36} and {score36}")
+    if elig_diff or score_diff or elig36 or score36:
         sys.exit(1)
-    if ratio > 0.25 or pw_rss >= GIB or growth > 1.3:
+    if ratio > 0.25 or max(pw_rss, pw36_rss) >= GIB or growth > 1.3 or growth36 > 1.5 or not bounded:
         sys.exit(3)
 
 

@@ -23,7 +23,7 @@ use pitwall_contract::schemas;
 use pitwall_contract::wire;
 use pitwall_score_state::ops::now_ms;
 use pitwall_score_state::published::{self, Intent, Outcome, Publications};
-use pitwall_score_state::{MemberRecord, State};
+use pitwall_score_state::{MemberRecord, State, StateError};
 
 use crate::PublishError;
 use crate::consume;
@@ -103,8 +103,7 @@ pub fn start<'a>(req: &StatePublishRequest<'a>) -> Result<Started<'a>, PublishEr
     let resolved = resolve_last(&pubs, &req.kafka)?;
     let (base, view) = pubs.view()?;
     let snapshot = req.state.load_snapshot()?;
-    let changes = published::changes(&snapshot, &view)?;
-    drop(snapshot);
+    let changed = published::changed(&snapshot, &view)?;
     let mut report = StatePublishReport {
         topic: topic.clone(),
         state_seq: head.seq,
@@ -116,7 +115,7 @@ pub fn start<'a>(req: &StatePublishRequest<'a>) -> Result<Started<'a>, PublishEr
         transactional: req.kafka.transactional,
         millis: 0,
     };
-    if changes.is_empty() {
+    if changed.is_empty() {
         report.millis = t.elapsed().as_millis() as u64;
         return Ok(Started { pubs, report });
     }
@@ -129,17 +128,26 @@ pub fn start<'a>(req: &StatePublishRequest<'a>) -> Result<Started<'a>, PublishEr
         run_id: head.run_id.clone(),
         base_pseq: base,
         publication_id: format!("{}-{pseq}-{:x}", head.run_id, now_ms()),
-        records: changes.len() as u64,
+        records: changed.len() as u64,
         start_offsets: consume::end_offsets(&req.kafka)?,
         transactional: req.kafka.transactional,
         transactional_id: req.kafka.transactional_id.clone(),
         started_at: pitwall_score_state::ops::rfc3339(now_ms()),
     };
-    pubs.begin(&intent, &changes, &published::overlay(&view, &changes))?;
-    match send(req, &intent, &changes, &head, schema_ref) {
+    let ids: Vec<String> = changed.iter().map(|c| c.0.clone()).collect();
+    // A chunk of members decoded at a time, for the changes file and again
+    // for sending: a first publication sends every member.
+    let chunks = || {
+        ids.chunks(SEND_CHUNK)
+            .map(|c| published::records_of(&snapshot, c))
+    };
+    pubs.write_changes(pseq, &mut chunks())?;
+    pubs.begin_written(&intent, &published::overlay_digests(&view, &changed))?;
+    drop(view);
+    match send(req, &intent, &mut chunks(), &head, schema_ref) {
         Ok(bytes) => {
             report.pseq = Some(pseq);
-            report.records = changes.len() as u64;
+            report.records = changed.len() as u64;
             report.bytes = bytes;
         }
         Err(e) => {
@@ -192,11 +200,15 @@ fn resolve_last(
     }))
 }
 
-/// Sends the changes in one transaction; returns the framed bytes sent.
+/// Members decoded, written and sent at a time by a catch-up publication.
+const SEND_CHUNK: usize = 16 * 1024;
+
+/// Sends the changes, a chunk at a time, in one transaction; returns the
+/// framed bytes sent.
 fn send(
     req: &StatePublishRequest<'_>,
     intent: &Intent,
-    changes: &[MemberRecord],
+    chunks: &mut dyn Iterator<Item = Result<Vec<MemberRecord>, StateError>>,
     head: &pitwall_score_state::Entry,
     schema_ref: wire::SchemaRef,
 ) -> Result<u64, PublishError> {
@@ -204,12 +216,16 @@ fn send(
     let encoder = Encoder::new(&schema)?;
     let mut session = Session::open(&req.kafka)?;
     session.set_header(PUBLICATION_HEADER, intent.publication_id.as_bytes());
-    let records: Vec<MemberScore<'_>> = changes.iter().map(|m| record(m, head)).collect();
-    let mut bytes = 0u64;
+    let (mut bytes, mut count) = (0u64, 0u64);
     let sent = (|| -> Result<(), PublishError> {
-        for framed in frame_all(&encoder, schema_ref, req.zlib, &records)? {
-            bytes += framed.bytes();
-            session.send(framed.iter())?;
+        for chunk in chunks {
+            let changes = chunk?;
+            let records: Vec<MemberScore<'_>> = changes.iter().map(|m| record(m, head)).collect();
+            for framed in frame_all(&encoder, schema_ref, req.zlib, &records)? {
+                bytes += framed.bytes();
+                session.send(framed.iter())?;
+            }
+            count += changes.len() as u64;
         }
         Ok(())
     })();
@@ -217,7 +233,7 @@ fn send(
         session.abort();
         return Err(e);
     }
-    session.finish(changes.len() as u64)?;
+    session.finish(count)?;
     Ok(bytes)
 }
 

@@ -112,10 +112,15 @@ pub struct Summary {
 }
 
 pub fn summary(state: &State) -> Result<Summary, StateError> {
-    let table = state.load_final()?;
+    // Day by day: a summary of years holds a day of results, not the years.
     let mut by_status = BTreeMap::new();
-    table.for_each(|c, i| {
-        *by_status.entry(c.status.value(i).to_string()).or_default() += 1;
+    let mut final_rentals = 0u64;
+    state.for_each_final_day(&mut |day| {
+        let c = results::Columns::of(&day)?;
+        for i in 0..day.num_rows() {
+            *by_status.entry(c.status.value(i).to_string()).or_default() += 1;
+        }
+        final_rentals += day.num_rows() as u64;
         Ok(())
     })?;
     let (mut members, mut members_scored) = (0, 0);
@@ -126,7 +131,7 @@ pub fn summary(state: &State) -> Result<Summary, StateError> {
     Ok(Summary {
         state: state.url().to_string(),
         last_run: state.head().cloned(),
-        final_rentals: table.len() as u64,
+        final_rentals,
         final_by_status: by_status,
         open_rentals: state.load_open()?.len() as u64,
         members,

@@ -224,6 +224,9 @@ impl Publications<'_> {
         self.records(&Self::name(intent.pseq, "changes.parquet"))
     }
 
+    /// A view as an earlier pitwall wrote it (records), for the test that
+    /// such a view is still read.
+    #[cfg(test)]
     fn put_records(
         &self,
         name: &str,
@@ -247,16 +250,42 @@ impl Publications<'_> {
         changes: &[MemberRecord],
         view: &View,
     ) -> Result<(), StateError> {
+        self.write_changes(intent.pseq, &mut std::iter::once(Ok(changes.to_vec())))?;
+        self.begin_written(intent, view)
+    }
+
+    /// Writes the records a publication sends, given a chunk at a time
+    /// (a first publication sends every member).
+    pub fn write_changes(
+        &self,
+        pseq: u64,
+        chunks: &mut dyn Iterator<Item = Result<Vec<MemberRecord>, StateError>>,
+    ) -> Result<(), StateError> {
         let (model, as_of) = self
             .state
             .head()
             .map_or((String::new(), 0), |h| (h.model.clone(), h.as_of_ms));
-        self.put_records(
-            &Self::name(intent.pseq, "changes.parquet"),
-            changes,
-            &model,
-            as_of,
-        )?;
+        let schema = snapshot::to_batch(&[], &model, as_of)?.schema();
+        let bad = |e: parquet::errors::ParquetError| StateError::Table {
+            what: "publication changes".into(),
+            problem: e.to_string(),
+        };
+        let props = ParquetOptions::default().properties();
+        let mut w =
+            parquet::arrow::ArrowWriter::try_new(Vec::new(), schema, Some(props)).map_err(bad)?;
+        for chunk in chunks {
+            w.write(&snapshot::to_batch(&chunk?, &model, as_of)?)
+                .map_err(bad)?;
+        }
+        let bytes = w.into_inner().map_err(bad)?;
+        self.loc
+            .put(&Self::name(pseq, "changes.parquet"), Bytes::from(bytes))?;
+        Ok(())
+    }
+
+    /// After [`write_changes`](Self::write_changes): writes the view the
+    /// publication leads to, then the intent, create-if-absent.
+    pub fn begin_written(&self, intent: &Intent, view: &View) -> Result<(), StateError> {
         self.put_view(&Self::name(intent.pseq, "view.parquet"), view)?;
         let bytes = serde_json::to_vec_pretty(intent).map_err(|e| StateError::Table {
             what: "publication intent".into(),
@@ -341,33 +370,55 @@ impl Publications<'_> {
 }
 
 /// The eligible members whose record differs from the view, or is new to
-/// it: what a publication sends. Only those members' records are decoded
-/// (and any of a file that keeps no digests).
-pub fn changes(snapshot: &Snapshot, view: &View) -> Result<Vec<MemberRecord>, StateError> {
-    let (mut differ, mut unsure) = (HashSet::new(), HashSet::new());
+/// it (what a publication sends), with their digests, by member_id. Read
+/// from the snapshot's digest column; a file that keeps none (written
+/// before state format 3) has its members decoded to compute them.
+pub fn changed(snapshot: &Snapshot, view: &View) -> Result<Vec<(String, Digest)>, StateError> {
+    let mut out = Vec::new();
+    let mut unsure = HashSet::new();
     snapshot.for_each(|m| {
         if !m.eligible {
             return;
         }
-        match m.digest {
-            Some(d) if view.get(m.member_id).is_some_and(|v| v[..] == *d) => {}
-            Some(_) => {
-                differ.insert(m.member_id.to_string());
-            }
+        match m.digest.and_then(|d| Digest::try_from(d).ok()) {
+            Some(d) if view.get(m.member_id) == Some(&d) => {}
+            Some(d) => out.push((m.member_id.to_string(), d)),
             None => {
                 unsure.insert(m.member_id.to_string());
             }
         }
     })?;
-    let mut out: Vec<MemberRecord> = snapshot
-        .kept_of(&differ)?
+    for k in snapshot.kept_of(&unsure)? {
+        let d = digest(&k.record);
+        if view.get(&k.record.member_id) != Some(&d) {
+            out.push((k.record.member_id, d));
+        }
+    }
+    out.sort_unstable();
+    Ok(out)
+}
+
+/// The records of `ids` (sorted), from the snapshot.
+pub fn records_of(snapshot: &Snapshot, ids: &[String]) -> Result<Vec<MemberRecord>, StateError> {
+    let wanted: HashSet<String> = ids.iter().cloned().collect();
+    Ok(snapshot
+        .kept_of(&wanted)?
         .into_iter()
         .map(|k| k.record)
-        .collect();
-    let checked = snapshot.kept_of(&unsure)?.into_iter().map(|k| k.record);
-    out.extend(checked.filter(|r| view.get(&r.member_id) != Some(&digest(r))));
-    out.sort_by(|a, b| a.member_id.cmp(&b.member_id));
-    Ok(out)
+        .collect())
+}
+
+/// What a publication sends, as records: [`changed`] decoded.
+pub fn changes(snapshot: &Snapshot, view: &View) -> Result<Vec<MemberRecord>, StateError> {
+    let ids: Vec<String> = changed(snapshot, view)?.into_iter().map(|c| c.0).collect();
+    records_of(snapshot, &ids)
+}
+
+/// The view after members of `changed` (id, digest) land on `view`.
+pub fn overlay_digests(view: &View, changed: &[(String, Digest)]) -> View {
+    let mut out = view.clone();
+    out.extend(changed.iter().cloned());
+    out
 }
 
 /// [`changes`] of records in hand.

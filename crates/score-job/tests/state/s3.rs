@@ -38,6 +38,9 @@ fn a_state_on_s3_gives_what_a_local_state_gives() -> TestResult {
     fleet.write_rentals(&d.rentals())?;
     std::fs::create_dir_all(d.telemetry())?;
     let s3 = format!("s3://{bucket}/{}", unique("state"));
+    // A second S3 state that never compacts: its runs read members'
+    // rentals by byte range from the base and from every delta.
+    let s3_deltas = format!("s3://{bucket}/{}", unique("state-deltas"));
     let local = d.state();
     for (k, h) in [6, 20, 41, 60, 90].into_iter().enumerate() {
         let as_of = BASE + h * HOUR;
@@ -45,20 +48,39 @@ fn a_state_on_s3_gives_what_a_local_state_gives() -> TestResult {
         d.run(as_of, &format!("local-{k}"), Some(&local))?;
         let run = d.run(as_of, &format!("s3-{k}"), Some(&s3))?;
         assert_eq!(run.state.and_then(|s| s.seq), Some(k as u64 + 1));
+        let mut cfg = d.config(as_of, &format!("s3-deltas-{k}"), Some(&s3_deltas));
+        if let Some(o) = cfg.state.as_mut() {
+            o.compaction = pitwall_score_state::Compaction {
+                share: 1e9,
+                max_deltas: 100,
+            };
+        }
+        let run = pitwall_score_job::run(&cfg, &pitwall_score_job::NoProgress)?;
+        let io = run.state.ok_or("no state section")?.state_io;
+        assert!(k == 0 || !io.compacted, "run {k} compacted");
     }
-    let (a, b) = (d.root.join("export-local"), d.root.join("export-s3"));
-    for (dir, url) in [(&a, &local), (&b, &s3)] {
+    let head = State::open(&s3_deltas)?.head().cloned().ok_or("no head")?;
+    assert!(head.files.member_deltas.len() >= 2, "{:?}", head.files);
+    let exports = [
+        (d.root.join("export-local"), &local),
+        (d.root.join("export-s3"), &s3),
+        (d.root.join("export-s3-deltas"), &s3_deltas),
+    ];
+    for (dir, url) in &exports {
         std::fs::create_dir_all(dir)?;
         ops::export(&State::open(url)?, dir)?;
     }
-    assert_eq!(
-        results(&a.join("rental_results.parquet"))?,
-        results(&b.join("rental_results.parquet"))?
-    );
-    assert_eq!(
-        members(&a.join("member_scores.parquet"))?,
-        members(&b.join("member_scores.parquet"))?
-    );
+    let (a, _) = &exports[0];
+    for (b, _) in &exports[1..] {
+        assert_eq!(
+            results(&a.join("rental_results.parquet"))?,
+            results(&b.join("rental_results.parquet"))?
+        );
+        assert_eq!(
+            members(&a.join("member_scores.parquet"))?,
+            members(&b.join("member_scores.parquet"))?
+        );
+    }
     Ok(())
 }
 
