@@ -297,6 +297,19 @@ def bench(a, pitwall, env, work):
     reader.join(10)
     ended = con.sql(f"""SELECT rental_id, s + {RENTAL_MS} - 1000 AS e FROM live
                         WHERE s + {RENTAL_MS} - 1000 BETWEEN {t0} AND {t0 + a.minutes * MINUTE_MS - 1}""").fetchall()
+    # Why a rental never reached the topic: only eligible members are
+    # published, so split the missing ones by their member's eligibility in
+    # the state at the end.
+    export = work / "export"
+    subprocess.run([pitwall, "score", "state", "export", "--state", str(work / "state"), "--out", str(export)],
+                   check=True, stdout=subprocess.DEVNULL)
+    con.sql(f"CREATE TEMP TABLE members AS SELECT member_id, eligible FROM read_parquet('{export / 'member_scores.parquet'}')")
+    unseen = [r for r, _ in ended if r not in reader.seen]
+    con.sql("CREATE TEMP TABLE unseen (rental_id VARCHAR)")
+    con.executemany("INSERT INTO unseen VALUES (?)", [(r,) for r in unseen])
+    missing_by_eligibility = dict(con.sql("""
+        SELECT coalesce(m.eligible::VARCHAR, 'no record'), count(*) FROM unseen u JOIN live l USING (rental_id)
+        LEFT JOIN members m USING (member_id) GROUP BY 1""").fetchall())
     fresh = []
     for rental_id, e in ended:
         landed = writer.written.get(e // MINUTE_MS * MINUTE_MS)
@@ -321,6 +334,8 @@ def bench(a, pitwall, env, work):
         "rss_max": max(rss) if rss else None,
         "rss_growth": (statistics.mean(rss[-q:]) / statistics.mean(rss[:q])) if rss else None,
         "rentals_ended": len(ended), "rentals_on_topic": len(fresh), "records_read": reader.records,
+        "missing_by_member_eligible": missing_by_eligibility,
+        "fresh_over_60_s": sum(1 for x in fresh if x > 60),
         "fresh_p50_s": pct(fresh, 0.5), "fresh_p95_s": pct(fresh, 0.95), "fresh_max_s": max(fresh) if fresh else None,
     }
 
@@ -337,7 +352,8 @@ def report(r):
           f"last quarter / first quarter {f(r['rss_growth'], 2)} (goal < 1 GiB, not growing)")
     print(f"freshness (lake file written -> record on the topic): p50 {f(r['fresh_p50_s'])} s  "
           f"p95 {f(r['fresh_p95_s'])} s  max {f(r['fresh_max_s'])} s; {r['rentals_on_topic']:,} of "
-          f"{r['rentals_ended']:,} ended rentals seen (goal p95 <= 60 s)")
+          f"{r['rentals_ended']:,} ended rentals seen (goal p95 <= 60 s); {r['fresh_over_60_s']} over 60 s")
+    print(f"rentals never on the topic, by their member's eligibility at the end: {r['missing_by_member_eligible']}")
     print(json.dumps(r))
     if not r["watcher_alive_at_end"] or not r["cycles"] or not r["rentals_on_topic"]:
         print("the watcher died or published nothing: see its log", file=sys.stderr)
