@@ -42,6 +42,9 @@ pub struct StatePublishRequest<'a> {
     pub kafka: KafkaSettings,
     pub zlib: bool,
     pub wire: Option<WireFormat>,
+    /// Members decoded, written and sent at a time (0: [`SEND_CHUNK`]): a
+    /// first publication sends every member, and a pod holds a chunk.
+    pub chunk: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -138,7 +141,12 @@ pub fn start<'a>(req: &StatePublishRequest<'a>) -> Result<Started<'a>, PublishEr
     // A chunk of members decoded at a time, for the changes file and again
     // for sending: a first publication sends every member.
     let chunks = || {
-        ids.chunks(SEND_CHUNK)
+        let chunk = if req.chunk == 0 {
+            SEND_CHUNK
+        } else {
+            req.chunk
+        };
+        ids.chunks(chunk)
             .map(|c| published::records_of(&snapshot, c))
     };
     pubs.write_changes(pseq, &mut chunks())?;
@@ -201,7 +209,7 @@ fn resolve_last(
 }
 
 /// Members decoded, written and sent at a time by a catch-up publication.
-const SEND_CHUNK: usize = 16 * 1024;
+pub const SEND_CHUNK: usize = 16 * 1024;
 
 /// Sends the changes, a chunk at a time, in one transaction; returns the
 /// framed bytes sent.

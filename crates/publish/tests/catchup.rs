@@ -129,6 +129,7 @@ fn request<'a>(
         kafka,
         zlib: false,
         wire: None,
+        chunk: 0,
     }
 }
 
@@ -161,6 +162,47 @@ fn each_publication_sends_what_changed_and_nothing_twice() -> TestResult {
     let second = publish(&f, settings(&brokers, true))?;
     assert_eq!(second.records as usize, changed);
     assert_eq!(keys(&brokers, 3)?.len(), first.records as usize + changed);
+    Ok(())
+}
+
+/// A publication in chunks (7 members at a time here, 16 k by default)
+/// sends every changed member once, in one transaction, and records them
+/// all in its changes file and its view.
+#[test]
+fn a_publication_sent_in_chunks_sends_every_member_once() -> TestResult {
+    let f = Fleet::new(120)?;
+    let c = MockCluster::new(3)?;
+    c.create_topic(TOPIC, 3, 3)?;
+    let brokers = c.bootstrap_servers();
+    f.run(util::END)?;
+    let state = State::open(&f.state())?;
+    let reg = f.registry();
+    let mut req = request(&state, &reg, settings(&brokers, true));
+    req.chunk = 7;
+    let report = publish_state(&req)?;
+    let eligible = f.eligible()?;
+    assert!(eligible > 14, "more than two chunks: {eligible}");
+    assert_eq!(report.records as usize, eligible);
+    let mut sent = keys(&brokers, 3)?;
+    sent.sort();
+    let before = sent.len();
+    sent.dedup();
+    assert_eq!(
+        (before, sent.len()),
+        (eligible, eligible),
+        "each member once"
+    );
+    let pubs = state.publications(TOPIC);
+    let (intent, _) = pubs.last()?.ok_or("no publication")?;
+    let written: Vec<String> = pubs
+        .changes(&intent)?
+        .into_iter()
+        .map(|m| m.member_id)
+        .collect();
+    assert_eq!(written, sent);
+    let members = state.load_members()?;
+    let (_, view) = pubs.view()?;
+    assert!(pitwall_score_state::published::changed_records(&members, &view).is_empty());
     Ok(())
 }
 

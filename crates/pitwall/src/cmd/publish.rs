@@ -198,6 +198,7 @@ pub fn run_publish_state(state: &str, a: &PublishArgs) -> anyhow::Result<StatePu
         kafka,
         zlib: a.zlib,
         wire: wire(a),
+        chunk: 0,
     };
     publish_state(&req).with_context(|| {
         format!(
