@@ -32,7 +32,6 @@ nothing (an environment failure is never a pass), 0 otherwise.
     python3 bench/watch_at_scale.py --minutes 3 --rentals 500000 --cars 2000   # a quick look
 """
 import argparse
-import io
 import json
 import os
 import pathlib
@@ -46,28 +45,18 @@ import tempfile
 import threading
 import time
 import urllib.request
-import zlib
 
 HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 import score_incremental as si  # noqa: E402  (the results generator, shared)
+from freshness import Topic, services  # noqa: E402  (the topic reader and the services, shared)
 
 MINUTE_MS = 60_000
 RENTAL_MS = 15 * MINUTE_MS
 CYCLE_MS = 20 * MINUTE_MS  # a rental, then 5 idle minutes
 SHARDS = 4
 GIB = 1 << 30
-
-
-def services():
-    out = subprocess.run([str(ROOT / "scripts/services.sh"), "start"], check=True, capture_output=True, text=True)
-    env = dict(os.environ)
-    for line in out.stdout.splitlines():
-        if line.startswith("export "):
-            k, v = line[len("export "):].split("=", 1)
-            env[k] = v
-    return env
 
 
 def pct(xs, q):
@@ -165,35 +154,6 @@ class Lake(threading.Thread):
         self.written[lo] = now
         if m >= 0:
             self.behind_ms.append(now - hi)
-
-
-class Topic(threading.Thread):
-    """Each time a rental is listed on the topic (read_committed)."""
-
-    def __init__(self, brokers, topic):
-        super().__init__(daemon=True)
-        import fastavro
-        from confluent_kafka import Consumer
-        self.schema = fastavro.parse_schema(json.load(open(ROOT / "contracts/avro/member_score.v1.avsc")))
-        self.reader = fastavro.schemaless_reader
-        self.consumer = Consumer({"bootstrap.servers": brokers, "group.id": f"scale-{topic}",
-                                  "auto.offset.reset": "earliest", "isolation.level": "read_committed"})
-        self.consumer.subscribe([topic])
-        self.seen, self.records = {}, 0
-        self.stop = threading.Event()
-
-    def run(self):
-        while not self.stop.is_set():
-            m = self.consumer.poll(0.2)
-            if m is None or m.error():
-                continue
-            now = time.time() * 1000
-            self.records += 1
-            v = m.value()
-            body = (zlib.decompress(v[18:]) if v[1] == 5 else v[18:]) if v[0] == 3 else v[5:]
-            for r in self.reader(io.BytesIO(body), self.schema)["recent_rentals"]:
-                self.seen.setdefault(r["rental_id"], []).append(now)
-        self.consumer.close()
 
 
 class Watcher(threading.Thread):
