@@ -44,7 +44,7 @@ pub fn encode(recent: &[RecentRental], kept: &[KeptRental], out: &mut Vec<u8>) -
         let f = &k.features;
         out.extend_from_slice(&f.coverage.to_le_bytes());
         out.extend_from_slice(&f.distance_km.to_le_bytes());
-        for v in ints_of(f) {
+        for v in f.counts() {
             varint(out, u64::from(v));
         }
     }
@@ -115,18 +115,6 @@ fn shown(k: &KeptRental) -> RecentRental {
         score: k.score,
         grade: k.grade.clone(),
     }
-}
-
-fn ints_of(f: &Features) -> [u32; 7] {
-    [
-        f.samples,
-        f.moving_s,
-        f.speeding_s,
-        f.excess_speeding_s,
-        f.harsh_accel_n,
-        f.harsh_brake_n,
-        f.unstable_stop_n,
-    ]
 }
 
 fn varint(out: &mut Vec<u8>, mut v: u64) {
@@ -246,35 +234,16 @@ impl Reader<'_> {
         let grade = self.text_opt()?;
         let coverage = self.f64()?;
         let distance_km = self.f64()?;
-        let mut ints = [0u32; 7];
-        for v in &mut ints {
+        let mut counts = [0u32; 7];
+        for v in &mut counts {
             *v = self.u32()?;
         }
-        let [
-            samples,
-            moving_s,
-            speeding_s,
-            excess_speeding_s,
-            harsh_accel_n,
-            harsh_brake_n,
-            unstable_stop_n,
-        ] = ints;
         Ok(KeptRental {
             rental_id,
             end_at,
             score,
             grade,
-            features: Features {
-                samples,
-                coverage,
-                distance_km,
-                moving_s,
-                speeding_s,
-                excess_speeding_s,
-                harsh_accel_n,
-                harsh_brake_n,
-                unstable_stop_n,
-            },
+            features: Features::from_counts(counts, coverage, distance_km),
         })
     }
 
@@ -348,7 +317,7 @@ mod tests {
                         &k.grade,
                         k.features.coverage.to_bits(),
                         k.features.distance_km.to_bits(),
-                        ints_of(&k.features)
+                        k.features.counts()
                     ))
                     .collect::<Vec<_>>()
             )

@@ -190,15 +190,7 @@ pub(crate) mod inline {
         field!(3, StringBuilder).append_option(k.grade.as_deref());
         field!(4, Float64Builder).append_value(f.coverage);
         field!(5, Float64Builder).append_value(f.distance_km);
-        let ints = [
-            f.samples,
-            f.moving_s,
-            f.speeding_s,
-            f.excess_speeding_s,
-            f.harsh_accel_n,
-            f.harsh_brake_n,
-            f.unstable_stop_n,
-        ];
+        let ints = f.counts();
         for (j, v) in ints.into_iter().enumerate() {
             field!(6 + j, Int64Builder).append_value(i64::from(v));
         }

@@ -252,17 +252,13 @@ pub fn features_at(
             Err(bad(name, v.to_string(), "a finite number ≥ 0"))
         }
     };
-    Ok(Features {
-        samples: n(0)?,
-        coverage: x(coverage, "coverage")?,
-        distance_km: x(distance_km, "distance_km")?,
-        moving_s: n(1)?,
-        speeding_s: n(2)?,
-        excess_speeding_s: n(3)?,
-        harsh_accel_n: n(4)?,
-        harsh_brake_n: n(5)?,
-        unstable_stop_n: n(6)?,
-    })
+    // In column order, so a row with several bad values names the first.
+    let mut counts = [n(0)?, 0, 0, 0, 0, 0, 0];
+    let (coverage, distance_km) = (x(coverage, "coverage")?, x(distance_km, "distance_km")?);
+    for (k, v) in counts.iter_mut().enumerate().skip(1) {
+        *v = n(k)?;
+    }
+    Ok(Features::from_counts(counts, coverage, distance_km))
 }
 
 impl<'a> Columns<'a> {

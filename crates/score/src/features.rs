@@ -78,6 +78,47 @@ pub struct Features {
     pub unstable_stop_n: u32,
 }
 
+impl Features {
+    /// The seven counts in the order rental results store them
+    /// (samples, moving_s, speeding_s, excess_speeding_s, harsh_accel_n,
+    /// harsh_brake_n, unstable_stop_n).
+    pub fn counts(&self) -> [u32; 7] {
+        [
+            self.samples,
+            self.moving_s,
+            self.speeding_s,
+            self.excess_speeding_s,
+            self.harsh_accel_n,
+            self.harsh_brake_n,
+            self.unstable_stop_n,
+        ]
+    }
+
+    /// Features from [`counts`](Self::counts) and the two measures.
+    pub fn from_counts(counts: [u32; 7], coverage: f64, distance_km: f64) -> Features {
+        let [
+            samples,
+            moving_s,
+            speeding_s,
+            excess_speeding_s,
+            harsh_accel_n,
+            harsh_brake_n,
+            unstable_stop_n,
+        ] = counts;
+        Features {
+            samples,
+            coverage,
+            distance_km,
+            moving_s,
+            speeding_s,
+            excess_speeding_s,
+            harsh_accel_n,
+            harsh_brake_n,
+            unstable_stop_n,
+        }
+    }
+}
+
 /// Samples expected at 1 Hz over [start, end]: floor((end − start) / 1 s) + 1.
 pub fn expected_samples(start: i64, end: i64) -> i64 {
     (end - start).div_euclid(1000) + 1
