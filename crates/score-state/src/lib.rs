@@ -22,6 +22,7 @@ pub mod recompute;
 pub mod results;
 pub mod seen;
 pub mod snapshot;
+mod spill;
 mod state;
 pub mod table;
 
