@@ -43,14 +43,7 @@ impl Location {
             Location::Store { url, store, prefix } => {
                 let key = key(prefix, rel);
                 let got = runtime().block_on(async { store.get(&key).await?.bytes().await });
-                match got {
-                    Ok(b) => Ok(Some(b)),
-                    Err(object_store::Error::NotFound { .. }) => Ok(None),
-                    Err(source) => Err(LakeError::ObjectStore {
-                        url: format!("{url}/{rel}"),
-                        source,
-                    }),
-                }
+                found(got, url, rel)
             }
         }
     }
@@ -86,14 +79,7 @@ impl Location {
             Location::Store { url, store, prefix } => {
                 let key = key(prefix, rel);
                 let got = runtime().block_on(store.get_ranges(&key, ranges));
-                match got {
-                    Ok(b) => Ok(Some(b)),
-                    Err(object_store::Error::NotFound { .. }) => Ok(None),
-                    Err(source) => Err(LakeError::ObjectStore {
-                        url: format!("{url}/{rel}"),
-                        source,
-                    }),
-                }
+                found(got, url, rel)
             }
         }
     }
@@ -190,6 +176,18 @@ impl Location {
                 Ok(())
             }
         }
+    }
+}
+
+/// An object store's answer for `rel`: None when it has no such object.
+fn found<T>(got: object_store::Result<T>, url: &str, rel: &str) -> Result<Option<T>> {
+    match got {
+        Ok(v) => Ok(Some(v)),
+        Err(object_store::Error::NotFound { .. }) => Ok(None),
+        Err(source) => Err(LakeError::ObjectStore {
+            url: format!("{url}/{rel}"),
+            source,
+        }),
     }
 }
 
