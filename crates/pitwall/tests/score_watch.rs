@@ -31,9 +31,19 @@ fn watcher(dir: &Path, rentals: &Path, name: &str, port: u16) -> Result<Child, c
 }
 
 fn watch_command(dir: &Path, rentals: &Path, name: &str, port: u16) -> Command {
+    watch_command_on(
+        &dir.join("state").display().to_string(),
+        dir,
+        rentals,
+        name,
+        port,
+    )
+}
+
+/// A watcher of the state at `state` (a directory or s3://), its other files in `dir`.
+fn watch_command_on(state: &str, dir: &Path, rentals: &Path, name: &str, port: u16) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_pitwall"));
-    cmd.args(["score", "watch", "--state"])
-        .arg(dir.join("state"))
+    cmd.args(["score", "watch", "--state", state])
         .arg("--rentals")
         .arg(rentals)
         .arg("--telemetry")
@@ -211,6 +221,36 @@ fn exit_log(mut child: Child, within: Duration) -> Result<String, common::Error>
     }
     let _ = child.kill();
     Err("the watcher did not stop".into())
+}
+
+/// Found by bench/score_soak.py: a watcher of an s3:// state panicked at
+/// start ("Cannot start a runtime from within a runtime"), since opening
+/// the state blocked on the S3 client inside the watcher's runtime. Every
+/// watcher test before it used a local state.
+#[test]
+fn score_watch_on_an_s3_state_starts_and_commits() -> TestResult {
+    let Some(bucket) = common::s3_bucket() else {
+        return Ok(());
+    };
+    let dir = tempfile::tempdir()?;
+    fleet(&dir.path().join("fleet"))?;
+    let state = format!("s3://{bucket}/{}/state", unique("watch-s3"));
+    let out = watch_command_on(
+        &state,
+        dir.path(),
+        &dir.path().join("fleet/rentals.parquet"),
+        "s3",
+        free_port(),
+    )
+    .args(["--cycles", "2"])
+    .output()?;
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{}: {log}", out.status);
+    assert!(!log.contains("panicked"), "{log}");
+    let shown = pitwall_ok(&["score", "state", "show", "--state", &state, "--json"])?;
+    let shown: serde_json::Value = serde_json::from_slice(&shown.stdout)?;
+    assert_eq!(shown["last_run"]["seq"], 2, "{shown}");
+    Ok(())
 }
 
 #[test]
@@ -487,5 +527,69 @@ fn a_watcher_killed_and_replaced_reaches_the_state_a_full_run_gives() -> TestRes
     );
     assert!(!want.is_empty());
     assert_eq!(got, want);
+    Ok(())
+}
+
+/// Found by bench/score_soak.py: a rescore run beside a watcher that
+/// commits every few seconds lost the commit race to it again and again.
+/// With `--leases` the run asks the watcher for the state's lease, which
+/// hands it over between two cycles, commits its rescore, and lets the
+/// watcher take the lease back.
+#[test]
+fn a_rescore_beside_a_running_watcher_takes_its_lease_and_gives_it_back() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    fleet(&dir.path().join("fleet"))?;
+    let rentals = dir.path().join("fleet/rentals.parquet");
+    let port = free_port();
+    let w = watcher(dir.path(), &rentals, "w", port)?;
+    wait_for("the watcher's first commit", || {
+        log_entries(dir.path()) >= 1
+    });
+    let state = dir.path().join("state").display().to_string();
+    let leases = format!("sqlite:{}", dir.path().join("leases.db").display());
+    let as_of = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let out = pitwall_ok(&[
+        "score",
+        "run",
+        "--state",
+        &state,
+        "--rentals",
+        &rentals.display().to_string(),
+        "--telemetry",
+        &dir.path().join("fleet/telemetry").display().to_string(),
+        "--as-of",
+        &as_of,
+        "--rescore-from",
+        "2025-01-01T00:00:00Z",
+        "--rescore-to",
+        "2030-01-01T00:00:00Z",
+        "--out",
+        &dir.path().join("rescore").display().to_string(),
+        "--leases",
+        &leases,
+        "--failover",
+        "3s",
+        "--lease-wait",
+        "60s",
+    ])?;
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("holding the state's lease"), "{said}");
+    let show = pitwall_ok(&["score", "state", "show", "--state", &state, "--json"])?;
+    let show: serde_json::Value = serde_json::from_slice(&show.stdout)?;
+    let rescored = show["last_run"]["seq"].as_u64().ok_or("seq")?;
+    assert!(show["last_run"]["rescore"].is_array(), "{show}");
+    // The watcher takes the lease back and goes on, long before its
+    // failover time would have let it.
+    wait_for("the watcher's commit after the rescore", || {
+        log_entries(dir.path()) as u64 > rescored
+    });
+    assert_eq!(metric(port, "pitwall_watch_lease_held"), Some(1.0));
+    sigterm(&w)?;
+    let log = exit_log(w, Duration::from_secs(30))?;
+    assert!(log.contains("handed the state's lease over"), "{log}");
+    assert!(
+        !log.contains("lost the state's lease"),
+        "not an alert: {log}"
+    );
     Ok(())
 }

@@ -78,6 +78,13 @@ impl Holder {
     /// holder's lease is taken only once its counter has not moved for the
     /// failover time, as this watcher saw it.
     pub async fn acquire(&self, stop: &AtomicBool) -> Result<bool, LeaseError> {
+        self.acquire_asking(stop, false).await
+    }
+
+    /// [`acquire`](Self::acquire), and when `ask`, asks a live holder to
+    /// hand the lease over (a one-off `score run --state --leases`): the
+    /// watcher hands it over between two cycles and waits to take it back.
+    pub async fn acquire_asking(&self, stop: &AtomicBool, ask: bool) -> Result<bool, LeaseError> {
         self.store.prepare().await?;
         self.store
             .create(&Lease::new(&self.name, Vec::new()))
@@ -121,11 +128,21 @@ impl Holder {
                 seen = None;
                 continue;
             }
+            if ask && lease.pending_owner.as_deref() != Some(self.owner.as_str()) {
+                self.store
+                    .request_handoff(&self.name, &self.owner, lease.counter)
+                    .await?;
+            }
             if !waiting_logged {
                 tracing::info!(
                     lease = %self.name,
                     holder = lease.owner.as_deref().unwrap_or("-"),
-                    "another watcher holds the state's lease; waiting for it to expire or be released"
+                    "{}",
+                    if ask {
+                        "a watcher holds the state's lease; asked it to hand the lease over after its cycle"
+                    } else {
+                        "another watcher holds the state's lease; waiting for it to expire or be released"
+                    }
                 );
                 waiting_logged = true;
             }
@@ -166,6 +183,25 @@ impl Holder {
                 tracing::warn!(lease = %self.name, error = %e, "renewing the lease failed; retrying");
             }
         }
+    }
+
+    /// Who asked for the lease held here, if anyone did.
+    pub async fn handoff_requested(&self) -> Result<Option<String>, LeaseError> {
+        Ok(self
+            .store
+            .list()
+            .await?
+            .into_iter()
+            .find(|l| l.shard_id == self.name && l.owner.as_deref() == Some(self.owner.as_str()))
+            .and_then(|l| l.pending_owner)
+            .filter(|to| *to != self.owner))
+    }
+
+    /// Gives the lease to `to`, who asked for it; this holder is no longer
+    /// valid whatever the answer.
+    pub async fn hand_over(&self, to: &str) -> Result<bool, LeaseError> {
+        self.valid_until_ms.store(0, Ordering::SeqCst);
+        self.store.hand_over(&self.name, &self.owner, to).await
     }
 
     /// Gives the lease up, so a standby takes it at once.
@@ -209,6 +245,35 @@ mod tests {
         assert!(!a.is_valid(), "a's validity ended before b could take it");
         assert!(!a.renew().await.expect("renew"), "a finds it lost");
         assert!(a.was_lost() && b.is_valid());
+    }
+
+    #[tokio::test]
+    async fn a_holder_asked_for_the_lease_hands_it_over_and_takes_it_back_once_released() {
+        let dir = tempfile::tempdir().expect("dir");
+        let db = dir.path().join("leases.db");
+        let (watcher, one_off) = (holder(&db, "w", 60_000), holder(&db, "run", 60_000));
+        let stop = AtomicBool::new(false);
+        assert!(watcher.acquire(&stop).await.expect("w"));
+        assert_eq!(watcher.handoff_requested().await.expect("ask"), None);
+        // The one-off asks, then waits; the watcher sees it between cycles.
+        let asked = async {
+            while watcher.handoff_requested().await.expect("ask").is_none() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            assert!(watcher.hand_over("run").await.expect("hand over"));
+        };
+        let (took, ()) = tokio::join!(one_off.acquire_asking(&stop, true), asked);
+        assert!(took.expect("run") && one_off.is_valid());
+        assert!(!watcher.is_valid(), "the watcher stops trusting it at once");
+        assert!(
+            !watcher.renew().await.expect("renew"),
+            "nor can it renew it"
+        );
+        // Long before the failover time, the watcher takes it back.
+        assert!(one_off.release().await.expect("release"));
+        let t = Instant::now();
+        assert!(watcher.acquire(&stop).await.expect("w"));
+        assert!(t.elapsed() < Duration::from_secs(5));
     }
 
     #[tokio::test]

@@ -120,18 +120,13 @@ pub async fn watch(
             let (holder, done) = (holder.clone(), renewing.clone());
             tokio::spawn(async move { holder.keep(&done).await })
         };
-        while !stop.load(Ordering::SeqCst) && holder.is_valid() {
-            let started = Instant::now();
-            let cycle = run_cycle(&cfg, &holder, &step).await;
-            metrics.record(&cycle);
-            alert(alerts.as_ref(), &cycle);
-            let wait = cfg.every.saturating_sub(started.elapsed());
-            sleep_unless_stopped(wait, &stop, &holder).await;
-        }
+        let handed_to = cycles(&cfg, &holder, &step, alerts.as_ref(), &metrics, &stop).await;
         renewing.store(true, Ordering::SeqCst);
         keeper.abort();
         if stop.load(Ordering::SeqCst) {
             let _ = holder.release().await;
+        } else if let Some(to) = handed_to {
+            hand_over(&holder, &to).await;
         } else {
             alerts.outcome(
                 "score/watch-lease",
@@ -148,6 +143,53 @@ pub async fn watch(
     }
     metrics.set_lease(false);
     Ok(())
+}
+
+/// Cycles while the lease is held and nobody asked for it; returns who
+/// asked, if that is why they ended.
+async fn cycles(
+    cfg: &WatchConfig,
+    holder: &Arc<lease::Holder>,
+    step: &Arc<dyn Step>,
+    alerts: &dyn Alerts,
+    metrics: &WatchMetrics,
+    stop: &AtomicBool,
+) -> Option<String> {
+    while !stop.load(Ordering::SeqCst) && holder.is_valid() {
+        match holder.handoff_requested().await {
+            Ok(Some(to)) => return Some(to),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "could not read the lease; the cycle goes on"),
+        }
+        let started = Instant::now();
+        let cycle = run_cycle(cfg, holder, step).await;
+        metrics.record(&cycle);
+        alert(alerts, &cycle);
+        let wait = cfg.every.saturating_sub(started.elapsed());
+        sleep_unless_stopped(wait, stop, holder).await;
+    }
+    None
+}
+
+/// A one-off run (`score run --state --leases`) asked for the lease: it is
+/// given between two cycles, and this watcher waits to take it back once
+/// the run releases it. Not an alert: someone asked for it.
+async fn hand_over(holder: &lease::Holder, to: &str) {
+    match holder.hand_over(to).await {
+        Ok(true) => tracing::info!(
+            lease = holder.name(),
+            to,
+            "handed the state's lease over to a one-off run; waiting to take it back"
+        ),
+        Ok(false) => tracing::info!(
+            lease = holder.name(),
+            to,
+            "asked for the lease, but it changed before the hand-over; taking it again"
+        ),
+        Err(e) => {
+            tracing::warn!(lease = holder.name(), error = %e, "handing the lease over failed")
+        }
+    }
 }
 
 /// Alerts, also logged: someone tailing the pod's logs sees a cycle fail

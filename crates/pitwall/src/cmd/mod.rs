@@ -18,6 +18,7 @@ mod score;
 mod score_fit;
 mod score_tail;
 mod score_watch;
+mod state_lease;
 
 use clap::{Parser, Subcommand};
 

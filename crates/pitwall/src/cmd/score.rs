@@ -102,9 +102,10 @@ pub struct RunArgs {
     /// Telemetry: a directory of Parquet files (dt=YYYY-MM-DD/ folders allowed); local path or s3://.
     #[arg(long)]
     pub telemetry: String,
-    /// The run's "now" (RFC 3339): rentals ended by then are considered.
-    #[arg(long, value_parser = super::parse_time)]
-    pub as_of: i64,
+    /// The run's "now" (RFC 3339): rentals ended by then are considered. `now` is the
+    /// moment the run starts (with --leases: once it holds the lease).
+    #[arg(long, value_parser = parse_as_of)]
+    pub as_of: AsOf,
     /// Output directory (local).
     #[arg(long)]
     pub out: PathBuf,
@@ -137,6 +138,20 @@ pub struct RunArgs {
     /// With --state: go on with a model other than the state's (recorded in the run log).
     #[arg(long, requires = "state")]
     pub model_change: bool,
+    /// With --state: hold the state's lease (sqlite:PATH or dynamodb:TABLE, as `score watch
+    /// --leases`) while this run goes on; a watcher holding it hands it over between two cycles
+    /// and takes it back after. Use it for a rescore or a model change beside a running watcher.
+    #[arg(long, requires = "state")]
+    pub leases: Option<String>,
+    /// This run's name in the lease table (default: score-run-$HOSTNAME-PID).
+    #[arg(long, requires = "leases")]
+    pub worker_id: Option<String>,
+    /// The watcher's --failover: renewals come three times within it.
+    #[arg(long, requires = "leases", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub failover: Duration,
+    /// How long to wait for the lease before giving up (nothing run).
+    #[arg(long, requires = "leases", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub lease_wait: Duration,
     /// With --state: also write the whole member snapshot (member_scores.parquet)
     /// into --out; by default --out holds member_changes.parquet, and
     /// `score state export` writes the snapshot on demand.
@@ -252,7 +267,33 @@ fn score_run(a: &RunArgs) -> anyhow::Result<u8> {
         eprintln!("error: --publish needs --brokers");
         return Ok(exit::USAGE);
     }
-    let cfg = job_config(a)?;
+    let mut cfg = job_config(a)?;
+    // Held until this function returns: the publication below is covered too.
+    let lease = match (&a.leases, &a.state) {
+        (Some(leases), Some(state)) => Some(super::state_lease::StateLease::take(
+            super::state_lease::LeaseArgs {
+                leases,
+                state,
+                owner: a.worker_id.clone().unwrap_or_else(|| {
+                    format!(
+                        "score-run-{}-{}",
+                        super::ingest_run::default_worker_id(),
+                        std::process::id()
+                    )
+                }),
+                failover: a.failover,
+                wait: a.lease_wait,
+            },
+        )?),
+        _ => None,
+    };
+    if let (Some(lease), Some(state)) = (&lease, cfg.state.as_mut()) {
+        state.fence = Some(lease.fence());
+        // Waiting for the lease let the watcher commit later runs.
+        if let AsOf::Now = a.as_of {
+            cfg.as_of = a.as_of.at_ms();
+        }
+    }
     let run = pitwall_score_job::run(&cfg, &TermProgress::new())
         .with_context(|| format!("score run into {}", cfg.out.display()))?;
     if a.json {
@@ -280,6 +321,29 @@ fn score_run(a: &RunArgs) -> anyhow::Result<u8> {
     Ok(if held { exit::HELD } else { exit::OK })
 }
 
+/// `--as-of`: a time, or the moment the run starts.
+#[derive(Debug, Clone, Copy)]
+pub enum AsOf {
+    Now,
+    At(i64),
+}
+
+impl AsOf {
+    pub fn at_ms(self) -> i64 {
+        match self {
+            AsOf::At(ms) => ms,
+            AsOf::Now => chrono::Utc::now().timestamp_millis(),
+        }
+    }
+}
+
+fn parse_as_of(s: &str) -> Result<AsOf, String> {
+    if s == "now" {
+        return Ok(AsOf::Now);
+    }
+    super::parse_time(s).map(AsOf::At)
+}
+
 fn parse_share(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
@@ -293,7 +357,7 @@ pub fn job_config(a: &RunArgs) -> anyhow::Result<JobConfig> {
     let mut cfg = JobConfig::new(
         a.rentals.clone(),
         a.telemetry.clone(),
-        a.as_of,
+        a.as_of.at_ms(),
         a.out.clone(),
     );
     apply_model_and_gates(&mut cfg, a.model.as_deref(), a.gates.as_deref())?;

@@ -80,10 +80,15 @@ async fn serve(a: WatchArgs) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(super::ingest_run::default_worker_id);
     // Named by the state's URL, so every spelling of one state is one lease.
-    let url = pitwall_score_state::State::open(&a.state)
-        .with_context(|| format!("opening the state {}", a.state))?
-        .url()
-        .to_string();
+    // The state's reads block on a runtime of their own (an S3 state's
+    // client): off this one's workers, or tokio refuses to nest them.
+    let location = a.state.clone();
+    let url = tokio::task::spawn_blocking(move || {
+        pitwall_score_state::State::open(&location).map(|s| s.url().to_string())
+    })
+    .await
+    .context("opening the state: the task failed")?
+    .with_context(|| format!("opening the state {}", a.state))?;
     let holder = Arc::new(Holder::new(
         store.clone(),
         &format!("score-watch:{url}"),
