@@ -92,7 +92,9 @@ impl Location {
     }
 
     /// Writes `bytes` as `rel` only if no file of that name exists, whole or
-    /// not at all. Readers never see a part of it.
+    /// not at all. Readers never see a part of it. A file already there with
+    /// exactly these bytes counts as written here: a retry after an answer
+    /// lost past the write.
     pub fn put_if_absent(&self, rel: &str, bytes: Bytes) -> Result<Created> {
         match self {
             Location::Local(root) => create_local(&root.join(rel), &bytes),
@@ -101,11 +103,25 @@ impl Location {
                     mode: PutMode::Create,
                     ..PutOptions::default()
                 };
-                let put = runtime().block_on(store.put_opts(&key(prefix, rel), bytes.into(), opts));
+                let put = runtime().block_on(store.put_opts(
+                    &key(prefix, rel),
+                    bytes.clone().into(),
+                    opts,
+                ));
                 match put {
                     Ok(_) => Ok(Created::Yes),
                     Err(object_store::Error::AlreadyExists { .. })
-                    | Err(object_store::Error::Precondition { .. }) => Ok(Created::AlreadyExists),
+                    | Err(object_store::Error::Precondition { .. }) => {
+                        // A PUT can take effect and still be answered with an
+                        // error (S3 says a 500 may follow a write); the client's
+                        // retry then finds the object. If it holds exactly these
+                        // bytes, it is this writer's own: nobody else writes them.
+                        if self.get(rel)?.is_some_and(|there| there == bytes) {
+                            Ok(Created::Yes)
+                        } else {
+                            Ok(Created::AlreadyExists)
+                        }
+                    }
                     Err(source) => Err(LakeError::ObjectStore {
                         url: format!("{url}/{rel}"),
                         source,

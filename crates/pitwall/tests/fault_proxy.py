@@ -26,7 +26,11 @@ stall (a request with a body, such as a PUT, held `--stall` seconds as in a
 congested network: it reaches the emulator only if its client is still
 waiting then, `s3_stall_landed`, else it is dropped, `s3_stall_abandoned`);
 hang (forwarded, then the answer held `--hang` seconds, past the clients'
-timeouts: the call took effect but its caller never hears so); DynamoDB:
+timeouts: the call took effect but its caller never hears so); after500
+(forwarded, then answered 500 InternalError: the call took effect but its
+caller hears it failed, which S3 documents for writes) and after500_create
+(the same, for the first create-if-absent PUT of each path only,
+`If-None-Match: *`; its retry and other calls pass); DynamoDB:
 throttle (400 ProvisionedThroughputExceededException), slow, hang, and
 hang_renewal (a hang of lease renewals only; other calls pass).
 
@@ -49,6 +53,7 @@ from urllib.parse import urlsplit
 LOCK = threading.Lock()
 COUNTS = {"forwarded": 0, "retries": 0}
 FAULTED = set()  # requests answered with a fault, until they are sent again
+CREATED = set()  # paths of create-if-absent PUTs seen (after500_create faults each once)
 HOP = {"connection", "keep-alive", "transfer-encoding", "proxy-connection", "upgrade"}
 
 
@@ -66,6 +71,15 @@ def seen_again(identity, faulted):
             COUNTS["retries"] += 1
         if faulted:
             FAULTED.add(identity)
+
+
+def first_time(path):
+    """Whether `path` is asked for the first time (a retry is not)."""
+    with LOCK:
+        if path in CREATED:
+            return False
+        CREATED.add(path)
+        return True
 
 
 def client_gone(sock):
@@ -153,6 +167,9 @@ class Proxy(BaseHTTPRequestHandler):
             return self.reset()
         data = self.body()
         service = "dynamodb" if dynamodb else "s3"
+        if fault == "after500_create":
+            create = self.command == "PUT" and self.headers.get("If-None-Match") == "*"
+            fault = "after500" if create and first_time(self.path) else None
         if fault == "hang_renewal":
             # Only a lease renewal reports throughput: the call whose late
             # answer, once retried, looks like a lease lost.
@@ -162,6 +179,9 @@ class Proxy(BaseHTTPRequestHandler):
         seen_again((self.command, self.path, None), False)
         seen_again((self.command, self.path, hashlib.sha1(data).hexdigest()),
                    fault not in (None, "slow", "stall", "hang"))
+        if fault == "after500":
+            count(f"{service}_after500")
+            return self.forward(data, cut=False, answer=s3_error("InternalError", 500, "injected after the call"))
         if fault in ("500", "503", "slowdown"):
             count(f"{service}_{fault}")
             code = {"500": ("InternalError", 500), "503": ("ServiceUnavailable", 503),
@@ -187,7 +207,7 @@ class Proxy(BaseHTTPRequestHandler):
             count(f"{service}_hang")
         self.forward(data, cut=(fault == "reset"), hang=(fault == "hang"))
 
-    def forward(self, data, cut, hang=False):
+    def forward(self, data, cut, hang=False, answer=None):
         up = http.client.HTTPConnection(UPSTREAM.hostname, UPSTREAM.port, timeout=60)
         headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP}
         try:
@@ -202,6 +222,8 @@ class Proxy(BaseHTTPRequestHandler):
         finally:
             up.close()
         count("forwarded")
+        if answer:
+            return self.reply(*answer)
         if hang:
             time.sleep(ARGS.hang)
         self.send_response(res.status)

@@ -11,83 +11,15 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use common::kinesis::{
     fixture, free_port, http_get, ingest_command, put, unique, wait_for, wait_ok,
 };
 use common::lake::{assert_exactly_once, read_lake};
+use common::proxy::Proxy;
 use common::{Error, TestResult};
-
-/// The proxy process, killed on drop.
-struct Proxy {
-    child: Child,
-    port: u16,
-}
-
-impl Proxy {
-    fn start(upstream: &str, args: &[&str]) -> Result<Proxy, Error> {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fault_proxy.py");
-        let mut child = Command::new("python3")
-            .args([script, "--upstream", upstream, "--seed", "7"])
-            .args(args)
-            .stdout(Stdio::piped())
-            .spawn()?;
-        let out = child.stdout.take().ok_or("no proxy stdout")?;
-        let mut line = String::new();
-        BufReader::new(out).read_line(&mut line)?;
-        let port = line
-            .trim()
-            .strip_prefix("listening on ")
-            .and_then(|p| p.parse().ok())
-            .ok_or_else(|| format!("fault proxy said {line:?}"))?;
-        Ok(Proxy { child, port })
-    }
-
-    /// The faults injected, by kind. Panics as an environment failure when
-    /// the emulator behind the proxy stopped answering: then nothing this
-    /// run saw says anything about pitwall.
-    fn faults(&self) -> Result<serde_json::Value, Error> {
-        let (status, body) = http_get(self.port, "/_faults").ok_or("proxy unreachable")?;
-        assert_eq!(status, 200);
-        let faults: serde_json::Value = serde_json::from_str(&body)?;
-        let down = faults["upstream_down"].as_u64().unwrap_or(0);
-        assert!(
-            down == 0,
-            "ENVIRONMENT FAILURE, not a result: moto stopped answering ({down} calls failed upstream)"
-        );
-        Ok(faults)
-    }
-
-    /// Changes the proxy's settings (see fault_proxy.py's `/_faults/config`).
-    fn configure(&self, settings: serde_json::Value) -> TestResult {
-        use std::io::{Read, Write};
-        let body = settings.to_string();
-        let mut c = std::net::TcpStream::connect(("127.0.0.1", self.port))?;
-        write!(
-            c,
-            "POST /_faults/config HTTP/1.0\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        )?;
-        let mut res = String::new();
-        c.read_to_string(&mut res)?;
-        assert!(res.split(' ').nth(1) == Some("200"), "proxy said {res}");
-        Ok(())
-    }
-
-    fn count(&self, kind: &str) -> Result<u64, Error> {
-        Ok(self.faults()?[kind].as_u64().unwrap_or(0))
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// One fault test's world: a stream, an S3 lake and a DynamoDB lease
 /// table of its own, and a proxy in front of moto (`via`) started with

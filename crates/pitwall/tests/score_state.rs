@@ -2,6 +2,8 @@
 //! points and run again, a chain ends in the state an uninterrupted chain
 //! reaches; and the state commands' output and exit codes.
 
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -293,5 +295,59 @@ fn state_commands_print_json_and_exit_codes() -> TestResult {
             .map(|n| n + imported["left_open"].as_u64().unwrap_or(0)),
         run["rentals"]["considered"].as_u64()
     );
+    Ok(())
+}
+
+/// Found by bench/score_soak.py's `after500` fault: S3 may answer a write
+/// with a 500 after it took effect, and the client's retry of the log
+/// entry's create-if-absent PUT then finds the entry there. The run took
+/// that for a lost race, with its own run as the "winner", and removed its
+/// own files, which the committed entry names. Now an entry holding exactly
+/// the bytes the run wrote is the run's own commit.
+#[test]
+fn a_commit_answered_500_after_it_took_effect_is_still_the_runs_own() -> TestResult {
+    let Some(bucket) = common::s3_bucket() else {
+        return Ok(());
+    };
+    let upstream = std::env::var("AWS_ENDPOINT_URL")?;
+    let proxy = common::proxy::Proxy::start(
+        &upstream,
+        &[
+            "--rate",
+            "1",
+            "--s3",
+            "after500_create",
+            "--dynamodb-rate",
+            "0",
+        ],
+    )?;
+    let dir = tempfile::tempdir()?;
+    fleet(dir.path())?;
+    let state = format!(
+        "s3://{bucket}/{}/state",
+        common::kinesis::unique("lost-answer")
+    );
+    let via = format!("http://127.0.0.1:{}", proxy.port);
+    for (as_of, out) in [(AS_OFS[0], "a"), (AS_OFS[1], "b")] {
+        let o = Command::new(env!("CARGO_BIN_EXE_pitwall"))
+            .args(run_args(dir.path(), &state, as_of, out))
+            .env("AWS_ENDPOINT_URL_S3", &via)
+            .output()?;
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    }
+    assert!(proxy.count("s3_after500")? >= 2, "{}", proxy.faults()?);
+    // Both commits stand, with every file they name: the chain reads back
+    // and equals the same two runs on a local state.
+    let local = dir.path().join("local").display().to_string();
+    for (as_of, out) in [(AS_OFS[0], "la"), (AS_OFS[1], "lb")] {
+        let o = pitwall(
+            &run_args(dir.path(), &local, as_of, out)
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>(),
+        )?;
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    }
+    assert!(exported(dir.path(), &state)? == exported(dir.path(), &local)?);
     Ok(())
 }

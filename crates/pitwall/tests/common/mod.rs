@@ -4,6 +4,7 @@
 
 pub mod kinesis;
 pub mod lake;
+pub mod proxy;
 
 use std::io::Write as _;
 use std::path::Path;
