@@ -3,7 +3,6 @@
 //! catch-up publication, while it holds the state's lease; it serves
 //! /healthz, /readyz, /metrics and a status page (/, /status.json).
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -204,7 +203,9 @@ impl ScoreStep {
             memory: Some(self.memory.clone()),
         });
         let run = pitwall_score_job::run(&cfg, &pitwall_score_job::NoProgress)
-            .with_context(|| format!("score run --state {} into {}", a.state, out.display()))?;
+            // Not the cycle's own output folder: the same cause reads the
+            // same at every cycle, so it alerts once.
+            .with_context(|| format!("score run --state {}", a.state))?;
         prune_runs(&a.out, 20);
         let state = run.state.as_ref();
         let counts = state.map(|s| s.counts.clone()).unwrap_or_default();
@@ -265,24 +266,16 @@ fn prune_runs(root: &std::path::Path, keep: usize) {
     }
 }
 
-/// Alerts on transitions only: a condition fires once when it starts and
-/// resolves once when it ends, however many cycles it lasts.
+/// Alerts on news only: a condition fires when it starts or its cause
+/// changes, and resolves once when it ends, however many cycles it lasts.
 #[derive(Default)]
 struct Notify {
-    firing: Mutex<HashMap<String, bool>>,
+    news: pitwall_score_watch::Transitions,
 }
 
 impl Alerts for Notify {
     fn outcome(&self, key: &str, problem: Option<(String, String)>) {
-        let was = self
-            .firing
-            .lock()
-            .map(|mut f| {
-                f.insert(key.to_string(), problem.is_some())
-                    .unwrap_or(false)
-            })
-            .unwrap_or(false);
-        if was == problem.is_some() {
+        if !self.news.changed(key, problem.as_ref()) {
             return;
         }
         let source = "pitwall score watch";
