@@ -43,49 +43,17 @@ import tempfile
 import threading
 import time
 
-import boto3
 import duckdb
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-PROXY = ROOT / "crates/pitwall/tests/fault_proxy.py"
+from soak_common import (ROOT, TERM_GRACE, EnvironmentFailure, check_environment, client,
+                         fault_figures, leaks, log, services, start_proxy, stop_services)
+
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 DATASET = "server_log.api_request"
-S3_FAULTS = "500,503,slowdown,reset,slow,stall,hang"
-DYNAMODB_FAULTS = "throttle,slow,hang"
 # Made up per run, so finding one in a log can only be a leak. The access key
 # id stays (moto picks the account by it); the secret is never checked.
 SECRET_KEY = "soakSecret" + os.urandom(12).hex()
 PII_KEY = "soakPii" + os.urandom(12).hex()
-# Kubernetes' default terminationGracePeriodSeconds is 30; past twice that a
-# TERM drain is a fault of the worker, not a slow environment.
-TERM_GRACE = 60
-
-
-def log(msg):
-    print(f"[soak {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-def services():
-    """The services' environment; starts them when it is not set. Returns
-    whether they were started here (and must be stopped)."""
-    if os.environ.get("AWS_ENDPOINT_URL") and os.environ.get("AWS_ENDPOINT_URL_KINESIS"):
-        return False
-    out = subprocess.run([str(ROOT / "scripts/services.sh"), "start"], check=True,
-                         capture_output=True, text=True)
-    for line in out.stdout.splitlines():
-        if line.startswith("export "):
-            k, v = line[len("export "):].split("=", 1)
-            os.environ[k] = v
-    return True
-
-
-def client(service, endpoint=None):
-    return boto3.client(service, region_name=os.environ.get("AWS_REGION", "us-east-1"),
-                        endpoint_url=endpoint)
-
-
-class EnvironmentFailure(Exception):
-    pass
 
 
 def event(n):
@@ -259,11 +227,6 @@ class Workers:
                 failed.append(f"{worker_id} exited {p.returncode}")
         return failed
 
-    def leaks(self, secrets):
-        """Log files that contain any of `secrets`."""
-        return sorted(f.name for f in self.logs.glob("*.log")
-                      if any(x in f.read_text(errors="replace") for x in secrets))
-
     def lease_takes(self):
         takes = collections.Counter()
         for f in self.logs.glob("*.log"):
@@ -321,27 +284,6 @@ class Stream:
             self.splits += 1
             log(f"split {s['ShardId']}")
         self.wait_active()
-
-
-def proxy_get(port, path="/_faults"):
-    import http.client
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    c.request("GET", path)
-    return json.loads(c.getresponse().read())
-
-
-def proxy_post(port, settings):
-    import http.client
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    c.request("POST", "/_faults/config", body=json.dumps(settings))
-    c.getresponse().read()
-
-
-def check_environment(proxy_port):
-    faults = proxy_get(proxy_port)
-    if faults.get("upstream_down", 0):
-        raise EnvironmentFailure(f"moto stopped answering: {faults['upstream_down']} calls failed upstream")
-    return faults
 
 
 def drained(stream, table, last_seq):
@@ -431,13 +373,8 @@ def soak(a, work):
     stream = Stream(run, rnd)
     stream.k.create_stream(StreamName=run, ShardCount=a.shards)
     stream.wait_active()
-    proxy = subprocess.Popen([sys.executable, str(PROXY), "--upstream", os.environ["AWS_ENDPOINT_URL"],
-                              "--rate", str(a.s3_rate), "--dynamodb-rate", str(a.dynamodb_rate),
-                              "--s3", S3_FAULTS, "--dynamodb", DYNAMODB_FAULTS,
-                              "--stall", "8", "--hang", "35", "--seed", str(a.seed)],
-                             stdout=subprocess.PIPE, text=True)
+    proxy, port = start_proxy(a.s3_rate, a.dynamodb_rate, a.seed)
     try:
-        port = int(proxy.stdout.readline().split()[-1])
         workers = Workers(a.pitwall, run, f"s3://{bucket}/{run}", run, f"http://127.0.0.1:{port}",
                           work, rnd)
         return drive(a, rnd, stream, workers, port, bucket, run, work)
@@ -486,14 +423,13 @@ def drive(a, rnd, stream, workers, port, bucket, run, work):
         "seconds": a.duration, "drain_seconds": drain_s,
         "drained": time.time() <= deadline, "workers": a.workers,
         "records_in": producer.records, "lake_files": files,
-        "faults": {k: v for k, v in sorted(faults.items()) if k not in ("forwarded", "retries", "dynamodb_calls")},
-        "requests_forwarded": faults.get("forwarded", 0), "retries": faults.get("retries", 0),
+        **fault_figures(faults),
         "lease_takes": sum(takes.values()), "lease_moves": sum(takes.values()) - len(takes),
         "kills": workers.kills, "terms": workers.terms, "restarts": workers.restarts,
         "term_exit_seconds_max": max(workers.term_exit_seconds, default=None),
         "splits": stream.splits, "merges": stream.merges, "shards_total": len(stream.shards()),
         "worker_exit_problems": stopped,
-        "credential_leaks": workers.leaks([SECRET_KEY, PII_KEY]),
+        "credential_leaks": leaks(workers.logs, [SECRET_KEY, PII_KEY]),
     })
     return verdict
 
@@ -522,7 +458,7 @@ def main():
     a = ap.parse_args()
     target = os.environ.get("CARGO_TARGET_DIR", str(ROOT / "target"))
     a.pitwall = a.pitwall or os.path.join(target, "release", "pitwall")
-    started_services = services()
+    started_services = services(("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_KINESIS"))
     work = pathlib.Path(tempfile.mkdtemp(prefix="pitwall-soak-"))
     try:
         v = soak(a, work)
@@ -530,7 +466,7 @@ def main():
         v = {"environment_failure": str(e)}
     finally:
         if started_services:
-            subprocess.run([str(ROOT / "scripts/services.sh"), "stop"], stdout=subprocess.DEVNULL)
+            stop_services()
     if "environment_failure" in v:
         print(f"ENVIRONMENT FAILURE, not a result: {v['environment_failure']} (logs in {work})", file=sys.stderr)
         if a.json:

@@ -1,0 +1,68 @@
+//! The score path's fault soak, bench/score_soak.py, in its short form: two
+//! `score watch` processes on an S3 state with a DynamoDB lease, both on
+//! moto behind tests/fault_proxy.py, publishing to tansu, while a fleet's
+//! telemetry and rentals land all along, watchers are killed and
+//! restarted, a rescore and a model change run beside them, and bad input
+//! arrives. Afterwards the state equals the same chain replayed without
+//! faults, and the topic holds every change once, in order. The 10-minute
+//! run and its figures are in the README.
+
+mod common;
+
+use std::process::Command;
+
+use common::TestResult;
+
+#[test]
+fn a_minute_of_faults_kills_and_bad_input_leaves_the_state_and_topic_of_a_calm_chain() -> TestResult
+{
+    if std::env::var_os("PITWALL_TEST_KAFKA").is_none() || common::s3_bucket().is_none() {
+        return Ok(());
+    }
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../bench/score_soak.py");
+    let out = Command::new("python3")
+        .args([script, "--json", "--duration", "60", "--cars", "30"])
+        .args(["--disrupt-every", "15", "--seed", "3"])
+        .args(["--pitwall", env!("CARGO_BIN_EXE_pitwall")])
+        .output()?;
+    let log = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8(out.stdout)?;
+    let v: serde_json::Value = serde_json::from_str(stdout.trim())
+        .map_err(|e| format!("soak printed no verdict ({e}): {stdout}\n{log}"))?;
+    assert!(
+        v["environment_failure"].is_null(),
+        "ENVIRONMENT FAILURE, not a result: {}",
+        v["environment_failure"]
+    );
+    let n = |k: &str| v[k].as_u64().unwrap_or(u64::MAX);
+    assert_eq!(v["one_chain"], true, "{v}\n{log}");
+    assert_eq!(v["settled"], true, "{v}\n{log}");
+    let none = serde_json::json!([0, 0]);
+    assert_eq!(v["rental_results_differ"], none, "{v}\n{log}");
+    assert_eq!(v["member_snapshot_differs"], none, "{v}\n{log}");
+    for k in [
+        "as_of_backwards",
+        "sent_twice",
+        "from_uncommitted_runs",
+        "differs_from_chain",
+        "changes_lost",
+        "never_published",
+        "stale_at_end",
+    ] {
+        assert_eq!(n(k), 0, "{k}: {v}\n{log}");
+    }
+    assert_eq!(v["commits_after_lease_lost"], serde_json::json!([]), "{v}");
+    assert_eq!(v["credential_leaks"], serde_json::json!([]), "{v}");
+    for bad in ["not_parquet", "truncated_rentals"] {
+        assert_eq!(v["bad_input"][bad]["named_in_an_error"], true, "{bad}: {v}");
+    }
+    assert_eq!(v["bad_input"]["nan_model"]["refused"], true, "{v}");
+    assert_eq!(v["events"]["rescore"]["exit"], 0, "{v}");
+    assert_eq!(v["events"]["model_change"]["exit"], 0, "{v}");
+    assert!(v["passed"] == true, "{v}\n{log}");
+    // The run really met what it claims to survive.
+    assert!(n("committed_runs") >= 4 && n("records_on_topic") > 0, "{v}");
+    assert!(n("kills") + n("terms") >= 2 && n("lease_handovers") >= 2, "{v}");
+    assert!(n("retries") >= 1 && n("changes_made") > 0, "{v}");
+    Ok(())
+}
