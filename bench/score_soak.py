@@ -325,8 +325,8 @@ def drive(a, rnd, watchers, tap, port, bucket, run, work):
 
 class Events:
     """The soak's one-time events, each at its share of the duration, one
-    at a time: a bad file stays until a cycle failed on it (or four
-    intervals passed), and a one-off run goes on in a thread of its own
+    at a time: a bad file stays until a cycle failed on it (or 75 s
+    passed), and a one-off run goes on in a thread of its own
     while the fleet lands and the watchers are tended."""
 
     def __init__(self, a, rnd, t0):
@@ -370,7 +370,9 @@ class Events:
             return
         log(f"bad input: {k} at {key}")
         self.done[k]["key"] = key
-        self.bad = (k, key, failed, now + 4 * EVERY_S + 6)
+        # Long enough for a watcher to take the lease and meet it, whatever
+        # held the cycle before (an answer hung past the client's 30 s).
+        self.bad = (k, key, failed, now + 75)
 
     def rescore(self, a, watchers, fleet, tap, bucket, run, _):
         head = tap.head()
