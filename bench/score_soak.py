@@ -325,8 +325,8 @@ def drive(a, rnd, watchers, tap, port, bucket, run, work):
 
 class Events:
     """The soak's one-time events, each at its share of the duration, one
-    at a time: a bad file stays until a cycle failed on it (or 75 s
-    passed), and a one-off run goes on in a thread of its own
+    at a time: a bad file stays until a watcher's cycle failed naming it
+    (or 75 s passed), and a one-off run goes on in a thread of its own
     while the fleet lands and the watchers are tended."""
 
     def __init__(self, a, rnd, t0):
@@ -343,13 +343,12 @@ class Events:
 
     def step(self, a, watchers, fleet, tap, bucket, run, models_):
         now = time.time()
-        failed = watchers.cycle_counts().get("failed", 0)
         if self.bad:
-            what, key, before, until = self.bad
-            if failed > before or now > until:
+            what, key, until = self.bad
+            met = named_in_an_error(key, watchers.work / "logs")
+            if met or now > until:
                 (fleet.remove if what == "not_parquet" else fleet.restore_rentals)(key)
-                log(f"put right {key} after {failed - before} failed cycles")
-                self.done[what]["failed_cycles"] = failed - before
+                log(f"put right {key}; a cycle failed on it: {met}")
                 self.bad = None
             return
         if self.busy and self.busy.is_alive():
@@ -372,7 +371,7 @@ class Events:
         self.done[k]["key"] = key
         # Long enough for a watcher to take the lease and meet it, whatever
         # held the cycle before (an answer hung past the client's 30 s).
-        self.bad = (k, key, failed, now + 75)
+        self.bad = (k, key, now + 75)
 
     def rescore(self, a, watchers, fleet, tap, bucket, run, _):
         head = tap.head()
@@ -400,13 +399,19 @@ def iso_s(ms):
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ms / 1000))
 
 
+def named_in_an_error(key, logs):
+    """Whether a watcher logged a failed cycle naming the file `key`."""
+    name = key.rsplit("/", 1)[-1]
+    return any(name in line and "a cycle failed" in line
+               for f in logs.glob("w*.log") for line in f.read_text(errors="replace").splitlines())
+
+
 def bad_input_checks(events, logs):
     """Each bad input failed a cycle or was refused, with an error naming it."""
-    text = "\n".join(f.read_text(errors="replace") for f in logs.glob("w*.log"))
     out = {}
     for k in ("not_parquet", "truncated_rentals"):
         key = (events.done.get(k) or {}).get("key")
-        out[k] = {"key": key, "named_in_an_error": bool(key) and key.rsplit("/", 1)[-1] in text}
+        out[k] = {"key": key, "named_in_an_error": bool(key) and named_in_an_error(key, logs)}
     mc = events.done.get("model_change") or {}
     out["nan_model"] = {"exit": mc.get("nan_model_exit"), "error": mc.get("nan_model_error"),
                         "refused": mc.get("nan_model_exit") == 1 and "finite" in (mc.get("nan_model_error") or "")}

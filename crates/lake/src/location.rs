@@ -99,6 +99,32 @@ pub(crate) fn runtime() -> &'static tokio::runtime::Runtime {
     })
 }
 
+/// Runs a read on the I/O runtime, and again (three tries in all) when it
+/// fails on the way. object_store retries a request, but not a body cut
+/// off mid-way or a connection reset as the answer arrives, which S3 does
+/// now and then; a read has no side effect, so trying it again is safe,
+/// and one reset no longer fails a whole run (a watcher's cycle, with its
+/// alert).
+pub(crate) fn read_retrying<T, F, Fut>(what: &str, read: F) -> object_store::Result<T>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = object_store::Result<T>>,
+{
+    runtime().block_on(async {
+        let mut tries = 1;
+        loop {
+            match read().await {
+                Err(e @ object_store::Error::Generic { .. }) if tries < 3 => {
+                    tracing::info!(read = what, error = %e, "reading again after a transport error");
+                    tokio::time::sleep(Duration::from_millis(100 << (2 * tries))).await;
+                    tries += 1;
+                }
+                done => return done,
+            }
+        }
+    })
+}
+
 impl Location {
     /// Parses a local path or an `s3://bucket/prefix` URL. S3 access uses the
     /// standard AWS environment: region, credentials chain, `AWS_ENDPOINT_URL`
@@ -302,13 +328,14 @@ impl Location {
                     path: file.display.clone(),
                     source,
                 }),
-            Source::Store(store, path) => runtime()
-                .block_on(async { store.get(path).await?.bytes().await })
-                .map(Input::Remote)
-                .map_err(|source| LakeError::ObjectStore {
-                    url: file.display.clone(),
-                    source,
-                }),
+            Source::Store(store, path) => read_retrying(&file.display, || async {
+                store.get(path).await?.bytes().await
+            })
+            .map(Input::Remote)
+            .map_err(|source| LakeError::ObjectStore {
+                url: file.display.clone(),
+                source,
+            }),
         }
     }
 }

@@ -13,7 +13,7 @@ use bytes::Bytes;
 use object_store::path::Path as StorePath;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions};
 
-use crate::location::runtime;
+use crate::location::{read_retrying, runtime};
 use crate::{LakeError, Location, Result};
 
 /// What a create-if-absent write found.
@@ -42,7 +42,7 @@ impl Location {
             }
             Location::Store { url, store, prefix } => {
                 let key = key(prefix, rel);
-                let got = runtime().block_on(async { store.get(&key).await?.bytes().await });
+                let got = read_retrying(rel, || async { store.get(&key).await?.bytes().await });
                 found(got, url, rel)
             }
         }
@@ -78,7 +78,7 @@ impl Location {
             }
             Location::Store { url, store, prefix } => {
                 let key = key(prefix, rel);
-                let got = runtime().block_on(store.get_ranges(&key, ranges));
+                let got = read_retrying(rel, || store.get_ranges(&key, ranges));
                 found(got, url, rel)
             }
         }

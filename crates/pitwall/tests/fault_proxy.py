@@ -30,7 +30,9 @@ timeouts: the call took effect but its caller never hears so); after500
 (forwarded, then answered 500 InternalError: the call took effect but its
 caller hears it failed, which S3 documents for writes) and after500_create
 (the same, for the first create-if-absent PUT of each path only,
-`If-None-Match: *`; its retry and other calls pass); DynamoDB:
+`If-None-Match: *`; its retry and other calls pass); reset_once (the first
+GET of each path cut half-way through its answer; its retry passes);
+DynamoDB:
 throttle (400 ProvisionedThroughputExceededException), slow, hang, and
 hang_renewal (a hang of lease renewals only; other calls pass).
 
@@ -53,7 +55,7 @@ from urllib.parse import urlsplit
 LOCK = threading.Lock()
 COUNTS = {"forwarded": 0, "retries": 0}
 FAULTED = set()  # requests answered with a fault, until they are sent again
-CREATED = set()  # paths of create-if-absent PUTs seen (after500_create faults each once)
+CREATED = set()  # (method, path) seen by the faults that strike once: after500_create, reset_once
 HOP = {"connection", "keep-alive", "transfer-encoding", "proxy-connection", "upgrade"}
 
 
@@ -73,12 +75,12 @@ def seen_again(identity, faulted):
             FAULTED.add(identity)
 
 
-def first_time(path):
-    """Whether `path` is asked for the first time (a retry is not)."""
+def first_time(request):
+    """Whether (method, path) is asked for the first time (a retry is not)."""
     with LOCK:
-        if path in CREATED:
+        if request in CREATED:
             return False
-        CREATED.add(path)
+        CREATED.add(request)
         return True
 
 
@@ -153,6 +155,11 @@ class Proxy(BaseHTTPRequestHandler):
             if first:
                 rate = 1.0
         fault = RNG.choice(kinds) if kinds and RNG.random() < rate else None
+        if fault == "reset_once":
+            fault = "reset" if self.command == "GET" and first_time(("GET", self.path)) else None
+        if fault == "after500_create":
+            create = self.command == "PUT" and self.headers.get("If-None-Match") == "*"
+            fault = "after500" if create and first_time(("PUT", self.path)) else None
         if fault == "stall" and self.headers.get("Content-Length") in (None, "0"):
             fault = None  # only a request with a body can stall on its way
         if self.command == "HEAD" and fault not in (None, "slow"):
@@ -167,9 +174,6 @@ class Proxy(BaseHTTPRequestHandler):
             return self.reset()
         data = self.body()
         service = "dynamodb" if dynamodb else "s3"
-        if fault == "after500_create":
-            create = self.command == "PUT" and self.headers.get("If-None-Match") == "*"
-            fault = "after500" if create and first_time(self.path) else None
         if fault == "hang_renewal":
             # Only a lease renewal reports throughput: the call whose late
             # answer, once retried, looks like a lease lost.

@@ -351,3 +351,40 @@ fn a_commit_answered_500_after_it_took_effect_is_still_the_runs_own() -> TestRes
     assert!(exported(dir.path(), &state)? == exported(dir.path(), &local)?);
     Ok(())
 }
+
+/// Found by bench/score_soak.py: a GET of the state cut off half-way
+/// through its answer (a connection reset) failed the run, since
+/// object_store retries a request but not a body that breaks off as it
+/// arrives; a watcher's cycle failed and alerted on it. Reads are now
+/// tried again.
+#[test]
+fn a_state_read_cut_off_mid_answer_is_read_again() -> TestResult {
+    let Some(bucket) = common::s3_bucket() else {
+        return Ok(());
+    };
+    let dir = tempfile::tempdir()?;
+    fleet(dir.path())?;
+    let state = format!(
+        "s3://{bucket}/{}/state",
+        common::kinesis::unique("reset-once")
+    );
+    let o = pitwall(
+        &run_args(dir.path(), &state, AS_OFS[0], "a")
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    )?;
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let proxy = common::proxy::Proxy::start(
+        &std::env::var("AWS_ENDPOINT_URL")?,
+        &["--rate", "1", "--s3", "reset_once", "--dynamodb-rate", "0"],
+    )?;
+    let via = format!("http://127.0.0.1:{}", proxy.port);
+    let o = Command::new(env!("CARGO_BIN_EXE_pitwall"))
+        .args(run_args(dir.path(), &state, AS_OFS[1], "b"))
+        .env("AWS_ENDPOINT_URL_S3", &via)
+        .output()?;
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(proxy.count("s3_reset")? >= 3, "{}", proxy.faults()?);
+    Ok(())
+}
