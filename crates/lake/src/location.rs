@@ -110,19 +110,26 @@ where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = object_store::Result<T>>,
 {
-    runtime().block_on(async {
-        let mut tries = 1;
-        loop {
-            match read().await {
-                Err(e @ object_store::Error::Generic { .. }) if tries < 3 => {
-                    tracing::info!(read = what, error = %e, "reading again after a transport error");
-                    tokio::time::sleep(Duration::from_millis(100 << (2 * tries))).await;
-                    tries += 1;
-                }
-                done => return done,
+    runtime().block_on(retrying(what, read))
+}
+
+/// [`read_retrying`] inside async code (a listing's walk).
+pub(crate) async fn retrying<T, F, Fut>(what: &str, read: F) -> object_store::Result<T>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = object_store::Result<T>>,
+{
+    let mut tries = 1;
+    loop {
+        match read().await {
+            Err(e @ object_store::Error::Generic { .. }) if tries < 3 => {
+                tracing::info!(read = what, error = %e, "reading again after a transport error");
+                tokio::time::sleep(Duration::from_millis(100 << (2 * tries))).await;
+                tries += 1;
             }
+            done => return done,
         }
-    })
+    }
 }
 
 impl Location {
@@ -186,8 +193,7 @@ impl Location {
                 // A URL naming one object is that file, as a local file path is.
                 let objects: Vec<_> = match runtime().block_on(store.head(prefix)) {
                     Ok(meta) if !prefix.as_ref().is_empty() => vec![meta],
-                    _ => runtime()
-                        .block_on(store.list(Some(prefix)).try_collect::<Vec<_>>())
+                    _ => read_retrying(url, || store.list(Some(prefix)).try_collect::<Vec<_>>())
                         .map_err(|source| LakeError::ObjectStore {
                             url: url.clone(),
                             source,

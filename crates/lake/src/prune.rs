@@ -138,7 +138,9 @@ async fn walk_store(
         let results: Vec<_> = futures::stream::iter(level.drain(..))
             .map(|(dir, span)| async move {
                 let p = (!dir.as_ref().is_empty()).then_some(&dir);
-                store.list_with_delimiter(p).await.map(|r| (r, span))
+                crate::location::retrying(dir.as_ref(), || store.list_with_delimiter(p))
+                    .await
+                    .map(|r| (r, span))
             })
             .buffer_unordered(CONCURRENT_LISTS)
             .collect()

@@ -153,12 +153,12 @@ impl Location {
             }
             Location::Store { url, store, prefix } => {
                 let dir = key(prefix, rel);
-                let found = runtime()
-                    .block_on(store.list_with_delimiter(Some(&dir)))
-                    .map_err(|source| LakeError::ObjectStore {
+                let found = read_retrying(rel, || store.list_with_delimiter(Some(&dir))).map_err(
+                    |source| LakeError::ObjectStore {
                         url: format!("{url}/{rel}"),
                         source,
-                    })?;
+                    },
+                )?;
                 let last = |p: &StorePath| p.as_ref().rsplit('/').next().unwrap_or("").to_string();
                 found
                     .common_prefixes
