@@ -33,20 +33,17 @@ import base64
 import collections
 import json
 import os
-import pathlib
 import random
 import re
 import signal
 import subprocess
-import sys
-import tempfile
 import threading
 import time
 
 import duckdb
 
-from soak_common import (ROOT, TERM_GRACE, EnvironmentFailure, check_environment, client,
-                         fault_figures, leaks, log, services, start_proxy, stop_services)
+from soak_common import (TERM_GRACE, EnvironmentFailure, check_environment, client, default_pitwall,
+                         fault_figures, leaks, log, run, start_proxy)
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 DATASET = "server_log.api_request"
@@ -441,6 +438,23 @@ def ok(v):
             and not v["credential_leaks"])
 
 
+def report(v):
+    print(f"{v['seconds']:.0f} s, {v['workers']} workers: {v['events_in']} valid events in "
+          f"({v['records_in']} records), {v['events_in_lake']} in the lake in {v['lake_files']} files")
+    print(f"  duplicates {v['duplicates']}, missing {v['missing']}, unexpected {v['unexpected']}; "
+          f"DLQ {v['dlq_found']} of {v['dlq_expected']} (duplicates {v['dlq_duplicates']}, missing {v['dlq_missing']})")
+    print("  faults: " + ", ".join(f"{k} {n}" for k, n in v["faults"].items()))
+    print(f"  retries {v['retries']}; lease moves {v['lease_moves']} ({v['lease_takes']} takes); "
+          f"kills {v['kills']}, TERMs {v['terms']} (slowest exit {v['term_exit_seconds_max']} s), restarts {v['restarts']}; "
+          f"splits {v['splits']}, merges {v['merges']} ({v['shards_total']} shards in all); "
+          f"drained {v['drain_seconds']} s after the end")
+    if v["missing"]:
+        print(f"  missing by shard: {v['missing_by_shard']}; first: {v['missing_sample'][:5]}")
+    print(f"  credentials in the workers' logs: {len(v['credential_leaks'])} files")
+    for p in v["worker_exit_problems"]:
+        print(f"  worker: {p}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--duration", type=float, default=600, help="seconds of records, kills and reshards")
@@ -456,44 +470,8 @@ def main():
     ap.add_argument("--pitwall", default=None, help="pitwall binary (default: release build in CARGO_TARGET_DIR)")
     ap.add_argument("--json", action="store_true", help="print the figures as one JSON object on stdout")
     a = ap.parse_args()
-    target = os.environ.get("CARGO_TARGET_DIR", str(ROOT / "target"))
-    a.pitwall = a.pitwall or os.path.join(target, "release", "pitwall")
-    started_services = services(("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_KINESIS"))
-    work = pathlib.Path(tempfile.mkdtemp(prefix="pitwall-soak-"))
-    try:
-        v = soak(a, work)
-    except EnvironmentFailure as e:
-        v = {"environment_failure": str(e)}
-    finally:
-        if started_services:
-            stop_services()
-    if "environment_failure" in v:
-        print(f"ENVIRONMENT FAILURE, not a result: {v['environment_failure']} (logs in {work})", file=sys.stderr)
-        if a.json:
-            print(json.dumps(v))
-        sys.exit(2)
-    v["passed"] = ok(v)
-    v["logs"] = str(work)
-    if a.json:
-        print(json.dumps(v))
-    else:
-        print(f"{v['seconds']:.0f} s, {v['workers']} workers: {v['events_in']} valid events in "
-              f"({v['records_in']} records), {v['events_in_lake']} in the lake in {v['lake_files']} files")
-        print(f"  duplicates {v['duplicates']}, missing {v['missing']}, unexpected {v['unexpected']}; "
-              f"DLQ {v['dlq_found']} of {v['dlq_expected']} (duplicates {v['dlq_duplicates']}, missing {v['dlq_missing']})")
-        print(f"  faults: " + ", ".join(f"{k} {n}" for k, n in v["faults"].items()))
-        print(f"  retries {v['retries']}; lease moves {v['lease_moves']} ({v['lease_takes']} takes); "
-              f"kills {v['kills']}, TERMs {v['terms']} (slowest exit {v['term_exit_seconds_max']} s), restarts {v['restarts']}; "
-              f"splits {v['splits']}, merges {v['merges']} ({v['shards_total']} shards in all); "
-              f"drained {v['drain_seconds']} s after the end")
-        if v["missing"]:
-            print(f"  missing by shard: {v['missing_by_shard']}; first: {v['missing_sample'][:5]}")
-        print(f"  credentials in the workers' logs: {len(v['credential_leaks'])} files")
-        for p in v["worker_exit_problems"]:
-            print(f"  worker: {p}")
-        print("PASS" if v["passed"] else f"FAIL (logs in {work})")
-    sys.exit(0 if v["passed"] else 1)
-
+    a.pitwall = a.pitwall or default_pitwall()
+    run(a, "pitwall-soak-", ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_KINESIS"), soak, ok, report)
 
 if __name__ == "__main__":
     main()

@@ -44,14 +44,11 @@ pitwall).
 import argparse
 import json
 import os
-import pathlib
 import random
 import re
 import signal
 import socket
 import subprocess
-import sys
-import tempfile
 import threading
 import time
 import urllib.request
@@ -59,8 +56,8 @@ import urllib.request
 from score_fleet import Fleet
 from score_verdict import (Tap, differ, export, judge_topic, lease_violations, publications, read_topic,
                            records_of, replay, wait_settled)
-from soak_common import (ROOT, S3_FAULTS, TERM_GRACE, EnvironmentFailure, check_environment, client, fault_figures, leaks,
-                         log, proxy_post, services, start_proxy, stop_services)
+from soak_common import (S3_FAULTS, TERM_GRACE, EnvironmentFailure, check_environment, client, default_pitwall,
+                         fault_figures, leaks, log, proxy_post, run, start_proxy)
 
 SECRET_KEY = "soakSecret" + os.urandom(12).hex()
 PII_KEY = "soakPii" + os.urandom(12).hex()
@@ -522,34 +519,11 @@ def main():
     ap.add_argument("--pitwall", default=None, help="pitwall binary (default: release build in CARGO_TARGET_DIR)")
     ap.add_argument("--json", action="store_true", help="print the figures as one JSON object on stdout")
     a = ap.parse_args()
-    target = os.environ.get("CARGO_TARGET_DIR", str(ROOT / "target"))
-    a.pitwall = a.pitwall or os.path.join(target, "release", "pitwall")
+    a.pitwall = a.pitwall or default_pitwall()
     # tansu has no transactions (no EndTxn): the ledger alone keeps a
     # publication from landing twice there.
     a.kafka = ["--transactional=false"]
-    started = services(("AWS_ENDPOINT_URL", "PITWALL_TEST_KAFKA"))
-    work = pathlib.Path(tempfile.mkdtemp(prefix="pitwall-score-soak-"))
-    try:
-        v = soak(a, work)
-    except EnvironmentFailure as e:
-        v = {"environment_failure": str(e)}
-    finally:
-        if started:
-            stop_services()
-    if "environment_failure" in v:
-        print(f"ENVIRONMENT FAILURE, not a result: {v['environment_failure']} (logs in {work})", file=sys.stderr)
-        if a.json:
-            print(json.dumps(v))
-        sys.exit(2)
-    v["passed"] = ok(v)
-    v["logs"] = str(work)
-    if a.json:
-        print(json.dumps(v, default=str))
-    else:
-        report(v)
-        print("PASS" if v["passed"] else f"FAIL (logs in {work})")
-    sys.exit(0 if v["passed"] else 1)
-
+    run(a, "pitwall-score-soak-", ("AWS_ENDPOINT_URL", "PITWALL_TEST_KAFKA"), soak, ok, report)
 
 if __name__ == "__main__":
     main()

@@ -9,6 +9,7 @@ import os
 import pathlib
 import subprocess
 import sys
+import tempfile
 import time
 
 import boto3
@@ -98,3 +99,37 @@ def leaks(logs, secrets):
     """Log files under `logs` that contain any of `secrets`."""
     return sorted(f.name for f in pathlib.Path(logs).glob("*.log")
                   if any(x in f.read_text(errors="replace") for x in secrets))
+
+
+def default_pitwall():
+    target = os.environ.get("CARGO_TARGET_DIR", str(ROOT / "target"))
+    return os.path.join(target, "release", "pitwall")
+
+
+def run(a, prefix, needs, soak, ok, report):
+    """A soak's main once its arguments are read: the services (started if
+    `needs` are not all set), a work folder, the soak, and its verdict
+    printed (JSON with --json) and made the exit status: 0 passed, 1 not,
+    2 an environment failure."""
+    started = services(needs)
+    work = pathlib.Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        v = soak(a, work)
+    except EnvironmentFailure as e:
+        v = {"environment_failure": str(e)}
+    finally:
+        if started:
+            stop_services()
+    if "environment_failure" in v:
+        print(f"ENVIRONMENT FAILURE, not a result: {v['environment_failure']} (logs in {work})", file=sys.stderr)
+        if a.json:
+            print(json.dumps(v))
+        sys.exit(2)
+    v["passed"] = ok(v)
+    v["logs"] = str(work)
+    if a.json:
+        print(json.dumps(v, default=str))
+    else:
+        report(v)
+        print("PASS" if v["passed"] else f"FAIL (logs in {work})")
+    sys.exit(0 if v["passed"] else 1)

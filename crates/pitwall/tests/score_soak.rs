@@ -62,7 +62,10 @@ fn a_minute_of_faults_kills_and_bad_input_leaves_the_state_and_topic_of_a_calm_c
     assert!(v["passed"] == true, "{v}\n{log}");
     // The run really met what it claims to survive.
     assert!(n("committed_runs") >= 4 && n("records_on_topic") > 0, "{v}");
-    assert!(n("kills") + n("terms") >= 2 && n("lease_handovers") >= 2, "{v}");
+    assert!(
+        n("kills") + n("terms") >= 2 && n("lease_handovers") >= 2,
+        "{v}"
+    );
     assert!(n("retries") >= 1 && n("changes_made") > 0, "{v}");
     Ok(())
 }
