@@ -54,15 +54,20 @@ import time
 import urllib.request
 
 from score_fleet import Fleet
-from score_verdict import (Tap, differ, export, judge_topic, lease_violations, publications, read_topic,
+from score_verdict import (Tap, differ, export, last_publication_stands, judge_topic, lease_violations, publications, read_topic,
                            records_of, replay, wait_settled)
-from soak_common import (S3_FAULTS, TERM_GRACE, EnvironmentFailure, check_environment, client, default_pitwall,
+from soak_common import (S3_FAULTS, EnvironmentFailure, check_environment, client, default_pitwall,
                          fault_figures, leaks, log, proxy_post, run, start_proxy)
 
 SECRET_KEY = "soakSecret" + os.urandom(12).hex()
 PII_KEY = "soakPii" + os.urandom(12).hex()
 EVERY_S = 2
 FAILOVER_S = 6
+# The chart gives the watcher's pod 300 s after SIGTERM (score.watch.
+# terminationGracePeriodSeconds): the cycle under way finishes, and under
+# these faults one can take a minute or more (two answers held past the
+# client's 30 s in a row).
+TERM_GRACE = 300
 CYCLE_METRIC = re.compile(r'^pitwall_watch_cycles_total\{outcome="(\w+)"\} (\d+)', re.M)
 
 
@@ -93,7 +98,7 @@ class Watchers:
                 "--telemetry", f"{b}/lake/telemetry.kinematics", "--every", f"{EVERY_S}s",
                 "--failover", f"{FAILOVER_S}s", "--leases", f"dynamodb:{self.run}", "--worker-id", worker_id,
                 "--out", str(self.work / "out" / worker_id), "--listen", f"127.0.0.1:{port}",
-                "--model", str(self.model), "--brokers", os.environ["PITWALL_TEST_KAFKA"], "--topic", self.run,
+                "--model", str(self.model), "--brokers", self.a.brokers, "--topic", self.run,
                 "--registry", f"glue:{self.run}", "--kafka-timeout", "10s", *self.a.kafka]
 
     def env(self):
@@ -267,22 +272,65 @@ def soak(a, work):
     bucket = os.environ.get("PITWALL_TEST_S3_BUCKET", "pitwall-test")
     for d in ("logs", "out", "oneoff", "cache"):
         (work / d).mkdir(parents=True, exist_ok=True)
-    try:
-        create_topic(os.environ["PITWALL_TEST_KAFKA"], run)
-    except Exception as e:  # noqa: BLE001
-        raise EnvironmentFailure(f"the broker did not create the topic: {e}")
+    kafka = Broker(a, run)
     # after500 too: a write S3 answers with a 500 after it took effect.
     proxy, port = start_proxy(a.s3_rate, a.dynamodb_rate, a.seed, s3_faults=S3_FAULTS + ",after500")
     tap = Tap(bucket, run, run)
     try:
         watchers = Watchers(a, run, bucket, f"http://127.0.0.1:{port}", work, rnd)
-        return drive(a, rnd, watchers, tap, port, bucket, run, work)
+        v = drive(a, rnd, watchers, tap, port, bucket, run, work, kafka)
+        v["kafka_faults"] = kafka.faults
+        return v
     finally:
         tap.stop.set()
         proxy.kill()
+        kafka.stop()
 
 
-def drive(a, rnd, watchers, tap, port, bucket, run, work):
+class Broker:
+    """The topic's broker: tansu (scripts/services.sh), or librdkafka's mock
+    cluster as a process (crates/publish/examples/kafka_mock_cluster.rs),
+    where transactions are real and produce and commit errors are pushed
+    every few seconds."""
+
+    def __init__(self, a, topic):
+        self.proc, self.faults = None, {}
+        if a.broker == "tansu":
+            a.brokers = os.environ["PITWALL_TEST_KAFKA"]
+            try:
+                create_topic(a.brokers, topic)
+            except Exception as e:  # noqa: BLE001
+                raise EnvironmentFailure(f"the broker did not create the topic: {e}")
+            return
+        if not os.path.exists(a.mock_cluster):
+            raise SystemExit(f"{a.mock_cluster} is not built: cargo build --release -p pitwall-publish "
+                             "--example kafka_mock_cluster (or give --mock-cluster)")
+        self.proc = subprocess.Popen([a.mock_cluster, topic, "7000", str(a.seed)], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline()
+        if not line.startswith("bootstrap "):
+            raise EnvironmentFailure(f"the mock cluster did not start: {line!r}")
+        a.brokers = line.split()[1]
+        threading.Thread(target=self.read, daemon=True).start()
+
+    def read(self):
+        for line in self.proc.stdout:
+            if line.startswith("faults "):
+                self.faults = json.loads(line[len("faults "):])
+
+    def quiet(self):
+        """No more broker errors (the end of the soak)."""
+        if self.proc:
+            self.proc.stdin.write("quiet\n")
+            self.proc.stdin.flush()
+
+    def stop(self):
+        if self.proc:
+            self.proc.stdin.close()
+            self.proc.kill()
+
+
+def drive(a, rnd, watchers, tap, port, bucket, run, work, kafka):
     one, two, bad = models(work, a.pitwall)
     ids = {model_id(one): one, model_id(two): two}
     watchers.model = one
@@ -309,9 +357,11 @@ def drive(a, rnd, watchers, tap, port, bucket, run, work):
         events.step(a, watchers, fleet, tap, bucket, run, (two, bad))
     log("fleet done; faults off, waiting for the watchers to go quiet past the last upload")
     proxy_post(port, {"rate": 0, "dynamodb_rate": 0})
+    kafka.quiet()
     watchers.settle()
     settled = wait_settled(tap, fleet.last_landed_ms, a.settle_timeout,
-                           lambda: (check_environment(port), watchers.tend()))
+                           lambda: (check_environment(port), watchers.tend()),
+                           lambda: last_publication_stands(client("s3"), bucket, run, run))
     watchers.stop_all()
     tap.stop.set()
     tap.join()
@@ -423,13 +473,21 @@ def verdict(a, watchers, tap, fleet, events, ids, faults, settled, bucket, run, 
     replay_export = export(a.pitwall, replay_state, work / "export-replay")
     rr = differ(state_export, replay_export, "rental_results", skip=("final_run_id",))
     ms_ = differ(state_export, replay_export, "member_scores")
-    records, errors = read_topic(os.environ["PITWALL_TEST_KAFKA"], run, run)
+    records, errors = read_topic(a.brokers, run, run)
     with open(work / "topic.jsonl", "w") as f:  # for a post-mortem
         for r in records:
             f.write(json.dumps(r, default=str) + "\n")
+    by_seq, aborted = publications(client("s3"), bucket, run, run)
+    if a.broker == "mock":
+        # The mock cluster hands aborted transactions' records to a
+        # read_committed consumer too (librdkafka's mock does not enforce
+        # the isolation): set aside those of publications the ledger says
+        # aborted, which a broker would not show.
+        shown = len(records)
+        records = [r for r in records if r[3] not in aborted]
+        log(f"{shown - len(records)} records of aborted publications set aside")
     pub_ids = {r[3] for r in records}
-    committed_pubs = {s for s, ids_ in publications(client("s3"), bucket, run, run).items()
-                      if any(i in pub_ids for i in ids_)}
+    committed_pubs = {s for s, ids_ in by_seq.items() if any(i in pub_ids for i in ids_)}
     final = records_of(state_export / "member_scores.parquet")
     topic = judge_topic(records, tap.entries, outs, final, committed_pubs)
     seqs = sorted(tap.entries)
@@ -449,6 +507,7 @@ def verdict(a, watchers, tap, fleet, events, ids, faults, settled, bucket, run, 
         "runs_published_later": sum(1 for s in seqs if s not in committed_pubs and any(p > s for p in committed_pubs)),
         "commits_by_watchers": len(watcher_commits), "commits_by_one_off_runs": len(commits) - len(watcher_commits),
         "commits_after_lease_lost": lease_violations(tap.owners, watcher_commits),
+        "broker": a.broker, "aborted_publications": len(aborted),
         "lease_handovers": max(0, len([o for o in tap.owners if o[1]]) - 1),
         "kills": watchers.kills, "terms": watchers.terms, "restarts": watchers.restarts,
         "cycles": cycles, "watcher_problems": watchers.problems,
@@ -495,6 +554,8 @@ def report(v):
     print(f"  kills {v['kills']}, TERMs {v['terms']}, restarts {v['restarts']}; cycles "
           + ", ".join(f"{k} {n}" for k, n in sorted(v["cycles"].items())))
     print("  faults: " + ", ".join(f"{k} {n}" for k, n in v["faults"].items()) + f"; retries {v['retries']}")
+    print(f"  broker {v['broker']}: " + ", ".join(f"{k} {n}" for k, n in v.get("kafka_faults", {}).items())
+          + f"; publications aborted {v['aborted_publications']}")
     bad = v["bad_input"]
     print(f"  bad input: not-Parquet file named in an error {bad['not_parquet']['named_in_an_error']}, cut rentals "
           f"file named {bad['truncated_rentals']['named_in_an_error']}, NaN model refused {bad['nan_model']['refused']}")
@@ -511,18 +572,24 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--duration", type=float, default=600, help="seconds of fleet, kills and events")
     ap.add_argument("--cars", type=int, default=60)
-    ap.add_argument("--s3-rate", type=float, default=0.05, help="share of S3 calls faulted")
+    ap.add_argument("--s3-rate", type=float, default=0.02,
+                    help="share of S3 calls faulted (a cycle makes about a hundred)")
     ap.add_argument("--dynamodb-rate", type=float, default=0.05, help="share of DynamoDB calls faulted")
     ap.add_argument("--disrupt-every", type=float, default=20, help="seconds between kills, about")
     ap.add_argument("--settle-timeout", type=float, default=180)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--pitwall", default=None, help="pitwall binary (default: release build in CARGO_TARGET_DIR)")
+    ap.add_argument("--broker", choices=("tansu", "mock"), default="tansu",
+                    help="tansu (no transactions), or librdkafka's mock cluster with produce and commit errors")
+    ap.add_argument("--mock-cluster", default=None,
+                    help="the mock cluster's binary (default: examples/kafka_mock_cluster beside --pitwall)")
     ap.add_argument("--json", action="store_true", help="print the figures as one JSON object on stdout")
     a = ap.parse_args()
     a.pitwall = a.pitwall or default_pitwall()
     # tansu has no transactions (no EndTxn): the ledger alone keeps a
     # publication from landing twice there.
-    a.kafka = ["--transactional=false"]
+    a.kafka = ["--transactional=false"] if a.broker == "tansu" else []
+    a.mock_cluster = a.mock_cluster or os.path.join(os.path.dirname(a.pitwall), "examples", "kafka_mock_cluster")
     run(a, "pitwall-score-soak-", ("AWS_ENDPOINT_URL", "PITWALL_TEST_KAFKA"), soak, ok, report)
 
 if __name__ == "__main__":

@@ -307,31 +307,67 @@ def coalesced(history, sent, publications):
 
 
 def publications(s3, bucket, prefix, topic):
-    """state_seq of each publication to `topic` the state's ledger has an
-    intent for: {state_seq: publication id}."""
-    out = {}
+    """The state's ledger of publications to `topic`: {state_seq: [publication
+    id]} of every intent, and the ids of those whose outcome says nothing of
+    them is on the topic (aborted, or resolved after a crash with none
+    found)."""
+    by_seq, aborted = {}, set()
     folder = f"{prefix}/state/published/"
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=folder):
         for o in page.get("Contents", []):
             name = o["Key"].rsplit("/", 1)[-1]
-            if name.endswith(".json") and name[:12].isdigit() and len(name) == 17:
+            if not name[:12].isdigit():
+                continue
+            if name.endswith(".outcome.json"):
+                continue
+            if name.endswith(".json") and len(name) == 17:
                 intent = json.loads(s3.get_object(Bucket=bucket, Key=o["Key"])["Body"].read())
-                if intent.get("topic") == topic:
-                    out.setdefault(intent["state_seq"], []).append(intent["publication_id"])
-    return out
+                if intent.get("topic") != topic:
+                    continue
+                by_seq.setdefault(intent["state_seq"], []).append(intent["publication_id"])
+                try:
+                    outcome = json.loads(s3.get_object(
+                        Bucket=bucket, Key=o["Key"].removesuffix(".json") + ".outcome.json")["Body"].read())
+                except s3.exceptions.NoSuchKey:
+                    continue
+                if outcome["outcome"] == "aborted" or (outcome["outcome"] == "resolved" and outcome["found"] == 0):
+                    aborted.add(intent["publication_id"])
+    return by_seq, aborted
 
 
-def wait_settled(tap, fleet_last_ms, timeout, check, quiet=3):
+def last_publication_stands(s3, bucket, prefix, topic):
+    """Whether the newest publication to `topic` committed (or none was
+    made): one that aborted or is under way is made up by the next cycle."""
+    newest = None
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{prefix}/state/published/"):
+        for o in page.get("Contents", []):
+            name = o["Key"].rsplit("/", 1)[-1]
+            if name[:12].isdigit() and name.endswith(".json") and len(name) == 17:
+                intent = json.loads(s3.get_object(Bucket=bucket, Key=o["Key"])["Body"].read())
+                if intent.get("topic") == topic and (newest is None or intent["pseq"] > newest[0]):
+                    newest = (intent["pseq"], o["Key"])
+    if newest is None:
+        return True
+    try:
+        outcome = json.loads(s3.get_object(Bucket=bucket, Key=newest[1].removesuffix(".json") + ".outcome.json")
+                             ["Body"].read())
+    except s3.exceptions.NoSuchKey:
+        return False
+    return outcome["outcome"] == "committed" or (outcome["outcome"] == "resolved" and outcome["found"] > 0)
+
+
+def wait_settled(tap, fleet_last_ms, timeout, check, published, quiet=3):
     """Waits until `quiet` committed runs in a row, all past the last
-    landing, changed no member: whatever the last changes were, the
-    catch-up publication of each of those cycles has had them to send.
-    Returns whether it came to that."""
+    landing, changed no member, and the newest publication stands:
+    whatever the last changes were, a publication has sent them. Returns
+    whether it came to that."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         check()
         seqs = sorted(tap.entries)[-quiet:]
         if len(seqs) == quiet and all(tap.entries[s]["as_of_ms"] > fleet_last_ms
-                                      and tap.entries[s]["counts"]["member_changes"] == 0 for s in seqs):
+                                      and tap.entries[s]["counts"]["member_changes"] == 0 for s in seqs) \
+                and published():
             return True
         time.sleep(1)
     log(f"not settled within {timeout} s: head {tap.head() and tap.head()['seq']}")

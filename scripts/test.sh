@@ -83,6 +83,8 @@ python3 bench/score_vs_duckdb.py --rentals 300 --seed 11 --check-only \
   --pitwall "$CARGO_TARGET_DIR/debug/pitwall" --work "$(mktemp -d)"
 
 step "cargo test"
+# The score soak's second form runs librdkafka's mock cluster as a process.
+cargo build --quiet -p pitwall-publish --example kafka_mock_cluster
 # Doc tests first: nextest's summary line must close the run.
 cargo test --workspace --doc --quiet
 if cargo nextest --version >/dev/null 2>&1; then

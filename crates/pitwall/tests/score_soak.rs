@@ -13,16 +13,31 @@ use std::process::Command;
 
 use common::TestResult;
 
+/// The two forms share moto and two cores: one at a time.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn a_minute_of_faults_kills_and_bad_input_leaves_the_state_and_topic_of_a_calm_chain() -> TestResult
 {
+    soak("tansu")
+}
+
+/// The second form: librdkafka's mock cluster, where transactions are
+/// real and produce and commit errors are pushed every 7 s.
+#[test]
+fn the_same_on_a_broker_with_transactions_and_produce_and_commit_errors() -> TestResult {
+    soak("mock")
+}
+
+fn soak(broker: &str) -> TestResult {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     if std::env::var_os("PITWALL_TEST_KAFKA").is_none() || common::s3_bucket().is_none() {
         return Ok(());
     }
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../bench/score_soak.py");
     let out = Command::new("python3")
         .args([script, "--json", "--duration", "60", "--cars", "30"])
-        .args(["--disrupt-every", "15", "--seed", "3"])
+        .args(["--disrupt-every", "15", "--seed", "3", "--broker", broker])
         .args(["--pitwall", env!("CARGO_BIN_EXE_pitwall")])
         .output()?;
     let log = String::from_utf8_lossy(&out.stderr);
@@ -67,5 +82,11 @@ fn a_minute_of_faults_kills_and_bad_input_leaves_the_state_and_topic_of_a_calm_c
         "{v}"
     );
     assert!(n("retries") >= 1 && n("changes_made") > 0, "{v}");
+    if broker == "mock" {
+        assert!(
+            v["kafka_faults"].as_object().is_some_and(|f| !f.is_empty()),
+            "no broker errors pushed: {v}"
+        );
+    }
     Ok(())
 }
