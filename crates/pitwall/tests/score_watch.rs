@@ -547,7 +547,8 @@ fn a_rescore_beside_a_running_watcher_takes_its_lease_and_gives_it_back() -> Tes
     });
     let state = dir.path().join("state").display().to_string();
     let leases = format!("sqlite:{}", dir.path().join("leases.db").display());
-    let as_of = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    // `now` is read once the lease is held: the watcher's last run may be
+    // later than the moment the command starts (a fixed time flaked so).
     let out = pitwall_ok(&[
         "score",
         "run",
@@ -558,7 +559,7 @@ fn a_rescore_beside_a_running_watcher_takes_its_lease_and_gives_it_back() -> Tes
         "--telemetry",
         &dir.path().join("fleet/telemetry").display().to_string(),
         "--as-of",
-        &as_of,
+        "now",
         "--rescore-from",
         "2025-01-01T00:00:00Z",
         "--rescore-to",
