@@ -370,5 +370,8 @@ def wait_settled(tap, fleet_last_ms, timeout, check, published, quiet=3):
                 and published():
             return True
         time.sleep(1)
-    log(f"not settled within {timeout} s: head {tap.head() and tap.head()['seq']}")
+    last = [(s, tap.entries[s]["as_of_ms"] > fleet_last_ms, tap.entries[s]["counts"]["member_changes"])
+            for s in sorted(tap.entries)[-quiet:]]
+    log(f"not settled within {timeout} s: the last runs (seq, past the last landing, member changes): {last}; "
+        f"the newest publication stands: {published()}")
     return False

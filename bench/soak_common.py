@@ -127,6 +127,8 @@ def run(a, prefix, needs, soak, ok, report):
         sys.exit(2)
     v["passed"] = ok(v)
     v["logs"] = str(work)
+    # Kept with the logs: the emulators' data is gone once they restart.
+    (work / "verdict.json").write_text(json.dumps(v, default=str, indent=1))
     if a.json:
         print(json.dumps(v, default=str))
     else:
