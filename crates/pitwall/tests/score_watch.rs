@@ -594,3 +594,47 @@ fn a_rescore_beside_a_running_watcher_takes_its_lease_and_gives_it_back() -> Tes
     );
     Ok(())
 }
+
+/// Found by bench/score_soak.py in CI: a watcher stopped (TERM) while it
+/// was still starting died by the signal (exit 143) instead of exiting 0:
+/// its handler was installed only after the state, the leases and the HTTP
+/// side were set up, which under a slow S3 takes seconds. Here every S3
+/// answer takes a second.
+#[test]
+fn a_watcher_terminated_as_it_starts_exits_cleanly() -> TestResult {
+    let Some(bucket) = common::s3_bucket() else {
+        return Ok(());
+    };
+    let proxy = common::proxy::Proxy::start(
+        &std::env::var("AWS_ENDPOINT_URL")?,
+        &[
+            "--rate",
+            "1",
+            "--s3",
+            "slow",
+            "--slow",
+            "1",
+            "--dynamodb-rate",
+            "0",
+        ],
+    )?;
+    let dir = tempfile::tempdir()?;
+    fleet(&dir.path().join("fleet"))?;
+    let state = format!("s3://{bucket}/{}/state", unique("watch-term"));
+    let w = watch_command_on(
+        &state,
+        dir.path(),
+        &dir.path().join("fleet/rentals.parquet"),
+        "t",
+        free_port(),
+    )
+    .env(
+        "AWS_ENDPOINT_URL_S3",
+        format!("http://127.0.0.1:{}", proxy.port),
+    )
+    .spawn()?;
+    std::thread::sleep(Duration::from_millis(500));
+    sigterm(&w)?;
+    exits_ok(w, Duration::from_secs(60))?;
+    Ok(())
+}

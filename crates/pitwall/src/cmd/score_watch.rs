@@ -73,6 +73,10 @@ pub fn run(a: WatchArgs) -> anyhow::Result<u8> {
 }
 
 async fn serve(a: WatchArgs) -> anyhow::Result<()> {
+    // First of all: a SIGTERM while the watcher is still starting (a pod
+    // rolled at once) ends it cleanly, instead of by the signal's default.
+    let stop = Arc::new(AtomicBool::new(false));
+    signals(stop.clone());
     let store = super::ingest_run::open_leases(&a.leases).await?;
     let owner = a
         .worker_id
@@ -96,8 +100,6 @@ async fn serve(a: WatchArgs) -> anyhow::Result<()> {
     ));
     let metrics = Arc::new(WatchMetrics::new(a.every));
     http(a.listen, metrics.clone(), store).await?;
-    let stop = Arc::new(AtomicBool::new(false));
-    signals(stop.clone());
     let step = Arc::new(ScoreStep {
         memory: Default::default(),
         cycles_left: Mutex::new(a.cycles),
@@ -131,9 +133,12 @@ async fn serve(a: WatchArgs) -> anyhow::Result<()> {
 
 /// SIGTERM or Ctrl-C: finish the cycle under way, release the lease, exit.
 fn signals(stop: Arc<AtomicBool>) {
+    // Registered now, not when the task below first runs: from here on a
+    // SIGTERM is the watcher's to handle.
+    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
     tokio::spawn(async move {
         let term = async {
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            match term {
                 Ok(mut s) => {
                     s.recv().await;
                 }
