@@ -7,8 +7,6 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::TestResult;
 use common::kinesis::have_kinesis;
 
@@ -17,28 +15,21 @@ fn a_minute_of_faults_kills_and_reshards_loses_nothing_and_doubles_nothing() -> 
     if !have_kinesis() {
         return Ok(());
     }
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../bench/ingest_soak.py");
-    let out = Command::new("python3")
-        .args([script, "--json", "--duration", "60", "--s3-rate", "0.25"])
-        .args([
+    let (v, log) = common::soak_verdict(
+        "ingest_soak.py",
+        &[
+            "--duration",
+            "60",
+            "--s3-rate",
+            "0.25",
             "--disrupt-every",
             "12",
             "--reshard-every",
             "15",
             "--seed",
             "3",
-        ])
-        .args(["--pitwall", env!("CARGO_BIN_EXE_pitwall")])
-        .output()?;
-    let log = String::from_utf8_lossy(&out.stderr);
-    let stdout = String::from_utf8(out.stdout)?;
-    let v: serde_json::Value = serde_json::from_str(stdout.trim())
-        .map_err(|e| format!("soak printed no verdict ({e}): {stdout}\n{log}"))?;
-    assert!(
-        v["environment_failure"].is_null(),
-        "ENVIRONMENT FAILURE, not a result: {}",
-        v["environment_failure"]
-    );
+        ],
+    )?;
     let n = |k: &str| v[k].as_u64().unwrap_or(u64::MAX);
     assert_eq!(n("duplicates"), 0, "{v}\n{log}");
     assert_eq!(n("missing"), 0, "{v}\n{log}");

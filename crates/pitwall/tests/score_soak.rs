@@ -9,8 +9,6 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::TestResult;
 
 /// The two forms share moto and two cores: one at a time.
@@ -34,21 +32,21 @@ fn soak(broker: &str) -> TestResult {
     if std::env::var_os("PITWALL_TEST_KAFKA").is_none() || common::s3_bucket().is_none() {
         return Ok(());
     }
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../bench/score_soak.py");
-    let out = Command::new("python3")
-        .args([script, "--json", "--duration", "60", "--cars", "30"])
-        .args(["--disrupt-every", "15", "--seed", "3", "--broker", broker])
-        .args(["--pitwall", env!("CARGO_BIN_EXE_pitwall")])
-        .output()?;
-    let log = String::from_utf8_lossy(&out.stderr);
-    let stdout = String::from_utf8(out.stdout)?;
-    let v: serde_json::Value = serde_json::from_str(stdout.trim())
-        .map_err(|e| format!("soak printed no verdict ({e}): {stdout}\n{log}"))?;
-    assert!(
-        v["environment_failure"].is_null(),
-        "ENVIRONMENT FAILURE, not a result: {}",
-        v["environment_failure"]
-    );
+    let (v, log) = common::soak_verdict(
+        "score_soak.py",
+        &[
+            "--duration",
+            "60",
+            "--cars",
+            "30",
+            "--disrupt-every",
+            "15",
+            "--seed",
+            "3",
+            "--broker",
+            broker,
+        ],
+    )?;
     let n = |k: &str| v[k].as_u64().unwrap_or(u64::MAX);
     assert_eq!(v["one_chain"], true, "{v}\n{log}");
     assert_eq!(v["settled"], true, "{v}\n{log}");

@@ -233,3 +233,26 @@ pub fn have_chromium() -> bool {
     }
     found
 }
+
+/// Runs a fault soak of `bench/` (`SCRIPT --json ARGS --pitwall BIN`) and
+/// returns its verdict and its log. An environment failure (an emulator
+/// stopped answering) panics as one: it is never read as a result.
+pub fn soak_verdict(script: &str, args: &[&str]) -> Result<(serde_json::Value, String), Error> {
+    let path = format!("{}/../../bench/{script}", env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new("python3")
+        .arg(path)
+        .arg("--json")
+        .args(args)
+        .args(["--pitwall", env!("CARGO_BIN_EXE_pitwall")])
+        .output()?;
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    let stdout = String::from_utf8(out.stdout)?;
+    let v: serde_json::Value = serde_json::from_str(stdout.trim())
+        .map_err(|e| format!("soak printed no verdict ({e}): {stdout}\n{log}"))?;
+    assert!(
+        v["environment_failure"].is_null(),
+        "ENVIRONMENT FAILURE, not a result: {}",
+        v["environment_failure"]
+    );
+    Ok((v, log))
+}
