@@ -32,7 +32,8 @@ COPY contracts/ /etc/pitwall/contracts/
 # Numeric, so Kubernetes' runAsNonRoot can verify it without reading /etc/passwd.
 USER 10001:10001
 WORKDIR /home/pitwall
-# The status page, /healthz, /readyz and /metrics of `pitwall ingest run`.
-EXPOSE 9464
+# The status page, /healthz, /readyz and /metrics of `pitwall ingest run`
+# (9464) and of `pitwall score watch` (9465), as the chart's values.
+EXPOSE 9464 9465
 ENTRYPOINT ["/usr/local/bin/pitwall"]
 CMD ["--help"]

@@ -11,6 +11,10 @@
   dataset with its own stream and lease table, the score CronJob's shell
   line producing a valid as_of, or in watch mode one watcher replica
   (Recreate) with its lease in DynamoDB;
+- values.schema.json refuses a wrong type, an unknown key or a bad enum,
+  naming the key, as helm does before rendering;
+- every container logs JSON lines at the level values.logs gives, and
+  NOTES.txt renders and says how to reach each enabled part;
 - the Dockerfile is multi-stage and its runtime stage runs as a numeric
   non-root user.
 
@@ -154,18 +158,7 @@ def check_dataset(k, label, values, name, d):
     check(len(pdb) == 1, f"{label}: no PodDisruptionBudget selects exactly these pods")
     svc = next(s for s in k["Service"] if s["metadata"]["name"].endswith(f"-ingest-{name}"))
     check(svc["spec"]["selector"] == selector, f"{label}: the Service selects other pods than the Deployment's")
-    ann = pod["metadata"].get("annotations", {})
-    monitors = k.get("ServiceMonitor", [])
-    check(ann.get("prometheus.io/scrape") == "true" or monitors, f"{label}: nothing tells Prometheus to scrape")
-    if ann.get("prometheus.io/scrape") == "true":
-        check(ann.get("prometheus.io/port") == str(port) and ann.get("prometheus.io/path") == "/metrics",
-              f"{label}: scrape annotations point elsewhere than /metrics on {port}")
-    if monitors:
-        svc_labels = svc["spec"]["selector"]
-        check(any(m["spec"]["selector"]["matchLabels"] == svc_labels
-                  and m["spec"]["endpoints"][0]["port"] == "http"
-                  and m["spec"]["endpoints"][0]["path"] == "/metrics" for m in monitors),
-              f"{label}: no ServiceMonitor selects the Service's http port")
+    check_scraped(k, label, pod, svc, port)
     cm_name = next(v["configMap"]["name"] for v in spec["volumes"] if v["name"] == "contract")
     cm = next(m for m in k["ConfigMap"] if m["metadata"]["name"] == cm_name)
     check(cm["data"].get(d["contract"], "").strip() == shipped.strip(),
@@ -173,6 +166,25 @@ def check_dataset(k, label, values, name, d):
     mount = next(m for m in c["volumeMounts"] if m["name"] == "contract")["mountPath"]
     check(f"--contract={mount}/{d['contract']}" in c["args"],
           f"{label}: --contract does not name the mounted contract")
+
+
+def check_scraped(k, label, pod, svc, port):
+    """Prometheus is told to scrape /metrics on the pods' port: by their
+    annotations, or by a ServiceMonitor that selects their Service (by the
+    Service's own labels, as the Operator does) and names its http port."""
+    ann = pod["metadata"].get("annotations", {})
+    monitors = k.get("ServiceMonitor", [])
+    check(ann.get("prometheus.io/scrape") == "true" or monitors, f"{label}: nothing tells Prometheus to scrape")
+    if ann.get("prometheus.io/scrape") == "true":
+        check(ann.get("prometheus.io/port") == str(port) and ann.get("prometheus.io/path") == "/metrics",
+              f"{label}: scrape annotations point elsewhere than /metrics on {port}")
+    if monitors:
+        svc_labels = svc["metadata"].get("labels", {})
+        ports = {p["name"] for p in svc["spec"]["ports"]}
+        check(any(all(svc_labels.get(a) == b for a, b in m["spec"]["selector"]["matchLabels"].items())
+                  and m["spec"]["endpoints"][0]["port"] in ports
+                  and m["spec"]["endpoints"][0]["path"] == "/metrics" for m in monitors),
+              f"{label}: no ServiceMonitor selects the Service {svc['metadata']['name']} and its http port")
 
 
 def check_watch(k, label, values):
@@ -183,7 +195,7 @@ def check_watch(k, label, values):
           f"{label}: a rolling update would wait forever for a new watcher that cannot get the lease")
     spec = dep["spec"]["template"]["spec"]
     c = container(spec, "score-watch")
-    check(c["args"][:3] == ["--log-json", "score", "watch"], f"{label}: the container does not run score watch")
+    check(c["args"][:2] == ["score", "watch"], f"{label}: the container does not run score watch")
     args = dict(a[2:].split("=", 1) for a in c["args"] if a.startswith("--") and "=" in a)
     check(args.get("state", "").startswith("s3://"), f"{label}: the watched state is not on S3")
     check(args.get("leases", "").startswith("dynamodb:"), f"{label}: the watcher's lease is not in DynamoDB")
@@ -194,6 +206,10 @@ def check_watch(k, label, values):
     check(spec["securityContext"].get("runAsNonRoot") is True, f"{label}: watch pod may run as root")
     check("PITWALL_PII_KEY" not in {e["name"] for e in c.get("env", [])},
           f"{label}: the watcher gets the PII key it does not need")
+    svc = next(s for s in k["Service"] if s["metadata"]["name"].endswith("-score-watch"))
+    check(svc["spec"]["selector"] == dep["spec"]["selector"]["matchLabels"],
+          f"{label}: the watcher's Service selects other pods than its Deployment's")
+    check_scraped(k, label, dep["spec"]["template"], svc, values["score"]["watch"]["port"])
 
 
 def check_score(k, label, values):
@@ -228,6 +244,57 @@ def check_score(k, label, values):
           f"{label}: the score job's --state {state} is not score.state {wanted!r}")
     check(not wanted or wanted.startswith("s3://"),
           f"{label}: score.state {wanted!r} is not on S3: pods come and go, the state must outlive them")
+
+
+def check_logs(docs, label, values):
+    """Every pitwall container logs as values.logs says: JSON lines for the
+    aggregator by default, at the given level."""
+    for d in docs:
+        spec = d.get("spec", {})
+        spec = spec.get("jobTemplate", {}).get("spec", spec)
+        for c in spec.get("template", {}).get("spec", {}).get("containers", []):
+            env = {e["name"]: e.get("value") for e in c.get("env", [])}
+            name = f"{label}: {d['kind']}/{d['metadata']['name']}"
+            check(env.get("PITWALL_LOG_JSON") == str(values["logs"]["json"]).lower(),
+                  f"{name}: PITWALL_LOG_JSON is {env.get('PITWALL_LOG_JSON')!r}, not logs.json")
+            check(env.get("PITWALL_LOG") == values["logs"]["level"], f"{name}: PITWALL_LOG is not logs.level")
+            check("--log-json" not in c.get("args", []), f"{name}: --log-json as well as PITWALL_LOG_JSON")
+
+
+def check_notes(binary, files, label, values):
+    """NOTES.txt (what helm install prints) renders, and tells how to reach
+    each enabled part."""
+    cmd = [binary, "-notes"] + [x for f in files for x in ("-f", f)] + [CHART]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    notes = r.stdout
+    check(r.returncode == 0 and notes.strip(), f"{label}: NOTES.txt does not render: {r.stderr}")
+    check("<no value>" not in notes, f"{label}: NOTES.txt shows a missing value")
+    for name in datasets(values) if values["ingest"]["enabled"] else []:
+        check(f"svc/pitwall-ingest-{name}" in notes, f"{label}: NOTES.txt does not say how to reach ingest-{name}")
+    if values["score"]["enabled"]:
+        watch = values["score"].get("mode") == "watch"
+        want = "svc/pitwall-score-watch" if watch else "create job --from=cronjob/pitwall-score"
+        check(want in notes, f"{label}: NOTES.txt does not say how to reach the score {'watcher' if watch else 'job'}")
+
+
+def check_schema(binary):
+    """values.schema.json refuses, naming the key, what helm would otherwise
+    render silently: a wrong type, an unknown (misspelt) key, a bad enum."""
+    bad_values = {
+        "a wrong type": ("ingest:\n  replicas: two\n", "replicas"),
+        "an unknown key": ("ingest:\n  rolAge: 1m\n", "rolAge"),
+        "an unknown key in a dataset": ("ingest:\n  datasets:\n    logs:\n      steam: x\n", "steam"),
+        "an unknown score mode": ("score:\n  mode: daemon\n", "mode"),
+        "a duration without a unit": ("score:\n  watch:\n    every: 30\n", "every"),
+        "logs.json as a string": ("logs:\n  json: \"yes\"\n", "json"),
+    }
+    for what, (text, key) in bad_values.items():
+        with tempfile.NamedTemporaryFile("w", suffix=".yaml") as bad:
+            bad.write(text)
+            bad.flush()
+            code, err = render(binary, [bad.name], expect_error=True)
+        check(code != 0 and "values don't meet the specifications" in err and key in err,
+              f"values.schema.json lets {what} through ({key}): {err}")
 
 
 def check_dockerfile():
@@ -269,12 +336,16 @@ def main():
             check_watch(k, label, values)
         elif values["score"]["enabled"]:
             check_score(k, label, values)
+        check_logs(docs, label, values)
+        check_notes(a.render, files, label, values)
         print(f"{label}: {len(docs)} objects: " + ", ".join(sorted(f"{d['kind']}/{d['metadata']['name']}" for d in docs)))
     with tempfile.NamedTemporaryFile("w", suffix=".yaml") as bad:
         bad.write("ingest:\n  terminationGracePeriodSeconds: 20\n")
         bad.flush()
         code, err = render(a.render, [bad.name], expect_error=True)
-        check(code != 0 and "at least 60" in err, "a grace period shorter than a flush is not refused")
+        check(code != 0 and "terminationGracePeriodSeconds" in err,
+              f"a grace period shorter than a flush is not refused: {err}")
+    check_schema(a.render)
     check_dockerfile()
     if failures:
         print("\n".join(["FAILED:"] + failures), file=sys.stderr)

@@ -1,7 +1,8 @@
 """Parses deploy/airflow with Airflow's own DagBag (run in a venv with
 apache-airflow and its cncf-kubernetes provider) and checks what the
-score DAG promises: hourly, catchup, no overlap, retries, and as_of taken
-from the data interval's end.
+score DAG promises: hourly, catchup, no overlap, retries, as_of taken
+from the data interval's end, a UTC start date, JSON logs and both alert
+sinks' keys from a Secret.
 
     AIRFLOW_HOME=$(mktemp -d) venv/bin/python deploy/check_dag.py
 """
@@ -37,7 +38,18 @@ expect = {
     "the runs share a score state on S3": any(
         a.startswith("--state=") and "s3://" in a for a in args),
     "the pod runs as non-root": task.security_context.run_as_non_root is True,
+    # Airflow makes a naive date aware in its default_timezone, which is a
+    # setting of the scheduler: the file itself must say UTC.
+    "the start date is written timezone-aware": "tzinfo=timezone.utc)" in "".join(
+        line.split("#")[0] for line in open(os.path.join(HERE, "pitwall_score.py"))
+        if "start_date=" in line),
 }
+env_vars = {e.name: e for e in task.env_vars}
+expect["logs are JSON lines"] = getattr(env_vars.get("PITWALL_LOG_JSON"), "value", None) == "true"
+for name, key in [("PITWALL_SLACK_WEBHOOK_URL", "slack-webhook-url"),
+                  ("PITWALL_OPSGENIE_API_KEY", "opsgenie-api-key")]:
+    ref = getattr(getattr(env_vars.get(name), "value_from", None), "secret_key_ref", None)
+    expect[f"{name} comes from a Secret"] = ref is not None and ref.key == key
 # The as_of and run directory of the 10:00–11:00 interval, rendered as the worker would.
 end = datetime(2026, 11, 1, 11, 0, tzinfo=timezone.utc)
 env = dag.get_template_env()

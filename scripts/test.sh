@@ -39,6 +39,8 @@ command -v chromium >/dev/null 2>&1 || debs+=(chromium fonts-liberation)
 command -v go >/dev/null 2>&1 || debs+=(golang-go)
 [ -d /usr/share/gocode/src/github.com/Masterminds/sprig ] || debs+=(golang-github-masterminds-sprig-dev)
 [ -d /usr/share/gocode/src/gopkg.in/yaml.v3 ] || debs+=(golang-gopkg-yaml.v3-dev)
+# values.schema.json is checked with the library helm 3 used for it.
+[ -d /usr/share/gocode/src/github.com/xeipuuv/gojsonschema ] || debs+=(golang-github-xeipuuv-gojsonschema-dev)
 if [ ${#debs[@]} -gt 0 ]; then
   step "installing ${debs[*]}"
   sudo_=""; [ "$(id -u)" -eq 0 ] || sudo_="sudo"

@@ -22,7 +22,7 @@ Copy this file into the DAGs folder and set the Airflow Variables named
 below (or edit the defaults).
 """
 
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 try:  # Airflow 3
     from airflow.sdk import DAG, Variable
@@ -42,11 +42,23 @@ def setting(name, default):
     return "{{ var.value.get('pitwall_%s', '%s') }}" % (name, default)
 
 
+def secret_env(name, key):
+    """An alert sink's setting from the pitwall-alerts Secret; absent is allowed."""
+    return k8s.V1EnvVar(
+        name=name,
+        value_from=k8s.V1EnvVarSource(
+            secret_key_ref=k8s.V1SecretKeySelector(name="pitwall-alerts", key=key, optional=True)
+        ),
+    )
+
+
 with DAG(
     dag_id="pitwall_driving_score",
     description="Hourly driving scores of the car-sharing members, published to Kafka",
     schedule="15 * * * *",
-    start_date=datetime(2026, 11, 1),
+    # Aware, in UTC: a naive date is read in the scheduler's own timezone,
+    # which shifts every as_of by its offset.
+    start_date=datetime(2026, 11, 1, tzinfo=timezone.utc),
     catchup=True,
     max_active_runs=1,
     default_args={
@@ -82,14 +94,11 @@ with DAG(
         ],
         env_vars=[
             k8s.V1EnvVar(name="AWS_REGION", value=setting("aws_region", "eu-central-1")),
-            k8s.V1EnvVar(
-                name="PITWALL_SLACK_WEBHOOK_URL",
-                value_from=k8s.V1EnvVarSource(
-                    secret_key_ref=k8s.V1SecretKeySelector(
-                        name="pitwall-alerts", key="slack-webhook-url", optional=True
-                    )
-                ),
-            ),
+            # One JSON object per line, for the log aggregator.
+            k8s.V1EnvVar(name="PITWALL_LOG_JSON", value="true"),
+            k8s.V1EnvVar(name="PITWALL_LOG", value="info"),
+            secret_env("PITWALL_SLACK_WEBHOOK_URL", "slack-webhook-url"),
+            secret_env("PITWALL_OPSGENIE_API_KEY", "opsgenie-api-key"),
         ],
         container_resources=k8s.V1ResourceRequirements(
             requests={"cpu": "2", "memory": "2Gi"}, limits={"memory": "4Gi"}

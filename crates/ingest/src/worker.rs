@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use pitwall_lake::{Location, ParquetOptions};
 use pitwall_logs::Validator;
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 use crate::balance::{Plan, plan};
 use crate::kinesis::{Kinesis, KinesisError, StartPosition};
@@ -174,6 +175,15 @@ impl Worker {
     /// Runs until `shutdown` resolves (or, with `stop_when_idle`, until the
     /// stream is drained), then commits, checkpoints and releases every lease.
     pub async fn run(
+        self,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> Result<(), WorkerError> {
+        // Every line of the worker and of its shards' readers names it.
+        let span = tracing::info_span!("worker", worker_id = %self.sh.cfg.worker_id);
+        self.serve(shutdown).instrument(span).await
+    }
+
+    async fn serve(
         mut self,
         shutdown: impl std::future::Future<Output = ()>,
     ) -> Result<(), WorkerError> {
@@ -463,10 +473,15 @@ impl Worker {
             l.checkpoint.clone(),
             state.clone(),
         );
-        let task = tokio::spawn(async move {
-            tokio::time::sleep(delay).await;
-            read_shard(sh, shard, cp, st).await
-        });
+        // The reader's every line names its shard, inside the worker's span.
+        let span = tracing::info_span!("shard", shard_id = %shard);
+        let task = tokio::spawn(
+            async move {
+                tokio::time::sleep(delay).await;
+                read_shard(sh, shard, cp, st).await
+            }
+            .instrument(span),
+        );
         self.held.insert(
             l.shard_id.clone(),
             Held {

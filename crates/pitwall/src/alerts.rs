@@ -9,7 +9,7 @@ fn notifier() -> Option<Notifier> {
         Ok(n) if !n.sinks().is_empty() => Some(n),
         Ok(_) => None,
         Err(e) => {
-            eprintln!("warning: alerts are off: {e}");
+            say_warn!("alerts are off: {e}");
             None
         }
     }
@@ -18,7 +18,7 @@ fn notifier() -> Option<Notifier> {
 pub fn raise(a: &Alert) {
     if let Some(n) = notifier() {
         for e in n.fire_blocking(a) {
-            eprintln!("warning: alert not delivered: {e}");
+            say_warn!("alert not delivered: {e}");
         }
     }
 }
@@ -26,7 +26,7 @@ pub fn raise(a: &Alert) {
 pub fn clear(key: &str, note: &str, source: &str) {
     if let Some(n) = notifier() {
         for e in n.resolve_blocking(key, note, source) {
-            eprintln!("warning: recovery not delivered: {e}");
+            say_warn!("recovery not delivered: {e}");
         }
     }
 }

@@ -53,6 +53,62 @@ fn every_record_format_and_every_bad_record_lands_once() -> TestResult {
     Ok(())
 }
 
+/// An aggregator's view: with PITWALL_LOG_JSON set, as the chart sets it,
+/// every line is one JSON object; the level comes from RUST_LOG; a shard
+/// reader's lines carry its shard_id inside the worker's span.
+#[test]
+fn logs_are_json_lines_whose_reader_lines_carry_worker_and_shard() -> TestResult {
+    let Some((dir, stream, lake)) = fixture("jsonlog", 2)? else {
+        return Ok(());
+    };
+    put(&stream, 1, 50, false)?;
+    let leases = dir.path().join("leases.db");
+    let args = ["--stop-when-idle", "2s", "--roll-age", "1s"];
+    let spec = format!("sqlite:{}", leases.display());
+    let out = ingest_command(&stream, &lake, &spec, free_port(), &args)
+        .env_remove("PITWALL_LOG")
+        .env("RUST_LOG", "warn,pitwall_ingest=debug")
+        .env("PITWALL_LOG_JSON", "1")
+        .output()?;
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).map_err(|e| format!("not JSON ({e}): {l}")))
+        .collect::<Result<_, _>>()?;
+    let span = |l: &serde_json::Value, name: &str| {
+        l["spans"]
+            .as_array()
+            .and_then(|s| s.iter().find(|s| s["name"] == name).cloned())
+    };
+    let committed: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|l| l["fields"]["message"] == "committed")
+        .collect();
+    assert!(!committed.is_empty(), "{log}");
+    for l in committed {
+        let shard = span(l, "shard").ok_or_else(|| format!("no shard span: {l}"))?;
+        assert!(
+            shard["shard_id"]
+                .as_str()
+                .is_some_and(|s| s.starts_with("shardId-")),
+            "{l}"
+        );
+        assert!(
+            span(l, "worker").is_some_and(|w| w["worker_id"].is_string()),
+            "{l}"
+        );
+    }
+    // The summary at the end is a log event too, not a plain line.
+    assert!(
+        lines.iter().any(|l| l["fields"]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("stopped: "))),
+        "{log}"
+    );
+    Ok(())
+}
+
 #[test]
 fn expired_iterators_resume_after_the_last_record_read() -> TestResult {
     let Some((dir, stream, lake)) = fixture("expire", 2)? else {

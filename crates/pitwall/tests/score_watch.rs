@@ -638,3 +638,38 @@ fn a_watcher_terminated_as_it_starts_exits_cleanly() -> TestResult {
     exits_ok(w, Duration::from_secs(60))?;
     Ok(())
 }
+
+/// An aggregator's view: with PITWALL_LOG_JSON set (as the chart sets it)
+/// and the level from RUST_LOG, every line is one JSON object, and a
+/// cycle's lines carry its number and its run's id, so one run's lines can
+/// be found together.
+#[test]
+fn logs_are_json_lines_whose_cycle_lines_carry_cycle_and_run_id() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    fleet(&dir.path().join("fleet"))?;
+    let rentals = dir.path().join("fleet/rentals.parquet");
+    let w = watch_command(dir.path(), &rentals, "w", free_port())
+        .env_remove("PITWALL_LOG")
+        .env("RUST_LOG", "info")
+        .env("PITWALL_LOG_JSON", "true")
+        .spawn()?;
+    wait_for("a committed cycle", || log_entries(dir.path()) >= 1);
+    sigterm(&w)?;
+    let log = exit_log(w, Duration::from_secs(30))?;
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).map_err(|e| format!("not JSON ({e}): {l}")))
+        .collect::<Result<_, _>>()?;
+    let in_cycle: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|l| l["span"]["name"] == "cycle" || l["spans"][0]["name"] == "cycle")
+        .collect();
+    assert!(!in_cycle.is_empty(), "no line inside a cycle: {log}");
+    let first_run = in_cycle
+        .iter()
+        .find(|l| l["spans"][0]["run_id"].is_string())
+        .ok_or_else(|| format!("no cycle line names its run: {log}"))?;
+    assert_eq!(first_run["spans"][0]["cycle"], 1, "{log}");
+    assert!(lines.iter().all(|l| l["level"].is_string()), "{log}");
+    Ok(())
+}

@@ -224,6 +224,9 @@ pub fn run(
     let draft = state.begin();
     let seq = draft.seq();
     let run_id = run_json::run_id(cfg, telemetry.read.files_listed as usize, telemetry.rows);
+    // The caller's span (a watch cycle, a `score run`) declares run_id; from
+    // here on its lines carry it.
+    tracing::Span::current().record("run_id", run_id.as_str());
     let finality = Finality {
         seq,
         run_id: run_id.clone(),

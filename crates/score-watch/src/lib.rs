@@ -155,6 +155,7 @@ async fn cycles(
     metrics: &WatchMetrics,
     stop: &AtomicBool,
 ) -> Option<String> {
+    let mut n = 0u64;
     while !stop.load(Ordering::SeqCst) && holder.is_valid() {
         match holder.handoff_requested().await {
             Ok(Some(to)) => return Some(to),
@@ -162,9 +163,25 @@ async fn cycles(
             Err(e) => tracing::warn!(error = %e, "could not read the lease; the cycle goes on"),
         }
         let started = Instant::now();
-        let cycle = run_cycle(cfg, holder, step).await;
-        metrics.record(&cycle);
-        alert(alerts, &cycle);
+        n += 1;
+        // Every line a cycle logs, its step's included, carries the cycle's
+        // number and, once the step has named it, the run's id.
+        let span = tracing::info_span!("cycle", cycle = n, run_id = tracing::field::Empty);
+        let cycle = run_cycle(cfg, holder, step, &span).await;
+        span.in_scope(|| {
+            let r = &cycle.report;
+            tracing::info!(
+                outcome = cycle.outcome.as_str(),
+                seconds = cycle.duration_s,
+                committed_seq = r.committed_seq,
+                made_final = r.made_final,
+                member_changes = r.member_changes,
+                members_published = r.members_published,
+                "cycle done"
+            );
+            metrics.record(&cycle);
+            alert(alerts, &cycle);
+        });
         let wait = cfg.every.saturating_sub(started.elapsed());
         sleep_unless_stopped(wait, stop, holder).await;
     }
@@ -268,15 +285,20 @@ impl Alerts for Logged {
     }
 }
 
-async fn run_cycle(cfg: &WatchConfig, holder: &Arc<lease::Holder>, step: &Arc<dyn Step>) -> Cycle {
+async fn run_cycle(
+    cfg: &WatchConfig,
+    holder: &Arc<lease::Holder>,
+    step: &Arc<dyn Step>,
+    span: &tracing::Span,
+) -> Cycle {
     let as_of_ms = (cfg.now_ms)();
     let started = Instant::now();
     let fence: Arc<dyn Fn() -> bool + Send + Sync> = {
         let holder = holder.clone();
         Arc::new(move || holder.is_valid())
     };
-    let step = step.clone();
-    let result = tokio::task::spawn_blocking(move || step.cycle(as_of_ms, fence))
+    let (step, span) = (step.clone(), span.clone());
+    let result = tokio::task::spawn_blocking(move || span.in_scope(|| step.cycle(as_of_ms, fence)))
         .await
         .unwrap_or_else(|e| Err(format!("the cycle panicked: {e}")));
     let (outcome, report, error) = match result {

@@ -18,7 +18,10 @@ import (
 	"strings"
 	"text/template"
 
+	"encoding/json"
+
 	"github.com/Masterminds/sprig"
+	"github.com/xeipuuv/gojsonschema"
 	"gopkg.in/yaml.v3"
 )
 
@@ -78,6 +81,34 @@ func merge(base, over map[string]interface{}) map[string]interface{} {
 	return base
 }
 
+// validate checks the merged values against the chart's values.schema.json,
+// as helm does before rendering: a wrong type or an unknown key fails.
+func validate(chart, name string, values map[string]interface{}) error {
+	schema, err := os.ReadFile(filepath.Join(chart, "values.schema.json"))
+	if os.IsNotExist(err) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	doc, err := json.Marshal(values)
+	if err != nil {
+		return err
+	}
+	res, err := gojsonschema.Validate(gojsonschema.NewBytesLoader(schema), gojsonschema.NewBytesLoader(doc))
+	if err != nil {
+		return fmt.Errorf("values.schema.json: %w", err)
+	}
+	if res.Valid() {
+		return nil
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "values don't meet the specifications of the schema(s) in the following chart(s):\n%s:\n", name)
+	for _, e := range res.Errors() {
+		fmt.Fprintf(&b, "- %s\n", e)
+	}
+	return fmt.Errorf("%s", b.String())
+}
+
 func toYAML(v interface{}) string {
 	var buf bytes.Buffer
 	enc := yaml.NewEncoder(&buf)
@@ -93,18 +124,19 @@ func main() {
 	flag.Var(&files, "f", "values file (repeatable; later ones win)")
 	release := flag.String("release", "pitwall", "release name")
 	namespace := flag.String("namespace", "default", "namespace")
+	notes := flag.Bool("notes", false, "print the rendered NOTES.txt instead of the manifests (helm install shows it)")
 	flag.Parse()
 	if flag.NArg() != 1 {
 		fmt.Fprintln(os.Stderr, "usage: render [-f values.yaml]... CHART_DIR")
 		os.Exit(2)
 	}
-	if err := run(flag.Arg(0), files, *release, *namespace); err != nil {
+	if err := run(flag.Arg(0), files, *release, *namespace, *notes); err != nil {
 		fmt.Fprintln(os.Stderr, "render:", err)
 		os.Exit(1)
 	}
 }
 
-func run(chart string, files []string, release, namespace string) error {
+func run(chart string, files []string, release, namespace string, notes bool) error {
 	meta, err := readYAML(filepath.Join(chart, "Chart.yaml"))
 	if err != nil {
 		return err
@@ -121,6 +153,9 @@ func run(chart string, files []string, release, namespace string) error {
 		values = merge(values, over)
 	}
 	name := fmt.Sprint(meta["name"])
+	if err := validate(chart, name, values); err != nil {
+		return err
+	}
 	top := map[string]interface{}{
 		"Values": values,
 		"Release": map[string]interface{}{
@@ -158,7 +193,7 @@ func run(chart string, files []string, release, namespace string) error {
 	var manifests []string
 	for _, p := range paths {
 		base := filepath.Base(p)
-		if !strings.HasSuffix(base, ".yaml") && !strings.HasSuffix(base, ".tpl") {
+		if !strings.HasSuffix(base, ".yaml") && !strings.HasSuffix(base, ".tpl") && base != "NOTES.txt" {
 			continue
 		}
 		src, err := os.ReadFile(p)
@@ -169,7 +204,11 @@ func run(chart string, files []string, release, namespace string) error {
 		if _, err := t.New(tname).Parse(string(src)); err != nil {
 			return err
 		}
-		if !strings.HasPrefix(base, "_") {
+		if base == "NOTES.txt" {
+			if notes {
+				manifests = []string{tname}
+			}
+		} else if !strings.HasPrefix(base, "_") && !notes {
 			manifests = append(manifests, tname)
 		}
 	}
@@ -180,6 +219,10 @@ func run(chart string, files []string, release, namespace string) error {
 		}
 		out := strings.ReplaceAll(buf.String(), "<no value>", "")
 		if strings.TrimSpace(out) == "" {
+			continue
+		}
+		if notes {
+			fmt.Println(strings.TrimSpace(out))
 			continue
 		}
 		fmt.Printf("---\n# Source: %s\n%s\n", m, strings.TrimSpace(out))

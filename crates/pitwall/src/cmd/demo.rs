@@ -25,7 +25,7 @@ pub struct DemoArgs {
 pub fn run(a: DemoArgs) -> anyhow::Result<u8> {
     let end = super::parse_time("2026-11-01T00:00:00Z").map_err(anyhow::Error::msg)?;
     let fleet_dir = a.out.join("fleet");
-    eprintln!(
+    say!(
         "generating {} rentals into {} …",
         a.rentals,
         fleet_dir.display()

@@ -79,7 +79,7 @@ pub fn run(a: FleetArgs) -> anyhow::Result<u8> {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
         let (summary, claims) = (&summary.fleet, &summary.claims);
-        eprintln!(
+        say!(
             "wrote {} rentals (+{} bad rows) and {} telemetry rows in {} files over {} days to {}",
             summary.rentals,
             summary.bad_rental_rows,
@@ -89,9 +89,12 @@ pub fn run(a: FleetArgs) -> anyhow::Result<u8> {
             a.out.display()
         );
         if let Some(c) = claims {
-            eprintln!(
+            say!(
                 "drew {} claims ({} at fault) from {} into claims.parquet, plus {} contract-breaking rows",
-                c.claims, c.at_fault, c.truth, c.flawed_rows
+                c.claims,
+                c.at_fault,
+                c.truth,
+                c.flawed_rows
             );
         }
     }

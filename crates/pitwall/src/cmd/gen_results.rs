@@ -111,16 +111,19 @@ pub fn run(a: ResultsArgs) -> anyhow::Result<u8> {
     if a.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
-        eprintln!(
+        say!(
             "wrote {} rental results of {} members to {}/rental_scores.parquet",
             summary.rentals,
             summary.members,
             a.out.display()
         );
         if let Some(c) = &summary.claims {
-            eprintln!(
+            say!(
                 "drew {} claims ({} at fault) from {} into claims.parquet, plus {} contract-breaking rows",
-                c.claims, c.at_fault, c.truth, c.flawed_rows
+                c.claims,
+                c.at_fault,
+                c.truth,
+                c.flawed_rows
             );
         }
     }

@@ -111,7 +111,7 @@ pub fn run(a: StreamArgs) -> anyhow::Result<u8> {
     if a.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
-        eprintln!(
+        say!(
             "{} cars drove {} rentals ({} returned): {} samples in {} uploads ({} sent twice), {} offline stretches; {} PutRecords calls",
             a.cars,
             summary.counts.rentals_started,

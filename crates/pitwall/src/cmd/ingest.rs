@@ -129,7 +129,7 @@ fn files(a: FilesArgs) -> anyhow::Result<u8> {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         let secs = (report.millis as f64 / 1000.0).max(1e-3);
-        eprintln!(
+        say!(
             "read {} files ({:.1} MB, {:.0} MB/s): {} records, {} events to {}, {} to the DLQ {:?}; wrote {} files",
             report.files_read,
             total as f64 / 1e6,

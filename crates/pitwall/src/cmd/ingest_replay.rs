@@ -67,7 +67,7 @@ pub fn run(a: ReplayArgs) -> anyhow::Result<u8> {
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        eprintln!("{}", summary(&report, &lake));
+        say!("{}", summary(&report, &lake));
     }
     Ok(exit::OK)
 }

@@ -263,7 +263,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<u8> {
         }
         ran?;
         let c = metrics.counts();
-        eprintln!(
+        say!(
             "stopped: {} records, {} events to the lake, {} to the DLQ {:?}",
             c.records,
             c.events,

@@ -33,8 +33,10 @@ use clap::{Parser, Subcommand};
     max_term_width = 100
 )]
 pub struct Cli {
-    /// Write logs as JSON lines on stderr (level from PITWALL_LOG, default warn).
-    #[arg(long, global = true)]
+    /// Write logs as JSON lines on stderr, one object per line with its span's run_id,
+    /// shard_id or cycle. Level from PITWALL_LOG, else RUST_LOG, else warn.
+    #[arg(long, global = true, env = "PITWALL_LOG_JSON",
+          value_parser = clap::builder::BoolishValueParser::new())]
     pub log_json: bool,
     #[command(subcommand)]
     command: Command,

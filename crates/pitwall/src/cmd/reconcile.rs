@@ -70,7 +70,7 @@ pub fn run(a: ReconcileArgs) -> anyhow::Result<u8> {
     let quiet = a.json;
     let report = reconcile(&job, &|h: &HourReport| {
         if !quiet {
-            eprintln!("{}", hour_line(h));
+            say!("{}", hour_line(h));
         }
     })?;
     if let Some(dir) = &a.out {
@@ -89,7 +89,7 @@ pub fn run(a: ReconcileArgs) -> anyhow::Result<u8> {
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        eprintln!(
+        say!(
             "{}: {} of {} hours beyond tolerance {}; legacy {} / lake {} events, {} missing, {} extra, \
              {} differing, {} refused by the contract ({} of them not in the DLQ), {} lake duplicates ({} ms)",
             if report.within_tolerance {
@@ -111,7 +111,7 @@ pub fn run(a: ReconcileArgs) -> anyhow::Result<u8> {
             report.millis,
         );
         if let Some(dir) = &a.out {
-            eprintln!("report: {}", dir.join("reconcile.html").display());
+            say!("report: {}", dir.join("reconcile.html").display());
         }
     }
     Ok(if report.within_tolerance {

@@ -264,7 +264,7 @@ fn alert_on(a: &RunArgs, result: &anyhow::Result<u8>) {
 
 fn score_run(a: &RunArgs) -> anyhow::Result<u8> {
     if a.publish && a.publish_args.to.broker.brokers.is_none() {
-        eprintln!("error: --publish needs --brokers");
+        say_error!("--publish needs --brokers");
         return Ok(exit::USAGE);
     }
     let mut cfg = job_config(a)?;
@@ -294,8 +294,12 @@ fn score_run(a: &RunArgs) -> anyhow::Result<u8> {
             cfg.as_of = a.as_of.at_ms();
         }
     }
-    let run = pitwall_score_job::run(&cfg, &TermProgress::new())
+    let span = tracing::info_span!("score_run", run_id = tracing::field::Empty);
+    let run = span
+        .in_scope(|| pitwall_score_job::run(&cfg, &TermProgress::new()))
         .with_context(|| format!("score run into {}", cfg.out.display()))?;
+    span.record("run_id", run.run_id.as_str());
+    let _in_run = span.enter();
     if a.json {
         println!("{}", serde_json::to_string_pretty(&run)?);
     } else {
@@ -309,14 +313,14 @@ fn score_run(a: &RunArgs) -> anyhow::Result<u8> {
                 let report = super::publish::run_publish_state(state, &a.publish_args)?;
                 super::publish::print_state_report(&report);
             }
-            (Some(_), false) => eprintln!("not publishing: the run was not committed to the state"),
+            (Some(_), false) => say!("not publishing: the run was not committed to the state"),
             (None, _) => {
                 let report = super::publish::run_publish(&cfg.out, &a.publish_args)?;
                 super::publish::print_report(&report);
             }
         }
     } else if a.publish {
-        eprintln!("not publishing: the run is held (use --force to publish anyway)");
+        say!("not publishing: the run is held (use --force to publish anyway)");
     }
     Ok(if held { exit::HELD } else { exit::OK })
 }
@@ -471,7 +475,7 @@ pub fn print_summary(run: &RunJson) {
         );
     }
     if let Some(e) = &run.claims_review_error {
-        eprintln!("warning: {e}");
+        say_warn!("{e}");
     }
     if let Some(st) = &run.state {
         let c = &st.counts;

@@ -105,9 +105,10 @@ fn load_model(path: &Path) -> anyhow::Result<Model> {
 fn read(inputs: &Inputs) -> anyhow::Result<(Results, ClaimInput, Timings)> {
     let ms = |t: std::time::Instant| t.elapsed().as_millis() as u64;
     let mut timings = Timings::default();
-    eprintln!(
+    say!(
         "reading rental results from {} and claims from {} ...",
-        inputs.results, inputs.claims
+        inputs.results,
+        inputs.claims
     );
     let t = std::time::Instant::now();
     let (mut results, files) = load_with_claims(&inputs.results, &inputs.claims, inputs.threads())?;
@@ -131,7 +132,7 @@ pub fn fit(a: FitArgs) -> anyhow::Result<u8> {
         None => Model::default(),
     };
     let (results, input, mut timings) = read(&a.inputs)?;
-    eprintln!("fitting on {} rental results ...", results.rows.len());
+    say!("fitting on {} rental results ...", results.rows.len());
     let cfg = FitConfig {
         split: a.split,
         ridge: a.ridge,
@@ -263,7 +264,7 @@ pub fn validate(a: ValidateArgs) -> anyhow::Result<u8> {
     let (results, input, mut timings) = read(&a.inputs)?;
     let to =
         a.to.unwrap_or_else(|| results.max_end().map_or(a.from, |e| e + 1));
-    eprintln!("validating {} ...", model.id());
+    say!("validating {} ...", model.id());
     let judged = Judged {
         results: &results,
         period: Period { from: a.from, to },

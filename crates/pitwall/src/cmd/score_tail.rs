@@ -48,7 +48,7 @@ pub fn run(a: TailArgs) -> anyhow::Result<u8> {
     };
     let follow = a.follow || start == Start::End;
     if follow && !a.json {
-        eprintln!("following {} (Ctrl-C to stop)", topic);
+        say!("following {} (Ctrl-C to stop)", topic);
     }
     let req = TailRequest {
         kafka: &kafka,
@@ -77,7 +77,7 @@ pub fn run(a: TailArgs) -> anyhow::Result<u8> {
     if a.json {
         writeln!(out, "{}", serde_json::json!({ "summary": summary }))?;
     } else {
-        eprintln!("{}", describe(&summary));
+        say!("{}", describe(&summary));
     }
     Ok(exit::OK)
 }

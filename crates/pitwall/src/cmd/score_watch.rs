@@ -110,7 +110,7 @@ async fn serve(a: WatchArgs) -> anyhow::Result<()> {
         every: step.args.every,
         now_ms: Arc::new(|| chrono::Utc::now().timestamp_millis()),
     };
-    eprintln!(
+    say!(
         "score watch on {} every {}, lease {} in {}; status on http://{}/",
         step.args.state,
         humantime::format_duration(step.args.every),
@@ -149,7 +149,7 @@ fn signals(stop: Arc<AtomicBool>) {
             _ = term => {}
             _ = tokio::signal::ctrl_c() => {}
         }
-        eprintln!("stopping: the cycle under way finishes, then the lease is released");
+        say!("stopping: the cycle under way finishes, then the lease is released");
         stop.store(true, Ordering::SeqCst);
     });
 }

@@ -62,7 +62,7 @@ impl StateLease {
                 holder.store_name()
             ),
         }
-        eprintln!(
+        say!(
             "holding the state's lease {} as {} (a watcher waits until this run ends)",
             holder.name(),
             a.owner
@@ -86,8 +86,8 @@ impl Drop for StateLease {
     fn drop(&mut self) {
         self.done.store(true, Ordering::SeqCst);
         if let Err(e) = self.rt.block_on(self.holder.release()) {
-            eprintln!(
-                "warning: could not release the lease {} ({e}); a watcher takes it after its failover time",
+            say_warn!(
+                "could not release the lease {} ({e}); a watcher takes it after its failover time",
                 self.holder.name()
             );
         }

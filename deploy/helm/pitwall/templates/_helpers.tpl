@@ -71,7 +71,9 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 {{- end }}
 - name: PITWALL_LOG
-  value: info
+  value: {{ .Values.logs.level | quote }}
+- name: PITWALL_LOG_JSON
+  value: {{ .Values.logs.json | quote }}
 {{- with .Values.aws.extraEnv }}
 {{ toYaml . }}
 {{- end }}
