@@ -294,7 +294,7 @@ class Broker:
     every few seconds."""
 
     def __init__(self, a, topic):
-        self.proc, self.faults = None, {}
+        self.proc, self.faults, self.quieted = None, {}, threading.Event()
         if a.broker == "tansu":
             a.brokers = os.environ["PITWALL_TEST_KAFKA"]
             try:
@@ -317,12 +317,21 @@ class Broker:
         for line in self.proc.stdout:
             if line.startswith("faults "):
                 self.faults = json.loads(line[len("faults "):])
+            elif line.strip() == "quiet":
+                self.quieted.set()
 
     def quiet(self):
-        """No more broker errors (the end of the soak)."""
+        """No more broker errors (the end of the soak), confirmed by the
+        cluster: a binary built before it answered `quiet` goes on pushing
+        errors, and the soak would wait for a publication that cannot be
+        made (this was the mock form's one unexplained failure)."""
         if self.proc:
             self.proc.stdin.write("quiet\n")
             self.proc.stdin.flush()
+            if not self.quieted.wait(30):
+                raise EnvironmentFailure(
+                    "the mock cluster did not confirm that its faults stopped: rebuild it "
+                    "(cargo build -p pitwall-publish --example kafka_mock_cluster)")
 
     def stop(self):
         if self.proc:

@@ -5,7 +5,7 @@
 #   2. checks the event contract with `datacontract lint`,
 #   3. checks the deployment files: Helm chart, Dockerfile, Airflow DAG,
 #   4. starts the local servers (scripts/services.sh) and stops them on exit,
-#   5. checks formatting and lints,
+#   5. checks formatting, lints and dependencies (cargo deny),
 #   6. cross-checks `pitwall score run` against the independent DuckDB
 #      implementation of the spec on a generated fleet,
 #   7. runs every Rust test.
@@ -78,6 +78,16 @@ cargo fmt --all -- --check
 
 step "cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+step "cargo deny: licences, banned crates, sources (deny.toml)"
+deny="$tools/cargo-deny/bin/cargo-deny"
+if [ ! -x "$deny" ]; then
+  # Built once into the tools folder (about 2 minutes on 2 cores), kept there.
+  cargo install --quiet --locked cargo-deny@0.20.2 --root "$tools/cargo-deny" --target-dir "$tools/cargo-build"
+fi
+# Advisories need the RustSec database from GitHub, which these machines
+# cannot fetch: a connected CI adds `advisories` (README, "Dependencies").
+"$deny" --log-level error check --hide-inclusion-graph licenses bans sources
 
 step "cross-check against the DuckDB implementation of the spec"
 cargo build --quiet --bin pitwall

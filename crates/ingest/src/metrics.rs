@@ -2,10 +2,18 @@
 //! [`ShardState`]), counters, and their Prometheus rendering.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{
+    DescriptorEncoder, EncodeLabelValue, EncodeMetric, LabelValueEncoder,
+};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::{Registry, Unit};
 
 use crate::shard_state::{ShardState, lock};
 use crate::sink::{Committed, Counts};
@@ -147,123 +155,195 @@ impl Metrics {
         }
     }
 
-    /// The Prometheus text exposition format.
-    pub fn render(&self) -> String {
-        let c = self.counts();
-        let mut out = String::new();
-        let mut metric = |name: &str, kind: &str, help: &str, samples: &[(String, f64)]| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            for (labels, v) in samples {
-                let _ = writeln!(out, "{name}{labels} {v}");
+    /// Adds the worker's series to `registry` (the binary's, prefixed
+    /// `pitwall`): `pitwall_ingest_…`, read from this worker at each scrape.
+    pub fn register(self: &Arc<Self>, registry: &mut Registry) {
+        registry.register_collector(Box::new(Collect(self.clone())));
+    }
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics")
+            .field("leases", &self.leases())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A label value as the exposition format needs it: backslash, double
+/// quote and newline escaped. prometheus-client writes label values as they
+/// are, and a shard or stream name is input.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Escaped(pub String);
+
+impl EncodeLabelValue for Escaped {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        use std::fmt::Write;
+        for c in self.0.chars() {
+            match c {
+                '\\' => encoder.write_str("\\\\")?,
+                '"' => encoder.write_str("\\\"")?,
+                '\n' => encoder.write_str("\\n")?,
+                c => encoder.write_char(c)?,
             }
-        };
-        let one = |v: f64| vec![(String::new(), v)];
-        metric(
-            "pitwall_ingest_records_total",
-            "counter",
+        }
+        Ok(())
+    }
+}
+
+/// The worker's metrics, computed at scrape time from its counters and its
+/// shards' states.
+#[derive(Debug)]
+struct Collect(Arc<Metrics>);
+
+impl Collect {
+    fn counter(
+        e: &mut DescriptorEncoder,
+        name: &str,
+        help: &str,
+        unit: Option<&Unit>,
+        v: u64,
+    ) -> std::fmt::Result {
+        let c = ConstCounter::new(v);
+        c.encode(e.encode_descriptor(name, help, unit, c.metric_type())?)
+    }
+
+    fn gauge(
+        e: &mut DescriptorEncoder,
+        name: &str,
+        help: &str,
+        unit: Option<&Unit>,
+        v: f64,
+    ) -> std::fmt::Result {
+        let g = ConstGauge::new(v);
+        g.encode(e.encode_descriptor(name, help, unit, g.metric_type())?)
+    }
+
+    /// A gauge per shard.
+    fn per_shard(
+        e: &mut DescriptorEncoder,
+        name: &str,
+        help: &str,
+        values: &[(String, f64)],
+    ) -> std::fmt::Result {
+        let mut family =
+            e.encode_descriptor(name, help, Some(&Unit::Seconds), MetricType::Gauge)?;
+        for (shard, v) in values {
+            let labels = [("shard", Escaped(shard.clone()))];
+            ConstGauge::new(*v).encode(family.encode_family(&labels)?)?;
+        }
+        Ok(())
+    }
+}
+
+impl Collector for Collect {
+    fn encode(&self, mut e: DescriptorEncoder) -> std::fmt::Result {
+        let m = &self.0;
+        let c = m.counts();
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let e = &mut e;
+        Self::counter(
+            e,
+            "ingest_records",
             "Kinesis records read.",
-            &one(c.records as f64),
-        );
-        metric(
-            "pitwall_ingest_record_bytes_total",
-            "counter",
+            None,
+            c.records,
+        )?;
+        Self::counter(
+            e,
+            "ingest_record",
             "Bytes of Kinesis record data read.",
-            &one(c.record_bytes as f64),
-        );
-        metric(
-            "pitwall_ingest_events_total",
-            "counter",
+            Some(&Unit::Bytes),
+            c.record_bytes,
+        )?;
+        Self::counter(
+            e,
+            "ingest_events",
             "Events that passed the contract.",
-            &one(c.events as f64),
-        );
-        let dlq: Vec<_> = pitwall_logs::Reason::ALL_CODES
-            .iter()
-            .map(|r| {
-                (
-                    format!("{{reason=\"{r}\"}}"),
-                    c.dlq.get(r).copied().unwrap_or(0) as f64,
-                )
-            })
-            .collect();
-        metric(
-            "pitwall_ingest_dlq_events_total",
-            "counter",
+            None,
+            c.events,
+        )?;
+        let mut dlq = e.encode_descriptor(
+            "ingest_dlq_events",
             "Events and records sent to the DLQ, by reason.",
-            &dlq,
-        );
-        metric(
-            "pitwall_ingest_control_messages_total",
-            "counter",
+            None,
+            MetricType::Counter,
+        )?;
+        for r in pitwall_logs::Reason::ALL_CODES {
+            let n = c.dlq.get(r).copied().unwrap_or(0);
+            ConstCounter::new(n).encode(dlq.encode_family(&[("reason", r)])?)?;
+        }
+        Self::counter(
+            e,
+            "ingest_control_messages",
             "CloudWatch Logs control messages skipped.",
-            &one(c.control_messages as f64),
-        );
-        metric(
-            "pitwall_ingest_files_written_total",
-            "counter",
+            None,
+            c.control_messages,
+        )?;
+        Self::counter(
+            e,
+            "ingest_files_written",
             "Lake and DLQ files written.",
-            &one(self.files_written.load(Ordering::Relaxed) as f64),
-        );
-        metric(
-            "pitwall_ingest_bytes_written_total",
-            "counter",
+            None,
+            load(&m.files_written),
+        )?;
+        Self::counter(
+            e,
+            "ingest_written",
             "Bytes written to the lake and DLQ.",
-            &one(self.bytes_written.load(Ordering::Relaxed) as f64),
-        );
-        metric(
-            "pitwall_ingest_throttles_total",
-            "counter",
+            Some(&Unit::Bytes),
+            load(&m.bytes_written),
+        )?;
+        Self::counter(
+            e,
+            "ingest_throttles",
             "GetRecords calls throttled by Kinesis.",
-            &one(self.throttles.load(Ordering::Relaxed) as f64),
-        );
-        metric(
-            "pitwall_ingest_errors_total",
-            "counter",
+            None,
+            load(&m.throttles),
+        )?;
+        Self::counter(
+            e,
+            "ingest_errors",
             "Reader or lease errors (retried).",
-            &one(self.errors.load(Ordering::Relaxed) as f64),
-        );
-        metric(
-            "pitwall_ingest_leases",
-            "gauge",
+            None,
+            load(&m.errors),
+        )?;
+        Self::gauge(
+            e,
+            "ingest_leases",
             "Leases this worker holds.",
-            &one(self.leases() as f64),
-        );
-        let stuck = self.stuck().map_or(0.0, |(_, d)| d.as_secs_f64().floor());
-        metric(
-            "pitwall_ingest_stuck_seconds",
-            "gauge",
+            None,
+            m.leases() as f64,
+        )?;
+        let stuck = m.stuck().map_or(0.0, |(_, d)| d.as_secs_f64().floor());
+        Self::gauge(
+            e,
+            "ingest_stuck",
             "How long the shard stuck the longest (held without progress, or readable and read by nobody) has been so.",
-            &one(stuck),
-        );
-        let shards = self.shards();
+            Some(&Unit::Seconds),
+            stuck,
+        )?;
+        let shards = m.shards();
         let behind: Vec<_> = shards
             .iter()
-            .map(|s| {
-                (
-                    format!("{{shard=\"{}\"}}", s.shard_id),
-                    s.millis_behind() as f64,
-                )
-            })
+            .map(|s| (s.shard_id.clone(), s.millis_behind() as f64 / 1000.0))
             .collect();
-        metric(
-            "pitwall_ingest_millis_behind_latest",
-            "gauge",
-            "MillisBehindLatest of the last GetRecords, per shard.",
+        Self::per_shard(
+            e,
+            "ingest_behind_latest",
+            "How far the shard's reader is behind the stream's tip (MillisBehindLatest of its last GetRecords, in seconds).",
             &behind,
-        );
+        )?;
         let age: Vec<_> = shards
             .iter()
-            .filter_map(|s| {
-                s.checkpoint()
-                    .map(|(a, _)| (format!("{{shard=\"{}\"}}", s.shard_id), a))
-            })
+            .filter_map(|s| s.checkpoint().map(|(a, _)| (s.shard_id.clone(), a)))
             .collect();
-        metric(
-            "pitwall_ingest_checkpoint_age_seconds",
-            "gauge",
+        Self::per_shard(
+            e,
+            "ingest_checkpoint_age",
             "Seconds since the shard's last checkpoint.",
             &age,
-        );
-        out
+        )
     }
 }
 
@@ -332,22 +412,45 @@ mod tests {
         );
     }
 
+    fn encoded(m: &Arc<Metrics>) -> String {
+        let mut registry = Registry::with_prefix("pitwall");
+        m.register(&mut registry);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).expect("to a String");
+        text
+    }
+
     #[test]
-    fn metrics_render_in_prometheus_text_format() {
-        let m = Metrics::default();
+    fn metrics_render_in_base_units_with_conventional_suffixes() {
+        let m = Arc::new(Metrics::default());
         let s = m.shard("shardId-000000000001");
         s.read(3, 1500);
         m.set_leases(1);
-        let text = m.render();
-        assert!(
-            text.contains("# TYPE pitwall_ingest_leases gauge\npitwall_ingest_leases 1\n"),
-            "{text}"
-        );
+        let text = encoded(&m);
+        for want in [
+            "# TYPE pitwall_ingest_leases gauge\npitwall_ingest_leases 1.0\n",
+            "pitwall_ingest_behind_latest_seconds{shard=\"shardId-000000000001\"} 1.5\n",
+            "# TYPE pitwall_ingest_written_bytes counter\n# UNIT pitwall_ingest_written_bytes bytes\npitwall_ingest_written_bytes_total 0\n",
+            "pitwall_ingest_dlq_events_total{reason=\"invalid_json\"} 0\n",
+            "pitwall_ingest_record_bytes_total 0\n",
+        ] {
+            assert!(text.contains(want), "{want} in\n{text}");
+        }
+    }
+
+    /// Bad input: a shard name with a quote, a backslash and a newline
+    /// would cut the exposition short and make Prometheus drop the scrape.
+    #[test]
+    fn label_values_are_escaped() {
+        let m = Arc::new(Metrics::default());
+        m.shard("shard\"x\\y\nz").read(0, 0);
+        let text = encoded(&m);
         assert!(
             text.contains(
-                "pitwall_ingest_millis_behind_latest{shard=\"shardId-000000000001\"} 1500"
-            )
+                "pitwall_ingest_behind_latest_seconds{shard=\"shard\\\"x\\\\y\\nz\"} 0.0\n"
+            ),
+            "{text}"
         );
-        assert!(text.contains("pitwall_ingest_dlq_events_total{reason=\"invalid_json\"} 0"));
+        assert_eq!(text.lines().filter(|l| l.starts_with("shard")).count(), 0);
     }
 }

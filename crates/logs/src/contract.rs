@@ -28,7 +28,7 @@ pub const ARRIVAL_TS: &str = "_arrival_ts";
 #[derive(Debug, thiserror::Error)]
 pub enum ContractError {
     #[error("the contract is not valid ODCS YAML: {0}")]
-    Yaml(#[from] serde_yaml::Error),
+    Yaml(#[from] serde_norway::Error),
     #[error("the contract has no schema object; it needs one `schema:` entry with `properties`")]
     NoSchema,
     #[error("contract field {field}: {problem}")]
@@ -152,13 +152,13 @@ struct Quality {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct QualityArgs {
-    valid_values: Option<Vec<serde_yaml::Value>>,
+    valid_values: Option<Vec<serde_norway::Value>>,
 }
 
 #[derive(Deserialize)]
 struct CustomProperty {
     property: String,
-    value: serde_yaml::Value,
+    value: serde_norway::Value,
 }
 
 impl Contract {
@@ -168,7 +168,7 @@ impl Contract {
     }
 
     pub fn from_yaml(text: &str) -> Result<Contract, ContractError> {
-        let doc: Doc = serde_yaml::from_str(text)?;
+        let doc: Doc = serde_norway::from_str(text)?;
         let object = doc
             .schema
             .into_iter()
@@ -339,7 +339,7 @@ fn field_rule(p: Property) -> Result<FieldRule, ContractError> {
             let values = values
                 .iter()
                 .map(|v| match v {
-                    serde_yaml::Value::String(s) => Ok(s.clone()),
+                    serde_norway::Value::String(s) => Ok(s.clone()),
                     other => Err(bad(format!("validValues holds a non-string {other:?}"))),
                 })
                 .collect::<Result<Vec<_>, _>>()?;

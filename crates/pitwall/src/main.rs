@@ -7,6 +7,7 @@ mod say;
 mod alerts;
 mod cmd;
 mod errors;
+mod metrics;
 mod progress;
 
 use std::process::ExitCode;

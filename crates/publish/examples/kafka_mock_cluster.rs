@@ -12,7 +12,9 @@
 //! (coordinator loading, or an invalid transaction state that refuses the
 //! commit), AddPartitionsToTxn (concurrent transactions); and prints
 //! `faults {json}` with the counts so far. A line `quiet` on its stdin stops
-//! the faults (and clears those pending); it runs until its stdin closes.
+//! the faults and clears those pending, and is answered with a line `quiet`
+//! once done (a caller that gets no answer is running a binary built before
+//! this: faults would go on); it runs until its stdin closes.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
@@ -89,6 +91,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     cluster.clear_request_errors(key);
                 }
                 cleared = true;
+                println!("quiet");
+                std::io::stdout().flush()?;
             }
             continue;
         }

@@ -158,6 +158,9 @@ pub fn run(cfg: &JobConfig, progress: &dyn Progress) -> Result<RunJson, JobError
         progress,
         &mut timings,
     )?;
+    // The caller's span declares run_id (as incremental::run records it).
+    let run_id = run_json::run_id(cfg, telemetry.read.files_listed as usize, telemetry.rows);
+    tracing::Span::current().record("run_id", run_id.as_str());
 
     let t = Instant::now();
     let members = members::score(&rentals.rentals, &scored.assessments, cfg.as_of, &cfg.model);

@@ -242,10 +242,8 @@ pub fn build(f: Facts<'_>) -> RunJson {
         .filter(|g| !g.passed)
         .map(|g| format!("{}: {}", g.gate, g.detail))
         .collect();
-    let run_id = run_id(cfg, telemetry.read.files_listed as usize, telemetry.rows);
-    tracing::Span::current().record("run_id", run_id.as_str());
     RunJson {
-        run_id,
+        run_id: run_id(cfg, telemetry.read.files_listed as usize, telemetry.rows),
         status: if held_because.is_empty() {
             RunStatus::Ok
         } else {

@@ -63,6 +63,13 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    pub const ALL: [Outcome; 4] = [
+        Outcome::Committed,
+        Outcome::PublishFailed,
+        Outcome::Held,
+        Outcome::Failed,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Committed => "committed",
@@ -466,11 +473,9 @@ mod tests {
             "one cycle, its lease kept"
         );
         assert!(!holder.is_valid(), "the lease is released after the cycle");
-        assert!(
-            metrics
-                .render()
-                .contains("pitwall_watch_cycles_total{outcome=\"committed\"} 1")
-        );
+        let cycles = metrics.status().cycles;
+        assert_eq!(cycles.len(), 1);
+        assert_eq!(cycles[0].outcome, Outcome::Committed);
         let recorded = alerts.0.lock().expect("lock");
         assert!(
             recorded.iter().all(|(_, firing)| !firing),

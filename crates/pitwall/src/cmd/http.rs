@@ -29,7 +29,14 @@ pub fn probe(ready: Result<String, String>) -> (StatusCode, String) {
     }
 }
 
-/// `/metrics`: Prometheus text exposition.
-pub fn prometheus(text: String) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
+/// `/metrics`: the registry's exposition, OpenMetrics when the scraper's
+/// Accept header asks for it.
+pub fn prometheus(
+    registry: &prometheus_client::registry::Registry,
+    headers: &axum::http::HeaderMap,
+) -> impl IntoResponse + use<> {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let (content_type, text) =
+        crate::metrics::encode(registry, crate::metrics::wants_openmetrics(accept));
+    ([(header::CONTENT_TYPE, content_type)], text)
 }

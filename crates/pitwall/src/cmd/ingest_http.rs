@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use axum::extract::{Path as UrlPath, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use pitwall_ingest::metrics::{Metrics, READY_WITHIN};
@@ -20,6 +20,8 @@ const RUN_FILES: [&str; 2] = ["report.html", "run.json"];
 
 pub struct Http {
     pub metrics: Arc<Metrics>,
+    /// What /metrics encodes: build, process and the worker's series.
+    pub registry: prometheus_client::registry::Registry,
     pub store: Arc<dyn LeaseStore>,
     pub stream: String,
     pub worker_id: String,
@@ -55,8 +57,8 @@ async fn readyz(State(h): State<Arc<Http>>) -> (StatusCode, String) {
     super::http::probe(h.metrics.ready(READY_WITHIN))
 }
 
-async fn metrics(State(h): State<Arc<Http>>) -> impl IntoResponse {
-    super::http::prometheus(h.metrics.render())
+async fn metrics(State(h): State<Arc<Http>>, headers: HeaderMap) -> impl IntoResponse {
+    super::http::prometheus(&h.registry, &headers)
 }
 
 async fn status_json(State(h): State<Arc<Http>>) -> Response {

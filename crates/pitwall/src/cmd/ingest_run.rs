@@ -227,6 +227,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<u8> {
             listen,
             super::ingest_http::Http {
                 metrics: metrics.clone(),
+                registry: crate::metrics::registry(|r| metrics.register(r)),
                 store: store.clone(),
                 stream: stream.clone(),
                 worker_id: cfg.worker_id.clone(),

@@ -298,7 +298,6 @@ fn score_run(a: &RunArgs) -> anyhow::Result<u8> {
     let run = span
         .in_scope(|| pitwall_score_job::run(&cfg, &TermProgress::new()))
         .with_context(|| format!("score run into {}", cfg.out.display()))?;
-    span.record("run_id", run.run_id.as_str());
     let _in_run = span.enter();
     if a.json {
         println!("{}", serde_json::to_string_pretty(&run)?);

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse};
 use axum::routing::get;
 use clap::Args;
@@ -301,6 +301,7 @@ impl Alerts for Notify {
 
 struct Http {
     metrics: Arc<WatchMetrics>,
+    registry: prometheus_client::registry::Registry,
     store: Arc<dyn LeaseStore>,
 }
 
@@ -309,7 +310,12 @@ async fn http(
     metrics: Arc<WatchMetrics>,
     store: Arc<dyn LeaseStore>,
 ) -> anyhow::Result<()> {
-    let h = Arc::new(Http { metrics, store });
+    let registry = crate::metrics::registry(|r| metrics.register(r));
+    let h = Arc::new(Http {
+        metrics,
+        registry,
+        store,
+    });
     let app = axum::Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
@@ -324,8 +330,8 @@ async fn readyz(State(h): State<Arc<Http>>) -> (StatusCode, String) {
     super::http::probe(h.metrics.ready())
 }
 
-async fn metrics_text(State(h): State<Arc<Http>>) -> impl IntoResponse {
-    super::http::prometheus(h.metrics.render())
+async fn metrics_text(State(h): State<Arc<Http>>, headers: HeaderMap) -> impl IntoResponse {
+    super::http::prometheus(&h.registry, &headers)
 }
 
 async fn status_json(State(h): State<Arc<Http>>) -> impl IntoResponse {
