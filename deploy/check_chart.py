@@ -13,6 +13,7 @@
   (Recreate) with its lease in DynamoDB;
 - values.schema.json refuses a wrong type, an unknown key or a bad enum,
   naming the key, as helm does before rendering;
+- the PrometheusRule and the dashboard ConfigMap hold their files as they are;
 - every container logs JSON lines at the level values.logs gives, and
   NOTES.txt renders and says how to reach each enabled part;
 - the Dockerfile is multi-stage and its runtime stage runs as a numeric
@@ -25,6 +26,7 @@ Exits 1 naming every failed check.
 
 import argparse
 import glob
+import json
 import os
 import re
 import subprocess
@@ -261,6 +263,28 @@ def check_logs(docs, label, values):
             check("--log-json" not in c.get("args", []), f"{name}: --log-json as well as PITWALL_LOG_JSON")
 
 
+def check_monitoring(k, label, values):
+    """The PrometheusRule holds files/prometheus-rules.yaml as it is (the
+    file promtool tests), and the dashboard ConfigMap the dashboard with the
+    sidecar's label."""
+    m = values["metrics"]
+    rules = k.get("PrometheusRule", [])
+    check(len(rules) == (1 if m["prometheusRule"]["enabled"] else 0),
+          f"{label}: {len(rules)} PrometheusRules with prometheusRule.enabled {m['prometheusRule']['enabled']}")
+    with open(os.path.join(CHART, "files", "prometheus-rules.yaml")) as f:
+        want = yaml.safe_load(f)
+    for r in rules:
+        check(r["spec"] == want, f"{label}: the PrometheusRule differs from files/prometheus-rules.yaml")
+    boards = [c for c in k.get("ConfigMap", []) if c["metadata"]["name"].endswith("-dashboard")]
+    check(len(boards) == (1 if m["dashboard"]["enabled"] else 0), f"{label}: dashboard ConfigMap vs dashboard.enabled")
+    with open(os.path.join(CHART, "files", "grafana-dashboard.json")) as f:
+        board = json.load(f)
+    for c in boards:
+        check(json.loads(c["data"]["pitwall.json"]) == board, f"{label}: the dashboard ConfigMap differs from its file")
+        check(c["metadata"]["labels"].get("grafana_dashboard") == "1",
+              f"{label}: the dashboard ConfigMap lacks Grafana's sidecar label")
+
+
 def check_notes(binary, files, label, values):
     """NOTES.txt (what helm install prints) renders, and tells how to reach
     each enabled part."""
@@ -337,6 +361,7 @@ def main():
         elif values["score"]["enabled"]:
             check_score(k, label, values)
         check_logs(docs, label, values)
+        check_monitoring(k, label, values)
         check_notes(a.render, files, label, values)
         print(f"{label}: {len(docs)} objects: " + ", ".join(sorted(f"{d['kind']}/{d['metadata']['name']}" for d in docs)))
     with tempfile.NamedTemporaryFile("w", suffix=".yaml") as bad:

@@ -12,7 +12,10 @@
 #   ChildShards, for enhanced fan-out) on plain HTTP 127.0.0.1:${PITWALL_KINESIS_MOCK_PORT:-4569};
 #   tansu (Kafka protocol, in-memory, no transactions) on 127.0.0.1:${PITWALL_KAFKA_PORT:-19092};
 #   installed on first use with `cargo install` into ~/.cache/pitwall/tools (a debug
-#   build, ~5-8 min on 2 cores, serves tests well), outside the clone so it is built once.
+#   build, ~5-8 min on 2 cores, serves tests well), outside the clone so it is built once;
+#   Prometheus (Debian's package, installed on first use) on 127.0.0.1:${PITWALL_PROMETHEUS_PORT:-9090},
+#   scraping every second the targets tests write into $state/prometheus-targets/*.json
+#   (file_sd), with the chart's alert rules loaded.
 set -euo pipefail
 
 state="${PITWALL_SERVICES_DIR:-/tmp/pitwall-services}"
@@ -20,6 +23,8 @@ moto_port="${PITWALL_MOTO_PORT:-5055}"
 kafka_port="${PITWALL_KAFKA_PORT:-19092}"
 kinesis_port="${PITWALL_KINESIS_PORT:-4567}"
 kinesis_mock_port="${PITWALL_KINESIS_MOCK_PORT:-4569}"
+prometheus_port="${PITWALL_PROMETHEUS_PORT:-9090}"
+repo="$(cd "$(dirname "$0")/.." && pwd)"
 tools="${PITWALL_TOOLS_DIR:-$HOME/.cache/pitwall/tools}"
 tansu="$tools/bin/tansu"
 mkdir -p "$state"
@@ -44,6 +49,37 @@ install_kinesis_mock() {
   echo "installing kinesis-local 0.6.2 (once; cached in $tools) ..." >&2
   mkdir -p "$tools"
   npm install --silent --no-audit --no-fund --prefix "$tools" kinesis-local@0.6.2 >&2
+}
+
+install_prometheus() {
+  command -v prometheus >/dev/null 2>&1 && return 0
+  echo "installing prometheus (Debian's package, once) ..." >&2
+  local sudo_=""; [ "$(id -u)" -eq 0 ] || sudo_="sudo"
+  $sudo_ apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq --no-install-recommends prometheus >&2
+}
+
+start_prometheus() {
+  install_prometheus
+  rm -rf "$state/prometheus-data" "$state/prometheus-targets"
+  mkdir -p "$state/prometheus-targets"
+  cat >"$state/prometheus.yml" <<YML
+global:
+  scrape_interval: 1s
+  evaluation_interval: 1s
+rule_files:
+  - $repo/deploy/helm/pitwall/files/prometheus-rules.yaml
+scrape_configs:
+  # Each test writes its targets, with a job label of its own.
+  - job_name: pitwall
+    file_sd_configs:
+      - files: ["$state/prometheus-targets/*.json"]
+        refresh_interval: 1s
+YML
+  prometheus --config.file="$state/prometheus.yml" --storage.tsdb.path="$state/prometheus-data" \
+    --web.listen-address="127.0.0.1:$prometheus_port" >"$state/prometheus.log" 2>&1 &
+  echo $! >"$state/prometheus.pid"
+  wait_for_port prometheus "$prometheus_port" "$(cat "$state/prometheus.pid")"
 }
 
 wait_for_port() { # name port pid
@@ -88,6 +124,7 @@ start() {
     --storage-engine "memory://tansu/" >"$state/tansu.log" 2>&1 &
   echo $! >"$state/tansu.pid"
   wait_for_port tansu "$kafka_port" "$(cat "$state/tansu.pid")"
+  start_prometheus
   local endpoint="http://127.0.0.1:$moto_port"
   AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test python3 - "$endpoint" <<'PY'
 import sys, boto3
@@ -103,6 +140,8 @@ export PITWALL_TEST_KAFKA=127.0.0.1:$kafka_port
 export AWS_ENDPOINT_URL_KINESIS=http://127.0.0.1:$kinesis_port
 export PITWALL_TEST_KINESIS=http://127.0.0.1:$kinesis_port
 export PITWALL_TEST_KINESIS_MOCK=http://127.0.0.1:$kinesis_mock_port
+export PITWALL_TEST_PROMETHEUS=http://127.0.0.1:$prometheus_port
+export PITWALL_TEST_PROMETHEUS_TARGETS=$state/prometheus-targets
 ENV
 }
 

@@ -32,6 +32,19 @@ pub fn registry(add: impl FnOnce(&mut Registry)) -> Registry {
     root
 }
 
+/// A setting of the service as a gauge, so an alert rule compares a series
+/// with the threshold the service itself was given (`--alert-lag`), not
+/// with a second copy of it in the rules.
+pub fn setting(r: &mut Registry, name: &str, help: &str, unit: Option<Unit>, value: f64) {
+    let g =
+        prometheus_client::metrics::gauge::Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+    g.set(value);
+    match unit {
+        Some(u) => r.register_with_unit(name, help, u, g),
+        None => r.register(name, help, g),
+    }
+}
+
 /// Whether the scraper's Accept header asks for OpenMetrics.
 pub fn wants_openmetrics(accept: Option<&str>) -> bool {
     accept.is_some_and(|a| {

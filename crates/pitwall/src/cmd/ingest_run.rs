@@ -216,6 +216,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<u8> {
         lag: duration("alert-lag", a.alert_lag.as_deref(), "5m")?,
         dlq_rate: a.alert_dlq_rate.unwrap_or(0.05),
     };
+    let roll_age = cfg.roll.max_age;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -227,7 +228,10 @@ pub fn run(a: RunArgs) -> anyhow::Result<u8> {
             listen,
             super::ingest_http::Http {
                 metrics: metrics.clone(),
-                registry: crate::metrics::registry(|r| metrics.register(r)),
+                registry: crate::metrics::registry(|r| {
+                    metrics.register(r);
+                    settings(r, &thresholds, roll_age);
+                }),
                 store: store.clone(),
                 stream: stream.clone(),
                 worker_id: cfg.worker_id.clone(),
@@ -273,6 +277,38 @@ pub fn run(a: RunArgs) -> anyhow::Result<u8> {
         );
         Ok::<_, anyhow::Error>(exit::OK)
     })
+}
+
+/// The thresholds the chart's alert rules compare with.
+fn settings(
+    r: &mut prometheus_client::registry::Registry,
+    t: &super::ingest_alerts::Thresholds,
+    roll_age: Duration,
+) {
+    use prometheus_client::registry::Unit;
+    let set = crate::metrics::setting;
+    set(
+        r,
+        "ingest_alert_lag",
+        "--alert-lag: how far behind, or how long without progress, a shard may be.",
+        Some(Unit::Seconds),
+        t.lag.as_secs_f64(),
+    );
+    set(
+        r,
+        "ingest_alert_dlq",
+        "--alert-dlq-rate: the share of events that may go to the DLQ.",
+        // The base unit's name (OpenMetrics: ratio); the crate spells it "ratios".
+        Some(Unit::Other("ratio".into())),
+        t.dlq_rate,
+    );
+    set(
+        r,
+        "ingest_roll_age",
+        "--roll-age: how long an open file may wait before its commit and checkpoint.",
+        Some(Unit::Seconds),
+        roll_age.as_secs_f64(),
+    );
 }
 
 pub(super) fn default_worker_id() -> String {
