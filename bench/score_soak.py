@@ -99,7 +99,7 @@ class Watchers:
                 "--failover", f"{FAILOVER_S}s", "--leases", f"dynamodb:{self.run}", "--worker-id", worker_id,
                 "--out", str(self.work / "out" / worker_id), "--listen", f"127.0.0.1:{port}",
                 "--model", str(self.model), "--brokers", self.a.brokers, "--topic", self.run,
-                "--registry", f"glue:{self.run}", "--kafka-timeout", "10s", *self.a.kafka]
+                "--registry", f"glue:{GLUE_REGISTRY}", "--subject", f"{self.run}-value", "--kafka-timeout", "10s", *self.a.kafka]
 
     def env(self):
         return dict(os.environ, AWS_ENDPOINT_URL_S3=self.via, AWS_ENDPOINT_URL_DYNAMODB=self.via,
@@ -235,6 +235,12 @@ def model_id(path):
     name = re.search(r'^name = "([^"]+)"', text, re.M)[1]
     version = re.search(r'^version = "([^"]+)"', text, re.M)[1]
     return f"{name}@{version}"
+
+
+# One Glue registry for every soak, a schema per run: Glue allows 10
+# registries per account (moto too), and a registry per run ran out of them
+# after ten soaks against one moto.
+GLUE_REGISTRY = "pitwall-score-soak"
 
 
 def one_off(a, watchers, run, bucket, extra, tries=8):
@@ -482,7 +488,7 @@ def verdict(a, watchers, tap, fleet, events, ids, faults, settled, bucket, run, 
     replay_export = export(a.pitwall, replay_state, work / "export-replay")
     rr = differ(state_export, replay_export, "rental_results", skip=("final_run_id",))
     ms_ = differ(state_export, replay_export, "member_scores")
-    records, errors = read_topic(a.brokers, run, run)
+    records, errors = read_topic(a.brokers, run, GLUE_REGISTRY)
     with open(work / "topic.jsonl", "w") as f:  # for a post-mortem
         for r in records:
             f.write(json.dumps(r, default=str) + "\n")

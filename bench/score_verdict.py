@@ -336,8 +336,8 @@ def publications(s3, bucket, prefix, topic):
 
 
 def last_publication_stands(s3, bucket, prefix, topic):
-    """Whether the newest publication to `topic` committed (or none was
-    made): one that aborted or is under way is made up by the next cycle."""
+    """Whether the newest publication to `topic` committed; None when none
+    was made. One that aborted or is under way is made up by the next cycle."""
     newest = None
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{prefix}/state/published/"):
         for o in page.get("Contents", []):
@@ -347,7 +347,7 @@ def last_publication_stands(s3, bucket, prefix, topic):
                 if intent.get("topic") == topic and (newest is None or intent["pseq"] > newest[0]):
                     newest = (intent["pseq"], o["Key"])
     if newest is None:
-        return True
+        return None
     try:
         outcome = json.loads(s3.get_object(Bucket=bucket, Key=newest[1].removesuffix(".json") + ".outcome.json")
                              ["Body"].read())
@@ -365,9 +365,11 @@ def wait_settled(tap, fleet_last_ms, timeout, check, published, quiet=3):
     while time.time() < deadline:
         check()
         seqs = sorted(tap.entries)[-quiet:]
+        # No publication at all stands only where no run changed a member.
+        changed = any(e["counts"]["member_changes"] > 0 for e in tap.entries.values())
         if len(seqs) == quiet and all(tap.entries[s]["as_of_ms"] > fleet_last_ms
                                       and tap.entries[s]["counts"]["member_changes"] == 0 for s in seqs) \
-                and published():
+                and (published() if changed else published() is not False):
             return True
         time.sleep(1)
     last = [(s, tap.entries[s]["as_of_ms"] > fleet_last_ms, tap.entries[s]["counts"]["member_changes"])

@@ -14,6 +14,8 @@
 - values.schema.json refuses a wrong type, an unknown key or a bad enum,
   naming the key, as helm does before rendering;
 - the PrometheusRule and the dashboard ConfigMap hold their files as they are;
+- the doctor hook checks each dataset and the score with their own flags,
+  and is refused without a service account that exists before the chart's;
 - every container logs JSON lines at the level values.logs gives, and
   NOTES.txt renders and says how to reach each enabled part;
 - the Dockerfile is multi-stage and its runtime stage runs as a numeric
@@ -285,6 +287,34 @@ def check_monitoring(k, label, values):
               f"{label}: the dashboard ConfigMap lacks Grafana's sidecar label")
 
 
+def check_doctor(k, label, values):
+    """With doctor.enabled: a pre-install/pre-upgrade hook Job whose
+    containers check each dataset and the score with their own flags."""
+    jobs = [j for j in k.get("Job", []) if j["metadata"]["name"].endswith("-doctor")]
+    if not values["doctor"]["enabled"]:
+        check(not jobs, f"{label}: a doctor Job though doctor.enabled is false")
+        return
+    if not check(len(jobs) == 1, f"{label}: no doctor Job"):
+        return
+    job = jobs[0]
+    hooks = set(job["metadata"]["annotations"].get("helm.sh/hook", "").split(","))
+    check(hooks == {"pre-install", "pre-upgrade"}, f"{label}: the doctor is not a pre-install/pre-upgrade hook")
+    spec = job["spec"]["template"]["spec"]
+    check(spec["restartPolicy"] == "Never" and job["spec"]["backoffLimit"] == 0,
+          f"{label}: a failing doctor is retried instead of stopping the release")
+    containers = {c["name"]: c for c in spec["containers"]}
+    want = {f"ingest-{n}" for n in datasets(values)} if values["ingest"]["enabled"] else set()
+    if values["score"]["enabled"]:
+        want.add("score")
+    check(set(containers) == want, f"{label}: doctor containers {sorted(containers)} are not {sorted(want)}")
+    for name, d in (datasets(values).items() if values["ingest"]["enabled"] else []):
+        args = containers.get(f"ingest-{name}", {}).get("args", [])
+        for flag in ("stream", "leases", "lake"):
+            check(f"--{flag}={d[flag]}" in args, f"{label}: the doctor of {name} does not check --{flag}={d[flag]}")
+    for c in containers.values():
+        check(c["args"][0] == "doctor", f"{label}: doctor container {c['name']} does not run doctor")
+
+
 def check_notes(binary, files, label, values):
     """NOTES.txt (what helm install prints) renders, and tells how to reach
     each enabled part."""
@@ -362,6 +392,7 @@ def main():
             check_score(k, label, values)
         check_logs(docs, label, values)
         check_monitoring(k, label, values)
+        check_doctor(k, label, values)
         check_notes(a.render, files, label, values)
         print(f"{label}: {len(docs)} objects: " + ", ".join(sorted(f"{d['kind']}/{d['metadata']['name']}" for d in docs)))
     with tempfile.NamedTemporaryFile("w", suffix=".yaml") as bad:
@@ -371,6 +402,12 @@ def main():
         check(code != 0 and "terminationGracePeriodSeconds" in err,
               f"a grace period shorter than a flush is not refused: {err}")
     check_schema(a.render)
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml") as bad:
+        bad.write("doctor:\n  enabled: true\n")
+        bad.flush()
+        code, err = render(a.render, [bad.name], expect_error=True)
+        check(code != 0 and "service account that already does" in err,
+              f"a doctor hook with a service account the chart has not created yet is not refused: {err}")
     check_dockerfile()
     if failures:
         print("\n".join(["FAILED:"] + failures), file=sys.stderr)

@@ -302,6 +302,37 @@ impl Location {
         }
     }
 
+    /// Whether this location takes writes: a small object is written under
+    /// `_pitwall_doctor/` and deleted again. Returns how it was named.
+    pub fn probe_write(&self) -> Result<String> {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let rel = format!("_pitwall_doctor/{}-{nanos}", std::process::id());
+        let shown = self.put(&rel, Bytes::from_static(b"pitwall doctor\n"))?;
+        match self {
+            Location::Local(root) => {
+                let path = root.join(&rel);
+                std::fs::remove_file(&path).map_err(|source| LakeError::Io {
+                    path: shown.clone(),
+                    source,
+                })?;
+                // The probe's folder too, if nothing else is in it.
+                let _ = std::fs::remove_dir(root.join("_pitwall_doctor"));
+            }
+            Location::Store { store, prefix, .. } => {
+                let key = StorePath::from(format!("{prefix}/{rel}").trim_start_matches('/'));
+                runtime().block_on(store.delete(&key)).map_err(|source| {
+                    LakeError::ObjectStore {
+                        url: shown.clone(),
+                        source,
+                    }
+                })?;
+            }
+        }
+        Ok(shown)
+    }
+
     /// Reads a whole small file (e.g. a rentals CSV) into memory.
     pub fn read_all(file: &FileRef) -> Result<Bytes> {
         match Self::open(file)? {

@@ -150,6 +150,31 @@ impl DynamoLeases {
         ("leaseKey".into(), AttributeValue::S(shard.into()))
     }
 
+    /// The table's status (`ACTIVE`, `CREATING` …) and item count, or None
+    /// when it does not exist yet (`prepare` creates it). Read-only: what
+    /// `pitwall doctor` reports.
+    pub async fn describe(&self) -> Result<Option<(String, i64)>, LeaseError> {
+        match self
+            .client
+            .describe_table()
+            .table_name(&self.table)
+            .send()
+            .await
+        {
+            Ok(d) => Ok(d.table().map(|t| {
+                let status = t.table_status().map_or("unknown", |s| s.as_str());
+                (status.to_string(), t.item_count().unwrap_or(0))
+            })),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_resource_not_found_exception()) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(self.err("describing the lease table", e)),
+        }
+    }
+
     async fn wait_active(&self) -> Result<(), LeaseError> {
         for _ in 0..120 {
             let d = self

@@ -120,3 +120,49 @@ pub fn keys_with_header(
     }
     Ok(found)
 }
+
+/// What `pitwall doctor` reports of the topic: its partitions and how the
+/// brokers keep it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicInfo {
+    pub partitions: usize,
+    pub brokers: usize,
+    /// `cleanup.policy` (`compact` keeps each member's latest record), if
+    /// the brokers answer DescribeConfigs.
+    pub cleanup_policy: Option<String>,
+}
+
+/// The topic as the brokers describe it: reachable, present, its cleanup
+/// policy. Read-only.
+pub fn describe_topic(s: &KafkaSettings) -> Result<TopicInfo, KafkaFailure> {
+    let consumer = consumer(s, "pitwall-doctor", false)?;
+    let partitions = partitions(s, &consumer)?.len();
+    let md = consumer
+        .fetch_metadata(Some(&s.topic), s.timeout)
+        .map_err(broker("metadata"))?;
+    Ok(TopicInfo {
+        partitions,
+        brokers: md.brokers().len(),
+        cleanup_policy: cleanup_policy(s),
+    })
+}
+
+/// `cleanup.policy` from DescribeConfigs; None when the brokers do not say
+/// (some Kafka-compatible brokers do not implement it).
+fn cleanup_policy(s: &KafkaSettings) -> Option<String> {
+    use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
+    let admin: AdminClient<crate::kafka::AuthContext> = s
+        .with_properties(s.connection_config())
+        .create_with_context(AuthContext::new(s))
+        .ok()?;
+    let opts = AdminOptions::new().request_timeout(Some(s.timeout));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .ok()?;
+    let results = rt
+        .block_on(admin.describe_configs([&ResourceSpecifier::Topic(&s.topic)], &opts))
+        .ok()?;
+    let config = results.into_iter().next()?.ok()?;
+    config.get("cleanup.policy")?.value.clone()
+}

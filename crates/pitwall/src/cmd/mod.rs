@@ -1,6 +1,7 @@
 //! The command-line interface: one module per command group.
 
 mod demo;
+mod doctor;
 mod gen_fleet;
 mod gen_results;
 mod gen_stream;
@@ -46,6 +47,9 @@ pub struct Cli {
 enum Command {
     /// Generate a sample fleet, score it and write the report: the whole job on embedded defaults.
     Demo(demo::DemoArgs),
+    /// Before a deployment: is every dependency its flags name reachable and allowed?
+    /// One line per check, what to do when it fails; exit 1 if one fails.
+    Doctor(Box<doctor::DoctorArgs>),
     /// Generate synthetic inputs.
     #[command(subcommand)]
     Gen(GenCommand),
@@ -80,6 +84,7 @@ enum GenCommand {
 pub fn run(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
         Command::Demo(a) => demo::run(a),
+        Command::Doctor(a) => doctor::run(*a),
         Command::Gen(GenCommand::Fleet(a)) => gen_fleet::run(a),
         Command::Gen(GenCommand::Stream(a)) => gen_stream::run(a),
         Command::Gen(GenCommand::Results(a)) => gen_results::run(a),
