@@ -86,7 +86,7 @@ if [ ! -x "$deny" ]; then
   cargo install --quiet --locked cargo-deny@0.20.2 --root "$tools/cargo-deny" --target-dir "$tools/cargo-build"
 fi
 # Advisories need the RustSec database from GitHub, which these machines
-# cannot fetch: a connected CI adds `advisories` (README, "Dependencies").
+# cannot fetch: a connected CI adds `advisories` (docs/testing.md, "Dependencies").
 "$deny" --log-level error check --hide-inclusion-graph licenses bans sources
 
 step "cross-check against the DuckDB implementation of the spec"

@@ -3,7 +3,7 @@
 //! records arriving all along, workers killed and restarted, the stream
 //! split and merged. Afterwards every valid event is in the lake exactly
 //! once and every bad record in the DLQ. The 10-minute run and its figures
-//! are in the README.
+//! are in docs/ingestion.md.
 
 mod common;
 

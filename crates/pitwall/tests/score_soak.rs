@@ -5,7 +5,7 @@
 //! restarted, a rescore and a model change run beside them, and bad input
 //! arrives. Afterwards the state equals the same chain replayed without
 //! faults, and the topic holds every change once, in order. The 10-minute
-//! run and its figures are in the README.
+//! run and its figures are in docs/scoring.md.
 
 mod common;
 

@@ -416,7 +416,7 @@ pub fn apply_model_and_gates(
         let text = read(path, "gates file")?;
         cfg.gates = toml::from_str::<GateConfig>(&text).with_context(|| {
             format!(
-                "gates file {} is not valid; keys are those of `GateConfig` in the README",
+                "gates file {} is not valid; keys are those of `GateConfig` in docs/scoring.md (Quality gates)",
                 path.display()
             )
         })?;
