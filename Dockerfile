@@ -1,6 +1,6 @@
 # pitwall: one image for the ingestion service and the score job.
 #
-#   docker build -t pitwall:0.1.0 .
+#   docker build -t pitwall:0.1.0 --build-arg PITWALL_COMMIT=$(git rev-parse --short=12 HEAD) .
 #   docker run --rm pitwall:0.1.0 --help
 #
 # Stage 1 builds the release binary; stage 2 is a slim Debian with only
@@ -15,6 +15,9 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
+# pitwall_build_info{commit}: docker build --build-arg PITWALL_COMMIT=$(git rev-parse --short=12 HEAD)
+ARG PITWALL_COMMIT=""
+ENV PITWALL_COMMIT=${PITWALL_COMMIT}
 # Cache mounts keep the registry and target dir between builds (BuildKit).
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
