@@ -53,6 +53,51 @@ fn every_record_format_and_every_bad_record_lands_once() -> TestResult {
     Ok(())
 }
 
+/// Bad input of the scraper's kind: scrapes all through a SIGTERM. Every
+/// answer, until the server is gone, is a whole exposition (the worker's
+/// series and its build info, each line a comment or `name value`), never
+/// a half-written one, and the worker still exits 0.
+#[test]
+fn metrics_scraped_during_shutdown_are_whole_or_refused() -> TestResult {
+    let Some((dir, stream, lake)) = fixture("scrape-stop", 2)? else {
+        return Ok(());
+    };
+    put(&stream, 1, 200, false)?;
+    let port = free_port();
+    let spec = format!("sqlite:{}", dir.path().join("leases.db").display());
+    let mut child = ingest_command(&stream, &lake, &spec, port, &["--roll-age", "1s"])
+        .stderr(Stdio::null())
+        .spawn()?;
+    wait_for("the first scrape", || {
+        metric(port, "pitwall_ingest_leases").is_some_and(|n| n > 0.0)
+    });
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()?;
+    let (mut whole, deadline) = (0, Instant::now() + Duration::from_secs(30));
+    while child.try_wait()?.is_none() && Instant::now() < deadline {
+        if let Some((status, body)) = http_get(port, "/metrics") {
+            assert_eq!(status, 200, "{body}");
+            assert!(
+                body.contains("pitwall_build_info{") && body.ends_with('\n'),
+                "{body}"
+            );
+            for line in body.lines().filter(|l| !l.starts_with('#')) {
+                let value = line.rsplit_once(' ').map(|(_, v)| v);
+                assert!(
+                    value.is_some_and(|v| v.parse::<f64>().is_ok()),
+                    "not `name value`: {line:?}"
+                );
+            }
+            whole += 1;
+        }
+    }
+    let status = child.wait()?;
+    assert!(status.success(), "{status}");
+    assert!(whole > 0, "no scrape was answered after SIGTERM");
+    Ok(())
+}
+
 /// An aggregator's view: with PITWALL_LOG_JSON set, as the chart sets it,
 /// every line is one JSON object; the level comes from RUST_LOG; a shard
 /// reader's lines carry its shard_id inside the worker's span.
