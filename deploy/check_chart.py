@@ -331,6 +331,15 @@ def check_notes(binary, files, label, values):
         check(want in notes, f"{label}: NOTES.txt does not say how to reach the score {'watcher' if watch else 'job'}")
 
 
+def refused(binary, values_text, says, what):
+    """Rendering with `values_text` fails with a message containing `says`."""
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml") as bad:
+        bad.write(values_text)
+        bad.flush()
+        code, err = render(binary, [bad.name], expect_error=True)
+    return check(code != 0 and says in err, f"{what} is not refused: {err}")
+
+
 def check_schema(binary):
     """values.schema.json refuses, naming the key, what helm would otherwise
     render silently: a wrong type, an unknown (misspelt) key, a bad enum."""
@@ -343,12 +352,8 @@ def check_schema(binary):
         "logs.json as a string": ("logs:\n  json: \"yes\"\n", "json"),
     }
     for what, (text, key) in bad_values.items():
-        with tempfile.NamedTemporaryFile("w", suffix=".yaml") as bad:
-            bad.write(text)
-            bad.flush()
-            code, err = render(binary, [bad.name], expect_error=True)
-        check(code != 0 and "values don't meet the specifications" in err and key in err,
-              f"values.schema.json lets {what} through ({key}): {err}")
+        if refused(binary, text, "values don't meet the specifications", f"{what} ({key})"):
+            refused(binary, text, key, f"{what}, naming {key},")
 
 
 def check_dockerfile():
@@ -395,19 +400,11 @@ def main():
         check_doctor(k, label, values)
         check_notes(a.render, files, label, values)
         print(f"{label}: {len(docs)} objects: " + ", ".join(sorted(f"{d['kind']}/{d['metadata']['name']}" for d in docs)))
-    with tempfile.NamedTemporaryFile("w", suffix=".yaml") as bad:
-        bad.write("ingest:\n  terminationGracePeriodSeconds: 20\n")
-        bad.flush()
-        code, err = render(a.render, [bad.name], expect_error=True)
-        check(code != 0 and "terminationGracePeriodSeconds" in err,
-              f"a grace period shorter than a flush is not refused: {err}")
+    refused(a.render, "ingest:\n  terminationGracePeriodSeconds: 20\n", "terminationGracePeriodSeconds",
+            "a grace period shorter than a flush")
     check_schema(a.render)
-    with tempfile.NamedTemporaryFile("w", suffix=".yaml") as bad:
-        bad.write("doctor:\n  enabled: true\n")
-        bad.flush()
-        code, err = render(a.render, [bad.name], expect_error=True)
-        check(code != 0 and "service account that already does" in err,
-              f"a doctor hook with a service account the chart has not created yet is not refused: {err}")
+    refused(a.render, "doctor:\n  enabled: true\n", "service account that already does",
+            "a doctor hook with a service account the chart has not created yet")
     check_dockerfile()
     if failures:
         print("\n".join(["FAILED:"] + failures), file=sys.stderr)

@@ -137,7 +137,7 @@ impl Drop for Procs {
     }
 }
 
-/// A watcher of `state` whose lease is in the SQLite file `leases`.
+/// A watcher of `state` whose lease is in the SQLite file `leases`, quiet.
 fn watcher(
     dir: &Path,
     state: &str,
@@ -146,21 +146,8 @@ fn watcher(
     port: u16,
     name: &str,
 ) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pitwall"));
-    cmd.args(["score", "watch", "--state", state])
-        .arg("--rentals")
-        .arg(rentals)
-        .arg("--telemetry")
-        .arg(dir.join("fleet/telemetry"))
-        .args(["--every", "1s", "--failover", "3s", "--worker-id", name])
-        .arg("--leases")
-        .arg(format!("sqlite:{}", dir.join(leases).display()))
-        .arg("--out")
-        .arg(dir.join(format!("runs-{name}")))
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .env("PITWALL_LOG", "error")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+    let mut cmd = common::score_watch_command(state, dir, leases, rentals, name, port);
+    cmd.env("PITWALL_LOG", "error").stderr(Stdio::null());
     cmd
 }
 

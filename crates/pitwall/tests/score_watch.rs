@@ -4,7 +4,7 @@
 //! alone, leaving the state as it was, with the next cycle going on.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 mod common;
@@ -42,22 +42,7 @@ fn watch_command(dir: &Path, rentals: &Path, name: &str, port: u16) -> Command {
 
 /// A watcher of the state at `state` (a directory or s3://), its other files in `dir`.
 fn watch_command_on(state: &str, dir: &Path, rentals: &Path, name: &str, port: u16) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pitwall"));
-    cmd.args(["score", "watch", "--state", state])
-        .arg("--rentals")
-        .arg(rentals)
-        .arg("--telemetry")
-        .arg(dir.join("fleet/telemetry"))
-        .args(["--every", "1s", "--failover", "3s", "--worker-id", name])
-        .arg("--leases")
-        .arg(format!("sqlite:{}", dir.join("leases.db").display()))
-        .arg("--out")
-        .arg(dir.join(format!("runs-{name}")))
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .env("PITWALL_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    cmd
+    common::score_watch_command(state, dir, "leases.db", rentals, name, port)
 }
 
 fn log_entries(dir: &Path) -> usize {

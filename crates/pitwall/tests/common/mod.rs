@@ -256,3 +256,32 @@ pub fn soak_verdict(script: &str, args: &[&str]) -> Result<(serde_json::Value, S
     );
     Ok((v, log))
 }
+
+/// `pitwall score watch` of the state at `state` (a directory or s3://),
+/// its fleet, runs and SQLite lease file `leases` in `dir`, a cycle every
+/// second: not yet started, stderr piped.
+pub fn score_watch_command(
+    state: &str,
+    dir: &std::path::Path,
+    leases: &str,
+    rentals: &std::path::Path,
+    name: &str,
+    port: u16,
+) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pitwall"));
+    cmd.args(["score", "watch", "--state", state])
+        .arg("--rentals")
+        .arg(rentals)
+        .arg("--telemetry")
+        .arg(dir.join("fleet/telemetry"))
+        .args(["--every", "1s", "--failover", "3s", "--worker-id", name])
+        .arg("--leases")
+        .arg(format!("sqlite:{}", dir.join(leases).display()))
+        .arg("--out")
+        .arg(dir.join(format!("runs-{name}")))
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .env("PITWALL_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    cmd
+}
