@@ -16,11 +16,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 mod common;
 
-use common::kinesis::{fixture, free_port, http_get, ingest_command, put, unique};
+use common::kinesis::{fixture, free_port, http_get, ingest_command, put, unique, wait_for_within};
 use common::proxy::Proxy;
 use common::{Error, TestResult, pitwall_ok};
 
@@ -112,17 +112,6 @@ fn encode(s: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
-}
-
-fn wait(what: &str, within: Duration, mut ok: impl FnMut() -> bool) -> TestResult {
-    let deadline = Instant::now() + within;
-    while !ok() {
-        if Instant::now() > deadline {
-            return Err(format!("timed out waiting for {what}").into());
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
-    Ok(())
 }
 
 /// Children killed when the test ends, whatever its outcome.
@@ -234,9 +223,9 @@ fn alert_rules_and_dashboard_on_a_real_prometheus() -> TestResult {
         prom.scrape(job, port)?;
         if name == "w1" {
             // w1 takes the lease first.
-            wait("w1 to hold the lease", Duration::from_secs(30), || {
+            wait_for_within("w1 to hold the lease", Duration::from_secs(30), || {
                 http_get(port, "/readyz").is_some_and(|r| r.0 == 200)
-            })?;
+            });
         }
     }
     let port = free_port();
@@ -249,19 +238,19 @@ fn alert_rules_and_dashboard_on_a_real_prometheus() -> TestResult {
 
     // Every target up, the stuck shard past its threshold, cycles on both
     // sides of a scrape.
-    wait("every target scraped", Duration::from_secs(60), || {
+    wait_for_within("every target scraped", Duration::from_secs(60), || {
         prom.jobs_in("up == 1", &jobs)
             .is_ok_and(|j| j.len() == jobs.len())
-    })?;
-    wait(
+    });
+    wait_for_within(
         "the stuck shard past --alert-lag",
         Duration::from_secs(60),
         || {
             prom.jobs_in("pitwall_ingest_stuck_seconds > 10", &jobs)
                 .is_ok_and(|j| j.contains(&stuck))
         },
-    )?;
-    wait(
+    );
+    wait_for_within(
         "failed and committed cycles scraped",
         Duration::from_secs(60),
         || {
@@ -275,15 +264,15 @@ fn alert_rules_and_dashboard_on_a_real_prometheus() -> TestResult {
             );
             failed.is_ok_and(|j| j.contains(&failing)) && committed.is_ok_and(|j| j.contains(&w1))
         },
-    )?;
-    wait(
+    );
+    wait_for_within(
         "the healthy shard checkpointed",
         Duration::from_secs(60),
         || {
             prom.jobs_in("pitwall_ingest_checkpoint_age_seconds", &jobs)
                 .is_ok_and(|j| j.contains(&healthy))
         },
-    )?;
+    );
 
     // Each loaded rule: healthy, its series exposed, firing where expected.
     let expected: BTreeMap<&str, BTreeSet<String>> = [

@@ -36,7 +36,15 @@ pub fn consumer(s: &KafkaSettings, name: &str, eof: bool) -> Result<AuthConsumer
 
 /// The topic's partitions, or the reason it cannot be read.
 pub fn partitions(s: &KafkaSettings, consumer: &AuthConsumer) -> Result<Vec<i32>, KafkaFailure> {
-    let md = consumer
+    topic_partitions(s, &metadata(s, consumer)?)
+}
+
+/// The brokers' metadata of the topic, or the reason they did not answer.
+fn metadata(
+    s: &KafkaSettings,
+    consumer: &AuthConsumer,
+) -> Result<rdkafka::metadata::Metadata, KafkaFailure> {
+    consumer
         .fetch_metadata(Some(&s.topic), s.timeout)
         .map_err(|e| {
             // The connections' errors are events on the consumer's queue:
@@ -45,8 +53,7 @@ pub fn partitions(s: &KafkaSettings, consumer: &AuthConsumer) -> Result<Vec<i32>
                 let _ = consumer.poll(Duration::from_millis(50));
             }
             consumer.context().errors.explain(s, e)
-        })?;
-    topic_partitions(s, &md)
+        })
 }
 
 /// Each partition of the topic and its end offset (high watermark) now.
@@ -136,12 +143,9 @@ pub struct TopicInfo {
 /// policy. Read-only.
 pub fn describe_topic(s: &KafkaSettings) -> Result<TopicInfo, KafkaFailure> {
     let consumer = consumer(s, "pitwall-doctor", false)?;
-    let partitions = partitions(s, &consumer)?.len();
-    let md = consumer
-        .fetch_metadata(Some(&s.topic), s.timeout)
-        .map_err(broker("metadata"))?;
+    let md = metadata(s, &consumer)?;
     Ok(TopicInfo {
-        partitions,
+        partitions: topic_partitions(s, &md)?.len(),
         brokers: md.brokers().len(),
         cleanup_policy: cleanup_policy(s),
     })

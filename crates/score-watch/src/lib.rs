@@ -232,17 +232,12 @@ impl Transitions {
             Ok(f) => f,
             Err(poisoned) => poisoned.into_inner(),
         };
-        let was = match problem {
-            Some((summary, description)) => {
-                firing.insert(key.to_string(), cause(&format!("{summary}: {description}")))
-            }
+        let now = problem.map(|(summary, description)| cause(&format!("{summary}: {description}")));
+        let was = match &now {
+            Some(c) => firing.insert(key.to_string(), c.clone()),
             None => firing.remove(key),
         };
-        match (was, problem) {
-            (None, None) => false,
-            (Some(was), Some(p)) => was != cause(&format!("{}: {}", p.0, p.1)),
-            _ => true,
-        }
+        was != now
     }
 }
 

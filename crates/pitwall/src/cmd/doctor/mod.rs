@@ -136,8 +136,12 @@ async fn timed(
                 .to_string(),
         ))
     });
+    report(check, target, found, t)
+}
+
+/// The line of a check that found `found`, started at `started`.
+fn report(check: &'static str, target: String, found: Found, started: Instant) -> Check {
     let (status, detail, fix) = match found {
-        Ok((Status::Warn, d)) => (Status::Warn, d, None),
         Ok((s, d)) => (s, d, None),
         Err((d, fix)) => (Status::Fail, d, Some(fix)),
     };
@@ -147,7 +151,7 @@ async fn timed(
         status,
         detail,
         fix,
-        seconds: t.elapsed().as_secs_f64(),
+        seconds: started.elapsed().as_secs_f64(),
     }
 }
 
@@ -254,18 +258,7 @@ fn pii_key(path: &PathBuf) -> Check {
                 .into(),
         )),
     };
-    let (status, detail, fix) = match found {
-        Ok((s, d)) => (s, d, None),
-        Err((d, f)) => (Status::Fail, d, Some(f)),
-    };
-    Check {
-        check: "pii key",
-        target,
-        status,
-        detail,
-        fix,
-        seconds: t.elapsed().as_secs_f64(),
-    }
+    report("pii key", target, found, t)
 }
 
 async fn topic(a: &DoctorArgs, limit: Duration) -> Check {
