@@ -8,7 +8,9 @@
 #   5. checks formatting, lints and dependencies (cargo deny),
 #   6. cross-checks `pitwall score run` against the independent DuckDB
 #      implementation of the spec on a generated fleet,
-#   7. runs every Rust test.
+#   7. builds the Python package (crates/py) and runs its tests against the
+#      binary, pitwall.spark on Spark in local mode included,
+#   8. runs every Rust test.
 # Builds go to $CARGO_TARGET_DIR (default ~/.cache/pitwall/target), outside
 # the clone, so later runs are warm.
 set -euo pipefail
@@ -93,6 +95,17 @@ step "cross-check against the DuckDB implementation of the spec"
 cargo build --quiet --bin pitwall
 python3 bench/score_vs_duckdb.py --rentals 300 --seed 11 --check-only \
   --pitwall "$CARGO_TARGET_DIR/debug/pitwall" --work "$(mktemp -d)"
+
+step "Python package: the wheel's engine and pitwall.spark against the binary"
+# A venv of its own (PySpark is large): built once, outside the clone.
+py_venv="$tools/python"
+if ! "$py_venv/bin/python" -c "import maturin, pyspark, polars, pytest" >/dev/null 2>&1; then
+  python3 -m venv "$py_venv"
+  "$py_venv/bin/pip" install --quiet --disable-pip-version-check -r scripts/requirements-python.txt
+fi
+# A debug build into the same target dir as the workspace: its crates are already built.
+VIRTUAL_ENV="$py_venv" PATH="$py_venv/bin:$PATH" maturin develop --quiet --manifest-path crates/py/Cargo.toml
+PITWALL_BIN="$CARGO_TARGET_DIR/debug/pitwall" "$py_venv/bin/python" -m pytest -q -p no:cacheprovider crates/py/tests
 
 step "cargo test"
 # The score soak's second form runs librdkafka's mock cluster as a process.

@@ -321,13 +321,13 @@ struct Columns {
 
 impl Columns {
     fn of(file: &FileRef, batch: &RecordBatch) -> Result<Columns> {
-        let col = |n: &str| tabular::column(file, batch, n, "claims", &COLUMNS);
-        let text = |n: &str| -> Result<ArrayRef> { Ok(tabular::text(file, n, &col(n)?)?) };
+        let col = |n: &str| tabular::column(&file.display, batch, n, "claims", &COLUMNS);
+        let text = |n: &str| -> Result<ArrayRef> { Ok(tabular::text(&file.display, n, &col(n)?)?) };
         let fault = col("at_fault")?;
         Ok(Columns {
             claim_id: text("claim_id")?,
             rental_id: text("rental_id")?,
-            occurred: TimeColumn::new(file, "occurred_at", &col("occurred_at")?)?,
+            occurred: TimeColumn::new(&file.display, "occurred_at", &col("occurred_at")?)?,
             fault: if fault.data_type() == &DataType::Boolean {
                 fault
             } else {

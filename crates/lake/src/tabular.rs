@@ -11,9 +11,11 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::{FileRef, LakeError, Location};
 
-fn bad(file: &FileRef, problem: impl ToString) -> LakeError {
+/// `source` names the table in errors: a file's display name, or what a
+/// caller holding the batch in memory calls it (a DataFrame).
+fn bad(source: &str, problem: impl ToString) -> LakeError {
     LakeError::BadTable {
-        path: file.display.clone(),
+        path: source.to_string(),
         problem: problem.to_string(),
     }
 }
@@ -33,24 +35,24 @@ pub fn read_table(file: &FileRef, csv_columns: &[&str]) -> Result<Vec<RecordBatc
         let reader = arrow_csv::ReaderBuilder::new(schema)
             .with_header(true)
             .build(std::io::Cursor::new(bytes))
-            .map_err(|e| bad(file, e))?;
+            .map_err(|e| bad(&file.display, e))?;
         reader
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| bad(file, e))
+            .map_err(|e| bad(&file.display, e))
     } else {
         let input = Location::open(file)?;
         let reader = ParquetRecordBatchReaderBuilder::try_new(input)
             .and_then(|b| b.build())
-            .map_err(|e| bad(file, e))?;
+            .map_err(|e| bad(&file.display, e))?;
         reader
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| bad(file, e))
+            .map_err(|e| bad(&file.display, e))
     }
 }
 
 /// Column `name` of a batch, or an error naming the columns a file needs.
 pub fn column(
-    file: &FileRef,
+    source: &str,
     batch: &RecordBatch,
     name: &str,
     what: &str,
@@ -58,7 +60,7 @@ pub fn column(
 ) -> Result<ArrayRef, LakeError> {
     batch.column_by_name(name).cloned().ok_or_else(|| {
         bad(
-            file,
+            source,
             format!(
                 "no column {name:?}; a {what} file needs {}",
                 needs.join(", ")
@@ -68,8 +70,8 @@ pub fn column(
 }
 
 /// A column as UTF-8 text, whatever its type.
-pub fn text(file: &FileRef, name: &str, col: &ArrayRef) -> Result<ArrayRef, LakeError> {
-    arrow_cast::cast(col, &DataType::Utf8).map_err(|e| bad(file, format!("column {name}: {e}")))
+pub fn text(source: &str, name: &str, col: &ArrayRef) -> Result<ArrayRef, LakeError> {
+    arrow_cast::cast(col, &DataType::Utf8).map_err(|e| bad(source, format!("column {name}: {e}")))
 }
 
 /// A timestamp column as ms since the epoch: native timestamps of any unit,
@@ -80,20 +82,20 @@ pub enum TimeColumn {
 }
 
 impl TimeColumn {
-    pub fn new(file: &FileRef, name: &str, col: &ArrayRef) -> Result<Self, LakeError> {
+    pub fn new(source: &str, name: &str, col: &ArrayRef) -> Result<Self, LakeError> {
         match col.data_type() {
             DataType::Timestamp(..) | DataType::Date32 | DataType::Date64 => {
                 let ms = DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()));
                 Ok(TimeColumn::Native(
                     arrow_cast::cast(col, &ms)
-                        .map_err(|e| bad(file, format!("column {name}: {e}")))?,
+                        .map_err(|e| bad(source, format!("column {name}: {e}")))?,
                 ))
             }
             DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
-                Ok(TimeColumn::Text(text(file, name, col)?))
+                Ok(TimeColumn::Text(text(source, name, col)?))
             }
             other => Err(bad(
-                file,
+                source,
                 format!(
                     "column {name} has type {other}; expected a timestamp (UTC, ms) or RFC 3339 text"
                 ),

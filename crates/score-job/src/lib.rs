@@ -8,6 +8,7 @@
 //!        ──► quality gates ──► rental_scores.parquet, member_scores.parquet, run.json, report.html
 //! ```
 
+pub mod frames;
 mod incremental;
 mod members;
 mod outputs;

@@ -117,7 +117,7 @@ pub fn rental_scores(
 }
 
 /// Rejected rows: where they were, the rule, and their values as text.
-fn rejected(log: &RejectLog, columns: &[&'static str]) -> Result<RecordBatch, JobError> {
+pub fn rejected(log: &RejectLog, columns: &[&'static str]) -> Result<RecordBatch, JobError> {
     let mut fields = vec![
         Field::new("file", DataType::Utf8, false),
         Field::new("row", DataType::UInt64, false),

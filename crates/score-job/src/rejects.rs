@@ -25,6 +25,9 @@ pub struct RejectLog {
     pub counts: BTreeMap<&'static str, u64>,
     pub kept: Vec<Rejected>,
     pub not_kept: u64,
+    /// Keep every rejected row: data a caller holds in memory (a
+    /// DataFrame) is no larger in rejects than it already is.
+    pub unbounded: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -42,7 +45,7 @@ impl RejectLog {
     /// Records a rejection; `kept_in_file` is how many this file has kept so far.
     pub fn push(&mut self, r: Rejected, kept_in_file: &mut usize) {
         *self.counts.entry(r.rule).or_default() += 1;
-        if *kept_in_file < KEPT_PER_FILE {
+        if self.unbounded || *kept_in_file < KEPT_PER_FILE {
             *kept_in_file += 1;
             self.kept.push(r);
         } else {

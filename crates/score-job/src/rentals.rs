@@ -46,37 +46,68 @@ pub fn read(loc: &Location) -> Result<RentalInput, JobError> {
         files: files.len(),
         ..Default::default()
     };
-    let mut rows: Vec<(Rental, String, u64)> = Vec::new();
+    let mut rows = Vec::new();
     for file in &files {
         let mut row_in_file = 0;
         for batch in batches(file)? {
-            read_batch(file, &batch, &mut row_in_file, &mut input, &mut rows)?;
+            read_batch(
+                &file.display,
+                &batch,
+                &mut row_in_file,
+                &mut input,
+                &mut rows,
+            )?;
         }
     }
-    resolve_duplicates(rows, &mut input);
+    finish(rows, &mut input);
+    Ok(input)
+}
+
+/// Rentals held in memory (a DataFrame's batches, in order), checked as
+/// [`read`] checks files; rejected rows are named `source` and numbered
+/// from 0 across the batches, and every one is kept.
+pub fn check(source: &str, batches: &[RecordBatch]) -> Result<RentalInput, JobError> {
+    let mut input = RentalInput {
+        files: 1,
+        ..Default::default()
+    };
+    input.rejects.unbounded = true;
+    let mut rows = Vec::new();
+    let mut row = 0;
+    for batch in batches {
+        read_batch(source, batch, &mut row, &mut input, &mut rows)?;
+    }
+    finish(rows, &mut input);
+    Ok(input)
+}
+
+/// A candidate rental: the rental, where it came from, and its row there.
+type Row = (Rental, String, u64);
+
+fn finish(rows: Vec<Row>, input: &mut RentalInput) {
+    resolve_duplicates(rows, input);
     input.rejects.sort();
     input.rentals.sort_by(|a, b| a.rental_id.cmp(&b.rental_id));
-    Ok(input)
 }
 
 fn batches(file: &FileRef) -> Result<Vec<RecordBatch>, JobError> {
     Ok(tabular::read_table(file, &COLUMNS)?)
 }
 
-fn text(file: &FileRef, name: &str, col: &ArrayRef) -> Result<ArrayRef, JobError> {
-    Ok(tabular::text(file, name, col)?)
+fn text(source: &str, name: &str, col: &ArrayRef) -> Result<ArrayRef, JobError> {
+    Ok(tabular::text(source, name, col)?)
 }
 
-fn column(file: &FileRef, batch: &RecordBatch, name: &str) -> Result<ArrayRef, JobError> {
-    Ok(tabular::column(file, batch, name, "rentals", &COLUMNS)?)
+fn column(source: &str, batch: &RecordBatch, name: &str) -> Result<ArrayRef, JobError> {
+    Ok(tabular::column(source, batch, name, "rentals", &COLUMNS)?)
 }
 
 fn read_batch(
-    file: &FileRef,
+    file: &str,
     batch: &RecordBatch,
     row_in_file: &mut u64,
     input: &mut RentalInput,
-    rows: &mut Vec<(Rental, String, u64)>,
+    rows: &mut Vec<Row>,
 ) -> Result<(), JobError> {
     let ids: Vec<ArrayRef> = COLUMNS[..3]
         .iter()
@@ -88,12 +119,7 @@ fn read_batch(
         let a = ids[k].as_string::<i32>();
         a.is_valid(i).then(|| a.value(i))
     };
-    let mut kept_in_file = input
-        .rejects
-        .kept
-        .iter()
-        .filter(|r| r.file == file.display)
-        .count();
+    let mut kept_in_file = input.rejects.kept.iter().filter(|r| r.file == file).count();
     for i in 0..batch.num_rows() {
         let row_no = *row_in_file;
         *row_in_file += 1;
@@ -113,7 +139,7 @@ fn read_batch(
         };
         match verdict {
             Err(rule) => {
-                let r = rejected(&file.display, row_no, rule, &raw);
+                let r = rejected(file, row_no, rule, &raw);
                 input.rejects.push(r, &mut kept_in_file);
             }
             Ok(()) => rows.push((
@@ -124,7 +150,7 @@ fn read_batch(
                     start_at: raw.start_at.unwrap_or_default(),
                     end_at: raw.end_at.unwrap_or_default(),
                 },
-                file.display.clone(),
+                file.to_string(),
                 row_no,
             )),
         }
@@ -152,8 +178,8 @@ fn rejected(file: &str, row: u64, rule: RentalRule, r: &RawRental<'_>) -> Reject
 
 /// A rental_id on several rows: identical copies are one rental (a
 /// redelivery); differing copies cannot be told apart, so all are rejected.
-fn resolve_duplicates(rows: Vec<(Rental, String, u64)>, input: &mut RentalInput) {
-    let mut by_id: HashMap<String, Vec<(Rental, String, u64)>> = HashMap::new();
+fn resolve_duplicates(rows: Vec<Row>, input: &mut RentalInput) {
+    let mut by_id: HashMap<String, Vec<Row>> = HashMap::new();
     for row in rows {
         by_id.entry(row.0.rental_id.clone()).or_default().push(row);
     }

@@ -4,7 +4,9 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use pitwall_score::{Assessment, Model, Rental, assess, rental_features, rental_slice, sort_dedup};
+use pitwall_score::{
+    Assessment, Model, Rental, Sample, assess, rental_features, rental_slice, sort_dedup,
+};
 
 use crate::spill::Spill;
 use crate::telemetry::Cars;
@@ -19,8 +21,27 @@ pub struct Scored {
     pub last_sample: Vec<Option<i64>>,
 }
 
+impl Scored {
+    /// Nothing assessed yet, of `rentals` rentals.
+    pub fn of(rentals: usize) -> Scored {
+        Scored {
+            assessments: vec![None; rentals],
+            duplicates: 0,
+            last_sample: vec![None; rentals],
+        }
+    }
+
+    pub fn add(&mut self, outcomes: Vec<Outcome>, duplicates: u64) {
+        self.duplicates += duplicates;
+        for (i, a, last) in outcomes {
+            self.assessments[i] = Some(a);
+            self.last_sample[i] = last;
+        }
+    }
+}
+
 /// One rental's outcome from a bucket: its index, assessment and last sample.
-type Outcome = (usize, Assessment, Option<i64>);
+pub type Outcome = (usize, Assessment, Option<i64>);
 
 pub struct Scoring<'a> {
     pub rentals: &'a [Rental],
@@ -63,18 +84,10 @@ impl Scoring<'_> {
                 .map(|w| w.join().unwrap_or_else(|_| Err(JobError::WorkerPanicked)))
                 .collect()
         });
-        let mut scored = Scored {
-            assessments: vec![None; self.rentals.len()],
-            duplicates: 0,
-            last_sample: vec![None; self.rentals.len()],
-        };
+        let mut scored = Scored::of(self.rentals.len());
         for r in results {
             let (list, dups) = r?;
-            scored.duplicates += dups;
-            for (i, a, last) in list {
-                scored.assessments[i] = Some(a);
-                scored.last_sample[i] = last;
-            }
+            scored.add(list, dups);
         }
         Ok(scored)
     }
@@ -86,18 +99,25 @@ impl Scoring<'_> {
         // their rentals still need a verdict.
         for car in (b..self.cars.ids.len()).step_by(spill.buckets()) {
             let mut samples = by_car.remove(&(car as u32)).unwrap_or_default();
-            dups += sort_dedup(&mut samples) as u64;
-            for &i in &self.cars.rentals[car] {
-                let r = &self.rentals[i];
-                let slice = rental_slice(&samples, r.start_at, r.end_at);
-                let f = rental_features(slice, r.start_at, r.end_at, &self.model.events);
-                out.push((
-                    i,
-                    assess(f, r.end_at, self.as_of, self.grace_ms, self.model),
-                    slice.last().map(|s| s.ts),
-                ));
-            }
+            dups += self.car(car, &mut samples, out);
         }
         Ok(dups)
+    }
+
+    /// Every considered rental of one car (by index among the cars), from
+    /// all of its samples in any order; returns the duplicates removed.
+    pub fn car(&self, car: usize, samples: &mut Vec<Sample>, out: &mut Vec<Outcome>) -> u64 {
+        let dups = sort_dedup(samples) as u64;
+        for &i in &self.cars.rentals[car] {
+            let r = &self.rentals[i];
+            let slice = rental_slice(samples, r.start_at, r.end_at);
+            let f = rental_features(slice, r.start_at, r.end_at, &self.model.events);
+            out.push((
+                i,
+                assess(f, r.end_at, self.as_of, self.grace_ms, self.model),
+                slice.last().map(|s| s.ts),
+            ));
+        }
+        dups
     }
 }

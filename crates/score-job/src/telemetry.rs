@@ -30,7 +30,7 @@ const DAY_MS: i64 = 86_400_000;
 /// The cars that have considered rentals, and when those rentals ran.
 pub struct Cars {
     pub ids: Vec<String>,
-    index: HashMap<String, u32>,
+    pub(crate) index: HashMap<String, u32>,
     /// Per car: disjoint, sorted [start, end] spans of its rentals.
     spans: Vec<Vec<(i64, i64)>>,
     /// Per car: indices into the rentals slice, by start.
@@ -109,7 +109,7 @@ impl Cars {
             .filter(|&t| t != i64::MIN)
     }
 
-    fn covers(&self, car: u32, ts: i64) -> bool {
+    pub(crate) fn covers(&self, car: u32, ts: i64) -> bool {
         let spans = &self.spans[car as usize];
         let i = spans.partition_point(|&(s, _)| s <= ts);
         i > 0 && spans[i - 1].1 >= ts
@@ -258,8 +258,12 @@ pub fn read_all(
 }
 
 fn bad(file: &FileRef, problem: impl std::fmt::Display) -> JobError {
+    bad_table(&file.display, problem)
+}
+
+fn bad_table(source: &str, problem: impl std::fmt::Display) -> JobError {
     JobError::BadFile {
-        file: file.display.clone(),
+        file: source.to_string(),
         problem: problem.to_string(),
     }
 }
@@ -402,14 +406,14 @@ fn reader(
 }
 
 fn cast(
-    file: &FileRef,
+    source: &str,
     batch: &RecordBatch,
     name: &str,
     to: &DataType,
 ) -> Result<ArrayRef, JobError> {
     let col = batch
         .column_by_name(name)
-        .ok_or_else(|| bad(file, format!("no column {name:?}")))?;
+        .ok_or_else(|| bad_table(source, format!("no column {name:?}")))?;
     let ok = match (name, col.data_type()) {
         ("ts", DataType::Timestamp(..)) => true,
         (
@@ -420,15 +424,98 @@ fn cast(
         _ => false,
     };
     if !ok {
-        return Err(bad(
-            file,
+        return Err(bad_table(
+            source,
             format!(
                 "column {name} has type {}; the telemetry contract wants car_id string, ts timestamp, speeds float64",
                 col.data_type()
             ),
         ));
     }
-    arrow_cast::cast(col, to).map_err(|e| bad(file, format!("column {name}: {e}")))
+    arrow_cast::cast(col, to).map_err(|e| bad_table(source, format!("column {name}: {e}")))
+}
+
+/// The contract columns of a batch, cast to what the checks read: car_id
+/// as a dictionary (a car's id is then looked up once per batch, not per
+/// row), ts in ms, speeds as float64.
+struct Columns {
+    car: ArrayRef,
+    ts: ArrayRef,
+    speed: ArrayRef,
+    limit: ArrayRef,
+}
+
+impl Columns {
+    fn of(source: &str, batch: &RecordBatch) -> Result<Columns, JobError> {
+        let dict = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
+        let ms = DataType::Timestamp(TimeUnit::Millisecond, None);
+        Ok(Columns {
+            car: cast(source, batch, "car_id", &dict)?,
+            ts: cast(source, batch, "ts", &ms)?,
+            speed: cast(source, batch, "speed_kmh", &DataType::Float64)?,
+            limit: cast(source, batch, "speed_limit_kmh", &DataType::Float64)?,
+        })
+    }
+}
+
+/// A row the contract refused, with its values as text.
+fn rejected(
+    source: &str,
+    row: u64,
+    rule: pitwall_score::contract::TelemetryRule,
+    (car_id, t, v, l): (Option<&str>, Option<i64>, Option<f64>, Option<f64>),
+) -> Rejected {
+    let values = [
+        ("car_id", car_id.map(str::to_string)),
+        ("ts_ms", t.map(|x| x.to_string())),
+        ("speed_kmh", v.map(|x| x.to_string())),
+        ("speed_limit_kmh", l.map(|x| x.to_string())),
+    ];
+    Rejected {
+        file: source.to_string(),
+        row,
+        rule: rule.as_str(),
+        values: values.into_iter().collect(),
+    }
+}
+
+/// Telemetry held in memory (a DataFrame's batches, in order), checked row
+/// by row as [`read_all`] checks files: each valid sample goes to `keep`
+/// with its car id, each refused row to `rejects` (all kept, named
+/// `source`, numbered from 0 across the batches). Returns the rows seen.
+pub fn check(
+    source: &str,
+    batches: &[RecordBatch],
+    rejects: &mut RejectLog,
+    mut keep: impl FnMut(&str, Sample),
+) -> Result<u64, JobError> {
+    rejects.unbounded = true;
+    let mut row = 0u64;
+    for batch in batches {
+        let cols = Columns::of(source, batch)?;
+        let car = cols.car.as_dictionary::<Int32Type>();
+        let (names, keys) = (car.values().as_string::<i32>(), car.keys());
+        let ts = cols.ts.as_primitive::<TimestampMillisecondType>();
+        let speed = cols.speed.as_primitive::<Float64Type>();
+        let limit = cols.limit.as_primitive::<Float64Type>();
+        for i in 0..batch.num_rows() {
+            let key = keys.is_valid(i).then(|| keys.value(i) as usize);
+            let car_id = key.and_then(|k| names.is_valid(k).then(|| names.value(k)));
+            let t = ts.is_valid(i).then(|| ts.value(i));
+            let v = speed.is_valid(i).then(|| speed.value(i));
+            let l = limit.is_valid(i).then(|| limit.value(i));
+            match (check_telemetry(car_id, t, v, l), car_id, t, v) {
+                (Ok(()), Some(c), Some(t), Some(v)) => keep(c, Sample::new(t, v, l)),
+                (Err(rule), ..) => {
+                    rejects.push(rejected(source, row, rule, (car_id, t, v, l)), &mut 0)
+                }
+                // The checks refuse a row missing any of these.
+                (Ok(()), ..) => {}
+            }
+            row += 1;
+        }
+    }
+    Ok(row)
 }
 
 /// One decoded batch of a file, and where the worker keeps its place.
@@ -459,16 +546,8 @@ fn lookup(names: &arrow_array::StringArray, cars: &Cars) -> Vec<Option<u32>> {
 impl Pass<'_> {
     fn batch(&self, b: &mut Batch<'_>, stats: &mut TelemetryStats) -> Result<(), JobError> {
         let (file, batch) = (b.file, b.batch);
-        let dict_type = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
-        let car = cast(file, batch, "car_id", &dict_type)?;
-        let ts = cast(
-            file,
-            batch,
-            "ts",
-            &DataType::Timestamp(TimeUnit::Millisecond, None),
-        )?;
-        let speed = cast(file, batch, "speed_kmh", &DataType::Float64)?;
-        let limit = cast(file, batch, "speed_limit_kmh", &DataType::Float64)?;
+        let cols = Columns::of(&file.display, batch)?;
+        let (car, ts, speed, limit) = (&cols.car, &cols.ts, &cols.speed, &cols.limit);
         let car = car.as_dictionary::<Int32Type>();
         let names = car.values().as_string::<i32>();
         let wanted = lookup(names, self.cars);
@@ -490,18 +569,7 @@ impl Pass<'_> {
             let v = speed.is_valid(i).then(|| speed.value(i));
             let l = limit.is_valid(i).then(|| limit.value(i));
             if let Err(rule) = check_telemetry(car_id, t, v, l) {
-                let values = [
-                    ("car_id", car_id.map(str::to_string)),
-                    ("ts_ms", t.map(|x| x.to_string())),
-                    ("speed_kmh", v.map(|x| x.to_string())),
-                    ("speed_limit_kmh", l.map(|x| x.to_string())),
-                ];
-                let r = Rejected {
-                    file: file.display.clone(),
-                    row: row_no,
-                    rule: rule.as_str(),
-                    values: values.into_iter().collect(),
-                };
+                let r = rejected(&file.display, row_no, rule, (car_id, t, v, l));
                 stats.rejects.push(r, b.kept);
                 continue;
             }

@@ -1,0 +1,342 @@
+"""A fleet scored on Spark with pitwall's engine: for the backfill or full
+rescore that outgrows one machine.
+
+Spark does what it is good at, moving rows: telemetry is grouped by car
+and meets that car's rentals (``cogroup(...).applyInArrow``), and each
+group is scored by the same engine as ``pitwall score run``, inside the
+Python worker, on the Arrow batches Spark hands it. No score is computed
+by Spark SQL, so the numbers are the binary's.
+
+    from pitwall import spark as pws
+    run = pws.run(spark, "s3://lake/rentals/", "s3://lake/telemetry/",
+                  as_of="2026-11-01T00:00:00Z", out="s3://lake/rescore/2026-11-01/")
+
+writes ``rental_scores.parquet``, ``member_scores.parquet``,
+``rejected_rentals.parquet``, ``rejected_telemetry.parquet`` (folders of
+part files, in the binary's columns) and ``run.json``.
+
+Three passes: rentals are checked grouped by rental_id (a rental's copies
+meet, as the binary resolves them), telemetry is scored grouped by car,
+and members are scored grouped by member. A group's data must fit one
+Python worker: a car's telemetry over the rescored span (a year at 1 Hz of
+driving is a few million samples, ~100 MB).
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import functools
+import json
+from typing import Optional
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+import pitwall
+from pitwall import _engine
+
+__all__ = ["score_fleet", "run", "read_rentals", "read_telemetry", "SparkScores"]
+
+RENTAL_COLUMNS = ["rental_id", "member_id", "car_id", "start_at", "end_at"]
+TELEMETRY_COLUMNS = ["car_id", "ts", "speed_kmh", "speed_limit_kmh"]
+# Where a row came from, when the DataFrame was read from files (read_*):
+# rejected rows then name their file and row as the binary's do.
+FILE, ROW = "_pitwall_file", "_pitwall_row"
+KIND = "_pitwall_kind"
+REJECT = "reject_"
+COUNTS = ["telemetry_rows", "telemetry_valid", "samples_in_rentals",
+          "samples_outside_rentals", "duplicate_samples"]
+
+
+class SparkScores:
+    """The outputs of a Spark scoring, as DataFrames, and its counts."""
+
+    def __init__(self, rental_scores, member_scores, rejected_rentals, rejected_telemetry, counts):
+        self.rental_scores = rental_scores
+        self.member_scores = member_scores
+        self.rejected_rentals = rejected_rentals
+        self.rejected_telemetry = rejected_telemetry
+        self.counts = counts
+
+
+# -- schemas: asked of the engine, so they cannot drift from the binary's --
+
+def _empty(names_types):
+    return pa.table({n: pa.array([], t) for n, t in names_types})
+
+
+_TS = pa.timestamp("ms", "UTC")
+
+
+@functools.lru_cache(maxsize=None)
+def _engine_schemas():
+    rentals = _empty([("rental_id", pa.string()), ("member_id", pa.string()), ("car_id", pa.string()),
+                      ("start_at", _TS), ("end_at", _TS)])
+    telemetry = _empty([("car_id", pa.string()), ("ts", _TS), ("speed_kmh", pa.float64()),
+                        ("speed_limit_kmh", pa.float64())])
+    model = pitwall.Model.default()
+    out = _engine.score(rentals, telemetry, 0, model, None, False)
+    members = _engine.member_scores(out["rental_scores"], 0, model)
+    valid, _ = _engine.check_rentals(rentals)
+    return {"rental_scores": out["rental_scores"].schema, "member_scores": members.schema,
+            "rejected_rentals": out["rejected_rentals"].schema,
+            "rejected_telemetry": out["rejected_telemetry"].schema, "rentals": valid.schema}
+
+
+def _for_spark(t: pa.DataType) -> pa.DataType:
+    """What Spark's Arrow exchange carries: µs timestamps, signed integers, nested alike."""
+    if pa.types.is_timestamp(t):
+        return pa.timestamp("us", "UTC")
+    if pa.types.is_unsigned_integer(t):
+        return pa.int64()
+    if pa.types.is_list(t):
+        return pa.list_(pa.field("element", _for_spark(t.value_type), True))
+    if pa.types.is_struct(t):
+        return pa.struct([pa.field(f.name, _for_spark(f.type), f.nullable) for f in t])
+    return t
+
+
+def _spark_schema(fields):
+    """An Arrow schema for Spark, every field nullable (Spark's own rule for UDF output)."""
+    return pa.schema([pa.field(f.name, _for_spark(f.type), True) for f in fields])
+
+
+def _spark_type(schema: pa.Schema):
+    from pyspark.sql.pandas.types import from_arrow_schema
+    return from_arrow_schema(schema)
+
+
+def _fit(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """`table` with `schema`'s columns (absent ones null) and types."""
+    cols = []
+    for f in schema:
+        if f.name in table.column_names:
+            cols.append(table.column(f.name).cast(f.type))
+        else:
+            cols.append(pa.nulls(table.num_rows, f.type))
+    return pa.Table.from_arrays(cols, schema=schema)
+
+
+def _prefixed(schema: pa.Schema, prefix: str):
+    return [pa.field(prefix + f.name, f.type, True) for f in schema]
+
+
+@functools.lru_cache(maxsize=None)
+def _transport(stage: str) -> pa.Schema:
+    """The one schema a pass's groups return: its outputs side by side, a
+    row being one of them (KIND says which)."""
+    s = _engine_schemas()
+    kind = [pa.field(KIND, pa.string())]
+    if stage == "rentals":
+        fields = kind + list(s["rentals"]) + _prefixed(s["rejected_rentals"], REJECT)
+    else:
+        fields = (kind + list(s["rental_scores"]) + _prefixed(s["rejected_telemetry"], REJECT)
+                  + [pa.field(c, pa.int64()) for c in COUNTS])
+    return _spark_schema(fields)
+
+
+@functools.lru_cache(maxsize=8)
+def _model(text: str) -> pitwall.Model:
+    return pitwall.Model.from_toml(text)
+
+
+# -- the group functions: they run in Spark's Python workers --
+
+def _origin(group: pa.Table, rejected: pa.Table) -> pa.Table:
+    """Rejected rows named by their file and row (when the group carries
+    them) instead of their place in the group."""
+    at = rejected.column("row").cast(pa.int64())
+    if FILE in group.column_names:
+        files = pc.replace_substring_regex(group.column(FILE).take(at), "^file:(//)?", "")
+        rows = group.column(ROW).take(at).cast(pa.int64())
+    else:
+        files = pa.nulls(rejected.num_rows, pa.string())
+        rows = pa.nulls(rejected.num_rows, pa.int64())
+    t = rejected.set_column(rejected.schema.get_field_index("file"), "file", files)
+    return t.set_column(t.schema.get_field_index("row"), "row", rows)
+
+
+def _in_file_order(group: pa.Table) -> pa.Table:
+    if FILE in group.column_names and group.num_rows > 1:
+        return group.sort_by([(FILE, "ascending"), (ROW, "ascending")])
+    return group
+
+
+def _as_rejects(rejected: pa.Table) -> pa.Table:
+    return rejected.rename_columns([REJECT + n for n in rejected.column_names])
+
+
+def _with_kind(t: pa.Table, kind: str) -> pa.Table:
+    return t.append_column(KIND, pa.array([kind] * t.num_rows, pa.string()))
+
+
+def _check_rental_group(group: pa.Table) -> pa.Table:
+    group = _in_file_order(group)
+    valid, rejected = _engine.check_rentals(group)
+    schema = _transport("rentals")
+    parts = [_fit(_with_kind(valid, "valid"), schema),
+             _fit(_with_kind(_as_rejects(_origin(group, rejected)), "reject"), schema)]
+    return pa.concat_tables(parts)
+
+
+def _score_car_group(model_text: str, as_of: int, grace_ms: Optional[int]):
+    def score(telemetry: pa.Table, rentals: pa.Table) -> pa.Table:
+        telemetry = _in_file_order(telemetry)
+        out = _engine.score(rentals, telemetry, as_of, _model(model_text), grace_ms, False)
+        schema = _transport("telemetry")
+        counts = pa.table({c: [out["counts"][c]] for c in COUNTS})
+        parts = [_fit(_with_kind(out["rental_scores"], "score"), schema),
+                 _fit(_with_kind(_as_rejects(_origin(telemetry, out["rejected_telemetry"])), "reject"), schema),
+                 _fit(_with_kind(counts, "counts"), schema)]
+        return pa.concat_tables(parts)
+    return score
+
+
+def _score_member_group(model_text: str, as_of: int):
+    def members(results: pa.Table) -> pa.Table:
+        out = _engine.member_scores(results, as_of, _model(model_text))
+        return _fit(out, _spark_schema(out.schema))
+    return members
+
+
+# -- the driver side --
+
+def _refuse_bad_schema(df, what: str, columns):
+    """A missing column or a type the contract refuses stops the job before
+    it starts, with the binary's words (the engine checks an empty batch of
+    the DataFrame's schema), never inside a task."""
+    from pyspark.sql.pandas.types import to_arrow_schema
+    fields = [f for f in df.schema.fields if f.name in columns]
+    empty = to_arrow_schema(type(df.schema)(fields)).empty_table()
+    if what == "rentals":
+        _engine.check_rentals(empty)
+    else:
+        _engine.check_telemetry(empty)
+
+
+def score_fleet(rentals, telemetry, as_of: pitwall.Time, model: Optional[pitwall.Model] = None,
+                grace: Optional[_dt.timedelta] = None) -> SparkScores:
+    """Scores a fleet held in Spark DataFrames; returns DataFrames in the
+    columns of ``score run``'s Parquet outputs (timestamps as Spark's).
+
+    The counts are computed here (one Spark job); the DataFrames are
+    cached, so writing them does not score the fleet again."""
+    from pyspark.sql import functions as F
+
+    _refuse_bad_schema(rentals, "rentals", RENTAL_COLUMNS)
+    _refuse_bad_schema(telemetry, "telemetry", TELEMETRY_COLUMNS)
+    model = model or pitwall.Model.default()
+    text, as_of = model.to_toml(), pitwall.as_of_ms(as_of)
+    grace_ms = None if grace is None else grace // _dt.timedelta(milliseconds=1)
+    s = _engine_schemas()
+
+    keep = [c for c in rentals.columns if c in RENTAL_COLUMNS + [FILE, ROW]]
+    checked = (rentals.select(*keep).groupBy("rental_id")
+               .applyInArrow(_check_rental_group, _spark_type(_transport("rentals"))).persist())
+    valid = checked.where(F.col(KIND) == "valid").select(*s["rentals"].names)
+    rejected_rentals = _unprefixed(checked.where(F.col(KIND) == "reject"), s["rejected_rentals"])
+
+    keep = [c for c in telemetry.columns if c in TELEMETRY_COLUMNS + [FILE, ROW]]
+    scored = (telemetry.select(*keep).groupBy("car_id").cogroup(valid.groupBy("car_id"))
+              .applyInArrow(_score_car_group(text, as_of, grace_ms), _spark_type(_transport("telemetry")))
+              .persist())
+    rental_scores = scored.where(F.col(KIND) == "score").select(*s["rental_scores"].names)
+    rejected_telemetry = _unprefixed(scored.where(F.col(KIND) == "reject"), s["rejected_telemetry"])
+    counts = scored.where(F.col(KIND) == "counts").agg(*[F.sum(c).alias(c) for c in COUNTS]).first()
+
+    member_scores = (rental_scores.groupBy("member_id")
+                     .applyInArrow(_score_member_group(text, as_of),
+                                   _spark_type(_spark_schema(s["member_scores"]))))
+    return SparkScores(rental_scores, member_scores, rejected_rentals, rejected_telemetry,
+                       {c: int(counts[c] or 0) for c in COUNTS})
+
+
+def _unprefixed(df, schema: pa.Schema):
+    from pyspark.sql import functions as F
+    return df.select(*[F.col(REJECT + n).alias(n) for n in schema.names])
+
+
+def _read(spark, path: str):
+    from pyspark.sql import functions as F
+    reader = spark.read
+    if path.endswith(".csv"):
+        df = reader.option("header", True).csv(path)
+    else:
+        df = reader.option("recursiveFileLookup", True).parquet(path)
+    return df.select("*", F.col("_metadata.file_path").alias(FILE), F.col("_metadata.row_index").alias(ROW))
+
+
+def read_rentals(spark, path: str):
+    """Rentals from Parquet (a file or folder) or a CSV file, each row
+    knowing its file and row so that rejects name them."""
+    return _read(spark, path)
+
+
+def read_telemetry(spark, path: str):
+    """Telemetry from a folder of Parquet files (hive ``dt=`` folders read
+    as folders), each row knowing its file and row."""
+    return _read(spark, path)
+
+
+def run(spark, rentals: str, telemetry: str, as_of: pitwall.Time, out: str,
+        model: Optional[pitwall.Model] = None, grace: Optional[_dt.timedelta] = None) -> dict:
+    """``pitwall score run`` on Spark: reads, scores, writes the outputs
+    under ``out`` and returns what run.json holds."""
+    model = model or pitwall.Model.default()
+    scores = score_fleet(read_rentals(spark, rentals), read_telemetry(spark, telemetry),
+                         as_of, model, grace)
+    base = out.rstrip("/")
+    spark.conf.set("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MILLIS")
+    outputs = {}
+    for name, df, key in [("rental_scores", scores.rental_scores, "rental_id"),
+                          ("member_scores", scores.member_scores, "member_id"),
+                          ("rejected_rentals", scores.rejected_rentals, "file"),
+                          ("rejected_telemetry", scores.rejected_telemetry, "file")]:
+        path = f"{base}/{name}.parquet"
+        df.orderBy(key, *(["row"] if key == "file" else [])).write.mode("overwrite").parquet(path)
+        outputs[name] = path
+    run = _run_json(spark, scores, model, pitwall.as_of_ms(as_of), rentals, telemetry, outputs)
+    _write_text(spark, f"{base}/run.json", json.dumps(run, indent=2))
+    return run
+
+
+def _by(df, column: str) -> dict:
+    return {r[0]: r[1] for r in df.groupBy(column).count().orderBy(column).collect()}
+
+
+def _run_json(spark, scores: SparkScores, model, as_of: int, rentals: str, telemetry: str, outputs) -> dict:
+    from pyspark.sql import functions as F
+    rejected_r, rejected_t = _by(scores.rejected_rentals, "rule"), _by(scores.rejected_telemetry, "rule")
+    members = scores.member_scores.agg(F.count("*"), F.sum(F.col("eligible").cast("long"))).first()
+    by_status = _by(scores.rental_scores, "status")
+    c = scores.counts
+    return {
+        "engine": "pitwall.spark",
+        "pitwall_version": pitwall.__version__,
+        "as_of": _dt.datetime.fromtimestamp(as_of / 1000, _dt.timezone.utc).isoformat().replace("+00:00", "Z"),
+        "model": {"id": model.id},
+        "inputs": {
+            "rentals": {"location": rentals, "rejected": sum(rejected_r.values())},
+            "telemetry": {"location": telemetry, "rows": c["telemetry_rows"], "valid": c["telemetry_valid"],
+                          "rejected": sum(rejected_t.values())},
+            "telemetry_in_rentals": c["samples_in_rentals"],
+            "telemetry_outside_rentals": c["samples_outside_rentals"],
+            "telemetry_duplicates": c["duplicate_samples"],
+        },
+        "rejected": {"rentals": rejected_r, "telemetry": rejected_t},
+        "rentals": {"considered": sum(by_status.values()), "by_status": by_status},
+        "members": {"total": members[0], "eligible": int(members[1] or 0),
+                    "by_status": _by(scores.member_scores, "status")},
+        "outputs": outputs,
+    }
+
+
+def _write_text(spark, path: str, text: str):
+    """A small file through Hadoop's file system, so s3:// and hdfs:// work as local paths do."""
+    jvm = spark._jvm
+    p = jvm.org.apache.hadoop.fs.Path(path)
+    fs = p.getFileSystem(spark._jsc.hadoopConfiguration())
+    stream = fs.create(p, True)
+    try:
+        stream.write(bytearray(text.encode()))
+    finally:
+        stream.close()
