@@ -99,9 +99,11 @@ python3 bench/score_vs_duckdb.py --rentals 300 --seed 11 --check-only \
 step "Python package: the wheel's engine and pitwall.spark against the binary"
 # A venv of its own (PySpark is large): built once, outside the clone.
 py_venv="$tools/python"
-if ! "$py_venv/bin/python" -c "import maturin, pyspark, polars, pytest" >/dev/null 2>&1; then
+# Installed again whenever scripts/requirements-python.txt changes.
+if ! cmp -s scripts/requirements-python.txt "$py_venv/requirements.txt"; then
   python3 -m venv "$py_venv"
   "$py_venv/bin/pip" install --quiet --disable-pip-version-check -r scripts/requirements-python.txt
+  cp scripts/requirements-python.txt "$py_venv/requirements.txt"
 fi
 # A debug build into the same target dir as the workspace: its crates are already built.
 VIRTUAL_ENV="$py_venv" PATH="$py_venv/bin:$PATH" maturin develop --quiet --manifest-path crates/py/Cargo.toml

@@ -37,10 +37,12 @@ def spark():
 
 @pytest.fixture(scope="module")
 def spark_run(spark, fleet, tmp_path_factory):
+    """The job as spark-submit runs it (pitwall.spark's main), in this session."""
     out = tmp_path_factory.mktemp("spark") / "out"
-    run = pitwall.spark.run(spark, str(fleet.dir / "rentals.parquet"), str(fleet.dir / "telemetry"),
-                            as_of=AS_OF, out=str(out))
-    return out, run
+    code = pitwall.spark.main(["--rentals", str(fleet.dir / "rentals.parquet"), "--telemetry",
+                               str(fleet.dir / "telemetry"), "--as-of", AS_OF, "--out", str(out)])
+    assert code == 0
+    return out, json.loads((out / "run.json").read_text())
 
 
 def read(out, name):
@@ -72,7 +74,7 @@ def test_rejected_rows_name_their_file_row_and_rule_as_the_binarys(fleet, spark_
 
 def test_run_json_counts_as_the_binarys(fleet, spark_run):
     out, run = spark_run
-    assert json.loads((out / "run.json").read_text()) == run
+    assert run["engine"] == "pitwall.spark" and run["model"]["id"] == fleet.run["model"]["id"]
     binary = fleet.run
     for k in ("telemetry_in_rentals", "telemetry_outside_rentals", "telemetry_duplicates"):
         assert run["inputs"][k] == binary["inputs"][k], k

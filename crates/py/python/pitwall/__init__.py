@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import json
+import os
 from typing import Any, Optional, Union
 
 import pyarrow as pa
@@ -29,7 +31,7 @@ from pitwall._engine import DEFAULT_MODEL_TOML, Model, __version__
 
 __all__ = [
     "Model", "Scores", "DEFAULT_MODEL_TOML", "__version__",
-    "score", "member_scores", "check_rentals", "check_telemetry", "as_of_ms",
+    "score", "member_scores", "check_rentals", "check_telemetry", "as_of_ms", "read_fit",
 ]
 
 Time = Union[int, str, _dt.datetime]
@@ -120,3 +122,29 @@ def check_telemetry(telemetry: Any) -> tuple[pa.Table, pa.Table]:
     """Telemetry under its contract: ``(valid, rejected)``. Valid rows come
     back as they were given, every column kept."""
     return _engine.check_telemetry(_table(telemetry, "telemetry"))
+
+
+def read_fit(out: "str | os.PathLike[str]") -> dict:
+    """What ``pitwall score fit`` (or ``score validate``) wrote to ``out``,
+    as tables: ``coefficients`` (one row per factor, with intervals and LR
+    tests), ``lift`` (deciles of both models, a ``model`` column telling
+    which), ``checks`` (the promotion checks), ``validation`` (the whole
+    validation.json) and ``model`` (the fitted model, when there is one)."""
+    path = os.fspath(out)
+    with open(os.path.join(path, "validation.json")) as f:
+        v = json.load(f)
+    lift = []
+    for side in ("candidate", "current"):
+        judged = v.get("validation", {}).get(side)
+        if judged:
+            lift += [{"model": judged["model"], **d} for d in judged["lift"]["deciles"]]
+    tables = {
+        "coefficients": pa.Table.from_pylist(v.get("fit", {}).get("coefficients", [])),
+        "lift": pa.Table.from_pylist(lift),
+        "checks": pa.Table.from_pylist(v.get("validation", {}).get("checks", [])),
+        "validation": v,
+    }
+    model = os.path.join(path, "model.toml")
+    if os.path.exists(model):
+        tables["model"] = Model.load(model)
+    return tables

@@ -1,10 +1,10 @@
 """A fleet scored on Spark with pitwall's engine: for the backfill or full
 rescore that outgrows one machine.
 
-Spark does what it is good at, moving rows: telemetry is grouped by car
-and meets that car's rentals (``cogroup(...).applyInArrow``), and each
-group is scored by the same engine as ``pitwall score run``, inside the
-Python worker, on the Arrow batches Spark hands it. No score is computed
+Spark does what it is good at, moving rows: telemetry is partitioned by
+car together with that car's rentals, and each partition is scored by the
+same engine as ``pitwall score run``, inside the Python worker, on the
+Arrow batches Spark hands it. No score is computed
 by Spark SQL, so the numbers are the binary's.
 
     from pitwall import spark as pws
@@ -15,17 +15,19 @@ writes ``rental_scores.parquet``, ``member_scores.parquet``,
 ``rejected_rentals.parquet``, ``rejected_telemetry.parquet`` (folders of
 part files, in the binary's columns) and ``run.json``.
 
-Three passes: rentals are checked grouped by rental_id (a rental's copies
-meet, as the binary resolves them), telemetry is scored grouped by car,
-and members are scored grouped by member. A group's data must fit one
-Python worker: a car's telemetry over the rescored span (a year at 1 Hz of
-driving is a few million samples, ~100 MB).
+Three passes, each a shuffle into partitions scored whole by one engine
+call (``mapInArrow``): rentals partitioned by rental_id (a rental's copies
+meet, as the binary resolves them), telemetry with its cars' rentals by
+car, and rental results by member. No sort by Spark: the engine sorts
+each car's samples itself. A partition must fit one Python worker's
+memory (``partitions=`` sets how many there are).
 """
 from __future__ import annotations
 
 import datetime as _dt
 import functools
 import json
+import re
 from typing import Optional
 
 import pyarrow as pa
@@ -40,7 +42,11 @@ RENTAL_COLUMNS = ["rental_id", "member_id", "car_id", "start_at", "end_at"]
 TELEMETRY_COLUMNS = ["car_id", "ts", "speed_kmh", "speed_limit_kmh"]
 # Where a row came from, when the DataFrame was read from files (read_*):
 # rejected rows then name their file and row as the binary's do.
+# The file is its path's xxhash64: the path itself would ride every row
+# through the shuffle.
 FILE, ROW = "_pitwall_file", "_pitwall_row"
+# In the telemetry pass, a rental of the car: a struct, null on samples.
+RENTAL = "_pitwall_rental"
 KIND = "_pitwall_kind"
 REJECT = "reject_"
 COUNTS = ["telemetry_rows", "telemetry_valid", "samples_in_rentals",
@@ -139,26 +145,28 @@ def _model(text: str) -> pitwall.Model:
     return pitwall.Model.from_toml(text)
 
 
-# -- the group functions: they run in Spark's Python workers --
+# -- the partition functions: they run in Spark's Python workers --
 
-def _origin(group: pa.Table, rejected: pa.Table) -> pa.Table:
-    """Rejected rows named by their file and row (when the group carries
-    them) instead of their place in the group."""
+def _collect(batches) -> Optional[pa.Table]:
+    """A partition as one table: a group (a rental's copies, a car's
+    samples and rentals, a member's results) is never cut in two."""
+    batches = list(batches)
+    return pa.Table.from_batches(batches) if batches else None
+
+
+def _origin(part: pa.Table, rejected: pa.Table) -> pa.Table:
+    """Rejected rows named by their file (its hash, until the driver names
+    it) and row there, when the partition carries them, instead of their
+    place in the partition."""
     at = rejected.column("row").cast(pa.int64())
-    if FILE in group.column_names:
-        files = pc.replace_substring_regex(group.column(FILE).take(at), "^file:(//)?", "")
-        rows = group.column(ROW).take(at).cast(pa.int64())
+    if FILE in part.column_names:
+        files = part.column(FILE).take(at).cast(pa.string())
+        rows = part.column(ROW).take(at).cast(pa.int64())
     else:
         files = pa.nulls(rejected.num_rows, pa.string())
         rows = pa.nulls(rejected.num_rows, pa.int64())
     t = rejected.set_column(rejected.schema.get_field_index("file"), "file", files)
     return t.set_column(t.schema.get_field_index("row"), "row", rows)
-
-
-def _in_file_order(group: pa.Table) -> pa.Table:
-    if FILE in group.column_names and group.num_rows > 1:
-        return group.sort_by([(FILE, "ascending"), (ROW, "ascending")])
-    return group
 
 
 def _as_rejects(rejected: pa.Table) -> pa.Table:
@@ -169,32 +177,45 @@ def _with_kind(t: pa.Table, kind: str) -> pa.Table:
     return t.append_column(KIND, pa.array([kind] * t.num_rows, pa.string()))
 
 
-def _check_rental_group(group: pa.Table) -> pa.Table:
-    group = _in_file_order(group)
-    valid, rejected = _engine.check_rentals(group)
+def _check_rentals_partition(batches):
+    part = _collect(batches)
+    if part is None:
+        return
+    if FILE in part.column_names:
+        # The binary keeps the first of identical copies in file and row order.
+        part = part.sort_by([(FILE, "ascending"), (ROW, "ascending")])
+    valid, rejected = _engine.check_rentals(part)
     schema = _transport("rentals")
-    parts = [_fit(_with_kind(valid, "valid"), schema),
-             _fit(_with_kind(_as_rejects(_origin(group, rejected)), "reject"), schema)]
-    return pa.concat_tables(parts)
+    yield from _fit(_with_kind(valid, "valid"), schema).to_batches()
+    yield from _fit(_with_kind(_as_rejects(_origin(part, rejected)), "reject"), schema).to_batches()
 
 
-def _score_car_group(model_text: str, as_of: int, grace_ms: Optional[int]):
-    def score(telemetry: pa.Table, rentals: pa.Table) -> pa.Table:
-        telemetry = _in_file_order(telemetry)
+def _score_partition(model_text: str, as_of: int, grace_ms: Optional[int]):
+    def score(batches):
+        part = _collect(batches)
+        if part is None:
+            return
+        is_rental = pc.is_valid(part.column(RENTAL))
+        rentals = part.filter(is_rental).column(RENTAL).combine_chunks()
+        rentals = pa.Table.from_arrays(rentals.flatten(), names=[f.name for f in rentals.type])
+        telemetry = part.filter(pc.invert(is_rental)).drop_columns([RENTAL])
         out = _engine.score(rentals, telemetry, as_of, _model(model_text), grace_ms, False)
         schema = _transport("telemetry")
         counts = pa.table({c: [out["counts"][c]] for c in COUNTS})
-        parts = [_fit(_with_kind(out["rental_scores"], "score"), schema),
-                 _fit(_with_kind(_as_rejects(_origin(telemetry, out["rejected_telemetry"])), "reject"), schema),
-                 _fit(_with_kind(counts, "counts"), schema)]
-        return pa.concat_tables(parts)
+        yield from _fit(_with_kind(out["rental_scores"], "score"), schema).to_batches()
+        rejected = _as_rejects(_origin(telemetry, out["rejected_telemetry"]))
+        yield from _fit(_with_kind(rejected, "reject"), schema).to_batches()
+        yield from _fit(_with_kind(counts, "counts"), schema).to_batches()
     return score
 
 
-def _score_member_group(model_text: str, as_of: int):
-    def members(results: pa.Table) -> pa.Table:
+def _score_members_partition(model_text: str, as_of: int):
+    def members(batches):
+        results = _collect(batches)
+        if results is None:
+            return
         out = _engine.member_scores(results, as_of, _model(model_text))
-        return _fit(out, _spark_schema(out.schema))
+        yield from _fit(out, _spark_schema(out.schema)).to_batches()
     return members
 
 
@@ -213,41 +234,81 @@ def _refuse_bad_schema(df, what: str, columns):
         _engine.check_telemetry(empty)
 
 
+def _partitions(spark, telemetry, asked: Optional[int]) -> int:
+    """Partitions of the telemetry pass: a partition is scored in one
+    worker call, so it is kept to about 32 MB of input (Spark's estimate of
+    the files' size), and never fewer than ``spark.sql.shuffle.partitions``."""
+    if asked:
+        return asked
+    shuffle = int(spark.conf.get("spark.sql.shuffle.partitions"))
+    size = int(str(telemetry._jdf.queryExecution().optimizedPlan().stats().sizeInBytes()))
+    if size >= 1 << 62:
+        return shuffle  # no estimate: a DataFrame not read from files
+    return max(shuffle, min(-(-size // (32 << 20)), 100_000))
+
+
 def score_fleet(rentals, telemetry, as_of: pitwall.Time, model: Optional[pitwall.Model] = None,
-                grace: Optional[_dt.timedelta] = None) -> SparkScores:
+                grace: Optional[_dt.timedelta] = None, partitions: Optional[int] = None) -> SparkScores:
     """Scores a fleet held in Spark DataFrames; returns DataFrames in the
     columns of ``score run``'s Parquet outputs (timestamps as Spark's).
 
-    The counts are computed here (one Spark job); the DataFrames are
-    cached, so writing them does not score the fleet again."""
+    ``partitions`` sets how many pieces the telemetry is scored in (by
+    default one per ~32 MB of input, at least ``spark.sql.shuffle.partitions``);
+    each must fit a Python worker's memory. The counts are
+    computed here (one Spark job); the DataFrames are cached, so writing
+    them does not score the fleet again."""
     from pyspark.sql import functions as F
 
     _refuse_bad_schema(rentals, "rentals", RENTAL_COLUMNS)
     _refuse_bad_schema(telemetry, "telemetry", TELEMETRY_COLUMNS)
+    spark = telemetry.sparkSession
     model = model or pitwall.Model.default()
     text, as_of = model.to_toml(), pitwall.as_of_ms(as_of)
     grace_ms = None if grace is None else grace // _dt.timedelta(milliseconds=1)
     s = _engine_schemas()
 
     keep = [c for c in rentals.columns if c in RENTAL_COLUMNS + [FILE, ROW]]
-    checked = (rentals.select(*keep).groupBy("rental_id")
-               .applyInArrow(_check_rental_group, _spark_type(_transport("rentals"))).persist())
+    checked = (rentals.select(*keep).repartition("rental_id")
+               .mapInArrow(_check_rentals_partition, _spark_type(_transport("rentals"))).persist())
     valid = checked.where(F.col(KIND) == "valid").select(*s["rentals"].names)
-    rejected_rentals = _unprefixed(checked.where(F.col(KIND) == "reject"), s["rejected_rentals"])
+    rejected_rentals = _named(rentals, _unprefixed(checked.where(F.col(KIND) == "reject"), s["rejected_rentals"]))
 
+    # A car's rentals ride with its samples, as a struct that is null on samples.
     keep = [c for c in telemetry.columns if c in TELEMETRY_COLUMNS + [FILE, ROW]]
-    scored = (telemetry.select(*keep).groupBy("car_id").cogroup(valid.groupBy("car_id"))
-              .applyInArrow(_score_car_group(text, as_of, grace_ms), _spark_type(_transport("telemetry")))
+    cars = valid.select("car_id", F.struct(*s["rentals"].names).alias(RENTAL))
+    both = telemetry.select(*keep).unionByName(cars, allowMissingColumns=True)
+    scored = (both.repartition(_partitions(spark, telemetry, partitions), "car_id")
+              .mapInArrow(_score_partition(text, as_of, grace_ms), _spark_type(_transport("telemetry")))
               .persist())
     rental_scores = scored.where(F.col(KIND) == "score").select(*s["rental_scores"].names)
-    rejected_telemetry = _unprefixed(scored.where(F.col(KIND) == "reject"), s["rejected_telemetry"])
+    rejected_telemetry = _named(telemetry,
+                                _unprefixed(scored.where(F.col(KIND) == "reject"), s["rejected_telemetry"]))
     counts = scored.where(F.col(KIND) == "counts").agg(*[F.sum(c).alias(c) for c in COUNTS]).first()
 
-    member_scores = (rental_scores.groupBy("member_id")
-                     .applyInArrow(_score_member_group(text, as_of),
-                                   _spark_type(_spark_schema(s["member_scores"]))))
+    member_scores = (rental_scores.repartition("member_id")
+                     .mapInArrow(_score_members_partition(text, as_of),
+                                 _spark_type(_spark_schema(s["member_scores"]))).persist())
     return SparkScores(rental_scores, member_scores, rejected_rentals, rejected_telemetry,
                        {c: int(counts[c] or 0) for c in COUNTS})
+
+
+def _named(source, rejected):
+    """Rejected rows with their file's name for its hash: the names come
+    from the files Spark read, not from every row."""
+    from pyspark.sql import functions as F
+    if FILE not in source.columns:
+        return rejected
+    spark = source.sparkSession
+    paths = source.inputFiles()
+    # Spark names a local file file:///p in the listing and file:/p per row.
+    forms = sorted({f for p in paths for f in (p, re.sub("^file:///", "file:/", p))})
+    names = (spark.createDataFrame([(f,) for f in forms], "path string")
+             .select(F.xxhash64("path").cast("string").alias("hash"),
+                     F.regexp_replace("path", "^file:(//)?", "").alias("name")).distinct())
+    joined = rejected.join(F.broadcast(names), rejected["file"] == names["hash"], "left")
+    cols = [F.coalesce(names["name"], rejected["file"]).alias("file") if c == "file" else rejected[c]
+            for c in rejected.columns]
+    return joined.select(*cols)
 
 
 def _unprefixed(df, schema: pa.Schema):
@@ -262,7 +323,7 @@ def _read(spark, path: str):
         df = reader.option("header", True).csv(path)
     else:
         df = reader.option("recursiveFileLookup", True).parquet(path)
-    return df.select("*", F.col("_metadata.file_path").alias(FILE), F.col("_metadata.row_index").alias(ROW))
+    return df.select("*", F.xxhash64("_metadata.file_path").alias(FILE), F.col("_metadata.row_index").alias(ROW))
 
 
 def read_rentals(spark, path: str):
@@ -278,23 +339,26 @@ def read_telemetry(spark, path: str):
 
 
 def run(spark, rentals: str, telemetry: str, as_of: pitwall.Time, out: str,
-        model: Optional[pitwall.Model] = None, grace: Optional[_dt.timedelta] = None) -> dict:
+        model: Optional[pitwall.Model] = None, grace: Optional[_dt.timedelta] = None,
+        partitions: Optional[int] = None) -> dict:
     """``pitwall score run`` on Spark: reads, scores, writes the outputs
-    under ``out`` and returns what run.json holds."""
+    under ``out`` (each a folder of Parquet parts, sorted as the binary
+    sorts its files) and returns what run.json holds."""
     model = model or pitwall.Model.default()
     scores = score_fleet(read_rentals(spark, rentals), read_telemetry(spark, telemetry),
-                         as_of, model, grace)
+                         as_of, model, grace, partitions)
     base = out.rstrip("/")
+    # Millisecond timestamps, as the binary writes them.
     spark.conf.set("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MILLIS")
     outputs = {}
-    for name, df, key in [("rental_scores", scores.rental_scores, "rental_id"),
-                          ("member_scores", scores.member_scores, "member_id"),
-                          ("rejected_rentals", scores.rejected_rentals, "file"),
-                          ("rejected_telemetry", scores.rejected_telemetry, "file")]:
+    for name, df, keys in [("rental_scores", scores.rental_scores, ["rental_id"]),
+                           ("member_scores", scores.member_scores, ["member_id"]),
+                           ("rejected_rentals", scores.rejected_rentals, ["file", "row"]),
+                           ("rejected_telemetry", scores.rejected_telemetry, ["file", "row"])]:
         path = f"{base}/{name}.parquet"
-        df.orderBy(key, *(["row"] if key == "file" else [])).write.mode("overwrite").parquet(path)
+        df.orderBy(*keys).write.mode("overwrite").parquet(path)
         outputs[name] = path
-    run = _run_json(spark, scores, model, pitwall.as_of_ms(as_of), rentals, telemetry, outputs)
+    run = _run_json(scores, model, pitwall.as_of_ms(as_of), rentals, telemetry, outputs)
     _write_text(spark, f"{base}/run.json", json.dumps(run, indent=2))
     return run
 
@@ -303,7 +367,7 @@ def _by(df, column: str) -> dict:
     return {r[0]: r[1] for r in df.groupBy(column).count().orderBy(column).collect()}
 
 
-def _run_json(spark, scores: SparkScores, model, as_of: int, rentals: str, telemetry: str, outputs) -> dict:
+def _run_json(scores: SparkScores, model, as_of: int, rentals: str, telemetry: str, outputs) -> dict:
     from pyspark.sql import functions as F
     rejected_r, rejected_t = _by(scores.rejected_rentals, "rule"), _by(scores.rejected_telemetry, "rule")
     members = scores.member_scores.agg(F.count("*"), F.sum(F.col("eligible").cast("long"))).first()
@@ -340,3 +404,27 @@ def _write_text(spark, path: str, text: str):
         stream.write(bytearray(text.encode()))
     finally:
         stream.close()
+
+
+def main(argv=None) -> int:
+    """``spark-submit`` entry point: the backfill as a job (docs/python.md)."""
+    import argparse
+    ap = argparse.ArgumentParser(prog="pitwall.spark", description="pitwall score run on Spark: "
+                                 "rental and member scores, rejects and run.json under --out.")
+    ap.add_argument("--rentals", required=True, help="rentals: Parquet file or folder, or a CSV file")
+    ap.add_argument("--telemetry", required=True, help="telemetry: a folder of Parquet files")
+    ap.add_argument("--as-of", required=True, help="the run's now, RFC 3339")
+    ap.add_argument("--out", required=True, help="output folder (local, s3://, hdfs://)")
+    ap.add_argument("--model", help="a model file (default: the embedded model)")
+    ap.add_argument("--partitions", type=int, help="pieces the telemetry is scored in")
+    a = ap.parse_args(argv)
+    from pyspark.sql import SparkSession
+    spark = SparkSession.builder.appName("pitwall-backfill").getOrCreate()
+    model = pitwall.Model.load(a.model) if a.model else None
+    done = run(spark, a.rentals, a.telemetry, a.as_of, a.out, model=model, partitions=a.partitions)
+    print(json.dumps({k: done[k] for k in ("as_of", "model", "rentals", "members", "outputs")}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
