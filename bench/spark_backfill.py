@@ -67,22 +67,26 @@ def side_spark_sql(spark, fleet, out):
     spark.table("member_scores").write.mode("overwrite").parquet(str(out / "member_scores.parquet"))
 
 
+def _by_car(spark, fleet):
+    import pitwall.spark as pws
+    rentals = pws.read_rentals(spark, str(fleet / "rentals.parquet"))
+    return pws.by_car(rentals, pws.read_telemetry(spark, str(fleet / "telemetry")))
+
+
 def side_shuffle(spark, fleet, out):
-    """Read + shuffle by car, no Python: what any Spark job pays to group the samples."""
-    t = spark.read.option("recursiveFileLookup", True).parquet(str(fleet / "telemetry"))
-    t.repartition("car_id").write.format("noop").mode("overwrite").save()
+    """pitwall.spark's telemetry pass without Python: reading, and every
+    car's samples and rentals shuffled into one partition."""
+    _by_car(spark, fleet).write.format("noop").mode("overwrite").save()
 
 
 def side_transfer(spark, fleet, out):
-    """Read + shuffle + every car's samples handed to a Python worker as Arrow, no scoring."""
+    """The same, and every partition handed to a Python worker as Arrow, unscored."""
     import pyarrow as pa
-    t = spark.read.option("recursiveFileLookup", True).parquet(str(fleet / "telemetry"))
-    r = spark.read.parquet(str(fleet / "rentals.parquet"))
 
-    def nothing(telemetry, rentals):
-        return pa.table({"n": pa.array([telemetry.num_rows], pa.int64())})
-    t.groupBy("car_id").cogroup(r.groupBy("car_id")).applyInArrow(nothing, "n long") \
-        .write.format("noop").mode("overwrite").save()
+    def count(batches):
+        n = sum(b.num_rows for b in batches)
+        yield pa.RecordBatch.from_pydict({"n": pa.array([n], pa.int64())})
+    _by_car(spark, fleet).mapInArrow(count, "n long").write.format("noop").mode("overwrite").save()
 
 
 SIDES = {"pitwall-spark": side_pitwall_spark, "spark-sql": side_spark_sql,
@@ -130,7 +134,7 @@ def disagreements(binary, spark_out, sql_out):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--rentals", type=int, default=12600, help="fleet size; 12600 gives ~100 M samples")
+    ap.add_argument("--rentals", type=int, default=13500, help="fleet size; 13500 gives ~100 M samples")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--work", default="/tmp/pitwall-bench-spark")
     ap.add_argument("--pitwall", default=None, help="pitwall binary (default: release build in CARGO_TARGET_DIR)")

@@ -36,7 +36,7 @@ import pyarrow.compute as pc
 import pitwall
 from pitwall import _engine
 
-__all__ = ["score_fleet", "run", "read_rentals", "read_telemetry", "SparkScores"]
+__all__ = ["score_fleet", "run", "read_rentals", "read_telemetry", "by_car", "SparkScores", "main"]
 
 RENTAL_COLUMNS = ["rental_id", "member_id", "car_id", "start_at", "end_at"]
 TELEMETRY_COLUMNS = ["car_id", "ts", "speed_kmh", "speed_limit_kmh"]
@@ -261,7 +261,6 @@ def score_fleet(rentals, telemetry, as_of: pitwall.Time, model: Optional[pitwall
 
     _refuse_bad_schema(rentals, "rentals", RENTAL_COLUMNS)
     _refuse_bad_schema(telemetry, "telemetry", TELEMETRY_COLUMNS)
-    spark = telemetry.sparkSession
     model = model or pitwall.Model.default()
     text, as_of = model.to_toml(), pitwall.as_of_ms(as_of)
     grace_ms = None if grace is None else grace // _dt.timedelta(milliseconds=1)
@@ -273,11 +272,7 @@ def score_fleet(rentals, telemetry, as_of: pitwall.Time, model: Optional[pitwall
     valid = checked.where(F.col(KIND) == "valid").select(*s["rentals"].names)
     rejected_rentals = _named(rentals, _unprefixed(checked.where(F.col(KIND) == "reject"), s["rejected_rentals"]))
 
-    # A car's rentals ride with its samples, as a struct that is null on samples.
-    keep = [c for c in telemetry.columns if c in TELEMETRY_COLUMNS + [FILE, ROW]]
-    cars = valid.select("car_id", F.struct(*s["rentals"].names).alias(RENTAL))
-    both = telemetry.select(*keep).unionByName(cars, allowMissingColumns=True)
-    scored = (both.repartition(_partitions(spark, telemetry, partitions), "car_id")
+    scored = (by_car(valid, telemetry, partitions)
               .mapInArrow(_score_partition(text, as_of, grace_ms), _spark_type(_transport("telemetry")))
               .persist())
     rental_scores = scored.where(F.col(KIND) == "score").select(*s["rental_scores"].names)
@@ -290,6 +285,18 @@ def score_fleet(rentals, telemetry, as_of: pitwall.Time, model: Optional[pitwall
                                  _spark_type(_spark_schema(s["member_scores"]))).persist())
     return SparkScores(rental_scores, member_scores, rejected_rentals, rejected_telemetry,
                        {c: int(counts[c] or 0) for c in COUNTS})
+
+
+def by_car(rentals, telemetry, partitions: Optional[int] = None):
+    """The telemetry pass's input: every sample and every rental of a car
+    in one partition, unsorted. A rental rides as a struct column
+    (``_pitwall_rental``), null on samples. ``bench/spark_backfill.py``
+    times this shuffle alone."""
+    from pyspark.sql import functions as F
+    keep = [c for c in telemetry.columns if c in TELEMETRY_COLUMNS + [FILE, ROW]]
+    cars = rentals.select("car_id", F.struct(*RENTAL_COLUMNS).alias(RENTAL))
+    both = telemetry.select(*keep).unionByName(cars, allowMissingColumns=True)
+    return both.repartition(_partitions(telemetry.sparkSession, telemetry, partitions), "car_id")
 
 
 def _named(source, rejected):
