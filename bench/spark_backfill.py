@@ -82,6 +82,8 @@ def side_shuffle(spark, fleet, out):
 def side_transfer(spark, fleet, out):
     """The same, and every partition handed to a Python worker as Arrow, unscored."""
     import pyarrow as pa
+    import pitwall.spark as pws
+    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(pws.ARROW_BATCH_ROWS))
 
     def count(batches):
         n = sum(b.num_rows for b in batches)
@@ -125,7 +127,7 @@ def disagreements(binary, spark_out, sql_out):
     sq = pq.read_table(sql_out / "rental_scores.parquet").to_pandas().set_index("rental_id").sort_index()
     cols = ["status", "samples", "moving_s", "speeding_s", "harsh_accel_n", "harsh_brake_n", "unstable_stop_n"]
     spark_same = len(pw) == len(ps) and pw.equals(ps[pw.columns].astype(pw.dtypes.to_dict()))
-    sql_rows = pw.join(sq, rsuffix="_sql", how="outer")
+    sql_rows = pw.join(sq.add_suffix("_sql"), how="outer")
     feature = sum((sql_rows[c] != sql_rows[c + "_sql"]).sum() for c in cols)
     score = ((sql_rows["score"] - sql_rows["score_sql"]).abs() > 0.1 + 1e-9).sum()
     return {"pitwall_spark_equals_binary": bool(spark_same), "spark_sql_rentals": len(sq),

@@ -45,10 +45,11 @@ TELEMETRY_COLUMNS = ["car_id", "ts", "speed_kmh", "speed_limit_kmh"]
 # The file is its path's xxhash64: the path itself would ride every row
 # through the shuffle.
 FILE, ROW = "_pitwall_file", "_pitwall_row"
-# In the telemetry pass, a rental of the car: a struct, null on samples.
+# In the telemetry pass, a rental of the car: as JSON text, null on samples.
 RENTAL = "_pitwall_rental"
 KIND = "_pitwall_kind"
 REJECT = "reject_"
+ARROW_BATCH_ROWS = 1 << 18
 COUNTS = ["telemetry_rows", "telemetry_valid", "samples_in_rentals",
           "samples_outside_rentals", "duplicate_samples"]
 
@@ -190,14 +191,20 @@ def _check_rentals_partition(batches):
     yield from _fit(_with_kind(_as_rejects(_origin(part, rejected)), "reject"), schema).to_batches()
 
 
+def _rentals_of(texts) -> pa.Table:
+    rows = [json.loads(t) for t in texts]
+    ms = pa.timestamp("ms", "UTC")
+    return pa.table({c: pa.array([r[c] for r in rows], ms if c in ("start_at", "end_at") else pa.string())
+                     for c in RENTAL_COLUMNS})
+
+
 def _score_partition(model_text: str, as_of: int, grace_ms: Optional[int]):
     def score(batches):
         part = _collect(batches)
         if part is None:
             return
         is_rental = pc.is_valid(part.column(RENTAL))
-        rentals = part.filter(is_rental).column(RENTAL).combine_chunks()
-        rentals = pa.Table.from_arrays(rentals.flatten(), names=[f.name for f in rentals.type])
+        rentals = _rentals_of(part.filter(is_rental).column(RENTAL).to_pylist())
         telemetry = part.filter(pc.invert(is_rental)).drop_columns([RENTAL])
         out = _engine.score(rentals, telemetry, as_of, _model(model_text), grace_ms, False)
         schema = _transport("telemetry")
@@ -234,17 +241,21 @@ def _refuse_bad_schema(df, what: str, columns):
         _engine.check_telemetry(empty)
 
 
-def _partitions(spark, telemetry, asked: Optional[int]) -> int:
-    """Partitions of the telemetry pass: a partition is scored in one
-    worker call, so it is kept to about 32 MB of input (Spark's estimate of
-    the files' size), and never fewer than ``spark.sql.shuffle.partitions``."""
+def _partitions(df, bytes_each: int, asked: Optional[int] = None) -> int:
+    """How many partitions a pass over `df` has: each is handed to one
+    worker call, so it is kept to about `bytes_each` of input (Spark's
+    estimate of the files' size), with at least one per core. A worker
+    call costs tens of milliseconds whatever it holds: a small input gets
+    few partitions."""
     if asked:
         return asked
-    shuffle = int(spark.conf.get("spark.sql.shuffle.partitions"))
-    size = int(str(telemetry._jdf.queryExecution().optimizedPlan().stats().sizeInBytes()))
+    spark = df.sparkSession
+    size = int(str(df._jdf.queryExecution().optimizedPlan().stats().sizeInBytes()))
     if size >= 1 << 62:
-        return shuffle  # no estimate: a DataFrame not read from files
-    return max(shuffle, min(-(-size // (32 << 20)), 100_000))
+        # No estimate (a DataFrame not read from files): Spark's own default.
+        return int(spark.conf.get("spark.sql.shuffle.partitions"))
+    cores = spark.sparkContext.defaultParallelism
+    return max(cores, min(-(-size // bytes_each), 100_000))
 
 
 def score_fleet(rentals, telemetry, as_of: pitwall.Time, model: Optional[pitwall.Model] = None,
@@ -253,21 +264,26 @@ def score_fleet(rentals, telemetry, as_of: pitwall.Time, model: Optional[pitwall
     columns of ``score run``'s Parquet outputs (timestamps as Spark's).
 
     ``partitions`` sets how many pieces the telemetry is scored in (by
-    default one per ~32 MB of input, at least ``spark.sql.shuffle.partitions``);
-    each must fit a Python worker's memory. The counts are
+    default one per ~16 MB of input, at least one per core); each must fit
+    a Python worker's memory. The counts are
     computed here (one Spark job); the DataFrames are cached, so writing
     them does not score the fleet again."""
     from pyspark.sql import functions as F
 
     _refuse_bad_schema(rentals, "rentals", RENTAL_COLUMNS)
     _refuse_bad_schema(telemetry, "telemetry", TELEMETRY_COLUMNS)
+    spark = telemetry.sparkSession
+    # Spark hands a partition to Python in batches of this many rows; the
+    # default (10,000) makes the hand-over of a car's samples a few hundred batches.
+    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(ARROW_BATCH_ROWS))
     model = model or pitwall.Model.default()
     text, as_of = model.to_toml(), pitwall.as_of_ms(as_of)
     grace_ms = None if grace is None else grace // _dt.timedelta(milliseconds=1)
     s = _engine_schemas()
 
     keep = [c for c in rentals.columns if c in RENTAL_COLUMNS + [FILE, ROW]]
-    checked = (rentals.select(*keep).repartition("rental_id")
+    small = _partitions(rentals, 32 << 20)
+    checked = (rentals.select(*keep).repartition(small, "rental_id")
                .mapInArrow(_check_rentals_partition, _spark_type(_transport("rentals"))).persist())
     valid = checked.where(F.col(KIND) == "valid").select(*s["rentals"].names)
     rejected_rentals = _named(rentals, _unprefixed(checked.where(F.col(KIND) == "reject"), s["rejected_rentals"]))
@@ -280,7 +296,7 @@ def score_fleet(rentals, telemetry, as_of: pitwall.Time, model: Optional[pitwall
                                 _unprefixed(scored.where(F.col(KIND) == "reject"), s["rejected_telemetry"]))
     counts = scored.where(F.col(KIND) == "counts").agg(*[F.sum(c).alias(c) for c in COUNTS]).first()
 
-    member_scores = (rental_scores.repartition("member_id")
+    member_scores = (rental_scores.repartition(small, "member_id")
                      .mapInArrow(_score_members_partition(text, as_of),
                                  _spark_type(_spark_schema(s["member_scores"]))).persist())
     return SparkScores(rental_scores, member_scores, rejected_rentals, rejected_telemetry,
@@ -289,14 +305,18 @@ def score_fleet(rentals, telemetry, as_of: pitwall.Time, model: Optional[pitwall
 
 def by_car(rentals, telemetry, partitions: Optional[int] = None):
     """The telemetry pass's input: every sample and every rental of a car
-    in one partition, unsorted. A rental rides as a struct column
+    in one partition, unsorted. A rental rides as JSON text in one column
     (``_pitwall_rental``), null on samples. ``bench/spark_backfill.py``
     times this shuffle alone."""
     from pyspark.sql import functions as F
     keep = [c for c in telemetry.columns if c in TELEMETRY_COLUMNS + [FILE, ROW]]
-    cars = rentals.select("car_id", F.struct(*RENTAL_COLUMNS).alias(RENTAL))
+    # One column, null on samples: a struct would cost Spark a null per
+    # field on every sample when it hands the partition to Python.
+    rental = F.to_json(F.struct("rental_id", "member_id", "car_id", F.unix_millis("start_at").alias("start_at"),
+                                F.unix_millis("end_at").alias("end_at")))
+    cars = rentals.select("car_id", rental.alias(RENTAL))
     both = telemetry.select(*keep).unionByName(cars, allowMissingColumns=True)
-    return both.repartition(_partitions(telemetry.sparkSession, telemetry, partitions), "car_id")
+    return both.repartition(_partitions(telemetry, 16 << 20, partitions), "car_id")
 
 
 def _named(source, rejected):
