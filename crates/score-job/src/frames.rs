@@ -91,9 +91,7 @@ pub fn score(
         rentals,
         cars: &cars,
         as_of: o.as_of,
-        grace_ms: o
-            .grace_ms
-            .unwrap_or(o.model.completeness.grace.as_millis() as i64),
+        grace_ms: o.grace_ms.unwrap_or(o.model.completeness.grace_ms()),
         model: o.model,
     };
     let mut scored = Scored::of(rentals.len());

@@ -82,8 +82,7 @@ impl JobConfig {
     }
 
     pub fn grace_ms(&self) -> i64 {
-        self.grace_ms
-            .unwrap_or(self.model.completeness.grace.as_millis() as i64)
+        self.grace_ms.unwrap_or(self.model.completeness.grace_ms())
     }
 }
 

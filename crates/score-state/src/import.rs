@@ -128,7 +128,7 @@ fn import_bucketed(
         as_of_ms: as_of,
         as_of: rfc3339(as_of),
         model: model_id.clone(),
-        grace_ms: model.completeness.grace.as_millis() as i64,
+        grace_ms: model.completeness.grace_ms(),
         pitwall_version: env!("CARGO_PKG_VERSION").to_string(),
         committed_at: rfc3339(now_ms()),
         forced: false,

@@ -74,6 +74,11 @@ fn default_tail_within() -> Duration {
 }
 
 impl CompletenessParams {
+    /// The grace period for late telemetry, in ms (what runs and states record).
+    pub fn grace_ms(&self) -> i64 {
+        i64::try_from(self.grace.as_millis()).unwrap_or(i64::MAX)
+    }
+
     pub fn tail_within_ms(&self) -> i64 {
         i64::try_from(self.tail_within.as_millis()).unwrap_or(i64::MAX)
     }
